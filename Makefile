@@ -1,0 +1,51 @@
+# HFThot Research Lab. Two commands on a fresh machine: `make demo`, `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+export LAB_DATA ?= $(CURDIR)/data
+
+.PHONY: help setup demo demo-bg stop test test-slow bench chromium lock clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: $(VENV)/.stamp  ## create .venv with the pinned versions of requirements.lock
+
+$(VENV)/.stamp: requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip install -q --python $(PY) -r requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+chromium:  ## Debian's headless Chromium for the browser tests (never `playwright install`)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+demo: setup  ## start simulator, recorders, Jupyter (:8888) and Streamlit (:8501); Ctrl-C stops all
+	$(VENV)/bin/lab demo
+
+demo-bg: setup  ## the same demo, in the background (stop it with `make stop`)
+	$(VENV)/bin/lab demo --background
+
+stop:  ## stop a demo started in the background
+	@test -x $(VENV)/bin/lab && $(VENV)/bin/lab demo --stop || true
+
+test: setup chromium  ## the whole suite (not the `slow` soak/scale runs); ~10 min on 2 cores
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: setup chromium  ## soak and scale runs too
+	$(PY) -m pytest -q
+
+bench: setup  ## every benchmark in bench/, figures printed
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lock:  ## re-resolve requirements.lock from pyproject.toml
+	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache

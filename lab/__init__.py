@@ -1,0 +1,53 @@
+"""HFThot Research Lab: the analysis library.
+
+>>> import lab
+>>> con = lab.connect()            # DuckDB, one view per lake table   # doctest: +SKIP
+>>> lf = lab.scan("trades", venue="binance", symbol="BTC-USDT")     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import polars as pl
+
+from lab.lake import Lake, data_dir, default_lake
+from lab.schema import TABLES, SchemaError
+from lab.sql import connect, refresh
+
+__all__ = ["Lake", "SchemaError", "TABLES", "connect", "refresh", "scan", "data_dir",
+           "default_lake", "start_recorder"]
+
+
+def scan(
+    table: str,
+    *,
+    venue: str | Iterable[str] | None = None,
+    symbol: str | Iterable[str] | None = None,
+    start: dt.datetime | dt.date | str | None = None,
+    end: dt.datetime | dt.date | str | None = None,
+    lake: Lake | str | None = None,
+) -> pl.LazyFrame:
+    """Polars LazyFrame over a lake table, filters pushed down (see :meth:`Lake.scan`)."""
+    lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else default_lake()
+    return lk.scan(table, venue=venue, symbol=symbol, start=start, end=end)
+
+
+def start_recorder(*args, **kwargs):
+    """Launch a recorder in a background process (see :mod:`recorders.handle`)."""
+    from recorders.handle import start_recorder as _start
+
+    return _start(*args, **kwargs)
+
+
+_SUBMODULES = {"bars", "book", "micro", "arbitrage", "risk", "backtest", "plots", "live", "features"}
+
+
+def __getattr__(name: str):
+    """``lab.micro``, ``lab.arbitrage``, ... import on first use."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"lab.{name}")
+    raise AttributeError(f"module 'lab' has no attribute {name!r}")

@@ -1,0 +1,228 @@
+"""The lake: one Delta Lake table per canonical record kind.
+
+Writers (recorders, the simulator's bulk loader, the paper runner) call
+:meth:`Lake.append`; readers use :func:`lab.connect` (DuckDB) or
+:func:`lab.scan` (Polars). Delta's optimistic commits give atomic appends,
+snapshot isolation for readers and safe concurrent writers; :meth:`Lake.maintain`
+compacts small files, checkpoints the log and removes files that no
+snapshot has referenced for a grace period (so a reader mid-query never
+loses a file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from lab.schema import TABLES, SchemaError, conform, table_spec
+
+__all__ = ["Lake", "data_dir", "default_lake", "LakeError"]
+
+_WRITER_PROPS = WriterProperties(compression="ZSTD", compression_level=1)
+
+
+class LakeError(RuntimeError):
+    """A lake operation failed for a reason other than a bad batch."""
+
+
+def data_dir() -> Path:
+    """``$LAB_DATA`` (default ``./data``): where the lake and journals live."""
+    return Path(os.environ.get("LAB_DATA", "data")).expanduser()
+
+
+def default_lake() -> "Lake":
+    return Lake(data_dir() / "lake")
+
+
+def _as_datetime(v: dt.datetime | dt.date | str | None) -> dt.datetime | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = dt.datetime.fromisoformat(v)
+    elif not isinstance(v, dt.datetime):
+        v = dt.datetime(v.year, v.month, v.day)
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=dt.timezone.utc)
+    return v.astimezone(dt.timezone.utc)
+
+
+class Lake:
+    """A directory of Delta tables, ``<root>/<table>``.
+
+    >>> import tempfile, polars as pl, datetime as dt
+    >>> lake = Lake(tempfile.mkdtemp())
+    >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    >>> _ = lake.append("feed_events", pl.DataFrame({"ts_local": [t], "venue": ["binance"],
+    ...     "symbol": ["BTC-USDT"], "kind": ["gap"], "detail": ["U=5 expected 4"]}))
+    >>> lake.scan("feed_events").select("kind").collect().item()
+    'gap'
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else data_dir() / "lake"
+
+    def __repr__(self) -> str:
+        return f"Lake({str(self.root)!r})"
+
+    # -- layout ---------------------------------------------------------
+    def path(self, table: str) -> Path:
+        table_spec(table)
+        return self.root / table
+
+    def exists(self, table: str) -> bool:
+        return (self.path(table) / "_delta_log").is_dir()
+
+    def tables(self) -> list[str]:
+        """Canonical tables that have at least one commit."""
+        return [t for t in TABLES if self.exists(t)]
+
+    def _ensure(self, table: str) -> None:
+        if self.exists(table):
+            return
+        schema = table_spec(table).schema.to_arrow()
+        for attempt in range(20):
+            try:
+                DeltaTable.create(self.path(table), schema, mode="ignore")
+                return
+            except (CommitFailedError, DeltaError, OSError):
+                if self.exists(table) and self._loadable(table):
+                    return
+                time.sleep(0.02 * (attempt + 1))
+        raise LakeError(f"could not create table {table!r} at {self.path(table)}")
+
+    def _loadable(self, table: str) -> bool:
+        try:
+            DeltaTable(self.path(table))
+            return True
+        except (TableNotFoundError, DeltaError, OSError):
+            return False
+
+    # -- writing --------------------------------------------------------
+    def append(self, table: str, data: pl.DataFrame | pa.Table) -> int:
+        """Append one batch atomically; return the new table version.
+
+        The batch must carry exactly the table's columns with its dtypes
+        (see :mod:`lab.schema`); otherwise :class:`SchemaError` names the
+        bad column and nothing is written. Concurrent appends from several
+        processes are safe: Delta retries the commit.
+        """
+        df = data if isinstance(data, pl.DataFrame) else pl.from_arrow(data)
+        if not isinstance(df, pl.DataFrame):
+            raise SchemaError(f"{table}: expected a table, got {type(data).__name__}")
+        df = conform(table, df)
+        if df.height == 0:
+            return self.version(table)
+        self._ensure(table)
+        arrow = df.to_arrow()
+        last: Exception | None = None
+        for attempt in range(10):
+            try:
+                write_deltalake(
+                    self.path(table), arrow, mode="append",
+                    writer_properties=_WRITER_PROPS,
+                )
+                return self.version(table)
+            except CommitFailedError as e:  # rare: too many concurrent commits
+                last = e
+                time.sleep(0.01 * (attempt + 1))
+        raise LakeError(f"{table}: append failed after retries: {last}")
+
+    def version(self, table: str) -> int:
+        if not self.exists(table):
+            return -1
+        return DeltaTable(self.path(table)).version()
+
+    # -- reading --------------------------------------------------------
+    def delta(self, table: str) -> DeltaTable | None:
+        return DeltaTable(self.path(table)) if self.exists(table) else None
+
+    def dataset(self, table: str):  # -> pyarrow.dataset.Dataset
+        """A pyarrow Dataset of the latest snapshot (empty if the table is new)."""
+        import pyarrow.dataset as ds
+
+        t = self.delta(table)
+        if t is None:
+            return ds.dataset(table_spec(table).schema.to_arrow().empty_table())
+        return t.to_pyarrow_dataset()
+
+    def scan(
+        self,
+        table: str,
+        *,
+        venue: str | Iterable[str] | None = None,
+        symbol: str | Iterable[str] | None = None,
+        start: dt.datetime | dt.date | str | None = None,
+        end: dt.datetime | dt.date | str | None = None,
+    ) -> pl.LazyFrame:
+        """Lazy scan of ``table`` with venue/symbol/time filters pushed down.
+
+        ``start`` is inclusive and ``end`` exclusive, on the table's time
+        column; naive datetimes are taken as UTC. Time filters prune files
+        and row groups by their min/max statistics.
+        """
+        spec = table_spec(table)
+        if not self.exists(table):
+            lf = pl.LazyFrame(schema=spec.schema)
+        else:
+            lf = pl.scan_delta(str(self.path(table)))
+        t0, t1 = _as_datetime(start), _as_datetime(end)
+        preds: list[pl.Expr] = []
+        tc = pl.col(spec.time_column)
+        if t0 is not None:
+            preds.append(tc >= t0)
+        if t1 is not None:
+            preds.append(tc < t1)
+        for col, val in (("venue", venue), ("symbol", symbol)):
+            if val is None or col not in spec.columns:
+                continue
+            preds.append(pl.col(col) == val if isinstance(val, str) else pl.col(col).is_in(list(val)))
+        if preds:
+            lf = lf.filter(*preds)
+        return lf
+
+    def read(self, table: str, **filters) -> pl.DataFrame:
+        return self.scan(table, **filters).collect()
+
+    # -- upkeep ---------------------------------------------------------
+    def maintain(
+        self,
+        table: str | None = None,
+        *,
+        grace: dt.timedelta = dt.timedelta(hours=1),
+        target_size: int = 128 * 1024 * 1024,
+        min_files: int = 8,
+    ) -> dict[str, dict]:
+        """Compact small files, checkpoint the log and vacuum unreferenced files.
+
+        Files removed by compaction stay on disk for ``grace`` (rounded up to
+        whole hours by Delta; ``grace=0`` removes at once and is only safe
+        with no reader running) so a query that started before compaction
+        still finds every file it planned to read.
+        """
+        out: dict[str, dict] = {}
+        for name in [table] if table else self.tables():
+            t = self.delta(name)
+            if t is None:
+                continue
+            info: dict = {"version_before": t.version()}
+            nfiles = len(t.file_uris())
+            if nfiles >= min_files:
+                m = t.optimize.compact(target_size=target_size, writer_properties=_WRITER_PROPS)
+                info["compacted"] = {k: m.get(k) for k in ("numFilesAdded", "numFilesRemoved")}
+                t = DeltaTable(self.path(name))
+            t.create_checkpoint()
+            t.cleanup_metadata()
+            hours = int(-(-grace.total_seconds() // 3600))
+            info["vacuumed"] = len(t.vacuum(retention_hours=hours, dry_run=False,
+                                            enforce_retention_duration=False))
+            info["files"] = len(DeltaTable(self.path(name)).file_uris())
+            out[name] = info
+        return out

@@ -1,0 +1,41 @@
+"""``lab maintain``: keep the lake fast while recording goes on."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+
+from lab.lake import Lake
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lake", default=None, help="lake directory (default $LAB_DATA/lake)")
+    p.add_argument("--table", default=None, help="one table (default: all)")
+    p.add_argument("--every", type=float, default=0.0,
+                   help="seconds between passes; 0 runs one pass and exits")
+    p.add_argument("--grace-hours", type=float, default=1.0,
+                   help="keep files removed by compaction this long so running queries never lose one")
+
+
+def run_loop(lake: Lake, every: float, grace: dt.timedelta, table: str | None = None,
+             stop=lambda: False) -> None:
+    while not stop():
+        t0 = time.monotonic()
+        try:
+            lake.maintain(table, grace=grace)
+        except Exception as e:  # keep going: maintenance must never kill the lab
+            print(f"lab maintain: pass failed: {e}", flush=True)
+        while not stop() and time.monotonic() - t0 < every:
+            time.sleep(0.2)
+
+
+def run(args: argparse.Namespace) -> int:
+    lake = Lake(args.lake) if args.lake else Lake()
+    grace = dt.timedelta(hours=args.grace_hours)
+    if args.every <= 0:
+        print(json.dumps(lake.maintain(args.table, grace=grace), indent=2, default=str))
+        return 0
+    run_loop(lake, args.every, grace, args.table)
+    return 0
