@@ -1,0 +1,60 @@
+"""The two-command setup's own files: they parse and agree with each other."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from lab.cli import COMMANDS, _load
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_lock_pins_every_declared_dependency():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = [re.split(r"[<>=\[ ]", d)[0].lower() for d in deps["dependencies"] + deps["optional-dependencies"]["test"]]
+    pinned = {ln.split("==")[0].lower() for ln in (ROOT / "requirements.lock").read_text().splitlines()
+              if "==" in ln and not ln.startswith("#")}
+    missing = [n for n in names if n not in pinned]
+    assert not missing, f"not pinned in requirements.lock (run `make lock`): {missing}"
+
+
+def test_environment_yml_installs_the_lock_and_the_project():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-r requirements.lock" in pip and "-e ." in pip
+
+
+def test_docker_compose_parses_and_publishes_only_on_loopback():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    ports = [p for s in compose["services"].values() for p in s.get("ports", [])]
+    assert ports, "no published ports"
+    assert all(str(p).startswith("127.0.0.1:") for p in ports), ports
+    published = {int(str(p).split(":")[1]) for p in ports}
+    assert {8888, 8501, 50052} <= published
+
+
+def test_makefile_has_the_two_commands_and_ci_calls_make_test():
+    mk = (ROOT / "Makefile").read_text()
+    assert re.search(r"^demo:", mk, re.M) and re.search(r"^test:", mk, re.M)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_available_subcommand_has_help():
+    for name in COMMANDS:
+        if _load(name) is None:
+            continue
+        out = subprocess.run([sys.executable, "-m", "lab.cli", name, "--help"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, f"lab {name} --help failed: {out.stderr[-1500:]}"
+        assert "usage: lab " + name in out.stdout
+
+
+def test_unknown_subcommand_is_a_clear_error():
+    out = subprocess.run([sys.executable, "-m", "lab.cli", "recrod"], capture_output=True, text=True)
+    assert out.returncode == 2 and "invalid choice: 'recrod'" in out.stderr
