@@ -1,0 +1,159 @@
+"""``lab simulate``: the local exchange simulator.
+
+Three modes:
+
+* live (default): serve the venues' WebSocket/REST protocols on 127.0.0.1,
+  ports ``--port-base`` + 0..4 (binance, coinbase, kraken, okx, bybit);
+* ``--to-lake``: write ``--days`` of simulated history straight into the lake;
+* ``--replay PATH``: serve the ``raw_messages`` journal of the lake at PATH
+  through the same WebSocket paths, at the recorded pace or ``--speed`` N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import signal
+import sys
+
+__all__ = ["add_arguments", "run"]
+
+
+def _csv(s: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from recorders.sim.config import FAULT_PRESETS, VENUES
+
+    p.add_argument("--venues", type=_csv, default=("binance", "coinbase", "kraken"),
+                   help=f"comma-separated venues to simulate, from {','.join(VENUES)}")
+    p.add_argument("--assets", type=_csv, default=("BTC", "ETH", "SOL"),
+                   help="comma-separated assets (BTC, ETH, SOL); ETH-BTC is listed when both are")
+    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same market")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="run the simulated clock N times faster than real time (live and replay)")
+    p.add_argument("--port-base", type=int, default=9443,
+                   help="first port; venues use port-base+0..4 (binance, coinbase, kraken, okx, bybit)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
+    p.add_argument("--faults", default="off", choices=sorted(FAULT_PRESETS),
+                   help="fault-injection preset: off, gentle (demo) or heavy (recorder tests)")
+    p.add_argument("--no-arbitrage", action="store_true",
+                   help="venues follow the latent price with no lag or noise (no lead-lag, no arbitrage)")
+    p.add_argument("--lags", default=None,
+                   help="venue information lags in ms, e.g. binance=0,coinbase=50,kraken=150 "
+                        "(the smallest lag is the leader)")
+    p.add_argument("--lifetime", type=float, default=86400.0,
+                   help="seconds after which a Binance connection is closed (the real venue: 24 h)")
+    p.add_argument("--truth-dir", default=None,
+                   help="write ground truth (faults/trades/books/connections .jsonl) into this directory")
+    p.add_argument("--duration", type=float, default=None,
+                   help="stop after this many wall-clock seconds (default: run until Ctrl-C)")
+    g = p.add_argument_group("bulk history (--to-lake)")
+    g.add_argument("--to-lake", action="store_true",
+                   help="write simulated history straight into the lake instead of serving sockets")
+    g.add_argument("--days", type=float, default=1.0, help="simulated days to write with --to-lake")
+    g.add_argument("--start", default=None,
+                   help="first simulated instant (ISO date/time, UTC); default: --days before today 00:00 UTC")
+    g.add_argument("--lake", default=None, help="lake directory (default $LAB_DATA/lake)")
+    r = p.add_argument_group("replay (--replay)")
+    r.add_argument("--replay", default=None, metavar="PATH",
+                   help="serve the raw_messages journal of the lake at PATH (a lake root or its "
+                        "raw_messages table directory)")
+    r.add_argument("--replay-start", default=None, help="replay only messages at/after this ISO time")
+    r.add_argument("--replay-end", default=None, help="replay only messages before this ISO time")
+
+
+def _parse_lags(s: str | None) -> dict[str, float] | None:
+    if not s:
+        return None
+    out: dict[str, float] = {}
+    for part in s.split(","):
+        k, _, v = part.partition("=")
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise SystemExit(f"--lags: bad entry {part!r}; expected venue=ms") from None
+    return out
+
+
+def make_config(args: argparse.Namespace):
+    import msgspec
+
+    from recorders.sim.config import DEFAULT_LAGS_MS, FAULT_PRESETS, SimConfig
+
+    lags = dict(DEFAULT_LAGS_MS)
+    lags.update(_parse_lags(args.lags) or {})
+    return SimConfig(
+        seed=args.seed, venues=tuple(args.venues), assets=tuple(args.assets), speed=args.speed,
+        host=args.host, port_base=args.port_base, faults=FAULT_PRESETS[args.faults],
+        arbitrage=not args.no_arbitrage, lags_ms=lags, lifetime_s=args.lifetime,
+        truth_dir=args.truth_dir,
+    )
+
+
+def _run_bulk(args: argparse.Namespace) -> int:
+    from lab.lake import Lake, default_lake
+    from recorders.sim.bulk import write_to_lake
+
+    if args.days <= 0:
+        print(f"--days must be > 0, got {args.days}", file=sys.stderr)
+        return 2
+    if args.start:
+        start = dt.datetime.fromisoformat(args.start)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=dt.timezone.utc)
+    else:
+        today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = today - dt.timedelta(days=args.days)
+    lake = Lake(args.lake) if args.lake else default_lake()
+    cfg = make_config(args)
+    t = dt.datetime.now()
+    n = write_to_lake(lake, start=start, duration=dt.timedelta(days=args.days),
+                      venues=cfg.venues, assets=cfg.assets, seed=args.seed, progress=True,
+                      config=cfg)
+    secs = (dt.datetime.now() - t).total_seconds()
+    total = sum(n.values())
+    print(f"wrote {total:,} rows to {lake.root} in {secs:.1f} s ({total / secs:,.0f} rows/s): "
+          + ", ".join(f"{k} {v:,}" for k, v in n.items()))
+    return 0
+
+
+async def _serve(server, duration: float | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await server.start()
+    for name, url in server.urls().items():
+        print(f"{name:>14}: {url}", flush=True)
+    try:
+        if duration is None:
+            await stop.wait()
+        else:
+            try:
+                await asyncio.wait_for(stop.wait(), duration)
+            except TimeoutError:
+                pass
+    finally:
+        await server.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.to_lake:
+        return _run_bulk(args)
+    if args.replay:
+        from recorders.sim.replay import Replayer
+
+        server = Replayer(args.replay, host=args.host, port_base=args.port_base,
+                          speed=args.speed, start=args.replay_start, end=args.replay_end)
+    else:
+        from recorders.sim.server import Simulator
+
+        server = Simulator(make_config(args))
+    asyncio.run(_serve(server, args.duration))
+    return 0
