@@ -1,0 +1,336 @@
+"""What every venue adapter shares: columnar row batches, trade de-duplication,
+the book bookkeeping (quotes after each change, sampled top-N snapshots) and
+the adapter interface the connection loop drives.
+
+Adapters are pure: they never open sockets or read clocks. The receive time
+``ts_local`` (int microseconds since the epoch) is an argument, so replaying a
+journal gives exactly the rows recorded live.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from collections.abc import Iterable
+from typing import ClassVar
+
+import polars as pl
+
+from recorders.book import Book
+
+__all__ = [
+    "Rows", "TradeIds", "Adapter", "COLUMNS", "rfc3339_us", "ms_us", "split_symbol",
+    "RejectedMessage",
+]
+
+# Column order per table (timestamps are int microseconds here; the writer casts).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "trades": ("ts_exchange", "ts_local", "venue", "symbol", "trade_id", "price", "qty", "side"),
+    "book_updates": ("ts_exchange", "ts_local", "venue", "symbol", "side", "price", "qty",
+                     "is_snapshot", "seq"),
+    "quotes": ("ts_exchange", "ts_local", "venue", "symbol", "bid_px", "bid_qty", "ask_px", "ask_qty"),
+    "book_snapshots": ("ts_exchange", "ts_local", "venue", "symbol", "level", "side", "price", "qty"),
+    "raw_messages": ("ts_local", "venue", "conn_id", "recv_seq", "payload"),
+    "feed_events": ("ts_local", "venue", "symbol", "kind", "detail"),
+}
+_TS_COLS = {"ts_exchange", "ts_local"}
+_DTYPES: dict[str, pl.DataType] = {
+    "ts_exchange": pl.Int64(), "ts_local": pl.Int64(), "price": pl.Float64(), "qty": pl.Float64(),
+    "bid_px": pl.Float64(), "bid_qty": pl.Float64(), "ask_px": pl.Float64(), "ask_qty": pl.Float64(),
+    "seq": pl.Int64(), "recv_seq": pl.Int64(), "level": pl.Int32(), "is_snapshot": pl.Boolean(),
+}
+
+
+class RejectedMessage(ValueError):
+    """A message the adapter could not understand (quarantined, never fatal)."""
+
+
+class Rows:
+    """Rows for every table as columnar Python lists (cheap appends, one
+    DataFrame per table at flush time).
+
+    >>> r = Rows()
+    >>> r.event(1_700_000_000_000_000, "binance", "BTC-USDT", "gap", "U=5 expected 4")
+    >>> r.frame("feed_events").select("kind", "ts_local").row(0)
+    ('gap', datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=zoneinfo.ZoneInfo(key='UTC')))
+    """
+
+    __slots__ = ("cols", "trades", "book_updates", "quotes", "book_snapshots", "raw_messages",
+                 "feed_events")
+
+    def __init__(self) -> None:
+        self.cols: dict[str, tuple[list, ...]] = {t: tuple([] for _ in c) for t, c in COLUMNS.items()}
+        for t, c in self.cols.items():
+            setattr(self, t, c)
+
+    def __len__(self) -> int:
+        return sum(len(c[0]) for c in self.cols.values())
+
+    def count(self, table: str) -> int:
+        return len(self.cols[table][0])
+
+    def counts(self) -> dict[str, int]:
+        return {t: len(c[0]) for t, c in self.cols.items()}
+
+    def event(self, ts_local: int, venue: str, symbol: str | None, kind: str, detail: str) -> None:
+        c = self.feed_events
+        c[0].append(ts_local); c[1].append(venue); c[2].append(symbol); c[3].append(kind)
+        c[4].append(detail)
+
+    def raw(self, ts_local: int, venue: str, conn_id: str, recv_seq: int, payload: str) -> None:
+        c = self.raw_messages
+        c[0].append(ts_local); c[1].append(venue); c[2].append(conn_id); c[3].append(recv_seq)
+        c[4].append(payload)
+
+    def extend(self, other: "Rows") -> None:
+        for t, cols in self.cols.items():
+            for a, b in zip(cols, other.cols[t]):
+                a.extend(b)
+
+    def dicts(self, table: str, start: int = 0) -> list[dict]:
+        """Rows ``start:`` of ``table`` as dicts (timestamps stay int microseconds)."""
+        names = COLUMNS[table]
+        cols = [c[start:] for c in self.cols[table]]
+        return [dict(zip(names, vals)) for vals in zip(*cols)]
+
+    def frame(self, table: str) -> pl.DataFrame:
+        """``table``'s rows as a canonical-dtype DataFrame."""
+        names = COLUMNS[table]
+        series = []
+        for name, values in zip(names, self.cols[table]):
+            s = pl.Series(name, values, dtype=_DTYPES.get(name, pl.String()))
+            if name in _TS_COLS:
+                s = s.cast(pl.Datetime("us", "UTC"))
+            series.append(s)
+        return pl.DataFrame(series)
+
+    def frames(self) -> dict[str, pl.DataFrame]:
+        return {t: self.frame(t) for t in COLUMNS if self.count(t)}
+
+
+class TradeIds:
+    """Recently seen trade ids per symbol (bounded), for de-duplication across
+    overlapping connections and restarts.
+
+    >>> ids = TradeIds(capacity=2)
+    >>> ids.add("BTC-USDT", "1"), ids.add("BTC-USDT", "1"), ids.add("BTC-USDT", "2")
+    (True, False, True)
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._seen: dict[str, set[str]] = {}
+        self._order: dict[str, deque[str]] = {}
+
+    def add(self, symbol: str, trade_id: str) -> bool:
+        """Remember ``trade_id``; False if it was already seen."""
+        seen = self._seen.get(symbol)
+        if seen is None:
+            seen = self._seen[symbol] = set()
+            self._order[symbol] = deque()
+        if trade_id in seen:
+            return False
+        seen.add(trade_id)
+        order = self._order[symbol]
+        order.append(trade_id)
+        if len(order) > self.capacity:
+            seen.discard(order.popleft())
+        return True
+
+    def seed(self, symbol: str, trade_ids: Iterable[str]) -> None:
+        for t in trade_ids:
+            self.add(symbol, t)
+
+
+_EPOCH_CACHE: dict[str, int] = {}
+
+
+def rfc3339_us(s: str) -> int:
+    """RFC 3339 UTC text (any fraction length) to int microseconds.
+
+    >>> rfc3339_us("2023-02-09T20:32:50.714964855Z")
+    1675974770714964
+    >>> rfc3339_us("2023-02-09T20:32:50Z")
+    1675974770000000
+    """
+    head = s[:19]
+    base = _EPOCH_CACHE.get(head)
+    if base is None:
+        d = dt.datetime.fromisoformat(head).replace(tzinfo=dt.timezone.utc)
+        base = int(d.timestamp()) * 1_000_000
+        if len(_EPOCH_CACHE) > 100_000:
+            _EPOCH_CACHE.clear()
+        _EPOCH_CACHE[head] = base
+    if len(s) > 20 and s[19] == ".":
+        frac = s[20:].rstrip("Z")
+        end = len(frac)
+        for i, ch in enumerate(frac):
+            if not ch.isdigit():
+                end = i
+                break
+        frac = frac[:end]
+        return base + int((frac + "000000")[:6])
+    return base
+
+
+def ms_us(ms: int | str) -> int:
+    """Milliseconds (int or decimal text) to microseconds."""
+    return int(ms) * 1000
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """Canonical ``BASE-QUOTE`` into its parts, with a clear error otherwise.
+
+    >>> split_symbol("btc-usdt")
+    ('BTC', 'USDT')
+    """
+    parts = symbol.upper().replace("/", "-").split("-")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"symbol {symbol!r} is not BASE-QUOTE (e.g. BTC-USDT)")
+    return parts[0], parts[1]
+
+
+class Adapter:
+    """One connection's worth of venue state: books, sequence checks, parsing.
+
+    Subclasses implement :meth:`url`, :meth:`subscribe_messages` and
+    :meth:`on_message` (and :meth:`on_snapshot` for venues that take REST
+    snapshots). Requests for the connection loop go to :attr:`actions`:
+    ``("snapshot", symbol)`` (fetch a REST snapshot), ``("send", text)``.
+    """
+
+    venue: ClassVar[str] = ""
+    rest_snapshots: ClassVar[bool] = False
+    keepalive_every: ClassVar[float] = 0.0  # seconds; 0 = the venue needs no client ping
+    silence_timeout: ClassVar[float] = 30.0
+
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        out: Rows | None = None,
+        *,
+        trade_ids: TradeIds | None = None,
+        depth: int | None = None,
+        snapshot_levels: int = 25,
+        snapshot_every_us: int = 1_000_000,
+    ) -> None:
+        self.symbols = [s.upper() for s in symbols]
+        if not self.symbols:
+            raise ValueError(f"{self.venue}: no symbols given")
+        for s in self.symbols:
+            split_symbol(s)
+        self.out = out if out is not None else Rows()
+        self.trade_ids = trade_ids if trade_ids is not None else TradeIds()
+        if depth is not None:
+            self.depth = depth
+        self.snapshot_levels = snapshot_levels
+        self.snapshot_every_us = snapshot_every_us
+        self.books: dict[str, Book] = {s: Book() for s in self.symbols}
+        self.synced: dict[str, bool] = {s: False for s in self.symbols}
+        self.actions: list[tuple[str, str]] = []
+        self.book_enabled = True  # False while draining an old connection (trades only)
+        self.stats: dict[str, int] = {"messages": 0, "gaps": 0, "resyncs": 0,
+                                      "checksum_failures": 0, "rejected": 0, "duplicates": 0}
+        self.last_msg_us: dict[str, int] = {}
+        self._last_top: dict[str, tuple] = {}
+        self._next_sample: dict[str, int] = {}
+
+    # -- interface -------------------------------------------------------
+    def url(self, base_url: str) -> str:
+        return base_url
+
+    def subscribe_messages(self) -> list[str]:
+        raise NotImplementedError
+
+    def keepalive_message(self) -> str | None:
+        return None
+
+    def on_message(self, raw: bytes | str, ts_local: int) -> None:
+        raise NotImplementedError
+
+    def on_snapshot(self, symbol: str, body: bytes | str, ts_local: int) -> None:
+        raise NotImplementedError(f"{self.venue} takes no REST snapshots")
+
+    def snapshot_url(self, rest_base: str, symbol: str) -> str:
+        raise NotImplementedError(f"{self.venue} takes no REST snapshots")
+
+    # -- helpers for subclasses -------------------------------------------
+    def _sym(self, venue_sym: str) -> str:
+        sym = self._by_venue.get(venue_sym)  # type: ignore[attr-defined]
+        if sym is None:
+            raise ValueError(f"unsubscribed symbol {venue_sym!r}")
+        return sym
+
+    def feed(self, raw: bytes | str, ts_local: int) -> None:
+        """:meth:`on_message` that quarantines anything unparseable as a
+        ``rejected_message`` feed event instead of raising."""
+        try:
+            self.on_message(raw, ts_local)
+        except Exception as e:  # noqa: BLE001 - any bad input is data, never a crash
+            self.reject(raw, ts_local, e)
+
+    def reject(self, raw: bytes | str, ts_local: int, err: BaseException | str,
+               symbol: str | None = None) -> None:
+        self.stats["rejected"] += 1
+        text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else str(raw)
+        self.out.event(ts_local, self.venue, symbol, "rejected_message",
+                       f"{type(err).__name__ if isinstance(err, BaseException) else 'error'}: "
+                       f"{err} | raw: {text[:20000]}")
+
+    def event(self, ts_local: int, symbol: str | None, kind: str, detail: str) -> None:
+        self.out.event(ts_local, self.venue, symbol, kind, detail)
+
+    def gap(self, ts_local: int, symbol: str | None, detail: str) -> None:
+        self.stats["gaps"] += 1
+        self.event(ts_local, symbol, "gap", detail)
+
+    def resync(self, ts_local: int, symbol: str, detail: str) -> None:
+        """Forget ``symbol``'s book until a fresh snapshot arrives."""
+        self.stats["resyncs"] += 1
+        self.books[symbol].clear()
+        self.synced[symbol] = False
+        self._last_top.pop(symbol, None)
+        self.event(ts_local, symbol, "resync", detail)
+
+    def trade(self, ts_ex: int, ts_local: int, symbol: str, trade_id: str, price: float,
+              qty: float, side: str) -> None:
+        if not self.trade_ids.add(symbol, trade_id):
+            self.stats["duplicates"] += 1
+            return
+        c = self.out.trades
+        c[0].append(ts_ex); c[1].append(ts_local); c[2].append(self.venue); c[3].append(symbol)
+        c[4].append(trade_id); c[5].append(price); c[6].append(qty); c[7].append(side)
+
+    def level(self, ts_ex: int, ts_local: int, symbol: str, side: str, price: float, qty: float,
+              is_snapshot: bool, seq: int | None) -> None:
+        c = self.out.book_updates
+        c[0].append(ts_ex); c[1].append(ts_local); c[2].append(self.venue); c[3].append(symbol)
+        c[4].append(side); c[5].append(price); c[6].append(qty); c[7].append(is_snapshot)
+        c[8].append(seq)
+
+    def book_changed(self, symbol: str, ts_ex: int, ts_local: int) -> None:
+        """After a book message: a quote row if the top changed, a top-N
+        snapshot if the sampling interval has passed (sampled on receive time,
+        so replaying the journal reproduces it)."""
+        book = self.books[symbol]
+        top = book.top()
+        if top != self._last_top.get(symbol) and not (top[0] != top[0] and top[2] != top[2]):
+            self._last_top[symbol] = top
+            c = self.out.quotes
+            c[0].append(ts_ex); c[1].append(ts_local); c[2].append(self.venue); c[3].append(symbol)
+            c[4].append(top[0]); c[5].append(top[1]); c[6].append(top[2]); c[7].append(top[3])
+        nxt = self._next_sample.get(symbol, 0)
+        if ts_local >= nxt:
+            every = self.snapshot_every_us
+            self._next_sample[symbol] = (ts_local // every + 1) * every
+            c = self.out.book_snapshots
+            n = self.snapshot_levels
+            for side in ("bid", "ask"):
+                for i, (p, q) in enumerate(book.levels(side, n)):
+                    c[0].append(ts_ex); c[1].append(ts_local); c[2].append(self.venue)
+                    c[3].append(symbol); c[4].append(i); c[5].append(side); c[6].append(p)
+                    c[7].append(q)
+
+
+def to_text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw

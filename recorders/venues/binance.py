@@ -1,0 +1,202 @@
+"""Binance spot: trades and depth diffs on one combined stream, REST snapshots.
+
+Book rule (Binance "How to manage a local order book correctly"): buffer the
+diffs, fetch ``GET /api/v3/depth``; if the snapshot's ``lastUpdateId`` is older
+than the first buffered ``U`` fetch again; drop diffs with ``u <= lastUpdateId``;
+the first applied diff must straddle ``lastUpdateId + 1``; after that every
+diff has ``U == previous u + 1``, or the book is out of sync and starts over.
+Diffs received while the snapshot is in flight are kept in the buffer.
+
+>>> a = BinanceAdapter(["BTC-USDT"])
+>>> a.feed('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
+...        '"U":11,"u":12,"b":[["100.0","2"]],"a":[]}}', 5)
+>>> a.actions
+[('snapshot', 'BTC-USDT')]
+>>> a.on_snapshot("BTC-USDT", '{"lastUpdateId":10,"bids":[["99.0","1"]],"asks":[["101.0","1"]]}', 6)
+>>> a.books["BTC-USDT"].top()
+(100.0, 2.0, 101.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from recorders.venues.base import Adapter, ms_us, split_symbol
+
+__all__ = ["BinanceAdapter", "venue_symbol", "DEFAULT_WS", "DEFAULT_REST"]
+
+DEFAULT_WS = "wss://stream.binance.com:9443"
+DEFAULT_REST = "https://api.binance.com"
+
+
+def venue_symbol(symbol: str) -> str:
+    """``BTC-USDT`` -> ``BTCUSDT``."""
+    b, q = split_symbol(symbol)
+    return b + q
+
+
+class Trade(msgspec.Struct, tag_field="e", tag="trade"):
+    E: int
+    s: str
+    t: int
+    p: str
+    q: str
+    m: bool
+    T: int = 0
+
+
+class DepthUpdate(msgspec.Struct, tag_field="e", tag="depthUpdate"):
+    E: int
+    s: str
+    U: int
+    u: int
+    b: list[tuple[str, str]]
+    a: list[tuple[str, str]]
+
+
+class Envelope(msgspec.Struct):
+    stream: str
+    data: Trade | DepthUpdate
+
+
+class Reply(msgspec.Struct):
+    id: int | str | None  # required: anything without it is not a reply
+    result: object | None = None
+    error: object | None = None
+
+
+class Snapshot(msgspec.Struct):
+    lastUpdateId: int
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
+
+
+_env = msgspec.json.Decoder(Envelope)
+_bare = msgspec.json.Decoder(Trade | DepthUpdate)
+_reply = msgspec.json.Decoder(Reply)
+_snap = msgspec.json.Decoder(Snapshot)
+
+
+class BinanceAdapter(Adapter):
+    venue = "binance"
+    rest_snapshots = True
+    silence_timeout = 30.0
+    depth = 1000  # REST snapshot limit
+
+    def __init__(self, symbols, out=None, **kw) -> None:
+        super().__init__(symbols, out, **kw)
+        self._by_venue = {venue_symbol(s): s for s in self.symbols}
+        self._buffer: dict[str, list[DepthUpdate]] = {s: [] for s in self.symbols}
+        self._last_u: dict[str, int] = {}
+        self._pending: set[str] = set()  # symbols with a snapshot requested
+
+    def streams(self) -> list[str]:
+        out = []
+        for s in self.symbols:
+            v = venue_symbol(s).lower()
+            out += [f"{v}@trade", f"{v}@depth@100ms"]
+        return out
+
+    def url(self, base_url: str) -> str:
+        return f"{base_url.rstrip('/')}/stream?streams={'/'.join(self.streams())}"
+
+    def subscribe_messages(self) -> list[str]:
+        return []  # the streams are in the URL
+
+    def snapshot_url(self, rest_base: str, symbol: str) -> str:
+        return f"{rest_base.rstrip('/')}/api/v3/depth?symbol={venue_symbol(symbol)}&limit={self.depth}"
+
+    def _request_snapshot(self, sym: str) -> None:
+        if sym not in self._pending:
+            self._pending.add(sym)
+            self.actions.append(("snapshot", sym))
+
+    def on_message(self, raw: bytes | str, ts_local: int) -> None:
+        try:
+            msg = _env.decode(raw).data
+        except msgspec.ValidationError:
+            try:
+                msg = _bare.decode(raw)  # a /ws/<stream> connection sends bare payloads
+            except msgspec.ValidationError:
+                rep = _reply.decode(raw)  # subscription replies; anything else is rejected
+                if rep.error is not None:
+                    self.event(ts_local, None, "venue_error", str(rep.error))
+                return
+        self.stats["messages"] += 1
+        sym = self._by_venue.get(msg.s)
+        if sym is None:
+            raise ValueError(f"unsubscribed symbol {msg.s!r}")
+        self.last_msg_us[sym] = ts_local
+        if isinstance(msg, Trade):
+            # m: the buyer was the maker, so the aggressor sold.
+            self.trade(ms_us(msg.T or msg.E), ts_local, sym, str(msg.t), float(msg.p),
+                       float(msg.q), "sell" if msg.m else "buy")
+            return
+        if not self.book_enabled:
+            return
+        if not self.synced[sym]:
+            self._buffer[sym].append(msg)
+            self._request_snapshot(sym)
+            return
+        last = self._last_u[sym]
+        if msg.u <= last:
+            return  # an old (duplicate) diff
+        if msg.U != last + 1:
+            self.gap(ts_local, sym, f"U={msg.U} expected {last + 1} (previous u={last})")
+            self.resync(ts_local, sym, "depth diff sequence gap")
+            self._buffer[sym] = [msg]
+            self._request_snapshot(sym)
+            return
+        self._apply(sym, msg, ts_local)
+
+    def _apply(self, sym: str, d: DepthUpdate, ts_local: int) -> None:
+        book = self.books[sym]
+        ts_ex = ms_us(d.E)
+        seq = d.u
+        for side, levels in (("bid", d.b), ("ask", d.a)):
+            for p, q in levels:
+                px, qty = float(p), float(q)
+                book.set(side, px, qty)
+                self.level(ts_ex, ts_local, sym, side, px, qty, False, seq)
+        self._last_u[sym] = d.u
+        self.book_changed(sym, ts_ex, ts_local)
+
+    def on_snapshot(self, symbol: str, body: bytes | str, ts_local: int) -> None:
+        """Apply a REST depth snapshot, then the buffered diffs that follow it."""
+        sym = symbol.upper()
+        self._pending.discard(sym)
+        snap = _snap.decode(body)
+        buf = self._buffer[sym]
+        if buf and snap.lastUpdateId < buf[0].U - 1:
+            # Older than the first diff we hold: the diffs between are missing.
+            self.event(ts_local, sym, "snapshot_stale",
+                       f"lastUpdateId={snap.lastUpdateId} < first buffered U={buf[0].U}")
+            self._request_snapshot(sym)
+            return
+        book = self.books[sym]
+        book.clear()
+        self._last_top.pop(sym, None)
+        for side, levels in (("bid", snap.bids), ("ask", snap.asks)):
+            for p, q in levels:
+                px, qty = float(p), float(q)
+                if qty:
+                    book.set(side, px, qty)
+                    self.level(ts_local, ts_local, sym, side, px, qty, True, snap.lastUpdateId)
+        self._last_u[sym] = snap.lastUpdateId
+        self.synced[sym] = True
+        self.book_changed(sym, ts_local, ts_local)
+        self._buffer[sym] = []
+        first = True
+        for d in buf:
+            last = self._last_u[sym]
+            if d.u <= last:
+                continue
+            ok = (d.U <= last + 1) if first else (d.U == last + 1)
+            if not ok:
+                self.gap(ts_local, sym, f"U={d.U} expected {last + 1} (buffered after snapshot)")
+                self.resync(ts_local, sym, "buffered diff does not follow the snapshot")
+                self._buffer[sym] = [d] + [x for x in buf if x.u > d.u]
+                self._request_snapshot(sym)
+                return
+            first = False
+            self._apply(sym, d, ts_local)

@@ -1,0 +1,147 @@
+"""Kraken WebSocket v2: ``book`` and ``trade`` channels.
+
+Prices and sizes are JSON numbers carrying full precision; the checksum is
+computed over their text exactly as sent, so the decoder keeps every float
+literal as its text (``float_hook=str``) and converts once for the tables.
+
+Book rule (docs.kraken.com guides/book-checksum-v2): apply every level, size
+0 removes, truncate each side to the subscribed depth, then the CRC32 of the
+top 10 asks (low->high) then top 10 bids (high->low), each as price text then
+size text with ``.`` removed and leading zeros stripped, must equal the
+message's ``checksum``. A mismatch means the book is wrong: resubscribe.
+
+>>> checksum_text("45285.2", "0.00100000")
+'452852100000'
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import msgspec
+
+from recorders.venues.base import Adapter, rfc3339_us, split_symbol
+
+__all__ = ["KrakenAdapter", "venue_symbol", "checksum", "checksum_text", "DEFAULT_WS"]
+
+DEFAULT_WS = "wss://ws.kraken.com/v2"
+_dec = msgspec.json.Decoder(float_hook=str)  # float literals stay as their text
+
+
+def venue_symbol(symbol: str) -> str:
+    """``BTC-USD`` -> ``BTC/USD``."""
+    b, q = split_symbol(symbol)
+    return f"{b}/{q}"
+
+
+def _txt(v: object) -> str:
+    return v if isinstance(v, str) else str(v)
+
+
+def checksum_text(price: str, qty: str) -> str:
+    return price.replace(".", "").lstrip("0") + qty.replace(".", "").lstrip("0")
+
+
+def checksum(asks: list[tuple[str, str]], bids: list[tuple[str, str]]) -> int:
+    """Kraken's CRC32 of the top 10 asks (best first) then bids (best first)."""
+    s = "".join(checksum_text(p, q) for p, q in asks[:10]) + "".join(
+        checksum_text(p, q) for p, q in bids[:10])
+    return zlib.crc32(s.encode())
+
+
+class KrakenAdapter(Adapter):
+    venue = "kraken"
+    silence_timeout = 20.0  # Kraken sends a heartbeat every second
+    keepalive_every = 0.0
+    depth = 25
+
+    def __init__(self, symbols, out=None, **kw) -> None:
+        super().__init__(symbols, out, **kw)
+        if self.depth not in (10, 25, 100, 500, 1000):
+            raise ValueError(f"kraken: depth must be one of 10, 25, 100, 500, 1000, got {self.depth}")
+        self._by_venue = {venue_symbol(s): s for s in self.symbols}
+        self._req = 0
+
+    def subscribe_messages(self) -> list[str]:
+        syms = [venue_symbol(s) for s in self.symbols]
+        return [
+            json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": syms,
+                                                          "depth": self.depth}}),
+            json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": syms}}),
+        ]
+
+    def _resubscribe(self, sym: str) -> None:
+        v = venue_symbol(sym)
+        self._req += 1
+        self.actions.append(("send", json.dumps({"method": "unsubscribe", "params": {
+            "channel": "book", "symbol": [v], "depth": self.depth}, "req_id": self._req})))
+        self.actions.append(("send", json.dumps({"method": "subscribe", "params": {
+            "channel": "book", "symbol": [v], "depth": self.depth}, "req_id": self._req})))
+
+    def on_message(self, raw: bytes | str, ts_local: int) -> None:
+        msg = _dec.decode(raw)
+        if not isinstance(msg, dict):
+            raise ValueError("not a JSON object")
+        ch = msg.get("channel")
+        if ch is None:
+            if "method" in msg:  # subscribe/unsubscribe/pong acks
+                if msg.get("success") is False:
+                    self.event(ts_local, None, "venue_error", str(msg.get("error")))
+                return
+            raise ValueError("no channel")
+        if ch in ("heartbeat", "status"):
+            return
+        self.stats["messages"] += 1
+        typ = msg["type"]
+        data = msg["data"]
+        if ch == "book":
+            for entry in data:
+                self._book(entry, typ, ts_local)
+        elif ch == "trade":
+            for t in data:
+                sym = self._sym(t["symbol"])
+                self.last_msg_us[sym] = ts_local
+                self.trade(rfc3339_us(t["timestamp"]), ts_local, sym, _txt(t["trade_id"]),
+                           float(t["price"]), float(t["qty"]), t["side"])
+        else:
+            raise ValueError(f"unknown channel {ch!r}")
+
+    def _sym(self, v: str) -> str:
+        sym = self._by_venue.get(v)
+        if sym is None:
+            raise ValueError(f"unsubscribed symbol {v!r}")
+        return sym
+
+    def _book(self, e: dict, typ: str, ts_local: int) -> None:
+        sym = self._sym(e["symbol"])
+        self.last_msg_us[sym] = ts_local
+        if not self.book_enabled:
+            return
+        book = self.books[sym]
+        is_snap = typ == "snapshot"
+        if is_snap:
+            book.clear()
+            self._last_top.pop(sym, None)
+            self.synced[sym] = True
+        elif not self.synced[sym]:
+            return  # waiting for the snapshot of a resubscription
+        ts = e.get("timestamp")
+        ts_ex = rfc3339_us(ts) if ts else ts_local
+        for side, key in (("bid", "bids"), ("ask", "asks")):
+            for lv in e.get(key, ()):
+                pt, qt = _txt(lv["price"]), _txt(lv["qty"])
+                px, qty = float(pt), float(qt)
+                book.set(side, px, qty, (pt, qt))
+                self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, None)
+        book.truncate(self.depth)
+        want = e.get("checksum")
+        if want is not None:
+            got = checksum(book.texts("ask", 10), book.texts("bid", 10))
+            if got != int(want):
+                self.stats["checksum_failures"] += 1
+                self.event(ts_local, sym, "checksum_failure", f"expected {want}, computed {got}")
+                self.resync(ts_local, sym, "checksum mismatch: resubscribing to the book")
+                self._resubscribe(sym)
+                return
+        self.book_changed(sym, ts_ex, ts_local)
