@@ -1,0 +1,268 @@
+"""Read-only data access for the dashboards: where the lake is, cached reads.
+
+Every page reads the lake through :func:`lab.scan` (Polars) or
+:func:`lab.connect` (DuckDB) and nothing else. User choices (a symbol, a
+venue, a window) reach DuckDB only as bound parameters (``?``), never as SQL
+text. Results are cached for a short TTL keyed by the lake path, so a page
+refreshing every second shares one read between browser sessions, and a
+new commit by a recorder is visible within the TTL.
+
+The lake is ``$LAB_LAKE`` when set, else ``$LAB_DATA/lake`` (default
+``./data/lake``), read at every call so tests can point it at a temp lake.
+
+>>> import os, tempfile
+>>> os.environ["LAB_LAKE"] = tempfile.mkdtemp()
+>>> lake_root() == os.environ["LAB_LAKE"]
+True
+>>> latest_ts("quotes") is None          # an empty lake has no data yet
+True
+>>> del os.environ["LAB_LAKE"]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import streamlit as st
+
+import lab
+from lab.lake import Lake, data_dir
+from lab.schema import table_spec
+
+__all__ = [
+    "UTC",
+    "lake_root",
+    "lake",
+    "now",
+    "latest_ts",
+    "window_end",
+    "markets",
+    "market_symbols",
+    "venue_health",
+    "recorder_status",
+    "sql",
+    "scan_window",
+    "retry_read",
+]
+
+UTC = dt.timezone.utc
+QUOTE_ALIASES = ("USD", "USDT", "USDC")  # one quote asset across venues (CONTRACTS.md)
+
+
+def lake_root() -> str:
+    """The lake directory: ``$LAB_LAKE``, else ``$LAB_DATA/lake``."""
+    env = os.environ.get("LAB_LAKE")
+    return env if env else str(data_dir() / "lake")
+
+
+def lake() -> Lake:
+    return Lake(lake_root())
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def retry_read(fn, *args: Any, attempts: int = 3, **kwargs: Any) -> Any:
+    """Call a read, retrying a couple of times on an I/O race with the writer.
+
+    A reader can plan a Delta snapshot just before compaction replaces its
+    files; retrying reads the new snapshot. Any other error is raised.
+    """
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except (OSError, pl.exceptions.ComputeError) as e:  # file vanished mid-read
+            if i == attempts - 1:
+                raise
+            time.sleep(0.05 * (i + 1))
+            last = e  # noqa: F841
+    raise AssertionError("unreachable")
+
+
+# -- time anchors -------------------------------------------------------------
+def _max_stat(root: str, table: str, column: str) -> dt.datetime | None:
+    lk = Lake(root)
+    if not lk.exists(table):
+        return None
+    actions = lk.delta(table).get_add_actions(flatten=True)
+    t = pa.table(actions)
+    name = f"max.{column}"
+    if t.num_rows == 0 or name not in t.column_names:
+        return None
+    v = pa.compute.max(t.column(name)).as_py()
+    if v is None:
+        return None
+    return v if v.tzinfo else v.replace(tzinfo=UTC)
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _latest_ts_cached(root: str, table: str, column: str) -> dt.datetime | None:
+    return retry_read(_max_stat, root, table, column)
+
+
+def latest_ts(table: str, column: str | None = None) -> dt.datetime | None:
+    """Newest time in ``table`` from the Delta file statistics (no scan)."""
+    col = column or table_spec(table).time_column
+    return _latest_ts_cached(lake_root(), table, col)
+
+
+def window_end(*tables: str, fresh_s: float = 120.0) -> dt.datetime:
+    """End of a "last N minutes" window: now while data is fresh, else the newest row.
+
+    A live recording shows the last minute up to now; a historical lake
+    (a simulated day, yesterday's recording) shows its own last minute.
+    The newest row over all ``tables`` counts; an empty lake gives now.
+    """
+    t = now()
+    lasts = [x for x in (latest_ts(tb) for tb in tables or ("quotes",)) if x is not None]
+    if not lasts:
+        return t
+    last = max(lasts)
+    return t if (t - last).total_seconds() <= fresh_s else last
+
+
+# -- listings -----------------------------------------------------------------
+def _market_of(symbol: str) -> str:
+    base, _, quote = symbol.partition("-")
+    return f"{base}-USD" if quote in QUOTE_ALIASES else symbol
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _recent_symbols(root: str, table: str) -> pl.DataFrame:
+    end = _max_stat(root, table, table_spec(table).time_column)
+    if end is None:
+        return pl.DataFrame(schema={"venue": pl.String, "symbol": pl.String})
+    lf = lab.scan(table, lake=root, start=end - dt.timedelta(minutes=10))
+    return retry_read(lambda: lf.select("venue", "symbol").unique().sort("venue", "symbol").collect())
+
+
+def markets(table: str = "quotes") -> list[str]:
+    """Markets seen in the last 10 minutes of data; USD/USDT/USDC quotes merge.
+
+    ``BTC-USDT`` on binance and ``BTC-USD`` on coinbase are both ``BTC-USD``;
+    a cross pair such as ``ETH-BTC`` stays itself.
+    """
+    syms = _recent_symbols(lake_root(), table)["symbol"].to_list()
+    out = sorted({_market_of(s) for s in syms})
+    # Majors first: BTC, ETH, then the rest alphabetically.
+    rank = {"BTC-USD": 0, "ETH-USD": 1}
+    return sorted(out, key=lambda m: (rank.get(m, 2), m))
+
+
+def market_symbols(market: str) -> list[str]:
+    """Venue symbols of a market (``BTC-USD`` -> ``BTC-USD``, ``BTC-USDT``, ``BTC-USDC``).
+
+    >>> market_symbols("ETH-USD")
+    ['ETH-USD', 'ETH-USDT', 'ETH-USDC']
+    >>> market_symbols("ETH-BTC")
+    ['ETH-BTC']
+    """
+    base, _, quote = market.partition("-")
+    if quote in QUOTE_ALIASES:
+        return [f"{base}-{q}" for q in QUOTE_ALIASES]
+    return [market]
+
+
+# -- reads --------------------------------------------------------------------
+def scan_window(
+    table: str,
+    *,
+    start: dt.datetime,
+    end: dt.datetime | None = None,
+    symbols: Sequence[str] | None = None,
+    venues: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Rows of ``table`` in ``[start, end)`` for some symbols/venues, collected."""
+    lf = lab.scan(table, lake=lake_root(), start=start, end=end,
+                  symbol=list(symbols) if symbols is not None else None,
+                  venue=list(venues) if venues is not None else None)
+    if columns is not None:
+        lf = lf.select(columns)
+    return retry_read(lf.collect)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _sql_cached(root: str, query: str, params: tuple) -> pl.DataFrame:
+    def run() -> pl.DataFrame:
+        con = lab.connect(root)
+        try:
+            return pl.from_arrow(con.sql(query, params=list(params)).to_arrow_table())
+        finally:
+            con.close()
+    return retry_read(run)
+
+
+def sql(query: str, params: Iterable[Any] = ()) -> pl.DataFrame:
+    """Run a parameterised query on :func:`lab.connect` (cached 5 s).
+
+    ``query`` is fixed text written in the page; every user value goes in
+    ``params`` and binds to a ``?``.
+    """
+    return _sql_cached(lake_root(), query, tuple(params))
+
+
+# -- health -------------------------------------------------------------------
+def _health(root: str, t_now: dt.datetime, stale_s: float) -> pl.DataFrame:
+    frames = []
+    for table in ("quotes", "trades"):
+        end = _max_stat(root, table, "ts_local")
+        if end is None:
+            continue
+        lf = lab.scan(table, lake=root, start=end - dt.timedelta(minutes=10))
+        frames.append(lf.group_by("venue").agg(
+            pl.col("ts_local").max().alias("last_local"),
+            pl.col("ts_exchange").max().alias("last_exchange"),
+            (pl.col("ts_local") >= end - dt.timedelta(seconds=60)).sum().alias("rows_last_min"),
+        ))
+    if not frames:
+        return pl.DataFrame(schema={"venue": pl.String, "last_local": lab.schema.TS,
+                                    "age_s": pl.Float64, "rows_last_min": pl.UInt32,
+                                    "stale": pl.Boolean})
+    df = retry_read(lambda: pl.concat(frames).collect())
+    return (
+        df.group_by("venue").agg(pl.col("last_local").max(), pl.col("rows_last_min").sum())
+        .with_columns(age_s=(pl.lit(t_now) - pl.col("last_local")).dt.total_microseconds() / 1e6)
+        .with_columns(stale=pl.col("age_s") > stale_s)
+        .sort("venue")
+    )
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _health_cached(root: str, bucket: int, stale_s: float) -> pl.DataFrame:
+    return _health(root, now(), stale_s)
+
+
+def venue_health(stale_s: float = 5.0) -> pl.DataFrame:
+    """Per venue: newest receive time, its age in seconds, rows in its last minute, stale flag.
+
+    A venue is stale when its newest ``quotes``/``trades`` row was received
+    more than ``stale_s`` seconds ago (a silent socket, a dead recorder).
+    """
+    return _health_cached(lake_root(), int(time.time()), stale_s)
+
+
+def recorder_status() -> list[dict[str, Any]]:
+    """Status files the recorders leave under ``$LAB_DATA/run/`` (``*.status.json``).
+
+    Each file is one JSON object; unreadable files (a write in flight) are skipped.
+    """
+    run = Path(os.environ.get("LAB_DATA", "data")) / "run"
+    out: list[dict[str, Any]] = []
+    for f in sorted(run.glob("*status*.json")) if run.is_dir() else []:
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(d, dict):
+            out.append({"file": f.name, **d})
+    return out

@@ -1,0 +1,95 @@
+"""Feed health: gaps, resyncs, reconnects, rejected messages and ingestion rate per venue."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import streamlit as st
+
+import lab
+
+from streamlit_apps import compute, data, figures, widgets
+
+KINDS = [("gap", "Gaps"), ("resync", "Resyncs"), ("reconnect", "Reconnects"),
+         ("rejected_message", "Rejected messages"), ("checksum_failure", "Checksum failures")]
+
+st.title("Feed health")
+
+with st.sidebar:
+    minutes = st.number_input("Window (minutes)", min_value=1, max_value=7 * 24 * 60, value=60, step=5)
+    bucket_s = st.selectbox("Ingestion bucket (seconds)", [1, 5, 10, 30, 60], index=2)
+    stale_s = st.number_input("Stale after (seconds)", min_value=1.0, max_value=600.0, value=5.0, step=1.0)
+
+widgets.health_strip(stale_s)
+
+end = data.window_end("quotes", "trades", "feed_events")
+start = end - dt.timedelta(minutes=int(minutes))
+widgets.window_caption(start, end)
+
+counts = data.sql(
+    "SELECT venue, kind, count(*) AS events FROM feed_events "
+    "WHERE ts_local >= ? AND ts_local <= ? GROUP BY ALL ORDER BY venue, kind",
+    [start, end],
+)
+totals = dict(counts.group_by("kind").agg(pl.col("events").sum()).iter_rows())
+cols = st.columns(len(KINDS) + 1)
+for col, (kind, label) in zip(cols, KINDS):
+    col.metric(label, f"{totals.get(kind, 0):,}")
+other = sum(v for k, v in totals.items() if k not in dict(KINDS))
+cols[-1].metric("Other events", f"{other:,}")
+
+left, right = st.columns(2)
+if counts.is_empty():
+    left.success("No feed events in this window.")
+else:
+    left.plotly_chart(figures.bars_figure(counts, x="venue", y="events", color="kind",
+                                          title="Feed events per venue"), key="events_bar")
+    right.subheader("Events per venue and kind")
+    right.dataframe(counts.pivot(on="kind", index="venue", values="events").fill_null(0),
+                    hide_index=True)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _rates(root: str, start: dt.datetime, end: dt.datetime, every: str) -> pl.DataFrame:
+    frames = []
+    for table in ("quotes", "trades", "raw_messages"):
+        if not data.lake().exists(table):
+            continue
+        # quotes/trades filter on ts_exchange; the rate is bucketed on receive time
+        lf = lab.scan(table, lake=root, start=start, end=end)
+        frames.append(compute.ingestion_rate(lf.select("venue", "ts_local"), every=every)
+                      .with_columns(table=pl.lit(table)))
+    if not frames:
+        return pl.DataFrame()
+    return data.retry_read(lambda: pl.concat(frames).collect())
+
+
+rates = _rates(data.lake_root(), start, end, f"{int(bucket_s)}s")
+st.subheader("Ingestion rate")
+if rates.is_empty():
+    st.info("Nothing ingested in this window.")
+else:
+    per_venue = rates.filter(pl.col("table") != "raw_messages").group_by("venue", "ts") \
+        .agg(pl.col("rows_per_s").sum()).sort("venue", "ts")
+    last_min = per_venue.filter(pl.col("ts") >= per_venue["ts"].max() - dt.timedelta(seconds=60)) \
+        .group_by("venue").agg(pl.col("rows_per_s").mean()).sort("venue")
+    rcols = st.columns(max(len(last_min), 1))
+    for col, r in zip(rcols, last_min.iter_rows(named=True)):
+        col.metric(f"{r['venue']} rows/s", f"{r['rows_per_s']:,.1f}", help="quotes + trades, last minute")
+    st.plotly_chart(figures.lines_figure(per_venue, x="ts", y="rows_per_s",
+                                         title="Rows per second (quotes + trades) per venue",
+                                         y_title="rows/s"), key="rate_lines")
+
+recent = data.sql(
+    "SELECT ts_local, venue, symbol, kind, detail FROM feed_events "
+    "WHERE ts_local >= ? AND ts_local <= ? ORDER BY ts_local DESC LIMIT 200",
+    [start, end],
+)
+st.subheader("Latest events")
+st.dataframe(recent, hide_index=True, height=280)
+
+status = data.recorder_status()
+if status:
+    st.subheader("Recorder status files")
+    st.dataframe(pl.DataFrame(status, strict=False), hide_index=True)

@@ -1,0 +1,75 @@
+"""Live market: per-venue bid/ask and the trade tape of one market, refreshed every second."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+import polars as pl
+import streamlit as st
+
+from streamlit_apps import compute, data, figures, widgets
+
+st.title("Live market")
+
+with st.sidebar:
+    markets = data.markets("quotes") or ["BTC-USD"]
+    market = st.selectbox("Market", markets, help="USD, USDT and USDC quotes are shown together")
+    window_s = st.number_input("Window (seconds)", min_value=10, max_value=3600, value=60, step=10)
+    refresh_s = st.number_input("Refresh every (seconds)", min_value=0.5, max_value=60.0,
+                                value=1.0, step=0.5)
+    stale_s = st.number_input("Stale after (seconds)", min_value=1.0, max_value=600.0,
+                              value=5.0, step=1.0, help="a feed silent this long is shown in red")
+    live = st.toggle("Auto refresh", value=True)
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _frames(root: str, market: str, window_s: int, end_key: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    end = dt.datetime.fromisoformat(end_key)
+    start = end - dt.timedelta(seconds=window_s)
+    syms = data.market_symbols(market)
+    q = data.scan_window("quotes", start=start, symbols=syms,
+                         columns=["ts_exchange", "venue", "symbol", "bid_px", "bid_qty", "ask_px", "ask_qty"])
+    every = f"{max(window_s * 1000 // 300, 50)}ms"  # about 300 points per line
+    shown = compute.downsample_quotes(q.lazy(), every=every).collect()
+    last = compute.with_spread(q.lazy().sort("ts_exchange").group_by("venue").agg(pl.all().last())) \
+        .sort("venue").collect()
+    t = data.scan_window("trades", start=start, symbols=syms,
+                         columns=["ts_exchange", "venue", "symbol", "side", "price", "qty", "trade_id"])
+    tape = t.sort("ts_exchange", descending=True).head(50)
+    return shown, last, tape
+
+
+@st.fragment(run_every=refresh_s if live else None)
+def view() -> None:
+    t0 = time.perf_counter()
+    widgets.health_strip(stale_s)
+    end = data.window_end("quotes")
+    end_key = end.replace(microsecond=0).isoformat()
+    shown, last, tape = _frames(data.lake_root(), market, int(window_s), end_key)
+    if shown.is_empty():
+        st.info(f"No quotes for {market} in the {int(window_s)} s up to {end:%Y-%m-%d %H:%M:%S} UTC.")
+        return
+    mcols = st.columns(len(last) + 1)
+    for col, r in zip(mcols, last.iter_rows(named=True)):
+        col.metric(f"{r['venue']} mid", f"{r['mid']:,.2f}", f"spread {r['spread_bps']:.2f} bps",
+                   delta_color="off")
+    if not tape.is_empty():
+        mcols[-1].metric("last trade", f"{tape['price'][0]:,.2f}",
+                         f"{tape['venue'][0]} {tape['side'][0]} {tape['qty'][0]:g}", delta_color="off")
+    left, right = st.columns([3, 2])
+    left.plotly_chart(figures.bid_ask_figure(shown, title=f"{market} bid / ask, last {int(window_s)} s"),
+                      width="stretch", key="bid_ask")
+    right.subheader("Trade tape")
+    right.dataframe(tape.select("ts_exchange", "venue", "side", "price", "qty"),
+                    width="stretch", hide_index=True, height=330)
+    ms = (time.perf_counter() - t0) * 1e3
+    st.caption(f"data up to {shown['ts_exchange'].max():%H:%M:%S.%f} UTC · refreshed in {ms:.0f} ms")
+    log = os.environ.get("LAB_STREAMLIT_TIMINGS")
+    if log:  # the refresh bench collects the server-side time of each refresh
+        with open(log, "a") as f:
+            f.write(f"{time.time():.3f} {ms:.3f}\n")
+
+
+view()
