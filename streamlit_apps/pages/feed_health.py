@@ -9,7 +9,8 @@ import streamlit as st
 
 import lab
 
-from streamlit_apps import compute, data, figures, widgets
+from lab import plots
+from streamlit_apps import compute, data, widgets
 
 KINDS = [("gap", "Gaps"), ("resync", "Resyncs"), ("reconnect", "Reconnects"),
          ("rejected_message", "Rejected messages"), ("checksum_failure", "Checksum failures")]
@@ -43,8 +44,8 @@ left, right = st.columns(2)
 if counts.is_empty():
     left.success("No feed events in this window.")
 else:
-    left.plotly_chart(figures.bars_figure(counts, x="venue", y="events", color="kind",
-                                          title="Feed events per venue"), key="events_bar")
+    left.plotly_chart(plots.bar_figure(counts, x="venue", y="events", color="kind",
+                                        title="Feed events per venue", height=340), key="events_bar")
     right.subheader("Events per venue and kind")
     right.dataframe(counts.pivot(on="kind", index="venue", values="events").fill_null(0),
                     hide_index=True)
@@ -77,9 +78,9 @@ else:
     rcols = st.columns(max(len(last_min), 1))
     for col, r in zip(rcols, last_min.iter_rows(named=True)):
         col.metric(f"{r['venue']} rows/s", f"{r['rows_per_s']:,.1f}", help="quotes + trades, last minute")
-    st.plotly_chart(figures.lines_figure(per_venue, x="ts", y="rows_per_s",
-                                         title="Rows per second (quotes + trades) per venue",
-                                         y_title="rows/s"), key="rate_lines")
+    st.plotly_chart(plots.lines_figure(per_venue, x="ts", y="rows_per_s", by=("venue",),
+                                       title="Rows per second (quotes + trades) per venue",
+                                       xlabel="received (UTC)", ylabel="rows/s", height=340), key="rate_lines")
 
 recent = data.sql(
     "SELECT ts_local, venue, symbol, kind, detail FROM feed_events "

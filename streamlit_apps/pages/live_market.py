@@ -9,7 +9,8 @@ import time
 import polars as pl
 import streamlit as st
 
-from streamlit_apps import compute, data, figures, widgets
+from lab import plots
+from streamlit_apps import compute, data, widgets
 
 st.title("Live market")
 
@@ -59,8 +60,9 @@ def view() -> None:
         mcols[-1].metric("last trade", f"{tape['price'][0]:,.2f}",
                          f"{tape['venue'][0]} {tape['side'][0]} {tape['qty'][0]:g}", delta_color="off")
     left, right = st.columns([3, 2])
-    left.plotly_chart(figures.bid_ask_figure(shown, title=f"{market} bid / ask, last {int(window_s)} s"),
-                      width="stretch", key="bid_ask")
+    fig = plots.quotes_figure(shown, by=("venue",), title=f"{market} bid / ask, last {int(window_s)} s",
+                              height=380)
+    left.plotly_chart(fig, width="stretch", key="bid_ask")
     right.subheader("Trade tape")
     right.dataframe(tape.select("ts_exchange", "venue", "side", "price", "qty"),
                     width="stretch", hide_index=True, height=330)

@@ -1,0 +1,124 @@
+"""Arbitrage monitor: cross-venue edges net of taker fees, episodes, alerts and the last hour."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+import streamlit as st
+
+from lab.schema import TS
+from lab import plots
+from streamlit_apps import compute, data, widgets
+
+# Taker fees in bps at the venues' entry tiers (editable in the sidebar).
+DEFAULT_FEES_BPS = {"binance": 10.0, "coinbase": 60.0, "kraken": 40.0, "okx": 10.0, "bybit": 10.0}
+
+st.title("Arbitrage monitor")
+
+with st.sidebar:
+    markets = [m for m in data.markets("quotes")] or ["BTC-USD"]
+    market = st.selectbox("Market", markets, help="USD, USDT and USDC quotes are treated as one")
+    size = st.number_input("Size (base units)", min_value=0.0001, value=0.1, step=0.05, format="%.4f")
+    threshold = st.number_input("Alert threshold (net bps)", value=0.0, step=0.5)
+    stale_s = st.number_input("Ignore quotes older than (seconds)", min_value=0.5, value=5.0, step=0.5,
+                              help="a stale venue creates fake arbitrage")
+    hist_min = st.number_input("History (minutes)", min_value=1, max_value=24 * 60, value=60, step=5)
+    with st.expander("Taker fees (bps)"):
+        fees = {v: st.number_input(v, min_value=0.0, value=f, step=1.0, key=f"fee_{v}")
+                for v, f in DEFAULT_FEES_BPS.items()}
+    live = st.toggle("Auto refresh", value=True)
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _latest(root: str, market: str, end_key: str, stale_s: float) -> tuple[pl.DataFrame, list[str]]:
+    end = dt.datetime.fromisoformat(end_key)
+    q = data.scan_window("quotes", start=end - dt.timedelta(seconds=60), symbols=data.market_symbols(market),
+                         columns=["ts_exchange", "ts_local", "venue", "bid_px", "bid_qty", "ask_px", "ask_qty"])
+    last = q.sort("ts_exchange").group_by("venue").agg(pl.all().last()).sort("venue")
+    fresh = last.filter(pl.col("ts_exchange") >= end - dt.timedelta(seconds=stale_s))
+    stale = sorted(set(last["venue"]) - set(fresh["venue"]))
+    return fresh, stale
+
+
+@st.fragment(run_every=2.0 if live else None)
+def current() -> None:
+    widgets.health_strip(stale_s)
+    end = data.window_end("quotes")
+    fresh, stale = _latest(data.lake_root(), market, end.isoformat(timespec="seconds"), float(stale_s))
+    if stale:
+        st.warning(f"Not used (no quote in the last {stale_s:g} s): {', '.join(stale)}")
+    if len(fresh) < 2:
+        st.info(f"Need fresh quotes from two venues for {market}; have {len(fresh)}.")
+        return
+    edges = compute.cross_edges(fresh.lazy(), fees_bps=fees, size=float(size)).collect()
+    best = edges.row(0, named=True)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Best net edge (bps)", f"{best['net_edge_bps']:.2f}")
+    c2.metric("Best pair", f"{best['buy_venue']} → {best['sell_venue']}")
+    c3.metric("Gross edge (bps)", f"{best['gross_edge_bps']:.2f}")
+    c4.metric(f"Profit for {size:g} (quote)", f"{best['profit_quote']:,.2f}")
+    st.subheader(f"Current edges, {market}, size {size:g}")
+    st.dataframe(edges, hide_index=True, column_config={
+        "net_edge_bps": st.column_config.NumberColumn("net edge (bps)", format="%.2f"),
+        "gross_edge_bps": st.column_config.NumberColumn("gross edge (bps)", format="%.2f"),
+    })
+
+
+current()
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _history(root: str, market: str, start: dt.datetime, end: dt.datetime,
+             fees: tuple[tuple[str, float], ...]) -> pl.DataFrame:
+    q = data.scan_window("quotes", start=start, end=end, symbols=data.market_symbols(market),
+                         columns=["ts_exchange", "venue", "bid_px", "ask_px"])
+    if q.is_empty():
+        return pl.DataFrame(schema={"ts": TS, "pair": pl.String, "net_edge_bps": pl.Float64})
+    return compute.edge_history(q, fees_bps=dict(fees)).collect()
+
+
+end = data.window_end("quotes") + dt.timedelta(seconds=1)
+start = end - dt.timedelta(minutes=int(hist_min))
+hist = _history(data.lake_root(), market, start, end.replace(microsecond=0), tuple(sorted(fees.items())))
+st.subheader("Episodes")
+eps = compute.episodes(hist.lazy(), threshold_bps=float(threshold)).collect() if not hist.is_empty() else None
+if eps is None or eps.is_empty():
+    st.success(f"No episode above {threshold:g} bps net in the last {int(hist_min)} minutes.")
+else:
+    last_ts = hist["ts"].max()
+    eps = eps.with_columns(open=pl.col("end") >= last_ts - dt.timedelta(seconds=1))
+    st.metric("Episodes", f"{len(eps):,}", f"{int(eps['open'].sum())} open", delta_color="off")
+    st.dataframe(eps, hide_index=True, height=240)
+
+if not hist.is_empty():
+    st.plotly_chart(plots.lines_figure(hist, x="ts", y="net_edge_bps", by=("pair",),
+                                       title=f"Net edge per venue pair, last {int(hist_min)} minutes",
+                                       xlabel="time (UTC)", ylabel="net edge (bps)", height=360), key="edge_history")
+
+st.subheader("Alert log")
+asset = market.split("-")[0]
+signals = data.sql(
+    "SELECT ts, kind, buy_venue, sell_venue, size, gross_edge_bps, net_edge_bps, profit_quote "
+    "FROM arbitrage_signals WHERE asset = ? AND ts >= ? ORDER BY ts DESC LIMIT 200",
+    [asset, start],
+)
+alerts_file = Path(os.environ.get("LAB_DATA", "data")) / "run" / "alerts.jsonl"
+if alerts_file.exists():
+    lines = alerts_file.read_text().splitlines()[-200:]
+    rows = []
+    for ln in reversed(lines):
+        try:
+            rows.append(json.loads(ln))
+        except ValueError:
+            continue
+    if rows:
+        st.dataframe(pl.DataFrame(rows, strict=False), hide_index=True, height=200)
+if signals.is_empty():
+    st.info("No signals from the live detector (`lab arbitrage`) for this asset in the window.")
+else:
+    st.caption(f"{len(signals)} signals from the live detector")
+    st.dataframe(signals, hide_index=True, height=240)

@@ -1,0 +1,108 @@
+"""Microstructure: spreads, depth, imbalance, order flow imbalance and lead-lag for a window."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import streamlit as st
+
+from lab import plots
+from streamlit_apps import compute, data
+
+st.title("Microstructure")
+
+with st.sidebar:
+    market = st.selectbox("Market", data.markets("quotes") or ["BTC-USD"])
+    minutes = st.number_input("Window (minutes)", min_value=1, max_value=24 * 60, value=10, step=1)
+    bucket = st.selectbox("Bucket", ["1s", "5s", "10s", "1m"], index=0)
+    levels = st.slider("Depth levels", min_value=1, max_value=25, value=10)
+    max_lag_ms = st.number_input("Lead-lag: max lag (ms)", min_value=100, max_value=10_000, value=1000, step=100)
+
+end = data.window_end("quotes")
+start = end - dt.timedelta(minutes=int(minutes))
+st.caption(f"{market}, {start:%Y-%m-%d %H:%M:%S} → {end:%H:%M:%S} UTC")
+
+
+@st.cache_data(ttl=10, show_spinner="Reading quotes and books ...")
+def _load(root: str, market: str, start: dt.datetime, end: dt.datetime, bucket: str,
+          levels: int) -> dict[str, pl.DataFrame]:
+    syms = data.market_symbols(market)
+    q = data.scan_window("quotes", start=start, end=end, symbols=syms,
+                         columns=["ts_exchange", "venue", "symbol", "bid_px", "bid_qty", "ask_px", "ask_qty"])
+    lq = compute.with_spread(q.lazy())
+    per_bucket = (
+        lq.sort("ts_exchange")
+        .group_by_dynamic("ts_exchange", every=bucket, group_by="venue")
+        .agg(pl.col("spread_bps").mean(), pl.col("imbalance").mean())
+        .collect()
+    )
+    summary = lq.group_by("venue").agg(
+        pl.col("spread_bps").mean().alias("mean_spread_bps"),
+        pl.col("spread_bps").median().alias("median_spread_bps"),
+        pl.col("imbalance").mean().alias("mean_imbalance"),
+        pl.len().alias("quotes"),
+    ).sort("venue").collect()
+    flow = compute.ofi(q.lazy(), every=bucket, by=("venue",)).collect()
+    snaps = data.scan_window("book_snapshots", start=start, end=end, symbols=syms)
+    dep = compute.depth(snaps.lazy(), levels=levels, by=("venue",)).collect()
+    return {"quotes": q, "per_bucket": per_bucket, "summary": summary, "ofi": flow, "depth": dep}
+
+
+d = _load(data.lake_root(), market, start, end, bucket, int(levels))
+if d["quotes"].is_empty():
+    st.info(f"No quotes for {market} in this window.")
+    st.stop()
+
+summary = d["summary"]
+if not d["depth"].is_empty():
+    summary = summary.join(
+        d["depth"].group_by("venue").agg((pl.col("bid_depth") + pl.col("ask_depth")).mean().alias("mean_depth")),
+        on="venue", how="left")
+cols = st.columns(len(summary))
+for col, r in zip(cols, summary.iter_rows(named=True)):
+    col.metric(f"{r['venue']} spread (bps)", f"{r['mean_spread_bps']:.2f}",
+               f"imbalance {r['mean_imbalance']:+.2f}", delta_color="off")
+st.dataframe(summary, hide_index=True)
+
+left, right = st.columns(2)
+left.plotly_chart(plots.lines_figure(d["per_bucket"], "ts_exchange", "spread_bps", by=("venue",),
+                                     title=f"Quoted spread (bps), mean per {bucket}", xlabel="time (UTC)",
+                                     ylabel="bps", height=320), key="spread")
+right.plotly_chart(plots.lines_figure(d["per_bucket"], "ts_exchange", "imbalance", by=("venue",),
+                                      title="Level-1 imbalance (bid - ask) / (bid + ask)", xlabel="time (UTC)",
+                                      ylabel="imbalance", height=320), key="imbalance")
+
+left, right = st.columns(2)
+if d["depth"].is_empty():
+    left.info("No book snapshots in this window.")
+else:
+    dep_long = d["depth"].unpivot(index=["venue", "ts_exchange"], on=["bid_depth", "ask_depth"],
+                                  variable_name="side", value_name="size")
+    left.plotly_chart(plots.lines_figure(dep_long, "ts_exchange", "size", by=("venue", "side"),
+                                         title=f"Depth in the top {levels} levels (base units)",
+                                         xlabel="time (UTC)", ylabel="size", height=320), key="depth")
+flow = d["ofi"].drop_nulls()
+corr = flow.group_by("venue").agg(pl.corr("ofi", "mid_change").alias("corr")).sort("venue")
+right.plotly_chart(plots.lines_figure(flow, "ofi", "mid_change", by=("venue",), mode="markers",
+                                      title=f"OFI vs mid change per {bucket} (Cont, Kukanov & Stoikov)",
+                                      xlabel="OFI (base units)", ylabel="mid change", height=320), key="ofi")
+right.caption("corr(OFI, Δmid): " + ", ".join(f"{v} {c:+.2f}" for v, c in corr.iter_rows() if c is not None))
+
+st.subheader("Lead-lag")
+venues = sorted(d["quotes"]["venue"].unique().to_list())
+ref = st.selectbox("Reference venue", venues, index=0) if venues else None
+ll = compute.lead_lag(d["quotes"], every="100ms", max_lag_ms=int(max_lag_ms), reference=ref)
+if ll.is_empty():
+    st.info("Need two venues with enough quotes for lead-lag.")
+else:
+    peaks = ll.drop_nans().sort("corr", descending=True).group_by("venue", maintain_order=True).first().sort("venue")
+    pcols = st.columns(max(len(peaks), 1))
+    for col, r in zip(pcols, peaks.iter_rows(named=True)):
+        verb = "follows" if r["lag_ms"] > 0 else "leads" if r["lag_ms"] < 0 else "moves with"
+        col.metric(f"{r['venue']} vs {ref}", f"{r['lag_ms']:+d} ms", f"{verb} {ref}, corr {r['corr']:.2f}",
+                   delta_color="off")
+    st.plotly_chart(plots.lines_figure(ll, "lag_ms", "corr", by=("venue",),
+                                       title=f"Correlation of 100 ms mid returns with {ref}, by lag",
+                                       xlabel="lag (ms, positive = venue after reference)", ylabel="corr",
+                                       height=320), key="leadlag")
