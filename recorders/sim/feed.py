@@ -1,0 +1,133 @@
+"""Shared pieces of the live simulator: the true book, outgoing messages,
+connected clients and the base class of the per-venue protocol encoders.
+
+Encoders turn market events into venue messages (:class:`Out`), once per
+message whatever the number of clients; the server frames each message once
+and writes every client's share of a tick in one ``transport.write``.
+
+>>> b = LiveBook(0)
+>>> b.apply(0, 100, 5); b.apply(0, 101, 2); b.apply(1, 103, 1); b.apply(0, 100, 0)
+>>> b.top(0, 5), b.top(1, 5)
+([(101, 2)], [(103, 1)])
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import Any
+
+from recorders.sim.wire import frame
+
+__all__ = ["LiveBook", "Out", "Client", "Encoder"]
+
+
+class LiveBook:
+    """The venue's true book as published so far (ticks -> lots)."""
+
+    __slots__ = ("bids", "asks", "seq", "updates")
+
+    def __init__(self, seq: int) -> None:
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.seq = seq
+        self.updates = 0
+
+    def apply(self, side: int, px: int, q: int) -> None:
+        d = self.bids if side == 0 else self.asks
+        if q:
+            d[px] = q
+        else:
+            d.pop(px, None)
+
+    def top(self, side: int, n: int) -> list[tuple[int, int]]:
+        d = self.bids if side == 0 else self.asks
+        keys = heapq.nlargest(n, d) if side == 0 else heapq.nsmallest(n, d)
+        return [(p, d[p]) for p in keys]
+
+
+class Out:
+    """One outgoing message: ``key`` selects the subscribers, ``text`` is the
+    JSON (or ``parts`` = (head, tail) around a per-connection sequence number)."""
+
+    __slots__ = ("key", "text", "kind", "symbol", "parts", "_frame", "alt")
+
+    def __init__(self, key: Any, text: str | None, kind: str, symbol: str,
+                 parts: tuple[str, str] | None = None) -> None:
+        self.key = key
+        self.text = text
+        self.kind = kind  # book, trade, ticker, heartbeat, control
+        self.symbol = symbol  # canonical
+        self.parts = parts
+        self._frame: bytes | None = None
+        self.alt: bytes | None = None  # e.g. Binance combined-stream frame
+
+    def frame(self) -> bytes:
+        f = self._frame
+        if f is None:
+            f = self._frame = frame(self.text.encode())
+        return f
+
+    def copy(self) -> "Out":
+        return Out(self.key, self.text, self.kind, self.symbol, self.parts)
+
+
+_conn_ids = itertools.count(1)
+
+
+class Client:
+    """One connected WebSocket client."""
+
+    __slots__ = ("ws", "venue", "conn_id", "subs", "combined", "seq", "pending", "opened",
+                 "meta", "closed")
+
+    def __init__(self, ws: Any, venue: str, opened: float) -> None:
+        self.ws = ws
+        self.venue = venue
+        self.conn_id = f"{venue}-{next(_conn_ids)}"
+        self.subs: set = set()
+        self.combined = False
+        self.seq = 0  # per-connection sequence (Coinbase sequence_num)
+        self.pending: list[bytes] = []  # replies/snapshots queued before the next tick
+        self.opened = opened
+        self.meta: dict = {}
+        self.closed = False
+
+    def queue(self, text: str) -> None:
+        self.pending.append(frame(text.encode()))
+
+
+class Encoder:
+    """Base of the per-venue protocol encoders (one instance per venue)."""
+
+    venue = ""
+
+    def __init__(self, sim: Any, items: list[tuple[int, Any]]) -> None:
+        self.sim = sim
+        self.items = items  # (listing index, Listing)
+        self.by_idx = {i: l for i, l in items}
+        self.out: list[Out] = []
+        self.clients: set[Client] = set()
+
+    # market events -> self.out
+    def on_book(self, li: int, t: int, seq: int, changes: list[tuple[int, int, int]],
+                book: LiveBook) -> None: ...
+    def on_trade(self, li: int, t: int, px: int, q: int, side: int, tid: int) -> None: ...
+    def on_quote(self, li: int, t: int, bp: int, bq: int, ap: int, aq: int, seq: int) -> None: ...
+    def on_clock(self, now: int) -> None: ...
+
+    # connections
+    def accepts(self, path: str) -> bool:
+        return True
+
+    def on_open(self, c: Client, path: str) -> None: ...
+    def on_text(self, c: Client, text: str) -> None: ...
+
+    def wants(self, c: Client, o: Out) -> bool:
+        return o.key in c.subs
+
+    def render(self, c: Client, o: Out) -> bytes:
+        return o.frame()
+
+    def bad_checksum(self, o: Out) -> Out | None:
+        return None

@@ -1,0 +1,532 @@
+"""The live exchange simulator: venue protocols over WebSocket on 127.0.0.1.
+
+``Simulator(SimConfig(...))`` runs the market model on a clock (``speed``
+times real time), keeps each listing's true book, has one protocol encoder
+per venue turn events into venue messages, injects the configured faults and
+writes every client's share of each tick in one socket write. Ground truth
+goes to ``sim.truth`` (and ``--truth-dir``).
+
+>>> import asyncio, json
+>>> from websockets.asyncio.client import connect
+>>> async def demo():
+...     sim = Simulator(SimConfig(venues=("binance",), assets=("BTC",), port_base=0, speed=5))
+...     await sim.start()
+...     try:
+...         async with connect(sim.urls()["binance"] + "/ws/btcusdt@trade") as ws:
+...             return json.loads(await ws.recv())["e"]
+...     finally:
+...         await sim.stop()
+>>> asyncio.run(demo())
+'trade'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Iterator
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.protocol import State
+from websockets.http11 import Response
+
+from recorders.sim.binance import BinanceEncoder
+from recorders.sim.coinbase import CoinbaseEncoder
+from recorders.sim.config import FAULT_KINDS, SimConfig
+from recorders.sim.feed import Client, Encoder, LiveBook, Out
+from recorders.sim.kraken import KrakenEncoder
+from recorders.sim.market import Market
+from recorders.sim.wire import iso_us
+
+__all__ = ["Simulator", "Truth"]
+
+ENCODERS: dict[str, type[Encoder]] = {
+    "binance": BinanceEncoder,
+    "coinbase": CoinbaseEncoder,
+    "kraken": KrakenEncoder,
+}
+try:  # later venues
+    from recorders.sim.okx import OkxEncoder
+
+    ENCODERS["okx"] = OkxEncoder
+except ImportError:  # pragma: no cover
+    pass
+try:
+    from recorders.sim.bybit import BybitEncoder
+
+    ENCODERS["bybit"] = BybitEncoder
+except ImportError:  # pragma: no cover
+    pass
+
+TICK_S = 0.005
+HIGH_WATER = 8 * 2**20
+LOW_WATER = 2 * 2**20
+
+
+class Truth:
+    """Ground truth of a run: in memory (bounded) and, with ``dir``, as JSONL files."""
+
+    KINDS = ("faults", "trades", "books", "connections")
+
+    def __init__(self, dir: str | None, maxlen: int = 2_000_000) -> None:
+        self.dir = Path(dir) if dir else None
+        self.faults: deque[dict] = deque(maxlen=maxlen)
+        self.trades: deque[dict] = deque(maxlen=maxlen)
+        self.books: deque[dict] = deque(maxlen=maxlen)
+        self.connections: deque[dict] = deque(maxlen=maxlen)
+        self._files: dict[str, Any] = {}
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for k in self.KINDS:
+                self._files[k] = open(self.dir / f"{k}.jsonl", "a", buffering=1 << 16)
+
+    def add(self, kind: str, rec: dict) -> None:
+        getattr(self, kind).append(rec)
+        f = self._files.get(kind)
+        if f is not None:
+            f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+
+    def flush(self) -> None:
+        for f in self._files.values():
+            f.flush()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+class _Feed:
+    """Per-listing queue of model output not yet published."""
+
+    __slots__ = ("chunks", "pu", "pt", "pq")
+
+    def __init__(self) -> None:
+        self.chunks: deque = deque()
+        self.pu = self.pt = self.pq = 0
+
+
+class Simulator:
+    """The live simulator. ``await start()`` / ``await stop()``, or
+    ``with sim.running_in_thread(): ...``; ``urls()`` gives base URLs."""
+
+    def __init__(self, cfg: SimConfig | None = None) -> None:
+        self.cfg = cfg or SimConfig()
+        self.truth = Truth(self.cfg.truth_dir)
+        self.start_ns = self.cfg.start_ns if self.cfg.start_ns is not None else time.time_ns()
+        self.start_ns -= self.start_ns % 10_000_000
+        chunk_ns = int(round(self.cfg.chunk_s * 100)) * 10_000_000
+        self.market = Market(self.cfg, start_ns=self.start_ns, chunk_ns=chunk_ns)
+        self.books: dict[int, LiveBook] = {}
+        for i, b in enumerate(self.market.books):
+            lb = LiveBook(b.seq)
+            bp, bq, ap, aq = b.levels()
+            lb.bids = dict(zip(bp.tolist(), bq.tolist()))
+            lb.asks = dict(zip(ap.tolist(), aq.tolist()))
+            self.books[i] = lb
+        self.feeds = [_Feed() for _ in self.market.listings]
+        self.encoders: dict[str, Encoder] = {}
+        for v in self.cfg.venues:
+            items = [(i, l) for i, l in enumerate(self.market.listings) if l.venue == v]
+            if v in ENCODERS:
+                self.encoders[v] = ENCODERS[v](self, items)
+        self.ports: dict[str, int] = {}
+        self._servers: list = []
+        self._task: asyncio.Task | None = None
+        self._wall0 = 0.0
+        self._sim_t = self.start_ns
+        self._rng = {v: np.random.default_rng([self.cfg.seed, 99, k]) for k, v in enumerate(self.cfg.venues)}
+        self._fault_pending: dict[str, list[str]] = {v: [] for v in self.cfg.venues}
+        self._slow_until: dict[str, float] = {v: 0.0 for v in self.cfg.venues}
+        self._silent_until: dict[str, float] = {v: 0.0 for v in self.cfg.venues}
+        self._held: dict[str, list[Out]] = {v: [] for v in self.cfg.venues}
+        self.rest_errors: dict[str, int] = {v: 0 for v in self.cfg.venues}
+        self.stats = {"messages": 0, "bytes": 0}
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- clock ----------------------------------------------------------
+    def now_ns(self) -> int:
+        """Current simulated time (what was last published)."""
+        return self._sim_t
+
+    def _clock(self) -> int:
+        return self.start_ns + int((time.perf_counter() - self._wall0) * self.cfg.speed * 1e9)
+
+    # -- lifecycle ------------------------------------------------------
+    def urls(self) -> dict[str, str]:
+        h = self.cfg.host
+        out: dict[str, str] = {}
+        for v, p in self.ports.items():
+            base = f"ws://{h}:{p}"
+            out[v] = base + {"kraken": "/v2", "okx": "/ws/v5/public", "bybit": "/v5/public/spot"}.get(v, "")
+            if v == "binance":
+                out["binance_rest"] = f"http://{h}:{p}"
+        return out
+
+    async def start(self) -> None:
+        for v, enc in self.encoders.items():
+            port = 0 if self.cfg.port_base == 0 else self.cfg.port(v)
+            srv = await serve(
+                self._handler(enc), self.cfg.host, port,
+                process_request=self._process_request(enc),
+                compression=None, ping_interval=self.cfg.ping_interval_s,
+                ping_timeout=max(20.0, self.cfg.ping_interval_s), max_size=2**20,
+                server_header=None,
+            )
+            self._servers.append(srv)
+            self.ports[v] = srv.sockets[0].getsockname()[1]
+        self._wall0 = time.perf_counter()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        for enc in self.encoders.values():
+            for c in list(enc.clients):
+                with contextlib.suppress(Exception):
+                    c.ws.transport.abort()
+        for s in self._servers:
+            s.close()
+        for s in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(s.wait_closed(), 5)
+        self._servers.clear()
+        self.truth.flush()
+
+    @contextlib.contextmanager
+    def running_in_thread(self) -> Iterator["Simulator"]:
+        """Run the simulator on its own event loop in a daemon thread."""
+        ready = threading.Event()
+        err: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as e:  # noqa: BLE001 - reported to the caller
+                err.append(e)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="sim", daemon=True)
+        self._thread.start()
+        ready.wait(60)
+        if err:
+            raise err[0]
+        try:
+            yield self
+        finally:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+            self.truth.close()
+
+    # -- connections ----------------------------------------------------
+    def _process_request(self, enc: Encoder):
+        def process(conn: ServerConnection, request) -> Response | None:
+            u = urllib.parse.urlsplit(request.path)
+            if enc.venue == "binance" and u.path.startswith("/api/"):
+                return self._rest(conn, enc, u)
+            if not enc.accepts(request.path):
+                return conn.respond(HTTPStatus.NOT_FOUND, f"no such path {u.path!r}\n")
+            return None
+        return process
+
+    def _rest(self, conn: ServerConnection, enc: Encoder, u) -> Response:
+        def resp(status: int, body: str) -> Response:
+            r = conn.respond(status, body)
+            r.headers["Content-Type"] = "application/json;charset=UTF-8"
+            return r
+        if u.path != "/api/v3/depth":
+            return resp(404, json.dumps({"code": -1, "msg": f"unknown endpoint {u.path}"}))
+        if self.rest_errors.get(enc.venue, 0) > 0:
+            self.rest_errors[enc.venue] -= 1
+            status = 429 if self._rng[enc.venue].random() < 0.5 else 503
+            self._fault(enc.venue, "", "rest_error", f"HTTP {status} on {u.path}?{u.query}")
+            if status == 429:
+                r = resp(429, json.dumps({"code": -1003, "msg": "Too many requests; simulated rate limit."}))
+                r.headers["Retry-After"] = "1"
+                return r
+            return resp(503, json.dumps({"code": -1001, "msg": "Service unavailable (simulated)."}))
+        status, body = enc.depth(u.query, self.books)
+        return resp(status, body)
+
+    def _handler(self, enc: Encoder):
+        async def handler(ws: ServerConnection) -> None:
+            c = Client(ws, enc.venue, time.perf_counter())
+            path = ws.request.path if ws.request else "/"
+            enc.clients.add(c)
+            self.truth.add("connections", {"ts": iso_us(self.now_ns()), "venue": enc.venue,
+                                           "conn_id": c.conn_id, "event": "open", "detail": path})
+            detail = "client closed"
+            try:
+                enc.on_open(c, path)
+                life = self.cfg.lifetime_s / self.cfg.speed if enc.venue == "binance" else None
+                async with asyncio.timeout(life):
+                    async for msg in ws:
+                        if isinstance(msg, bytes):
+                            msg = msg.decode("utf-8", "replace")
+                        enc.on_text(c, msg)
+            except TimeoutError:
+                detail = f"lifetime {self.cfg.lifetime_s:g} s reached"
+                await ws.close(1000, "connection lifetime reached")
+            except Exception as e:  # noqa: BLE001 - a connection error is the client's end
+                detail = f"{type(e).__name__}: {e}"
+            finally:
+                if c.closed:
+                    detail = c.meta.get("close_detail", detail)
+                c.closed = True
+                enc.clients.discard(c)
+                on_close = getattr(enc, "on_close", None)
+                if on_close:
+                    on_close(c)
+                self.truth.add("connections", {"ts": iso_us(self.now_ns()), "venue": enc.venue,
+                                               "conn_id": c.conn_id, "event": "close", "detail": detail})
+        return handler
+
+    # -- the publishing loop ----------------------------------------------
+    async def _run(self) -> None:
+        import traceback
+
+        while True:
+            t0 = time.perf_counter()
+            try:
+                self._tick(self._clock())
+                await self._deliver()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # pragma: no cover - keep serving, keep the cause visible
+                traceback.print_exc()
+            dt = TICK_S - (time.perf_counter() - t0)
+            await asyncio.sleep(dt if dt > 0 else 0)
+
+    def _tick(self, now: int) -> None:
+        m = self.market
+        while m.t <= now:
+            end = m.t + m.chunk_ns
+            for f, c in zip(self.feeds, m.step()):
+                f.chunks.append((c, end))
+        every = self.cfg.truth_book_every
+        for li, f in enumerate(self.feeds):
+            enc = self.encoders.get(m.listings[li].venue)
+            if enc is None:
+                continue
+            book = self.books[li]
+            while f.chunks:
+                c, end = f.chunks[0]
+                eu = int(np.searchsorted(c.upd_t, now, side="right"))
+                et = int(np.searchsorted(c.trade_t, now, side="right"))
+                eq = int(np.searchsorted(c.quote_t, now, side="right"))
+                self._publish(li, enc, book, c, f.pu, eu, f.pt, et, f.pq, eq, every)
+                f.pu, f.pt, f.pq = eu, et, eq
+                if now < end:
+                    break
+                f.chunks.popleft()
+                f.pu = f.pt = f.pq = 0
+        for enc in self.encoders.values():
+            enc.on_clock(now)
+        self._sim_t = now
+
+    def _publish(self, li: int, enc: Encoder, book: LiveBook, c, u0: int, u1: int, t0: int, t1: int,
+                 q0: int, q1: int, every: int) -> None:
+        if u0 == u1 and t0 == t1 and q0 == q1:
+            return
+        ut = c.upd_t[u0:u1].tolist()
+        us = c.upd_side[u0:u1].tolist()
+        up = c.upd_px[u0:u1].tolist()
+        uq = c.upd_q[u0:u1].tolist()
+        useq = c.upd_seq[u0:u1].tolist()
+        tt = c.trade_t[t0:t1].tolist()
+        tp = c.trade_px[t0:t1].tolist()
+        tq = c.trade_q[t0:t1].tolist()
+        ts = c.trade_side[t0:t1].tolist()
+        tid = c.trade_id[t0:t1].tolist()
+        qt = c.quote_t[q0:q1].tolist()
+        qv = [x[q0:q1].tolist() for x in (c.quote_bp, c.quote_bq, c.quote_ap, c.quote_aq, c.quote_seq)]
+        l = c.listing
+        scale, lot = 10.0 ** l.price_dec, 10.0 ** l.qty_dec
+        i = j = k = 0
+        nu, nt, nq = len(ut), len(tt), len(qt)
+        big = 1 << 62
+        on_book, on_trade, on_quote, on_clock = enc.on_book, enc.on_trade, enc.on_quote, enc.on_clock
+        truth = self.truth
+        while i < nu or j < nt or k < nq:
+            a = tt[j] if j < nt else big
+            b = ut[i] if i < nu else big
+            q = qt[k] if k < nq else big
+            if a <= b and a <= q:
+                on_clock(a)
+                on_trade(li, a, tp[j], tq[j], ts[j], tid[j])
+                truth.add("trades", {"venue": l.venue, "symbol": l.symbol, "trade_id": str(tid[j]),
+                                     "price": tp[j] / scale, "qty": tq[j] / lot,
+                                     "side": "buy" if ts[j] == 0 else "sell", "ts_exchange": iso_us(a)})
+                j += 1
+            elif b <= q:
+                on_clock(b)
+                seq = useq[i]
+                changes = []
+                while i < nu and useq[i] == seq:
+                    book.apply(us[i], up[i], uq[i])
+                    changes.append((us[i], up[i], uq[i]))
+                    i += 1
+                book.seq = seq
+                book.updates += 1
+                on_book(li, b, seq, changes, book)
+                if every and book.updates % every == 0:
+                    truth.add("books", {
+                        "venue": l.venue, "symbol": l.symbol, "seq": seq, "ts_exchange": iso_us(b),
+                        "bids": [[p / scale, x / lot] for p, x in book.top(0, 25)],
+                        "asks": [[p / scale, x / lot] for p, x in book.top(1, 25)]})
+            else:
+                on_clock(q)
+                on_quote(li, q, qv[0][k], qv[1][k], qv[2][k], qv[3][k], qv[4][k])
+                k += 1
+
+    # -- faults -----------------------------------------------------------
+    def _fault(self, venue: str, symbol: str, kind: str, detail: str) -> None:
+        self.truth.add("faults", {"ts": iso_us(self.now_ns()), "venue": venue, "symbol": symbol,
+                                  "kind": kind, "detail": detail})
+
+    def _inject(self, enc: Encoder, out: list[Out], dt_min: float) -> list[Out]:
+        fc = self.cfg.faults
+        v = enc.venue
+        rng = self._rng[v]
+        pend = self._fault_pending[v]
+        for kind in FAULT_KINDS:
+            rate = getattr(fc, kind)
+            if rate > 0 and rng.random() < rate * dt_min:
+                pend.append(kind)
+        if not pend:
+            return out
+        wall = time.perf_counter()
+        keep: list[str] = []
+        for kind in pend:
+            if kind in ("gap", "duplicate", "out_of_order", "malformed", "bad_checksum"):
+                idx = [n for n, o in enumerate(out) if o.kind == "book" and any(enc.wants(c, o) for c in enc.clients)]
+                if kind == "bad_checksum":
+                    idx = [n for n in idx if enc.bad_checksum(out[n]) is not None]
+                if not idx or (kind == "out_of_order" and len(idx) < 2):
+                    keep.append(kind)
+                    continue
+                n = idx[0]
+                o = out[n]
+                if kind == "gap":
+                    ghost = Out(o.key, None, "ghost", o.symbol)
+                    out[n] = ghost
+                    self._fault(v, o.symbol, kind, f"dropped a book message on {o.key}")
+                elif kind == "duplicate":
+                    out.insert(n + 1, o.copy())
+                    self._fault(v, o.symbol, kind, f"sent a book message twice on {o.key}")
+                elif kind == "out_of_order":
+                    n2 = next((x for x in idx[1:] if out[x].key == o.key), None)
+                    if n2 is None:
+                        keep.append(kind)
+                        continue
+                    out[n], out[n2] = out[n2], out[n]
+                    self._fault(v, o.symbol, kind, f"swapped two book messages on {o.key}")
+                elif kind == "malformed":
+                    full = o.text if o.text is not None else (o.parts[0] + "0" + o.parts[1])
+                    bad = Out(o.key, full[: max(1, len(full) // 2)], "malformed", o.symbol, o.parts)
+                    out[n] = bad
+                    self._fault(v, o.symbol, kind, f"sent truncated JSON instead of a book message on {o.key}")
+                else:
+                    out[n] = enc.bad_checksum(o)
+                    self._fault(v, o.symbol, kind, f"checksum off by one on {o.key}")
+            elif kind == "disconnect":
+                if not enc.clients:
+                    keep.append(kind)
+                    continue
+                for c in list(enc.clients):
+                    c.closed = True
+                    c.meta["close_detail"] = "fault: abrupt disconnect"
+                    self._fault(v, "", kind, f"aborted connection {c.conn_id}")
+                    with contextlib.suppress(Exception):
+                        c.ws.transport.abort()
+            elif kind == "slow":
+                self._slow_until[v] = wall + fc.slow_s
+                self._fault(v, "", kind, f"sends stalled for {fc.slow_s:g} s")
+            elif kind == "silent":
+                self._silent_until[v] = wall + fc.silent_s
+                self._fault(v, "", kind, f"no messages for {fc.silent_s:g} s, sockets left open")
+            elif kind == "rest_error":
+                if v != "binance":
+                    continue
+                self.rest_errors[v] += 1
+        pend[:] = keep
+        return out
+
+    async def _deliver(self) -> None:
+        wall = time.perf_counter()
+        dt_min = TICK_S * self.cfg.speed / 60.0
+        waiters = []
+        for v, enc in self.encoders.items():
+            out = enc.out
+            enc.out = []
+            if self.cfg.faults.any():
+                out = self._inject(enc, out, dt_min)
+            if wall < self._silent_until[v]:
+                out = []
+            if wall < self._slow_until[v]:
+                self._held[v].extend(out)
+                out = []
+            elif self._held[v]:
+                out = self._held[v] + out
+                self._held[v] = []
+            for c in list(enc.clients):
+                if c.closed:
+                    continue
+                frames = c.pending
+                c.pending = []
+                wants, render = enc.wants, enc.render
+                for o in out:
+                    if wants(c, o):
+                        if o.kind == "ghost":
+                            skip = getattr(enc, "skip", None)
+                            if skip:
+                                skip(c, o)
+                            continue
+                        frames.append(render(c, o))
+                if not frames:
+                    continue
+                tr = c.ws.transport
+                if tr is None or tr.is_closing() or c.ws.state is not State.OPEN:
+                    continue
+                data = b"".join(frames)
+                try:
+                    tr.write(data)
+                except (RuntimeError, OSError):  # closing under our feet
+                    c.closed = True
+                    continue
+                self.stats["messages"] += len(frames)
+                self.stats["bytes"] += len(data)
+                if tr.get_write_buffer_size() > HIGH_WATER:
+                    waiters.append(c)
+        # back-pressure: let a slow consumer drain (the clock catches up afterwards)
+        for c in waiters:
+            deadline = time.perf_counter() + 30
+            tr = c.ws.transport
+            while not tr.is_closing() and tr.get_write_buffer_size() > LOW_WATER:
+                if time.perf_counter() > deadline:
+                    c.closed = True
+                    c.meta["close_detail"] = "slow consumer: write buffer full for 30 s"
+                    tr.abort()
+                    break
+                await asyncio.sleep(0.001)
