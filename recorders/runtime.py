@@ -1,0 +1,463 @@
+"""The recorder process: connection loops per venue, one flusher, one writer.
+
+Per venue a :class:`VenueRunner` keeps one WebSocket open (two, briefly, on
+a planned rotation), feeds every message to a fresh adapter per connection,
+journals it, answers the adapter's requests (REST snapshots, resubscribes)
+and reconnects with exponential backoff and jitter. Every flush interval the
+rows parsed so far are handed to the :class:`~recorders.writer.Writer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import polars as pl
+import websockets
+
+from lab.lake import Lake, data_dir
+from recorders.config import RecorderConfig, VenueConfig
+from recorders.rest import RestClient
+from recorders.venues import adapter_for
+from recorders.venues.base import Adapter, Rows, TradeIds, to_text
+from recorders.writer import Writer
+
+__all__ = ["Recorder", "run_recorder", "status_path"]
+
+log = logging.getLogger("recorders")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def status_path(name: str, status_dir: str | Path | None = None) -> Path:
+    d = Path(status_dir) if status_dir else data_dir() / "run"
+    return d / f"recorder-{name}.json"
+
+
+class Session:
+    """One WebSocket connection and its adapter."""
+
+    def __init__(self, runner: "VenueRunner", conn_id: str) -> None:
+        self.runner = runner
+        self.conn_id = conn_id
+        rec = runner.rec
+        self.adapter: Adapter = runner.cls(runner.vc.symbols, rec.rows, trade_ids=runner.trade_ids,
+                                           **({"depth": runner.vc.depth} if runner.vc.depth else {}))
+        self.ws = None
+        self.first_message = asyncio.Event()
+        self.opened_at = time.monotonic()
+        self.last_recv = time.monotonic()
+        self.closing = False
+        self._tasks: set[asyncio.Task] = set()
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def run(self) -> None:
+        r = self.runner
+        rec = r.rec
+        url = self.adapter.url(r.ws_url)
+        venue = r.venue
+        async with websockets.connect(url, open_timeout=15, ping_interval=20, ping_timeout=30,
+                                      close_timeout=2, max_size=2**24, max_queue=256,
+                                      compression=None) as ws:
+            self.ws = ws
+            self.opened_at = self.last_recv = time.monotonic()
+            r.on_open(self)
+            for m in self.adapter.subscribe_messages():
+                await ws.send(m)
+            self._spawn(self._watchdog())
+            if self.adapter.keepalive_every:
+                self._spawn(self._keepalive())
+            adapter = self.adapter
+            cid = self.conn_id
+            first = True
+            try:
+                async for raw in ws:
+                    ts = _now_us()
+                    self.last_recv = time.monotonic()
+                    if first:
+                        first = False
+                        r.on_first_message(self)
+                        self.first_message.set()
+                    rec.seq += 1
+                    text = raw if isinstance(raw, str) else to_text(raw)
+                    rows = rec.rows
+                    if adapter.out is not rows:
+                        adapter.out = rows
+                    rows.raw(ts, venue, cid, rec.seq, text)
+                    adapter.feed(text, ts)
+                    if adapter.actions:
+                        self._act(ts)
+            finally:
+                for t in list(self._tasks):
+                    t.cancel()
+
+    def _act(self, ts: int) -> None:
+        acts, self.adapter.actions = self.adapter.actions, []
+        for kind, arg in acts:
+            if kind == "snapshot":
+                self._spawn(self._snapshot(arg))
+            elif kind == "send":
+                self.runner.resubscribes += 1
+                self._spawn(self._send(arg))
+
+    async def _send(self, text: str) -> None:
+        try:
+            await self.ws.send(text)
+        except websockets.ConnectionClosed:
+            pass
+
+    async def _snapshot(self, symbol: str) -> None:
+        r = self.runner
+        rec = r.rec
+        url = self.adapter.snapshot_url(r.rest_url, symbol)
+
+        def on_error(detail: str) -> None:
+            rec.rows.event(_now_us(), r.venue, symbol, "rest_error", detail)
+
+        body = await rec.rest.get(url, on_error)
+        if self.closing:
+            return
+        ts = _now_us()
+        rec.seq += 1
+        rows = rec.rows
+        self.adapter.out = rows
+        rows.raw(ts, r.venue, f"rest/{self.conn_id}/{symbol}", rec.seq, body)
+        try:
+            self.adapter.on_snapshot(symbol, body, ts)
+        except Exception as e:  # noqa: BLE001
+            self.adapter.reject(body, ts, e, symbol)
+            self.adapter.actions.append(("snapshot", symbol))
+        if self.adapter.actions:
+            self._act(ts)
+
+    async def _watchdog(self) -> None:
+        timeout = self.runner.silence_timeout
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            idle = time.monotonic() - self.last_recv
+            if idle > timeout:
+                self.runner.rec.rows.event(_now_us(), self.runner.venue, None, "stale",
+                                           f"{self.conn_id}: no message for {idle:.1f}s")
+                self.runner.stale += 1
+                await self.ws.close(1000, "stale")
+                return
+
+    async def _keepalive(self) -> None:
+        msg = self.adapter.keepalive_message()
+        while msg:
+            await asyncio.sleep(self.adapter.keepalive_every)
+            await self._send(msg)
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.ws is not None:
+            await self.ws.close()
+
+
+class VenueRunner:
+    def __init__(self, rec: "Recorder", vc: VenueConfig) -> None:
+        self.rec = rec
+        self.vc = vc
+        self.venue = vc.venue
+        self.cls = adapter_for(vc.venue)
+        self.ws_url, self.rest_url = vc.urls()
+        self.silence_timeout = vc.silence_timeout or self.cls.silence_timeout
+        self.trade_ids = TradeIds()
+        self.sessions: list[Session] = []
+        self.n = 0
+        self.reconnects = 0
+        self.rotations = 0
+        self.resubscribes = 0
+        self.stale = 0
+        self.connected = False
+        self.last_error = ""
+        self._closed_stats: dict[str, int] = {}
+
+    def _conn_id(self) -> str:
+        self.n += 1
+        return f"{self.rec.run_id}/{self.venue}/{self.n}"
+
+    def on_open(self, s: Session) -> None:
+        self.connected = True
+        self.rec.rows.event(_now_us(), self.venue, None, "connect", f"{s.conn_id} {self.ws_url}")
+
+    def on_first_message(self, s: Session) -> None:
+        # The newest connection owns the books; older ones only add trades (deduped).
+        for old in self.sessions:
+            if old is not s and old.adapter.book_enabled:
+                old.adapter.book_enabled = False
+
+    def stats(self) -> dict:
+        out = dict(self._closed_stats)
+        for s in self.sessions:
+            for k, v in s.adapter.stats.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def _retire(self, s: Session) -> None:
+        if s in self.sessions:
+            self.sessions.remove(s)
+        for k, v in s.adapter.stats.items():
+            self._closed_stats[k] = self._closed_stats.get(k, 0) + v
+
+    async def run(self) -> None:
+        cfg = self.rec.cfg
+        backoff = cfg.backoff_base
+        while not self.rec.stopping.is_set():
+            s = Session(self, self._conn_id())
+            self.sessions.append(s)
+            task = asyncio.create_task(s.run())
+            err = ""
+            try:
+                while True:
+                    rotate_in = cfg.rotate_after - (time.monotonic() - s.opened_at)
+                    done, _ = await asyncio.wait({task}, timeout=max(0.05, min(rotate_in, 1.0)))
+                    if done:
+                        break
+                    if self.rec.stopping.is_set():
+                        await s.close()
+                        await asyncio.wait({task}, timeout=5)
+                        break
+                    if s.ws is not None and time.monotonic() - s.opened_at >= cfg.rotate_after:
+                        s, task = await self._rotate(s, task)
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    e = task.exception()
+                    err = f"{type(e).__name__}: {e}"
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
+            finally:
+                self._retire(s)
+            self.connected = bool(self.sessions)
+            if self.rec.stopping.is_set():
+                break
+            lived = time.monotonic() - s.opened_at if s.ws is not None else 0.0
+            if lived >= cfg.healthy_after:
+                backoff = cfg.backoff_base
+            self.reconnects += 1
+            self.last_error = err
+            pause = backoff * (0.5 + random.random())
+            ws = s.ws
+            why = err or (f"closed code={ws.close_code} reason={ws.close_reason!r}" if ws else "closed")
+            self.rec.rows.event(_now_us(), self.venue, None, "reconnect",
+                                f"{s.conn_id} ended after {lived:.1f}s ({why}); retry in {pause:.2f}s")
+            try:
+                await asyncio.wait_for(self.rec.stopping.wait(), timeout=pause)
+            except TimeoutError:
+                pass
+            backoff = min(backoff * 2, cfg.backoff_max)
+
+    async def _rotate(self, old: Session, old_task: asyncio.Task):
+        """Planned reconnect: open the new socket before closing the old one."""
+        new = Session(self, self._conn_id())
+        self.sessions.append(new)
+        new_task = asyncio.create_task(new.run())
+        first = asyncio.create_task(new.first_message.wait())
+        await asyncio.wait({first, new_task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if not new.first_message.is_set():
+            first.cancel()
+            new_task.cancel()
+            self._retire(new)
+            old.opened_at = time.monotonic()  # try again later
+            return old, old_task
+        await asyncio.sleep(self.rec.cfg.overlap)
+        self.rotations += 1
+        self.rec.rows.event(_now_us(), self.venue, None, "rotate",
+                            f"{old.conn_id} -> {new.conn_id} (planned, overlapped)")
+        await old.close()
+        await asyncio.wait({old_task}, timeout=5)
+        self._retire(old)
+        return new, new_task
+
+
+class Recorder:
+    """Record the configured venues into the lake until stopped."""
+
+    def __init__(self, cfg: RecorderConfig, *, writer_delay: float = 0.0) -> None:
+        self.cfg = cfg
+        self.lake = Lake(cfg.lake) if cfg.lake else Lake(data_dir() / "lake")
+        self.run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}"
+        self.rows = Rows()
+        self.seq = 0
+        self.stopping = asyncio.Event()
+        self.writer = Writer(self.lake, max_batches=cfg.queue_batches,
+                             maintain_every=cfg.maintain_every, delay=writer_delay)
+        self.rest = RestClient(cfg.rest_min_interval)
+        self.runners = [VenueRunner(self, vc) for vc in cfg.venues]
+        self.status_file = status_path(cfg.name, cfg.status_dir)
+        self.started = time.time()
+        self.publisher = None
+        self._bus_marks: dict[str, int] = {}
+        self._msg_hist: dict[str, tuple[float, int]] = {}
+        self.lost_batches_reported = 0
+
+    # -- startup ------------------------------------------------------------
+    def seed_trade_ids(self) -> None:
+        """Remember trade ids already in the lake so a restart duplicates none."""
+        if not self.lake.exists("trades"):
+            return
+        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=self.cfg.seed_hours)
+        for r in self.runners:
+            try:
+                df = (self.lake.scan("trades", venue=r.venue, symbol=[s.upper() for s in r.vc.symbols])
+                      .filter(pl.col("ts_local") >= since).select("symbol", "trade_id").collect())
+            except Exception as e:  # noqa: BLE001
+                log.warning("could not seed trade ids for %s: %s", r.venue, e)
+                continue
+            for (sym,), part in df.group_by(["symbol"]):
+                r.trade_ids.seed(sym, part["trade_id"].tail(r.trade_ids.capacity).to_list())
+
+    # -- periodic work --------------------------------------------------------
+    def flush(self) -> None:
+        self.publish_bus()
+        batch, self.rows = self.rows, Rows()
+        self._bus_marks = {}
+        for r in self.runners:
+            for s in r.sessions:
+                s.adapter.out = self.rows
+        if len(batch) >= 0 and len(batch):
+            if not self.writer.submit(batch):
+                self.rows.event(_now_us(), "recorder", None, "loss",
+                                f"writer queue full ({self.cfg.queue_batches} batches): dropped "
+                                f"{json.dumps(batch.counts())}")
+
+    def publish_bus(self) -> None:
+        pub = self.publisher
+        if pub is None:
+            return
+        for table in ("quotes", "trades", "book_updates"):
+            start = self._bus_marks.get(table, 0)
+            n = self.rows.count(table)
+            if n > start:
+                pub.publish_nowait(table, self.rows.dicts(table, start))
+                self._bus_marks[table] = n
+
+    def status(self) -> dict:
+        now = time.time()
+        now_us = _now_us()
+        venues = {}
+        for r in self.runners:
+            st = r.stats()
+            prev_t, prev_n = self._msg_hist.get(r.venue, (self.started, 0))
+            rate = (st.get("messages", 0) - prev_n) / max(now - prev_t, 1e-6)
+            self._msg_hist[r.venue] = (now, st.get("messages", 0))
+            syms = {}
+            for sym in r.vc.symbols:
+                sym = sym.upper()
+                last = max((s.adapter.last_msg_us.get(sym, 0) for s in r.sessions), default=0)
+                synced = any(s.adapter.synced.get(sym) and s.adapter.book_enabled for s in r.sessions)
+                syms[sym] = {"last_msg_age_s": round((now_us - last) / 1e6, 3) if last else None,
+                             "book_synced": synced}
+            venues[r.venue] = {
+                "connected": r.connected, "connections": len(r.sessions), "url": r.ws_url,
+                "msgs_per_s": round(rate, 1), "messages": st.get("messages", 0),
+                "gaps": st.get("gaps", 0), "resyncs": st.get("resyncs", 0),
+                "checksum_failures": st.get("checksum_failures", 0),
+                "rejected": st.get("rejected", 0), "duplicate_trades": st.get("duplicates", 0),
+                "reconnects": r.reconnects, "rotations": r.rotations, "stale": r.stale,
+                "last_error": r.last_error, "symbols": syms,
+            }
+        lag = None
+        q = self.rows.quotes
+        if q[0]:
+            lag = round((q[1][-1] - q[0][-1]) / 1e6, 3)
+        w = self.writer
+        return {
+            "name": self.cfg.name, "pid": os.getpid(), "run_id": self.run_id,
+            "started": dt.datetime.fromtimestamp(self.started, dt.timezone.utc).isoformat(),
+            "updated": dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(),
+            "lake": str(self.lake.root), "bus": self.cfg.bus, "lag_s": lag,
+            "queue_depth": w.depth(), "queue_bound": self.cfg.queue_batches,
+            "rows_written": w.rows_written, "commits": w.commits, "lost_rows": w.lost_rows,
+            "lost_batches": w.lost_batches, "write_errors": w.errors,
+            "last_write_age_s": round(now - w.last_write, 3) if w.last_write else None,
+            "rest_calls": self.rest.calls, "rest_errors": self.rest.errors,
+            "bus_dropped": getattr(self.publisher, "dropped", 0) if self.publisher else 0,
+            "venues": venues,
+        }
+
+    def write_status(self) -> None:
+        p = self.status_file
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.status(), indent=1))
+        os.replace(tmp, p)
+
+    async def _ticker(self) -> None:
+        next_status = 0.0
+        bus_every = 0.05
+        next_flush = time.monotonic() + self.cfg.flush_interval
+        while not self.stopping.is_set():
+            await asyncio.sleep(bus_every if self.publisher else min(0.1, self.cfg.flush_interval))
+            now = time.monotonic()
+            if now >= next_flush or len(self.rows) >= self.cfg.max_batch_rows:
+                self.flush()
+                next_flush = now + self.cfg.flush_interval
+            else:
+                self.publish_bus()
+            if now >= next_status:
+                next_status = now + 1.0
+                try:
+                    self.write_status()
+                except OSError as e:
+                    log.warning("status file: %s", e)
+
+    # -- main -----------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (NotImplementedError, RuntimeError):
+                pass
+        self.seed_trade_ids()
+        self.writer.start()
+        if self.cfg.bus:
+            from recorders.bus import Publisher
+            self.publisher = Publisher(self.cfg.bus)
+            await self.publisher.start()
+        tasks = [asyncio.create_task(r.run()) for r in self.runners]
+        ticker = asyncio.create_task(self._ticker())
+        try:
+            if self.cfg.duration:
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), self.cfg.duration)
+                except TimeoutError:
+                    self.stop()
+            await self.stopping.wait()
+            await asyncio.wait(tasks, timeout=10)
+        finally:
+            for t in tasks:
+                t.cancel()
+            ticker.cancel()
+            self.flush()
+            await asyncio.to_thread(self.writer.close)
+            await self.rest.aclose()
+            if self.publisher is not None:
+                await self.publisher.close()
+            try:
+                self.write_status()
+            except OSError:
+                pass
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def run_recorder(cfg: RecorderConfig, **kw) -> int:
+    """Run a recorder in this thread until SIGINT/SIGTERM (or ``cfg.duration``)."""
+    return asyncio.run(Recorder(cfg, **kw).run())
