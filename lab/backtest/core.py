@@ -1,0 +1,762 @@
+"""The compiled core of the event-driven backtester (numba, ``cache=True``).
+
+Everything here works on one :class:`State` (a namedtuple of numpy arrays,
+which numba passes without boxing Python objects and can cache to disk) and
+on the event arrays built by :mod:`lab.backtest.data`.
+
+Two timelines, as in hftbacktest:
+
+* the **exchange** timeline replays every event at its ``ts_exchange`` into the
+  exchange book, matches our resting orders (queue model) and receives our
+  requests ``entry latency`` after we sent them;
+* the **local** timeline replays the same events at ``ts_local`` into the
+  local book the strategy sees (so feed latency is exactly the recorded
+  ``ts_local - ts_exchange``), and delivers order acks and fills ``response
+  latency`` after the exchange produced them.
+
+At equal timestamps the order is: exchange data, order requests arriving at
+the exchange, equity sample, responses arriving locally, local data, timer.
+Ties inside each stream keep input order, so a run is deterministic.
+
+Units: times are int64 microseconds since the epoch; prices are int64 ticks
+(``price / tick``); quantities float64 in base units; fees and balances in
+the instrument's quote currency.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit
+
+# -- constants (shared with the Python layer) ---------------------------------
+INF = np.int64(2**62)
+BID, ASK = 0, 1
+BUY, SELL = 1, -1
+EV_DEPTH, EV_TRADE, EV_SNAPSHOT = 0, 1, 2
+LIMIT, MARKET = 0, 1
+GTC, POST_ONLY, IOC, FOK = 0, 1, 2, 3
+Q_RISK_AVERSE, Q_PROB_POWER, Q_PROB_LOG = 0, 1, 2
+# exchange-side order status
+X_FREE, X_INFLIGHT, X_RESTING, X_DONE = 0, 1, 2, 3
+# local (strategy-visible) order status
+L_FREE, L_PENDING, L_OPEN, L_DONE = 0, 1, 2, 3
+# request kinds
+RQ_NEW, RQ_CANCEL, RQ_AMEND = 0, 1, 2
+# response / order-log event kinds
+R_SENT, R_ACK, R_FILL, R_CANCELED, R_REJECTED, R_AMENDED, R_EXPIRED, R_CANCEL_REJECTED = 0, 1, 2, 3, 4, 5, 6, 7
+EVENT_NAMES = ("new", "ack", "fill", "canceled", "rejected", "amended", "expired", "cancel_rejected")
+# strategy callback codes
+CB_NONE, CB_BOOK, CB_TRADE, CB_FILL, CB_ORDER, CB_TIMER, CB_START = 0, 1, 2, 3, 4, 5, 6
+CB_NAMES = ("none", "book", "trade", "fill", "order", "timer", "start")
+
+# oi (int64 order fields)
+OI_ID, OI_INST, OI_SIDE, OI_PX, OI_TYPE, OI_TIF, OI_XST, OI_LST, OI_PEND, OI_LAST_RQ, OI_LAST_RP, OI_NEWPX = range(12)
+N_OI = 12
+# of (float64 order fields)
+OF_QTY, OF_LEAVES, OF_FRONT, OF_CUM, OF_LFILLED, OF_NEWQTY, OF_XFILLED = range(7)
+N_OF = 7
+# ctr (int64 counters)
+(C_NOW, C_SEQ, C_NEXT_ID, C_NRQ, C_NRP, C_NFILL, C_NLOG, C_NEQ, C_IEX, C_ILO,
+ C_TIMER_NEXT, C_TIMER_IV, C_LAT_E, C_LAT_R, C_EQ_NEXT, C_HW, C_NEVENTS, C_QMODEL,
+ C_EQ_IV, C_OVERFLOW, C_NCB) = range(21)
+N_CTR = 24
+# rq (requests in flight to the exchange): time, seq, kind, slot, px
+RQ_T, RQ_SEQ, RQ_KIND, RQ_SLOT, RQ_PX = range(5)
+# rp (responses in flight to us): time, seq, kind, slot, px, maker
+RP_T, RP_SEQ, RP_KIND, RP_SLOT, RP_PX, RP_MAKER = range(6)
+# fills log ints: ts_exch, ts_local, order_id, inst, side, maker, px
+FL_TSX, FL_TSL, FL_ID, FL_INST, FL_SIDE, FL_MAKER, FL_PX = range(7)
+# order log ints: ts, order_id, inst, side, type, tif, event, px
+LG_TS, LG_ID, LG_INST, LG_SIDE, LG_TYPE, LG_TIF, LG_EV, LG_PX = range(8)
+
+State = namedtuple("State", [
+    # static
+    "inst_venue", "inst_base", "inst_quote", "tick", "lot",
+    "maker_fee", "taker_fee", "asset_inst", "asset_fixed", "lat_entry", "lat_resp", "qparam",
+    # books: [book(0 exchange, 1 local), inst, side, level]
+    "bpx", "bqty", "bn", "snap_ts",
+    # orders
+    "oi", "of", "free",
+    # queues
+    "rq", "rqf", "rp", "rpf",
+    # logs
+    "fl", "flf", "lg", "lgf", "eq_ts", "eq_val", "eq_pos", "asset_px",
+    # accounts
+    "bal", "lpos", "ctr", "cb", "cbf",
+])
+
+
+def new_state(
+    *,
+    inst_venue: np.ndarray, inst_base: np.ndarray, inst_quote: np.ndarray,
+    tick: np.ndarray, lot: np.ndarray, maker_fee: np.ndarray, taker_fee: np.ndarray,
+    asset_inst: np.ndarray, asset_fixed: np.ndarray, lat_entry: np.ndarray, lat_resp: np.ndarray,
+    queue_model: int = Q_RISK_AVERSE, queue_param: float = 2.0,
+    n_venues: int, n_assets: int, eq_interval: int, n_eq: int,
+    book_cap: int = 256, max_orders: int = 4096, max_inflight: int = 8192,
+    max_fills: int = 200_000, max_log: int = 400_000,
+) -> State:
+    """Allocate a fresh engine state (all books empty, all balances zero)."""
+    n = len(inst_venue)
+    ctr = np.zeros(N_CTR, np.int64)
+    ctr[C_NEXT_ID] = 1
+    ctr[C_TIMER_NEXT] = INF
+    ctr[C_EQ_NEXT] = INF
+    ctr[C_QMODEL] = queue_model
+    ctr[C_EQ_IV] = eq_interval
+    ctr[C_NOW] = -INF
+    free = np.arange(max_orders - 1, -1, -1, dtype=np.int64)  # a stack; top at the end
+    return State(
+        inst_venue.astype(np.int64), inst_base.astype(np.int64), inst_quote.astype(np.int64),
+        tick.astype(np.float64), lot.astype(np.float64),
+        maker_fee.astype(np.float64), taker_fee.astype(np.float64),
+        asset_inst.astype(np.int64), asset_fixed.astype(np.float64),
+        np.ascontiguousarray(lat_entry, np.int64), np.ascontiguousarray(lat_resp, np.int64),
+        np.array([queue_param], np.float64),
+        np.zeros((2, n, 2, book_cap), np.int64), np.zeros((2, n, 2, book_cap), np.float64),
+        np.zeros((2, n, 2), np.int64), np.full((2, n), -1, np.int64),
+        np.zeros((max_orders, N_OI), np.int64), np.zeros((max_orders, N_OF), np.float64),
+        np.concatenate([free, np.array([max_orders], np.int64)]),  # last cell: stack size
+        np.zeros((max_inflight, 5), np.int64), np.zeros((max_inflight, 1), np.float64),
+        np.zeros((max_inflight, 6), np.int64), np.zeros((max_inflight, 2), np.float64),
+        np.zeros((max_fills, 7), np.int64), np.zeros((max_fills, 3), np.float64),
+        np.zeros((max_log, 8), np.int64), np.zeros((max_log, 1), np.float64),
+        np.zeros(n_eq, np.int64), np.zeros((n_eq, n_venues), np.float64),
+        np.zeros((n_eq, n), np.float64), np.where(np.isnan(asset_fixed), 0.0, asset_fixed),
+        np.zeros((n_venues, n_assets), np.float64), np.zeros(n, np.float64), ctr,
+        np.zeros(8, np.int64),  # last callback: code, inst, slot, order id, event kind, px, maker
+        np.zeros(2, np.float64),  # last response: qty, fee
+    )
+
+
+# -- books ----------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _find(pxs, n, side, p):
+    for j in range(n):
+        q = pxs[j]
+        if q == p:
+            return j, j
+        if (side == BID and q < p) or (side == ASK and q > p):
+            return -1, j
+    return -1, n
+
+
+@njit(cache=True)
+def book_set(st, b, i, side, p, q):
+    """Set level ``p`` of ``side`` to ``q`` (0 deletes); return the previous size."""
+    pxs = st.bpx[b, i, side]
+    qs = st.bqty[b, i, side]
+    n = st.bn[b, i, side]
+    j, k = _find(pxs, n, side, p)
+    if j >= 0:
+        prev = qs[j]
+        if q <= 0.0:
+            for m in range(j, n - 1):
+                pxs[m] = pxs[m + 1]
+                qs[m] = qs[m + 1]
+            st.bn[b, i, side] = n - 1
+        else:
+            qs[j] = q
+        return prev
+    if q <= 0.0:
+        return 0.0
+    cap = pxs.shape[0]
+    if n == cap:
+        if k >= cap:
+            return 0.0
+        n -= 1
+    for m in range(n, k, -1):
+        pxs[m] = pxs[m - 1]
+        qs[m] = qs[m - 1]
+    pxs[k] = p
+    qs[k] = q
+    st.bn[b, i, side] = n + 1
+    return 0.0
+
+
+@njit(cache=True)
+def level_qty(st, b, i, side, p):
+    j, _ = _find(st.bpx[b, i, side], st.bn[b, i, side], side, p)
+    return st.bqty[b, i, side, j] if j >= 0 else 0.0
+
+
+@njit(cache=True)
+def best(st, b, i, side):
+    """Best price (ticks) of a side, or -1 if the side is empty."""
+    return st.bpx[b, i, side, 0] if st.bn[b, i, side] > 0 else np.int64(-1)
+
+
+# -- in-flight queues -------------------------------------------------------------
+@njit(cache=True)
+def _push_rq(st, t, kind, slot, px, qty):
+    n = st.ctr[C_NRQ]
+    if n >= st.rq.shape[0]:
+        st.ctr[C_OVERFLOW] = 1
+        return
+    t = max(t, st.oi[slot, OI_LAST_RQ])  # requests of one order arrive in the order sent
+    st.oi[slot, OI_LAST_RQ] = t
+    st.ctr[C_SEQ] += 1
+    st.rq[n, RQ_T] = t
+    st.rq[n, RQ_SEQ] = st.ctr[C_SEQ]
+    st.rq[n, RQ_KIND] = kind
+    st.rq[n, RQ_SLOT] = slot
+    st.rq[n, RQ_PX] = px
+    st.rqf[n, 0] = qty
+    st.ctr[C_NRQ] = n + 1
+    st.oi[slot, OI_PEND] += 1
+
+
+@njit(cache=True)
+def _push_rp(st, t, kind, slot, px, qty, fee, maker):
+    n = st.ctr[C_NRP]
+    if n >= st.rp.shape[0]:
+        st.ctr[C_OVERFLOW] = 1
+        return
+    t = max(t, st.oi[slot, OI_LAST_RP])
+    st.oi[slot, OI_LAST_RP] = t
+    st.ctr[C_SEQ] += 1
+    st.rp[n, RP_T] = t
+    st.rp[n, RP_SEQ] = st.ctr[C_SEQ]
+    st.rp[n, RP_KIND] = kind
+    st.rp[n, RP_SLOT] = slot
+    st.rp[n, RP_PX] = px
+    st.rp[n, RP_MAKER] = maker
+    st.rpf[n, 0] = qty
+    st.rpf[n, 1] = fee
+    st.ctr[C_NRP] = n + 1
+    st.oi[slot, OI_PEND] += 1
+
+
+@njit(cache=True, inline="always")
+def _min_idx(q, n, tcol, scol):
+    best_i = -1
+    bt = INF
+    bs = INF
+    for k in range(n):
+        t = q[k, tcol]
+        if t < bt or (t == bt and q[k, scol] < bs):
+            bt = t
+            bs = q[k, scol]
+            best_i = k
+    return best_i, bt
+
+
+@njit(cache=True)
+def _resp_latency(st):
+    k = st.ctr[C_LAT_R]
+    st.ctr[C_LAT_R] = k + 1
+    return st.lat_resp[k % st.lat_resp.shape[0]]
+
+
+@njit(cache=True)
+def _entry_latency(st):
+    k = st.ctr[C_LAT_E]
+    st.ctr[C_LAT_E] = k + 1
+    return st.lat_entry[k % st.lat_entry.shape[0]]
+
+
+@njit(cache=True)
+def _log(st, t, slot, ev, px, qty):
+    n = st.ctr[C_NLOG]
+    if n >= st.lg.shape[0]:
+        st.ctr[C_OVERFLOW] = 2
+        return
+    st.lg[n, LG_TS] = t
+    st.lg[n, LG_ID] = st.oi[slot, OI_ID]
+    st.lg[n, LG_INST] = st.oi[slot, OI_INST]
+    st.lg[n, LG_SIDE] = st.oi[slot, OI_SIDE]
+    st.lg[n, LG_TYPE] = st.oi[slot, OI_TYPE]
+    st.lg[n, LG_TIF] = st.oi[slot, OI_TIF]
+    st.lg[n, LG_EV] = ev
+    st.lg[n, LG_PX] = px
+    st.lgf[n, 0] = qty
+    st.ctr[C_NLOG] = n + 1
+
+
+# -- exchange side ----------------------------------------------------------------
+@njit(cache=True)
+def _fill(st, slot, t, px, qty, maker):
+    """Exchange fills ``qty`` of order ``slot`` at ``px`` (ticks) at exchange time ``t``."""
+    i = st.oi[slot, OI_INST]
+    side = st.oi[slot, OI_SIDE]
+    v = st.inst_venue[i]
+    price = px * st.tick[i]
+    rate = st.maker_fee[v] if maker else st.taker_fee[v]
+    fee = price * qty * rate
+    st.bal[v, st.inst_base[i]] += side * qty
+    st.bal[v, st.inst_quote[i]] -= side * price * qty + fee
+    st.of[slot, OF_LEAVES] -= qty
+    st.of[slot, OF_XFILLED] += qty
+    if st.of[slot, OF_LEAVES] <= 1e-12 * st.of[slot, OF_QTY]:
+        st.of[slot, OF_LEAVES] = 0.0
+        st.oi[slot, OI_XST] = X_DONE
+    tl = t + _resp_latency(st)
+    n = st.ctr[C_NFILL]
+    if n < st.fl.shape[0]:
+        st.fl[n, FL_TSX] = t
+        st.fl[n, FL_TSL] = max(tl, st.oi[slot, OI_LAST_RP])
+        st.fl[n, FL_ID] = st.oi[slot, OI_ID]
+        st.fl[n, FL_INST] = i
+        st.fl[n, FL_SIDE] = side
+        st.fl[n, FL_MAKER] = 1 if maker else 0
+        st.fl[n, FL_PX] = px
+        st.flf[n, 0] = price
+        st.flf[n, 1] = qty
+        st.flf[n, 2] = fee
+        st.ctr[C_NFILL] = n + 1
+    else:
+        st.ctr[C_OVERFLOW] = 3
+    _push_rp(st, tl, R_FILL, slot, px, qty, fee, 1 if maker else 0)
+
+
+@njit(cache=True)
+def _available(st, i, side, limit_px, has_limit):
+    """Quantity on the opposite side of ``side`` at prices no worse than ``limit_px``."""
+    os = ASK if side == BUY else BID
+    tot = 0.0
+    for j in range(st.bn[0, i, os]):
+        lp = st.bpx[0, i, os, j]
+        if has_limit and ((side == BUY and lp > limit_px) or (side == SELL and lp < limit_px)):
+            break
+        tot += st.bqty[0, i, os, j]
+    return tot
+
+
+@njit(cache=True)
+def _take(st, slot, t, limit_px, has_limit):
+    """Walk the exchange book for a taker order (the replayed book is not consumed)."""
+    i = st.oi[slot, OI_INST]
+    side = st.oi[slot, OI_SIDE]
+    os = ASK if side == BUY else BID
+    for j in range(st.bn[0, i, os]):
+        lp = st.bpx[0, i, os, j]
+        if has_limit and ((side == BUY and lp > limit_px) or (side == SELL and lp < limit_px)):
+            break
+        leaves = st.of[slot, OF_LEAVES]
+        if leaves <= 0.0:
+            break
+        q = min(leaves, st.bqty[0, i, os, j])
+        if q > 0.0:
+            _fill(st, slot, t, lp, q, False)
+
+
+@njit(cache=True)
+def _crosses(st, i, side, px):
+    if side == BUY:
+        a = best(st, 0, i, ASK)
+        return a >= 0 and px >= a
+    b = best(st, 0, i, BID)
+    return b >= 0 and px <= b
+
+
+@njit(cache=True)
+def _finish(st, slot, t, kind):
+    st.oi[slot, OI_XST] = X_DONE
+    _push_rp(st, t + _resp_latency(st), kind, slot, st.oi[slot, OI_PX], st.of[slot, OF_LEAVES], 0.0, 0)
+
+
+@njit(cache=True)
+def _arrive_new(st, slot, t, is_amend):
+    """An order (or an amended order) reaches the matching engine at ``t``."""
+    i = st.oi[slot, OI_INST]
+    side = st.oi[slot, OI_SIDE]
+    px = st.oi[slot, OI_PX]
+    tif = st.oi[slot, OI_TIF]
+    if st.oi[slot, OI_TYPE] == MARKET:
+        _take(st, slot, t, 0, False)
+        if st.oi[slot, OI_XST] != X_DONE:
+            _finish(st, slot, t, R_EXPIRED)
+        return
+    crossing = _crosses(st, i, side, px)
+    if tif == POST_ONLY and crossing:
+        _finish(st, slot, t, R_REJECTED)
+        return
+    if tif == FOK:
+        if _available(st, i, side, px, True) + 1e-12 < st.of[slot, OF_LEAVES]:
+            _finish(st, slot, t, R_EXPIRED)
+            return
+    if crossing:
+        _take(st, slot, t, px, True)
+        if st.oi[slot, OI_XST] == X_DONE:
+            return
+    if tif == IOC or tif == FOK:
+        _finish(st, slot, t, R_EXPIRED)
+        return
+    # rest on the book behind everything already at that price
+    st.oi[slot, OI_XST] = X_RESTING
+    st.of[slot, OF_FRONT] = level_qty(st, 0, i, BID if side == BUY else ASK, px)
+    st.of[slot, OF_CUM] = 0.0
+    _push_rp(st, t + _resp_latency(st), R_AMENDED if is_amend else R_ACK, slot, px,
+             st.of[slot, OF_LEAVES], 0.0, 0)
+
+
+@njit(cache=True)
+def _arrive_request(st, k, t):
+    kind = st.rq[k, RQ_KIND]
+    slot = st.rq[k, RQ_SLOT]
+    px = st.rq[k, RQ_PX]
+    qty = st.rqf[k, 0]
+    st.oi[slot, OI_PEND] -= 1
+    if kind == RQ_NEW:
+        _arrive_new(st, slot, t, False)
+    elif kind == RQ_CANCEL:
+        if st.oi[slot, OI_XST] == X_RESTING:
+            _finish(st, slot, t, R_CANCELED)
+        else:
+            _push_rp(st, t + _resp_latency(st), R_CANCEL_REJECTED, slot, st.oi[slot, OI_PX], 0.0, 0.0, 0)
+    else:  # amend: a new price and/or total quantity; the order loses its queue place
+        if st.oi[slot, OI_XST] != X_RESTING:
+            _push_rp(st, t + _resp_latency(st), R_CANCEL_REJECTED, slot, st.oi[slot, OI_PX], 0.0, 0.0, 0)
+            return
+        st.oi[slot, OI_PX] = px
+        st.of[slot, OF_QTY] = qty
+        st.of[slot, OF_LEAVES] = qty - st.of[slot, OF_XFILLED]
+        if st.of[slot, OF_LEAVES] <= 0.0:
+            st.of[slot, OF_LEAVES] = 0.0
+            _finish(st, slot, t, R_CANCELED)
+            return
+        _arrive_new(st, slot, t, True)
+
+
+@njit(cache=True)
+def _prob(model, a, front, back):
+    if model == Q_PROB_POWER:
+        fb = back ** a
+        ff = front ** a
+    else:
+        fb = np.log(1.0 + back)
+        ff = np.log(1.0 + front)
+    s = fb + ff
+    if s <= 0.0 or not np.isfinite(s):
+        return 1.0
+    return fb / s
+
+
+@njit(cache=True)
+def _exch_depth(st, i, side, p, q, prev):
+    """Queue-position updates and crossing fills after a depth change at the exchange."""
+    model = st.ctr[C_QMODEL]
+    for slot in range(st.ctr[C_HW]):
+        if st.oi[slot, OI_XST] != X_RESTING or st.oi[slot, OI_INST] != i:
+            continue
+        oside = st.oi[slot, OI_SIDE]
+        opx = st.oi[slot, OI_PX]
+        if (oside == BUY and side == BID) or (oside == SELL and side == ASK):
+            if opx != p:
+                continue
+            if model == Q_RISK_AVERSE:
+                st.of[slot, OF_FRONT] = min(st.of[slot, OF_FRONT], q)
+            else:
+                chg = prev - q - st.of[slot, OF_CUM]
+                st.of[slot, OF_CUM] = 0.0
+                if chg < 0.0:
+                    st.of[slot, OF_FRONT] = min(st.of[slot, OF_FRONT], q)
+                else:
+                    front = st.of[slot, OF_FRONT]
+                    back = prev - front
+                    pr = _prob(model, st.qparam[0], front, back)
+                    est = front - (1.0 - pr) * chg + min(back - pr * chg, 0.0)
+                    st.of[slot, OF_FRONT] = min(est, q)
+        elif q > 0.0 and ((oside == BUY and p <= opx) or (oside == SELL and p >= opx)):
+            # the opposite side moved through our price: we were hit at our price
+            _fill(st, slot, st.ctr[C_NOW], opx, st.of[slot, OF_LEAVES], True)
+
+
+@njit(cache=True)
+def _exch_trade(st, i, aggr, p, qty):
+    for slot in range(st.ctr[C_HW]):
+        if st.oi[slot, OI_XST] != X_RESTING or st.oi[slot, OI_INST] != i:
+            continue
+        oside = st.oi[slot, OI_SIDE]
+        if oside == aggr:
+            continue
+        opx = st.oi[slot, OI_PX]
+        if (oside == BUY and opx > p) or (oside == SELL and opx < p):
+            _fill(st, slot, st.ctr[C_NOW], opx, st.of[slot, OF_LEAVES], True)
+        elif opx == p:
+            st.of[slot, OF_FRONT] -= qty
+            st.of[slot, OF_CUM] += qty
+            if st.of[slot, OF_FRONT] < 0.0:
+                ex = -st.of[slot, OF_FRONT]
+                st.of[slot, OF_FRONT] = 0.0
+                _fill(st, slot, st.ctr[C_NOW], opx, min(ex, st.of[slot, OF_LEAVES]), True)
+
+
+@njit(cache=True)
+def _apply_book(st, b, kind, i, side, p, q, t):
+    if kind == EV_SNAPSHOT:
+        if st.snap_ts[b, i] != t:
+            st.bn[b, i, 0] = 0
+            st.bn[b, i, 1] = 0
+            st.snap_ts[b, i] = t
+    else:
+        st.snap_ts[b, i] = -1
+    return book_set(st, b, i, side, p, q)
+
+
+# -- local side ---------------------------------------------------------------------
+@njit(cache=True)
+def _free_if_done(st, slot):
+    if (st.oi[slot, OI_XST] == X_DONE and st.oi[slot, OI_LST] == L_DONE
+            and st.oi[slot, OI_PEND] == 0):
+        st.oi[slot, OI_XST] = X_FREE
+        st.oi[slot, OI_LST] = L_FREE
+        top = st.free[-1]
+        st.free[top] = slot
+        st.free[-1] = top + 1
+
+
+@njit(cache=True)
+def _deliver(st, k):
+    """A response reaches the strategy; returns (callback code, slot)."""
+    kind = st.rp[k, RP_KIND]
+    slot = st.rp[k, RP_SLOT]
+    t = st.rp[k, RP_T]
+    st.oi[slot, OI_PEND] -= 1
+    qty = st.rpf[k, 0]
+    _log(st, t, slot, kind, st.rp[k, RP_PX], qty)
+    code = CB_ORDER
+    if kind == R_ACK or kind == R_AMENDED:
+        if st.oi[slot, OI_LST] == L_PENDING:
+            st.oi[slot, OI_LST] = L_OPEN
+    elif kind == R_FILL:
+        i = st.oi[slot, OI_INST]
+        st.of[slot, OF_LFILLED] += qty
+        st.lpos[i] += st.oi[slot, OI_SIDE] * qty
+        if st.of[slot, OF_LFILLED] >= st.of[slot, OF_QTY] * (1.0 - 1e-12):
+            st.oi[slot, OI_LST] = L_DONE
+        elif st.oi[slot, OI_LST] == L_PENDING:
+            st.oi[slot, OI_LST] = L_OPEN
+        code = CB_FILL
+    elif kind == R_CANCEL_REJECTED:
+        pass
+    else:  # canceled, rejected, expired
+        st.oi[slot, OI_LST] = L_DONE
+    return code, slot
+
+
+@njit(cache=True)
+def _sample_equity(st, t):
+    n = st.ctr[C_NEQ]
+    if n >= st.eq_ts.shape[0]:
+        return
+    for a in range(st.asset_px.shape[0]):
+        if not np.isnan(st.asset_fixed[a]):
+            continue
+        i = st.asset_inst[a]
+        if i < 0:
+            continue
+        b = best(st, 0, i, BID)
+        s = best(st, 0, i, ASK)
+        if b >= 0 and s >= 0:
+            qv = st.inst_quote[i]
+            st.asset_px[a] = 0.5 * (b + s) * st.tick[i] * st.asset_px[qv]
+    st.eq_ts[n] = t
+    for v in range(st.bal.shape[0]):
+        tot = 0.0
+        for a in range(st.bal.shape[1]):
+            if st.bal[v, a] != 0.0:
+                tot += st.bal[v, a] * st.asset_px[a]
+        st.eq_val[n, v] = tot
+    for i in range(st.lpos.shape[0]):
+        st.eq_pos[n, i] = st.bal[st.inst_venue[i], st.inst_base[i]]
+    st.ctr[C_NEQ] = n + 1
+
+
+# -- strategy-facing helpers (usable from numba strategies and from Python) -------------
+@njit(cache=True)
+def submit(st, i, side, px, qty, otype, tif):
+    """Send a new order at the current local time; returns its order id (0 if no slot)."""
+    top = st.free[-1]
+    if top == 0:
+        st.ctr[C_OVERFLOW] = 4
+        return np.int64(0)
+    top -= 1
+    slot = st.free[top]
+    st.free[-1] = top
+    if slot + 1 > st.ctr[C_HW]:
+        st.ctr[C_HW] = slot + 1
+    oid = st.ctr[C_NEXT_ID]
+    st.ctr[C_NEXT_ID] = oid + 1
+    st.oi[slot, :] = 0
+    st.of[slot, :] = 0.0
+    st.oi[slot, OI_ID] = oid
+    st.oi[slot, OI_INST] = i
+    st.oi[slot, OI_SIDE] = side
+    st.oi[slot, OI_PX] = px
+    st.oi[slot, OI_TYPE] = otype
+    st.oi[slot, OI_TIF] = tif
+    st.oi[slot, OI_XST] = X_INFLIGHT
+    st.oi[slot, OI_LST] = L_PENDING
+    st.of[slot, OF_QTY] = qty
+    st.of[slot, OF_LEAVES] = qty
+    now = st.ctr[C_NOW]
+    _log(st, now, slot, R_SENT, px, qty)
+    _push_rq(st, now + _entry_latency(st), RQ_NEW, slot, px, qty)
+    return oid
+
+
+@njit(cache=True)
+def find_slot(st, oid):
+    for slot in range(st.ctr[C_HW]):
+        if st.oi[slot, OI_ID] == oid and st.oi[slot, OI_LST] != L_FREE:
+            return slot
+    return -1
+
+
+@njit(cache=True)
+def cancel(st, oid):
+    """Request a cancel; False if the order is unknown or already done locally."""
+    slot = find_slot(st, oid)
+    if slot < 0 or st.oi[slot, OI_LST] == L_DONE:
+        return False
+    _push_rq(st, st.ctr[C_NOW] + _entry_latency(st), RQ_CANCEL, slot, st.oi[slot, OI_PX], 0.0)
+    return True
+
+
+@njit(cache=True)
+def amend(st, oid, px, qty):
+    """Request a new price (ticks) and total quantity for an open order."""
+    slot = find_slot(st, oid)
+    if slot < 0 or st.oi[slot, OI_LST] == L_DONE:
+        return False
+    _push_rq(st, st.ctr[C_NOW] + _entry_latency(st), RQ_AMEND, slot, px, qty)
+    return True
+
+
+@njit(cache=True)
+def cancel_all(st, i):
+    """Cancel every live order on instrument ``i`` (all instruments if ``i < 0``)."""
+    n = 0
+    for slot in range(st.ctr[C_HW]):
+        lst = st.oi[slot, OI_LST]
+        if (lst == L_PENDING or lst == L_OPEN) and (i < 0 or st.oi[slot, OI_INST] == i):
+            _push_rq(st, st.ctr[C_NOW] + _entry_latency(st), RQ_CANCEL, slot, st.oi[slot, OI_PX], 0.0)
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def open_orders(st, i, side):
+    """Number of live (pending or open) orders on instrument ``i`` and ``side`` (0 = both)."""
+    n = 0
+    for slot in range(st.ctr[C_HW]):
+        lst = st.oi[slot, OI_LST]
+        if (lst == L_PENDING or lst == L_OPEN) and st.oi[slot, OI_INST] == i:
+            if side == 0 or st.oi[slot, OI_SIDE] == side:
+                n += 1
+    return n
+
+
+@njit(cache=True)
+def set_timer(st, interval):
+    """Call the strategy every ``interval`` µs of local time (0 stops the timer)."""
+    st.ctr[C_TIMER_IV] = interval
+    st.ctr[C_TIMER_NEXT] = st.ctr[C_NOW] + interval if interval > 0 else INF
+
+
+@njit(cache=True)
+def noop_strategy(st, code, i, slot, params, mem):
+    return
+
+
+# -- the loop -------------------------------------------------------------------------
+@njit(cache=True)
+def run_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, py_mask, strat, params, mem):
+    """Advance the simulation until ``t_stop`` or until a callback in ``py_mask`` is due.
+
+    With ``py_mask`` all zero, every callback goes to the numba function
+    ``strat(st, code, inst, slot, params, mem)`` and the loop runs to the end.
+    Otherwise the loop returns the callback code for the Python strategy
+    (``st.cb`` holds code, inst, slot, order id) and is called again to resume.
+    Returns ``CB_NONE`` when everything up to ``t_stop`` has been processed.
+    """
+    n = ts_x.shape[0]
+    ctr = st.ctr
+    while True:
+        ix = ctr[C_IEX]
+        il = ctr[C_ILO]
+        tx = ts_x[ix] if ix < n else INF
+        tl = ts_l[lorder[il]] if il < n else INF
+        krq, trq = _min_idx(st.rq, ctr[C_NRQ], RQ_T, RQ_SEQ)
+        krp, trp = _min_idx(st.rp, ctr[C_NRP], RP_T, RP_SEQ)
+        tt = ctr[C_TIMER_NEXT]
+        te = ctr[C_EQ_NEXT]
+        t = min(min(tx, trq), min(min(te, trp), min(tl, tt)))
+        if t > t_stop or t >= INF:
+            return CB_NONE
+        ctr[C_NOW] = t
+        code = CB_NONE
+        ci = -1
+        cslot = -1
+        if tx == t:
+            k = ix
+            ctr[C_IEX] = ix + 1
+            i = inst[k]
+            if kind[k] == EV_TRADE:
+                _exch_trade(st, i, side[k], px[k], qty[k])
+            else:
+                sd = BID if side[k] == BUY else ASK
+                prev = _apply_book(st, 0, kind[k], i, sd, px[k], qty[k], ts_x[k])
+                _exch_depth(st, i, sd, px[k], qty[k], prev)
+        elif trq == t:
+            rslot = st.rq[krq, RQ_SLOT]
+            _arrive_request(st, krq, t)
+            last = ctr[C_NRQ] - 1
+            st.rq[krq, :] = st.rq[last, :]
+            st.rqf[krq, :] = st.rqf[last, :]
+            ctr[C_NRQ] = last
+            _free_if_done(st, rslot)
+        elif te == t:
+            _sample_equity(st, t)
+            ctr[C_EQ_NEXT] = t + ctr[C_EQ_IV]
+        elif trp == t:
+            code, cslot = _deliver(st, krp)
+            st.cb[4] = st.rp[krp, RP_KIND]
+            st.cb[5] = st.rp[krp, RP_PX]
+            st.cb[6] = st.rp[krp, RP_MAKER]
+            st.cbf[0] = st.rpf[krp, 0]
+            st.cbf[1] = st.rpf[krp, 1]
+            last = ctr[C_NRP] - 1
+            st.rp[krp, :] = st.rp[last, :]
+            st.rpf[krp, :] = st.rpf[last, :]
+            ctr[C_NRP] = last
+            ci = st.oi[cslot, OI_INST]
+        elif tl == t:
+            k = lorder[il]
+            ctr[C_ILO] = il + 1
+            ctr[C_NEVENTS] += 1
+            i = inst[k]
+            if kind[k] == EV_TRADE:
+                code = CB_TRADE
+                cslot = k
+            else:
+                _apply_book(st, 1, kind[k], i, BID if side[k] == BUY else ASK, px[k], qty[k], ts_x[k])
+                # one callback per message: wait for the last row with the same time and instrument
+                if il + 1 < n:
+                    k2 = lorder[il + 1]
+                    if ts_l[k2] == t and inst[k2] == i and kind[k2] != EV_TRADE:
+                        continue
+                code = CB_BOOK
+                cslot = k
+            ci = i
+        else:
+            code = CB_TIMER
+            iv = ctr[C_TIMER_IV]
+            ctr[C_TIMER_NEXT] = t + iv if iv > 0 else INF
+        if code != CB_NONE:
+            oid = st.oi[cslot, OI_ID] if (code == CB_FILL or code == CB_ORDER) else -1
+            st.cb[0] = code
+            st.cb[1] = ci
+            st.cb[2] = cslot
+            st.cb[3] = oid
+            if py_mask[code]:
+                if code == CB_FILL or code == CB_ORDER:
+                    _free_if_done(st, cslot)
+                return code
+            strat(st, code, ci, cslot, params, mem)
+            if code == CB_FILL or code == CB_ORDER:
+                _free_if_done(st, cslot)
+    return CB_NONE
