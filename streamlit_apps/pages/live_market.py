@@ -38,7 +38,7 @@ def _frames(root: str, market: str, window_s: int, end_key: str) -> tuple[pl.Dat
         .sort("venue").collect()
     t = data.scan_window("trades", start=start, symbols=syms,
                          columns=["ts_exchange", "venue", "symbol", "side", "price", "qty", "trade_id"])
-    tape = t.sort("ts_exchange", descending=True).head(50)
+    tape = t.sort("ts_exchange", "venue", descending=True).head(50)  # ties: deterministic order
     return shown, last, tape
 
 
@@ -47,7 +47,8 @@ def view() -> None:
     t0 = time.perf_counter()
     widgets.health_strip(stale_s)
     end = data.window_end("quotes")
-    end_key = end.replace(microsecond=0).isoformat()
+    # whole seconds (shared cache key across sessions), rounded up so the window is <= window_s
+    end_key = (end.replace(microsecond=0) + dt.timedelta(seconds=1 if end.microsecond else 0)).isoformat()
     shown, last, tape = _frames(data.lake_root(), market, int(window_s), end_key)
     if shown.is_empty():
         st.info(f"No quotes for {market} in the {int(window_s)} s up to {end:%Y-%m-%d %H:%M:%S} UTC.")
