@@ -1,0 +1,474 @@
+"""Papermill reports: ``lab report NAME --date D [-p key value ...]``.
+
+A report is a notebook under ``notebooks/reports/<name>.ipynb`` (paired with
+``<name>.py`` by jupytext) with a cell tagged ``parameters``. Running it
+executes the notebook with papermill into ``<out>/<name>/<date>.ipynb`` and
+renders a self-contained HTML page ``<out>/<name>/<date>.html`` (code cells
+hidden, plotly.js embedded once, no script or stylesheet fetched from the
+network). ``<out>`` is ``--out``, else ``$LAB_REPORTS``, else ``./reports``.
+
+When a cell fails, :class:`ReportError` names the cell (its index, execution
+count and first source line) and the exception; the failed notebook and its
+HTML are still written so the traceback can be read in place.
+
+This module also holds the summary tables the daily report shows (lazy in,
+lazy out, grouped by venue/symbol) and :func:`show`, which displays a plotly
+figure so that it survives the HTML export.
+
+>>> parse_param("venues", "[binance, kraken]")
+('venues', ['binance', 'kraken'])
+>>> parse_param("window", "30")
+('window', 30)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import html
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import polars as pl
+
+__all__ = [
+    "ReportError",
+    "ReportResult",
+    "report_path",
+    "available_reports",
+    "run_report",
+    "render_html",
+    "parse_param",
+    "day_range",
+    "market_summary",
+    "volatility_summary",
+    "spread_summary",
+    "feed_health",
+    "arbitrage_summary",
+    "closes",
+    "html_table",
+    "show",
+    "add_arguments",
+    "run",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+REPORTS = NOTEBOOKS / "reports"
+
+
+class ReportError(RuntimeError):
+    """A report could not be found, or one of its cells failed."""
+
+
+class ReportResult(msgspec.Struct, frozen=True):
+    name: str
+    date: str
+    notebook: str  # the executed .ipynb
+    html: str | None  # the rendered page (None with html=False)
+    seconds: float
+
+
+# --------------------------------------------------------------------------- locating
+def available_reports() -> list[str]:
+    """Names of the reports under ``notebooks/reports``."""
+    names = {p.stem for p in REPORTS.glob("*.ipynb")} | {p.stem for p in REPORTS.glob("*.py")}
+    return sorted(n for n in names if not n.startswith(("_", ".")))
+
+
+def report_path(name: str) -> Path:
+    """The notebook of report ``name`` (or ``name`` itself if it is a notebook path).
+
+    A report that only exists as a jupytext ``.py`` file is converted to a
+    notebook next to it first.
+    """
+    p = Path(name)
+    if p.suffix in (".ipynb", ".py") and p.exists():
+        cand = p
+    else:
+        cand = REPORTS / f"{name}.ipynb"
+        if not cand.exists() and (REPORTS / f"{name}.py").exists():
+            cand = REPORTS / f"{name}.py"
+    if not cand.exists():
+        known = ", ".join(available_reports()) or "none"
+        raise ReportError(f"no report named {name!r} (looked for {REPORTS / (name + '.ipynb')}); "
+                          f"available: {known}")
+    if cand.suffix == ".py":
+        import jupytext
+
+        nb = jupytext.read(cand)
+        out = cand.with_suffix(".ipynb")
+        jupytext.write(nb, out)
+        cand = out
+    return cand
+
+
+# --------------------------------------------------------------------------- parameters
+def parse_param(key: str, value: str) -> tuple[str, Any]:
+    """``-p key value``: the value is read as YAML (numbers, lists, true/false, null), else text."""
+    import yaml
+
+    if not key.isidentifier():
+        raise ReportError(f"parameter name {key!r} is not a Python identifier")
+    try:
+        v = yaml.safe_load(value)
+    except yaml.YAMLError:
+        v = value
+    if isinstance(v, (dt.date, dt.datetime)):
+        v = value  # keep dates as the text given (notebooks parse them)
+    return key, v
+
+
+def _check_date(date: str) -> str:
+    try:
+        return dt.date.fromisoformat(str(date)).isoformat()
+    except ValueError:
+        raise ReportError(f"--date {date!r}: expected YYYY-MM-DD") from None
+
+
+# --------------------------------------------------------------------------- running
+def _failing_cell(nb_path: Path, e: Exception) -> str:
+    idx = getattr(e, "cell_index", None)
+    count = getattr(e, "exec_count", None)
+    src = (getattr(e, "source", "") or "").strip().splitlines()
+    first = src[0] if src else ""
+    ename = getattr(e, "ename", type(e).__name__)
+    evalue = getattr(e, "evalue", str(e))
+    return (f"cell {idx} (execution count {count}, first line: {first!r}) failed with "
+            f"{ename}: {evalue}")
+
+
+def run_report(
+    name: str,
+    date: str | dt.date,
+    params: dict[str, Any] | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    lake: str | os.PathLike[str] | None = None,
+    html: bool = True,
+    progress: bool = True,
+    timeout: float | None = None,
+    kernel: str | None = None,
+) -> ReportResult:
+    """Execute report ``name`` for ``date`` and render it; return the output paths.
+
+    ``params`` are injected after the notebook's ``parameters`` cell, with
+    ``date`` (ISO text) and ``lake`` (when given) added. ``timeout`` is per
+    cell (seconds, None = no limit).
+    """
+    import time
+
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    t0 = time.perf_counter()
+    src = report_path(name)
+    day = _check_date(str(date))
+    stem = Path(name).stem
+    out_dir = Path(out if out is not None else os.environ.get("LAB_REPORTS", "reports")) / stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nb_out = out_dir / f"{day}.ipynb"
+    html_out = out_dir / f"{day}.html"
+    p = dict(params or {})
+    p["date"] = day
+    if lake is not None:
+        p["lake"] = str(Path(lake).resolve())
+    failure: Exception | None = None
+    try:
+        pm.execute_notebook(str(src), str(nb_out), parameters=p, progress_bar=progress,
+                            cwd=str(src.parent), execution_timeout=timeout, kernel_name=kernel,
+                            log_output=False, report_mode=False)
+    except PapermillExecutionError as e:
+        failure = e
+    if html or failure is not None:
+        render_html(nb_out, html_out, title=f"{stem} {day}")
+    if failure is not None:
+        raise ReportError(f"report {stem} for {day}: {_failing_cell(src, failure)}; "
+                          f"see {nb_out} and {html_out}") from failure
+    return ReportResult(stem, day, str(nb_out), str(html_out) if html else None,
+                        time.perf_counter() - t0)
+
+
+_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+"""
+
+
+def render_html(notebook: str | os.PathLike[str], dest: str | os.PathLike[str], *,
+                title: str | None = None, code: bool = False) -> Path:
+    """Render an executed notebook to one self-contained HTML file.
+
+    Code cells are hidden unless ``code=True``; images are embedded; the
+    lab template's CDN scripts (require.js, MathJax) are left out, so the
+    page needs no network (plotly.js comes embedded by :func:`show`).
+    """
+    import nbformat
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    if title:
+        nb.metadata["title"] = title
+    exp = HTMLExporter(extra_loaders=[DictLoader({"lab_report.html.j2": _TEMPLATE})],
+                       template_file="lab_report.html.j2", embed_images=True,
+                       exclude_input=not code, exclude_input_prompt=True,
+                       exclude_output_prompt=True)
+    body, _ = exp.from_notebook_node(nb)
+    dest = Path(dest)
+    dest.write_text(body, encoding="utf-8")
+    return dest
+
+
+# --------------------------------------------------------------------------- report tables
+def day_range(date: str | dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """``[date 00:00, next day 00:00)`` in UTC.
+
+    >>> [t.isoformat() for t in day_range("2026-11-22")]
+    ['2026-11-22T00:00:00+00:00', '2026-11-23T00:00:00+00:00']
+    """
+    d = dt.date.fromisoformat(str(date)) if not isinstance(date, dt.date) else date
+    t0 = dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc)
+    return t0, t0 + dt.timedelta(days=1)
+
+
+def _need(lf: pl.LazyFrame, cols: Sequence[str], who: str) -> None:
+    names = lf.collect_schema().names()
+    missing = [c for c in cols if c not in names]
+    if missing:
+        raise ValueError(f"{who}: missing column(s) {missing}; got {names}")
+
+
+def market_summary(trades: pl.LazyFrame, *, by: Sequence[str] = ("venue", "symbol"),
+                   time_column: str = "ts_exchange") -> pl.LazyFrame:
+    """One row per venue/symbol: open, high, low, close, return (%), trades,
+    volume (base), notional (quote), VWAP and the buy share of volume.
+
+    Open/close are the first/last trade by time (then ``trade_id``).
+
+    >>> t = pl.LazyFrame({"ts_exchange": [1, 2, 3], "venue": "x", "symbol": "s", "trade_id": ["1", "2", "3"],
+    ...     "price": [100.0, 102.0, 101.0], "qty": [1.0, 1.0, 2.0], "side": ["buy", "sell", "buy"]})
+    >>> market_summary(t).select("close", "return_pct", "volume", "vwap", "buy_share").collect().row(0)
+    (101.0, 1.0, 4.0, 101.0, 0.75)
+    """
+    by = list(by)
+    _need(trades, [time_column, "price", "qty", "side", *by], "market_summary")
+    order = [time_column] + (["trade_id"] if "trade_id" in trades.collect_schema().names() else [])
+    p, q = pl.col("price"), pl.col("qty")
+    return (trades.sort([*by, *order], maintain_order=True)
+            .group_by(by, maintain_order=True)
+            .agg(p.first().alias("open"), p.max().alias("high"), p.min().alias("low"),
+                 p.last().alias("close"), pl.len().cast(pl.Int64).alias("trades"),
+                 q.sum().alias("volume"), (p * q).sum().alias("notional"),
+                 q.filter(pl.col("side") == "buy").sum().alias("buy_volume"))
+            .with_columns(((pl.col("close") / pl.col("open") - 1.0) * 100.0).alias("return_pct"),
+                          (pl.col("notional") / pl.col("volume")).alias("vwap"),
+                          (pl.col("buy_volume") / pl.col("volume")).alias("buy_share"))
+            .select(*by, "open", "high", "low", "close", "return_pct", "trades", "volume",
+                    "notional", "vwap", "buy_share")
+            .sort(by))
+
+
+def volatility_summary(trades: pl.LazyFrame, *, every: str = "1m", by: Sequence[str] = ("venue", "symbol"),
+                       time_column: str = "ts_exchange") -> pl.LazyFrame:
+    """Realised volatility from ``every`` bars of last trade prices, per venue/symbol.
+
+    ``bars`` (bars with trades), ``rv_pct`` = 100·√Σ r² over the log returns
+    r between consecutive bars' closes (the period's realised volatility, not
+    annualised) and ``max_abs_ret_bps``, the largest bar-to-bar move.
+
+    >>> import datetime as dt
+    >>> t = [dt.datetime(2026, 1, 1, 0, m) for m in range(3)]
+    >>> tr = pl.LazyFrame({"ts_exchange": t, "venue": "x", "symbol": "s",
+    ...     "price": [100.0, 101.0, 100.0], "qty": 1.0, "side": "buy"})
+    >>> round(volatility_summary(tr).collect()["rv_pct"].item(), 4)
+    1.4072
+    """
+    import math  # noqa: F401  (documentation: rv = 100*sqrt(log(1.01)**2 + log(100/101)**2))
+
+    by = list(by)
+    _need(trades, [time_column, "price", *by], "volatility_summary")
+    bars = (trades.sort([*by, time_column], maintain_order=True)
+            .group_by_dynamic(time_column, every=every, group_by=by, closed="left", label="left")
+            .agg(pl.col("price").last().alias("close")))
+    r = pl.col("close").log().diff().over(by)
+    return (bars.with_columns(r.alias("r"))
+            .group_by(by)
+            .agg(pl.len().cast(pl.Int64).alias("bars"),
+                 ((pl.col("r") ** 2).sum().sqrt() * 100.0).alias("rv_pct"),
+                 (pl.col("r").abs().max() * 1e4).alias("max_abs_ret_bps"))
+            .sort(by))
+
+
+def spread_summary(quotes: pl.LazyFrame, *, by: Sequence[str] = ("venue", "symbol")) -> pl.LazyFrame:
+    """Quoted spread in bps of the mid, per venue/symbol, over quote updates
+    (each update weighs the same): ``quotes``, ``mean_spread_bps``,
+    ``median_spread_bps``, ``p95_spread_bps``, ``mean_top_qty`` (mean of bid
+    and ask size at the top). Rows with a missing or crossed side are left out.
+
+    >>> q = pl.LazyFrame({"venue": "x", "symbol": "s", "bid_px": [99.0, 99.5, 99.0],
+    ...     "ask_px": [101.0, 100.5, 100.0], "bid_qty": 1.0, "ask_qty": 3.0})
+    >>> round(spread_summary(q).collect()["mean_spread_bps"].item(), 4)
+    133.3389
+    """
+    by = list(by)
+    _need(quotes, ["bid_px", "ask_px", "bid_qty", "ask_qty", *by], "spread_summary")
+    mid = (pl.col("bid_px") + pl.col("ask_px")) / 2.0
+    s = ((pl.col("ask_px") - pl.col("bid_px")) / mid * 1e4).alias("spread_bps")
+    return (quotes.filter(pl.col("bid_px").is_not_null() & pl.col("ask_px").is_not_null()
+                          & (pl.col("ask_px") >= pl.col("bid_px")))
+            .with_columns(s, ((pl.col("bid_qty") + pl.col("ask_qty")) / 2.0).alias("top_qty"))
+            .group_by(by)
+            .agg(pl.len().cast(pl.Int64).alias("quotes"),
+                 pl.col("spread_bps").mean().alias("mean_spread_bps"),
+                 pl.col("spread_bps").median().alias("median_spread_bps"),
+                 pl.col("spread_bps").quantile(0.95, "linear").alias("p95_spread_bps"),
+                 pl.col("top_qty").mean().alias("mean_top_qty"))
+            .sort(by))
+
+
+def feed_health(events: pl.LazyFrame, *, by: Sequence[str] = ("venue", "kind")) -> pl.LazyFrame:
+    """Count of ``feed_events`` rows per venue and kind (gap, resync, reconnect, ...).
+
+    >>> e = pl.LazyFrame({"venue": ["a", "a", "b"], "kind": ["gap", "gap", "reconnect"]})
+    >>> feed_health(e).collect().rows()
+    [('a', 'gap', 2), ('b', 'reconnect', 1)]
+    """
+    by = list(by)
+    _need(events, by, "feed_health")
+    return events.group_by(by).agg(pl.len().cast(pl.Int64).alias("events")).sort(by)
+
+
+def arbitrage_summary(signals: pl.LazyFrame, *,
+                      by: Sequence[str] = ("kind", "asset", "buy_venue", "sell_venue")) -> pl.LazyFrame:
+    """Detected opportunities per route: ``signals``, mean and max net edge
+    (bps) and total ``profit_quote``, from ``arbitrage_signals`` rows.
+
+    >>> s = pl.LazyFrame({"kind": "cross_venue", "asset": "BTC", "buy_venue": "a", "sell_venue": "b",
+    ...     "net_edge_bps": [2.0, 4.0], "profit_quote": [1.0, 3.0]})
+    >>> arbitrage_summary(s).select("signals", "mean_net_edge_bps", "profit_quote").collect().row(0)
+    (2, 3.0, 4.0)
+    """
+    by = list(by)
+    _need(signals, ["net_edge_bps", "profit_quote", *by], "arbitrage_summary")
+    return (signals.group_by(by)
+            .agg(pl.len().cast(pl.Int64).alias("signals"),
+                 pl.col("net_edge_bps").mean().alias("mean_net_edge_bps"),
+                 pl.col("net_edge_bps").max().alias("max_net_edge_bps"),
+                 pl.col("profit_quote").sum().alias("profit_quote"))
+            .sort(by))
+
+
+def closes(trades: pl.LazyFrame, *, every: str = "1m", by: Sequence[str] = ("venue", "symbol"),
+           time_column: str = "ts_exchange") -> pl.LazyFrame:
+    """Last trade price per ``every`` bar and venue/symbol, with ``ret_bps``, the
+    move since the first bar of its venue/symbol (to compare assets on one chart).
+
+    >>> import datetime as dt
+    >>> t = [dt.datetime(2026, 1, 1, 0, m) for m in range(2)]
+    >>> tr = pl.LazyFrame({"ts_exchange": t, "venue": "x", "symbol": "s", "price": [100.0, 101.0]})
+    >>> closes(tr).select("close", "ret_bps").collect().rows()
+    [(100.0, 0.0), (101.0, 100.0)]
+    """
+    by = list(by)
+    _need(trades, [time_column, "price", *by], "closes")
+    return (trades.sort([*by, time_column], maintain_order=True)
+            .group_by_dynamic(time_column, every=every, group_by=by, closed="left", label="left")
+            .agg(pl.col("price").last().alias("close"))
+            .rename({time_column: "bucket"})
+            .with_columns(((pl.col("close") / pl.col("close").first().over(by) - 1.0) * 1e4)
+                          .alias("ret_bps"))
+            .sort([*by, "bucket"]))
+
+
+# --------------------------------------------------------------------------- display
+def _fmt(v: object, digits: int) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if v == v else "NaN"
+    return str(v)
+
+
+def html_table(df: pl.DataFrame | pl.LazyFrame, *, id: str, digits: int = 8,
+               caption: str | None = None) -> str:
+    """A plain HTML table (``<table id=... class="lab-table">``), floats to ``digits``
+    significant digits, every row shown; easy to read back from the report page.
+
+    >>> html_table(pl.DataFrame({"venue": ["a"], "x": [1.23456789]}), id="t", digits=3)
+    '<table id="t" class="lab-table"><thead><tr><th>venue</th><th>x</th></tr></thead><tbody><tr><td>a</td><td>1.23</td></tr></tbody></table>'
+    """
+    d = df.collect() if isinstance(df, pl.LazyFrame) else df
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in d.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v, digits))}</td>" for v in row) + "</tr>"
+                   for row in d.iter_rows())
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return (f'<table id="{html.escape(id)}" class="lab-table">{cap}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
+_PLOTLY_SENT = False
+
+
+def show(obj: Any) -> None:
+    """Display a plotly figure (or an HTML string / table) in a form that
+    survives the HTML export: plotly.js is embedded with the first figure only.
+    """
+    from IPython.display import HTML, display
+
+    global _PLOTLY_SENT
+    if isinstance(obj, str):
+        display(HTML(obj))
+        return
+    frag = obj.to_html(full_html=False, include_plotlyjs=not _PLOTLY_SENT,
+                       config={"displaylogo": False})
+    _PLOTLY_SENT = True
+    display(HTML(frag))
+
+
+# --------------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="report name (a notebook under notebooks/reports) "
+                   "or a path to a notebook; see --list")
+    p.add_argument("--date", default=None,
+                   help="the day the report covers, YYYY-MM-DD (UTC); default: yesterday")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="set a notebook parameter; VALUE is read as YAML, e.g. "
+                   "-p venues '[binance, kraken]' -p symbols '[BTC-USDT]'")
+    p.add_argument("--lake", default=None,
+                   help="lake directory the report reads (default: the notebook's own default, $LAB_DATA/lake)")
+    p.add_argument("--out", default=None,
+                   help="output folder; files go to OUT/<name>/<date>.ipynb and .html "
+                   "(default: $LAB_REPORTS or ./reports)")
+    p.add_argument("--no-html", action="store_true", help="only write the executed notebook")
+    p.add_argument("--timeout", type=float, default=None, help="per-cell time limit in seconds")
+    p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--list", action="store_true", help="list the available reports and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list or not args.name:
+        for n in available_reports():
+            print(n)
+        if not args.list:
+            print("lab report: give a report NAME (above) and --date YYYY-MM-DD", file=sys.stderr)
+            return 2
+        return 0
+    date = args.date or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    try:
+        params = dict(parse_param(k, v) for k, v in args.param)
+        res = run_report(args.name, date, params, out=args.out, lake=args.lake,
+                         html=not args.no_html, progress=not args.no_progress,
+                         timeout=args.timeout, kernel=args.kernel)
+    except ReportError as e:
+        print(f"lab report: {e}", file=sys.stderr)
+        return 1
+    print(res.notebook)
+    if res.html:
+        print(res.html)
+    return 0
