@@ -92,7 +92,7 @@ class SimConfig(msgspec.Struct, frozen=True):
     cross: bool = True  # list ETH-BTC where both assets are simulated
     lags_ms: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_LAGS_MS))
     wire_ms: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_WIRE_MS))
-    noise_bps: float = 0.6  # venue-specific pricing noise (OU, ~1 s half-life)
+    noise_bps: float = 0.15  # venue-specific pricing noise (OU, ~1 s mean reversion)
     arbitrage: bool = True
     annual_vol: float = 0.7
     jumps_per_hour: float = 6.0
