@@ -1,0 +1,85 @@
+"""Arbitrage configuration: taker fees, sizes, thresholds (``config/arbitrage.toml``).
+
+Fees are **taker** fees in basis points (both legs of an arbitrage cross the
+spread). The defaults are each venue's published base-tier spot taker fee;
+override them with your own tier in the config file.
+
+>>> cfg = ArbConfig()
+>>> cfg.fee_bps("binance"), cfg.fee_bps("somewhere-new")
+(10.0, 10.0)
+>>> cfg.size_of("BTC"), cfg.size_of("DOGE")
+(0.01, 1.0)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["DEFAULT_TAKER_BPS", "ArbConfig", "load_config"]
+
+# Base-tier spot taker fees, bps (venue fee schedules; higher tiers pay less).
+DEFAULT_TAKER_BPS: dict[str, float] = {
+    "binance": 10.0,
+    "coinbase": 60.0,
+    "kraken": 40.0,
+    "okx": 10.0,
+    "bybit": 10.0,
+}
+
+
+class ArbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything the detector needs; every field has a sensible default.
+
+    ``fees_bps``: taker fee per venue (bps); ``default_fee_bps`` for venues not
+    listed. ``sizes``: trade size per asset in base units (``default_size``
+    otherwise). ``min_edge_bps``: net edge (after fees and book walking) above
+    which an opportunity is signalled. ``max_age_ms``: a quote older than this
+    (receive time) is stale and never used. ``quote_rates``: value of one unit
+    of each quote currency in USD (USDT≈USD at a configurable rate).
+    ``triangles``: currency cycles checked within each venue.
+    ``alerts``: alert sinks (``log``, ``bell``, ``file:<path>``, ``webhook:<url>``).
+    ``alert_min_edge_bps``: only episodes whose opening edge reaches this alert.
+    """
+
+    fees_bps: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_TAKER_BPS))
+    default_fee_bps: float = 10.0
+    sizes: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"BTC": 0.01, "ETH": 0.2, "SOL": 5.0})
+    default_size: float = 1.0
+    min_edge_bps: float = 0.0
+    max_age_ms: float = 2000.0
+    quote_rates: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"USD": 1.0, "USDT": 1.0, "USDC": 1.0})
+    triangles: list[list[str]] = msgspec.field(default_factory=lambda: [["USD", "BTC", "ETH"]])
+    triangle_notional: float = 1000.0
+    alerts: list[str] = msgspec.field(default_factory=lambda: ["log"])
+    alert_min_edge_bps: float = 0.0
+    flush_every_s: float = 1.0
+
+    def fee_bps(self, venue: str) -> float:
+        return float(self.fees_bps.get(venue, self.default_fee_bps))
+
+    def size_of(self, asset: str) -> float:
+        return float(self.sizes.get(asset, self.default_size))
+
+
+def load_config(path: str | Path | None) -> ArbConfig:
+    """Read ``[arbitrage]`` (or the top level) of a TOML file; ``None`` → defaults.
+
+    Unknown keys are an error naming the key, so a typo never silently falls
+    back to a default.
+    """
+    if path is None:
+        return ArbConfig()
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"arbitrage config {p} not found")
+    data = tomllib.loads(p.read_text())
+    data = data.get("arbitrage", data)
+    try:
+        return msgspec.convert(data, ArbConfig)
+    except msgspec.ValidationError as e:
+        raise ValueError(f"{p}: {e}") from None

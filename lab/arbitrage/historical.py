@@ -1,0 +1,676 @@
+"""Historical arbitrage: cross-venue and triangular opportunities, episodes, summary.
+
+Inputs are books in the *wide* layout of :func:`lab.book.rebuild`
+(``bid_px_0, bid_qty_0, ask_px_0, ask_qty_0, …``) or plain ``quotes`` rows
+(``bid_px, bid_qty, ask_px, ask_qty``: a one-level book). Every price used is
+the volume-weighted price of a taker order **walking the book** for the
+requested size, never a mid; both legs pay the venue's taker fee. A venue's
+book is used only while it is fresher than ``max_age`` (receive time by
+default: a silent venue must not create fake arbitrage).
+
+Time is ``ts_local`` (when we received the book) by default, which is what a
+live detector sees; the live detector (:mod:`lab.arbitrage.live`) applies the
+same rules row by row and finds the same rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+import numba as nb
+import numpy as np
+import polars as pl
+
+from lab.arbitrage.config import DEFAULT_TAKER_BPS
+from lab.schema import TS
+
+__all__ = [
+    "as_books",
+    "walk_buy",
+    "walk_sell",
+    "walk_spend",
+    "cross_venue",
+    "triangular",
+    "episodes",
+    "summary",
+    "SIGNAL_COLUMNS",
+]
+
+SIGNAL_COLUMNS: dict[str, pl.DataType] = {
+    "ts": TS, "kind": pl.String(), "asset": pl.String(),
+    "buy_venue": pl.String(), "sell_venue": pl.String(),
+    "buy_symbol": pl.String(), "sell_symbol": pl.String(),
+    "size": pl.Float64(), "buy_px": pl.Float64(), "sell_px": pl.Float64(),
+    "gross_edge_bps": pl.Float64(), "net_edge_bps": pl.Float64(),
+    "profit_quote": pl.Float64(), "volume_usd": pl.Float64(),
+}
+
+_DEFAULT_RATES = {"USD": 1.0, "USDT": 1.0, "USDC": 1.0}
+
+
+# --------------------------------------------------------------------------- inputs
+def _depth(names: Sequence[str]) -> int:
+    d = 0
+    while f"ask_px_{d}" in names and f"bid_px_{d}" in names:
+        d += 1
+    return d
+
+
+def as_books(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Quotes (``bid_px, bid_qty, ask_px, ask_qty``) → a one-level wide book.
+
+    Wide books pass through unchanged.
+
+    >>> q = pl.LazyFrame({"bid_px": [99.0], "bid_qty": [1.0], "ask_px": [101.0], "ask_qty": [2.0]})
+    >>> as_books(q).collect_schema().names()
+    ['bid_px_0', 'bid_qty_0', 'ask_px_0', 'ask_qty_0']
+    """
+    names = lf.collect_schema().names()
+    if _depth(names):
+        return lf
+    need = ["bid_px", "bid_qty", "ask_px", "ask_qty"]
+    missing = [c for c in need if c not in names]
+    if missing:
+        raise ValueError(f"expected wide books (bid_px_0, …) or quotes; missing {missing} in {names}")
+    return lf.rename({c: f"{c}_0" for c in need})
+
+
+def _ms(v: float | dt.timedelta | str) -> float:
+    if isinstance(v, dt.timedelta):
+        return v.total_seconds() * 1e3
+    if isinstance(v, str):
+        s = v.strip()
+        for u, m in (("ms", 1.0), ("us", 1e-3), ("s", 1e3), ("m", 6e4)):
+            if s.endswith(u) and s[: -len(u)].replace(".", "", 1).isdigit():
+                return float(s[: -len(u)]) * m
+        raise ValueError(f"max_age={v!r}: expected e.g. '500ms', '2s' or a number of ms")
+    return float(v)
+
+
+def _size_expr(size: float | Mapping[str, float], key: str = "__base") -> pl.Expr:
+    if isinstance(size, Mapping):
+        return pl.col(key).replace_strict({k: float(s) for k, s in size.items()},
+                                          default=None, return_dtype=pl.Float64)
+    if size <= 0:
+        raise ValueError(f"size must be > 0, got {size}")
+    return pl.lit(float(size))
+
+
+def _fee_expr(fees: float | Mapping[str, float] | None, col: str, default: float) -> pl.Expr:
+    """Fee as a fraction for the venue in ``col``."""
+    if fees is None:
+        fees = DEFAULT_TAKER_BPS
+    if isinstance(fees, Mapping):
+        return pl.col(col).replace_strict({k: v / 1e4 for k, v in fees.items()},
+                                          default=default / 1e4, return_dtype=pl.Float64)
+    return pl.lit(float(fees) / 1e4)
+
+
+def _fee(fees: float | Mapping[str, float] | None, venue: str, default: float) -> float:
+    if fees is None:
+        fees = DEFAULT_TAKER_BPS
+    if isinstance(fees, Mapping):
+        return float(fees.get(venue, default)) / 1e4
+    return float(fees) / 1e4
+
+
+# --------------------------------------------------------------------------- book walks
+def walk_buy(size: pl.Expr | float, depth: int, prefix: str = "") -> pl.Expr:
+    """VWAP of buying ``size`` base units by lifting the asks (null if too thin).
+
+    Like :func:`lab.book.walk_vwap` but ``size`` may be an expression.
+
+    >>> b = pl.DataFrame({"ask_px_0": [100.0], "ask_qty_0": [1.0], "ask_px_1": [102.0], "ask_qty_1": [3.0]})
+    >>> b.select(walk_buy(2.0, 2)).item(), b.select(walk_buy(5.0, 2)).item()
+    (101.0, None)
+    """
+    return _walk_qty(size, depth, f"{prefix}ask")
+
+
+def walk_sell(size: pl.Expr | float, depth: int, prefix: str = "") -> pl.Expr:
+    """VWAP of selling ``size`` base units into the bids (null if too thin).
+
+    >>> b = pl.DataFrame({"bid_px_0": [100.0], "bid_qty_0": [1.0], "bid_px_1": [98.0], "bid_qty_1": [3.0]})
+    >>> b.select(walk_sell(2.0, 2)).item()
+    99.0
+    """
+    return _walk_qty(size, depth, f"{prefix}bid")
+
+
+def _walk_qty(size: pl.Expr | float, depth: int, side: str) -> pl.Expr:
+    s = size if isinstance(size, pl.Expr) else pl.lit(float(size))
+    cum = pl.lit(0.0)
+    notional = pl.lit(0.0)
+    for i in range(depth):
+        p, q = pl.col(f"{side}_px_{i}"), pl.col(f"{side}_qty_{i}").fill_null(0.0)
+        fill = pl.min_horizontal(pl.max_horizontal(s - cum, pl.lit(0.0)), q)
+        notional = notional + pl.when(fill > 0).then(p * fill).otherwise(0.0)
+        cum = cum + q
+    return pl.when((cum >= s * (1 - 1e-12)) & (s > 0)).then(notional / s).otherwise(None)
+
+
+def walk_spend(notional: pl.Expr | float, depth: int, prefix: str = "") -> pl.Expr:
+    """Base units bought by spending ``notional`` quote units on the asks (null if too thin).
+
+    >>> b = pl.DataFrame({"ask_px_0": [100.0], "ask_qty_0": [1.0], "ask_px_1": [200.0], "ask_qty_1": [1.0]})
+    >>> b.select(walk_spend(200.0, 2)).item(), b.select(walk_spend(400.0, 2)).item()
+    (1.5, None)
+    """
+    n = notional if isinstance(notional, pl.Expr) else pl.lit(float(notional))
+    side = f"{prefix}ask"
+    spent = pl.lit(0.0)
+    got = pl.lit(0.0)
+    for i in range(depth):
+        p, q = pl.col(f"{side}_px_{i}"), pl.col(f"{side}_qty_{i}").fill_null(0.0)
+        take = pl.min_horizontal(pl.max_horizontal(n - spent, pl.lit(0.0)), p.fill_null(0.0) * q)
+        got = got + pl.when(take > 0).then(take / p).otherwise(0.0)
+        spent = spent + (p.fill_null(0.0) * q)
+    return pl.when(spent >= n * (1 - 1e-12)).then(got).otherwise(None)
+
+
+def _proceeds(qty: pl.Expr, depth: int, prefix: str = "") -> pl.Expr:
+    """Quote units received selling ``qty`` base into the bids (null if too thin)."""
+    return walk_sell(qty, depth, prefix) * qty
+
+
+# --------------------------------------------------------------------------- timeline
+def _venues(lf: pl.LazyFrame, col: str, given: Sequence[str] | None) -> list[str]:
+    if given is not None:
+        return list(given)
+    # the only eager step: the set of venues names the as-of columns
+    return sorted(lf.select(pl.col(col).unique()).collect().to_series().drop_nulls().to_list())
+
+
+def _keep(keep: str) -> None:
+    if keep not in ("signals", "episodes", "all"):
+        raise ValueError(f"keep must be 'signals', 'episodes' or 'all', got {keep!r}")
+
+
+def _check(lf: pl.LazyFrame, cols: Sequence[str], fn: str) -> list[str]:
+    names = lf.collect_schema().names()
+    missing = [c for c in cols if c not in names]
+    if missing:
+        raise ValueError(f"{fn}: missing column(s) {missing}; got {names}")
+    return names
+
+
+@nb.njit(cache=True, nogil=True)
+def _cross_kernel(ts: np.ndarray, vc: np.ndarray, ac: np.ndarray, buy: np.ndarray,
+                  sell: np.ndarray, n_v: int, n_a: int, fee: np.ndarray, max_age: int,
+                  min_edge: float, mode: int) -> tuple:
+    """One pass over books in time order; per asset the last book of each venue.
+
+    At each row of venue ``v`` compares ``v`` with every other venue in both
+    directions. mode 0: profitable rows only, 1: plus the row ending a run,
+    2: every comparison. Returns (row, row_buy, row_sell, profitable, fresh).
+    """
+    last = np.full((n_a, n_v), -1, np.int64)
+    prev = np.zeros((n_a, n_v, n_v), np.bool_)
+    cap = 1024
+    o_row = np.empty(cap, np.int64)
+    o_rb = np.empty(cap, np.int64)
+    o_rs = np.empty(cap, np.int64)
+    o_p = np.empty(cap, np.bool_)
+    o_f = np.empty(cap, np.bool_)
+    k = 0
+    for i in range(ts.shape[0]):
+        v = vc[i]
+        a = ac[i]
+        last[a, v] = i
+        for w in range(n_v):
+            if w == v or last[a, w] < 0:
+                continue
+            j = last[a, w]
+            for d in range(2):
+                rb, rs = (i, j) if d == 0 else (j, i)
+                bv, sv = (v, w) if d == 0 else (w, v)
+                bp, sp = buy[rb], sell[rs]
+                fresh = ts[i] - ts[j] <= max_age
+                if bp == bp and sp == sp:
+                    cost = bp * (1.0 + fee[bv])
+                    net = (sp * (1.0 - fee[sv]) - cost) / cost * 1e4
+                    prof = fresh and net > min_edge
+                else:  # NaN: a book too thin for the size
+                    prof = False
+                emit = prof or mode == 2 or (mode == 1 and prev[a, bv, sv])
+                prev[a, bv, sv] = prof
+                if not emit:
+                    continue
+                if k == cap:
+                    cap *= 2
+                    o_row = _grow(o_row, cap)
+                    o_rb = _grow(o_rb, cap)
+                    o_rs = _grow(o_rs, cap)
+                    o_p = _grow(o_p, cap)
+                    o_f = _grow(o_f, cap)
+                o_row[k] = i
+                o_rb[k] = rb
+                o_rs[k] = rs
+                o_p[k] = prof
+                o_f[k] = fresh
+                k += 1
+    return o_row[:k], o_rb[:k], o_rs[:k], o_p[:k], o_f[:k]
+
+
+@nb.njit(cache=True)
+def _grow(a: np.ndarray, cap: int) -> np.ndarray:
+    b = np.empty(cap, a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+def cross_venue(
+    lf: pl.LazyFrame,
+    *,
+    fees: float | Mapping[str, float] | None = None,
+    size: float | Mapping[str, float] = 1.0,
+    max_age: float | dt.timedelta | str = 2000.0,
+    min_edge_bps: float = 0.0,
+    quote_rates: Mapping[str, float] | None = None,
+    venues: Sequence[str] | None = None,
+    assets: Sequence[str] | None = None,
+    time_column: str = "ts_local",
+    default_fee_bps: float = 10.0,
+    keep: str = "signals",
+) -> pl.LazyFrame:
+    """Buy on one venue, sell on another: every moment it pays after fees and depth.
+
+    ``lf``: quotes or wide books with ``venue``, ``symbol`` (``BASE-QUOTE``)
+    and ``time_column``. USD-like quotes (``quote_rates``, default USD, USDT,
+    USDC at 1.0) are converted to USD, so ``BTC-USDT`` on one venue and
+    ``BTC-USD`` on another are the same asset. ``fees``: taker fee in bps per
+    venue (mapping, default :data:`DEFAULT_TAKER_BPS`) or one number.
+    ``size``: base units per trade (one number or per asset). ``max_age``: ms
+    (or ``"500ms"``/timedelta) after which a venue's last book is stale.
+    ``venues``/``assets``: restrict to these.
+
+    At each book update of venue ``v`` the latest book of every other venue
+    (same asset) is compared with ``v``'s, in both directions:
+    ``buy_px`` = VWAP lifting ``size`` on the buy venue's asks, ``sell_px`` =
+    VWAP hitting the sell venue's bids (USD);
+    ``gross_edge_bps = (sell_px − buy_px)/buy_px·1e4``;
+    ``net_edge_bps = (sell_px·(1−f_sell) − buy_px·(1+f_buy))/(buy_px·(1+f_buy))·1e4``;
+    ``profit_quote = size·(sell_px·(1−f_sell) − buy_px·(1+f_buy))`` (USD);
+    ``volume_usd = size·buy_px``. A side too thin for ``size`` gives no row;
+    the other venue's book older than ``max_age`` makes the moment not ``fresh``.
+
+    ``keep="signals"`` (default): rows in the ``arbitrage_signals`` layout
+    (``kind="cross_venue"``) where ``net_edge_bps > min_edge_bps`` and both
+    books are fresh, in time order. ``keep="episodes"``: also the row that
+    ends each run (input of :func:`episodes` / :func:`summary`);
+    ``keep="all"``: every comparison. Both add ``fresh``, ``venue`` (whose
+    update it was) and ``profitable``.
+
+    The time-ordered pass runs in a compiled kernel (rows are collected into
+    arrays; a day of 3 venues × 3 assets takes seconds); the result is lazy.
+
+    >>> t = lambda ms: dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)
+    >>> q = pl.LazyFrame({"ts_local": [t(0), t(10), t(20)], "venue": ["a", "b", "b"],
+    ...     "symbol": ["BTC-USDT", "BTC-USD", "BTC-USD"], "bid_px": [99.0, 101.0, 100.0],
+    ...     "bid_qty": [5.0, 5.0, 5.0], "ask_px": [100.0, 102.0, 100.5], "ask_qty": [5.0, 5.0, 5.0]})
+    >>> cross_venue(q, fees=0.0, size=1.0).select("buy_venue", "sell_venue", "net_edge_bps").collect().rows()
+    [('a', 'b', 100.0)]
+    >>> cross_venue(q, fees={"a": 60.0, "b": 60.0}, size=1.0).collect().height
+    0
+    """
+    _keep(keep)
+    _check(lf, ["venue", "symbol", time_column], "cross_venue")
+    books = as_books(lf)
+    depth = _depth(books.collect_schema().names())
+    rates = dict(quote_rates or _DEFAULT_RATES)
+    max_age_us = int(_ms(max_age) * 1000)
+    split = (pl.col("symbol").str.split_exact("-", 1)
+             .struct.rename_fields(["__base", "__quote"]).alias("__s"))
+    q = books.select(pl.col(time_column).alias("ts"), "venue", "symbol", *wide_columns_of(depth))
+    if venues is not None:
+        q = q.filter(pl.col("venue").is_in(list(venues)))
+    q = (q.with_columns(split).unnest("__s")
+         .filter(pl.col("__quote").is_in(list(rates))))
+    if assets is not None:
+        q = q.filter(pl.col("__base").is_in(list(assets)))
+    df = (q.with_columns(_size_expr(size).alias("__size"),
+                         pl.col("__quote").replace_strict(rates, return_dtype=pl.Float64)
+                         .alias("__rate"))
+          .filter(pl.col("__size").is_not_null())
+          .select(pl.col("ts").cast(TS), "venue", "symbol", "__base", "__size",
+                  (walk_buy(pl.col("__size"), depth) * pl.col("__rate")).alias("__buy"),
+                  (walk_sell(pl.col("__size"), depth) * pl.col("__rate")).alias("__sell"))
+          .collect())
+    tsn = df["ts"].dt.epoch("us").to_numpy()
+    order = np.argsort(tsn, kind="stable")
+    if not np.all(order[1:] > order[:-1]):
+        df = df[order]
+        tsn = tsn[order]
+    vnames = sorted(df["venue"].unique().to_list())
+    vcode = df["venue"].replace_strict({v: i for i, v in enumerate(vnames)},
+                                       return_dtype=pl.Int64).to_numpy() if df.height else np.empty(0, np.int64)
+    anames = sorted(df["__base"].unique().to_list())
+    acode = df["__base"].replace_strict({a: i for i, a in enumerate(anames)},
+                                        return_dtype=pl.Int64).to_numpy() if df.height else np.empty(0, np.int64)
+    fee = np.array([_fee(fees, v, default_fee_bps) for v in vnames], np.float64)
+    row, rb, rs, prof, fresh = _cross_kernel(
+        np.ascontiguousarray(tsn, np.int64), vcode, acode,
+        df["__buy"].fill_null(np.nan).to_numpy(), df["__sell"].fill_null(np.nan).to_numpy(),
+        len(vnames), len(anames), fee, max_age_us, float(min_edge_bps),
+        {"signals": 0, "episodes": 1, "all": 2}[keep])
+    fee_map = {v: f for v, f in zip(vnames, fee.tolist())}
+    b = df.select(pl.col("venue").alias("buy_venue"), pl.col("symbol").alias("buy_symbol"),
+                  pl.col("__buy").alias("buy_px"))[rb]
+    s = df.select(pl.col("venue").alias("sell_venue"), pl.col("symbol").alias("sell_symbol"),
+                  pl.col("__sell").alias("sell_px"))[rs]
+    e = df.select("ts", "venue", pl.col("__base").alias("asset"), pl.col("__size").alias("size"))[row]
+    out = pl.concat([e, b, s, pl.DataFrame({"profitable": prof, "fresh": fresh})],
+                    how="horizontal")
+    fb = pl.col("buy_venue").replace_strict(fee_map, return_dtype=pl.Float64)
+    fs = pl.col("sell_venue").replace_strict(fee_map, return_dtype=pl.Float64)
+    cost = pl.col("buy_px") * (1 + fb)
+    proceeds = pl.col("sell_px") * (1 - fs)
+    out = out.lazy().with_columns(
+        pl.lit("cross_venue").alias("kind"),
+        ((pl.col("sell_px") - pl.col("buy_px")) / pl.col("buy_px") * 1e4).alias("gross_edge_bps"),
+        ((proceeds - cost) / cost * 1e4).alias("net_edge_bps"),
+        (pl.col("size") * (proceeds - cost)).alias("profit_quote"),
+        (pl.col("size") * pl.col("buy_px")).alias("volume_usd"))
+    if keep == "signals":
+        return out.select(list(SIGNAL_COLUMNS))
+    return out.select(*SIGNAL_COLUMNS, "fresh", "venue", "profitable")
+
+
+def wide_columns_of(depth: int) -> list[str]:
+    """Level columns of a wide book of ``depth`` levels (as :func:`lab.book.wide_columns`).
+
+    >>> wide_columns_of(1)
+    ['bid_px_0', 'bid_qty_0', 'ask_px_0', 'ask_qty_0']
+    """
+    return [c for i in range(depth)
+            for c in (f"bid_px_{i}", f"bid_qty_{i}", f"ask_px_{i}", f"ask_qty_{i}")]
+
+
+# which currency quotes a pair: the one listed first here (venues' convention)
+QUOTE_PRIORITY = ("USD", "EUR", "BTC", "ETH", "BNB")
+
+
+def _pair_symbol(x: str, y: str) -> str:
+    """The canonical book trading ``x`` against ``y`` (``BASE-QUOTE``).
+
+    >>> _pair_symbol("USD", "BTC"), _pair_symbol("ETH", "BTC")
+    ('BTC-USD', 'ETH-BTC')
+    """
+    rank = {c: i for i, c in enumerate(QUOTE_PRIORITY)}
+    rx, ry = rank.get(x, len(rank)), rank.get(y, len(rank))
+    if rx == ry:
+        raise ValueError(f"triangular: cannot tell which of {x}/{y} is the quote currency; "
+                         f"known quotes: {QUOTE_PRIORITY}")
+    return f"{y}-{x}" if rx < ry else f"{x}-{y}"
+
+
+def _legs(cycle: Sequence[str]) -> list[tuple[str, str]]:
+    return [(cycle[i], cycle[(i + 1) % len(cycle)]) for i in range(len(cycle))]
+
+
+def triangular(
+    lf: pl.LazyFrame,
+    *,
+    cycles: Sequence[Sequence[str]] = (("USD", "BTC", "ETH"),),
+    fees: float | Mapping[str, float] | None = None,
+    notional: float = 1000.0,
+    max_age: float | dt.timedelta | str = 2000.0,
+    min_edge_bps: float = 0.0,
+    quote_rates: Mapping[str, float] | None = None,
+    time_column: str = "ts_local",
+    default_fee_bps: float = 10.0,
+    both_directions: bool = True,
+    keep: str = "signals",
+) -> pl.LazyFrame:
+    """Currency cycles within one venue (e.g. USD→BTC→ETH→USD), after fees and depth.
+
+    Each leg X→Y trades the venue's ``Y-X`` book (spend X on its asks) or
+    ``X-Y`` book (sell X into its bids), walking the levels and paying the
+    venue's taker fee; USDT and USD name the same currency here (a venue lists
+    one of them). Starting with ``notional`` of the first currency, the cycle
+    ends with ``notional·product``; ``net_edge_bps = (product − 1)·1e4``,
+    ``gross_edge_bps`` the same without fees, ``profit_quote`` in the first
+    currency, ``volume_usd`` its USD value when it is USD-like. Rows use the
+    ``arbitrage_signals`` layout with ``kind="triangular"``, ``asset`` the
+    path (``USD>BTC>ETH>USD``), ``buy_venue == sell_venue``, ``buy_symbol``
+    the first leg's book, ``sell_symbol`` the last, ``buy_px``/``sell_px``
+    the first and last legs' VWAPs. Evaluated at each update of any leg's book,
+    only while all three books are fresh. ``keep`` as in :func:`cross_venue`.
+
+    >>> t = lambda ms: dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)
+    >>> q = pl.LazyFrame({"ts_local": [t(0), t(1), t(2)], "venue": "x",
+    ...     "symbol": ["BTC-USDT", "ETH-BTC", "ETH-USDT"], "bid_px": [99.0, 0.0299, 3.03],
+    ...     "bid_qty": 1000.0, "ask_px": [100.0, 0.03, 3.04], "ask_qty": 1000.0})
+    >>> r = triangular(q, fees=0.0, both_directions=False).collect()
+    >>> round(r["net_edge_bps"][0], 6)   # 1000/100/0.03*3.03/1000 = 1.01
+    100.0
+    """
+    _keep(keep)
+    _check(lf, ["venue", "symbol", time_column], "triangular")
+    books = as_books(lf)
+    depth = _depth(books.collect_schema().names())
+    rates = dict(quote_rates or _DEFAULT_RATES)
+    usd_like = set(rates)
+    norm = lambda c: "USD" if c in usd_like else c  # noqa: E731
+    max_age_us = int(_ms(max_age) * 1000)
+    cyc: list[tuple[str, ...]] = []
+    for c in cycles:
+        c = tuple(norm(x) for x in c)
+        if len(c) < 3:
+            raise ValueError(f"triangular: a cycle needs 3+ currencies, got {c}")
+        cyc.append(c)
+        if both_directions:
+            cyc.append((c[0], *reversed(c[1:])))
+    need: set[str] = set()
+    plan = []
+    for c in cyc:
+        legs = _legs(c)
+        need.update(_pair_symbol(x, y) for x, y in legs)
+        plan.append((c, legs))
+    t = pl.col(time_column)
+    lvl = [f"{s}_{k}_{i}" for i in range(depth) for s in ("bid", "ask") for k in ("px", "qty")]
+    base = (books
+            .with_columns(pl.col("symbol").str.split_exact("-", 1)
+                          .struct.rename_fields(["__b", "__q"]).alias("__s"))
+            .unnest("__s")
+            .with_columns(pl.when(pl.col("__q").is_in(list(usd_like))).then(pl.lit("USD"))
+                          .otherwise(pl.col("__q")).alias("__q"),
+                          pl.when(pl.col("__b").is_in(list(usd_like))).then(pl.lit("USD"))
+                          .otherwise(pl.col("__b")).alias("__b"))
+            .with_columns((pl.col("__b") + "-" + pl.col("__q")).alias("__nsym"))
+            .filter(pl.col("__nsym").is_in(sorted(need)))
+            .select(t.alias("ts"), "venue", "symbol", "__nsym", *lvl)
+            .sort("ts", maintain_order=True))
+    syms = sorted(need)
+    key = {s: s.replace("-", "_") for s in syms}
+    ff = []
+    for s in syms:
+        on = pl.col("__nsym") == s
+        ff += [pl.when(on).then(pl.col(c)).forward_fill().over("venue").alias(f"{key[s]}__{c}")
+               for c in (*lvl, "symbol")]
+        ff.append(pl.when(on).then(pl.col("ts")).forward_fill().over("venue")
+                  .alias(f"{key[s]}__ts"))
+    wide = base.with_columns(ff)
+    parts = []
+    fee = _fee_expr(fees, "venue", default_fee_bps)
+    for c, legs in plan:
+        for with_fee in (True, False):
+            amt = pl.lit(float(notional))
+            for x, y in legs:
+                sym = _pair_symbol(x, y)
+                pre = f"{key[sym]}__"
+                amt = walk_spend(amt, depth, pre) if sym == f"{y}-{x}" else _proceeds(amt, depth, pre)
+                if with_fee:
+                    amt = amt * (1 - fee)
+            if with_fee:
+                net_end = amt
+            else:
+                gross_end = amt
+        # which book each leg uses (prefer Y-X when both exist: buy on asks)
+        leg_syms = [_pair_symbol(x, y) for x, y in legs]
+        involved = [key[s] for s in leg_syms]
+        fresh = pl.lit(True)
+        for k in involved:
+            fresh = fresh & ((pl.col("ts") - pl.col(f"{k}__ts")).dt.total_microseconds()
+                             <= max_age_us)
+        first, last = involved[0], involved[-1]
+        first_px = (pl.col(f"{first}__ask_px_0") if leg_syms[0] == f"{legs[0][1]}-{legs[0][0]}"
+                    else pl.col(f"{first}__bid_px_0"))
+        last_px = (pl.col(f"{last}__ask_px_0") if leg_syms[-1] == f"{legs[-1][1]}-{legs[-1][0]}"
+                   else pl.col(f"{last}__bid_px_0"))
+        start_rate = rates.get(c[0], rates.get("USD", 1.0)) if c[0] == "USD" else None
+        product = net_end / notional
+        part = (wide.filter(pl.col("__nsym").is_in(leg_syms))
+                .select("ts", pl.lit("triangular").alias("kind"),
+                        pl.lit(">".join((*c, c[0]))).alias("asset"),
+                        pl.col("venue").alias("buy_venue"), pl.col("venue").alias("sell_venue"),
+                        pl.col(f"{first}__symbol").alias("buy_symbol"),
+                        pl.col(f"{last}__symbol").alias("sell_symbol"),
+                        pl.lit(float(notional)).alias("size"),
+                        first_px.alias("buy_px"), last_px.alias("sell_px"),
+                        ((gross_end / notional - 1) * 1e4).alias("gross_edge_bps"),
+                        ((product - 1) * 1e4).alias("net_edge_bps"),
+                        (net_end - notional).alias("profit_quote"),
+                        (pl.lit(float(notional) * start_rate) if start_rate is not None
+                         else pl.lit(None, pl.Float64)).alias("volume_usd"),
+                        fresh.fill_null(False).alias("fresh"), pl.col("venue"))
+                .filter(pl.col("net_edge_bps").is_not_null()))
+        parts.append(part)
+    out = pl.concat(parts).with_columns(
+        pl.col("ts").cast(TS),
+        (pl.col("fresh") & (pl.col("net_edge_bps") > min_edge_bps)).alias("profitable"))
+    out = out.sort("ts", maintain_order=True)
+    if keep == "signals":
+        return out.filter("profitable").select(list(SIGNAL_COLUMNS))
+    if keep == "episodes":
+        prev = pl.col("profitable").shift(1).over(_PAIR).fill_null(False)
+        return out.filter(pl.col("profitable") | prev)
+    return out
+
+
+# --------------------------------------------------------------------------- episodes
+_PAIR = ["kind", "asset", "buy_venue", "sell_venue"]
+
+
+def episodes(timeline: pl.LazyFrame) -> pl.LazyFrame:
+    """Group consecutive profitable moments of one pair into episodes.
+
+    ``timeline``: :func:`cross_venue` or :func:`triangular` with
+    ``keep="episodes"``. An episode starts at the first profitable moment and
+    ends at the first later moment of the same pair that is not profitable
+    (or the pair's last row). Columns: ``kind, asset, buy_venue, sell_venue,
+    start, end, duration_ms, updates, peak_net_edge_bps, avg_net_edge_bps``
+    (time-weighted over the episode), ``size`` (executable size used),
+    ``profit_quote`` (net profit executing ``size`` at the start),
+    ``peak_profit_quote``, ``opened_by`` (venue whose update opened it) and
+    ``closed_by`` (venue whose update closed it: usually the laggard catching up).
+
+    >>> t = lambda ms: dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)
+    >>> tl = pl.LazyFrame({"ts": [t(0), t(100), t(300), t(400)], "kind": "cross_venue",
+    ...     "asset": "BTC", "buy_venue": "a", "sell_venue": "b", "size": 1.0,
+    ...     "net_edge_bps": [-1.0, 4.0, 2.0, -1.0], "profit_quote": [-0.1, 0.4, 0.2, -0.1],
+    ...     "venue": ["a", "a", "b", "b"], "profitable": [False, True, True, False]})
+    >>> e = episodes(tl).collect()   # avg: 4 bps for 200 ms, 2 bps for 100 ms
+    >>> e.select("duration_ms", "peak_net_edge_bps", "closed_by").rows(), round(e["avg_net_edge_bps"][0], 4)
+    ([(300.0, 4.0, 'b')], 3.3333)
+    """
+    pair = _PAIR
+    tl = (timeline.sort("ts", maintain_order=True)
+          .with_columns(
+              (pl.col("profitable") != pl.col("profitable").shift(1).fill_null(False))
+              .cum_sum().over(pair).alias("__grp"),
+              pl.col("ts").shift(-1).over(pair).alias("__next"),
+              pl.col("venue").shift(-1).over(pair).alias("__next_venue"))
+          .filter("profitable"))
+    w = (pl.col("__next").fill_null(pl.col("ts")) - pl.col("ts")).dt.total_microseconds() / 1e3
+    tl = tl.with_columns(w.alias("__w"))
+    return (tl.group_by([*pair, "__grp"], maintain_order=True)
+            .agg(pl.col("ts").first().alias("start"),
+                 pl.col("__next").last().fill_null(pl.col("ts").last()).alias("end"),
+                 pl.len().alias("updates"),
+                 pl.col("net_edge_bps").max().alias("peak_net_edge_bps"),
+                 pl.when(pl.col("__w").sum() > 0)
+                 .then((pl.col("net_edge_bps") * pl.col("__w")).sum() / pl.col("__w").sum())
+                 .otherwise(pl.col("net_edge_bps").mean()).alias("avg_net_edge_bps"),
+                 pl.col("size").first().alias("size"),
+                 pl.col("profit_quote").first().alias("profit_quote"),
+                 pl.col("profit_quote").max().alias("peak_profit_quote"),
+                 pl.col("venue").first().alias("opened_by"),
+                 pl.col("__next_venue").last().alias("closed_by"))
+            .with_columns(((pl.col("end") - pl.col("start")).dt.total_microseconds() / 1e3)
+                          .alias("duration_ms"))
+            .select(*pair, "start", "end", "duration_ms", "updates", "peak_net_edge_bps",
+                    "avg_net_edge_bps", "size", "profit_quote", "peak_profit_quote",
+                    "opened_by", "closed_by")
+            .sort("start", maintain_order=True))
+
+
+def _edge_after(timeline: pl.LazyFrame, eps: pl.LazyFrame, latency_ms: float) -> pl.LazyFrame:
+    """Net edge of each episode's pair as of ``start + latency`` (as-of the timeline)."""
+    probe = eps.select(*_PAIR, "start", "end",
+                       (pl.col("start") + pl.duration(microseconds=int(latency_ms * 1000)))
+                       .alias("ts")).sort("ts")
+    tl = (timeline.select(*_PAIR, "ts", "net_edge_bps", "fresh").sort("ts")
+          .rename({"net_edge_bps": "__edge", "fresh": "__fresh"}))
+    return probe.join_asof(tl, on="ts", by=_PAIR, strategy="backward")
+
+
+def summary(
+    timeline: pl.LazyFrame,
+    *,
+    latencies_ms: Sequence[float] = (5.0, 50.0, 200.0),
+    quantiles: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99),
+) -> dict[str, pl.LazyFrame]:
+    """The researcher's questions, from an ``keep="episodes"`` timeline.
+
+    Returns lazy frames:
+
+    * ``per_hour``: episodes per hour per pair (``episodes / hours`` of data);
+    * ``edge``: quantiles of the episodes' peak and average net edge (bps);
+    * ``duration``: quantiles of episode duration (ms);
+    * ``lagging``: per venue, how many episodes its update closed (the venue
+      that lags closes the windows the leader opened) and opened;
+    * ``latency``: per latency, the share of episodes still profitable and the
+      mean net edge (bps, stale counts as 0) when an order arrives that late.
+
+    >>> t = lambda ms: dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)
+    >>> tl = pl.LazyFrame({"ts": [t(0), t(100), t(300), t(400)], "kind": "cross_venue",
+    ...     "asset": "BTC", "buy_venue": "a", "sell_venue": "b", "size": 1.0,
+    ...     "net_edge_bps": [-1.0, 4.0, 2.0, -1.0], "profit_quote": 0.0, "fresh": True,
+    ...     "venue": ["a", "a", "b", "b"], "profitable": [False, True, True, False]})
+    >>> s = summary(tl, latencies_ms=(150.0, 5000.0))
+    >>> s["latency"].collect().rows()
+    [(150.0, 1, 1.0, 4.0), (5000.0, 1, 0.0, 0.0)]
+    """
+    eps = episodes(timeline)
+    span = timeline.select(((pl.col("ts").max() - pl.col("ts").min()).dt.total_microseconds()
+                            / 3.6e9).alias("hours"))
+    per_hour = (eps.group_by(["kind", "asset", "buy_venue", "sell_venue"]).agg(pl.len().alias("episodes"))
+                .join(span, how="cross")
+                .with_columns((pl.col("episodes") / pl.col("hours")).alias("per_hour"))
+                .sort("per_hour", descending=True))
+    q = list(quantiles)
+    edge = eps.select(*[pl.col("peak_net_edge_bps").quantile(x).alias(f"peak_q{x}") for x in q],
+                      *[pl.col("avg_net_edge_bps").quantile(x).alias(f"avg_q{x}") for x in q])
+    duration = eps.select(pl.len().alias("episodes"),
+                          *[pl.col("duration_ms").quantile(x).alias(f"q{x}") for x in q],
+                          pl.col("duration_ms").mean().alias("mean"))
+    closed = eps.group_by(pl.col("closed_by").alias("venue")).agg(pl.len().alias("closed"))
+    opened = eps.group_by(pl.col("opened_by").alias("venue")).agg(pl.len().alias("opened"))
+    lagging = (closed.join(opened, on="venue", how="full", coalesce=True)
+               .drop_nulls("venue").fill_null(0)
+               .with_columns((pl.col("closed") / (pl.col("closed") + pl.col("opened")))
+                             .alias("lag_share"))
+               .sort("closed", descending=True))
+    lat_parts = []
+    for lat in latencies_ms:
+        a = _edge_after(timeline, eps, lat)
+        alive = pl.col("__fresh").fill_null(False) & (pl.col("__edge") > 0)
+        lat_parts.append(a.select(
+            pl.lit(float(lat)).alias("latency_ms"), pl.len().alias("episodes"),
+            alive.cast(pl.Float64).mean().alias("still_profitable"),
+            pl.when(alive).then(pl.col("__edge")).otherwise(0.0).mean().alias("mean_edge_bps")))
+    latency = pl.concat(lat_parts) if lat_parts else pl.LazyFrame()
+    return {"per_hour": per_hour, "edge": edge, "duration": duration, "lagging": lagging,
+            "latency": latency}
