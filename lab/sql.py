@@ -7,7 +7,7 @@ import duckdb
 from lab.lake import Lake
 from lab.schema import TABLES
 
-__all__ = ["connect", "refresh", "EXTRA_VIEWS"]
+__all__ = ["connect", "refresh", "EXTRA_VIEWS", "MACROS"]
 
 # Column aliases users paste from the seed document: ``timestamp`` and
 # ``volume`` on trades; the arbitrage query's names on arbitrage_signals.
@@ -21,16 +21,69 @@ _ALIASES: dict[str, str] = {
 }
 
 # Derived views, defined in SQL so any client sees the same numbers.
+# Bars (issue 5): the same columns and numbers as ``lab.bars`` (trades ordered
+# by ts_exchange then trade_id; buckets aligned on the Unix epoch like Polars).
+_BAR_AGGS = """
+    first(price ORDER BY ts_exchange, trade_id) AS open, max(price) AS high,
+    min(price) AS low, last(price ORDER BY ts_exchange, trade_id) AS close,
+    sum(qty) AS volume, sum(price * qty) AS notional, sum(price * qty) / sum(qty) AS vwap,
+    count(*) AS trades,
+    coalesce(sum(qty) FILTER (WHERE side = 'buy'), 0.0) AS buy_volume,
+    coalesce(sum(qty) FILTER (WHERE side = 'sell'), 0.0) AS sell_volume
+"""
+_EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
+
 EXTRA_VIEWS: dict[str, str] = {
-    "ohlcv_1s": """
-        SELECT venue, symbol, time_bucket(INTERVAL '1 second', ts_exchange) AS bucket,
-               arg_min(price, ts_exchange) AS open, max(price) AS high,
-               min(price) AS low, arg_max(price, ts_exchange) AS close,
-               sum(qty) AS volume, sum(price * qty) / sum(qty) AS vwap,
-               count(*) AS trades,
-               sum(CASE WHEN side = 'buy' THEN qty ELSE 0 END) AS buy_volume,
-               sum(CASE WHEN side = 'sell' THEN qty ELSE 0 END) AS sell_volume
-        FROM trades GROUP BY ALL
+    "ohlcv_1s": f"""
+        SELECT venue, symbol, time_bucket(INTERVAL '1 second', ts_exchange, {_EPOCH}) AS bucket,
+               {_BAR_AGGS}
+        FROM trades GROUP BY venue, symbol, bucket
+    """,
+}
+
+# Table macros (issue 5), e.g. ``SELECT * FROM ohlcv(INTERVAL 1 MINUTE)``,
+# ``ohlcv_rolling(INTERVAL 1 SECOND, INTERVAL 5 SECOND)``, ``tick_bars(100)``,
+# ``volume_bars(10.0)``, ``dollar_bars(1e6)``: see lab.bars for the semantics.
+MACROS: dict[str, str] = {
+    "ohlcv": f"""(every) AS TABLE
+        SELECT venue, symbol, time_bucket(CAST(every AS INTERVAL), ts_exchange, {_EPOCH}) AS bucket,
+               {_BAR_AGGS}
+        FROM trades GROUP BY venue, symbol, bucket ORDER BY venue, symbol, bucket
+    """,
+    "ohlcv_rolling": f"""(every, period) AS TABLE
+        WITH t AS (
+            SELECT *, time_bucket(CAST(every AS INTERVAL), ts_exchange, {_EPOCH}) AS b0
+            FROM trades),
+        f AS (SELECT *, min(b0) OVER (PARTITION BY venue, symbol) AS first_b FROM t),
+        w AS (
+            SELECT f.*, b0 - CAST(k AS BIGINT) * CAST(every AS INTERVAL) AS bucket
+            FROM f, range(0, CAST(ceil(epoch(CAST(period AS INTERVAL))
+                                       / epoch(CAST(every AS INTERVAL))) AS BIGINT)) r(k))
+        SELECT venue, symbol, bucket, {_BAR_AGGS}
+        FROM w
+        WHERE ts_exchange < bucket + CAST(period AS INTERVAL) AND bucket >= first_b
+        GROUP BY venue, symbol, bucket ORDER BY venue, symbol, bucket
+    """,
+    "tick_bars": f"""(n) AS TABLE
+        SELECT venue, symbol, bar, min(ts_exchange) AS start, max(ts_exchange) AS "end", {_BAR_AGGS}
+        FROM (SELECT *, (row_number() OVER (PARTITION BY venue, symbol
+                                            ORDER BY ts_exchange, trade_id) - 1) // n AS bar
+              FROM trades)
+        GROUP BY venue, symbol, bar ORDER BY venue, symbol, bar
+    """,
+    "volume_bars": f"""(v) AS TABLE
+        SELECT venue, symbol, bar, min(ts_exchange) AS start, max(ts_exchange) AS "end", {_BAR_AGGS}
+        FROM (SELECT *, CAST(floor((sum(qty) OVER (PARTITION BY venue, symbol
+                  ORDER BY ts_exchange, trade_id ROWS UNBOUNDED PRECEDING) - qty) / v) AS BIGINT) AS bar
+              FROM trades)
+        GROUP BY venue, symbol, bar ORDER BY venue, symbol, bar
+    """,
+    "dollar_bars": f"""(d) AS TABLE
+        SELECT venue, symbol, bar, min(ts_exchange) AS start, max(ts_exchange) AS "end", {_BAR_AGGS}
+        FROM (SELECT *, CAST(floor((sum(price * qty) OVER (PARTITION BY venue, symbol
+                  ORDER BY ts_exchange, trade_id ROWS UNBOUNDED PRECEDING) - price * qty) / d) AS BIGINT) AS bar
+              FROM trades)
+        GROUP BY venue, symbol, bar ORDER BY venue, symbol, bar
     """,
 }
 
@@ -42,6 +95,8 @@ def _bind(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} FROM "__lake_{name}"')
     for name, sql in EXTRA_VIEWS.items():
         con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
+    for name, sql in MACROS.items():
+        con.execute(f'CREATE OR REPLACE MACRO "{name}"{sql}')
 
 
 def connect(lake: Lake | str | None = None) -> duckdb.DuckDBPyConnection:
