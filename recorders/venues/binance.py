@@ -89,6 +89,7 @@ class BinanceAdapter(Adapter):
         self._buffer: dict[str, list[DepthUpdate]] = {s: [] for s in self.symbols}
         self._last_u: dict[str, int] = {}
         self._pending: set[str] = set()  # symbols with a snapshot requested
+        self._fresh: set[str] = set()  # synced, but no diff applied since the snapshot
 
     def streams(self) -> list[str]:
         out = []
@@ -141,7 +142,7 @@ class BinanceAdapter(Adapter):
         last = self._last_u[sym]
         if msg.u <= last:
             return  # an old (duplicate) diff
-        if msg.U != last + 1:
+        if msg.U != last + 1 and not (sym in self._fresh and msg.U <= last + 1):
             self.gap(ts_local, sym, f"U={msg.U} expected {last + 1} (previous u={last})")
             self.resync(ts_local, sym, "depth diff sequence gap")
             self._buffer[sym] = [msg]
@@ -150,6 +151,7 @@ class BinanceAdapter(Adapter):
         self._apply(sym, msg, ts_local)
 
     def _apply(self, sym: str, d: DepthUpdate, ts_local: int) -> None:
+        self._fresh.discard(sym)
         book = self.books[sym]
         ts_ex = ms_us(d.E)
         seq = d.u
@@ -184,19 +186,18 @@ class BinanceAdapter(Adapter):
                     self.level(ts_local, ts_local, sym, side, px, qty, True, snap.lastUpdateId)
         self._last_u[sym] = snap.lastUpdateId
         self.synced[sym] = True
+        self._fresh.add(sym)  # the first diff may straddle lastUpdateId + 1
         self.book_changed(sym, ts_local, ts_local)
         self._buffer[sym] = []
-        first = True
         for d in buf:
             last = self._last_u[sym]
             if d.u <= last:
                 continue
-            ok = (d.U <= last + 1) if first else (d.U == last + 1)
+            ok = (d.U <= last + 1) if sym in self._fresh else (d.U == last + 1)
             if not ok:
                 self.gap(ts_local, sym, f"U={d.U} expected {last + 1} (buffered after snapshot)")
                 self.resync(ts_local, sym, "buffered diff does not follow the snapshot")
                 self._buffer[sym] = [d] + [x for x in buf if x.u > d.u]
                 self._request_snapshot(sym)
                 return
-            first = False
             self._apply(sym, d, ts_local)

@@ -225,3 +225,14 @@ def test_bybit_u1_resets_book_and_u_gap_resubscribes():
     assert a.stats["gaps"] == 0
     a.feed(_bb("delta", [["7", "1"]], [], 5), 10)
     assert a.stats["gaps"] == 1 and a.synced["BTC-USDT"] is False
+
+
+def test_binance_first_live_diff_after_snapshot_may_straddle_last_update_id():
+    # nothing buffered covers the snapshot; the next live diff U <= lastUpdateId+1 <= u is valid
+    snap = {"lastUpdateId": 493, "bids": [["10.0", "1.0"]], "asks": [["11.0", "1.0"]]}
+    d = lambda U, u, px: json.dumps({"stream": "btcusdt@depth@100ms", "data": {
+        "e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": U, "u": u, "b": [[px, "2.0"]], "a": []}})
+    a = replay("binance", ["BTC-USDT"], [d(480, 490, "9.0"), ("BTC-USDT", json.dumps(snap)),
+                                         d(493, 495, "9.5"), d(496, 496, "9.6")])
+    assert a.stats["gaps"] == 0
+    assert a.books["BTC-USDT"].levels("bid", 5) == [(10.0, 1.0), (9.6, 2.0), (9.5, 2.0)]

@@ -54,7 +54,8 @@ def test_binance_snapshot_plus_diffs_equals_next_snapshot(snap, diffs):
 @given(snap=st.tuples(level_lists, level_lists), diffs=diff_lists)
 def test_bybit_snapshot_plus_deltas_equals_next_snapshot(snap, diffs):
     ref = {"bid": {}, "ask": {}}
-    _apply(ref, "bid", snap[0]); _apply(ref, "ask", snap[1])
+    _apply(ref, "bid", [l for l in snap[0] if float(l[1])])
+    _apply(ref, "ask", [l for l in snap[1] if float(l[1])])
     m = lambda typ, b, a, u: json.dumps({"topic": "orderbook.50.BTCUSDT", "type": typ, "ts": 5,
                                          "data": {"s": "BTCUSDT", "b": b, "a": a, "u": u}})
     msgs = [m("snapshot", [l for l in snap[0] if float(l[1])], [l for l in snap[1] if float(l[1])], 10)]
