@@ -88,7 +88,15 @@ class BinanceEncoder(Encoder):
                 continue
             e_ms = self.next_flush[ms] // 1_000_000
             self.next_flush[ms] = (now // step + 1) * step
-            name = "@depth@100ms" if ms == 100 else "@depth"
+            self._emit_windows(ms, e_ms)
+
+    def flush_pending(self, now: int) -> None:
+        for ms in (100, 1000):
+            self._emit_windows(ms, now // 1_000_000)
+
+    def _emit_windows(self, ms: int, e_ms: int) -> None:
+        name = "@depth@100ms" if ms == 100 else "@depth"
+        if True:
             for (li, wms), w in list(self.win.items()):
                 if wms != ms or not w[0]:
                     continue

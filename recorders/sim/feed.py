@@ -116,6 +116,9 @@ class Encoder:
     def on_quote(self, li: int, t: int, bp: int, bq: int, ap: int, aq: int, seq: int) -> None: ...
     def on_clock(self, now: int) -> None: ...
 
+    def flush_pending(self, now: int) -> None:
+        """Emit anything held back for batching (used by ``Simulator.pause``)."""
+
     # connections
     def accepts(self, path: str) -> bool:
         return True

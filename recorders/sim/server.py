@@ -188,6 +188,27 @@ class Simulator:
         self._wall0 = time.perf_counter()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
+    async def pause(self) -> None:
+        """Stop publishing (sockets stay open); what was sent is then final.
+
+        Tests use it to compare a client's book with :attr:`books` exactly.
+        """
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        for enc in self.encoders.values():
+            enc.flush_pending(self._sim_t)
+        await self._deliver()
+        self._paused_at = time.perf_counter()
+
+    async def resume(self) -> None:
+        """Publish again; the clock skips the paused time."""
+        if self._task is None:
+            self._wall0 += time.perf_counter() - getattr(self, "_paused_at", time.perf_counter())
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
