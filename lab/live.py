@@ -1,0 +1,391 @@
+"""Live market widgets for notebooks (``notebooks/01_live_market``).
+
+:class:`LiveMarket` shows, for one symbol, the best bid and ask per venue (a
+plotly ``FigureWidget``) and the trade tape (another ``FigureWidget``) over a
+trailing window, re-read from the lake every ``interval`` seconds while a
+recorder writes it. ipywidgets pick the venues, the symbol and the window;
+an HTML widget shows the recorder's health (the ``recorder`` handle given,
+else every recorder's status file under ``$LAB_DATA/run``).
+
+>>> live = LiveMarket(lake, symbol="BTC-USDT", window=60)   # doctest: +SKIP
+>>> live                                                      # doctest: +SKIP
+>>> live.start()        # refresh every second (live.stop() to pause)  # doctest: +SKIP
+
+The window ends at the newest row in the lake (``anchor="latest"``, so a
+finished recording still shows its last minutes) or at the wall clock
+(``anchor="now"``).
+
+:class:`RecorderProcess` starts ``lab record`` in the background (e.g.
+against the local simulator) and gives a handle with ``status()`` and
+``stop()``; :func:`recorder_status` reads any recorder's status (a handle
+with ``status()``, a status file, or every ``$LAB_DATA/run/recorder-*.json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import html
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from lab import plots
+from lab.lake import Lake, data_dir, default_lake
+
+__all__ = ["LiveMarket", "RecorderProcess", "recorder_status", "status_html", "latest_time", "market_of"]
+
+
+def latest_time(lake: Lake, table: str, column: str = "ts_exchange") -> dt.datetime | None:
+    """Newest ``column`` value of a lake table, from the Delta file statistics (no data read).
+
+    >>> import tempfile
+    >>> latest_time(Lake(tempfile.mkdtemp()), "quotes") is None
+    True
+    """
+    t = lake.delta(table)
+    if t is None:
+        return None
+    try:
+        acts = pl.from_arrow(t.get_add_actions(flatten=True))
+    except Exception:  # noqa: BLE001 - stats unavailable: read the column instead
+        acts = None
+    col = f"max.{column}"
+    if isinstance(acts, pl.DataFrame) and col in acts.columns and acts.height:
+        v = acts[col].max()
+        if v is not None:
+            if isinstance(v, dt.datetime) and v.tzinfo is None:
+                v = v.replace(tzinfo=dt.timezone.utc)
+            return v
+    v = lake.scan(table).select(pl.col(column).max()).collect().item()
+    return v
+
+
+_USD = ("USD", "USDT", "USDC")
+
+
+def market_of(symbol: str) -> str:
+    """The cross-venue market a symbol belongs to: USD, USDT and USDC quotes count as ``USD``.
+
+    >>> market_of("BTC-USDT"), market_of("BTC-USD"), market_of("ETH-BTC")
+    ('BTC-USD', 'BTC-USD', 'ETH-BTC')
+    """
+    base, _, quote = symbol.upper().partition("-")
+    return f"{base}-{'USD' if quote in _USD else quote}"
+
+
+def _names(lake: Lake, table: str, column: str) -> list[str]:
+    if not lake.exists(table):
+        return []
+    return sorted(lake.scan(table).select(pl.col(column).unique()).collect().to_series().to_list())
+
+
+class LiveMarket:
+    """Bid/ask per venue and trade tape for one market, refreshed from the lake.
+
+    A market is a symbol with USD/USDT/USDC quotes merged (:func:`market_of`):
+    ``symbol="BTC-USDT"`` shows binance's BTC-USDT next to coinbase's BTC-USD.
+
+    ``refresh()`` re-reads the window once and updates both figures in place
+    (returns the counts shown); ``start()``/``stop()`` run it every
+    ``interval`` seconds on the notebook's event loop (or a thread outside
+    Jupyter). Display the object (or ``.widget``) to see it.
+    """
+
+    def __init__(
+        self,
+        lake: Lake | str | os.PathLike[str] | None = None,
+        *,
+        symbol: str | None = None,
+        venues: Sequence[str] | None = None,
+        window: float = 60.0,
+        interval: float = 1.0,
+        anchor: str = "latest",
+        recorder: Any = None,
+        max_trades: int = 2_000,
+    ) -> None:
+        import ipywidgets as w
+
+        if anchor not in ("latest", "now"):
+            raise ValueError(f"anchor must be 'latest' or 'now', got {anchor!r}")
+        self.lake = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else default_lake()
+        self.anchor = anchor
+        self.interval = float(interval)
+        self.max_trades = int(max_trades)
+        self.recorder = recorder
+        known = _names(self.lake, "quotes", "symbol") + ([symbol] if symbol else [])
+        self._members: dict[str, list[str]] = {}
+        for s in known:
+            self._members.setdefault(market_of(s), [])
+            if s.upper() not in self._members[market_of(s)]:
+                self._members[market_of(s)].append(s.upper())
+        symbols = sorted(self._members)
+        all_venues = _names(self.lake, "quotes", "venue") or list(venues or [])
+        symbol = market_of(symbol) if symbol else (symbols[0] if symbols else "BTC-USD")
+        if symbol not in symbols:
+            symbols = sorted([*symbols, symbol])
+            self._members[symbol] = [symbol]
+        chosen = [v for v in (venues or all_venues) if v in all_venues] or list(venues or all_venues)
+        self.symbol_picker = w.Dropdown(options=symbols, value=symbol, description="market")
+        self.venue_picker = w.SelectMultiple(options=sorted(set(all_venues) | set(chosen)),
+                                             value=tuple(chosen), description="venues", rows=4)
+        self.window_slider = w.IntSlider(value=int(window), min=5, max=3600, step=5,
+                                         description="window (s)", continuous_update=False)
+        self.status = w.HTML(value="")
+        self.info = w.HTML(value="")
+        self.quotes_fig = plots.quotes_figure(self._empty_quotes(), widget=True, height=380,
+                                              title=f"{symbol}: best bid / ask")
+        self.trades_fig = plots.trades_figure(self._empty_trades(), widget=True, height=300,
+                                              title=f"{symbol}: trades")
+        for wd in (self.symbol_picker, self.venue_picker, self.window_slider):
+            wd.observe(lambda _change: self.refresh(), names="value")
+        self.widget = w.VBox([w.HBox([self.symbol_picker, self.venue_picker, self.window_slider]),
+                              self.info, self.quotes_fig, self.trades_fig, self.status])
+        self._task: asyncio.Task | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.last: dict[str, Any] = {}
+        self.refresh()
+
+    # -- data -------------------------------------------------------------
+    @property
+    def symbol(self) -> str:
+        """The market shown (e.g. ``BTC-USD``, covering BTC-USD and BTC-USDT)."""
+        return self.symbol_picker.value
+
+    @property
+    def venues(self) -> list[str]:
+        return list(self.venue_picker.value)
+
+    @property
+    def window(self) -> dt.timedelta:
+        return dt.timedelta(seconds=int(self.window_slider.value))
+
+    def _empty_quotes(self) -> pl.DataFrame:
+        return pl.DataFrame(schema={"ts_exchange": pl.Datetime("us", "UTC"), "venue": pl.String,
+                                    "bid_px": pl.Float64, "ask_px": pl.Float64})
+
+    def _empty_trades(self) -> pl.DataFrame:
+        return pl.DataFrame(schema={"ts_exchange": pl.Datetime("us", "UTC"), "venue": pl.String,
+                                    "price": pl.Float64, "qty": pl.Float64, "side": pl.String})
+
+    def _end(self) -> dt.datetime:
+        if self.anchor == "now":
+            return dt.datetime.now(dt.timezone.utc)
+        t = latest_time(self.lake, "quotes")
+        return t if t is not None else dt.datetime.now(dt.timezone.utc)
+
+    def frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The quotes and trades currently in the window (collected)."""
+        end = self._end() + dt.timedelta(microseconds=1)
+        start = end - self.window
+        members = self._members.get(self.symbol, [self.symbol])
+        kw = dict(venue=self.venues or None, symbol=members, start=start, end=end)
+        q = (self.lake.scan("quotes", **kw).select("ts_exchange", "venue", "bid_px", "ask_px")
+             .sort("venue", "ts_exchange").collect())
+        t = (self.lake.scan("trades", **kw).select("ts_exchange", "venue", "price", "qty", "side")
+             .sort("ts_exchange").tail(self.max_trades).sort("venue", "ts_exchange").collect())
+        return q, t
+
+    # -- figures ----------------------------------------------------------
+    @staticmethod
+    def _replace(fig: Any, new: Any) -> None:
+        with fig.batch_update():
+            fig.data = []
+            for tr in new.data:
+                fig.add_trace(tr)
+            fig.layout.title = new.layout.title
+
+    def refresh(self) -> dict[str, Any]:
+        """Re-read the window and redraw; returns counts and the window end."""
+        try:
+            q, t = self.frames()
+        except Exception as e:  # noqa: BLE001 - a bad read must not kill the loop
+            self.info.value = f"<span style='color:#d62728'>read failed: {html.escape(str(e))}</span>"
+            return {"error": str(e)}
+        sym = self.symbol
+        self._replace(self.quotes_fig, plots.quotes_figure(q, by=["venue"], title=f"{sym}: best bid / ask"))
+        self._replace(self.trades_fig, plots.trades_figure(t, by=["venue"], title=f"{sym}: trades"))
+        end = q["ts_exchange"].max() if q.height else None
+        self.last = {"quotes": q.height, "trades": t.height, "end": end,
+                     "refreshed": dt.datetime.now(dt.timezone.utc)}
+        self.info.value = (f"{q.height:,} quotes, {t.height:,} trades in the last "
+                           f"{int(self.window.total_seconds())} s up to {end or '—'} (UTC)")
+        self.status.value = status_html(recorder_status(self.recorder))
+        return self.last
+
+    # -- the loop ---------------------------------------------------------
+    def start(self, interval: float | None = None) -> "LiveMarket":
+        """Refresh every ``interval`` seconds until :meth:`stop`."""
+        if interval is not None:
+            self.interval = float(interval)
+        self.stop()
+        self._stop.clear()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            self._task = loop.create_task(self._run_async())
+        else:
+            self._thread = threading.Thread(target=self._run_thread, name="live-market", daemon=True)
+            self._thread.start()
+        return self
+
+    async def _run_async(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.sleep(self.interval)
+            self.refresh()
+
+    def _run_thread(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return (self._task is not None and not self._task.done()) or (
+            self._thread is not None and self._thread.is_alive())
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+# --------------------------------------------------------------------------- recorders
+class RecorderProcess:
+    """``lab record`` running in the background, with ``status()`` and ``stop()``.
+
+    ``RecorderProcess(venue="binance", symbols=["BTC-USDT"], sim=True)``
+    records from the local simulator (``lab simulate`` must be running, or
+    pass ``base_url``/``rest_url`` of one); ``lake`` defaults to
+    ``$LAB_DATA/lake``. Output goes to ``log`` (default
+    ``$LAB_DATA/logs/recorder-<name>.log``).
+    """
+
+    def __init__(self, *, venue: str, symbols: Sequence[str], sim: bool = True,
+                 base_url: str | None = None, rest_url: str | None = None,
+                 lake: str | os.PathLike[str] | None = None, name: str | None = None,
+                 status_dir: str | os.PathLike[str] | None = None,
+                 extra: Sequence[str] = (), log: str | os.PathLike[str] | None = None) -> None:
+        self.name = name or f"notebook-{venue}"
+        self.status_dir = Path(status_dir) if status_dir else data_dir() / "run"
+        argv = [sys.executable, "-m", "lab.cli", "record", "--venue", venue,
+                "--symbols", ",".join(symbols), "--name", self.name, "--status-dir", str(self.status_dir)]
+        if sim and base_url is None:
+            argv.append("--sim")
+        if base_url:
+            argv += ["--base-url", base_url]
+        if rest_url:
+            argv += ["--rest-url", rest_url]
+        if lake is not None:
+            argv += ["--lake", str(lake)]
+        argv += list(extra)
+        self.argv = argv
+        logf = Path(log) if log else data_dir() / "logs" / f"recorder-{self.name}.log"
+        logf.parent.mkdir(parents=True, exist_ok=True)
+        self.log = logf
+        self._log = open(logf, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    @property
+    def status_file(self) -> Path:
+        return self.status_dir / f"recorder-{self.name}.json"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def status(self) -> dict:
+        st = recorder_status(self.status_file)
+        st.setdefault("name", self.name)
+        st["process"] = "running" if self.alive() else f"exited ({self.proc.returncode})"
+        return st
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (the recorder flushes pending rows), then SIGKILL after ``timeout``."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> "RecorderProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"RecorderProcess({self.name!r}, pid={self.proc.pid}, {'running' if self.alive() else 'stopped'})"
+
+
+def recorder_status(source: Any = None) -> dict:
+    """A recorder's status dict: from a handle with ``status()``, a status file,
+    or (``None``) every ``$LAB_DATA/run/recorder-*.json`` as ``{"recorders": [...]}``.
+
+    >>> recorder_status("/nonexistent/recorder-x.json")["state"]
+    'no status file yet'
+    """
+    if source is not None and hasattr(source, "status") and callable(source.status):
+        return dict(source.status())
+    if source is None:
+        files = sorted((data_dir() / "run").glob("recorder-*.json"))
+        return {"recorders": [recorder_status(f) for f in files]}
+    p = Path(source)
+    try:
+        st = json.loads(p.read_text())
+    except FileNotFoundError:
+        return {"name": p.stem.removeprefix("recorder-"), "state": "no status file yet"}
+    except (OSError, ValueError) as e:
+        return {"name": p.stem.removeprefix("recorder-"), "state": f"unreadable status: {e}"}
+    try:
+        age = time.time() - dt.datetime.fromisoformat(st["updated"]).timestamp()
+        st["state"] = "running" if age < 5 else f"silent for {age:.0f} s"
+    except (KeyError, ValueError):
+        st.setdefault("state", "unknown")
+    return st
+
+
+def status_html(st: dict) -> str:
+    """Render a :func:`recorder_status` dict as a small HTML table (one row per venue).
+
+    >>> "binance" in status_html({"name": "r", "state": "running", "venues": {"binance":
+    ...     {"connected": True, "msgs_per_s": 10.0, "gaps": 0, "resyncs": 0, "reconnects": 0}}})
+    True
+    """
+    if "recorders" in st:
+        return "".join(status_html(s) for s in st["recorders"]) or "<i>no recorder status found</i>"
+    e = html.escape
+    head = (f"<b>recorder {e(str(st.get('name', '?')))}</b>: {e(str(st.get('state', st.get('process', ''))))}"
+            f" · rows written {st.get('rows_written', '—')} · lag {st.get('lag_s', '—')} s"
+            f" · lost rows {st.get('lost_rows', 0)}")
+    rows = []
+    for venue, v in (st.get("venues") or {}).items():
+        ok = "🟢" if v.get("connected") else "🔴"
+        rows.append(f"<tr><td>{ok} {e(venue)}</td><td>{v.get('msgs_per_s', '')}</td>"
+                    f"<td>{v.get('gaps', '')}</td><td>{v.get('resyncs', '')}</td>"
+                    f"<td>{v.get('reconnects', '')}</td><td>{e(str(v.get('last_error') or ''))}</td></tr>")
+    table = ("<table class='lab-status'><tr><th>venue</th><th>msg/s</th><th>gaps</th><th>resyncs</th>"
+             "<th>reconnects</th><th>last error</th></tr>" + "".join(rows) + "</table>") if rows else ""
+    return f"<div>{head}{table}</div>"
