@@ -128,12 +128,13 @@ class KrakenAdapter(Adapter):
             return  # waiting for the snapshot of a resubscription
         ts = e.get("timestamp")
         ts_ex = rfc3339_us(ts) if ts else ts_local
+        changes = []
         for side, key in (("bid", "bids"), ("ask", "asks")):
             for lv in e.get(key, ()):
                 pt, qt = _txt(lv["price"]), _txt(lv["qty"])
                 px, qty = float(pt), float(qt)
                 book.set(side, px, qty, (pt, qt))
-                self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, None)
+                changes.append((side, px, qty))
         book.truncate(self.depth)
         want = e.get("checksum")
         if want is not None:
@@ -144,4 +145,7 @@ class KrakenAdapter(Adapter):
                 self.resync(ts_local, sym, "checksum mismatch: resubscribing to the book")
                 self._resubscribe(sym)
                 return
+        # rows only for messages that passed the checksum: the lake never holds a known-bad book
+        for side, px, qty in changes:
+            self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, None)
         self.book_changed(sym, ts_ex, ts_local)

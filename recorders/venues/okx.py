@@ -150,12 +150,13 @@ class OkxAdapter(Adapter):
                 return
         ts_ex = ms_us(d.ts)
         seq = d.seqId
+        changes = []
         for side, levels in (("bid", d.bids), ("ask", d.asks)):
             for lv in levels:
                 pt, qt = lv[0], lv[1]
                 px, qty = float(pt), float(qt)
                 book.set(side, px, qty, (pt, qt))
-                self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, seq)
+                changes.append((side, px, qty))
         if seq is not None:
             self._seq[sym] = seq
         if d.checksum is not None:
@@ -166,4 +167,6 @@ class OkxAdapter(Adapter):
                 self.resync(ts_local, sym, "checksum mismatch: resubscribing")
                 self._resubscribe(sym)
                 return
+        for side, px, qty in changes:  # only rows of messages that passed the checksum
+            self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, seq)
         self.book_changed(sym, ts_ex, ts_local)
