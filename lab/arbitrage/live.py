@@ -1,0 +1,331 @@
+"""The live arbitrage detector: the historical rules, applied row by row on the bus.
+
+:class:`Detector` consumes ``quotes`` rows (dicts with the canonical columns,
+timestamps as int µs, as the live bus delivers them) in arrival order and
+returns ``arbitrage_signals`` rows. It applies exactly the rules of
+:func:`lab.arbitrage.cross_venue` / :func:`lab.arbitrage.triangular` with
+``time_column="ts_local"``: the same inputs give the same rows, which is how
+record-then-replay is checked. :func:`run_live` wires it to the bus, the lake
+and the alert sinks (``lab arbitrage``).
+
+>>> d = Detector(ArbConfig(fees_bps={"a": 0.0, "b": 0.0}, sizes={"BTC": 1.0}, triangles=[]))
+>>> d.on_quote({"ts_local": 0, "venue": "a", "symbol": "BTC-USDT", "bid_px": 99.0,
+...             "bid_qty": 5.0, "ask_px": 100.0, "ask_qty": 5.0})
+[]
+>>> [(s["buy_venue"], s["sell_venue"], s["net_edge_bps"]) for s in d.on_quote(
+...     {"ts_local": 10_000, "venue": "b", "symbol": "BTC-USD", "bid_px": 101.0,
+...      "bid_qty": 5.0, "ask_px": 102.0, "ask_qty": 5.0})]
+[('a', 'b', 100.0)]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import polars as pl
+
+from lab.alerts import Alert, Sink, emit
+from lab.arbitrage.config import ArbConfig
+from lab.arbitrage.historical import SIGNAL_COLUMNS, _pair_symbol
+
+__all__ = ["Detector", "run_live", "signals_frame", "replay_rows"]
+
+log = logging.getLogger("lab.arbitrage")
+NAN = float("nan")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _us(v: Any) -> int:
+    if isinstance(v, int):
+        return v
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=dt.timezone.utc)
+        return (v - _EPOCH) // dt.timedelta(microseconds=1)
+    return int(v)
+
+
+def _walk_qty(px: float, qty: float, size: float) -> float:
+    """VWAP of ``size`` on a one-level book (NaN when too thin): as the historical walk."""
+    if px is None or qty is None or not (qty >= size * (1 - 1e-12)) or size <= 0:
+        return NAN
+    return float(px)
+
+
+class _Tri:
+    __slots__ = ("cycle", "legs", "syms", "label")
+
+    def __init__(self, cycle: tuple[str, ...]) -> None:
+        self.cycle = cycle
+        self.legs = [(cycle[i], cycle[(i + 1) % len(cycle)]) for i in range(len(cycle))]
+        self.syms = [_pair_symbol(x, y) for x, y in self.legs]
+        self.label = ">".join((*cycle, cycle[0]))
+
+
+class Detector:
+    """Cross-venue and triangular detection on a stream of quote rows.
+
+    State per asset and venue: the last quote's receive time, the USD price
+    of buying/selling the configured size (NaN if the top level is too thin)
+    and its symbol. Thread-unsafe; feed it from one task.
+    """
+
+    def __init__(self, cfg: ArbConfig, *, venues: Iterable[str] | None = None) -> None:
+        self.cfg = cfg
+        self.venues = set(venues) if venues is not None else None
+        self.max_age_us = int(cfg.max_age_ms * 1000)
+        self.rates = dict(cfg.quote_rates)
+        self.fee = {}
+        # asset -> venue -> (ts, buy, sell, symbol, size)
+        self.last: dict[str, dict[str, tuple[int, float, float, str, float]]] = {}
+        self.prev: dict[tuple[str, str, str, str], bool] = {}
+        self.rows_in = 0
+        self.signals_out = 0
+        self.opened: list[dict] = []  # signals that opened an episode (for alerts)
+        tris = []
+        for c in cfg.triangles:
+            c = tuple("USD" if x in self.rates else x for x in c)
+            tris.append(_Tri(c))
+            tris.append(_Tri((c[0], *reversed(c[1:]))))
+        self.tris = tris
+        self.tri_syms = {s for t in tris for s in t.syms}
+        # venue -> normalised symbol -> (ts, bid, bid_qty, ask, ask_qty, symbol)
+        self.books: dict[str, dict[str, tuple]] = {}
+
+    def _fee(self, venue: str) -> float:
+        f = self.fee.get(venue)
+        if f is None:
+            f = self.fee[venue] = self.cfg.fee_bps(venue) / 1e4
+        return f
+
+    # ------------------------------------------------------------------ rows
+    def on_quote(self, r: dict) -> list[dict]:
+        """Apply one ``quotes`` row; return the signal rows it produced."""
+        self.rows_in += 1
+        venue = r["venue"]
+        if self.venues is not None and venue not in self.venues:
+            return []
+        sym = r["symbol"]
+        base, _, quote = sym.partition("-")
+        ts = _us(r["ts_local"])
+        out: list[dict] = []
+        if quote in self.rates:
+            out += self._cross(ts, venue, sym, base, quote, r)
+        if self.tris:
+            out += self._triangular(ts, venue, sym, base, quote, r)
+        self.signals_out += len(out)
+        return out
+
+    def _cross(self, ts: int, venue: str, sym: str, base: str, quote: str, r: dict) -> list[dict]:
+        size = self.cfg.size_of(base)
+        rate = self.rates[quote]
+        buy = _walk_qty(r["ask_px"], r["ask_qty"], size) * rate
+        sell = _walk_qty(r["bid_px"], r["bid_qty"], size) * rate
+        per = self.last.setdefault(base, {})
+        per[venue] = (ts, buy, sell, sym, size)
+        out = []
+        for w in sorted(per):
+            if w == venue:
+                continue
+            tw, bw, sw, symw, _ = per[w]
+            fresh = ts - tw <= self.max_age_us
+            for d in (0, 1):
+                if d == 0:
+                    bv, sv, bp, sp, bsym, ssym = venue, w, buy, sw, sym, symw
+                else:
+                    bv, sv, bp, sp, bsym, ssym = w, venue, bw, sell, symw, sym
+                key = ("cross_venue", base, bv, sv)
+                if math.isnan(bp) or math.isnan(sp):
+                    self.prev[key] = False
+                    continue
+                fb, fs = self._fee(bv), self._fee(sv)
+                cost = bp * (1.0 + fb)
+                proceeds = sp * (1.0 - fs)
+                net = (proceeds - cost) / cost * 1e4
+                prof = fresh and net > self.cfg.min_edge_bps
+                was = self.prev.get(key, False)
+                self.prev[key] = prof
+                if not prof:
+                    continue
+                row = {"ts": ts, "kind": "cross_venue", "asset": base, "buy_venue": bv,
+                       "sell_venue": sv, "buy_symbol": bsym, "sell_symbol": ssym, "size": size,
+                       "buy_px": bp, "sell_px": sp, "gross_edge_bps": (sp - bp) / bp * 1e4,
+                       "net_edge_bps": net, "profit_quote": size * (proceeds - cost),
+                       "volume_usd": size * bp}
+                out.append(row)
+                if not was:
+                    self.opened.append(row)
+        return out
+
+    def _triangular(self, ts: int, venue: str, sym: str, base: str, quote: str,
+                    r: dict) -> list[dict]:
+        nb_ = "USD" if base in self.rates else base
+        nq = "USD" if quote in self.rates else quote
+        nsym = f"{nb_}-{nq}"
+        if nsym not in self.tri_syms:
+            return []
+        books = self.books.setdefault(venue, {})
+        books[nsym] = (ts, r["bid_px"], r["bid_qty"], r["ask_px"], r["ask_qty"], sym)
+        out = []
+        n0 = float(self.cfg.triangle_notional)
+        fee = self._fee(venue)
+        for tri in self.tris:
+            if nsym not in tri.syms or any(s not in books for s in tri.syms):
+                continue
+            fresh = all(ts - books[s][0] <= self.max_age_us for s in tri.syms)
+            net_amt, gross_amt = n0, n0
+            for (x, y), s in zip(tri.legs, tri.syms):
+                _, bid, bq, ask, aq, _ = books[s]
+                if s == f"{y}-{x}":  # spend x on the asks of y-x
+                    ok = ask is not None and ask > 0 and aq is not None
+                    net_amt = net_amt / ask if ok and ask * aq >= net_amt * (1 - 1e-12) else NAN
+                    gross_amt = gross_amt / ask if ok and ask * aq >= gross_amt * (1 - 1e-12) else NAN
+                else:  # sell x into the bids of x-y
+                    ok = bid is not None and bq is not None
+                    net_amt = net_amt * bid if ok and bq >= net_amt * (1 - 1e-12) else NAN
+                    gross_amt = gross_amt * bid if ok and bq >= gross_amt * (1 - 1e-12) else NAN
+                net_amt *= 1.0 - fee
+            key = ("triangular", tri.label, venue, venue)
+            if math.isnan(net_amt):
+                continue
+            net = (net_amt / n0 - 1) * 1e4
+            prof = fresh and net > self.cfg.min_edge_bps
+            was = self.prev.get(key, False)
+            self.prev[key] = prof
+            if not prof:
+                continue
+            first, last = books[tri.syms[0]], books[tri.syms[-1]]
+            (x0, y0), (xl, yl) = tri.legs[0], tri.legs[-1]
+            row = {"ts": ts, "kind": "triangular", "asset": tri.label, "buy_venue": venue,
+                   "sell_venue": venue, "buy_symbol": first[5], "sell_symbol": last[5],
+                   "size": n0,
+                   "buy_px": first[3] if tri.syms[0] == f"{y0}-{x0}" else first[1],
+                   "sell_px": last[3] if tri.syms[-1] == f"{yl}-{xl}" else last[1],
+                   "gross_edge_bps": (gross_amt / n0 - 1) * 1e4, "net_edge_bps": net,
+                   "profit_quote": net_amt - n0,
+                   "volume_usd": n0 * self.rates.get("USD", 1.0) if tri.cycle[0] == "USD" else None}
+            out.append(row)
+            if not was:
+                self.opened.append(row)
+        return out
+
+
+def signals_frame(rows: list[dict]) -> pl.DataFrame:
+    """Signal dicts (``ts`` in µs) → a frame in the ``arbitrage_signals`` layout.
+
+    >>> signals_frame([]).columns[:3]
+    ['ts', 'kind', 'asset']
+    """
+    if not rows:
+        return pl.DataFrame(schema=SIGNAL_COLUMNS)
+    df = pl.DataFrame(rows, schema={**SIGNAL_COLUMNS, "ts": pl.Int64})
+    return df.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+
+
+def replay_rows(lf: pl.LazyFrame, time_column: str = "ts_local",
+                batch: int = 50_000) -> Iterable[list[dict]]:
+    """Quote rows of ``lf`` in receive order, as the bus delivers them (µs ints), in batches."""
+    df = (lf.with_columns(pl.col(c).dt.epoch("us") for c in ("ts_exchange", "ts_local"))
+          .sort(time_column, maintain_order=True).collect())
+    for i in range(0, df.height, batch):
+        yield df.slice(i, batch).to_dicts()
+
+
+async def run_live(
+    cfg: ArbConfig,
+    source: AsyncIterator[tuple[str, list[dict]]],
+    *,
+    sinks: list[Sink],
+    write: Callable[[pl.DataFrame], None] | None = None,
+    duration: float | None = None,
+    on_signal: Callable[[dict, float], None] | None = None,
+    stats_every: float = 0.0,
+) -> Detector:
+    """Run a :class:`Detector` on ``source`` (``(table, rows)`` frames, e.g. the bus).
+
+    Signals are buffered and handed to ``write`` (a lake append, run in a
+    thread) every ``cfg.flush_every_s``; each opened episode whose edge
+    reaches ``cfg.alert_min_edge_bps`` raises one alert. ``on_signal(row,
+    t_detect)`` sees every signal as it is produced (latency benches).
+    """
+    det = Detector(cfg)
+    pending: list[dict] = []
+    last_flush = time.monotonic()
+    started = time.monotonic()
+    last_stats = started
+    flush_tasks: set[asyncio.Task] = set()
+
+    def flush() -> None:
+        nonlocal pending
+        if not pending or write is None:
+            pending = []
+            return
+        df = signals_frame(pending)
+        pending = []
+        t = asyncio.create_task(asyncio.to_thread(write, df))
+        flush_tasks.add(t)
+        t.add_done_callback(flush_tasks.discard)
+
+    async def consume() -> None:
+        nonlocal last_flush, last_stats
+        async for table, rows in source:
+            if table != "quotes":
+                continue
+            for r in rows:
+                sig = det.on_quote(r)
+                if sig:
+                    now = time.time()
+                    pending.extend(sig)
+                    if on_signal is not None:
+                        for s in sig:
+                            on_signal(s, now)
+            if det.opened:
+                for s in det.opened:
+                    if s["net_edge_bps"] >= cfg.alert_min_edge_bps:
+                        emit(sinks, _alert(s))
+                det.opened.clear()
+            m = time.monotonic()
+            if m - last_flush >= cfg.flush_every_s:
+                flush()
+                last_flush = m
+            if stats_every and m - last_stats >= stats_every:
+                last_stats = m
+                log.info("rows %d, signals %d", det.rows_in, det.signals_out)
+            if duration is not None and m - started >= duration:
+                return
+
+    try:
+        if duration is not None:
+            try:
+                await asyncio.wait_for(consume(), duration + 5)
+            except TimeoutError:
+                pass
+        else:
+            await consume()
+    finally:
+        flush()
+        if flush_tasks:
+            await asyncio.gather(*flush_tasks, return_exceptions=True)
+    return det
+
+
+def _alert(s: dict) -> Alert:
+    ts = _EPOCH + dt.timedelta(microseconds=s["ts"])
+    if s["kind"] == "cross_venue":
+        key = f"{s['asset']} {s['buy_venue']}>{s['sell_venue']}"
+        msg = (f"buy {s['size']:g} {s['asset']} on {s['buy_venue']} at {s['buy_px']:.6g}, sell on "
+               f"{s['sell_venue']} at {s['sell_px']:.6g}: net {s['net_edge_bps']:.2f} bps "
+               f"({s['profit_quote']:.4g} USD)")
+    else:
+        key = f"{s['asset']} {s['buy_venue']}"
+        msg = (f"cycle {s['asset']} on {s['buy_venue']}: net {s['net_edge_bps']:.2f} bps "
+               f"({s['profit_quote']:.4g})")
+    payload = {k: v for k, v in s.items() if k != "ts"}
+    return Alert(ts=ts, source="arbitrage", kind="opportunity", key=key, message=msg,
+                 payload=payload)

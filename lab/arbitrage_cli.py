@@ -1,0 +1,120 @@
+"""``lab arbitrage``: the live arbitrage detector service.
+
+Subscribes to ``quotes`` on the live bus (``recorders.bus``, published by
+``lab record --bus ...``), detects cross-venue and triangular opportunities
+after taker fees and depth, appends ``arbitrage_signals`` rows to the lake and
+raises one alert per opened episode through the configured sinks.
+
+Examples::
+
+    lab arbitrage                                   # bus ws://127.0.0.1:50052, config/arbitrage.toml
+    lab arbitrage --alerts log,file:data/alerts/arbitrage.jsonl --min-edge 1
+    lab arbitrage --replay --start 2026-11-22T12:00 --end 2026-11-22T13:00   # replay the lake
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["add_arguments", "run"]
+
+DEFAULT_CONFIG = Path("config/arbitrage.toml")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Live arbitrage detector: reads quotes from the live bus (not the database), "
+                     "writes arbitrage_signals to the lake and raises alerts. Stop with Ctrl-C.")
+    p.add_argument("--config", default=None,
+                   help=f"TOML config (fees, sizes, thresholds, sinks); default {DEFAULT_CONFIG} "
+                   "when it exists, else built-in defaults")
+    p.add_argument("--bus", default="ws://127.0.0.1:50052", help="live bus URL to subscribe to")
+    p.add_argument("--lake", default=None, help="lake directory (default: $LAB_DATA/lake)")
+    p.add_argument("--alerts", default=None,
+                   help="comma-separated sinks overriding the config: log, bell, stdout, "
+                   "file:<path>, webhook:<url>")
+    p.add_argument("--min-edge", type=float, default=None,
+                   help="signal when the net edge (bps, after fees and depth) exceeds this")
+    p.add_argument("--alert-min-edge", type=float, default=None,
+                   help="alert only episodes opening with at least this net edge (bps)")
+    p.add_argument("--max-age-ms", type=float, default=None,
+                   help="a quote older than this (ms, receive time) is stale and not used")
+    p.add_argument("--no-write", action="store_true", help="do not append signals to the lake")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--replay", action="store_true",
+                   help="replay quotes from the lake (receive-time order) instead of the bus")
+    p.add_argument("--start", default=None, help="replay: first time (ISO 8601, UTC)")
+    p.add_argument("--end", default=None, help="replay: last time (ISO 8601, UTC)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress every 10 s")
+
+
+def _config(args: argparse.Namespace):
+    from lab.arbitrage.config import load_config
+
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    cfg = load_config(path)
+    over = {}
+    if args.min_edge is not None:
+        over["min_edge_bps"] = args.min_edge
+    if args.alert_min_edge is not None:
+        over["alert_min_edge_bps"] = args.alert_min_edge
+    if args.max_age_ms is not None:
+        over["max_age_ms"] = args.max_age_ms
+    if args.alerts is not None:
+        over["alerts"] = [s for s in args.alerts.split(",") if s.strip()]
+    return msgspec.structs.replace(cfg, **over) if over else cfg
+
+
+async def _replay_source(lake, start, end):
+    from lab.arbitrage.live import replay_rows
+
+    lf = lake.scan("quotes", start=start, end=end)
+    for rows in replay_rows(lf, batch=2000):
+        yield "quotes", rows
+        await asyncio.sleep(0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lab.alerts import make_sinks
+    from lab.arbitrage.live import run_live
+    from lab.lake import Lake, default_lake
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        cfg = _config(args)
+        sinks = make_sinks(cfg.alerts)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"lab arbitrage: {e}", file=sys.stderr)
+        return 2
+    lake = Lake(args.lake) if args.lake else default_lake()
+    write = None if args.no_write else (lambda df: lake.append("arbitrage_signals", df))
+    if args.replay:
+        source = _replay_source(lake, args.start, args.end)
+        where = f"replay of {lake.root}"
+    else:
+        from recorders.bus import subscribe
+
+        source = subscribe(["quotes"], url=args.bus)
+        where = f"bus {args.bus}"
+    print(f"lab arbitrage: {where}; min edge {cfg.min_edge_bps} bps, max age {cfg.max_age_ms} ms, "
+          f"sinks {cfg.alerts}, signals -> {'(not written)' if write is None else lake.root}",
+          file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    try:
+        det = asyncio.run(run_live(cfg, source, sinks=sinks, write=write, duration=args.duration,
+                                   stats_every=10.0 if args.verbose else 0.0))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for s in sinks:
+            s.close()
+    print(f"lab arbitrage: {det.rows_in} quotes, {det.signals_out} signals in "
+          f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
+    return 0
