@@ -6,12 +6,15 @@ Run it with::
 
 The lake is ``$LAB_LAKE`` if set, else ``$LAB_DATA/lake``. The desk pages
 are listed first; pages made by ``lab promote`` (``pages/nb_*.py``) are
-listed under "Promoted notebooks", titled by their docstring's first line.
+listed under "Promoted notebooks", titled by their docstring's first line;
+``$LAB_STREAMLIT_PAGES`` (directories separated by ``os.pathsep``) adds the
+``nb_*.py`` pages found there too.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -42,8 +45,9 @@ def _title_of(path: Path) -> str:
 def build_navigation() -> dict[str, list]:
     desk = [st.Page(PAGES_DIR / f, title=t, icon=i, default=(n == 0))
             for n, (f, t, i) in enumerate(x for x in DESK_PAGES if (PAGES_DIR / x[0]).exists())]
+    dirs = [PAGES_DIR] + [Path(d) for d in os.environ.get("LAB_STREAMLIT_PAGES", "").split(os.pathsep) if d]
     promoted = [st.Page(p, title=_title_of(p), icon=":material/auto_stories:")
-                for p in sorted(PAGES_DIR.glob("nb_*.py"))]
+                for d in dirs for p in sorted(d.glob("nb_*.py"))]
     sections: dict[str, list] = {"Desk": desk}
     if promoted:
         sections["Promoted notebooks"] = promoted
