@@ -42,7 +42,7 @@ import polars as pl
 from lab import plots
 from lab.lake import Lake, data_dir, default_lake
 
-__all__ = ["LiveMarket", "RecorderProcess", "recorder_status", "status_html", "latest_time", "market_of"]
+__all__ = ["LiveMarket", "BookReplay", "RecorderProcess", "recorder_status", "status_html", "latest_time", "market_of"]
 
 
 def latest_time(lake: Lake, table: str, column: str = "ts_exchange") -> dt.datetime | None:
@@ -389,3 +389,69 @@ def status_html(st: dict) -> str:
     table = ("<table class='lab-status'><tr><th>venue</th><th>msg/s</th><th>gaps</th><th>resyncs</th>"
              "<th>reconnects</th><th>last error</th></tr>" + "".join(rows) + "</table>") if rows else ""
     return f"<div>{head}{table}</div>"
+
+
+# --------------------------------------------------------------------------- book replay
+class BookReplay:
+    """Replay top-N books with a time slider: a depth chart of the book at the
+    slider's time and the mid/best bid/ask over the range with a cursor.
+
+    ``books`` is :func:`lab.book.rebuild` output (wide: ``ts_exchange``,
+    ``bid_px_i``, ``bid_qty_i``, ``ask_px_i``, ``ask_qty_i``) for one
+    venue/symbol. Move ``.slider`` (or call :meth:`show_at`) to step through.
+    """
+
+    def __init__(self, books: pl.DataFrame | pl.LazyFrame, *, title: str = "") -> None:
+        import ipywidgets as w
+        import plotly.graph_objects as go
+
+        from lab.book import to_long
+
+        df = books.collect() if isinstance(books, pl.LazyFrame) else books
+        if "ts_exchange" not in df.columns or "bid_px_0" not in df.columns:
+            raise ValueError(f"BookReplay: expected lab.book.rebuild output (ts_exchange, bid_px_0, ...); "
+                             f"got {df.columns}")
+        if df.height == 0:
+            raise ValueError("BookReplay: no books in the range (is there a snapshot before it?)")
+        self.books = df.sort("ts_exchange")
+        self.long = to_long(self.books.lazy()).collect()
+        self.times = self.books["ts_exchange"]
+        self.title = title
+        self.depth_fig = plots.depth_figure(self._book(0), widget=True, height=360,
+                                            title=self._label(0))
+        top = self.books.select("ts_exchange", "bid_px_0", "ask_px_0").rename(
+            {"bid_px_0": "bid_px", "ask_px_0": "ask_px"})
+        self.top_fig = plots.quotes_figure(top, by=[], widget=True, height=260, title=f"{title} best bid / ask")
+        self.top_fig.add_trace(go.Scatter(x=[self.times[0]], y=[self.books["bid_px_0"][0]], mode="markers",
+                                          marker=dict(size=12, color="black", symbol="x"), name="now"))
+        self.slider = w.IntSlider(value=0, min=0, max=self.books.height - 1, step=1,
+                                  description="book #", continuous_update=False,
+                                  layout=w.Layout(width="95%"))
+        self.play = w.Play(value=0, min=0, max=self.books.height - 1, step=1, interval=250)
+        w.jslink((self.play, "value"), (self.slider, "value"))
+        self.slider.observe(lambda ch: self.show_at(ch["new"]), names="value")
+        self.widget = w.VBox([w.HBox([self.play, self.slider]), self.depth_fig, self.top_fig])
+
+    def _book(self, i: int) -> pl.DataFrame:
+        t = self.times[i]
+        return self.long.filter(pl.col("ts_exchange") == t)
+
+    def _label(self, i: int) -> str:
+        return f"{self.title} book at {self.times[i]}"
+
+    def show_at(self, i: int) -> pl.DataFrame:
+        """Draw book ``i`` (0 = first in range); returns it in long layout."""
+        i = max(0, min(int(i), self.books.height - 1))
+        book = self._book(i)
+        new = plots.depth_figure(book)
+        with self.depth_fig.batch_update():
+            for old, tr in zip(self.depth_fig.data, new.data):
+                old.x, old.y = tr.x, tr.y
+            self.depth_fig.layout.title = self._label(i)
+        with self.top_fig.batch_update():
+            cur = self.top_fig.data[-1]
+            cur.x, cur.y = [self.times[i]], [self.books["bid_px_0"][i]]
+        return book
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
+        return self.widget._repr_mimebundle_(**kwargs)

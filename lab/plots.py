@@ -27,10 +27,25 @@ builder                input columns
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
-import plotly.graph_objects as go
-import polars as pl
+
+def _skip_slow_jsonschema_extras() -> None:
+    """nbformat (imported by plotly's renderers, ``FigureWidget``, papermill and
+    nbconvert) imports jsonschema, whose optional ``rfc3987_syntax`` checker
+    compiles ~40 lark grammars at import: 3-8 s per process or kernel on this
+    machine, for the ``iri`` formats that no notebook schema uses. Mark it
+    unavailable (jsonschema then skips that checker) unless already loaded.
+    """
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
+_skip_slow_jsonschema_extras()
+
+import plotly.graph_objects as go  # noqa: E402
+import polars as pl  # noqa: E402
 
 __all__ = [
     "as_frame",

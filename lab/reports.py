@@ -162,6 +162,9 @@ def run_report(
     """
     import time
 
+    from lab.plots import _skip_slow_jsonschema_extras
+
+    _skip_slow_jsonschema_extras()
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -207,6 +210,9 @@ def render_html(notebook: str | os.PathLike[str], dest: str | os.PathLike[str], 
     lab template's CDN scripts (require.js, MathJax) are left out, so the
     page needs no network (plotly.js comes embedded by :func:`show`).
     """
+    from lab.plots import _skip_slow_jsonschema_extras
+
+    _skip_slow_jsonschema_extras()
     import nbformat
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
