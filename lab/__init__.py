@@ -41,7 +41,7 @@ def start_recorder(*args, **kwargs):
     return _start(*args, **kwargs)
 
 
-_SUBMODULES = {"bars", "book", "micro", "arbitrage", "risk", "backtest", "plots", "live", "features"}
+_SUBMODULES = {"bars", "book", "micro", "volatility", "leadlag", "arbitrage", "risk", "backtest", "plots", "live", "features"}
 
 
 def __getattr__(name: str):
