@@ -1,0 +1,239 @@
+"""The recorder against the simulator over real WebSockets on 127.0.0.1, with
+faults on: books equal the simulator's true book at every aligned checkpoint,
+every injected fault is a feed event, no trade is lost or duplicated, readers
+in another process see fresh rows, and the journal rebuilds the tables exactly.
+
+One recorder run (a subprocess, heavy faults, a planned rotation) is shared by
+the tests of this module.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from lab.lake import Lake
+from simrun import ROOT, SYMBOLS, iso_us, read_truth, sim_venues, start_recorder, wait_for, windows, write_config
+
+RUN_S = 24.0
+# faults per minute per venue: every kind several times in one run
+FAULTS = lambda FaultConfig: FaultConfig(gap=8, duplicate=4, out_of_order=3, malformed=6, bad_checksum=6,
+                                         disconnect=3, slow=1, silent=0.5, rest_error=4, slow_s=1.0,
+                                         silent_s=3.0)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from recorders.sim import FaultConfig, SimConfig, Simulator
+
+    tmp = tmp_path_factory.mktemp("recsim")
+    venues = sim_venues()
+    truth_dir = tmp / "truth"
+    lake = tmp / "lake"
+    sim = Simulator(SimConfig(venues=venues, assets=("BTC", "ETH"), port_base=0, seed=11,
+                              faults=FAULTS(FaultConfig), truth_dir=str(truth_dir),
+                              truth_book_every=1))
+    with sim.running_in_thread():
+        cfg = write_config(tmp / "rec.toml", sim.urls(), venues, lake, "simtest",
+                           flush_interval=0.3, maintain_every=0, rotate_after=9.0, overlap=1.0,
+                           backoff_base=0.2)
+        rec = start_recorder(cfg, "--duration", str(RUN_S), log=tmp / "recorder.log")
+        reader = None
+        try:
+            wait_for(lambda: Lake(lake).exists("trades"), 60, what="first trades in the lake")
+            reader = subprocess.Popen([sys.executable, str(Path(__file__).parent / "reader_worker.py"),
+                                       str(lake), "14"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            rc = rec.wait(timeout=RUN_S + 90)
+            seen = json.loads(reader.communicate(timeout=60)[0])
+        finally:
+            for p in (rec, reader):
+                if p is not None and p.poll() is None:
+                    p.kill()
+    lk = Lake(lake)
+    status = json.loads((tmp / "run" / "recorder-simtest.json").read_text())
+    return {"rc": rc, "venues": venues, "lake": lk, "truth": read_truth(truth_dir), "reader": seen,
+            "status": status, "tmp": tmp,
+            "events": lk.read("feed_events"), "trades": lk.read("trades")}
+
+
+def test_recorder_exits_cleanly_and_wrote_every_table(run):
+    assert run["rc"] == 0, (run["tmp"] / "recorder.log").read_text()[-3000:]
+    for t in ("trades", "book_updates", "quotes", "book_snapshots", "raw_messages", "feed_events"):
+        assert run["lake"].exists(t), t
+    assert run["status"]["lost_rows"] == 0
+
+
+def test_reader_process_sees_fresh_rows_without_lock_errors(run):
+    seen = run["reader"]
+    assert seen["errors"] == []
+    trades = [c[0] for c in seen["counts"]]
+    assert len(trades) >= 3 and trades[-1] > trades[0]
+
+
+def test_no_trade_duplicated(run):
+    t = run["trades"]
+    assert t.height > 0
+    assert t.select("venue", "symbol", "trade_id").is_duplicated().sum() == 0
+
+
+def _trade_windows(run, venue):
+    """Connection windows, shrunk by 1 s at each end (frames in flight on an abrupt close)."""
+    return [(a + 1_000_000, b - 1_000_000) for a, b in windows(run["truth"]["connections"], venue)]
+
+
+def test_every_trade_sent_while_connected_is_recorded(run):
+    got = {(r["venue"], r["symbol"], r["trade_id"]): r for r in run["trades"].iter_rows(named=True)}
+    checked = 0
+    for venue in run["venues"]:
+        wins = _trade_windows(run, venue)
+        missing = []
+        for tr in run["truth"]["trades"]:
+            if tr["venue"] != venue or tr["symbol"] not in SYMBOLS[venue]:
+                continue
+            ts = iso_us(tr["ts_exchange"])
+            if not any(a <= ts <= b for a, b in wins):
+                continue
+            checked += 1
+            r = got.get((venue, tr["symbol"], tr["trade_id"]))
+            if r is None:
+                missing.append(tr)
+                continue
+            assert r["price"] == pytest.approx(tr["price"], rel=1e-12)
+            assert r["qty"] == pytest.approx(tr["qty"], rel=1e-12)
+            if venue != "coinbase":  # see test_coinbase_trade_side_matches_truth
+                assert r["side"] == tr["side"], (venue, tr)
+        assert not missing, f"{venue}: {len(missing)} trades missing, e.g. {missing[:3]}"
+    assert checked > 50
+
+
+@pytest.mark.xfail(strict=True, reason="simulator sends the aggressor in Coinbase market_trades "
+                   "'side'; the adapter reads it as the maker side (Coinbase feed semantics) - reported")
+def test_coinbase_trade_side_matches_truth(run):
+    if "coinbase" not in run["venues"]:
+        pytest.fail("simulator has no coinbase")
+    truth = {(t["symbol"], t["trade_id"]): t["side"] for t in run["truth"]["trades"]
+             if t["venue"] == "coinbase"}
+    t = run["trades"].filter(pl.col("venue") == "coinbase")
+    assert t.height > 0
+    assert all(truth.get((r["symbol"], r["trade_id"]), r["side"]) == r["side"]
+               for r in t.iter_rows(named=True))
+
+
+# fault kind -> feed event kinds that must follow it, per venue
+def _expected(venue: str, kind: str) -> set[str] | None:
+    if kind == "disconnect":
+        return {"reconnect"}
+    if kind == "malformed":
+        return {"rejected_message"}
+    if kind == "bad_checksum":
+        return {"checksum_failure"} if venue in ("kraken", "okx") else None
+    if kind == "gap":
+        return {"checksum_failure"} if venue == "kraken" else {"gap"}
+    return None
+
+
+def test_every_injected_fault_appears_in_feed_events(run):
+    ev = run["events"].with_columns(pl.col("ts_local").dt.epoch("us").alias("t"))
+    by = defaultdict(list)
+    for r in ev.iter_rows(named=True):
+        by[(r["venue"], r["kind"])].append(r["t"])
+    checked = defaultdict(int)
+    unmatched = []
+    run_end = max(iso_us(c["ts"]) for c in run["truth"]["connections"])
+    for f in run["truth"]["faults"]:
+        want = _expected(f["venue"], f["kind"])
+        if want is None or (f["symbol"] and f["symbol"] not in SYMBOLS[f["venue"]]):
+            continue
+        ts = iso_us(f["ts"])
+        wins = windows(run["truth"]["connections"], f["venue"])
+        if not any(a + 500_000 <= ts <= b + 100_000 for a, b in wins) or ts > run_end - 3_000_000:
+            continue  # while no connection of ours was open, or too close to the end of the run
+        checked[f["kind"]] += 1
+        if not any(ts - 1_000_000 <= t <= ts + 6_000_000 for k in want for t in by[(f["venue"], k)]):
+            unmatched.append(f)
+    assert not unmatched, unmatched
+    assert sum(checked.values()) >= 8, dict(checked)
+
+
+def _replay_book(bu: pl.DataFrame):
+    """Yield (seq, ts_exchange µs, next ts_exchange µs, bids, asks) after each recorded message."""
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    rows = bu.with_columns(pl.col("ts_local").dt.epoch("us").alias("tl"),
+                           pl.col("ts_exchange").dt.epoch("us").alias("te")).to_dicts()
+    i = 0
+    while i < len(rows):
+        j = i
+        tl = rows[i]["tl"]
+        while j < len(rows) and rows[j]["tl"] == tl:
+            j += 1
+        if rows[i]["is_snapshot"]:
+            bids.clear(); asks.clear()
+        for r in rows[i:j]:
+            side = bids if r["side"] == "bid" else asks
+            if r["qty"] == 0:
+                side.pop(r["price"], None)
+            else:
+                side[r["price"]] = r["qty"]
+        nxt = rows[j]["te"] if j < len(rows) else None
+        yield (rows[i]["seq"], rows[i]["te"], nxt,
+               sorted(bids.items(), reverse=True)[:25], sorted(asks.items())[:25])
+        i = j
+
+
+def test_recorded_book_equals_true_book_at_every_aligned_checkpoint(run):
+    lk = run["lake"]
+    books = defaultdict(list)
+    for b in run["truth"]["books"]:
+        books[(b["venue"], b["symbol"])].append(b)
+    for venue in run["venues"]:
+        compared = 0
+        for sym in SYMBOLS[venue]:
+            cps = books[(venue, sym)]
+            by_seq = {b["seq"]: b for b in cps}
+            by_ts: dict[int, list] = defaultdict(list)
+            for b in cps:
+                by_ts[iso_us(b["ts_exchange"])].append(b)
+            bu = lk.scan("book_updates", venue=venue, symbol=sym).collect()
+            bu = bu.sort("ts_local", maintain_order=True)
+            for seq, te, nxt, bids, asks in _replay_book(bu):
+                if venue in ("binance", "okx", "bybit"):
+                    cp = by_seq.get(seq) if venue == "binance" else None
+                    if cp is None and venue != "binance":
+                        same = by_ts.get(te)
+                        cp = same[-1] if same and nxt != te else None
+                else:
+                    same = by_ts.get(te)
+                    cp = same[-1] if same and nxt != te else None
+                if cp is None:
+                    continue
+                compared += 1
+                flat = lambda lv: [x for pq in lv for x in pq]
+                assert len(bids) == len(cp["bids"]) and len(asks) == len(cp["asks"]), (venue, sym, te)
+                assert flat(bids) == pytest.approx(flat(cp["bids"]), rel=1e-12), (venue, sym, seq, te)
+                assert flat(asks) == pytest.approx(flat(cp["asks"]), rel=1e-12), (venue, sym, seq, te)
+        assert compared >= 10, f"{venue}: only {compared} checkpoints aligned"
+
+
+def test_rebuild_from_journal_reproduces_tables_exactly(run, tmp_path):
+    from recorders.rebuild import rebuild
+
+    src = run["lake"]
+    dst = Lake(tmp_path / "rebuilt")
+    rebuild(src, dst)
+    for t in ("trades", "book_updates", "quotes", "book_snapshots"):
+        a = src.read(t)
+        b = dst.read(t)
+        keys = a.columns
+        assert_frame_equal(a.sort(keys), b.sort(keys), check_row_order=True)
+    parse_kinds = ["gap", "resync", "checksum_failure", "rejected_message"]
+    ev = lambda lk: (lk.read("feed_events").filter(pl.col("kind").is_in(parse_kinds))
+                     .drop("detail").sort("ts_local", "venue", "kind", "symbol", nulls_last=True))
+    assert_frame_equal(ev(src), ev(dst))
