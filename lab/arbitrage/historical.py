@@ -613,7 +613,7 @@ def _edge_after(timeline: pl.LazyFrame, eps: pl.LazyFrame, latency_ms: float) ->
                        .alias("ts")).sort("ts")
     tl = (timeline.select(*_PAIR, "ts", "net_edge_bps", "fresh").sort("ts")
           .rename({"net_edge_bps": "__edge", "fresh": "__fresh"}))
-    return probe.join_asof(tl, on="ts", by=_PAIR, strategy="backward")
+    return probe.join_asof(tl, on="ts", by=_PAIR, strategy="backward", check_sortedness=False)
 
 
 def summary(
