@@ -185,6 +185,7 @@ class VenueRunner:
         self.connected = False
         self.last_error = ""
         self._closed_stats: dict[str, int] = {}
+        self.last_seen: dict[str, int] = {}  # symbol -> last message (µs) of retired sessions
 
     def _conn_id(self) -> str:
         self.n += 1
@@ -212,6 +213,8 @@ class VenueRunner:
             self.sessions.remove(s)
         for k, v in s.adapter.stats.items():
             self._closed_stats[k] = self._closed_stats.get(k, 0) + v
+        for k, v in s.adapter.last_msg_us.items():
+            self.last_seen[k] = max(v, self.last_seen.get(k, 0))
 
     async def run(self) -> None:
         cfg = self.rec.cfg
@@ -357,7 +360,8 @@ class Recorder:
             syms = {}
             for sym in r.vc.symbols:
                 sym = sym.upper()
-                last = max((s.adapter.last_msg_us.get(sym, 0) for s in r.sessions), default=0)
+                last = max([s.adapter.last_msg_us.get(sym, 0) for s in r.sessions]
+                           + [r.last_seen.get(sym, 0)])
                 synced = any(s.adapter.synced.get(sym) and s.adapter.book_enabled for s in r.sessions)
                 syms[sym] = {"last_msg_age_s": round((now_us - last) / 1e6, 3) if last else None,
                              "book_synced": synced}

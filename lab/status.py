@@ -1,0 +1,122 @@
+"""``lab status``: health of every running recorder plus lake table counts.
+
+Recorders refresh ``$LAB_DATA/run/recorder-<name>.json`` every second
+(:mod:`recorders.runtime`); this command reads them, marks the ones whose
+process is gone, and adds row counts and the newest timestamp per lake table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+
+from lab.lake import Lake, data_dir
+from lab.schema import TABLES
+
+__all__ = ["add_arguments", "run", "recorder_statuses", "lake_summary"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def recorder_statuses(run_dir: str | Path | None = None) -> list[dict]:
+    """Every recorder status file under ``run_dir`` (default ``$LAB_DATA/run``), with
+    ``alive`` (process exists) and ``age_s`` (seconds since the last refresh) added."""
+    d = Path(run_dir) if run_dir else data_dir() / "run"
+    out = []
+    for p in sorted(d.glob("recorder-*.json")):
+        try:
+            s = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        s["alive"] = _alive(int(s.get("pid", -1)))
+        upd = dt.datetime.fromisoformat(s["updated"])
+        s["age_s"] = round((dt.datetime.now(dt.timezone.utc) - upd).total_seconds(), 1)
+        s["file"] = str(p)
+        out.append(s)
+    return out
+
+
+def lake_summary(lake: Lake) -> pl.DataFrame:
+    """Rows and newest time per lake table (``table, rows, newest``)."""
+    rows = []
+    for name in lake.tables():
+        spec = TABLES[name]
+        try:
+            df = lake.scan(name).select(pl.len().alias("rows"),
+                                        pl.col(spec.time_column).max().alias("newest")).collect()
+            rows.append({"table": name, "rows": df["rows"][0], "newest": df["newest"][0]})
+        except Exception as e:  # noqa: BLE001 - a status command reports, never crashes
+            rows.append({"table": name, "rows": None, "newest": None, "error": str(e)})
+    schema = {"table": pl.String, "rows": pl.Int64, "newest": pl.Datetime("us", "UTC")}
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
+
+
+def _fmt_age(v) -> str:
+    return "-" if v is None else f"{v:.1f}s"
+
+
+def format_status(statuses: list[dict]) -> str:
+    if not statuses:
+        return "no recorders found (start one with `lab record`)"
+    lines = []
+    for s in statuses:
+        state = "running" if s["alive"] and s["age_s"] < 5 else ("stale" if s["alive"] else "stopped")
+        lines.append(f"recorder {s['name']} pid {s['pid']} [{state}] updated {s['age_s']}s ago; "
+                     f"queue {s['queue_depth']}/{s['queue_bound']}, lag {_fmt_age(s.get('lag_s'))}, "
+                     f"lost rows {s['lost_rows']}, write errors {s['write_errors']}, lake {s['lake']}")
+        for v, x in s["venues"].items():
+            lines.append(f"  {v:9s} {'up' if x['connected'] else 'DOWN':4s} {x['msgs_per_s']:8.1f} msg/s  "
+                         f"gaps {x['gaps']} resyncs {x['resyncs']} checksum {x['checksum_failures']} "
+                         f"rejected {x['rejected']} reconnects {x['reconnects']} stale {x['stale']}")
+            for sym, y in x["symbols"].items():
+                lines.append(f"      {sym:10s} last msg {_fmt_age(y['last_msg_age_s'])} ago, "
+                             f"book {'synced' if y['book_synced'] else 'not synced'}")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Show every recorder's health (msgs/s, lag, last message age per venue/symbol, "
+                     "gaps, resyncs, reconnects, queue depth, pid) and the lake's row counts and "
+                     "newest timestamp per table.")
+    p.add_argument("--lake", help="lake directory (default: $LAB_DATA/lake)")
+    p.add_argument("--run-dir", help="where recorder status files are (default: $LAB_DATA/run)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead")
+    p.add_argument("--no-lake", action="store_true", help="skip the lake table counts")
+    p.add_argument("--all", action="store_true", help="include recorders that have stopped")
+
+
+def run(args: argparse.Namespace) -> int:
+    st = recorder_statuses(args.run_dir)
+    if not args.all:
+        st = [s for s in st if s["alive"]]
+    lake = Lake(args.lake) if args.lake else Lake(data_dir() / "lake")
+    summ = None if args.no_lake else lake_summary(lake)
+    if args.json:
+        out = {"recorders": st}
+        if summ is not None:
+            out["lake"] = [{**r, "newest": r["newest"].isoformat() if r["newest"] else None}
+                           for r in summ.to_dicts()]
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    print(format_status(st))
+    if summ is not None:
+        print(f"\nlake {lake.root}:")
+        if summ.height == 0:
+            print("  (empty)")
+        for r in summ.iter_rows(named=True):
+            print(f"  {r['table']:18s} {r['rows'] if r['rows'] is not None else '?':>12} rows  newest "
+                  f"{r['newest'] or '-'}")
+    return 0

@@ -1,0 +1,178 @@
+"""``lab.start_recorder``: a recorder in a background process, with a handle.
+
+>>> import lab
+>>> rec = lab.start_recorder(venue="binance", symbols=["BTC-USDT"], sim=True)  # doctest: +SKIP
+>>> rec.status()["venues"]["binance"]["msgs_per_s"]                             # doctest: +SKIP
+>>> rec.widget()     # live ipywidget in Jupyter                                # doctest: +SKIP
+>>> rec.stop()                                                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from lab.lake import Lake, data_dir
+from recorders.runtime import status_path
+
+__all__ = ["RecorderHandle", "start_recorder"]
+
+
+def _ages(venue_status: dict) -> str:
+    return ", ".join(f"{k}: {y['last_msg_age_s']}s" for k, y in venue_status["symbols"].items())
+
+
+class RecorderHandle:
+    """A recorder process started by :func:`start_recorder`."""
+
+    def __init__(self, proc: subprocess.Popen, name: str, status_file: Path, log: Path) -> None:
+        self.proc = proc
+        self.name = name
+        self.status_file = status_file
+        self.log = log
+        self._stop_widget = threading.Event()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def status(self) -> dict:
+        """The recorder's latest status (see ``lab status``); ``{}`` before the first refresh."""
+        try:
+            s = json.loads(self.status_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            s = {}
+        s["running"] = self.running()
+        return s
+
+    def wait_ready(self, timeout: float = 60.0) -> dict:
+        """Block until the recorder has written rows (or raise, with its log tail)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            s = self.status()
+            if s.get("commits", 0) > 0:
+                return s
+            if not self.running():
+                raise RuntimeError(f"recorder {self.name} exited ({self.proc.returncode}): {self.log_tail()}")
+            time.sleep(0.2)
+        raise TimeoutError(f"recorder {self.name} wrote nothing in {timeout}s: {self.log_tail()}")
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log.read_text()[-n:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (pending rows are flushed), then SIGKILL after ``timeout``."""
+        self._stop_widget.set()
+        if self.running():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def _html(self) -> str:
+        s = self.status()
+        if not s.get("venues"):
+            return f"<b>recorder {html.escape(self.name)}</b>: starting (pid {self.pid})"
+        state = "running" if s["running"] else f"stopped ({self.proc.returncode})"
+        rows = "".join(
+            f"<tr><td>{html.escape(v)}</td><td>{'up' if x['connected'] else 'DOWN'}</td>"
+            f"<td>{x['msgs_per_s']}</td><td>{x['gaps']}</td><td>{x['resyncs']}</td>"
+            f"<td>{x['reconnects']}</td><td>{x['rejected']}</td>"
+            f"<td>{_ages(x)}</td></tr>"
+            for v, x in s["venues"].items())
+        written = ", ".join(f"{k} {n}" for k, n in s.get("rows_written", {}).items())
+        return (f"<b>recorder {html.escape(self.name)}</b> pid {self.pid}, {state}; queue "
+                f"{s['queue_depth']}/{s['queue_bound']}, lost rows {s['lost_rows']}<br>"
+                f"<table><tr><th>venue</th><th>conn</th><th>msg/s</th><th>gaps</th><th>resyncs</th>"
+                f"<th>reconnects</th><th>rejected</th><th>last message age</th></tr>{rows}</table>"
+                f"<small>written: {html.escape(written)}</small>")
+
+    def _repr_html_(self) -> str:
+        return self._html()
+
+    def __repr__(self) -> str:
+        return f"RecorderHandle(name={self.name!r}, pid={self.pid}, running={self.running()})"
+
+    def widget(self, every: float = 1.0):
+        """An ipywidgets HTML panel refreshed every ``every`` seconds until :meth:`stop`."""
+        import ipywidgets as w
+
+        box = w.HTML(self._html())
+
+        def loop() -> None:
+            while not self._stop_widget.wait(every):
+                box.value = self._html()
+                if not self.running():
+                    box.value = self._html()
+                    return
+
+        threading.Thread(target=loop, daemon=True, name=f"recorder-widget-{self.name}").start()
+        return box
+
+
+def start_recorder(
+    venue: str | None = None,
+    symbols: Iterable[str] | str | None = None,
+    *,
+    base_url: str | None = None,
+    rest_url: str | None = None,
+    lake: Lake | str | os.PathLike | None = None,
+    config: str | os.PathLike | None = None,
+    sim: bool = False,
+    sim_port_base: int = 9443,
+    name: str | None = None,
+    flush_interval: float | None = None,
+    bus: str | None = None,
+    extra_args: Iterable[str] = (),
+) -> RecorderHandle:
+    """Launch ``lab record`` in a background process and return its handle.
+
+    Give ``venue`` and ``symbols`` (or a TOML ``config``); ``base_url``/``rest_url``
+    point it elsewhere than the real venue, ``sim=True`` at the local simulator.
+    """
+    if config is None and (not venue or not symbols):
+        raise ValueError("start_recorder needs venue= and symbols= (or config=)")
+    name = name or f"{venue or 'config'}-{uuid.uuid4().hex[:6]}"
+    root = Path(lake.root if isinstance(lake, Lake) else lake) if lake is not None else data_dir() / "lake"
+    status_dir = data_dir() / "run"
+    args = [sys.executable, "-m", "lab.cli", "record", "--name", name, "--lake", str(root),
+            "--status-dir", str(status_dir)]
+    if config is not None:
+        args += ["--config", str(config)]
+    else:
+        syms = symbols if isinstance(symbols, str) else ",".join(symbols)
+        args += ["--venue", venue, "--symbols", syms]
+    for flag, val in (("--base-url", base_url), ("--rest-url", rest_url), ("--bus", bus),
+                      ("--flush-interval", flush_interval)):
+        if val is not None:
+            args += [flag, str(val)]
+    if sim:
+        args += ["--sim", "--sim-port-base", str(sim_port_base)]
+    args += list(extra_args)
+    status_dir.mkdir(parents=True, exist_ok=True)
+    log = status_dir / f"recorder-{name}.log"
+    env = dict(os.environ)
+    repo = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else repo
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    return RecorderHandle(proc, name, status_path(name, status_dir), log)
