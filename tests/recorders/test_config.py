@@ -1,0 +1,28 @@
+from pathlib import Path
+
+import pytest
+
+from recorders.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_and_demo_configs_load_with_expected_urls():
+    ex = load_config(ROOT / "recorders" / "recorders.example.toml")
+    assert [v.venue for v in ex.venues] == ["binance", "coinbase", "kraken", "okx", "bybit"]
+    assert ex.venues[0].urls() == ("wss://stream.binance.com:9443", "https://api.binance.com")
+    demo = load_config(ROOT / "recorders" / "demo.toml")
+    assert {v.venue: v.urls() for v in demo.venues} == {
+        "binance": ("ws://127.0.0.1:9443", "http://127.0.0.1:9443"),
+        "coinbase": ("ws://127.0.0.1:9444", None),
+        "kraken": ("ws://127.0.0.1:9445/v2", None)}
+
+
+def test_bad_config_names_the_problem(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[[venue]]\nvenue = "ftx"\nsymbols = ["BTC-USD"]\n')
+    with pytest.raises(ConfigError, match="unknown venue 'ftx'"):
+        load_config(p)
+    p.write_text('[recorder]\nflush_intervl = 1\n[[venue]]\nvenue = "kraken"\nsymbols = ["BTC-USD"]\n')
+    with pytest.raises(ConfigError, match="flush_intervl"):
+        load_config(p)
