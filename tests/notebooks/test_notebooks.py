@@ -1,0 +1,71 @@
+"""Every notebook runs top to bottom on a small simulated lake: with papermill
+(parameters pointing at the lake) and with nbval --nbval-lax on the committed
+notebooks (lake found through $LAB_DATA)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.notebooks.conftest import NOTEBOOKS, ROOT
+
+# the daily report is executed (and its numbers checked) by test_reports.py
+RESEARCH = sorted(p for p in NOTEBOOKS.glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nbval_run(nb_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Start nbval on the committed notebooks in a subprocess as soon as this
+    module starts, so it runs alongside the papermill tests (the test below
+    waits for it)."""
+    work = tmp_path_factory.mktemp("nbval")
+    env = dict(os.environ, LAB_DATA=str(nb_data), LAB_REPORTS=str(work / "reports"),
+               PYTHONPATH=str(ROOT))
+    paths = [str(p) for p in sorted(NOTEBOOKS.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts]
+    log = open(work / "nbval.log", "w+")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+         "--rootdir", str(work), "--nbval-lax", "--nbval-current-env",
+         "--nbval-cell-timeout", "240", *paths],
+        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    yield proc, log
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
+    log.close()
+
+
+@pytest.mark.parametrize("nb_path", RESEARCH, ids=lambda p: p.name)
+def test_notebook_executes_top_to_bottom_with_papermill(nb_path: Path, nb_lake, tmp_path: Path) -> None:
+    import papermill as pm
+
+    from lab.plots import _skip_slow_jsonschema_extras
+
+    _skip_slow_jsonschema_extras()
+    out = tmp_path / nb_path.name
+    params = {"lake": str(nb_lake.root)}
+    declared = pm.inspect_notebook(str(nb_path))
+    if "live_updates" in declared:
+        params["live_updates"] = False  # no background refresh once the run ends
+    pm.execute_notebook(str(nb_path), str(out), parameters=params, cwd=str(nb_path.parent),
+                        progress_bar=False, execution_timeout=240)
+    nb = nbformat.read(out, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code)
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+
+
+def test_committed_notebooks_pass_nbval_lax(nbval_run) -> None:
+    """nbval on the committed notebooks (reports included), as a user would run them:
+    every parameter at its default, the lake found through $LAB_DATA."""
+    proc, log = nbval_run
+    rc = proc.wait(timeout=900)
+    log.seek(0)
+    out = log.read()
+    assert rc == 0, out[-8000:]
+    assert " passed" in out and "failed" not in out
