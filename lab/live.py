@@ -181,8 +181,8 @@ class LiveMarket:
     def _end(self) -> dt.datetime:
         if self.anchor == "now":
             return dt.datetime.now(dt.timezone.utc)
-        t = latest_time(self.lake, "quotes")
-        return t if t is not None else dt.datetime.now(dt.timezone.utc)
+        ts = [t for t in (latest_time(self.lake, "quotes"), latest_time(self.lake, "trades")) if t is not None]
+        return max(ts) if ts else dt.datetime.now(dt.timezone.utc)
 
     def frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The quotes and trades currently in the window (collected)."""
