@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.experimental import structref
 
 # -- constants (shared with the Python layer) ---------------------------------
 INF = np.int64(2**62)
@@ -88,6 +89,42 @@ State = namedtuple("State", [
 ])
 
 
+@structref.register
+class _StateType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class EngineState(structref.StructRefProxy):
+    """The numba-side handle on a :class:`State`: one pointer, cheap to pass around."""
+
+
+structref.define_proxy(EngineState, _StateType, list(State._fields))
+
+
+@njit(cache=True)
+def _make_ref(
+    inst_venue, inst_base, inst_quote, tick, lot, maker_fee, taker_fee, asset_inst,
+    asset_fixed, lat_entry, lat_resp, qparam, bpx, bqty, bn, snap_ts,
+    oi, of, free, rq, rqf, rp, rpf, fl,
+    flf, lg, lgf, eq_ts, eq_val, eq_pos, asset_px, bal,
+    lpos, ctr, cb, cbf,
+):
+    return EngineState(
+        inst_venue, inst_base, inst_quote, tick, lot, maker_fee, taker_fee, asset_inst,
+        asset_fixed, lat_entry, lat_resp, qparam, bpx, bqty, bn, snap_ts,
+        oi, of, free, rq, rqf, rp, rpf, fl,
+        flf, lg, lgf, eq_ts, eq_val, eq_pos, asset_px, bal,
+        lpos, ctr, cb, cbf,
+    )
+
+
+def as_ref(arrays: State) -> EngineState:
+    """Wrap the arrays of ``arrays`` (shared, not copied) in an :class:`EngineState`."""
+    return _make_ref(*arrays)
+
+
+
 def new_state(
     *,
     inst_venue: np.ndarray, inst_base: np.ndarray, inst_quote: np.ndarray,
@@ -132,7 +169,7 @@ def new_state(
 
 
 # -- books ----------------------------------------------------------------------
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _find(pxs, n, side, p):
     for j in range(n):
         q = pxs[j]
@@ -144,35 +181,42 @@ def _find(pxs, n, side, p):
 
 
 @njit(cache=True)
-def book_set(st, b, i, side, p, q):
+def book_set(bpx, bqty, bn, b, i, side, p, q):
     """Set level ``p`` of ``side`` to ``q`` (0 deletes); return the previous size."""
-    pxs = st.bpx[b, i, side]
-    qs = st.bqty[b, i, side]
-    n = st.bn[b, i, side]
-    j, k = _find(pxs, n, side, p)
+    n = bn[b, i, side]
+    j = -1
+    k = n
+    for m in range(n):
+        x = bpx[b, i, side, m]
+        if x == p:
+            j = m
+            break
+        if (side == BID and x < p) or (side == ASK and x > p):
+            k = m
+            break
     if j >= 0:
-        prev = qs[j]
+        prev = bqty[b, i, side, j]
         if q <= 0.0:
             for m in range(j, n - 1):
-                pxs[m] = pxs[m + 1]
-                qs[m] = qs[m + 1]
-            st.bn[b, i, side] = n - 1
+                bpx[b, i, side, m] = bpx[b, i, side, m + 1]
+                bqty[b, i, side, m] = bqty[b, i, side, m + 1]
+            bn[b, i, side] = n - 1
         else:
-            qs[j] = q
+            bqty[b, i, side, j] = q
         return prev
     if q <= 0.0:
         return 0.0
-    cap = pxs.shape[0]
+    cap = bpx.shape[3]
     if n == cap:
         if k >= cap:
             return 0.0
         n -= 1
     for m in range(n, k, -1):
-        pxs[m] = pxs[m - 1]
-        qs[m] = qs[m - 1]
-    pxs[k] = p
-    qs[k] = q
-    st.bn[b, i, side] = n + 1
+        bpx[b, i, side, m] = bpx[b, i, side, m - 1]
+        bqty[b, i, side, m] = bqty[b, i, side, m - 1]
+    bpx[b, i, side, k] = p
+    bqty[b, i, side, k] = q
+    bn[b, i, side] = n + 1
     return 0.0
 
 
@@ -229,7 +273,7 @@ def _push_rp(st, t, kind, slot, px, qty, fee, maker):
     st.oi[slot, OI_PEND] += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _min_idx(q, n, tcol, scol):
     best_i = -1
     bt = INF
@@ -485,15 +529,34 @@ def _exch_trade(st, i, aggr, p, qty):
 
 
 @njit(cache=True)
-def _apply_book(st, b, kind, i, side, p, q, t):
+def _apply_book(bpx, bqty, bn, snap_ts, b, kind, i, side, p, q, t):
     if kind == EV_SNAPSHOT:
-        if st.snap_ts[b, i] != t:
-            st.bn[b, i, 0] = 0
-            st.bn[b, i, 1] = 0
-            st.snap_ts[b, i] = t
+        if snap_ts[b, i] != t:
+            bn[b, i, 0] = 0
+            bn[b, i, 1] = 0
+            snap_ts[b, i] = t
     else:
-        st.snap_ts[b, i] = -1
-    return book_set(st, b, i, side, p, q)
+        snap_ts[b, i] = -1
+    return book_set(bpx, bqty, bn, b, i, side, p, q)
+
+
+@njit(cache=True)
+def _touches(oi, hw, i, side, p, q, is_trade):
+    """Does a depth change (or trade) at ``p`` concern any resting order of ours?"""
+    for slot in range(hw):
+        if oi[slot, OI_XST] != X_RESTING or oi[slot, OI_INST] != i:
+            continue
+        oside = oi[slot, OI_SIDE]
+        opx = oi[slot, OI_PX]
+        if is_trade:
+            if oside != side and ((oside == BUY and opx >= p) or (oside == SELL and opx <= p)):
+                return True
+        elif (oside == BUY and side == BID) or (oside == SELL and side == ASK):
+            if opx == p:
+                return True
+        elif q > 0.0 and ((oside == BUY and p <= opx) or (oside == SELL and p >= opx)):
+            return True
+    return False
 
 
 # -- local side ---------------------------------------------------------------------
@@ -663,100 +726,148 @@ def noop_strategy(st, code, i, slot, params, mem):
 
 
 # -- the loop -------------------------------------------------------------------------
-@njit(cache=True)
-def run_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, py_mask, strat, params, mem):
-    """Advance the simulation until ``t_stop`` or until a callback in ``py_mask`` is due.
+DONE = -1
 
-    With ``py_mask`` all zero, every callback goes to the numba function
-    ``strat(st, code, inst, slot, params, mem)`` and the loop runs to the end.
-    Otherwise the loop returns the callback code for the Python strategy
-    (``st.cb`` holds code, inst, slot, order id) and is called again to resume.
-    Returns ``CB_NONE`` when everything up to ``t_stop`` has been processed.
+
+@njit(cache=True)
+def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
+    """Process the next scheduled item (market event, request, response, sample, timer).
+
+    Returns ``DONE`` when nothing is due up to ``t_stop``, ``CB_NONE`` when the
+    item needs no strategy callback (or ``want[code] == 0``), else the callback
+    code, with ``st.cb = [code, inst, slot/event index, order id, response kind,
+    px ticks, maker, side]`` and ``st.cbf = [qty, fee]`` describing it. Order
+    slots are recycled as soon as both sides are done, so a fill/order callback
+    must read ``st.cb``/``st.cbf``, not the slot.
     """
     n = ts_x.shape[0]
     ctr = st.ctr
-    while True:
-        ix = ctr[C_IEX]
-        il = ctr[C_ILO]
-        tx = ts_x[ix] if ix < n else INF
-        tl = ts_l[lorder[il]] if il < n else INF
-        krq, trq = _min_idx(st.rq, ctr[C_NRQ], RQ_T, RQ_SEQ)
-        krp, trp = _min_idx(st.rp, ctr[C_NRP], RP_T, RP_SEQ)
-        tt = ctr[C_TIMER_NEXT]
-        te = ctr[C_EQ_NEXT]
-        t = min(min(tx, trq), min(min(te, trp), min(tl, tt)))
-        if t > t_stop or t >= INF:
-            return CB_NONE
-        ctr[C_NOW] = t
-        code = CB_NONE
-        ci = -1
-        cslot = -1
-        if tx == t:
-            k = ix
-            ctr[C_IEX] = ix + 1
-            i = inst[k]
-            if kind[k] == EV_TRADE:
+    ix = ctr[C_IEX]
+    il = ctr[C_ILO]
+    tx = ts_x[ix] if ix < n else INF
+    tl = ts_l[lorder[il]] if il < n else INF
+    krq, trq = _min_idx(st.rq, ctr[C_NRQ], RQ_T, RQ_SEQ)
+    krp, trp = _min_idx(st.rp, ctr[C_NRP], RP_T, RP_SEQ)
+    tt = ctr[C_TIMER_NEXT]
+    te = ctr[C_EQ_NEXT]
+    t = min(min(tx, trq), min(min(te, trp), min(tl, tt)))
+    if t > t_stop or t >= INF:
+        return DONE
+    ctr[C_NOW] = t
+    code = CB_NONE
+    ci = -1
+    cslot = -1
+    if tx == t:
+        k = ix
+        ctr[C_IEX] = ix + 1
+        i = inst[k]
+        if kind[k] == EV_TRADE:
+            if _touches(st.oi, ctr[C_HW], i, side[k], px[k], qty[k], True):
                 _exch_trade(st, i, side[k], px[k], qty[k])
-            else:
-                sd = BID if side[k] == BUY else ASK
-                prev = _apply_book(st, 0, kind[k], i, sd, px[k], qty[k], ts_x[k])
-                _exch_depth(st, i, sd, px[k], qty[k], prev)
-        elif trq == t:
-            rslot = st.rq[krq, RQ_SLOT]
-            _arrive_request(st, krq, t)
-            last = ctr[C_NRQ] - 1
-            st.rq[krq, :] = st.rq[last, :]
-            st.rqf[krq, :] = st.rqf[last, :]
-            ctr[C_NRQ] = last
-            _free_if_done(st, rslot)
-        elif te == t:
-            _sample_equity(st, t)
-            ctr[C_EQ_NEXT] = t + ctr[C_EQ_IV]
-        elif trp == t:
-            code, cslot = _deliver(st, krp)
-            st.cb[4] = st.rp[krp, RP_KIND]
-            st.cb[5] = st.rp[krp, RP_PX]
-            st.cb[6] = st.rp[krp, RP_MAKER]
-            st.cbf[0] = st.rpf[krp, 0]
-            st.cbf[1] = st.rpf[krp, 1]
-            last = ctr[C_NRP] - 1
-            st.rp[krp, :] = st.rp[last, :]
-            st.rpf[krp, :] = st.rpf[last, :]
-            ctr[C_NRP] = last
-            ci = st.oi[cslot, OI_INST]
-        elif tl == t:
-            k = lorder[il]
-            ctr[C_ILO] = il + 1
-            ctr[C_NEVENTS] += 1
-            i = inst[k]
-            if kind[k] == EV_TRADE:
-                code = CB_TRADE
-                cslot = k
-            else:
-                _apply_book(st, 1, kind[k], i, BID if side[k] == BUY else ASK, px[k], qty[k], ts_x[k])
-                # one callback per message: wait for the last row with the same time and instrument
-                if il + 1 < n:
-                    k2 = lorder[il + 1]
-                    if ts_l[k2] == t and inst[k2] == i and kind[k2] != EV_TRADE:
-                        continue
-                code = CB_BOOK
-                cslot = k
-            ci = i
         else:
-            code = CB_TIMER
-            iv = ctr[C_TIMER_IV]
-            ctr[C_TIMER_NEXT] = t + iv if iv > 0 else INF
+            sd = BID if side[k] == BUY else ASK
+            prev = _apply_book(st.bpx, st.bqty, st.bn, st.snap_ts, 0, kind[k], i, sd, px[k], qty[k], ts_x[k])
+            if _touches(st.oi, ctr[C_HW], i, sd, px[k], qty[k], False):
+                _exch_depth(st, i, sd, px[k], qty[k], prev)
+        return CB_NONE
+    if trq == t:
+        rslot = st.rq[krq, RQ_SLOT]
+        _arrive_request(st, krq, t)
+        last = ctr[C_NRQ] - 1
+        st.rq[krq, :] = st.rq[last, :]
+        st.rqf[krq, :] = st.rqf[last, :]
+        ctr[C_NRQ] = last
+        _free_if_done(st, rslot)
+        return CB_NONE
+    if te == t:
+        _sample_equity(st, t)
+        ctr[C_EQ_NEXT] = t + ctr[C_EQ_IV]
+        return CB_NONE
+    if trp == t:
+        code, cslot = _deliver(st, krp)
+        ci = st.oi[cslot, OI_INST]
+        st.cb[3] = st.oi[cslot, OI_ID]
+        st.cb[4] = st.rp[krp, RP_KIND]
+        st.cb[5] = st.rp[krp, RP_PX]
+        st.cb[6] = st.rp[krp, RP_MAKER]
+        st.cb[7] = st.oi[cslot, OI_SIDE]
+        st.cbf[0] = st.rpf[krp, 0]
+        st.cbf[1] = st.rpf[krp, 1]
+        last = ctr[C_NRP] - 1
+        st.rp[krp, :] = st.rp[last, :]
+        st.rpf[krp, :] = st.rpf[last, :]
+        ctr[C_NRP] = last
+        _free_if_done(st, cslot)
+    elif tl == t:
+        k = lorder[il]
+        ctr[C_ILO] = il + 1
+        ctr[C_NEVENTS] += 1
+        i = inst[k]
+        if kind[k] == EV_TRADE:
+            code = CB_TRADE
+        else:
+            _apply_book(st.bpx, st.bqty, st.bn, st.snap_ts, 1, kind[k], i, BID if side[k] == BUY else ASK,
+                        px[k], qty[k], ts_x[k])
+            # one callback per message: wait for the last row with the same time and instrument
+            if il + 1 < n:
+                k2 = lorder[il + 1]
+                if ts_l[k2] == t and inst[k2] == i and kind[k2] != EV_TRADE:
+                    return CB_NONE
+            code = CB_BOOK
+        cslot = k
+        ci = i
+        st.cb[3] = -1
+        st.cb[7] = side[k]
+    else:
+        code = CB_TIMER
+        iv = ctr[C_TIMER_IV]
+        ctr[C_TIMER_NEXT] = t + iv if iv > 0 else INF
+        st.cb[3] = -1
+    if want[code] == 0:
+        return CB_NONE
+    st.cb[0] = code
+    st.cb[1] = ci
+    st.cb[2] = cslot
+    return code
+
+
+@njit(cache=True)
+def noop_strategy(st, code, i, slot, params, mem):
+    return
+
+
+@njit(cache=True)
+def run_loop_py(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
+    """Run until ``t_stop`` or until a callback the Python strategy wants (returned)."""
+    while True:
+        code = step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want)
+        if code == DONE:
+            return CB_NONE
         if code != CB_NONE:
-            oid = st.oi[cslot, OI_ID] if (code == CB_FILL or code == CB_ORDER) else -1
-            st.cb[0] = code
-            st.cb[1] = ci
-            st.cb[2] = cslot
-            st.cb[3] = oid
-            if py_mask[code]:
-                if code == CB_FILL or code == CB_ORDER:
-                    _free_if_done(st, cslot)
-                return code
-            strat(st, code, ci, cslot, params, mem)
-            if code == CB_FILL or code == CB_ORDER:
-                _free_if_done(st, cslot)
-    return CB_NONE
+            return code
+
+
+@njit(cache=True)
+def run_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want, strat, params, mem):
+    """Run to ``t_stop`` calling the numba strategy ``strat(st, code, inst, slot, params, mem)``.
+
+    Numba keys its disk cache on argument types, and a function-typed
+    argument is not cacheable: this generic form compiles in every process.
+    For a cached fast path write a module-level twin naming the strategy as a
+    global, as ``strategies.mm_fast_loop`` does::
+
+        @njit(cache=True)
+        def my_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want, params, mem):
+            while True:
+                code = core.step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want)
+                if code == core.DONE:
+                    return 0
+                if code != core.CB_NONE:
+                    my_strategy(st, code, st.cb[1], st.cb[2], params, mem)
+    """
+    while True:
+        code = step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want)
+        if code == DONE:
+            return CB_NONE
+        if code != CB_NONE:
+            strat(st, code, st.cb[1], st.cb[2], params, mem)

@@ -175,7 +175,7 @@ class Engine:
         lat_e, lat_r = config.latency.arrays()
         self.eq_iv = max(1, int(round(config.equity_interval_s * 1e6)))
         n_eq = int((end_us - start_us) // self.eq_iv) + 3
-        self.st = core.new_state(
+        self.arr = core.new_state(
             inst_venue=np.array([vi[i.venue] for i in self.instruments]),
             inst_base=np.array([ai[i.base] for i in self.instruments]),
             inst_quote=np.array([ai[i.quote] for i in self.instruments]),
@@ -188,9 +188,11 @@ class Engine:
             n_venues=len(self.venues), n_assets=len(self.assets), eq_interval=self.eq_iv, n_eq=n_eq,
             book_cap=config.book_levels, max_orders=config.max_orders,
             max_fills=max_fills, max_log=max_log)
-        self.st.ctr[core.C_NOW] = start_us
-        self.st.ctr[core.C_EQ_NEXT] = start_us
-        self.ctx = Context(self.st, self.instruments, self.assets, self.venues)
+        self.st = core.as_ref(self.arr)
+        self.arr.ctr[core.C_NOW] = start_us
+        self.arr.ctr[core.C_EQ_NEXT] = start_us
+        self.ctx = Context(self.st, self.arr, self.instruments, self.assets, self.venues)
+        self.ctx.config = config
         self.events = 0
         self.elapsed = 0.0
         self._fills_taken = 0
@@ -199,42 +201,47 @@ class Engine:
     # -- driving ------------------------------------------------------------
     def start(self, strategy: Strategy | FastStrategy) -> None:
         self.strategy = strategy
-        if isinstance(strategy, FastStrategy):
+        names = {"book": core.CB_BOOK, "trade": core.CB_TRADE, "fill": core.CB_FILL,
+                 "order": core.CB_ORDER, "timer": core.CB_TIMER}
+        fast = isinstance(strategy, FastStrategy)
+        self._mask = np.zeros(8, np.int64)
+        for c in strategy.callbacks:
+            if c not in names:
+                raise ValueError(f"{strategy!r}.callbacks: unknown {c!r}; known {sorted(names)}")
+            self._mask[names[c]] = 1
+        if fast:
             self._fn, self._params = strategy.fn, np.ascontiguousarray(strategy.params, np.float64)
             self._mem = np.zeros(strategy.mem_size, np.float64)
-            self._mask = np.zeros(8, np.bool_)
             self._fn(self.st, core.CB_START, -1, -1, self._params, self._mem)
         else:
             self._fn, self._params, self._mem = core.noop_strategy, np.zeros(1), np.zeros(1)
-            self._mask = np.zeros(8, np.bool_)
-            names = {"book": core.CB_BOOK, "trade": core.CB_TRADE, "fill": core.CB_FILL,
-                     "order": core.CB_ORDER, "timer": core.CB_TIMER}
-            for c in strategy.callbacks:
-                if c not in names:
-                    raise ValueError(f"{type(strategy).__name__}.callbacks: unknown {c!r}; known {sorted(names)}")
-                self._mask[names[c]] = True
             strategy.on_start(self.ctx)
 
     def feed(self, ev: Events, t_stop: int) -> None:
         """Process ``ev`` (whole) and everything else due up to ``t_stop`` (µs)."""
-        st = self.st
-        st.ctr[core.C_IEX] = 0
-        st.ctr[core.C_ILO] = 0
-        n0 = int(st.ctr[core.C_NEVENTS])
+        st, a = self.st, self.arr
+        a.ctr[core.C_IEX] = 0
+        a.ctr[core.C_ILO] = 0
+        n0 = int(a.ctr[core.C_NEVENTS])
         t0 = time.perf_counter()
         args = (ev.ts_x, ev.ts_l, ev.kind, ev.inst, ev.side, ev.px, ev.qty, ev.lorder)
         py = not isinstance(self.strategy, FastStrategy)
         while True:
-            code = core.run_loop(st, *args, np.int64(t_stop), self._mask, self._fn, self._params, self._mem)
+            if py:
+                code = core.run_loop_py(st, *args, np.int64(t_stop), self._mask)
+            elif self.strategy.loop is not None:
+                code = self.strategy.loop(st, *args, np.int64(t_stop), self._mask, self._params, self._mem)
+            else:
+                code = core.run_loop(st, *args, np.int64(t_stop), self._mask, self._fn, self._params, self._mem)
             if code == core.CB_NONE:
                 break
             if py:
                 self._dispatch(code, ev)
         self.elapsed += time.perf_counter() - t0
-        self.events += int(st.ctr[core.C_NEVENTS]) - n0
+        self.events += int(a.ctr[core.C_NEVENTS]) - n0
 
     def _dispatch(self, code: int, ev: Events) -> None:
-        st, s, ctx = self.st, self.strategy, self.ctx
+        st, s, ctx = self.arr, self.strategy, self.ctx
         _, i, slot, oid = (int(x) for x in st.cb[:4])
         if code == core.CB_BOOK:
             ins = self.instruments[i]
@@ -246,7 +253,7 @@ class Engine:
                                   "buy" if ev.side[slot] > 0 else "sell"))
         elif code == core.CB_FILL:
             ins = self.instruments[i]
-            s.on_fill(ctx, Fill(oid, ins.venue, ins.symbol, "buy" if st.oi[slot, core.OI_SIDE] > 0 else "sell",
+            s.on_fill(ctx, Fill(oid, ins.venue, ins.symbol, "buy" if st.cb[7] > 0 else "sell",
                                 float(st.cb[5] * ins.tick), float(st.cbf[0]), float(st.cbf[1]),
                                 "maker" if st.cb[6] else "taker", ctx.now))
         elif code == core.CB_ORDER:
@@ -256,8 +263,8 @@ class Engine:
             s.on_timer(ctx)
 
     def finish(self, t_end: int) -> None:
-        n = int(self.st.ctr[core.C_NEQ])
-        if n == 0 or self.st.eq_ts[n - 1] < t_end:
+        n = int(self.arr.ctr[core.C_NEQ])
+        if n == 0 or self.arr.eq_ts[n - 1] < t_end:
             core._sample_equity(self.st, np.int64(t_end))
 
     # -- results ---------------------------------------------------------------
@@ -267,8 +274,8 @@ class Engine:
                              "symbol": [i.symbol for i in self.instruments]})
 
     def fills_frame(self, start: int = 0) -> pl.DataFrame:
-        n = int(self.st.ctr[core.C_NFILL])
-        fl, flf = self.st.fl[start:n], self.st.flf[start:n]
+        n = int(self.arr.ctr[core.C_NFILL])
+        fl, flf = self.arr.fl[start:n], self.arr.flf[start:n]
         df = pl.DataFrame({
             "ts_exchange": fl[:, core.FL_TSX], "ts_local": fl[:, core.FL_TSL],
             "order_id": fl[:, core.FL_ID], "inst": fl[:, core.FL_INST],
@@ -283,8 +290,8 @@ class Engine:
                         "qty", "fee", "liquidity"))
 
     def orders_frame(self, start: int = 0) -> pl.DataFrame:
-        n = int(self.st.ctr[core.C_NLOG])
-        lg, lgf = self.st.lg[start:n], self.st.lgf[start:n]
+        n = int(self.arr.ctr[core.C_NLOG])
+        lg, lgf = self.arr.lg[start:n], self.arr.lgf[start:n]
         tick = np.array([i.tick for i in self.instruments] or [1.0])
         df = pl.DataFrame({
             "ts": lg[:, core.LG_TS], "order_id": lg[:, core.LG_ID], "inst": lg[:, core.LG_INST],
@@ -301,7 +308,7 @@ class Engine:
                 .select("ts", "order_id", "venue", "symbol", "side", "type", "tif", "event", "price", "qty"))
 
     def result(self) -> Result:
-        st = self.st
+        st = self.arr
         n = int(st.ctr[core.C_NEQ])
         ts = pl.Series("ts", st.eq_ts[:n]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         veq = st.eq_val[:n]
@@ -327,9 +334,9 @@ def run_backtest(strategy: Strategy | FastStrategy, events: Events, config: Back
     eng.start(strategy)
     eng.feed(events, events.end)
     eng.finish(events.end)
-    if eng.st.ctr[core.C_OVERFLOW]:
+    if eng.arr.ctr[core.C_OVERFLOW]:
         import warnings
 
-        warnings.warn(f"backtest buffers overflowed (code {int(eng.st.ctr[core.C_OVERFLOW])}); "
+        warnings.warn(f"backtest buffers overflowed (code {int(eng.arr.ctr[core.C_OVERFLOW])}); "
                       "raise max_orders/max_fills/max_log", stacklevel=2)
     return eng.result()

@@ -10,7 +10,10 @@ Two ways to write a strategy:
   that only needs a timer runs at compiled speed between timer ticks).
 * **Numba** (fast path, >1M events/s): a :class:`FastStrategy` wrapping an
   ``@njit`` function ``fn(st, code, inst, slot, params, mem)`` called inline by
-  the compiled loop with the codes of :mod:`lab.backtest.core` (``CB_*``). It
+  the compiled loop with the codes of :mod:`lab.backtest.core` (``CB_*``);
+  give it ``loop=``, a 3-line ``@njit(cache=True)`` wrapper calling
+  ``core.run_loop(..., fn, params, mem)`` (see ``strategies.mm_fast_loop``), so
+  the specialised loop is cached on disk instead of compiled in every process. It
   uses the helpers ``core.submit/cancel/amend/cancel_all/best/open_orders/
   set_timer`` directly on the state ``st``; ``params`` is a float64 array of
   parameters, ``mem`` a float64 scratch array kept between calls.
@@ -78,6 +81,7 @@ class Strategy:
     name: str = "strategy"
     defaults: dict[str, Any] = {}
     callbacks: frozenset[str] = frozenset({"book", "trade", "fill", "order", "timer"})
+    loop: Callable | None = None  # an @njit(cache=True) wrapper of core.run_loop naming fn (see core)
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -105,17 +109,22 @@ class FastStrategy:
     fn: Callable
     params: np.ndarray
     mem_size: int = 64
+    callbacks: frozenset[str] = frozenset({"book", "trade", "fill", "order", "timer"})
+    loop: Callable | None = None  # an @njit(cache=True) wrapper of core.run_loop naming fn (see core)
 
 
 class Context:
     """What a Python strategy sees and does (same object in backtest and paper mode)."""
 
-    def __init__(self, st: core.State, instruments: list, assets: list[str], venues: list[str]) -> None:
-        self._st = st
+    def __init__(self, st: core.EngineState, arrays: core.State, instruments: list, assets: list[str],
+                 venues: list[str]) -> None:
+        self._st = st  # numba handle, for core.* calls
+        self._a = arrays  # the same arrays, for reads from Python
         self.instruments = instruments
         self._index = {(i.venue, i.symbol): k for k, i in enumerate(instruments)}
         self._assets = {a: k for k, a in enumerate(assets)}
         self._venues = {v: k for k, v in enumerate(venues)}
+        self.config: Any = None  # the BacktestConfig in force (fees etc.)
 
     # -- reading ----------------------------------------------------------
     def inst(self, venue: str, symbol: str) -> int:
@@ -127,7 +136,7 @@ class Context:
     @property
     def now(self) -> int:
         """Local time, µs since the epoch."""
-        return int(self._st.ctr[core.C_NOW])
+        return int(self._a.ctr[core.C_NOW])
 
     @property
     def now_dt(self) -> dt.datetime:
@@ -141,14 +150,14 @@ class Context:
 
     def _best(self, venue: str, symbol: str, side: int) -> float | None:
         i = self.inst(venue, symbol)
-        if self._st.bn[1, i, side] == 0:
+        if self._a.bn[1, i, side] == 0:
             return None
-        return float(self._st.bpx[1, i, side, 0] * self.instruments[i].tick)
+        return float(self._a.bpx[1, i, side, 0] * self.instruments[i].tick)
 
     def best_qty(self, venue: str, symbol: str, side: str) -> float:
         i = self.inst(venue, symbol)
         s = core.BID if side == "bid" else core.ASK
-        return float(self._st.bqty[1, i, s, 0]) if self._st.bn[1, i, s] else 0.0
+        return float(self._a.bqty[1, i, s, 0]) if self._a.bn[1, i, s] else 0.0
 
     def mid(self, venue: str, symbol: str) -> float | None:
         b, a = self.best_bid(venue, symbol), self.best_ask(venue, symbol)
@@ -159,18 +168,18 @@ class Context:
         i = self.inst(venue, symbol)
         out = []
         for s in (core.BID, core.ASK):
-            n = min(levels, int(self._st.bn[1, i, s]))
-            out.append(np.column_stack([self._st.bpx[1, i, s, :n] * self.instruments[i].tick,
-                                        self._st.bqty[1, i, s, :n]]))
+            n = min(levels, int(self._a.bn[1, i, s]))
+            out.append(np.column_stack([self._a.bpx[1, i, s, :n] * self.instruments[i].tick,
+                                        self._a.bqty[1, i, s, :n]]))
         return out[0], out[1]
 
     def position(self, venue: str, symbol: str) -> float:
         """Base-asset position from the fills received so far (the strategy's view)."""
-        return float(self._st.lpos[self.inst(venue, symbol)])
+        return float(self._a.lpos[self.inst(venue, symbol)])
 
     def balance(self, venue: str, asset: str) -> float:
         """Exchange-side balance of ``asset`` at ``venue`` (starts at 0; may be negative)."""
-        return float(self._st.bal[self._venues[venue], self._assets[asset]])
+        return float(self._a.bal[self._venues[venue], self._assets[asset]])
 
     def open_orders(self, venue: str, symbol: str, side: str | None = None) -> int:
         return int(core.open_orders(self._st, self.inst(venue, symbol), _SIDE.get(side or "", 0)))
@@ -208,7 +217,7 @@ class Context:
         slot = int(core.find_slot(self._st, int(order_id)))
         if slot < 0:
             return False
-        i = int(self._st.oi[slot, core.OI_INST])
+        i = int(self._a.oi[slot, core.OI_INST])
         px = int(round(price / self.instruments[i].tick))
         return bool(core.amend(self._st, int(order_id), px, float(qty)))
 
