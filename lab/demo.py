@@ -49,11 +49,10 @@ def services(a: argparse.Namespace, token: str) -> list[Service]:
     out = [
         Service("simulator", _lab("simulate", "--faults", "gentle", "--seed", str(a.seed)),
                 needs="recorders.sim.cli", port=9443),
-        Service("bus", _lab("record", "--bus-serve", "--bus-port", str(a.bus_port)),
-                needs="recorders.bus", port=a.bus_port),
+        # The recorder hosts the live bus hub (--bus-serve) and publishes to it.
         Service("recorder", _lab("record", "--config", str(ROOT / "recorders" / "demo.toml"),
-                                 "--sim", "--bus", bus),
-                needs="recorders.cli"),
+                                 "--bus", bus, "--bus-serve"),
+                needs="recorders.cli", port=a.bus_port),
         Service("maintainer", _lab("maintain", "--every", "30"), needs="lab.maintain"),
         Service("arbitrage", _lab("arbitrage", "--bus", bus), needs="lab.arbitrage_cli"),
         Service("paper", _lab("paper", "market_maker", "--bus", bus), needs="lab.paper_cli"),

@@ -30,13 +30,19 @@ def test_environment_yml_installs_the_lock_and_the_project():
     assert "-r requirements.lock" in pip and "-e ." in pip
 
 
-def test_docker_compose_parses_and_publishes_only_on_loopback():
+def test_docker_compose_parses_and_keeps_every_service_on_loopback():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    ports = [p for s in compose["services"].values() for p in s.get("ports", [])]
-    assert ports, "no published ports"
-    assert all(str(p).startswith("127.0.0.1:") for p in ports), ports
-    published = {int(str(p).split(":")[1]) for p in ports}
-    assert {8888, 8501, 50052} <= published
+    services = compose["services"]
+    assert {"simulator", "recorder", "jupyter", "streamlit", "reports"} <= set(services)
+    for name, svc in services.items():
+        cmd = " ".join(svc["command"])
+        assert "0.0.0.0" not in cmd, name
+        ports = svc.get("ports", [])
+        assert svc.get("network_mode") == "host" or all(str(p).startswith("127.0.0.1:") for p in ports), name
+    assert "--port 8888" in " ".join(services["jupyter"]["command"])
+    assert "IdentityProvider.token" in " ".join(services["jupyter"]["command"])
+    assert "--server.port 8501" in " ".join(services["streamlit"]["command"])
+    assert "--bus-serve" in services["recorder"]["command"]
 
 
 def test_makefile_has_the_two_commands_and_ci_calls_make_test():
