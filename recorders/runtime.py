@@ -55,7 +55,7 @@ class Session:
         self.ws = None
         self.first_message = asyncio.Event()
         self.opened_at = time.monotonic()
-        self.last_recv = time.monotonic()
+        self.last_recv_us = time.time_ns() // 1000
         self.closing = False
         self._tasks: set[asyncio.Task] = set()
 
@@ -73,7 +73,8 @@ class Session:
                                       close_timeout=2, max_size=2**24, max_queue=256,
                                       compression=None) as ws:
             self.ws = ws
-            self.opened_at = self.last_recv = time.monotonic()
+            self.opened_at = time.monotonic()
+            self.last_recv_us = time.time_ns() // 1000
             r.on_open(self)
             for m in self.adapter.subscribe_messages():
                 await ws.send(m)
@@ -81,23 +82,29 @@ class Session:
             if self.adapter.keepalive_every:
                 self._spawn(self._keepalive())
             adapter = self.adapter
+            feed = adapter.feed
             cid = self.conn_id
+            time_ns = time.time_ns
             first = True
+            rows = rec.rows
+            j0, j1, j2, j3, j4 = rows.raw_messages
             try:
                 async for raw in ws:
-                    ts = _now_us()
-                    self.last_recv = time.monotonic()
+                    ts = time_ns() // 1000
+                    self.last_recv_us = ts
                     if first:
                         first = False
                         r.on_first_message(self)
                         self.first_message.set()
-                    rec.seq += 1
-                    text = raw if isinstance(raw, str) else to_text(raw)
-                    rows = rec.rows
+                    if rec.rows is not rows:  # the flusher handed the batch to the writer
+                        rows = rec.rows
+                        j0, j1, j2, j3, j4 = rows.raw_messages
                     if adapter.out is not rows:
                         adapter.out = rows
-                    rows.raw(ts, venue, cid, rec.seq, text)
-                    adapter.feed(text, ts)
+                    seq = rec.seq = rec.seq + 1
+                    text = raw if raw.__class__ is str else to_text(raw)
+                    j0.append(ts); j1.append(venue); j2.append(cid); j3.append(seq); j4.append(text)
+                    feed(text, ts)
                     if adapter.actions:
                         self._act(ts)
             finally:
@@ -147,7 +154,7 @@ class Session:
         timeout = self.runner.silence_timeout
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
-            idle = time.monotonic() - self.last_recv
+            idle = (time.time_ns() // 1000 - self.last_recv_us) / 1e6
             if idle > timeout:
                 self.runner.rec.rows.event(_now_us(), self.runner.venue, None, "stale",
                                            f"{self.conn_id}: no message for {idle:.1f}s")

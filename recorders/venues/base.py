@@ -18,6 +18,8 @@ import polars as pl
 
 from recorders.book import Book
 
+_NAN = float("nan")
+
 __all__ = [
     "Rows", "TradeIds", "Adapter", "COLUMNS", "rfc3339_us", "ms_us", "split_symbol",
     "RejectedMessage",
@@ -313,8 +315,17 @@ class Adapter:
         snapshot if the sampling interval has passed (sampled on receive time,
         so replaying the journal reproduces it)."""
         book = self.books[symbol]
-        top = book.top()
-        if top != self._last_top.get(symbol) and not (top[0] != top[0] and top[2] != top[2]):
+        bpx, apx = book.bid_px, book.ask_px
+        if bpx:
+            bp = bpx[-1]; bq = book.bid_qty[bp]
+        else:
+            bp = bq = _NAN
+        if apx:
+            ap = apx[0]; aq = book.ask_qty[ap]
+        else:
+            ap = aq = _NAN
+        top = (bp, bq, ap, aq)
+        if top != self._last_top.get(symbol) and (bpx or apx):
             self._last_top[symbol] = top
             c = self.out.quotes
             c[0].append(ts_ex); c[1].append(ts_local); c[2].append(self.venue); c[3].append(symbol)

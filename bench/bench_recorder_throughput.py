@@ -1,0 +1,108 @@
+"""Recorder throughput vs a bare websockets receive loop on the same stream.
+
+A Binance-shaped stream (3 depth diffs : 1 trade) is served from another
+process as fast as the socket takes it. Baseline: ``async for m in ws`` only.
+Recorder: the full pipeline in one process (receive, journal, msgspec parse,
+L2 book, quotes, sampled snapshots, columnar batches, the lake writer thread
+appending to a fresh Delta lake). Prints msgs/s for both and the ratio
+(target >= 0.70).
+
+    .venv/bin/python bench/bench_recorder_throughput.py [--quick] [-n N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recorders.config import RecorderConfig, VenueConfig  # noqa: E402
+from recorders.runtime import Recorder  # noqa: E402
+
+
+def start_server(n: int, rate: float = 0.0, burst: float = 0.0) -> tuple[subprocess.Popen, int]:
+    p = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_recorder_stream.py"), "-n", str(n),
+                          "--rate", str(rate), "--burst", str(burst)], stdout=subprocess.PIPE, text=True)
+    port = int(p.stdout.readline())
+    return p, port
+
+
+async def bare(url: str, n: int) -> float:
+    async with websockets.connect(url, compression=None, max_size=2**24, max_queue=256) as ws:
+        t0 = None
+        k = 0
+        async for _ in ws:
+            if t0 is None:
+                t0 = time.perf_counter()
+            k += 1
+            if k >= n:
+                return (n - 1) / (time.perf_counter() - t0)
+    raise RuntimeError("stream ended early")
+
+
+async def recorder(port: int, n: int, lake: str) -> tuple[float, float, dict]:
+    cfg = RecorderConfig(venues=[VenueConfig(venue="binance", symbols=["BTC-USDT"],
+                                             base_url=f"ws://127.0.0.1:{port}",
+                                             rest_url=f"http://127.0.0.1:{port}")],
+                         name="bench-throughput", lake=lake, flush_interval=0.5, maintain_every=0,
+                         status_dir=tempfile.mkdtemp())
+    rec = Recorder(cfg)
+    task = asyncio.create_task(rec.run())
+    runner = rec.runners[0]
+    t0 = None
+    while True:
+        await asyncio.sleep(0.01)
+        st = runner.stats()
+        m = st.get("messages", 0)
+        if t0 is None and m:
+            t0 = time.perf_counter() - 0.005
+        if m >= n - 1:
+            t_parse = time.perf_counter()
+            break
+    rec.stop()
+    await task
+    t_end = time.perf_counter()
+    return (n - 1) / (t_parse - t0), (n - 1) / (t_end - t0), rec.writer.rows_written
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller run (50k messages)")
+    ap.add_argument("-n", type=int, default=None, help="messages per run (default 300k, quick 50k)")
+    ap.add_argument("--repeat", type=int, default=3, help="paired runs (bare, recorder); median reported")
+    a = ap.parse_args()
+    n = a.n or (50_000 if a.quick else 300_000)
+    server, port = start_server(n)
+    url = f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade/btcusdt@depth@100ms"
+    pairs = []
+    try:
+        for i in range(a.repeat):  # alternate, so machine load drifts hit both alike
+            base = asyncio.run(bare(url, n))
+            with tempfile.TemporaryDirectory() as d:
+                parse, e2e, rows = asyncio.run(recorder(port, n, d + "/lake"))
+            pairs.append((base, parse, e2e))
+            print(f"run {i + 1}: bare {base:,.0f}/s, recorder parse {parse:,.0f}/s, "
+                  f"end-to-end {e2e:,.0f}/s, ratio {e2e / base:.2f}", flush=True)
+    finally:
+        server.kill()
+    pairs.sort(key=lambda p: p[2] / p[0])
+    base, parse, e2e = pairs[len(pairs) // 2]
+    print(f"messages per run: {n} (median of {len(pairs)} paired runs)")
+    print(f"bare websockets receive loop: {base:,.0f} msgs/s")
+    print(f"recorder receive+parse:       {parse:,.0f} msgs/s  ({parse / base:.2f} of bare)")
+    print(f"recorder end-to-end (in lake): {e2e:,.0f} msgs/s  ({e2e / base:.2f} of bare; target >= 0.70)")
+    print(f"rows written: {rows}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
