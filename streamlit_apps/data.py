@@ -25,13 +25,15 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import streamlit as st
+from deltalake import DeltaTable
 
 import lab
 from lab.lake import Lake, data_dir
@@ -88,12 +90,69 @@ def retry_read(fn, *args: Any, attempts: int = 3, **kwargs: Any) -> Any:
     raise AssertionError("unreachable")
 
 
+# -- open tables ----------------------------------------------------------------
+# One DeltaTable per (lake, table) for the whole server process, brought up to
+# the latest commit with ``update_incremental`` (reads only the new log
+# entries: ~1 ms, where opening the table afresh reads the whole log since the
+# last checkpoint: ~20 ms and growing between compactions). A lock per table
+# keeps one thread from updating it while another plans a scan on it.
+_OPEN: dict[tuple[str, str], tuple[DeltaTable, threading.Lock, list[float]]] = {}
+_OPEN_LOCK = threading.Lock()
+_UPDATE_EVERY_S = 0.2
+
+
+def _open(root: str, table: str) -> tuple[DeltaTable, threading.Lock, list[float]] | None:
+    key = (str(root), table)
+    with _OPEN_LOCK:
+        entry = _OPEN.get(key)
+        if entry is None:
+            lk = Lake(root)
+            if not lk.exists(table):
+                return None
+            entry = _OPEN[key] = (DeltaTable(lk.path(table)), threading.Lock(), [time.monotonic()])
+    return entry
+
+
+def _with_table(root: str, table: str, fn: Callable[[DeltaTable | None], Any]) -> Any:
+    """Run ``fn`` on the table's latest snapshot (``None`` if the table does not exist yet)."""
+    entry = _open(root, table)
+    if entry is None:
+        return fn(None)
+    t, lock, stamp = entry
+    with lock:
+        if time.monotonic() - stamp[0] > _UPDATE_EVERY_S:
+            t.update_incremental()
+            stamp[0] = time.monotonic()
+        return fn(t)
+
+
+def _scan(t: DeltaTable | None, table: str, *, start: dt.datetime | None = None, end: dt.datetime | None = None,
+          symbols: Sequence[str] | None = None, venues: Sequence[str] | None = None) -> pl.LazyFrame:
+    """The filters of :meth:`lab.Lake.scan` (``start`` inclusive, ``end`` exclusive) on an open table."""
+    spec = table_spec(table)
+    lf = pl.LazyFrame(schema=spec.schema) if t is None else pl.scan_delta(t)
+    tc = pl.col(spec.time_column)
+    preds = []
+    if start is not None:
+        preds.append(tc >= start)
+    if end is not None:
+        preds.append(tc < end)
+    if symbols is not None and "symbol" in spec.columns:
+        preds.append(pl.col("symbol").is_in(list(symbols)))
+    if venues is not None and "venue" in spec.columns:
+        preds.append(pl.col("venue").is_in(list(venues)))
+    return lf.filter(*preds) if preds else lf
+
+
 # -- time anchors -------------------------------------------------------------
 def _max_stat(root: str, table: str, column: str) -> dt.datetime | None:
-    lk = Lake(root)
-    if not lk.exists(table):
+    return retry_read(_with_table, root, table, lambda t: _max_of(t, column))
+
+
+def _max_of(t: DeltaTable | None, column: str) -> dt.datetime | None:
+    if t is None:
         return None
-    actions = lk.delta(table).get_add_actions(flatten=True)
+    actions = t.get_add_actions(flatten=True)
     t = pa.table(actions)
     name = f"max.{column}"
     if t.num_rows == 0 or name not in t.column_names:
@@ -106,7 +165,7 @@ def _max_stat(root: str, table: str, column: str) -> dt.datetime | None:
 
 @st.cache_data(ttl=1, show_spinner=False)
 def _latest_ts_cached(root: str, table: str, column: str) -> dt.datetime | None:
-    return retry_read(_max_stat, root, table, column)
+    return _max_stat(root, table, column)
 
 
 def latest_ts(table: str, column: str | None = None) -> dt.datetime | None:
@@ -182,13 +241,16 @@ def scan_window(
     venues: Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
 ) -> pl.DataFrame:
-    """Rows of ``table`` in ``[start, end)`` for some symbols/venues, collected."""
-    lf = lab.scan(table, lake=lake_root(), start=start, end=end,
-                  symbol=list(symbols) if symbols is not None else None,
-                  venue=list(venues) if venues is not None else None)
-    if columns is not None:
-        lf = lf.select(columns)
-    return retry_read(lf.collect)
+    """Rows of ``table`` in ``[start, end)`` for some symbols/venues, collected.
+
+    Same filters as :func:`lab.scan` (pushed down to file statistics), on the
+    process's open table (see :func:`_with_table`).
+    """
+    def read(t: DeltaTable | None) -> pl.DataFrame:
+        lf = _scan(t, table, start=start, end=end, symbols=symbols, venues=venues)
+        return (lf.select(columns) if columns is not None else lf).collect()
+
+    return retry_read(_with_table, lake_root(), table, read)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -212,26 +274,39 @@ def sql(query: str, params: Iterable[Any] = ()) -> pl.DataFrame:
 
 
 # -- health -------------------------------------------------------------------
-def _health(root: str, t_now: dt.datetime, stale_s: float) -> pl.DataFrame:
+_HEALTH_SCHEMA = {"venue": pl.String, "last_local": pl.Datetime("us", "UTC"), "rows_last_min": pl.UInt32}
+
+
+def _last_rows(root: str, since: dt.datetime) -> pl.DataFrame:
+    """Per venue: newest receive time and rows received since ``since`` (quotes + trades)."""
     frames = []
     for table in ("quotes", "trades"):
-        end = _max_stat(root, table, "ts_local")
-        if end is None:
-            continue
-        lf = lab.scan(table, lake=root, start=end - dt.timedelta(minutes=10))
-        frames.append(lf.group_by("venue").agg(
-            pl.col("ts_local").max().alias("last_local"),
-            pl.col("ts_exchange").max().alias("last_exchange"),
-            (pl.col("ts_local") >= end - dt.timedelta(seconds=60)).sum().alias("rows_last_min"),
-        ))
-    if not frames:
-        return pl.DataFrame(schema={"venue": pl.String, "last_local": lab.schema.TS,
-                                    "age_s": pl.Float64, "rows_last_min": pl.UInt32,
-                                    "stale": pl.Boolean})
-    df = retry_read(lambda: pl.concat(frames).collect())
+        def read(t: DeltaTable | None, table: str = table) -> pl.DataFrame:
+            return (_scan(t, table, start=since).group_by("venue")
+                    .agg(pl.col("ts_local").max().alias("last_local"), pl.len().cast(pl.UInt32).alias("rows_last_min"))
+                    .collect())
+        frames.append(retry_read(_with_table, root, table, read))
+    df = pl.concat([f.cast(_HEALTH_SCHEMA) for f in frames])
+    return df.group_by("venue").agg(pl.col("last_local").max(), pl.col("rows_last_min").sum())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _venues_seen(root: str, end_key: str) -> pl.DataFrame:
+    """Every venue of the last 10 minutes of data (the slow, rarely refreshed part of the health)."""
+    end = dt.datetime.fromisoformat(end_key)
+    return _last_rows(root, end - dt.timedelta(minutes=10)).select("venue", "last_local")
+
+
+def _health(root: str, t_now: dt.datetime, stale_s: float) -> pl.DataFrame:
+    end = _max_stat(root, "quotes", "ts_exchange")
+    if end is None:
+        return pl.DataFrame(schema=_HEALTH_SCHEMA | {"age_s": pl.Float64, "stale": pl.Boolean})
+    recent = _last_rows(root, end - dt.timedelta(seconds=60))
+    seen = _venues_seen(root, end.replace(second=0, microsecond=0).isoformat())
+    missing = seen.filter(~pl.col("venue").is_in(recent["venue"].implode()))
+    df = pl.concat([recent, missing.with_columns(rows_last_min=pl.lit(0, pl.UInt32))], how="diagonal_relaxed")
     return (
-        df.group_by("venue").agg(pl.col("last_local").max(), pl.col("rows_last_min").sum())
-        .with_columns(age_s=(pl.lit(t_now) - pl.col("last_local")).dt.total_microseconds() / 1e6)
+        df.with_columns(age_s=(pl.lit(t_now) - pl.col("last_local")).dt.total_microseconds() / 1e6)
         .with_columns(stale=pl.col("age_s") > stale_s)
         .sort("venue")
     )
@@ -243,10 +318,12 @@ def _health_cached(root: str, bucket: int, stale_s: float) -> pl.DataFrame:
 
 
 def venue_health(stale_s: float = 5.0) -> pl.DataFrame:
-    """Per venue: newest receive time, its age in seconds, rows in its last minute, stale flag.
+    """Per venue: newest receive time, its age in seconds, rows in the last minute, stale flag.
 
     A venue is stale when its newest ``quotes``/``trades`` row was received
     more than ``stale_s`` seconds ago (a silent socket, a dead recorder).
+    Venues seen in the last 10 minutes of data but not in its last minute
+    are listed (stale) too.
     """
     return _health_cached(lake_root(), int(time.time()), stale_s)
 

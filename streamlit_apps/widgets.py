@@ -8,7 +8,7 @@ import streamlit as st
 
 from streamlit_apps import data
 
-__all__ = ["health_strip", "window_caption"]
+__all__ = ["chart", "health_strip", "window_caption"]
 
 
 def health_strip(stale_s: float = 5.0) -> None:
@@ -30,3 +30,10 @@ def health_strip(stale_s: float = 5.0) -> None:
 
 def window_caption(start: dt.datetime, end: dt.datetime) -> None:
     st.caption(f"Window {start:%Y-%m-%d %H:%M:%S} → {end:%H:%M:%S} UTC")
+
+
+def chart(container, fig, key: str) -> None:
+    """``st.plotly_chart`` with the legend below the plot (a long legend never covers the title)."""
+    fig.update_layout(legend=dict(orientation="h", y=-0.18, yanchor="top", x=0),
+                      margin=dict(t=50, b=60))
+    container.plotly_chart(fig, width="stretch", key=key)

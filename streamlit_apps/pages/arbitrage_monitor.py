@@ -95,7 +95,7 @@ else:
     st.dataframe(eps, hide_index=True, height=240)
 
 if not hist.is_empty():
-    st.plotly_chart(plots.lines_figure(hist, x="ts", y="net_edge_bps", by=("pair",),
+    widgets.chart(st, plots.lines_figure(hist, x="ts", y="net_edge_bps", by=("pair",),
                                        title=f"Net edge per venue pair, last {int(hist_min)} minutes",
                                        xlabel="time (UTC)", ylabel="net edge (bps)", height=360), key="edge_history")
 

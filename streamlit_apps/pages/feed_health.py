@@ -44,7 +44,7 @@ left, right = st.columns(2)
 if counts.is_empty():
     left.success("No feed events in this window.")
 else:
-    left.plotly_chart(plots.bar_figure(counts, x="venue", y="events", color="kind",
+    widgets.chart(left, plots.bar_figure(counts, x="venue", y="events", color="kind",
                                         title="Feed events per venue", height=340), key="events_bar")
     right.subheader("Events per venue and kind")
     right.dataframe(counts.pivot(on="kind", index="venue", values="events").fill_null(0),
@@ -78,7 +78,7 @@ else:
     rcols = st.columns(max(len(last_min), 1))
     for col, r in zip(rcols, last_min.iter_rows(named=True)):
         col.metric(f"{r['venue']} rows/s", f"{r['rows_per_s']:,.1f}", help="quotes + trades, last minute")
-    st.plotly_chart(plots.lines_figure(per_venue, x="ts", y="rows_per_s", by=("venue",),
+    widgets.chart(st, plots.lines_figure(per_venue, x="ts", y="rows_per_s", by=("venue",),
                                        title="Rows per second (quotes + trades) per venue",
                                        xlabel="received (UTC)", ylabel="rows/s", height=340), key="rate_lines")
 

@@ -8,7 +8,7 @@ import polars as pl
 import streamlit as st
 
 from lab import plots
-from streamlit_apps import compute, data
+from streamlit_apps import compute, data, widgets
 
 st.title("Microstructure")
 
@@ -66,10 +66,10 @@ for col, r in zip(cols, summary.iter_rows(named=True)):
 st.dataframe(summary, hide_index=True)
 
 left, right = st.columns(2)
-left.plotly_chart(plots.lines_figure(d["per_bucket"], "ts_exchange", "spread_bps", by=("venue",),
+widgets.chart(left, plots.lines_figure(d["per_bucket"], "ts_exchange", "spread_bps", by=("venue",),
                                      title=f"Quoted spread (bps), mean per {bucket}", xlabel="time (UTC)",
                                      ylabel="bps", height=320), key="spread")
-right.plotly_chart(plots.lines_figure(d["per_bucket"], "ts_exchange", "imbalance", by=("venue",),
+widgets.chart(right, plots.lines_figure(d["per_bucket"], "ts_exchange", "imbalance", by=("venue",),
                                       title="Level-1 imbalance (bid - ask) / (bid + ask)", xlabel="time (UTC)",
                                       ylabel="imbalance", height=320), key="imbalance")
 
@@ -79,12 +79,12 @@ if d["depth"].is_empty():
 else:
     dep_long = d["depth"].unpivot(index=["venue", "ts_exchange"], on=["bid_depth", "ask_depth"],
                                   variable_name="side", value_name="size")
-    left.plotly_chart(plots.lines_figure(dep_long, "ts_exchange", "size", by=("venue", "side"),
+    widgets.chart(left, plots.lines_figure(dep_long, "ts_exchange", "size", by=("venue", "side"),
                                          title=f"Depth in the top {levels} levels (base units)",
                                          xlabel="time (UTC)", ylabel="size", height=320), key="depth")
 flow = d["ofi"].drop_nulls()
 corr = flow.group_by("venue").agg(pl.corr("ofi", "mid_change").alias("corr")).sort("venue")
-right.plotly_chart(plots.lines_figure(flow, "ofi", "mid_change", by=("venue",), mode="markers",
+widgets.chart(right, plots.lines_figure(flow, "ofi", "mid_change", by=("venue",), mode="markers",
                                       title=f"OFI vs mid change per {bucket} (Cont, Kukanov & Stoikov)",
                                       xlabel="OFI (base units)", ylabel="mid change", height=320), key="ofi")
 right.caption("corr(OFI, Δmid): " + ", ".join(f"{v} {c:+.2f}" for v, c in corr.iter_rows() if c is not None))
@@ -102,7 +102,7 @@ else:
         verb = "follows" if r["lag_ms"] > 0 else "leads" if r["lag_ms"] < 0 else "moves with"
         col.metric(f"{r['venue']} vs {ref}", f"{r['lag_ms']:+d} ms", f"{verb} {ref}, corr {r['corr']:.2f}",
                    delta_color="off")
-    st.plotly_chart(plots.lines_figure(ll, "lag_ms", "corr", by=("venue",),
+    widgets.chart(st, plots.lines_figure(ll, "lag_ms", "corr", by=("venue",),
                                        title=f"Correlation of 100 ms mid returns with {ref}, by lag",
                                        xlabel="lag (ms, positive = venue after reference)", ylabel="corr",
                                        height=320), key="leadlag")

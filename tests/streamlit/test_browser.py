@@ -1,0 +1,143 @@
+"""The dashboards in a real headless Chromium, served by a real Streamlit server on 127.0.0.1.
+
+One browser session for every page. The lake holds a synthetic history
+(feed events, signals, books) and live rows keep arriving while the test
+looks: from the simulator + recorder when they are installed, else from a
+writer thread. Screenshots go to test-artifacts/streamlit/.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import synth
+from conftest import APP, ROOT
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = ROOT / "test-artifacts" / "streamlit"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic"]
+PAGES = [("", "Live market"), ("arbitrage_monitor", "Arbitrage monitor"),
+         ("microstructure", "Microstructure"), ("feed_health", "Feed health")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A Streamlit server on a free port over a lake that is being written to."""
+    from lab.lake import Lake
+
+    base = tmp_path_factory.mktemp("st_browser")
+    lake = Lake(base / "lake")
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=3)
+    synth.write(lake, start, seconds=170.0)
+    port = _free_port()
+    env = os.environ | {"LAB_LAKE": str(lake.root), "LAB_DATA": str(base / "data"), "PYTHONUNBUFFERED": "1"}
+    log = base / "streamlit.log"
+    with synth.LiveWriter(lake, every_s=0.5) as writer, open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "streamlit"), "run", str(APP),
+             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 90, proc, log)
+            yield {"url": f"http://127.0.0.1:{port}", "writer": writer, "log": log}
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    assert writer.error is None, writer.error
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: run `make chromium` (Debian's chromium, never `playwright install`)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+_LAST_X = """(key) => {
+  const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+  if (!el || !el.data || !el.data.length) return null;
+  return el.data.map(t => t.name + '@' + (t.x && t.x.length ? String(t.x[t.x.length - 1]) : '')).join('|');
+}"""
+
+_CHART_DRAWN = """() => {
+  const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+  return plots.length > 0 && plots.every(p => p.data && p.data.length > 0
+      && p.querySelector('.main-svg') && p.querySelectorAll('.trace, .gl-container canvas').length > 0);
+}"""
+
+
+def test_every_page_renders_charts_and_the_live_page_moves(server, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    for path, title in PAGES:
+        t0 = time.monotonic()
+        page.goto(f"{server['url']}/{path}", wait_until="domcontentloaded", timeout=60_000)
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+        page.wait_for_function(_CHART_DRAWN, timeout=60_000)
+        assert page.locator(".stException").count() == 0, page.locator(".stException").first.inner_text()
+        assert "HFThot Research Lab" in page.title() or title in page.title()
+        page.screenshot(path=str(ARTIFACTS / f"{path or 'live_market'}.png"), full_page=True)
+        print(f"{title}: {time.monotonic() - t0:.1f} s")
+
+        if path == "":
+            # two looks a few seconds apart: the live chart's newest points move
+            first = page.evaluate(_LAST_X, "bid_ask")
+            assert first, "the live bid/ask chart has traces"
+            page.wait_for_timeout(3000)
+            page.wait_for_function(f"(prev) => ({_LAST_X})('bid_ask') !== prev", arg=first, timeout=30_000)
+            second = page.evaluate(_LAST_X, "bid_ask")
+            assert second != first
+            assert page.get_by_text("live —").count() >= 1, "fresh feeds are shown as live"
+            page.screenshot(path=str(ARTIFACTS / "live_market_later.png"), full_page=True)
+
+    assert not errors, errors
+    assert server["writer"].batches > 0
