@@ -340,9 +340,13 @@ class Recorder:
                 s.adapter.out = self.rows
         if len(batch) >= 0 and len(batch):
             if not self.writer.submit(batch):
-                self.rows.event(_now_us(), "recorder", None, "loss",
+                now = _now_us()
+                self.rows.event(now, "recorder", None, "loss",
                                 f"writer queue full ({self.cfg.queue_batches} batches): dropped "
                                 f"{json.dumps(batch.counts())}")
+                for r in self.runners:  # the lake's books restart from a known state
+                    for s in r.sessions:
+                        s.adapter.restate_books(now)
 
     def publish_bus(self) -> None:
         pub = self.publisher

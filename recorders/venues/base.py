@@ -310,6 +310,18 @@ class Adapter:
         c[4].append(side); c[5].append(price); c[6].append(qty); c[7].append(is_snapshot)
         c[8].append(seq)
 
+    def restate_books(self, ts_local: int) -> None:
+        """Write every synced book again as snapshot rows (after rows were lost,
+        so the lake's book restarts from a correct state)."""
+        if not self.book_enabled:
+            return
+        for sym, book in self.books.items():
+            if not self.synced.get(sym):
+                continue
+            for side in ("bid", "ask"):
+                for p, q in book.levels(side, 10**9):
+                    self.level(ts_local, ts_local, sym, side, p, q, True, None)
+
     def book_changed(self, symbol: str, ts_ex: int, ts_local: int) -> None:
         """After a book message: a quote row if the top changed, a top-N
         snapshot if the sampling interval has passed (sampled on receive time,
