@@ -15,10 +15,9 @@ The window ends at the newest row in the lake (``anchor="latest"``, so a
 finished recording still shows its last minutes) or at the wall clock
 (``anchor="now"``).
 
-:class:`RecorderProcess` starts ``lab record`` in the background (e.g.
-against the local simulator) and gives a handle with ``status()`` and
-``stop()``; :func:`recorder_status` reads any recorder's status (a handle
-with ``status()``, a status file, or every ``$LAB_DATA/run/recorder-*.json``).
+:func:`recorder_status` reads any recorder's status: a handle with
+``status()`` (:func:`lab.start_recorder` starts one in the background), a
+status file, or every ``$LAB_DATA/run/recorder-*.json``.
 """
 
 from __future__ import annotations
@@ -28,9 +27,6 @@ import datetime as dt
 import html
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -42,7 +38,7 @@ import polars as pl
 from lab import plots
 from lab.lake import Lake, data_dir, default_lake
 
-__all__ = ["LiveMarket", "BookReplay", "RecorderProcess", "recorder_status", "status_html", "latest_time", "market_of"]
+__all__ = ["LiveMarket", "BookReplay", "recorder_status", "status_html", "latest_time", "market_of"]
 
 
 def latest_time(lake: Lake, table: str, column: str = "ts_exchange") -> dt.datetime | None:
@@ -269,77 +265,6 @@ class LiveMarket:
 
 
 # --------------------------------------------------------------------------- recorders
-class RecorderProcess:
-    """``lab record`` running in the background, with ``status()`` and ``stop()``.
-
-    ``RecorderProcess(venue="binance", symbols=["BTC-USDT"], sim=True)``
-    records from the local simulator (``lab simulate`` must be running, or
-    pass ``base_url``/``rest_url`` of one); ``lake`` defaults to
-    ``$LAB_DATA/lake``. Output goes to ``log`` (default
-    ``$LAB_DATA/logs/recorder-<name>.log``).
-    """
-
-    def __init__(self, *, venue: str, symbols: Sequence[str], sim: bool = True,
-                 base_url: str | None = None, rest_url: str | None = None,
-                 lake: str | os.PathLike[str] | None = None, name: str | None = None,
-                 status_dir: str | os.PathLike[str] | None = None,
-                 extra: Sequence[str] = (), log: str | os.PathLike[str] | None = None) -> None:
-        self.name = name or f"notebook-{venue}"
-        self.status_dir = Path(status_dir) if status_dir else data_dir() / "run"
-        argv = [sys.executable, "-m", "lab.cli", "record", "--venue", venue,
-                "--symbols", ",".join(symbols), "--name", self.name, "--status-dir", str(self.status_dir)]
-        if sim and base_url is None:
-            argv.append("--sim")
-        if base_url:
-            argv += ["--base-url", base_url]
-        if rest_url:
-            argv += ["--rest-url", rest_url]
-        if lake is not None:
-            argv += ["--lake", str(lake)]
-        argv += list(extra)
-        self.argv = argv
-        logf = Path(log) if log else data_dir() / "logs" / f"recorder-{self.name}.log"
-        logf.parent.mkdir(parents=True, exist_ok=True)
-        self.log = logf
-        self._log = open(logf, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    @property
-    def status_file(self) -> Path:
-        return self.status_dir / f"recorder-{self.name}.json"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def status(self) -> dict:
-        st = recorder_status(self.status_file)
-        st.setdefault("name", self.name)
-        st["process"] = "running" if self.alive() else f"exited ({self.proc.returncode})"
-        return st
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM (the recorder flushes pending rows), then SIGKILL after ``timeout``."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
-
-    def __enter__(self) -> "RecorderProcess":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"RecorderProcess({self.name!r}, pid={self.proc.pid}, {'running' if self.alive() else 'stopped'})"
-
-
 def recorder_status(source: Any = None) -> dict:
     """A recorder's status dict: from a handle with ``status()``, a status file,
     or (``None``) every ``$LAB_DATA/run/recorder-*.json`` as ``{"recorders": [...]}``.
@@ -348,7 +273,10 @@ def recorder_status(source: Any = None) -> dict:
     'no status file yet'
     """
     if source is not None and hasattr(source, "status") and callable(source.status):
-        return dict(source.status())
+        st = dict(source.status())
+        if "running" in st:
+            st.setdefault("state", "running" if st["running"] else "stopped")
+        return st
     if source is None:
         files = sorted((data_dir() / "run").glob("recorder-*.json"))
         return {"recorders": [recorder_status(f) for f in files]}
@@ -362,7 +290,7 @@ def recorder_status(source: Any = None) -> dict:
     try:
         age = time.time() - dt.datetime.fromisoformat(st["updated"]).timestamp()
         st["state"] = "running" if age < 5 else f"silent for {age:.0f} s"
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError):
         st.setdefault("state", "unknown")
     return st
 

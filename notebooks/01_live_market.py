@@ -32,9 +32,10 @@ record_venue = "binance"
 live_updates = True
 
 # %%
-from lab.live import LiveMarket, RecorderProcess
+import lab
+from lab.live import LiveMarket
 
-rec = RecorderProcess(venue=record_venue, symbols=[symbol], sim=True, lake=lake) if record else None
+rec = lab.start_recorder(record_venue, [symbol], sim=True, lake=lake) if record else None
 live = LiveMarket(lake, symbol=symbol, venues=venues, window=window, recorder=rec)
 live
 

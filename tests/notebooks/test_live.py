@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from lab.lake import Lake
-from lab.live import BookReplay, LiveMarket, RecorderProcess, recorder_status, status_html
+import lab
+from lab.live import BookReplay, LiveMarket, recorder_status, status_html
 
 T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -109,13 +110,12 @@ def simulator():
         yield sim
 
 
-def test_live_figure_shows_new_points_from_a_recorder_on_the_simulator(simulator, tmp_path: Path) -> None:
+def test_live_figure_shows_new_points_from_a_recorder_on_the_simulator(simulator, lab_data: Path) -> None:
     urls = simulator.urls()
-    lake_dir = tmp_path / "lake"
-    rec = RecorderProcess(venue="binance", symbols=["BTC-USDT"], base_url=urls["binance"],
-                          rest_url=urls["binance_rest"], lake=lake_dir, name="nbtest",
-                          status_dir=tmp_path / "run", log=tmp_path / "recorder.log",
-                          extra=["--flush-interval", "0.2", "--maintain-every", "0"])
+    lake_dir = lab_data / "lake"
+    rec = lab.start_recorder("binance", ["BTC-USDT"], base_url=urls["binance"], rest_url=urls["binance_rest"],
+                             lake=lake_dir, name="nbtest", flush_interval=0.2,
+                             extra_args=["--maintain-every", "0"])
     try:
         lake = Lake(lake_dir)
         _wait(lambda: lake.exists("quotes") and lake.exists("trades"), 90,
@@ -134,8 +134,8 @@ def test_live_figure_shows_new_points_from_a_recorder_on_the_simulator(simulator
         bid = _trace(live.quotes_fig, "binance bid")
         assert len(bid.x) > len(x0) and max(bid.x) > max(x0)
         assert "binance" in live.status.value
-        st = _wait(lambda: (s := rec.status()).get("venues") and s, 30, "the recorder's status file")
-        assert st["venues"]["binance"]["messages"] > 0 and st["process"] == "running"
+        st = _wait(lambda: (s := recorder_status(rec)).get("venues") and s, 30, "the recorder status file")
+        assert st["venues"]["binance"]["messages"] > 0 and st["state"] == "running"
     finally:
-        assert rec.stop() is not None
-    assert not rec.alive()
+        rec.stop()
+    assert not rec.running()
