@@ -172,8 +172,10 @@ class BinanceAdapter(Adapter):
         """Apply a REST depth snapshot, then the buffered diffs that follow it."""
         sym = symbol.upper()
         self._pending.discard(sym)
+        if not self.book_enabled:
+            return  # a newer connection owns the books now
         snap = _snap.decode(body)
-        buf = self._buffer[sym]
+        buf = sorted(self._buffer[sym], key=lambda d: d.U)  # out-of-order arrivals while waiting
         if buf and snap.lastUpdateId < buf[0].U - 1:
             # Older than the first diff we hold: the diffs between are missing.
             self.event(ts_local, sym, "snapshot_stale",

@@ -183,7 +183,9 @@ def _replay_book(bu: pl.DataFrame):
             else:
                 side[r["price"]] = r["qty"]
         nxt = rows[j]["te"] if j < len(rows) else None
-        yield (rows[i]["seq"], rows[i]["te"], nxt,
+        # a group can be a snapshot plus the buffered diffs applied after it: the state
+        # afterwards is that of the group's last row
+        yield (rows[j - 1]["seq"], rows[j - 1]["te"], nxt,
                sorted(bids.items(), reverse=True)[:25], sorted(asks.items())[:25])
         i = j
 
