@@ -10,9 +10,9 @@
 # # Microstructure of one market over a day
 #
 # **How does one market trade, venue by venue?** Quoted spreads, book depth and
-# imbalance, whether imbalance predicts the next move, trading activity and
-# realised volatility across sampling intervals, for one market (USD and USDT
-# quotes merged) on each venue, from the lake.
+# imbalance, order-flow imbalance (OFI) against price moves, the volatility
+# signature plot, VPIN, and which venue leads the others, for one market (USD and
+# USDT books merged) over a day, from the lake.
 
 # %% tags=["parameters"]
 # lake directory; None = $LAB_DATA/lake
@@ -33,6 +33,7 @@ import polars as pl
 
 import lab
 from lab import plots
+from lab import leadlag, micro, volatility
 from lab.bars import ohlcv
 from lab.book import rebuild, with_book_features
 from lab.live import latest_time, market_of
@@ -41,6 +42,7 @@ from lab.reports import day_range, show, spread_summary
 lk = lab.Lake(lake) if lake else lab.default_lake()
 day = date or latest_time(lk, "trades").date().isoformat()
 start, end = day_range(day)
+end = min(end, latest_time(lk, "quotes"))  # a day still being recorded ends now
 market = market_of(symbol)
 members = [s for s in lk.scan("quotes").select(pl.col("symbol").unique()).collect().to_series().to_list()
            if market_of(s) == market]
@@ -96,19 +98,40 @@ nxt.group_by("venue").agg(pl.corr("imbalance_1", "ret_next").alias("corr_imbalan
                           pl.len().alias("seconds")).sort("venue")
 
 # %% [markdown]
-# ## Activity and volatility
-# One-minute bars per venue, and a signature plot: realised variance of mid
-# returns sampled every k seconds, scaled per second (flat without microstructure noise).
+# ## Order-flow imbalance and price moves
+# OFI per second (Cont, Kukanov & Stoikov 2014) against the mid change over the same
+# second: the slope is the price impact of one unit of net order flow.
+
+# %%
+of = micro.ofi(scan("quotes"), "1s").drop_nulls("mid_change").collect()
+of.group_by("venue").agg(pl.corr("ofi", "mid_change").alias("corr_ofi_dmid"),
+                         (pl.cov("ofi", "mid_change") / pl.col("ofi").var()).alias("impact_per_unit"),
+                         pl.len().alias("seconds")).sort("venue")
+
+# %% [markdown]
+# ## Activity, volatility and toxicity
+# Notional per minute; the signature plot (realised variance against the sampling
+# interval: microstructure noise inflates it at short intervals); VPIN over volume
+# buckets (bulk volume classification).
 
 # %%
 bars = ohlcv(scan("trades"), "1m").collect()
 show(plots.lines_figure(bars, "bucket", "notional", title="Notional traded per minute (quote units)"))
 
 # %%
-sig = pl.concat([
-    feat.sort("ts_exchange").group_by("venue", maintain_order=True).agg(
-        (pl.col("mid").gather_every(k).log().diff().pow(2).sum() / (pl.len() - 1)).alias("rv_per_s"))
-    .with_columns(pl.lit(k).alias("k_seconds"))
-    for k in (1, 2, 5, 10, 20, 30, 60)])
-show(plots.lines_figure(sig, "k_seconds", "rv_per_s", by=["venue"], mode="lines+markers", log_x=True,
-                        title="Signature plot: realised variance per second vs sampling interval"))
+sig = volatility.signature_plot(scan("quotes"), ("1s", "2s", "5s", "10s", "30s", "1m")).collect()
+show(plots.lines_figure(sig, "seconds", "rv", mode="lines+markers", log_x=True,
+                        title="Signature plot: realised variance vs sampling interval (s)"))
+
+# %%
+vp = micro.vpin(scan("trades"), n_buckets=50, every="10s", window=10).collect()
+show(plots.lines_figure(vp.drop_nulls("vpin"), "ts_end", "vpin", title="VPIN (50 buckets, window 10)"))
+
+# %% [markdown]
+# ## Who leads?
+# Hayashi–Yoshida lead-lag between the venues' mids: the leader moves first, the
+# others follow ``lag_ms`` later.
+
+# %%
+leadlag.venue_leadership(lk.scan("quotes", venue=venues, symbol=members, start=start, end=end),
+                         max_lag_ms=250, step_ms=10).collect()
