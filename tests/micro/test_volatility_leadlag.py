@@ -116,3 +116,18 @@ def test_lead_lag_recovers_the_simulators_leader_and_lags(sim_lake):
     pooled = got.group_by("venue").agg(pl.col("lag_ms").median())
     for v, lag in pooled.iter_rows():
         assert abs(lag - truth[v]) <= 25, (v, lag, truth[v])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 300), min_size=2, max_size=40, unique=True),
+       st.lists(st.integers(0, 300), min_size=2, max_size=40, unique=True), st.integers(0, 10_000))
+def test_lag_profile_kernel_equals_the_double_sum_on_shifted_clocks(a, b, seed):
+    rng = np.random.default_rng(seed)
+    t1, t2 = np.sort(a), np.sort(b)
+    p1 = np.exp(rng.normal(0, 0.01, t1.size).cumsum())
+    p2 = np.exp(rng.normal(0, 0.01, t2.size).cumsum())
+    lags = np.array([-50, -7, 0, 3, 20, 100])
+    r1, r2 = np.diff(np.log(p1)), np.diff(np.log(p2))
+    d = math.sqrt(np.dot(r1, r1) * np.dot(r2, r2))
+    want = [_hy_brute(t1, p1, t2 - th, p2) / d for th in lags]
+    np.testing.assert_allclose(leadlag.hy_lag_profile(t1, p1, t2, p2, lags), want, atol=1e-12)
