@@ -320,61 +320,107 @@ def cross_venue(
     depth = _depth(books.collect_schema().names())
     rates = dict(quote_rates or _DEFAULT_RATES)
     max_age_us = int(_ms(max_age) * 1000)
-    split = (pl.col("symbol").str.split_exact("-", 1)
-             .struct.rename_fields(["__base", "__quote"]).alias("__s"))
     q = books.select(pl.col(time_column).alias("ts"), "venue", "symbol", *wide_columns_of(depth))
     if venues is not None:
         q = q.filter(pl.col("venue").is_in(list(venues)))
-    q = (q.with_columns(split).unnest("__s")
-         .filter(pl.col("__quote").is_in(list(rates))))
-    if assets is not None:
-        q = q.filter(pl.col("__base").is_in(list(assets)))
-    df = (q.with_columns(_size_expr(size).alias("__size"),
-                         pl.col("__quote").replace_strict(rates, return_dtype=pl.Float64)
-                         .alias("__rate"))
-          .filter(pl.col("__size").is_not_null())
-          .select(pl.col("ts").cast(TS), "venue", "symbol", "__base", "__size",
-                  (walk_buy(pl.col("__size"), depth) * pl.col("__rate")).alias("__buy"),
-                  (walk_sell(pl.col("__size"), depth) * pl.col("__rate")).alias("__sell"))
-          .collect())
-    tsn = df["ts"].dt.epoch("us").to_numpy()
-    order = np.argsort(tsn, kind="stable")
-    if not np.all(order[1:] > order[:-1]):
-        df = df[order]
-        tsn = tsn[order]
-    vnames = sorted(df["venue"].unique().to_list())
-    vcode = df["venue"].replace_strict({v: i for i, v in enumerate(vnames)},
-                                       return_dtype=pl.Int64).to_numpy() if df.height else np.empty(0, np.int64)
-    anames = sorted(df["__base"].unique().to_list())
-    acode = df["__base"].replace_strict({a: i for i, a in enumerate(anames)},
-                                        return_dtype=pl.Int64).to_numpy() if df.height else np.empty(0, np.int64)
+    raw = q.collect()
+    # symbols and venues are few: map them to small integer codes once, then
+    # work on numbers only (string work per row dominated the scan)
+    syms = [s for s in raw["symbol"].unique().drop_nulls().to_list()]
+    keep_syms = []
+    for s in sorted(syms):
+        base, _, quote = s.partition("-")
+        sz = size.get(base) if isinstance(size, Mapping) else size
+        if quote in rates and sz is not None and (assets is None or base in assets):
+            if not isinstance(size, Mapping) and size <= 0:
+                raise ValueError(f"size must be > 0, got {size}")
+            keep_syms.append((s, base, float(sz), float(rates[quote])))
+    vnames = sorted(raw["venue"].unique().drop_nulls().to_list())
+    anames = sorted({b for _, b, _, _ in keep_syms})
+    s_idx = {s: i for i, (s, *_r) in enumerate(keep_syms)}
+    s_asset = np.array([anames.index(b) for _, b, _, _ in keep_syms], np.int64)
+    s_size = np.array([z for *_r, z, _ in keep_syms], np.float64)
+    s_rate = np.array([r for *_r, r in keep_syms], np.float64)
+    vcode = _codes(raw["venue"], {v: i for i, v in enumerate(vnames)})
+    scode = _codes(raw["symbol"], s_idx)
+    ok = (vcode >= 0) & (scode >= 0)
+    tsn = raw["ts"].dt.cast_time_unit("us").dt.epoch("us").to_numpy()
+    lv = {c: raw[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in wide_columns_of(depth)}
+    del raw
+    if not ok.all():
+        tsn, vcode, scode = tsn[ok], vcode[ok], scode[ok]
+        lv = {c: v[ok] for c, v in lv.items()}
+    sz, rate = s_size[scode], s_rate[scode]
+    buy = _walk_np([lv[f"ask_px_{i}"] for i in range(depth)],
+                   [lv[f"ask_qty_{i}"] for i in range(depth)], sz) * rate
+    sell = _walk_np([lv[f"bid_px_{i}"] for i in range(depth)],
+                    [lv[f"bid_qty_{i}"] for i in range(depth)], sz) * rate
+    del lv
+    if tsn.shape[0] > 1 and not np.all(tsn[1:] >= tsn[:-1]):
+        order = np.argsort(tsn, kind="stable")
+        tsn, vcode, scode, buy, sell = tsn[order], vcode[order], scode[order], buy[order], sell[order]
+    acode = s_asset[scode] if scode.shape[0] else np.empty(0, np.int64)
     fee = np.array([_fee(fees, v, default_fee_bps) for v in vnames], np.float64)
     row, rb, rs, prof, fresh = _cross_kernel(
-        np.ascontiguousarray(tsn, np.int64), vcode, acode,
-        df["__buy"].fill_null(np.nan).to_numpy(), df["__sell"].fill_null(np.nan).to_numpy(),
-        len(vnames), len(anames), fee, max_age_us, float(min_edge_bps),
-        {"signals": 0, "episodes": 1, "all": 2}[keep])
-    fee_map = {v: f for v, f in zip(vnames, fee.tolist())}
-    b = df.select(pl.col("venue").alias("buy_venue"), pl.col("symbol").alias("buy_symbol"),
-                  pl.col("__buy").alias("buy_px"))[rb]
-    s = df.select(pl.col("venue").alias("sell_venue"), pl.col("symbol").alias("sell_symbol"),
-                  pl.col("__sell").alias("sell_px"))[rs]
-    e = df.select("ts", "venue", pl.col("__base").alias("asset"), pl.col("__size").alias("size"))[row]
-    out = pl.concat([e, b, s, pl.DataFrame({"profitable": prof, "fresh": fresh})],
-                    how="horizontal")
-    fb = pl.col("buy_venue").replace_strict(fee_map, return_dtype=pl.Float64)
-    fs = pl.col("sell_venue").replace_strict(fee_map, return_dtype=pl.Float64)
-    cost = pl.col("buy_px") * (1 + fb)
-    proceeds = pl.col("sell_px") * (1 - fs)
+        np.ascontiguousarray(tsn, np.int64), np.ascontiguousarray(vcode, np.int64),
+        np.ascontiguousarray(acode, np.int64), np.ascontiguousarray(buy),
+        np.ascontiguousarray(sell), len(vnames), len(anames), fee, max_age_us,
+        float(min_edge_bps), {"signals": 0, "episodes": 1, "all": 2}[keep])
+    vn = pl.Series(vnames, dtype=pl.String)
+    sn = pl.Series([s for s, *_r in keep_syms], dtype=pl.String)
+    an = pl.Series(anames, dtype=pl.String)
+    bv, sv = vcode[rb], vcode[rs]
+    bp, sp = buy[rb], sell[rs]
+    fb, fs = fee[bv], fee[sv]
+    out = pl.DataFrame({
+        "ts": pl.Series(tsn[row], dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
+        "asset": an.gather(acode[row]),
+        "buy_venue": vn.gather(bv), "sell_venue": vn.gather(sv),
+        "buy_symbol": sn.gather(scode[rb]), "sell_symbol": sn.gather(scode[rs]),
+        "size": s_size[scode[row]], "buy_px": bp, "sell_px": sp,
+        "__cost": bp * (1 + fb), "__proceeds": sp * (1 - fs),
+        "fresh": fresh, "venue": vn.gather(vcode[row]), "profitable": prof,
+    })
+    cost, proceeds = pl.col("__cost"), pl.col("__proceeds")
     out = out.lazy().with_columns(
         pl.lit("cross_venue").alias("kind"),
         ((pl.col("sell_px") - pl.col("buy_px")) / pl.col("buy_px") * 1e4).alias("gross_edge_bps"),
         ((proceeds - cost) / cost * 1e4).alias("net_edge_bps"),
         (pl.col("size") * (proceeds - cost)).alias("profit_quote"),
-        (pl.col("size") * pl.col("buy_px")).alias("volume_usd"))
+        (pl.col("size") * pl.col("buy_px")).alias("volume_usd")).fill_nan(None)
     if keep == "signals":
         return out.select(list(SIGNAL_COLUMNS))
     return out.select(*SIGNAL_COLUMNS, "fresh", "venue", "profitable")
+
+
+def _codes(col: pl.Series, index: Mapping[str, int]) -> np.ndarray:
+    """Small integer code of each string (``-1`` when absent from ``index`` or null).
+
+    >>> _codes(pl.Series(["b", "a", None, "b", "c"]), {"a": 0, "b": 1}).tolist()
+    [1, 0, -1, 1, -1]
+    """
+    cat = col.cast(pl.Categorical)
+    phys = cat.to_physical().fill_null(-1).cast(pl.Int64).to_numpy()
+    if phys.shape[0] == 0:
+        return np.empty(0, np.int64)
+    u = cat.unique().drop_nulls()
+    look = np.full(int(phys.max()) + 2, -1, np.int64)
+    for code, name in zip(u.to_physical().to_list(), u.cast(pl.String).to_list()):
+        look[code] = index.get(name, -1)
+    return look[phys]  # -1 (null) reads the last slot, which stays -1
+
+
+def _walk_np(px: list[np.ndarray], qty: list[np.ndarray], size: np.ndarray) -> np.ndarray:
+    """VWAP of ``size`` walking levels (NaN when too thin): :func:`walk_buy` in numpy."""
+    cum = np.zeros_like(size)
+    notional = np.zeros_like(size)
+    for p, q in zip(px, qty):
+        q = np.where(np.isnan(q), 0.0, q)
+        fill = np.minimum(np.maximum(size - cum, 0.0), q)
+        notional += np.where(fill > 0, p * fill, 0.0)
+        cum += q
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((cum >= size * (1 - 1e-12)) & (size > 0), notional / size, np.nan)
 
 
 def wide_columns_of(depth: int) -> list[str]:
