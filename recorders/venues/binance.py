@@ -27,6 +27,7 @@ __all__ = ["BinanceAdapter", "venue_symbol", "DEFAULT_WS", "DEFAULT_REST"]
 
 DEFAULT_WS = "wss://stream.binance.com:9443"
 DEFAULT_REST = "https://api.binance.com"
+MAX_BUFFER = 50_000  # diffs held per symbol while waiting for a snapshot
 
 
 def venue_symbol(symbol: str) -> str:
@@ -138,7 +139,10 @@ class BinanceAdapter(Adapter):
         if not self.book_enabled:
             return
         if not self.synced[sym]:
-            self._buffer[sym].append(msg)
+            buf = self._buffer[sym]
+            buf.append(msg)
+            if len(buf) > MAX_BUFFER:  # REST down for long: keep memory bounded; the
+                del buf[: MAX_BUFFER // 2]  # snapshot then proves older or newer than we hold
             self._request_snapshot(sym)
             return
         last = self._last_u[sym]
