@@ -13,12 +13,21 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-from recorders.sim.feed import Client, Encoder, LiveBook, Out
+import numpy as np
+import polars as pl
+
+from recorders.sim.feed import Client, Encoder, LiveBook, Prepared
 from recorders.sim.wire import frame, scale_dec
 
 __all__ = ["BinanceEncoder"]
 
 STREAM_KINDS = ("trade", "aggTrade", "depth@100ms", "depth", "bookTicker")
+
+
+def _d8(col: str) -> pl.Expr:
+    """Integer units of 1e-8 as Binance's 8-decimal text (vectorised)."""
+    e = pl.col(col).cast(pl.String).str.zfill(9)
+    return pl.concat_str([e.str.head(-8), pl.lit("."), e.str.tail(8)])
 
 
 class BinanceEncoder(Encoder):
@@ -28,88 +37,77 @@ class BinanceEncoder(Encoder):
         super().__init__(sim, items)
         self.lower = {i: l.venue_symbol.lower() for i, l in items}
         self.by_sym = {l.venue_symbol: i for i, l in items}
-        # depth windows: listing -> [changes dict, U, u]; per interval
-        self.win: dict[tuple[int, int], list] = {}
-        self.next_flush = {100: 0, 1000: 0}
         self.agg_id = {i: 10**8 + 7 * i for i, _ in items}
         self.wanted: dict[str, int] = {}
 
-    # -- market events --------------------------------------------------
-    def _want(self, stream: str) -> bool:
-        return self.wanted.get(stream, 0) > 0
+    # -- market events: pre-encoded per chunk, vectorised -----------------
+    vectorised = True
 
-    def on_book(self, li, t, seq, changes, book) -> None:
-        s = self.lower[li]
-        for ms, name in ((100, "@depth@100ms"), (1000, "@depth")):
-            if not self._want(s + name):
-                continue
-            w = self.win.get((li, ms))
-            if w is None:
-                w = self.win[(li, ms)] = [{}, seq, seq]
-            d = w[0]
-            for side, px, q in changes:
-                d[(side, px)] = q
-            w[2] = seq
+    def prepare(self, li: int, c) -> Prepared:
+        """All Binance messages of one model chunk, in time order.
 
-    def on_trade(self, li, t, px, q, side, tid) -> None:
-        s = self.lower[li]
+        Depth windows are aligned to 100 ms / 1 s of simulated time; model
+        chunks are whole seconds, so a window never straddles two chunks.
+        """
         l = self.by_idx[li]
+        s = self.lower[li]
         sym = l.venue_symbol
-        ms = t // 1_000_000
-        m = "true" if side == 1 else "false"  # buyer is maker <=> aggressor sold
-        p = scale_dec(px, l.price_dec, 8)
-        qq = scale_dec(q, l.qty_dec, 8)
-        if self._want(s + "@trade"):
-            self.out.append(Out(s + "@trade", (
-                f'{{"e":"trade","E":{ms},"s":"{sym}","t":{tid},"p":"{p}","q":"{qq}",'
-                f'"T":{ms},"m":{m},"M":true}}'), "trade", l.symbol))
-        if self._want(s + "@aggTrade"):
-            self.agg_id[li] += 1
-            self.out.append(Out(s + "@aggTrade", (
-                f'{{"e":"aggTrade","E":{ms},"s":"{sym}","a":{self.agg_id[li]},"p":"{p}","q":"{qq}",'
-                f'"f":{tid},"l":{tid},"T":{ms},"m":{m},"M":true}}'), "trade", l.symbol))
-
-    def on_quote(self, li, t, bp, bq, ap, aq, seq) -> None:
-        s = self.lower[li] + "@bookTicker"
-        if not self._want(s):
-            return
-        l = self.by_idx[li]
-        pd, qd = l.price_dec, l.qty_dec
-        self.out.append(Out(s, (
-            f'{{"u":{seq},"s":"{l.venue_symbol}","b":"{scale_dec(bp, pd, 8)}","B":"{scale_dec(bq, qd, 8)}",'
-            f'"a":"{scale_dec(ap, pd, 8)}","A":"{scale_dec(aq, qd, 8)}"}}'), "ticker", l.symbol))
-
-    def on_clock(self, now: int) -> None:
-        for ms in (100, 1000):
-            step = ms * 1_000_000
-            if self.next_flush[ms] == 0:
-                self.next_flush[ms] = (now // step + 1) * step
-            if now < self.next_flush[ms]:
-                continue
-            e_ms = self.next_flush[ms] // 1_000_000
-            self.next_flush[ms] = (now // step + 1) * step
-            self._emit_windows(ms, e_ms)
-
-    def flush_pending(self, now: int) -> None:
-        for ms in (100, 1000):
-            self._emit_windows(ms, now // 1_000_000)
-
-    def _emit_windows(self, ms: int, e_ms: int) -> None:
-        name = "@depth@100ms" if ms == 100 else "@depth"
-        if True:
-            for (li, wms), w in list(self.win.items()):
-                if wms != ms or not w[0]:
-                    continue
-                l = self.by_idx[li]
-                pd, qd = l.price_dec, l.qty_dec
-                bids = sorted(((p, q) for (sd, p), q in w[0].items() if sd == 0), reverse=True)
-                asks = sorted((p, q) for (sd, p), q in w[0].items() if sd == 1)
-                b = ",".join(f'["{scale_dec(p, pd, 8)}","{scale_dec(q, qd, 8)}"]' for p, q in bids)
-                a = ",".join(f'["{scale_dec(p, pd, 8)}","{scale_dec(q, qd, 8)}"]' for p, q in asks)
-                self.out.append(Out(self.lower[li] + name, (
-                    f'{{"e":"depthUpdate","E":{e_ms},"s":"{l.venue_symbol}","U":{w[1]},"u":{w[2]},'
-                    f'"b":[{b}],"a":[{a}]}}'), "book", l.symbol))
-                del self.win[(li, wms)]
+        pd_, qd = 10 ** (8 - l.price_dec), 10 ** (8 - l.qty_dec)
+        parts: list[pl.LazyFrame] = []
+        nt = c.trade_t.shape[0]
+        if nt:
+            a0 = self.agg_id[li]
+            self.agg_id[li] += nt
+            tr = pl.DataFrame({"t": c.trade_t, "px": c.trade_px * pd_, "q": c.trade_q * qd,
+                               "side": c.trade_side, "id": c.trade_id,
+                               "a": np.arange(a0 + 1, a0 + 1 + nt, dtype=np.int64)}).lazy()
+            E = (pl.col("t") // 1_000_000).cast(pl.String)
+            m = pl.when(pl.col("side") == 1).then(pl.lit("true")).otherwise(pl.lit("false"))
+            p, q = _d8("px"), _d8("q")
+            tr = tr.with_columns(E=E, m=m, p=p, qq=q, idt=pl.col("id").cast(pl.String),
+                                 at=pl.col("a").cast(pl.String))
+            trade = tr.select("t", pl.lit(s + "@trade").alias("key"), pl.lit(0).alias("o"), pl.concat_str([
+                pl.lit('{"e":"trade","E":'), "E", pl.lit(f',"s":"{sym}","t":'), "idt", pl.lit(',"p":"'), "p",
+                pl.lit('","q":"'), "qq", pl.lit('","T":'), "E", pl.lit(',"m":'), "m", pl.lit(',"M":true}')]
+            ).alias("text"), pl.lit("trade").alias("kind"))
+            agg = tr.select("t", pl.lit(s + "@aggTrade").alias("key"), pl.lit(1).alias("o"), pl.concat_str([
+                pl.lit('{"e":"aggTrade","E":'), "E", pl.lit(f',"s":"{sym}","a":'), "at", pl.lit(',"p":"'), "p",
+                pl.lit('","q":"'), "qq", pl.lit('","f":'), "idt", pl.lit(',"l":'), "idt", pl.lit(',"T":'), "E",
+                pl.lit(',"m":'), "m", pl.lit(',"M":true}')]).alias("text"), pl.lit("trade").alias("kind"))
+            parts += [trade, agg]
+        if c.quote_t.shape[0]:
+            qt = pl.DataFrame({"t": c.quote_t, "bp": c.quote_bp * pd_, "bq": c.quote_bq * qd,
+                               "ap": c.quote_ap * pd_, "aq": c.quote_aq * qd, "u": c.quote_seq}).lazy()
+            parts.append(qt.select("t", pl.lit(s + "@bookTicker").alias("key"), pl.lit(2).alias("o"), pl.concat_str([
+                pl.lit('{"u":'), pl.col("u").cast(pl.String), pl.lit(f',"s":"{sym}","b":"'), _d8("bp"),
+                pl.lit('","B":"'), _d8("bq"), pl.lit('","a":"'), _d8("ap"), pl.lit('","A":"'), _d8("aq"),
+                pl.lit('"}')]).alias("text"), pl.lit("ticker").alias("kind")))
+        if c.upd_t.shape[0]:
+            up = pl.DataFrame({"t": c.upd_t, "side": c.upd_side, "px": c.upd_px * pd_,
+                               "q": c.upd_q * qd, "seq": c.upd_seq}).lazy()
+            for ms, name, o in ((100, "@depth@100ms", 3), (1000, "@depth", 4)):
+                step = ms * 1_000_000
+                w = up.with_columns(w=pl.col("t") // step)
+                rng = w.group_by("w").agg(U=pl.col("seq").min(), u=pl.col("seq").max())
+                lv = (w.group_by("w", "side", "px", maintain_order=True).agg(pl.col("q").last())
+                      .with_columns(lvl=pl.concat_str([pl.lit('["'), _d8("px"), pl.lit('","'), _d8("q"),
+                                                        pl.lit('"]')]))
+                      .sort("w", "side", pl.when(pl.col("side") == 0).then(-pl.col("px")).otherwise(pl.col("px")))
+                      .group_by("w", "side", maintain_order=True).agg(pl.col("lvl").str.join(",")))
+                b = lv.filter(side=0).select("w", b="lvl")
+                a = lv.filter(side=1).select("w", a="lvl")
+                d = (rng.join(b, on="w", how="left").join(a, on="w", how="left")
+                     .with_columns(pl.col("b", "a").fill_null(""), t=(pl.col("w") + 1) * step))
+                parts.append(d.select("t", pl.lit(s + name).alias("key"), pl.lit(o).alias("o"), pl.concat_str([
+                    pl.lit('{"e":"depthUpdate","E":'), (pl.col("t") // 1_000_000).cast(pl.String),
+                    pl.lit(f',"s":"{sym}","U":'), pl.col("U").cast(pl.String), pl.lit(',"u":'),
+                    pl.col("u").cast(pl.String), pl.lit(',"b":['), "b", pl.lit('],"a":['), "a", pl.lit("]}")]
+                ).alias("text"), pl.lit("book").alias("kind")))
+        if not parts:
+            return Prepared(np.zeros(0, np.int64), [], [], [], l.symbol)
+        df = pl.concat(parts).sort("t", "o", maintain_order=True).collect()
+        return Prepared(df["t"].to_numpy(), df["key"].to_list(), df["text"].to_list(),
+                        df["kind"].to_list(), l.symbol)
 
     # -- connections ----------------------------------------------------
     def _valid(self, stream: str) -> bool:

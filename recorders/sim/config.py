@@ -110,7 +110,9 @@ class SimConfig(msgspec.Struct, frozen=True):
     truth_dir: str | None = None
     truth_book_every: int = 50  # books.jsonl checkpoint every N updates per symbol
     start_ns: int | None = None  # simulated clock start (None: now)
-    chunk_s: float = 0.25  # live model step (bulk uses its own)
+    # live model step, whole simulated seconds; None: 1 s, longer at high speed so per-chunk
+    # encoding costs amortise. The stream is reproducible for a given seed, speed and chunk_s.
+    chunk_s: float | None = None
 
     def __post_init__(self) -> None:
         bad = [v for v in self.venues if v not in VENUES]
@@ -137,6 +139,11 @@ class SimConfig(msgspec.Struct, frozen=True):
     def lead_lags_ms(self) -> dict[str, float]:
         base = self.lag_ms(self.leader)
         return {v: self.lag_ms(v) - base for v in self.venues}
+
+    def live_chunk_s(self) -> int:
+        if self.chunk_s is not None:
+            return max(1, int(round(self.chunk_s)))
+        return 1 if self.speed <= 20 else int(min(60, round(self.speed / 25)))
 
     def port(self, venue: str) -> int:
         return self.port_base + PORT_OFFSET[venue]

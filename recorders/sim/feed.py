@@ -19,7 +19,7 @@ from typing import Any
 
 from recorders.sim.wire import frame
 
-__all__ = ["LiveBook", "Out", "Client", "Encoder"]
+__all__ = ["LiveBook", "Out", "Client", "Encoder", "Prepared"]
 
 
 class LiveBook:
@@ -72,6 +72,20 @@ class Out:
         return Out(self.key, self.text, self.kind, self.symbol, self.parts)
 
 
+class Prepared:
+    """A chunk's messages for one listing, pre-encoded, in time order."""
+
+    __slots__ = ("t", "keys", "texts", "kinds", "symbol", "pos")
+
+    def __init__(self, t, keys: list, texts: list[str], kinds: list[str], symbol: str) -> None:
+        self.t = t
+        self.keys = keys
+        self.texts = texts
+        self.kinds = kinds
+        self.symbol = symbol
+        self.pos = 0
+
+
 _conn_ids = itertools.count(1)
 
 
@@ -101,6 +115,7 @@ class Encoder:
     """Base of the per-venue protocol encoders (one instance per venue)."""
 
     venue = ""
+    vectorised = False  # True: prepare() pre-encodes whole chunks, on_* are not called
 
     def __init__(self, sim: Any, items: list[tuple[int, Any]]) -> None:
         self.sim = sim
@@ -109,15 +124,15 @@ class Encoder:
         self.out: list[Out] = []
         self.clients: set[Client] = set()
 
+    def prepare(self, li: int, chunk: Any) -> "Prepared | None":
+        return None
+
     # market events -> self.out
     def on_book(self, li: int, t: int, seq: int, changes: list[tuple[int, int, int]],
                 book: LiveBook) -> None: ...
     def on_trade(self, li: int, t: int, px: int, q: int, side: int, tid: int) -> None: ...
     def on_quote(self, li: int, t: int, bp: int, bq: int, ap: int, aq: int, seq: int) -> None: ...
     def on_clock(self, now: int) -> None: ...
-
-    def flush_pending(self, now: int) -> None:
-        """Emit anything held back for batching (used by ``Simulator.pause``)."""
 
     # connections
     def accepts(self, path: str) -> bool:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.protocol import State
 from websockets.http11 import Response
@@ -68,6 +69,7 @@ except ImportError:  # pragma: no cover
     pass
 
 TICK_S = 0.005
+MAX_TICK_WALL_S = 0.02  # at most this much wall-clock worth of market per tick
 HIGH_WATER = 8 * 2**20
 LOW_WATER = 2 * 2**20
 
@@ -94,6 +96,13 @@ class Truth:
         f = self._files.get(kind)
         if f is not None:
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+
+    def add_many(self, kind: str, recs: list[dict]) -> None:
+        getattr(self, kind).extend(recs)
+        f = self._files.get(kind)
+        if f is not None:
+            enc = json.JSONEncoder(separators=(",", ":")).encode
+            f.write("".join(enc(r) + "\n" for r in recs))
 
     def flush(self) -> None:
         for f in self._files.values():
@@ -124,7 +133,8 @@ class Simulator:
         self.truth = Truth(self.cfg.truth_dir)
         self.start_ns = self.cfg.start_ns if self.cfg.start_ns is not None else time.time_ns()
         self.start_ns -= self.start_ns % 10_000_000
-        chunk_ns = int(round(self.cfg.chunk_s * 100)) * 10_000_000
+        # whole simulated seconds: Binance depth windows (100 ms, 1 s) never straddle chunks
+        chunk_ns = self.cfg.live_chunk_s() * 10**9
         self.market = Market(self.cfg, start_ns=self.start_ns, chunk_ns=chunk_ns)
         self.books: dict[int, LiveBook] = {}
         for i, b in enumerate(self.market.books):
@@ -198,8 +208,8 @@ class Simulator:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        for enc in self.encoders.values():
-            enc.flush_pending(self._sim_t)
+        # publish up to the next whole simulated second: every batching window closes there
+        self._tick(-(-self._sim_t // 10**9) * 10**9)
         await self._deliver()
         self._paused_at = time.perf_counter()
 
@@ -330,7 +340,12 @@ class Simulator:
         while True:
             t0 = time.perf_counter()
             try:
-                self._tick(self._clock())
+                target = self._clock()
+                cap = self._sim_t + int(MAX_TICK_WALL_S * self.cfg.speed * 1e9)
+                if target > cap:  # falling behind: slow the clock instead of spiralling
+                    self._wall0 += (target - cap) / (self.cfg.speed * 1e9)
+                    target = cap
+                self._tick(target)
                 await self._deliver()
             except asyncio.CancelledError:
                 raise
@@ -343,8 +358,10 @@ class Simulator:
         m = self.market
         while m.t <= now:
             end = m.t + m.chunk_ns
-            for f, c in zip(self.feeds, m.step()):
-                f.chunks.append((c, end))
+            for li, (f, c) in enumerate(zip(self.feeds, m.step())):
+                enc = self.encoders.get(c.listing.venue)
+                prep = enc.prepare(li, c) if enc is not None and enc.vectorised else None
+                f.chunks.append((c, end, prep, self._truth_trades(c)))
         every = self.cfg.truth_book_every
         for li, f in enumerate(self.feeds):
             enc = self.encoders.get(m.listings[li].venue)
@@ -352,11 +369,16 @@ class Simulator:
                 continue
             book = self.books[li]
             while f.chunks:
-                c, end = f.chunks[0]
+                c, end, prep, tt = f.chunks[0]
                 eu = int(np.searchsorted(c.upd_t, now, side="right"))
                 et = int(np.searchsorted(c.trade_t, now, side="right"))
                 eq = int(np.searchsorted(c.quote_t, now, side="right"))
-                self._publish(li, enc, book, c, f.pu, eu, f.pt, et, f.pq, eq, every)
+                if et > f.pt:
+                    self.truth.add_many("trades", tt[f.pt:et])
+                if prep is not None:
+                    self._publish_fast(li, enc, book, c, f.pu, eu, prep, now, every)
+                else:
+                    self._publish(li, enc, book, c, f.pu, eu, f.pt, et, f.pq, eq, every)
                 f.pu, f.pt, f.pq = eu, et, eq
                 if now < end:
                     break
@@ -365,6 +387,46 @@ class Simulator:
         for enc in self.encoders.values():
             enc.on_clock(now)
         self._sim_t = now
+
+    def _truth_trades(self, c) -> list[dict]:
+        if c.trade_t.shape[0] == 0:
+            return []
+        l = c.listing
+        df = pl.DataFrame({"t": c.trade_t, "px": c.trade_px, "q": c.trade_q, "side": c.trade_side,
+                           "id": c.trade_id})
+        return df.select(
+            venue=pl.lit(l.venue), symbol=pl.lit(l.symbol), trade_id=pl.col("id").cast(pl.String),
+            price=pl.col("px") / 10.0 ** l.price_dec, qty=pl.col("q") / 10.0 ** l.qty_dec,
+            side=pl.when(pl.col("side") == 0).then(pl.lit("buy")).otherwise(pl.lit("sell")),
+            ts_exchange=pl.from_epoch("t", "ns").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        ).to_dicts()
+
+    def _publish_fast(self, li: int, enc: Encoder, book: LiveBook, c, u0: int, u1: int, prep,
+                      now: int, every: int) -> None:
+        if u1 > u0:
+            before = book.updates
+            apply = book.apply
+            for sd, px, q in zip(c.upd_side[u0:u1].tolist(), c.upd_px[u0:u1].tolist(),
+                                 c.upd_q[u0:u1].tolist()):
+                apply(sd, px, q)
+            seqs = c.upd_seq[u0:u1]
+            book.seq = int(seqs[-1])
+            book.updates += int(np.count_nonzero(np.diff(seqs))) + 1
+            if every and book.updates // every > before // every:
+                self._truth_book(c.listing, book, int(c.upd_t[u1 - 1]))
+        p1 = int(np.searchsorted(prep.t, now, side="right"))
+        if p1 > prep.pos:
+            sym = prep.symbol
+            enc.out.extend(map(Out, prep.keys[prep.pos:p1], prep.texts[prep.pos:p1],
+                               prep.kinds[prep.pos:p1], [sym] * (p1 - prep.pos)))
+            prep.pos = p1
+
+    def _truth_book(self, l, book: LiveBook, t: int) -> None:
+        scale, lot = 10.0 ** l.price_dec, 10.0 ** l.qty_dec
+        self.truth.add("books", {
+            "venue": l.venue, "symbol": l.symbol, "seq": book.seq, "ts_exchange": iso_us(t),
+            "bids": [[p / scale, x / lot] for p, x in book.top(0, 25)],
+            "asks": [[p / scale, x / lot] for p, x in book.top(1, 25)]})
 
     def _publish(self, li: int, enc: Encoder, book: LiveBook, c, u0: int, u1: int, t0: int, t1: int,
                  q0: int, q1: int, every: int) -> None:
@@ -383,12 +445,10 @@ class Simulator:
         qt = c.quote_t[q0:q1].tolist()
         qv = [x[q0:q1].tolist() for x in (c.quote_bp, c.quote_bq, c.quote_ap, c.quote_aq, c.quote_seq)]
         l = c.listing
-        scale, lot = 10.0 ** l.price_dec, 10.0 ** l.qty_dec
         i = j = k = 0
         nu, nt, nq = len(ut), len(tt), len(qt)
         big = 1 << 62
         on_book, on_trade, on_quote, on_clock = enc.on_book, enc.on_trade, enc.on_quote, enc.on_clock
-        truth = self.truth
         while i < nu or j < nt or k < nq:
             a = tt[j] if j < nt else big
             b = ut[i] if i < nu else big
@@ -396,9 +456,6 @@ class Simulator:
             if a <= b and a <= q:
                 on_clock(a)
                 on_trade(li, a, tp[j], tq[j], ts[j], tid[j])
-                truth.add("trades", {"venue": l.venue, "symbol": l.symbol, "trade_id": str(tid[j]),
-                                     "price": tp[j] / scale, "qty": tq[j] / lot,
-                                     "side": "buy" if ts[j] == 0 else "sell", "ts_exchange": iso_us(a)})
                 j += 1
             elif b <= q:
                 on_clock(b)
@@ -412,10 +469,7 @@ class Simulator:
                 book.updates += 1
                 on_book(li, b, seq, changes, book)
                 if every and book.updates % every == 0:
-                    truth.add("books", {
-                        "venue": l.venue, "symbol": l.symbol, "seq": seq, "ts_exchange": iso_us(b),
-                        "bids": [[p / scale, x / lot] for p, x in book.top(0, 25)],
-                        "asks": [[p / scale, x / lot] for p, x in book.top(1, 25)]})
+                    self._truth_book(l, book, b)
             else:
                 on_clock(q)
                 on_quote(li, q, qv[0][k], qv[1][k], qv[2][k], qv[3][k], qv[4][k])
