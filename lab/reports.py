@@ -438,6 +438,11 @@ def show(obj: Any) -> None:
 
 # --------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Execute a report notebook (notebooks/reports/<name>.ipynb) with papermill for one "
+                     "day and render it to a self-contained HTML page: OUT/<name>/<date>.ipynb and "
+                     "OUT/<name>/<date>.html. A failing cell is named in the error (exit 1) and the "
+                     "partial notebook and page are kept. Example: lab report daily_market_report "
+                     "--date 2026-11-22 -p venues '[binance, kraken]'")
     p.add_argument("name", nargs="?", help="report name (a notebook under notebooks/reports) "
                    "or a path to a notebook; see --list")
     p.add_argument("--date", default=None,
