@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -75,6 +76,8 @@ class _Batches:
         self.parts: dict[str, list[dict[str, np.ndarray]]] = {t: [] for t in TABLES_WRITTEN}
         self.rows: dict[str, int] = {t: 0 for t in TABLES_WRITTEN}
         self.written: dict[str, int] = {t: 0 for t in TABLES_WRITTEN}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-writer")
+        self.pending: list[Future] = []
 
     def add(self, table: str, cols: dict[str, np.ndarray]) -> None:
         n = len(next(iter(cols.values())))
@@ -109,12 +112,20 @@ class _Batches:
         if "level" in cols:
             exprs.append(pl.col("level").cast(pl.Int32))
         df = df.with_columns(exprs).drop("li")
-        self.lake.append(table, df)
+        # Delta writes release the GIL: write in a background thread while the
+        # model generates the next batch (at most two writes in flight)
+        while len(self.pending) >= 2:
+            self.pending.pop(0).result()
+        self.pending.append(self.pool.submit(self.lake.append, table, df))
         self.written[table] += df.height
 
     def flush_all(self) -> None:
         for t in TABLES_WRITTEN:
             self.flush(t)
+        for f in self.pending:
+            f.result()
+        self.pending.clear()
+        self.pool.shutdown()
 
 
 def _us(t: np.ndarray) -> np.ndarray:
