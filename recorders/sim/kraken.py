@@ -9,7 +9,7 @@ relative to the subscribed depth: levels entering the top N are sent, levels
 pushed out are not (the client truncates), deleted levels are sent with qty 0.
 
 >>> kraken_checksum([("45285.2", "0.00100000")], [])  # crc32(b"452852100000")
-1430569287
+2099347975
 """
 
 from __future__ import annotations
