@@ -47,7 +47,7 @@ def bars(quotes: pl.LazyFrame, every: str = "1s") -> pl.LazyFrame:
     >>> bars(q).collect().select("mid", "microprice", "imbalance").rows()
     [(11.0, 11.5, 0.5), (11.0, 11.5, 0.5), (11.5, 11.5, 0.0)]
     """
-    grid = (quotes.group_by_dynamic("ts_exchange", every=every, group_by=_BY, closed="left", label="right")
+    grid = (quotes.sort("ts_exchange").group_by_dynamic("ts_exchange", every=every, group_by=_BY, closed="left", label="right")
             .agg(pl.col("bid_px", "bid_qty", "ask_px", "ask_qty").last())
             .rename({"ts_exchange": "ts"}))
     full = (grid.group_by(_BY)

@@ -1,0 +1,146 @@
+"""Backtest engine speed: events/s on one simulated day, vs hftbacktest; vectorised sweep time.
+
+    .venv/bin/python bench/bench_backtest_engine.py            # one simulated day of binance BTC-USDT
+    .venv/bin/python bench/bench_backtest_engine.py --quick    # one hour
+
+The data is simulated once (recorders.sim.bulk) into --data and reused.
+Figures: our numba fast path (timer market maker, the same strategy as the
+hftbacktest run), our Python-callback path (same strategy in Python),
+hftbacktest on the same rows converted to its format, their ratio, and the
+time of a 1,000-parameter vectorised sweep over the same day.
+Machine shared with other agents: ratios to the in-run baseline matter most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="one simulated hour instead of a day")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="lake directory for the simulated data (default $LAB_DATA/bench/backtest_<span>)")
+    ap.add_argument("--sweep-sets", type=int, default=1000, help="parameter sets in the vectorised sweep")
+    ap.add_argument("--no-hftbacktest", action="store_true", help="skip the hftbacktest comparison")
+    ap.add_argument("--sweep-only", action="store_true", help="only the vectorised sweep")
+    args = ap.parse_args()
+
+    from lab.backtest import BacktestConfig, Fees, Latency, load_events, run_backtest
+    from lab.backtest.strategies import MarketMaker, market_maker_fast
+    from lab.lake import Lake, data_dir
+
+    span = dt.timedelta(hours=1) if args.quick else dt.timedelta(days=1)
+    name = "hour" if args.quick else "day"
+    root = args.data or data_dir() / "bench" / f"backtest_{name}"
+    lake = Lake(root)
+    start = dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc)
+    if not lake.exists("book_updates"):
+        from recorders.sim.bulk import write_to_lake
+
+        print(f"simulating one {name} of binance BTC-USDT into {root} ...", flush=True)
+        t = time.perf_counter()
+        write_to_lake(lake, start=start, duration=span, venues=("binance",), assets=("BTC",), seed=3,
+                      progress=True)
+        print(f"  {time.perf_counter() - t:.1f} s")
+    if args.sweep_only:
+        return _sweep(lake, args)
+    t = time.perf_counter()
+    ev = load_events(lake=lake, venues="binance", symbols="BTC-USDT")
+    print(f"events: {len(ev):,} (book_updates + trades), loaded in {time.perf_counter() - t:.1f} s")
+
+    cfg = BacktestConfig(fees={"binance": Fees(-0.0001, 0.0005)}, latency=Latency(1_000, 1_000),
+                         max_orders=4096)
+    kw = dict(qty=0.01, half_spread=0, skew_ticks=0.0, max_position=0.05, interval_s=0.1)
+    n_fill = 4_000_000
+    # warm-up (numba cache load) on a slice
+    small = _slice(ev, 50_000)
+    run_backtest(market_maker_fast(0, **kw), small, cfg, max_fills=n_fill, max_log=4 * n_fill)
+    c0 = time.process_time()
+    r = run_backtest(market_maker_fast(0, **kw), ev, cfg, max_fills=n_fill, max_log=4 * n_fill)
+    cpu = time.process_time() - c0
+    ours = r.events_per_s
+    print(f"ours, numba fast path (timer MM, 100 ms): {r.elapsed_s:.2f} s wall, {ours:,.0f} events/s wall "
+          f"(~{len(ev) / cpu:,.0f} events/s of CPU time incl. result frames), "
+          f"{r.fills.height:,} fills, {int((r.orders['event'] == 'new').sum()):,} orders")
+    py_ev = _slice(ev, min(len(ev), 1_000_000))
+    mm = MarketMaker(venue="binance", symbol="BTC-USDT", qty=0.01, half_spread=0, skew_ticks=0.0,
+                     max_position=0.05, interval_s=0.1)
+    run_backtest(mm, small, cfg)
+    rp = run_backtest(MarketMaker(venue="binance", symbol="BTC-USDT", qty=0.01, half_spread=0, skew_ticks=0.0,
+                                  max_position=0.05, interval_s=0.1), py_ev, cfg,
+                      max_fills=n_fill, max_log=4 * n_fill)
+    print(f"ours, Python-callback path (same MM in Python, first {len(py_ev):,} events): "
+          f"{rp.events_per_s:,.0f} events/s")
+
+    if not args.no_hftbacktest:
+        from lab.backtest.peer import run_hftbacktest_mm
+
+        hk = dict(qty=0.01, max_position=0.05, interval_s=0.1, entry_us=1_000, response_us=1_000,
+                  maker_fee=-0.0001, taker_fee=0.0005)
+        run_hftbacktest_mm(small, 0, **hk)  # compile
+        c0 = time.process_time()
+        h = run_hftbacktest_mm(ev, 0, **hk)
+        hcpu = time.process_time() - c0
+        theirs = h["events"] / h["elapsed_s"]
+        print(f"hftbacktest {_version()}: {h['elapsed_s']:.2f} s, {theirs:,.0f} events/s, "
+              f"{h['num_trades']:,} fills")
+        print(f"ratio ours/hftbacktest: {ours / theirs:.2f}x wall, {hcpu / cpu:.2f}x CPU time")
+        vol = r.fills["qty"].sum()
+        print(f"agreement: volume ours {vol:.2f} vs hftbacktest {h['trading_volume']:.2f} "
+              f"({(vol / h['trading_volume'] - 1) * 100:+.1f}%)")
+
+    return _sweep(lake, args)
+
+
+def _sweep(lake, args) -> int:
+    from lab import scan
+    from lab.backtest import vector
+
+    t = time.perf_counter()
+    q = scan("quotes", lake=lake, venue="binance", symbol="BTC-USDT")
+    snaps = scan("book_snapshots", lake=lake, venue="binance", symbol="BTC-USDT")
+    prep = vector.with_latency(vector.with_walk_prices(vector.bars(q, "1s"), snaps, 0.5), "200ms").collect()
+    t_prep = time.perf_counter() - t
+    windows = [1, 2, 5, 10, 20, 30, 60, 120, 300, 600]
+    nth = max(1, args.sweep_sets // len(windows))
+    ths = list(np.linspace(0.0, 0.99, nth))
+    t = time.perf_counter()
+    res = vector.sweep(prep.lazy(), windows=windows, thresholds=ths, qty=0.5, fee=0.0005, chunk=100,
+                       progress=True)
+    t_sweep = time.perf_counter() - t
+    best = res.sort("pnl", descending=True).row(0, named=True)
+    print(f"vectorised: bars+walk+latency prep {t_prep:.1f} s ({prep.height:,} 1 s bars); "
+          f"sweep of {res.height:,} parameter sets {t_sweep:.1f} s (target <= 60 s); "
+          f"best window={best['window']} threshold={best['threshold']:.3f} pnl={best['pnl']:.2f}")
+    return 0
+
+
+def _slice(ev, n: int):
+    import dataclasses
+
+    m = np.arange(len(ev)) < n
+    ts_l = ev.ts_l[m]
+    return dataclasses.replace(ev, ts_x=ev.ts_x[m], ts_l=ts_l, kind=ev.kind[m], inst=ev.inst[m],
+                               side=ev.side[m], px=ev.px[m], qty=ev.qty[m],
+                               lorder=np.argsort(ts_l, kind="stable").astype(np.int64))
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hftbacktest")
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("POLARS_MAX_THREADS", "2")
+    raise SystemExit(main())
