@@ -46,10 +46,13 @@ def vwap(price: str = "price", qty: str = "qty") -> pl.Expr:
     return ((pl.col(price) * pl.col(qty)).sum() / pl.col(qty).sum()).alias("vwap")
 
 
-def bar_aggs(price: str = "price", qty: str = "qty", side: str = "side") -> list[pl.Expr]:
+def bar_aggs(price: str = "price", qty: str = "qty", side: str = "side",
+             order_by: Sequence[str] | None = None) -> list[pl.Expr]:
     """The bar aggregations (open … sell_volume), for use in any ``group_by``/``agg``.
 
-    Rows must be in time order within each group.
+    ``open``/``close`` are the first/last rows of each group in row order, or
+    in ``order_by`` order when given (sorted inside each group, which is much
+    cheaper than sorting the whole frame first).
 
     >>> import polars as pl
     >>> t = pl.DataFrame({"price": [100.0, 102.0, 101.0], "qty": [1.0, 1.0, 2.0],
@@ -58,14 +61,14 @@ def bar_aggs(price: str = "price", qty: str = "qty", side: str = "side") -> list
     (100.0, 102.0, 101.0, 101.0, 3.0)
     """
     p, q = pl.col(price), pl.col(qty)
-    is_buy = pl.col(side) == "buy"
+    po = p.sort_by(list(order_by)) if order_by else p
     return [
-        p.first().alias("open"), p.max().alias("high"), p.min().alias("low"),
-        p.last().alias("close"), q.sum().alias("volume"),
+        po.first().alias("open"), p.max().alias("high"), p.min().alias("low"),
+        po.last().alias("close"), q.sum().alias("volume"),
         (p * q).sum().alias("notional"), vwap(price, qty),
         pl.len().cast(pl.Int64).alias("trades"),
-        q.filter(is_buy).sum().alias("buy_volume"),
-        q.filter(pl.col(side) == "sell").sum().alias("sell_volume"),
+        pl.when(pl.col(side) == "buy").then(q).otherwise(0.0).sum().alias("buy_volume"),
+        pl.when(pl.col(side) == "sell").then(q).otherwise(0.0).sum().alias("sell_volume"),
     ]
 
 
@@ -107,14 +110,28 @@ def ohlcv(
     by = list(by)
     if label not in ("left", "right"):
         raise ValueError(f"ohlcv: label must be 'left' or 'right', got {label!r}")
-    lf = _ordered(trades, by, time_column)
     every_ns, period_ns = _fixed_ns(every), _fixed_ns(period) if period is not None else None
     if period_ns is not None and every_ns is not None and period_ns != every_ns:
-        return _overlapping(lf, every_ns, period_ns, by, time_column, label)
-    out = (lf.group_by_dynamic(time_column, every=every, period=period, group_by=by or None,
-                               closed="left", label=label, start_by="window")
-           .agg(bar_aggs())
-           .rename({time_column: "bucket"}))
+        _ordered(trades, by, time_column)  # validates the columns
+        return _overlapping(trades, every_ns, period_ns, by, time_column, label)
+    if period is not None and period_ns is None and period != every:
+        out = (_ordered(trades, by, time_column)
+               .group_by_dynamic(time_column, every=every, period=period, group_by=by or None,
+                                 closed="left", label=label, start_by="window")
+               .agg(bar_aggs()).rename({time_column: "bucket"}))
+        return out.sort([*by, "bucket"])
+    # non-overlapping windows: a hash group-by on the truncated time; open/close
+    # ordered inside each bucket by (time, trade_id), no global sort
+    names = trades.collect_schema().names()
+    missing = [c for c in (time_column, "price", "qty", "side", *by) if c not in names]
+    if missing:
+        raise ValueError(f"bars: trades lack column(s) {missing}; got {names}")
+    order = [time_column] + (["trade_id"] if "trade_id" in names else [])
+    every_s = every if isinstance(every, str) else f"{every // dt.timedelta(microseconds=1)}us"
+    bucket = pl.col(time_column).dt.truncate(every_s)
+    if label == "right":
+        bucket = bucket.dt.offset_by(every_s)
+    out = trades.group_by([*by, bucket.alias("bucket")]).agg(bar_aggs(order_by=order))
     return out.sort([*by, "bucket"])
 
 
@@ -154,7 +171,9 @@ def _overlapping(lf: pl.LazyFrame, every_ns: int, period_ns: int, by: list[str],
           .with_columns((pl.col("__b0") - every * pl.col("__k")).alias("bucket"))
           .filter((t < pl.col("bucket") + pl.duration(nanoseconds=period_ns))
                   & (pl.col("bucket") >= pl.col("__first"))))
-    out = lf.group_by([*by, "bucket"], maintain_order=True).agg(bar_aggs())
+    names = lf.collect_schema().names()
+    order = [time_column] + (["trade_id"] if "trade_id" in names else [])
+    out = lf.group_by([*by, "bucket"]).agg(bar_aggs(order_by=order))
     if label == "right":
         out = out.with_columns(pl.col("bucket") + pl.duration(nanoseconds=period_ns))
     return out.sort([*by, "bucket"])
