@@ -439,6 +439,9 @@ class Recorder:
             except (NotImplementedError, RuntimeError):
                 pass
         self.seed_trade_ids()
+        self.rows.event(_now_us(), "recorder", None, "start",
+                        f"{self.cfg.name} pid {os.getpid()} run {self.run_id}: "
+                        + ", ".join(f"{r.venue}[{','.join(r.vc.symbols)}]" for r in self.runners))
         self.writer.start()
         if self.cfg.bus:
             from recorders.bus import Publisher
@@ -470,6 +473,8 @@ class Recorder:
         return 0
 
     def stop(self) -> None:
+        if not self.stopping.is_set():
+            self.rows.event(_now_us(), "recorder", None, "stop", f"{self.cfg.name} pid {os.getpid()}")
         self.stopping.set()
 
 
