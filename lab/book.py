@@ -333,40 +333,41 @@ def rebuild(
                       .group_by(by).agg(tcol.max().alias("__from")))
         lf = (lf.join(first_snap, on=by, how="left", nulls_equal=True)
               .filter(tcol >= pl.coalesce(pl.col("__from"), lit_t(start_dt))).drop("__from"))
-    df = (lf.select(
-            *by,
-            tcol.dt.cast_time_unit("ns").dt.replace_time_zone(None).cast(pl.Int64).alias("__t"),
-            pl.col("seq").cast(pl.Int64).fill_null(-1).alias("__seq"),
-            (pl.col("side").str.to_lowercase().is_in(["bid", "b", "buy"])).alias("__bid"),
-            pl.col("price").cast(pl.Float64), pl.col("qty").cast(pl.Float64).fill_null(0.0),
-            pl.col("is_snapshot").fill_null(False),
-          )
-          .sort([*by, "__t", "__seq"], maintain_order=True)
-          .with_columns(pl.struct(by).rank("dense").cast(pl.Int64).alias("__gid") if by
-                        else pl.lit(0, pl.Int64).alias("__gid"))
-          .collect())
+    df = lf.select(
+        *by,
+        tcol.dt.cast_time_unit("ns").dt.replace_time_zone(None).cast(pl.Int64).alias("__t"),
+        pl.col("seq").cast(pl.Int64).fill_null(-1).alias("__seq"),
+        (pl.col("side").str.to_lowercase().is_in(["bid", "b", "buy"])).alias("__bid"),
+        pl.col("price").cast(pl.Float64), pl.col("qty").cast(pl.Float64).fill_null(0.0),
+        pl.col("is_snapshot").fill_null(False),
+    ).collect()
     every_ns = _every_ns(every) if every is not None else 0
     to_ns = lambda v: None if v is None else int(v.timestamp() * 1_000_000) * 1000  # noqa: E731
-    rows, ts, bp, bq, ap, aq = rebuild_arrays(
-        df["__gid"].to_numpy(), df["__t"].to_numpy(), df["__seq"].to_numpy(),
-        df["__bid"].to_numpy(), df["price"].to_numpy(), df["qty"].to_numpy(),
-        df["is_snapshot"].to_numpy(), depth=depth, every_ns=every_ns, origin_ns=0,
-        start_ns=to_ns(start_dt), end_ns=to_ns(end_dt), only_changes=only_changes,
-        require_snapshot=require_snapshot)
-    keys = df.select(*by, pl.col("__seq").alias("seq"))[rows] if len(rows) else df.select(
-        *by, pl.col("__seq").alias("seq")).clear()
-    cols: dict[str, np.ndarray] = {}
-    for i in range(depth):
-        cols[f"bid_px_{i}"], cols[f"bid_qty_{i}"] = bp[:, i], bq[:, i]
-        cols[f"ask_px_{i}"], cols[f"ask_qty_{i}"] = ap[:, i], aq[:, i]
-    levels = pl.DataFrame(cols, schema={c: pl.Float64 for c in wide_columns(depth)}).fill_nan(None)
-    out = pl.concat([
-        keys,
-        pl.DataFrame({"ts_exchange": ts}, schema={"ts_exchange": pl.Int64}).select(
-            pl.col("ts_exchange").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
-            .dt.cast_time_unit("us")),
-        levels,
-    ], how="horizontal")
+    # one venue/symbol at a time: a hash partition, then an integer sort per book
+    parts = df.partition_by(by, maintain_order=True) if by else [df]
+    parts.sort(key=lambda d: tuple(d[c][0] for c in by))  # output sorted by ``by``, then time
+    outs = []
+    for part in parts:
+        part = part.sort(["__t", "__seq"], maintain_order=True)
+        rows, ts, bp, bq, ap, aq = rebuild_arrays(
+            np.zeros(part.height, np.int64), part["__t"].to_numpy(), part["__seq"].to_numpy(),
+            part["__bid"].to_numpy(), part["price"].to_numpy(), part["qty"].to_numpy(),
+            part["is_snapshot"].to_numpy(), depth=depth, every_ns=every_ns, origin_ns=0,
+            start_ns=to_ns(start_dt), end_ns=to_ns(end_dt), only_changes=only_changes,
+            require_snapshot=require_snapshot)
+        cols: dict[str, np.ndarray] = {"ts_exchange": ts, "seq": part["__seq"].to_numpy()[rows]}
+        for i in range(depth):
+            cols[f"bid_px_{i}"], cols[f"bid_qty_{i}"] = bp[:, i], bq[:, i]
+            cols[f"ask_px_{i}"], cols[f"ask_qty_{i}"] = ap[:, i], aq[:, i]
+        key = part.select(by).head(1)
+        outs.append(pl.DataFrame(cols).with_columns(
+            *[pl.lit(key[c].item(), key.schema[c]).alias(c) for c in by]))
+    schema = {**{c: df.schema[c] for c in by}, "ts_exchange": pl.Int64, "seq": pl.Int64,
+              **{c: pl.Float64 for c in wide_columns(depth)}}
+    out = pl.concat(outs, how="diagonal") if outs else pl.DataFrame(schema=schema)
+    out = out.with_columns(
+        pl.col("ts_exchange").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").dt.cast_time_unit("us"),
+        pl.col(wide_columns(depth)).fill_nan(None))
     if every is not None:
         out = out.with_columns(pl.col("seq").replace(-1, None))
     return out.select(*by, "ts_exchange", "seq", *wide_columns(depth)).lazy()
