@@ -329,17 +329,29 @@ def venue_health(stale_s: float = 5.0) -> pl.DataFrame:
 
 
 def recorder_status() -> list[dict[str, Any]]:
-    """Status files the recorders leave under ``$LAB_DATA/run/`` (``*.status.json``).
+    """One row per recorder and venue from the status files ``$LAB_DATA/run/recorder-*.json``.
 
-    Each file is one JSON object; unreadable files (a write in flight) are skipped.
+    Columns: recorder, venue, connected, msgs_per_s, gaps, resyncs, reconnects,
+    rejected, checksum_failures, stale, last_error, updated_age_s (how long
+    ago the recorder last wrote its status: a dead recorder stops updating).
+    Unreadable files (a write in flight) are skipped.
     """
-    run = Path(os.environ.get("LAB_DATA", "data")) / "run"
+    run = data_dir() / "run"
     out: list[dict[str, Any]] = []
-    for f in sorted(run.glob("*status*.json")) if run.is_dir() else []:
+    t = now()
+    for f in sorted(run.glob("recorder-*.json")) if run.is_dir() else []:
         try:
             d = json.loads(f.read_text())
-        except (OSError, ValueError):
+            updated = dt.datetime.fromisoformat(d["updated"])
+        except (OSError, ValueError, KeyError, TypeError):
             continue
-        if isinstance(d, dict):
-            out.append({"file": f.name, **d})
+        for venue, v in (d.get("venues") or {}).items():
+            out.append({
+                "recorder": d.get("name", f.stem), "venue": venue,
+                "connected": bool(v.get("connected")), "msgs_per_s": v.get("msgs_per_s"),
+                "gaps": v.get("gaps"), "resyncs": v.get("resyncs"), "reconnects": v.get("reconnects"),
+                "rejected": v.get("rejected"), "checksum_failures": v.get("checksum_failures"),
+                "stale": v.get("stale"), "last_error": v.get("last_error") or "",
+                "updated_age_s": round((t - updated).total_seconds(), 1),
+            })
     return out

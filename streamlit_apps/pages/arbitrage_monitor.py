@@ -35,11 +35,22 @@ with st.sidebar:
 
 @st.cache_data(ttl=1, show_spinner=False)
 def _latest(root: str, market: str, end_key: str, stale_s: float) -> tuple[pl.DataFrame, list[str]]:
+    """Each venue's latest quote of ``market``, and the venues whose feed for it went quiet.
+
+    A quote only changes when the top of book does, so its own age says
+    little; a venue is stale when nothing (no quote, no trade) of this
+    market was received for ``stale_s`` seconds before the window's end.
+    """
     end = dt.datetime.fromisoformat(end_key)
-    q = data.scan_window("quotes", start=end - dt.timedelta(seconds=60), symbols=data.market_symbols(market),
+    start = end - dt.timedelta(seconds=60)
+    syms = data.market_symbols(market)
+    q = data.scan_window("quotes", start=start, symbols=syms,
                          columns=["ts_exchange", "ts_local", "venue", "bid_px", "bid_qty", "ask_px", "ask_qty"])
+    t = data.scan_window("trades", start=start, symbols=syms, columns=["venue", "ts_local"])
+    heard = pl.concat([q.select("venue", "ts_local"), t]).group_by("venue").agg(pl.col("ts_local").max())
     last = q.sort("ts_exchange").group_by("venue").agg(pl.all().last()).sort("venue")
-    fresh = last.filter(pl.col("ts_exchange") >= end - dt.timedelta(seconds=stale_s))
+    live = heard.filter(pl.col("ts_local") >= end - dt.timedelta(seconds=stale_s))["venue"]
+    fresh = last.filter(pl.col("venue").is_in(live.implode()))
     stale = sorted(set(last["venue"]) - set(fresh["venue"]))
     return fresh, stale
 
@@ -48,9 +59,10 @@ def _latest(root: str, market: str, end_key: str, stale_s: float) -> tuple[pl.Da
 def current() -> None:
     widgets.health_strip(stale_s)
     end = data.window_end("quotes")
-    fresh, stale = _latest(data.lake_root(), market, end.isoformat(timespec="seconds"), float(stale_s))
+    end_key = (end.replace(microsecond=0) + dt.timedelta(seconds=1 if end.microsecond else 0)).isoformat()
+    fresh, stale = _latest(data.lake_root(), market, end_key, float(stale_s))
     if stale:
-        st.warning(f"Not used (no quote in the last {stale_s:g} s): {', '.join(stale)}")
+        st.warning(f"Not used (nothing received for {market} in the last {stale_s:g} s): {', '.join(stale)}")
     if len(fresh) < 2:
         st.info(f"Need fresh quotes from two venues for {market}; have {len(fresh)}.")
         return

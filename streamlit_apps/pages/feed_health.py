@@ -91,6 +91,9 @@ st.subheader("Latest events")
 st.dataframe(recent, hide_index=True, height=280)
 
 status = data.recorder_status()
+st.subheader("Recorders")
 if status:
-    st.subheader("Recorder status files")
+    st.caption("From the recorders' status files ($LAB_DATA/run/recorder-*.json), counters since each started.")
     st.dataframe(pl.DataFrame(status, strict=False), hide_index=True)
+else:
+    st.caption("No recorder status files under $LAB_DATA/run (no recorder running on this machine).")

@@ -63,7 +63,7 @@ def view() -> None:
     left, right = st.columns([3, 2])
     fig = plots.quotes_figure(shown, by=("venue",), title=f"{market} bid / ask, last {int(window_s)} s",
                               height=380)
-    widgets.chart(left, fig, key="bid_ask")
+    widgets.chart(left, fig, key="bid_ask", svg=True)
     right.subheader("Trade tape")
     right.dataframe(tape.select("ts_exchange", "venue", "side", "price", "qty"),
                     width="stretch", hide_index=True, height=330)

@@ -129,6 +129,7 @@ class Recording:
         want = venues or len(self.venues)
         lake = Lake(self.lake_root)
         deadline = time.monotonic() + timeout
+        last_err: Exception | None = None
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in self.procs):
                 raise RuntimeError(f"a process died:\nrecorder: {self.log('recorder')}\n"
@@ -136,12 +137,13 @@ class Recording:
             if lake.exists(table):
                 try:
                     n = lake.scan(table).select(pl.col("venue").n_unique()).collect().item()
-                except Exception:  # noqa: BLE001 - a commit in flight; look again
-                    n = 0
+                except Exception as e:  # noqa: BLE001 - a commit in flight; look again
+                    last_err, n = e, 0
                 if n >= want:
                     return
             time.sleep(0.5)
-        raise TimeoutError(f"no {table} rows from {want} venues after {timeout} s:\n{self.log('recorder')}")
+        raise TimeoutError(f"no {table} rows from {want} venues after {timeout} s (last error: {last_err!r}):\n"
+                           f"{self.log('recorder')}")
 
     def __exit__(self, *exc: object) -> None:
         for p in reversed(self.procs):

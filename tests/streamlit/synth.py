@@ -2,15 +2,12 @@
 
 Three venues, two markets (BTC and ETH against USD/USDT), quotes every
 100 ms, trades every 500 ms, a book snapshot every second, a fixed list of
-feed events and arbitrage signals. ``LiveWriter`` appends rows stamped "now"
-from a background thread so a live page has something to show.
+feed events and arbitrage signals.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-
 import numpy as np
 import polars as pl
 
@@ -114,34 +111,3 @@ def write(lake: Lake, start: dt.datetime, seconds: float = 180.0, seed: int = 0)
     for table, df in out.items():
         lake.append(table, df)
     return out
-
-
-class LiveWriter:
-    """Append a fresh second of quotes and trades stamped "now", every ``every_s`` seconds."""
-
-    def __init__(self, lake: Lake, every_s: float = 0.5) -> None:
-        self.lake, self.every_s = lake, every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="live-writer")
-        self.batches = 0
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                t = dt.datetime.now(UTC) - dt.timedelta(seconds=self.every_s)
-                f = frames(t, self.every_s, seed=self.batches, trade_id_base=self.batches * 1000)
-                self.lake.append("quotes", f["quotes"])
-                self.lake.append("trades", f["trades"])
-                self.batches += 1
-                self._stop.wait(self.every_s)
-        except BaseException as e:  # surfaced by the test through .error
-            self.error = e
-
-    def __enter__(self) -> "LiveWriter":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)

@@ -1,17 +1,14 @@
 """The dashboards in a real headless Chromium, served by a real Streamlit server on 127.0.0.1.
 
-One browser session for every page. The lake holds a synthetic history
-(feed events, signals, books) and live rows keep arriving while the test
-looks: from the simulator + recorder when they are installed, else from a
-writer thread. Screenshots go to test-artifacts/streamlit/.
+`make demo` in small: the simulator and a recorder (3 venues x 3 assets,
+gentle faults) write a temp lake while Streamlit serves it; one browser
+session visits every page. Screenshots go to test-artifacts/streamlit/.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import synth
 from conftest import APP, ROOT
+from live import Recording, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -31,12 +28,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-c
                  "--disable-sync", "--disable-quic"]
 PAGES = [("", "Live market"), ("arbitrage_monitor", "Arbitrage monitor"),
          ("microstructure", "Microstructure"), ("feed_health", "Feed health")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> None:
@@ -56,33 +47,31 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> N
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A Streamlit server on a free port over a lake that is being written to."""
-    from lab.lake import Lake
-
+    """Simulator + recorder (3 venues x 3 assets) into a temp lake, and a Streamlit server on it."""
     base = tmp_path_factory.mktemp("st_browser")
-    lake = Lake(base / "lake")
-    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=3)
-    synth.write(lake, start, seconds=170.0)
-    port = _free_port()
-    env = os.environ | {"LAB_LAKE": str(lake.root), "LAB_DATA": str(base / "data"), "PYTHONUNBUFFERED": "1"}
-    log = base / "streamlit.log"
-    with synth.LiveWriter(lake, every_s=0.5) as writer, open(log, "w") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "streamlit"), "run", str(APP),
-             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 90, proc, log)
-            yield {"url": f"http://127.0.0.1:{port}", "writer": writer, "log": log}
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+    port = free_port()
+    with Recording(base / "data", faults="gentle") as rec:
+        rec.wait_rows("quotes")
+        rec.wait_rows("book_snapshots")
+        env = os.environ | {"LAB_DATA": str(rec.lab_data), "PYTHONUNBUFFERED": "1"}
+        env.pop("LAB_LAKE", None)
+        log = base / "streamlit.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "streamlit"), "run", str(APP),
+                 "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+                 "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-    assert writer.error is None, writer.error
+                _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 90, proc, log)
+                yield {"url": f"http://127.0.0.1:{port}", "recording": rec, "log": log}
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +96,12 @@ _LAST_X = """(key) => {
 
 _CHART_DRAWN = """() => {
   const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
-  return plots.length > 0 && plots.every(p => p.data && p.data.length > 0
-      && p.querySelector('.main-svg') && p.querySelectorAll('.trace, .gl-container canvas').length > 0);
+  // every chart has data and has drawn it as SVG: a line path with points, bars or a heatmap
+  return plots.length > 0 && plots.every(p => p.data && p.data.length > 0 && (
+      Array.from(p.querySelectorAll('.scatterlayer .trace path.js-line, .scatterlayer .trace path.point'))
+        .some(e => (e.getAttribute('d') || '').length > 10)
+      || p.querySelectorAll('.barlayer .point path').length > 0
+      || p.querySelectorAll('.heatmaplayer image').length > 0));
 }"""
 
 
@@ -125,7 +118,7 @@ def test_every_page_renders_charts_and_the_live_page_moves(server, browser):
         page.wait_for_function(_CHART_DRAWN, timeout=60_000)
         assert page.locator(".stException").count() == 0, page.locator(".stException").first.inner_text()
         assert "HFThot Research Lab" in page.title() or title in page.title()
-        page.screenshot(path=str(ARTIFACTS / f"{path or 'live_market'}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"{path or 'live_market'}.png"))
         print(f"{title}: {time.monotonic() - t0:.1f} s")
 
         if path == "":
@@ -137,7 +130,7 @@ def test_every_page_renders_charts_and_the_live_page_moves(server, browser):
             second = page.evaluate(_LAST_X, "bid_ask")
             assert second != first
             assert page.get_by_text("live —").count() >= 1, "fresh feeds are shown as live"
-            page.screenshot(path=str(ARTIFACTS / "live_market_later.png"), full_page=True)
+            page.wait_for_function(_CHART_DRAWN, timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "live_market_later.png"))
 
     assert not errors, errors
-    assert server["writer"].batches > 0

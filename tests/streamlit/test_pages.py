@@ -198,3 +198,29 @@ def test_user_values_bind_as_parameters_never_as_sql(synth_lake, monkeypatch):
 
 def written_symbols(synth_lake) -> list[str]:
     return synth_lake[1]["trades"]["symbol"].to_list()
+
+
+def test_recorder_status_files_show_on_feed_health_and_mark_a_disconnected_venue(tmp_path, app_on):
+    import json
+
+    from lab.lake import Lake
+
+    lake = Lake(tmp_path / "lake")
+    now = dt.datetime.now(dt.timezone.utc)
+    lake.append("quotes", synth.frames(now - dt.timedelta(seconds=2), 2.0)["quotes"])
+    run = tmp_path / "data" / "run"  # app_on points LAB_DATA at tmp_path/data
+    run.mkdir(parents=True)
+    venues = {v: {"connected": v != "coinbase", "msgs_per_s": 12.5, "gaps": 2, "resyncs": 1, "reconnects": 3,
+                  "rejected": 0, "checksum_failures": 0, "stale": 0, "last_error": ""} for v in synth.VENUES}
+    (run / "recorder-desk.json").write_text(json.dumps({"name": "desk", "updated": now.isoformat(),
+                                                       "venues": venues}))
+
+    at = app_on(str(lake.root), "pages/feed_health.py")
+
+    md = [m.value for m in at.markdown]
+    assert any(v.startswith("**coinbase** :red[DISCONNECTED") for v in md), md
+    assert any(v.startswith("**binance** :green[live") for v in md), md
+    table = at.dataframe[-1].value
+    assert sorted(table["venue"]) == sorted(synth.VENUES)
+    assert set(table["reconnects"]) == {3} and set(table["recorder"]) == {"desk"}
+    assert dict(zip(table["venue"], table["connected"]))["coinbase"] == False  # noqa: E712
