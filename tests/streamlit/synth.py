@@ -103,11 +103,29 @@ def arbitrage_signals(start: dt.datetime) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def risk_snapshots(start: dt.datetime, n: int = 3) -> pl.DataFrame:
+    """``n`` one-second snapshots: equity 100,000 + 10 k, one position, one breached limit."""
+    rows = []
+    for k in range(n):
+        ts = start + dt.timedelta(seconds=170 + k)
+        port = {"equity": 100_000.0 + 10 * k, "total_pnl": 10.0 * k, "daily_pnl": 5.0 * k,
+                "net_exposure": 20_000.0, "gross_exposure": 30_000.0 + k, "leverage": 0.3,
+                "drawdown_pct": 0.0, "hist_var_99": 1_234.5}
+        rows += [(ts, "portfolio", "total", m, v, "") for m, v in port.items()]
+        rows += [(ts, "position", "binance:BTC", m, v, "") for m, v in
+                 (("mark", 100_000.0), ("exposure", 20_000.0), ("unrealized_pnl", 10.0 * k), ("total_pnl", 10.0 * k))]
+        msg = "gross exposure 30,000 > 25,000"
+        rows += [(ts, "limit", "gross", "value", 30_000.0, msg), (ts, "limit", "gross", "limit", 25_000.0, msg),
+                 (ts, "limit", "gross", "breached", 1.0, msg)]
+    return pl.DataFrame(rows, schema=["ts", "scope", "key", "metric", "value", "detail"], orient="row")
+
+
 def write(lake: Lake, start: dt.datetime, seconds: float = 180.0, seed: int = 0) -> dict[str, pl.DataFrame]:
     """Write the whole synthetic lake; return what was written (for reference values)."""
     out = frames(start, seconds, seed=seed)
     out["feed_events"] = feed_events(start)
     out["arbitrage_signals"] = arbitrage_signals(start)
+    out["risk_snapshots"] = risk_snapshots(start)
     for table, df in out.items():
         lake.append(table, df)
     return out

@@ -16,6 +16,8 @@ import synth
 from conftest import figures, metrics
 
 DESK = ["pages/live_market.py", "pages/arbitrage_monitor.py", "pages/microstructure.py", "pages/feed_health.py"]
+# pages whose data the simulator lake does not hold (it has no risk monitor running)
+SIM_DESK = DESK
 TITLES = {"pages/live_market.py": "Live market", "pages/arbitrage_monitor.py": "Arbitrage monitor",
           "pages/microstructure.py": "Microstructure", "pages/feed_health.py": "Feed health"}
 
@@ -175,7 +177,22 @@ def test_microstructure_spreads_depth_and_lead_lag(synth_lake, app_on):
     assert sorted(figs["leadlag"]["traces"]) == ["coinbase", "kraken"]
 
 
-@pytest.mark.parametrize("page", DESK)
+def test_risk_monitor_shows_the_latest_snapshot_breaches_and_history(synth_lake, app_on):
+    root, written = synth_lake
+    at = app_on(root, "pages/risk_monitor.py")
+    assert [t.value for t in at.title] == ["Risk monitor"]
+
+    m = metrics(at)
+    assert m["Equity"] == "100,020.00" and m["Total PnL"] == "+20.00"  # the third (latest) snapshot
+    assert m["Gross exposure"] == "30,002" and m["Leverage"] == "0.30x"
+    assert m["hist var 99"] == "1,234.50"
+    assert any(md.value.startswith(":red[**BREACH gross**") for md in at.markdown)
+    figs = figures(at)
+    assert figs["pnl"]["traces"][next(iter(figs["pnl"]["traces"]))]["y"] == [0.0, 10.0, 20.0]
+    assert len(figs["exposure"]["traces"]) == 2
+
+
+@pytest.mark.parametrize("page", SIM_DESK)
 def test_each_page_runs_on_the_simulator_lake(sim_lake, app_on, page):
     at = app_on(str(sim_lake.root), page)
 
