@@ -41,11 +41,13 @@ from websockets.protocol import State
 from websockets.http11 import Response
 
 from recorders.sim.binance import BinanceEncoder
+from recorders.sim.bybit import BybitEncoder
 from recorders.sim.coinbase import CoinbaseEncoder
 from recorders.sim.config import FAULT_KINDS, SimConfig
 from recorders.sim.feed import Client, Encoder, LiveBook, Out
 from recorders.sim.kraken import KrakenEncoder
 from recorders.sim.market import Market
+from recorders.sim.okx import OkxEncoder
 from recorders.sim.wire import iso_us
 
 __all__ = ["Simulator", "Truth"]
@@ -54,19 +56,9 @@ ENCODERS: dict[str, type[Encoder]] = {
     "binance": BinanceEncoder,
     "coinbase": CoinbaseEncoder,
     "kraken": KrakenEncoder,
+    "okx": OkxEncoder,
+    "bybit": BybitEncoder,
 }
-try:  # later venues
-    from recorders.sim.okx import OkxEncoder
-
-    ENCODERS["okx"] = OkxEncoder
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from recorders.sim.bybit import BybitEncoder
-
-    ENCODERS["bybit"] = BybitEncoder
-except ImportError:  # pragma: no cover
-    pass
 
 TICK_S = 0.005
 MAX_TICK_WALL_S = 0.02  # at most this much wall-clock worth of market per tick

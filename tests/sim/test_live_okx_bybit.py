@@ -1,0 +1,132 @@
+"""OKX v5 and Bybit v5 conformance with independent minimal clients (PROTOCOLS.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from decimal import Decimal
+
+from websockets.asyncio.client import connect
+
+from sim_helpers import drain, recv_json, running
+
+
+def _okx_crc(bids: list[list[str]], asks: list[list[str]]) -> int:
+    parts: list[str] = []
+    for i in range(25):
+        if i < len(bids):
+            parts += [bids[i][0], bids[i][1]]
+        if i < len(asks):
+            parts += [asks[i][0], asks[i][1]]
+    c = zlib.crc32(":".join(parts).encode())
+    return c - 2**32 if c >= 2**31 else c
+
+
+def test_okx_books_sequence_and_signed_checksum():
+    async def main():
+        async with running(venues=("okx",), assets=("BTC", "ETH"), speed=10, seed=8) as sim:
+            async with connect(sim.urls()["okx"]) as ws:
+                await ws.send(json.dumps({"op": "subscribe", "args": [
+                    {"channel": "books", "instId": "BTC-USDT"}, {"channel": "trades", "instId": "BTC-USDT"}]}))
+                book: dict[str, dict[Decimal, list[str]]] = {"bids": {}, "asks": {}}
+                last_seq = None
+                n_upd = n_trades = 0
+                events = 0
+
+                def handle(raw: str) -> None:
+                    nonlocal last_seq, n_upd, n_trades, events
+                    m = json.loads(raw)
+                    if "event" in m:
+                        assert m["event"] == "subscribe"
+                        events += 1
+                        return
+                    if m["arg"]["channel"] == "trades":
+                        t = m["data"][0]
+                        assert t["side"] in ("buy", "sell") and isinstance(t["px"], str)
+                        n_trades += 1
+                        return
+                    d = m["data"][0]
+                    if m["action"] == "snapshot":
+                        book["bids"], book["asks"] = {}, {}
+                        assert d["prevSeqId"] == -1
+                    else:
+                        assert d["prevSeqId"] == last_seq, (d["prevSeqId"], last_seq)
+                        n_upd += 1
+                    last_seq = d["seqId"]
+                    for side in ("bids", "asks"):
+                        for lv in d[side]:
+                            assert len(lv) == 4 and all(isinstance(x, str) for x in lv)
+                            if Decimal(lv[1]) == 0:
+                                book[side].pop(Decimal(lv[0]), None)
+                            else:
+                                book[side][Decimal(lv[0])] = lv
+                    bids = [book["bids"][k] for k in sorted(book["bids"], reverse=True)[:25]]
+                    asks = [book["asks"][k] for k in sorted(book["asks"])[:25]]
+                    assert _okx_crc(bids, asks) == d["checksum"]
+
+                while n_upd < 150 or n_trades < 3:
+                    handle(await asyncio.wait_for(ws.recv(), 20))
+                assert events == 2
+                await sim.pause()
+                for raw in await drain(ws):
+                    handle(raw)
+                li = next(i for i, l in enumerate(sim.market.listings) if l.venue_symbol == "BTC-USDT")
+                l = sim.market.listings[li]
+                sc, lot = Decimal(10) ** -l.price_dec, Decimal(10) ** -l.qty_dec
+                assert {k: Decimal(v[1]) for k, v in book["bids"].items()} == {
+                    p * sc: q * lot for p, q in sim.books[li].bids.items()}
+                assert last_seq == sim.books[li].seq
+
+    asyncio.run(main())
+
+
+def test_bybit_orderbook50_snapshot_delta_u_continuous():
+    async def main():
+        async with running(venues=("bybit",), assets=("BTC", "ETH"), speed=10, seed=9) as sim:
+            async with connect(sim.urls()["bybit"]) as ws:
+                await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.ETHBTC",
+                                                                      "publicTrade.ETHBTC"]}))
+                ack = await recv_json(ws)
+                assert ack["success"] is True and ack["op"] == "subscribe"
+                book: dict[str, dict[Decimal, Decimal]] = {"b": {}, "a": {}}
+                last_u = last_seq = None
+                n = trades = 0
+
+                def handle(raw: str) -> None:
+                    nonlocal last_u, last_seq, n, trades
+                    m = json.loads(raw)
+                    if m["topic"].startswith("publicTrade"):
+                        assert m["data"][0]["S"] in ("Buy", "Sell")
+                        trades += 1
+                        return
+                    d = m["data"]
+                    if m["type"] == "snapshot":
+                        book["b"], book["a"] = {}, {}
+                    else:
+                        assert m["type"] == "delta"
+                        assert d["u"] == last_u + 1, (d["u"], last_u)
+                        assert d["seq"] > last_seq
+                        n += 1
+                    last_u, last_seq = d["u"], d["seq"]
+                    for side in ("b", "a"):
+                        for p, q in d[side]:
+                            if Decimal(q) == 0:
+                                book[side].pop(Decimal(p), None)
+                            else:
+                                book[side][Decimal(p)] = Decimal(q)
+                    assert len(book["b"]) <= 50 and len(book["a"]) <= 50
+                    assert max(book["b"]) < min(book["a"])
+
+                while n < 100 or trades < 2:
+                    handle(await asyncio.wait_for(ws.recv(), 20))
+                await sim.pause()
+                for raw in await drain(ws):
+                    handle(raw)
+                li = next(i for i, l in enumerate(sim.market.listings) if l.venue_symbol == "ETHBTC")
+                l = sim.market.listings[li]
+                sc, lot = Decimal(10) ** -l.price_dec, Decimal(10) ** -l.qty_dec
+                assert book["b"] == {p * sc: q * lot for p, q in sim.books[li].top(0, 50)}
+                assert book["a"] == {p * sc: q * lot for p, q in sim.books[li].top(1, 50)}
+
+    asyncio.run(main())
