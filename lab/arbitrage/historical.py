@@ -324,25 +324,26 @@ def cross_venue(
     if venues is not None:
         q = q.filter(pl.col("venue").is_in(list(venues)))
     raw = q.collect()
-    # symbols and venues are few: map them to small integer codes once, then
-    # work on numbers only (string work per row dominated the scan)
-    syms = [s for s in raw["symbol"].unique().drop_nulls().to_list()]
+    # symbols and venues are few: map them to small integer codes once (one
+    # categorical pass each), then work on numbers only
+    v_phys, v_names = _categorize(raw["venue"])
+    s_phys, s_names = _categorize(raw["symbol"])
     keep_syms = []
-    for s in sorted(syms):
+    for s in sorted(s_names):
         base, _, quote = s.partition("-")
         sz = size.get(base) if isinstance(size, Mapping) else size
         if quote in rates and sz is not None and (assets is None or base in assets):
             if not isinstance(size, Mapping) and size <= 0:
                 raise ValueError(f"size must be > 0, got {size}")
             keep_syms.append((s, base, float(sz), float(rates[quote])))
-    vnames = sorted(raw["venue"].unique().drop_nulls().to_list())
+    vnames = sorted(v_names)
     anames = sorted({b for _, b, _, _ in keep_syms})
     s_idx = {s: i for i, (s, *_r) in enumerate(keep_syms)}
     s_asset = np.array([anames.index(b) for _, b, _, _ in keep_syms], np.int64)
     s_size = np.array([z for *_r, z, _ in keep_syms], np.float64)
     s_rate = np.array([r for *_r, r in keep_syms], np.float64)
-    vcode = _codes(raw["venue"], {v: i for i, v in enumerate(vnames)})
-    scode = _codes(raw["symbol"], s_idx)
+    vcode = _lookup(v_phys, v_names, {v: i for i, v in enumerate(vnames)})
+    scode = _lookup(s_phys, s_names, s_idx)
     ok = (vcode >= 0) & (scode >= 0)
     tsn = raw["ts"].dt.cast_time_unit("us").dt.epoch("us").to_numpy()
     lv = {c: raw[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in wide_columns_of(depth)}
@@ -357,8 +358,10 @@ def cross_venue(
                     [lv[f"bid_qty_{i}"] for i in range(depth)], sz) * rate
     del lv
     if tsn.shape[0] > 1 and not np.all(tsn[1:] >= tsn[:-1]):
-        order = np.argsort(tsn, kind="stable")
-        tsn, vcode, scode, buy, sell = tsn[order], vcode[order], scode[order], buy[order], sell[order]
+        srt = pl.DataFrame({"t": tsn, "v": vcode, "s": scode, "b": buy, "x": sell}).sort(
+            "t", maintain_order=True)
+        tsn, vcode, scode = srt["t"].to_numpy(), srt["v"].to_numpy(), srt["s"].to_numpy()
+        buy, sell = srt["b"].to_numpy(), srt["x"].to_numpy()
     acode = s_asset[scode] if scode.shape[0] else np.empty(0, np.int64)
     fee = np.array([_fee(fees, v, default_fee_bps) for v in vnames], np.float64)
     row, rb, rs, prof, fresh = _cross_kernel(
@@ -393,21 +396,28 @@ def cross_venue(
     return out.select(*SIGNAL_COLUMNS, "fresh", "venue", "profitable")
 
 
-def _codes(col: pl.Series, index: Mapping[str, int]) -> np.ndarray:
-    """Small integer code of each string (``-1`` when absent from ``index`` or null).
+def _categorize(col: pl.Series) -> tuple[np.ndarray, list[str]]:
+    """Per-row categorical codes (``-1`` for null) and the name of each code.
 
-    >>> _codes(pl.Series(["b", "a", None, "b", "c"]), {"a": 0, "b": 1}).tolist()
-    [1, 0, -1, 1, -1]
+    >>> c, names = _categorize(pl.Series(["b", "a", None, "b"]))
+    >>> [names[i] if i >= 0 else None for i in c.tolist()]
+    ['b', 'a', None, 'b']
     """
     cat = col.cast(pl.Categorical)
-    phys = cat.to_physical().fill_null(-1).cast(pl.Int64).to_numpy()
-    if phys.shape[0] == 0:
-        return np.empty(0, np.int64)
+    phys = cat.to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
     u = cat.unique().drop_nulls()
-    look = np.full(int(phys.max()) + 2, -1, np.int64)
+    names = [""] * (int(phys.max()) + 1 if phys.shape[0] else 0)
     for code, name in zip(u.to_physical().to_list(), u.cast(pl.String).to_list()):
+        names[code] = name
+    return phys, names
+
+
+def _lookup(phys: np.ndarray, names: list[str], index: Mapping[str, int]) -> np.ndarray:
+    """Map categorical codes to ``index`` positions (``-1`` when absent or null)."""
+    look = np.full(len(names) + 1, -1, np.int64)
+    for code, name in enumerate(names):
         look[code] = index.get(name, -1)
-    return look[phys]  # -1 (null) reads the last slot, which stays -1
+    return look[phys]  # code -1 (null) reads the last slot, which stays -1
 
 
 def _walk_np(px: list[np.ndarray], qty: list[np.ndarray], size: np.ndarray) -> np.ndarray:
