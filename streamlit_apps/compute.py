@@ -1,16 +1,17 @@
 """Polars computations behind the pages, lazy in and lazy out, ``by`` venue/symbol.
 
-Kept small and separate from the page code so they move into ``lab/``
-(``lab.micro``, ``lab.arbitrage``) when those helpers land; until then the
-pages call these. Each docstring names the columns needed and added.
+What ``lab`` does not (yet) offer in the shape a page needs: depth from the
+long ``book_snapshots`` layout, top-of-book edges of the latest quotes, a
+1-second edge grid for charts, ingestion rates. Spreads, OFI, lead-lag and
+arbitrage episodes come from ``lab.micro``, ``lab.leadlag`` and
+``lab.arbitrage`` like in the notebooks. Each docstring names the columns
+needed and added.
 
 >>> import polars as pl, datetime as dt
 >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 >>> q = pl.LazyFrame({"ts_exchange": [t, t, t], "venue": ["a", "b", "c"],
 ...     "symbol": ["X-USD"] * 3, "bid_px": [100.0, 101.0, 99.0], "bid_qty": [1.0, 2.0, 3.0],
 ...     "ask_px": [100.5, 101.5, 99.4], "ask_qty": [1.0, 1.0, 1.0]})
->>> with_spread(q).select("venue", "spread_bps").collect()["spread_bps"].round(2).to_list()
-[49.88, 49.38, 40.32]
 >>> e = cross_edges(q, fees_bps={"a": 10.0, "b": 10.0, "c": 10.0}, size=1.0).collect()
 >>> e.filter(pl.col("net_edge_bps") > 0).select("buy_venue", "sell_venue").rows()
 [('c', 'b'), ('c', 'a'), ('a', 'b')]
@@ -18,34 +19,15 @@ pages call these. Each docstring names the columns needed and added.
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 
 __all__ = [
-    "with_spread",
     "downsample_quotes",
-    "ofi",
     "depth",
     "cross_edges",
     "edge_history",
-    "episodes",
-    "lead_lag",
     "ingestion_rate",
 ]
-
-
-def with_spread(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """Add ``mid``, ``spread_bps`` (quoted, over mid) and ``imbalance`` (L1, in [-1, 1]).
-
-    Needs ``bid_px``, ``ask_px``, ``bid_qty``, ``ask_qty``.
-    ``imbalance = (bid_qty - ask_qty) / (bid_qty + ask_qty)``.
-    """
-    mid = (pl.col("bid_px") + pl.col("ask_px")) / 2
-    return lf.with_columns(
-        mid=mid,
-        spread_bps=(pl.col("ask_px") - pl.col("bid_px")) / mid * 1e4,
-        imbalance=(pl.col("bid_qty") - pl.col("ask_qty")) / (pl.col("bid_qty") + pl.col("ask_qty")),
-    )
 
 
 def downsample_quotes(lf: pl.LazyFrame, every: str = "250ms",
@@ -59,34 +41,6 @@ def downsample_quotes(lf: pl.LazyFrame, every: str = "250ms",
         lf.sort("ts_exchange")
         .group_by_dynamic("ts_exchange", every=every, group_by=list(by))
         .agg(pl.col("bid_px", "bid_qty", "ask_px", "ask_qty").last())
-    )
-
-
-def ofi(lf: pl.LazyFrame, every: str = "1s", by: tuple[str, ...] = ("venue", "symbol")) -> pl.LazyFrame:
-    """Order flow imbalance at level 1 (Cont, Kukanov & Stoikov 2014), summed per bucket.
-
-    For consecutive quotes n-1, n of one venue/symbol::
-
-        e_n = 1[Pb_n >= Pb_{n-1}] qb_n - 1[Pb_n <= Pb_{n-1}] qb_{n-1}
-            - 1[Pa_n <= Pa_{n-1}] qa_n + 1[Pa_n >= Pa_{n-1}] qa_{n-1}
-
-    Adds per bucket ``ofi`` (in base units, positive = buying pressure) and ``mid_change``
-    (last mid minus first mid in the bucket). Needs ``ts_exchange`` and the quote columns.
-    """
-    b = list(by)
-    pb, qb, pa, qa = (pl.col(c) for c in ("bid_px", "bid_qty", "ask_px", "ask_qty"))
-    pb0, qb0, pa0, qa0 = (pl.col(c).shift(1).over(b) for c in ("bid_px", "bid_qty", "ask_px", "ask_qty"))
-    e = (
-        pl.when(pb >= pb0).then(qb).otherwise(0.0)
-        - pl.when(pb <= pb0).then(qb0).otherwise(0.0)
-        - pl.when(pa <= pa0).then(qa).otherwise(0.0)
-        + pl.when(pa >= pa0).then(qa0).otherwise(0.0)
-    )
-    return (
-        lf.sort("ts_exchange")
-        .with_columns(e=e.fill_null(0.0), mid=(pb + pa) / 2)
-        .group_by_dynamic("ts_exchange", every=every, group_by=b)
-        .agg(pl.col("e").sum().alias("ofi"), (pl.col("mid").last() - pl.col("mid").first()).alias("mid_change"))
     )
 
 
@@ -186,33 +140,6 @@ def edge_history(quotes: pl.DataFrame, *, fees_bps: dict[str, float], every: str
     return pl.concat(out).lazy().drop_nulls("net_edge_bps")
 
 
-def episodes(history: pl.LazyFrame, *, threshold_bps: float = 0.0, every: str = "1s") -> pl.LazyFrame:
-    """Runs of consecutive grid points where a pair's net edge exceeds ``threshold_bps``.
-
-    Needs ``ts``, ``pair``, ``net_edge_bps`` on a regular ``every`` grid (as
-    :func:`edge_history` gives). Output per episode: ``pair``, ``start``,
-    ``end`` (last point above the threshold), ``duration_s``, ``peak_bps``,
-    ``avg_bps``, ``points``.
-    """
-    return (
-        history.sort("pair", "ts")
-        .filter(pl.col("net_edge_bps") > threshold_bps)
-        .with_columns(gap=pl.col("ts").diff().over("pair"))
-        .with_columns(new=(pl.col("gap").is_null()) | (pl.col("gap") > pl.duration(seconds=_seconds(every) * 1.5)))
-        .with_columns(episode=pl.col("new").cum_sum().over("pair"))
-        .group_by("pair", "episode")
-        .agg(
-            pl.col("ts").min().alias("start"), pl.col("ts").max().alias("end"),
-            pl.col("net_edge_bps").max().alias("peak_bps"), pl.col("net_edge_bps").mean().alias("avg_bps"),
-            pl.len().alias("points"),
-        )
-        .with_columns(duration_s=(pl.col("end") - pl.col("start")).dt.total_microseconds() / 1e6
-                      + _seconds(every))
-        .select("pair", "start", "end", "duration_s", "peak_bps", "avg_bps", "points")
-        .sort("start", descending=True)
-    )
-
-
 def _seconds(every: str) -> float:
     """``"250ms"`` -> 0.25, ``"1s"`` -> 1.0, ``"1m"`` -> 60.0."""
     units = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -220,52 +147,6 @@ def _seconds(every: str) -> float:
         if every.endswith(u) and every[: -len(u)].replace(".", "", 1).isdigit():
             return float(every[: -len(u)]) * units[u]
     raise ValueError(f"unsupported interval {every!r}; use e.g. '250ms', '1s', '1m'")
-
-
-def lead_lag(quotes: pl.DataFrame, *, every: str = "100ms", max_lag_ms: int = 1000,
-             reference: str | None = None) -> pl.DataFrame:
-    """Cross-correlation of mid returns between each venue and a reference venue, by lag.
-
-    Mids are sampled on an ``every`` grid (last quote, carried forward), log
-    returns per step, then ``corr(ref_t, venue_{t+lag})`` for lags in
-    ``[-max_lag_ms, max_lag_ms]``. A peak at a positive lag means the venue
-    follows the reference by that many ms. Output: ``venue``, ``lag_ms``, ``corr``.
-    Collected at the edge (a small grid): numpy does the shifted correlations.
-    """
-    step = _seconds(every)
-    grid = (
-        quotes.lazy().sort("ts_exchange")
-        .with_columns(mid=(pl.col("bid_px") + pl.col("ask_px")) / 2)
-        .group_by_dynamic("ts_exchange", every=every, group_by="venue")
-        .agg(pl.col("mid").last())
-        .collect()
-        .pivot(on="venue", index="ts_exchange", values="mid")
-        .sort("ts_exchange")
-        .upsample("ts_exchange", every=every)
-        .fill_null(strategy="forward")
-        .drop_nulls()
-    )
-    venues = [c for c in grid.columns if c != "ts_exchange"]
-    schema = {"venue": pl.String, "lag_ms": pl.Int64, "corr": pl.Float64}
-    if len(venues) < 2 or grid.height < 10:
-        return pl.DataFrame(schema=schema)
-    ref = reference if reference in venues else venues[0]
-    r = {v: np.diff(np.log(grid[v].to_numpy())) for v in venues}
-    max_k = int(round(max_lag_ms / 1000 / step))
-    lags = np.arange(-max_k, max_k + 1)
-    rows: dict[str, list] = {"venue": [], "lag_ms": [], "corr": []}
-    x = r[ref]
-    for v in venues:
-        if v == ref:
-            continue
-        y = r[v]
-        for k in lags:
-            a, b = (x[: len(x) - k], y[k:]) if k >= 0 else (x[-k:], y[: len(y) + k])
-            c = np.corrcoef(a, b)[0, 1] if len(a) > 2 and a.std() > 0 and b.std() > 0 else np.nan
-            rows["venue"].append(v)
-            rows["lag_ms"].append(int(round(k * step * 1000)))
-            rows["corr"].append(float(c))
-    return pl.DataFrame(rows, schema=schema)
 
 
 def ingestion_rate(lf: pl.LazyFrame, every: str = "10s", time_col: str = "ts_local") -> pl.LazyFrame:

@@ -11,7 +11,7 @@ import polars as pl
 import streamlit as st
 
 from lab.schema import TS
-from lab import plots
+from lab import arbitrage, plots
 from streamlit_apps import compute, data, widgets
 
 # Taker fees in bps at the venues' entry tiers (editable in the sidebar).
@@ -96,15 +96,34 @@ def _history(root: str, market: str, start: dt.datetime, end: dt.datetime,
 end = data.window_end("quotes") + dt.timedelta(seconds=1)
 start = end - dt.timedelta(minutes=int(hist_min))
 hist = _history(data.lake_root(), market, start, end.replace(microsecond=0), tuple(sorted(fees.items())))
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _episodes(root: str, market: str, start: dt.datetime, end: dt.datetime, fees: tuple[tuple[str, float], ...],
+              size: float, threshold: float, stale_s: float) -> pl.DataFrame:
+    """Episodes by ``lab.arbitrage`` (the notebook's function): fees on both legs, size, staleness guard."""
+    q = data.scan_window("quotes", start=start, end=end, symbols=data.market_symbols(market),
+                         columns=["ts_exchange", "ts_local", "venue", "symbol", "bid_px", "bid_qty",
+                                  "ask_px", "ask_qty"])
+    if q.is_empty():
+        return pl.DataFrame()
+    timeline = arbitrage.cross_venue(q.lazy(), fees=dict(fees), size=size, min_edge_bps=threshold,
+                                     max_age=stale_s * 1000.0, keep="episodes")
+    return arbitrage.episodes(timeline).sort("start", descending=True).collect()
+
+
 st.subheader("Episodes")
-eps = compute.episodes(hist.lazy(), threshold_bps=float(threshold)).collect() if not hist.is_empty() else None
-if eps is None or eps.is_empty():
-    st.success(f"No episode above {threshold:g} bps net in the last {int(hist_min)} minutes.")
+eps = _episodes(data.lake_root(), market, start, end.replace(microsecond=0), tuple(sorted(fees.items())),
+                float(size), float(threshold), float(stale_s))
+if eps.is_empty():
+    st.success(f"No episode above {threshold:g} bps net for size {size:g} in the last {int(hist_min)} minutes.")
 else:
-    last_ts = hist["ts"].max()
+    last_ts = hist["ts"].max() if not hist.is_empty() else end
     eps = eps.with_columns(open=pl.col("end") >= last_ts - dt.timedelta(seconds=1))
     st.metric("Episodes", f"{len(eps):,}", f"{int(eps['open'].sum())} open", delta_color="off")
-    st.dataframe(eps, hide_index=True, height=240)
+    st.dataframe(eps.select("open", "asset", "buy_venue", "sell_venue", "start", "end", "duration_ms",
+                            "peak_net_edge_bps", "avg_net_edge_bps", "size", "profit_quote", "closed_by"),
+                 hide_index=True, height=240)
 
 if not hist.is_empty():
     widgets.chart(st, plots.lines_figure(hist, x="ts", y="net_edge_bps", by=("pair",),

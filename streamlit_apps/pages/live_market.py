@@ -9,7 +9,7 @@ import time
 import polars as pl
 import streamlit as st
 
-from lab import plots
+from lab import micro, plots
 from streamlit_apps import compute, data, widgets
 
 st.title("Live market")
@@ -34,7 +34,7 @@ def _frames(root: str, market: str, window_s: int, end_key: str) -> tuple[pl.Dat
                          columns=["ts_exchange", "venue", "symbol", "bid_px", "bid_qty", "ask_px", "ask_qty"])
     every = f"{max(window_s * 1000 // 300, 50)}ms"  # about 300 points per line
     shown = compute.downsample_quotes(q.lazy(), every=every).collect()
-    last = compute.with_spread(q.lazy().sort("ts_exchange").group_by("venue").agg(pl.all().last())) \
+    last = micro.with_quote_metrics(q.lazy().sort("ts_exchange").group_by("venue").agg(pl.all().last())) \
         .sort("venue").collect()
     t = data.scan_window("trades", start=start, symbols=syms,
                          columns=["ts_exchange", "venue", "symbol", "side", "price", "qty", "trade_id"])
@@ -55,7 +55,7 @@ def view() -> None:
         return
     mcols = st.columns(len(last) + 1)
     for col, r in zip(mcols, last.iter_rows(named=True)):
-        col.metric(f"{r['venue']} mid", f"{r['mid']:,.2f}", f"spread {r['spread_bps']:.2f} bps",
+        col.metric(f"{r['venue']} mid", f"{r['mid']:,.2f}", f"spread {r['quoted_spread_bps']:.2f} bps",
                    delta_color="off")
     if not tape.is_empty():
         mcols[-1].metric("last trade", f"{tape['price'][0]:,.2f}",

@@ -7,7 +7,7 @@ import datetime as dt
 import polars as pl
 import streamlit as st
 
-from lab import plots
+from lab import leadlag, micro, plots
 from streamlit_apps import compute, data, widgets
 
 st.title("Microstructure")
@@ -30,23 +30,31 @@ def _load(root: str, market: str, start: dt.datetime, end: dt.datetime, bucket: 
     syms = data.market_symbols(market)
     q = data.scan_window("quotes", start=start, end=end, symbols=syms,
                          columns=["ts_exchange", "venue", "symbol", "bid_px", "bid_qty", "ask_px", "ask_qty"])
-    lq = compute.with_spread(q.lazy())
+    lq = micro.with_quote_metrics(q.lazy())
     per_bucket = (
         lq.sort("ts_exchange")
         .group_by_dynamic("ts_exchange", every=bucket, group_by="venue")
-        .agg(pl.col("spread_bps").mean(), pl.col("imbalance").mean())
+        .agg(pl.col("quoted_spread_bps").mean().alias("spread_bps"), pl.col("imbalance").mean())
         .collect()
     )
     summary = lq.group_by("venue").agg(
-        pl.col("spread_bps").mean().alias("mean_spread_bps"),
-        pl.col("spread_bps").median().alias("median_spread_bps"),
+        pl.col("quoted_spread_bps").mean().alias("mean_spread_bps"),
+        pl.col("quoted_spread_bps").median().alias("median_spread_bps"),
         pl.col("imbalance").mean().alias("mean_imbalance"),
         pl.len().alias("quotes"),
     ).sort("venue").collect()
-    flow = compute.ofi(q.lazy(), every=bucket, by=("venue",)).collect()
+    flow = micro.ofi(q.lazy(), every=bucket, by=("venue",)).collect()
     snaps = data.scan_window("book_snapshots", start=start, end=end, symbols=syms)
     dep = compute.depth(snaps.lazy(), levels=levels, by=("venue",)).collect()
     return {"quotes": q, "per_bucket": per_bucket, "summary": summary, "ofi": flow, "depth": dep}
+
+
+@st.cache_data(ttl=30, show_spinner="Estimating lead-lag (Hayashi-Yoshida) ...")
+def _leadership(root: str, market: str, start: dt.datetime, end: dt.datetime, max_lag_ms: int) -> pl.DataFrame:
+    q = data.scan_window("quotes", start=start, end=end, symbols=data.market_symbols(market),
+                         columns=["ts_exchange", "venue", "symbol", "bid_px", "ask_px"])
+    return leadlag.venue_leadership(q.lazy(), max_lag_ms=float(max_lag_ms),
+                                    step_ms=max(1.0, max_lag_ms / 100)).collect()
 
 
 d = _load(data.lake_root(), market, start, end, bucket, int(levels))
@@ -82,7 +90,7 @@ else:
     widgets.chart(left, plots.lines_figure(dep_long, "ts_exchange", "size", by=("venue", "side"),
                                          title=f"Depth in the top {levels} levels (base units)",
                                          xlabel="time (UTC)", ylabel="size", height=320), key="depth")
-flow = d["ofi"].drop_nulls()
+flow = d["ofi"].drop_nulls()  # lab.micro.ofi: venue, bucket, ofi, n_events, mid_change
 corr = flow.group_by("venue").agg(pl.corr("ofi", "mid_change").alias("corr")).sort("venue")
 widgets.chart(right, plots.lines_figure(flow, "ofi", "mid_change", by=("venue",), mode="markers",
                                       title=f"OFI vs mid change per {bucket} (Cont, Kukanov & Stoikov)",
@@ -90,19 +98,16 @@ widgets.chart(right, plots.lines_figure(flow, "ofi", "mid_change", by=("venue",)
 right.caption("corr(OFI, Δmid): " + ", ".join(f"{v} {c:+.2f}" for v, c in corr.iter_rows() if c is not None))
 
 st.subheader("Lead-lag")
-venues = sorted(d["quotes"]["venue"].unique().to_list())
-ref = st.selectbox("Reference venue", venues, index=0) if venues else None
-ll = compute.lead_lag(d["quotes"], every="100ms", max_lag_ms=int(max_lag_ms), reference=ref)
-if ll.is_empty():
+st.caption("Hayashi-Yoshida correlation of mid changes by lag (lab.leadlag.venue_leadership): "
+           "each venue's delay behind the leader, in ms.")
+lead = _leadership(data.lake_root(), market, start, end, int(max_lag_ms))
+if lead.is_empty():
     st.info("Need two venues with enough quotes for lead-lag.")
 else:
-    peaks = ll.drop_nans().sort("corr", descending=True).group_by("venue", maintain_order=True).first().sort("venue")
-    pcols = st.columns(max(len(peaks), 1))
-    for col, r in zip(pcols, peaks.iter_rows(named=True)):
-        verb = "follows" if r["lag_ms"] > 0 else "leads" if r["lag_ms"] < 0 else "moves with"
-        col.metric(f"{r['venue']} vs {ref}", f"{r['lag_ms']:+d} ms", f"{verb} {ref}, corr {r['corr']:.2f}",
-                   delta_color="off")
-    widgets.chart(st, plots.lines_figure(ll, "lag_ms", "corr", by=("venue",),
-                                       title=f"Correlation of 100 ms mid returns with {ref}, by lag",
-                                       xlabel="lag (ms, positive = venue after reference)", ylabel="corr",
-                                       height=320), key="leadlag")
+    pcols = st.columns(len(lead))
+    for col, r in zip(pcols, lead.sort("venue").iter_rows(named=True)):
+        col.metric(f"{r['venue']} lag", f"{r['lag_ms']:+.0f} ms",
+                   "leader" if r["is_leader"] else f"corr {r['mean_corr']:.2f}", delta_color="off")
+    widgets.chart(st, plots.bar_figure(lead.sort("venue"), "venue", "lag_ms",
+                                       title="Delay behind the leading venue (ms)", ylabel="ms", height=300),
+                  key="leadlag")

@@ -53,18 +53,18 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("st_browser")
     port = free_port()
     with Recording(base / "data", faults="gentle") as rec:
-        rec.wait_rows("quotes")
-        rec.wait_rows("book_snapshots")
         env = os.environ | {"LAB_DATA": str(rec.lab_data), "PYTHONUNBUFFERED": "1"}
         env.pop("LAB_LAKE", None)
         log = base / "streamlit.log"
         with open(log, "w") as out:
+            # Streamlit starts while the recorder syncs its books (both take seconds)
             proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "streamlit"), "run", str(APP),
                  "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
                  "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             try:
+                rec.wait_rows("quotes")
                 _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 90, proc, log)
                 yield {"url": f"http://127.0.0.1:{port}", "recording": rec, "log": log}
             finally:
@@ -130,7 +130,7 @@ def test_every_page_renders_charts_and_the_live_page_moves(server, browser):
             # two looks a few seconds apart: the live chart's newest points move
             first = page.evaluate(_LAST_X, "bid_ask")
             assert first, "the live bid/ask chart has traces"
-            page.wait_for_timeout(3000)
+            page.wait_for_timeout(2000)  # a few seconds apart: 2 s here, then until it has moved
             page.wait_for_function(f"(prev) => ({_LAST_X})('bid_ask') !== prev", arg=first, timeout=30_000)
             second = page.evaluate(_LAST_X, "bid_ask")
             assert second != first

@@ -147,6 +147,11 @@ def test_arbitrage_monitor_edges_net_of_fees_signals_and_history(synth_lake, app
     profit = (last[s]["bid_px"] - last[b]["ask_px"]) * size  # no fees on either leg
     assert math.isclose(float(m[f"Profit for {size:g} (quote)"].replace(",", "")), profit, abs_tol=0.006)
 
+    # lab.arbitrage's episodes: only kraken -> coinbase pays, and it pays all along
+    eps = next(d.value for d in at.dataframe if "peak_net_edge_bps" in d.value.columns)
+    assert list(zip(eps["buy_venue"], eps["sell_venue"])) == [("kraken", "coinbase")]
+    assert m["Episodes"] == "1"
+
     hist = figures(at)["edge_history"]
     assert sorted(hist["traces"]) == sorted(f"{x}->{y}" for x in synth.VENUES for y in synth.VENUES if x != y)
     assert len(hist["traces"]["kraken->coinbase"]["y"]) == 180  # one point per second of the 3 minutes
@@ -172,9 +177,10 @@ def test_microstructure_spreads_depth_and_lead_lag(synth_lake, app_on):
     assert sorted(figs["depth"]["traces"]) == sorted(f"{v} {s}" for v in synth.VENUES for s in ("ask_depth", "bid_depth"))
     # the fixture's asks are 5 levels of 2.0 at every snapshot
     assert set(figs["depth"]["traces"]["binance ask_depth"]["y"]) == {10.0}
-    # venues quote the same random walk at the same instants: lead-lag peaks at 0 ms
-    assert m["coinbase vs binance"] == "+0 ms" and m["kraken vs binance"] == "+0 ms"
-    assert sorted(figs["leadlag"]["traces"]) == ["coinbase", "kraken"]
+    # venues quote the same random walk at the same instants: nobody lags
+    assert [m[f"{v} lag"] for v in sorted(synth.VENUES)] == ["+0 ms"] * 3
+    bars = next(iter(figs["leadlag"]["traces"].values()))
+    assert bars["x"] == sorted(synth.VENUES) and all(abs(y) < 10.0 for y in bars["y"])  # one 10 ms step
 
 
 def test_risk_monitor_shows_the_latest_snapshot_breaches_and_history(synth_lake, app_on):
