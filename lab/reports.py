@@ -249,6 +249,13 @@ def _need(lf: pl.LazyFrame, cols: Sequence[str], who: str) -> None:
         raise ValueError(f"{who}: missing column(s) {missing}; got {names}")
 
 
+def _at_extreme(value: str, time_column: str, tie: str | None, last: bool) -> pl.Expr:
+    """``value`` at the first (or last) row by time, ties broken by ``tie``
+    (a top-1 selection per group, not a sort of the whole frame)."""
+    keys = [time_column] + ([tie] if tie else [])
+    return pl.col(value).sort_by(keys, descending=last).first()
+
+
 def market_summary(trades: pl.LazyFrame, *, by: Sequence[str] = ("venue", "symbol"),
                    time_column: str = "ts_exchange") -> pl.LazyFrame:
     """One row per venue/symbol: open, high, low, close, return (%), trades,
@@ -258,17 +265,18 @@ def market_summary(trades: pl.LazyFrame, *, by: Sequence[str] = ("venue", "symbo
 
     >>> t = pl.LazyFrame({"ts_exchange": [1, 2, 3], "venue": "x", "symbol": "s", "trade_id": ["1", "2", "3"],
     ...     "price": [100.0, 102.0, 101.0], "qty": [1.0, 1.0, 2.0], "side": ["buy", "sell", "buy"]})
-    >>> market_summary(t).select("close", "return_pct", "volume", "vwap", "buy_share").collect().row(0)
+    >>> market_summary(t).select("close", pl.col("return_pct").round(9), "volume", "vwap", "buy_share").collect().row(0)
     (101.0, 1.0, 4.0, 101.0, 0.75)
     """
     by = list(by)
     _need(trades, [time_column, "price", "qty", "side", *by], "market_summary")
-    order = [time_column] + (["trade_id"] if "trade_id" in trades.collect_schema().names() else [])
+    tie = "trade_id" if "trade_id" in trades.collect_schema().names() else None
     p, q = pl.col("price"), pl.col("qty")
-    return (trades.sort([*by, *order], maintain_order=True)
-            .group_by(by, maintain_order=True)
-            .agg(p.first().alias("open"), p.max().alias("high"), p.min().alias("low"),
-                 p.last().alias("close"), pl.len().cast(pl.Int64).alias("trades"),
+    return (trades.group_by(by)
+            .agg(_at_extreme("price", time_column, tie, last=False).alias("open"),
+                 p.max().alias("high"), p.min().alias("low"),
+                 _at_extreme("price", time_column, tie, last=True).alias("close"),
+                 pl.len().cast(pl.Int64).alias("trades"),
                  q.sum().alias("volume"), (p * q).sum().alias("notional"),
                  q.filter(pl.col("side") == "buy").sum().alias("buy_volume"))
             .with_columns(((pl.col("close") / pl.col("open") - 1.0) * 100.0).alias("return_pct"),
@@ -281,7 +289,7 @@ def market_summary(trades: pl.LazyFrame, *, by: Sequence[str] = ("venue", "symbo
 
 def volatility_summary(trades: pl.LazyFrame, *, every: str = "1m", by: Sequence[str] = ("venue", "symbol"),
                        time_column: str = "ts_exchange") -> pl.LazyFrame:
-    """Realised volatility from ``every`` bars of last trade prices, per venue/symbol.
+    """Realised volatility from ``every`` bars of last trade prices (:func:`closes`), per venue/symbol.
 
     ``bars`` (bars with trades), ``rv_pct`` = 100·√Σ r² over the log returns
     r between consecutive bars' closes (the period's realised volatility, not
@@ -291,18 +299,13 @@ def volatility_summary(trades: pl.LazyFrame, *, every: str = "1m", by: Sequence[
     >>> t = [dt.datetime(2026, 1, 1, 0, m) for m in range(3)]
     >>> tr = pl.LazyFrame({"ts_exchange": t, "venue": "x", "symbol": "s",
     ...     "price": [100.0, 101.0, 100.0], "qty": 1.0, "side": "buy"})
-    >>> round(volatility_summary(tr).collect()["rv_pct"].item(), 4)
+    >>> round(volatility_summary(tr).collect()["rv_pct"].item(), 4)  # 100*sqrt(ln(1.01)^2 + ln(100/101)^2)
     1.4072
     """
-    import math  # noqa: F401  (documentation: rv = 100*sqrt(log(1.01)**2 + log(100/101)**2))
-
     by = list(by)
-    _need(trades, [time_column, "price", *by], "volatility_summary")
-    bars = (trades.sort([*by, time_column], maintain_order=True)
-            .group_by_dynamic(time_column, every=every, group_by=by, closed="left", label="left")
-            .agg(pl.col("price").last().alias("close")))
     r = pl.col("close").log().diff().over(by)
-    return (bars.with_columns(r.alias("r"))
+    return (closes(trades, every=every, by=by, time_column=time_column)
+            .with_columns(r.alias("r"))
             .group_by(by)
             .agg(pl.len().cast(pl.Int64).alias("bars"),
                  ((pl.col("r") ** 2).sum().sqrt() * 100.0).alias("rv_pct"),
@@ -318,8 +321,8 @@ def spread_summary(quotes: pl.LazyFrame, *, by: Sequence[str] = ("venue", "symbo
 
     >>> q = pl.LazyFrame({"venue": "x", "symbol": "s", "bid_px": [99.0, 99.5, 99.0],
     ...     "ask_px": [101.0, 100.5, 100.0], "bid_qty": 1.0, "ask_qty": 3.0})
-    >>> round(spread_summary(q).collect()["mean_spread_bps"].item(), 4)
-    133.3389
+    >>> round(spread_summary(q).collect()["mean_spread_bps"].item(), 4)  # (200 + 100 + 100.5025) / 3
+    133.5008
     """
     by = list(by)
     _need(quotes, ["bid_px", "ask_px", "bid_qty", "ask_qty", *by], "spread_summary")
@@ -371,24 +374,26 @@ def arbitrage_summary(signals: pl.LazyFrame, *,
 
 def closes(trades: pl.LazyFrame, *, every: str = "1m", by: Sequence[str] = ("venue", "symbol"),
            time_column: str = "ts_exchange") -> pl.LazyFrame:
-    """Last trade price per ``every`` bar and venue/symbol, with ``ret_bps``, the
-    move since the first bar of its venue/symbol (to compare assets on one chart).
+    """Last trade price (by time, then ``trade_id``) per ``every`` bar (``bucket``,
+    aligned on the epoch) and venue/symbol, with ``ret_bps``, the move since the
+    first bar of its venue/symbol (to compare assets on one chart). Bars without
+    trades are not emitted. Hash aggregation: no sort of the trades.
 
     >>> import datetime as dt
     >>> t = [dt.datetime(2026, 1, 1, 0, m) for m in range(2)]
     >>> tr = pl.LazyFrame({"ts_exchange": t, "venue": "x", "symbol": "s", "price": [100.0, 101.0]})
-    >>> closes(tr).select("close", "ret_bps").collect().rows()
+    >>> closes(tr).select("close", pl.col("ret_bps").round(9)).collect().rows()
     [(100.0, 0.0), (101.0, 100.0)]
     """
     by = list(by)
     _need(trades, [time_column, "price", *by], "closes")
-    return (trades.sort([*by, time_column], maintain_order=True)
-            .group_by_dynamic(time_column, every=every, group_by=by, closed="left", label="left")
-            .agg(pl.col("price").last().alias("close"))
-            .rename({time_column: "bucket"})
+    tie = "trade_id" if "trade_id" in trades.collect_schema().names() else None
+    return (trades.with_columns(pl.col(time_column).dt.truncate(every).alias("bucket"))
+            .group_by([*by, "bucket"])
+            .agg(_at_extreme("price", time_column, tie, last=True).alias("close"))
+            .sort([*by, "bucket"])
             .with_columns(((pl.col("close") / pl.col("close").first().over(by) - 1.0) * 1e4)
-                          .alias("ret_bps"))
-            .sort([*by, "bucket"]))
+                          .alias("ret_bps")))
 
 
 # --------------------------------------------------------------------------- display

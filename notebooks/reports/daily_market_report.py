@@ -40,7 +40,8 @@ def day(table: str) -> pl.LazyFrame:
     return lab.scan(table, venue=venues, symbol=symbols, start=start, end=end, lake=lake)
 
 
-summary = reports.market_summary(day("trades")).collect()
+trades = day("trades").select("ts_exchange", "venue", "symbol", "trade_id", "price", "qty", "side").collect().lazy()
+summary = reports.market_summary(trades).collect()
 show(f"<p>Day <b>{date}</b> (UTC): {summary['trades'].sum():,} trades on "
      f"{summary['venue'].n_unique()} venue(s), {summary['symbol'].n_unique()} symbol(s).</p>")
 
@@ -51,7 +52,7 @@ show(f"<p>Day <b>{date}</b> (UTC): {summary['trades'].sum():,} trades on "
 # %%
 show(html_table(summary.select("venue", "symbol", "open", "high", "low", "close", "return_pct", "vwap"),
                 id="market-summary"))
-show(plots.lines_figure(reports.closes(day("trades"), every="1m"), "bucket", "ret_bps",
+show(plots.lines_figure(reports.closes(trades, every="1m"), "bucket", "ret_bps",
                         title="Move since the first minute (bps), 1-minute closes", ylabel="bps"))
 
 # %% [markdown]
@@ -70,7 +71,7 @@ show(plots.bar_figure(summary, "symbol", "notional", color="venue", title="Notio
 # and the largest 1-minute move.
 
 # %%
-vol = reports.volatility_summary(day("trades"), every="1m").collect()
+vol = reports.volatility_summary(trades, every="1m").collect()
 show(html_table(vol, id="volatility"))
 show(plots.bar_figure(vol, "symbol", "rv_pct", color="venue", title="Realised volatility (%)"))
 
