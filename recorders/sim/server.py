@@ -61,9 +61,22 @@ ENCODERS: dict[str, type[Encoder]] = {
 }
 
 TICK_S = 0.005
-MAX_TICK_WALL_S = 0.02  # at most this much wall-clock worth of market per tick
+MAX_TICK_WALL_S = 0.25  # at most this much wall-clock worth of market per tick (no spiral when behind)
 HIGH_WATER = 8 * 2**20
 LOW_WATER = 2 * 2**20
+
+
+_WARM = False
+
+
+def _warm_up() -> None:
+    """Run the model once on a tiny market so numba/polars load before serving."""
+    global _WARM
+    if not _WARM:
+        m = Market(SimConfig(venues=("binance",), assets=("BTC",)), start_ns=0, chunk_ns=10**9)
+        c = m.step()[0]
+        BinanceEncoder(None, [(0, c.listing)]).prepare(0, c)
+        _WARM = True
 
 
 class Truth:
@@ -176,6 +189,7 @@ class Simulator:
         return out
 
     async def start(self) -> None:
+        _warm_up()  # load the compiled kernels before accepting clients
         for v, enc in self.encoders.items():
             port = 0 if self.cfg.port_base == 0 else self.cfg.port(v)
             srv = await serve(
