@@ -13,6 +13,7 @@ from lab.arbitrage.config import DEFAULT_TAKER_BPS, ArbConfig, load_config
 from lab.arbitrage.historical import (
     SIGNAL_COLUMNS,
     as_books,
+    books_from_updates,
     cross_venue,
     episodes,
     summary,
@@ -28,6 +29,7 @@ __all__ = [
     "load_config",
     "SIGNAL_COLUMNS",
     "as_books",
+    "books_from_updates",
     "cross_venue",
     "triangular",
     "episodes",

@@ -27,6 +27,7 @@ from lab.schema import TS
 
 __all__ = [
     "as_books",
+    "books_from_updates",
     "walk_buy",
     "walk_sell",
     "walk_spend",
@@ -74,6 +75,20 @@ def as_books(lf: pl.LazyFrame) -> pl.LazyFrame:
     if missing:
         raise ValueError(f"expected wide books (bid_px_0, …) or quotes; missing {missing} in {names}")
     return lf.rename({c: f"{c}_0" for c in need})
+
+
+def books_from_updates(updates: pl.LazyFrame | pl.DataFrame, *, depth: int = 10,
+                       by: Sequence[str] = ("venue", "symbol")) -> pl.LazyFrame:
+    """Wide top-``depth`` books from ``book_updates``, timed by receive time (``ts_local``).
+
+    :func:`lab.book.rebuild` on ``ts_local`` (one row per book message that
+    changes the top ``depth`` levels), ready for :func:`cross_venue` /
+    :func:`triangular` to walk the book for sizes beyond the top level.
+    """
+    from lab.book import rebuild
+
+    return (rebuild(updates, depth=depth, by=by, time_column="ts_local", only_changes=True)
+            .rename({"ts_exchange": "ts_local"}))
 
 
 def _ms(v: float | dt.timedelta | str) -> float:

@@ -192,3 +192,24 @@ def test_lazy_schema_equals_collected_for_episodes():
     tl = cross_venue(q, fees=0.0, keep="episodes").collect()
     assert_frame_equal(tl.filter("profitable").select(cross_venue(q, fees=0.0).collect_schema().names()),
                        cross_venue(q, fees=0.0).collect())
+
+
+def test_books_rebuilt_from_updates_are_walked_beyond_the_top_level():
+    # venue a: asks 100 x 1, 101 x 1 (snapshot); venue b: bids 102.5 x 5; then a's
+    # best ask is removed: the 2-unit walk on a costs 101 (only level left) -> thin
+    ts = [t(0), t(0), t(0), t(1), t(50)]
+    upd = pl.LazyFrame({
+        "ts_exchange": ts, "ts_local": ts, "venue": ["a", "a", "a", "b", "a"],
+        "symbol": ["BTC-USD"] * 5, "side": ["ask", "ask", "bid", "bid", "ask"],
+        "price": [100.0, 101.0, 99.0, 102.5, 100.0], "qty": [1.0, 1.0, 1.0, 5.0, 0.0],
+        "is_snapshot": [True, True, True, True, False], "seq": [1, 1, 1, 7, 2]})
+    from lab.arbitrage import books_from_updates
+
+    books = books_from_updates(upd, depth=5)
+    sig = cross_venue(books, fees=0.0, size=2.0).collect()
+    # at t=1 ms: buy 2 on a = (100 + 101)/2 = 100.5, sell on b at 102.5
+    assert sig.select("ts", "buy_venue", "sell_venue").rows() == [(t(1), "a", "b")]
+    assert sig["buy_px"].item() == pytest.approx(100.5)
+    # 1 unit still pays after the removal (101 < 102.5), 2 units do not (too thin)
+    one = cross_venue(books, fees=0.0, size=1.0).collect()
+    assert one["buy_px"].to_list() == [100.0, 101.0]
