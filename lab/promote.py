@@ -20,7 +20,7 @@ A parameter named ``lake`` defaults to the dashboards' lake
 (``$LAB_LAKE`` or ``$LAB_DATA/lake``). Cells tagged ``app`` become the page
 body in order: code is kept as written (IPython magics dropped); the value a
 notebook would display (a cell's last bare expression, ``fig.show()``,
-``display(...)``) goes through :func:`streamlit_apps.show.show`, which draws
+``display(...)``, ``show(...)``) goes through ``page.show`` (:mod:`streamlit_apps.show`), which draws
 plotly figures with ``st.plotly_chart`` and frames with ``st.dataframe``;
 markdown cells tagged ``app`` become ``st.markdown``. Every other cell is
 dropped, except its top-level ``import`` statements (the tagged cells need
@@ -45,7 +45,7 @@ with st.sidebar:
 <BLANKLINE>
 # -- cell 3 ----------------------------------------------------------------------
 x = minutes * 2
-show(x)
+page.show(x)
 """
 
 from __future__ import annotations
@@ -193,10 +193,14 @@ def _body(code: str, cell_no: int) -> str:
         last_line = lines[node.end_lineno - 1].rstrip()
         if (isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and v.func.attr == "show"
                 and not v.args):
-            edits.append((node.lineno, node.end_lineno, f"show({ast.get_source_segment(code, v.func.value)})"))
-        elif (i == len(tree.body) - 1 and not _is_call_to(v, ("print", "display", "show"))
+            edits.append((node.lineno, node.end_lineno, f"page.show({ast.get_source_segment(code, v.func.value)})"))
+        elif _is_call_to(v, ("show", "display")):
+            # the notebook's own display helper (IPython's display, a show() of a report module)
+            args = ", ".join(ast.get_source_segment(code, a) or "" for a in v.args)
+            edits.append((node.lineno, node.end_lineno, f"page.display({args})"))
+        elif (i == len(tree.body) - 1 and not _is_call_to(v, ("print",))
               and not last_line.endswith(";") and not (isinstance(v, ast.Constant) and isinstance(v.value, str))):
-            edits.append((node.lineno, node.end_lineno, f"show({seg})"))
+            edits.append((node.lineno, node.end_lineno, f"page.show({seg})"))
         elif not isinstance(v, ast.Call):
             # Jupyter shows nothing here, but Streamlit's "magic" would st.write a bare value
             edits.append((node.lineno, node.end_lineno, f"_ = {seg}"))
@@ -229,9 +233,19 @@ def _rule(text: str) -> str:
 
 
 def promote_source(nb: dict[str, Any], *, name: str, origin: str | None = None,
-                   title: str | None = None) -> str:
-    """The page's Python source for notebook ``nb`` (see the module docstring)."""
+                   title: str | None = None, cells_: list[int] | None = None) -> str:
+    """The page's Python source for notebook ``nb`` (see the module docstring).
+
+    ``cells_`` (1-based cell numbers) picks the page's cells instead of the ``app`` tags.
+    """
     cells = nb.get("cells", [])
+    if cells_ is not None:
+        bad = [i for i in cells_ if not 1 <= i <= len(cells)]
+        if bad:
+            raise PromoteError(f"{origin or name}: no cell(s) {bad}; the notebook has {len(cells)} cells")
+        cells = [dict(c, metadata=dict(c.get("metadata", {}), tags=sorted(
+            (_tags(c) - {"app"}) | ({"app"} if i in cells_ else set()))))
+            for i, c in enumerate(cells, 1)]
     title = title or _title(nb, name)
     params = [(i, c) for i, c in enumerate(cells, 1) if "parameters" in _tags(c) and c.get("cell_type") == "code"]
     if len(params) > 1:
@@ -240,7 +254,7 @@ def promote_source(nb: dict[str, Any], *, name: str, origin: str | None = None,
     app = [(i, c) for i, c in enumerate(cells, 1) if "app" in _tags(c)]
     if not app:
         raise PromoteError(f"{origin or name}: no cell is tagged 'app'; tag the cells that make the page "
-                           "(Jupyter: View > Cell toolbar > Tags, or `# %% tags=[\"app\"]` in the py:percent file)")
+                           "(Jupyter: View > Cell toolbar > Tags, or `# %% tags=[\"app\"]` in the py:percent file), or pick them with --cells")
     imports: list[str] = []
     for c in cells:
         if c.get("cell_type") == "code" and not _tags(c) & {"app", "parameters"}:
@@ -262,7 +276,7 @@ def promote_source(nb: dict[str, Any], *, name: str, origin: str | None = None,
         "import streamlit as st",
         "",
         "from streamlit_apps import data  # noqa: F401  (the dashboards' lake)",
-        "from streamlit_apps.show import display, show  # noqa: F401",
+        "from streamlit_apps import show as page  # page.show(x): figure -> chart, frame -> table",
         "",
     ]
     if imports:
@@ -299,7 +313,7 @@ def page_path(notebook: str | Path, pages: Path = PAGES) -> Path:
 
 
 def promote(notebook: str | Path, *, out: str | Path | None = None, force: bool = False,
-            title: str | None = None) -> Path:
+            title: str | None = None, cells: list[int] | None = None) -> Path:
     """Write the page for ``notebook``; return its path."""
     nb_path = Path(notebook)
     nb = read_notebook(nb_path)
@@ -310,7 +324,7 @@ def promote(notebook: str | Path, *, out: str | Path | None = None, force: bool 
         origin = str(nb_path.resolve().relative_to(ROOT))
     except ValueError:
         origin = str(nb_path)
-    src = promote_source(nb, name=nb_path.stem, origin=origin, title=title)
+    src = promote_source(nb, name=nb_path.stem, origin=origin, title=title, cells_=cells)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(src)
     return target
@@ -328,18 +342,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="page file to write (default: streamlit_apps/pages/nb_<name>.py)")
     p.add_argument("--title", default=None, help="page title (default: the notebook's first '# heading')")
     p.add_argument("--force", action="store_true", help="replace an existing page (hand edits are lost)")
+    p.add_argument("--cells", default=None,
+                   help="comma-separated cell numbers (1-based) to use instead of the cells tagged `app`")
     p.add_argument("--print", dest="print_only", action="store_true",
                    help="print the generated code instead of writing it")
 
 
+def _cells(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise PromoteError(f"--cells: expected comma-separated cell numbers, got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
+        cells = _cells(args.cells)
         if args.print_only:
             nb = read_notebook(args.notebook)
             sys.stdout.write(promote_source(nb, name=Path(args.notebook).stem, origin=args.notebook,
-                                            title=args.title))
+                                            title=args.title, cells_=cells))
             return 0
-        path = promote(args.notebook, out=args.out, force=args.force, title=args.title)
+        path = promote(args.notebook, out=args.out, force=args.force, title=args.title, cells=cells)
     except PromoteError as e:
         print(f"lab promote: {e}", file=sys.stderr)
         return 2

@@ -71,7 +71,8 @@ def figures(at) -> dict[str, dict]:
         title = title.get("text") if isinstance(title, dict) else title
         traces = {d.get("name"): {"x": _decode(d.get("x")), "y": _decode(d.get("y")), "type": d.get("type")}
                   for d in spec["data"]}
-        out[el.proto.id.rsplit("-", 1)[-1] if el.proto.id else str(len(out))] = {
+        key = el.proto.id.rsplit("-", 1)[-1] if el.proto.id else "None"
+        out[key if key != "None" else str(len(out))] = {
             "title": title, "traces": traces, "id": el.proto.id}
     return out
 

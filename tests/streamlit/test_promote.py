@@ -140,3 +140,13 @@ def test_promote_refuses_to_overwrite_and_names_missing_tags(tmp_path):
     untagged = _write(tmp_path, _notebook([_cell("code", "x = 1")]), "plain.ipynb")
     with pytest.raises(PromoteError, match="no cell is tagged 'app'"):
         promote(untagged, out=tmp_path / "nb_plain.py")
+
+
+def test_the_promoted_microstructure_notebook_page_runs_on_the_simulator_lake(sim_lake, app_on):
+    at = app_on(str(sim_lake.root), "pages/nb_02_microstructure.py")
+
+    assert [t.value for t in at.title] == ["Microstructure of one market over a day"]
+    figs = figures(at)
+    assert len(figs) >= 4 and all(f["traces"] for f in figs.values())
+    assert len(at.dataframe) >= 4
+    assert "BTC-USD on 2026-11-22" in at.caption[0].value
