@@ -64,6 +64,12 @@ def main() -> int:
         t = time.perf_counter()
         res = run_report("daily_market_report", START.date(), lake=root, out=out, html=False, progress=False)
         t_exec = time.perf_counter() - t
+        import nbformat
+
+        nb = nbformat.read(res.notebook, as_version=4)
+        cells = [(c.metadata.get("papermill", {}).get("duration") or 0.0, c.source.splitlines()[0][:60])
+                 for c in nb.cells if c.cell_type == "code"]
+        slowest = sorted(cells, reverse=True)[:4]
         t = time.perf_counter()
         render_html(res.notebook, Path(out) / "page.html", title="bench")
         t_html = time.perf_counter() - t
@@ -72,6 +78,7 @@ def main() -> int:
     label = "1 h (quick)" if a.quick else "1 day"
     print(f"daily report over {label}: {total:.1f} s (execute {t_exec:.1f} s, HTML {t_html:.1f} s, "
           f"page {size / 1e6:.1f} MB)")
+    print("slowest cells: " + "; ".join(f"{d:.1f} s {src!r}" for d, src in slowest))
     print(f"baseline (read the report's trades+quotes columns): {base:.2f} s; report/baseline = {total / base:.1f}x")
     if not a.quick:
         print(f"target <= {a.budget:.0f} s: {'PASS' if total <= a.budget else 'FAIL'}")
