@@ -87,14 +87,14 @@ def main() -> int:
                     page.goto(f"http://127.0.0.1:{port}/", timeout=90_000)
                     page.wait_for_selector(".st-key-bid_ask .js-plotly-plot", timeout=90_000)
                     time.sleep(5)  # first refreshes: imports and caches settle
-                    rss0 = _rss_mb(st.pid)
+                    rss0, load0 = _rss_mb(st.pid), os.getloadavg()[0]
                     n0 = len(timings.read_text().splitlines()) if timings.exists() else 0
                     t_end = time.monotonic() + seconds
                     with tqdm(total=int(seconds), unit="s", desc="live page open") as bar:
                         while time.monotonic() < t_end:
                             time.sleep(1)
                             bar.update(1)
-                    rss1 = _rss_mb(st.pid)
+                    rss1, load1 = _rss_mb(st.pid), os.getloadavg()[0]
                     b.close()
             finally:
                 os.killpg(st.pid, signal.SIGTERM)
@@ -111,6 +111,8 @@ def main() -> int:
           f"p90 {np.percentile(ms, 90):.0f} ms, p99 {np.percentile(ms, 99):.0f} ms, max {ms.max():.0f} ms "
           f"(target p50 <= 300 ms: {'ok' if np.percentile(ms, 50) <= 300 else 'MISSED'})")
     print(f"  streamlit RSS: start {rss0:.0f} MB, end {rss1:.0f} MB ({rss1 - rss0:+.0f} MB)")
+    print(f"  machine load average (1 min) at start / end: {load0:.1f} / {load1:.1f} on {os.cpu_count()} cores "
+          "(the simulator, recorder, browser and server share them)")
     return 0
 
 
