@@ -11,31 +11,28 @@ import polars as pl
 
 import lab
 from lab.lake import Lake
-from simrun import SYMBOLS, iso_us, read_truth, sim_venues, start_recorder, wait_for, windows, write_config
+from simrun import SYMBOLS, iso_us, read_truth, start_recorder, wait_for, windows, write_config
 
 
-def test_kill_9_then_restart_duplicates_nothing_and_keeps_recording(tmp_path):
-    from recorders.sim import SimConfig, Simulator
-
-    venues = tuple(v for v in sim_venues() if v in ("binance", "coinbase", "kraken"))
+def test_kill_9_then_restart_duplicates_nothing_and_keeps_recording(tmp_path, quiet_sim):
+    sim = quiet_sim
+    venues = ("binance", "coinbase", "kraken")
     lake = tmp_path / "lake"
-    sim = Simulator(SimConfig(venues=venues, assets=("BTC", "ETH"), port_base=0, seed=5,
-                              truth_dir=str(tmp_path / "truth"), truth_book_every=0))
-    with sim.running_in_thread():
-        cfg = write_config(tmp_path / "rec.toml", sim.urls(), venues, lake, "restart",
-                           flush_interval=0.3, maintain_every=0)
-        first = start_recorder(cfg, log=tmp_path / "first.log")
-        try:
-            lk = Lake(lake)
-            wait_for(lambda: lk.exists("trades") and lk.version("trades") >= 3, 90,
-                     what="a few trade commits")
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(30)
-        killed_at = time.time()
-        before = Lake(lake).read("trades")
-        second = start_recorder(cfg, "--duration", "8", log=tmp_path / "second.log")
-        assert second.wait(90) == 0, (tmp_path / "second.log").read_text()[-2000:]
+    cfg = write_config(tmp_path / "rec.toml", sim.urls(), venues, lake, "restart",
+                       flush_interval=0.3, maintain_every=0)
+    first = start_recorder(cfg, log=tmp_path / "first.log")
+    try:
+        lk = Lake(lake)
+        wait_for(lambda: lk.exists("trades") and lk.version("trades") >= 3, 90,
+                 what="a few trade commits")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    killed_at = time.time()
+    before = Lake(lake).read("trades")
+    second = start_recorder(cfg, "--duration", "6", log=tmp_path / "second.log")
+    assert second.wait(90) == 0, (tmp_path / "second.log").read_text()[-2000:]
+    sim.truth.flush()
 
     lk = Lake(lake)
     trades = lk.read("trades")
@@ -46,13 +43,17 @@ def test_kill_9_then_restart_duplicates_nothing_and_keeps_recording(tmp_path):
     # readable through DuckDB too
     con = lab.connect(lake)
     assert con.execute("SELECT count(*) FROM trades").fetchall()[0][0] == trades.height
-    # every trade the simulator sent while the restarted recorder was connected is there
-    truth = read_truth(tmp_path / "truth")
+    # no hole in what the restarted recorder saw: every trade the simulator published on
+    # its connection, between the first and last trade it recorded, is in the lake
+    truth = read_truth(sim.truth_dir)
     got = set(zip(trades["venue"], trades["symbol"], trades["trade_id"]))
+    after_ids = set(zip(after["venue"], after["symbol"], after["trade_id"]))
     for v in venues:
-        wins = [(a + 1_000_000, b - 1_000_000) for a, b in windows(truth["connections"], v)
-                if a > killed_at * 1e6]
-        sent = [t for t in truth["trades"] if t["venue"] == v and t["symbol"] in SYMBOLS[v]
-                and any(a <= iso_us(t["ts_exchange"]) <= b for a, b in wins)]
-        missing = [t for t in sent if (v, t["symbol"], t["trade_id"]) not in got]
-        assert not missing, (v, missing[:3])
+        a, b = max(windows(truth["connections"], v))  # the restarted recorder's connection
+        for sym in SYMBOLS[v]:
+            sent = [t for t in truth["trades"] if t["venue"] == v and t["symbol"] == sym
+                    and a <= iso_us(t["ts_exchange"]) <= b]
+            seen = [i for i, t in enumerate(sent) if (v, sym, t["trade_id"]) in after_ids]
+            assert seen, (v, sym)
+            missing = [t for t in sent[seen[0]:seen[-1] + 1] if (v, sym, t["trade_id"]) not in got]
+            assert not missing, (v, missing[:3])
