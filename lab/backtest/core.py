@@ -729,7 +729,7 @@ def noop_strategy(st, code, i, slot, params, mem):
 DONE = -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
     """Process the next scheduled item (market event, request, response, sample, timer).
 
@@ -836,7 +836,7 @@ def noop_strategy(st, code, i, slot, params, mem):
     return
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_loop_py(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
     """Run until ``t_stop`` or until a callback the Python strategy wants (returned)."""
     while True:

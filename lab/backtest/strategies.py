@@ -85,7 +85,7 @@ def mm_fast_fn(st, code, i, slot, p, mem):
         core.submit(st, inst, core.SELL, ask, p[1], core.LIMIT, core.POST_ONLY)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mm_fast_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want, params, mem):
     """The compiled loop calling :func:`mm_fast_fn` (cached on disk; see ``core.run_loop``)."""
     while True:
