@@ -38,7 +38,9 @@ def _over(e: pl.Expr, by: By) -> pl.Expr:
 
 
 def _sorted(lf: pl.LazyFrame, by: By, t: str = "ts_exchange") -> pl.LazyFrame:
-    return lf.sort([*by, t], maintain_order=True)
+    """Time order (stable). Window expressions ``.over(by)`` then see each group in time
+    order, without a (much slower) sort on the string ``by`` columns."""
+    return lf.sort(t, maintain_order=True)
 
 
 def _need(lf: pl.LazyFrame, cols: Sequence[str], fn: str) -> None:
@@ -266,9 +268,8 @@ def ofi(quotes: pl.LazyFrame, every: str = "1s", *, by: By = ("venue", "symbol")
     """
     by = list(by)
     lf = with_ofi(quotes, by=by).with_columns(mid())
-    out = (lf.group_by_dynamic("ts_exchange", every=every, group_by=by or None, closed="left")
-           .agg(pl.col("ofi").sum(), pl.len().alias("n_events"), pl.col("mid").last())
-           .rename({"ts_exchange": "bucket"}))
+    out = (lf.group_by([*by, pl.col("ts_exchange").dt.truncate(every).alias("bucket")])
+           .agg(pl.col("ofi").sum(), pl.len().cast(pl.UInt32).alias("n_events"), pl.col("mid").last()))
     return (out.sort([*by, "bucket"])
             .with_columns(_over(pl.col("mid").diff(), by).alias("mid_change")).drop("mid"))
 
@@ -289,9 +290,8 @@ def mlofi(books: pl.LazyFrame, every: str = "1s", *, levels: int = 5,
     """
     by = list(by)
     lf = _sorted(books, by).with_columns([ofi_event(by, m) for m in range(levels)])
-    return (lf.group_by_dynamic("ts_exchange", every=every, group_by=by or None, closed="left")
-            .agg([pl.col(f"ofi_{m}").sum() for m in range(levels)])
-            .rename({"ts_exchange": "bucket"}).sort([*by, "bucket"]))
+    return (lf.group_by([*by, pl.col("ts_exchange").dt.truncate(every).alias("bucket")])
+            .agg([pl.col(f"ofi_{m}").sum() for m in range(levels)]).sort([*by, "bucket"]))
 
 
 # --------------------------------------------------------------------------- trade signs
@@ -335,7 +335,7 @@ def with_prevailing_quote(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, by: By 
     out = t.join_asof(q, left_on="__tt", right_on="__qt", by=by or None, strategy="backward",
                       check_sortedness=False, allow_exact_matches=not strict, coalesce=True)
     return out.drop([c for c in ("__tt", "__qt") if c in out.collect_schema().names()]).sort(
-        [*by, "ts_exchange"], maintain_order=True)
+        "ts_exchange", maintain_order=True)
 
 
 def _dur(d: str | dt.timedelta) -> str:
@@ -345,7 +345,7 @@ def _dur(d: str | dt.timedelta) -> str:
 
 
 def with_trade_sign(trades: pl.LazyFrame, quotes: pl.LazyFrame | None = None, *, by: By = ("venue", "symbol"),
-                    method: str = "auto") -> pl.LazyFrame:
+                    method: str = "auto", keep_quote: bool = False) -> pl.LazyFrame:
     """Add ``sign`` (Int8, +1 buy / −1 sell) to trades.
 
     * ``method="flag"``: the venue's aggressor flag (``side``).
@@ -353,6 +353,9 @@ def with_trade_sign(trades: pl.LazyFrame, quotes: pl.LazyFrame | None = None, *,
     * ``"lee_ready"``: Lee & Ready (1991): sign(price − prevailing mid); a
       trade at the mid takes the tick rule. Needs ``quotes``.
     * ``"auto"``: the flag where present, else Lee–Ready (tick rule without quotes).
+
+    Rows come back in time order. ``keep_quote`` keeps the prevailing quote
+    columns (``bid_px, ask_px, bid_qty, ask_qty, mid``) when quotes were joined.
 
     >>> import datetime as dt
     >>> t0 = dt.datetime(2026, 1, 1)
@@ -386,7 +389,7 @@ def with_trade_sign(trades: pl.LazyFrame, quotes: pl.LazyFrame | None = None, *,
     d = (pl.col("price") - pl.col("mid")).sign()
     lr = pl.when(d != 0).then(d).otherwise(pl.col("tick_sign")).cast(pl.Int8)
     sign = lr if method == "lee_ready" else pl.coalesce(flag, lr)
-    return lf.with_columns(sign.cast(pl.Int8).alias("sign")).drop("tick_sign", *quote_cols)
+    return lf.with_columns(sign.cast(pl.Int8).alias("sign")).drop("tick_sign", *([] if keep_quote else quote_cols))
 
 
 # --------------------------------------------------------------------------- spreads and impact
@@ -416,8 +419,7 @@ def with_spreads(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, horizon: str | d
     """
     by = list(by)
     names = trades.collect_schema().names()
-    lf = with_trade_sign(trades, quotes, by=by)
-    lf = with_prevailing_quote(lf, quotes, by=by)
+    lf = with_trade_sign(trades, quotes, by=by, keep_quote=True)
     later = (quotes.select("ts_exchange", *by, mid().alias("mid_later"))
              .sort("ts_exchange", maintain_order=True).rename({"ts_exchange": "__qt"}))
     lf = (lf.with_columns(pl.col("ts_exchange").dt.offset_by(_dur(horizon)).alias("__tl"))
@@ -430,7 +432,7 @@ def with_spreads(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, horizon: str | d
     return (lf.with_columns((2 * eps * (p - m) / m * 1e4).alias("effective_spread_bps"),
                             (2 * eps * (p - ml) / m * 1e4).alias("realized_spread_bps"),
                             (2 * eps * (ml - m) / m * 1e4).alias("price_impact_bps"))
-            .drop(drop).sort([*by, "ts_exchange"], maintain_order=True))
+            .drop(drop).sort("ts_exchange", maintain_order=True))
 
 
 # --------------------------------------------------------------------------- liquidity estimators
