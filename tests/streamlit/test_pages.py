@@ -247,3 +247,10 @@ def test_recorder_status_files_show_on_feed_health_and_mark_a_disconnected_venue
     assert sorted(table["venue"]) == sorted(synth.VENUES)
     assert set(table["reconnects"]) == {3} and set(table["recorder"]) == {"desk"}
     assert dict(zip(table["venue"], table["connected"]))["coinbase"] == False  # noqa: E712
+
+
+def test_paper_vs_backtest_explains_how_to_get_a_session_when_there_is_none(synth_lake, app_on):
+    at = app_on(synth_lake[0], "pages/paper_vs_backtest.py")
+
+    assert [t.value for t in at.title] == ["Paper vs backtest"]
+    assert "No paper sessions in the lake yet" in at.info[0].value
