@@ -79,6 +79,7 @@ def format_status(statuses: list[dict]) -> str:
                      f"lost rows {s['lost_rows']}, write errors {s['write_errors']}, lake {s['lake']}")
         for v, x in s["venues"].items():
             lines.append(f"  {v:9s} {'up' if x['connected'] else 'DOWN':4s} {x['msgs_per_s']:8.1f} msg/s  "
+                         f"lag {_fmt_age(x.get('lag_s'))}  "
                          f"gaps {x['gaps']} resyncs {x['resyncs']} checksum {x['checksum_failures']} "
                          f"rejected {x['rejected']} reconnects {x['reconnects']} stale {x['stale']}")
             for sym, y in x["symbols"].items():

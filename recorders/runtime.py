@@ -332,6 +332,9 @@ class Recorder:
 
     # -- periodic work --------------------------------------------------------
     def flush(self) -> None:
+        while self.writer.events:  # losses the writer could not write itself
+            ts, kind, detail = self.writer.events.pop(0)
+            self.rows.event(ts, "recorder", None, kind, detail)
         self.publish_bus()
         batch, self.rows = self.rows, Rows()
         self._bus_marks = {}
@@ -377,6 +380,7 @@ class Recorder:
                 syms[sym] = {"last_msg_age_s": round((now_us - last) / 1e6, 3) if last else None,
                              "book_synced": synced}
             venues[r.venue] = {
+                "lag_s": self._lag(r.venue),
                 "connected": r.connected, "connections": len(r.sessions), "url": r.ws_url,
                 "msgs_per_s": round(rate, 1), "messages": st.get("messages", 0),
                 "gaps": st.get("gaps", 0), "resyncs": st.get("resyncs", 0),
@@ -403,6 +407,19 @@ class Recorder:
             "bus_dropped": getattr(self.publisher, "dropped", 0) if self.publisher else 0,
             "venues": venues,
         }
+
+    def _lag(self, venue: str) -> float | None:
+        """Receive time minus exchange time of the venue's newest trade or quote in this batch."""
+        best = None
+        for table in ("trades", "quotes"):
+            c = self.rows.cols[table]
+            te, tl, vs = c[0], c[1], c[2]
+            for i in range(len(vs) - 1, max(len(vs) - 20_000, 0) - 1, -1):
+                if vs[i] == venue:
+                    if best is None or tl[i] > best[0]:
+                        best = (tl[i], te[i])
+                    break
+        return None if best is None else round((best[0] - best[1]) / 1e6, 3)
 
     def write_status(self) -> None:
         p = self.status_file

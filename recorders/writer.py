@@ -40,6 +40,7 @@ class Writer:
         self.errors = 0
         self.last_write = 0.0
         self.last_error = ""
+        self.events: list[tuple[int, str, str]] = []  # (ts µs, kind, detail) for feed_events
         self._thread = threading.Thread(target=self._run, name="lake-writer", daemon=True)
         self._last_maintain = time.monotonic()
 
@@ -109,4 +110,7 @@ class Writer:
                     time.sleep(0.2 * (attempt + 1))
             else:
                 self.lost_rows += df.height
+                self.events.append((time.time_ns() // 1000, "loss",
+                                    f"{df.height} {table} rows not written after 5 attempts: "
+                                    f"{self.last_error[:500]}"))
         self.last_write = time.time()
