@@ -100,7 +100,11 @@ class Rows:
         names = COLUMNS[table]
         series = []
         for name, values in zip(names, self.cols[table]):
-            s = pl.Series(name, values, dtype=_DTYPES.get(name, pl.String()))
+            dtype = _DTYPES.get(name, pl.String())
+            if values and isinstance(values[0], str) and values.count(values[0]) == len(values):
+                s = pl.repeat(values[0], len(values), dtype=dtype, eager=True).alias(name)
+            else:
+                s = pl.Series(name, values, dtype=dtype)
             if name in _TS_COLS:
                 s = s.cast(pl.Datetime("us", "UTC"))
             series.append(s)
