@@ -43,6 +43,11 @@ def _sorted(lf: pl.LazyFrame, by: By, t: str = "ts_exchange") -> pl.LazyFrame:
     return lf.sort(t, maintain_order=True)
 
 
+def _key(by: By) -> pl.Expr:
+    """One u64 per venue/symbol: as-of joins on an integer ``by`` run ~3x faster than on strings."""
+    return pl.concat_str([pl.col(c).cast(pl.String) for c in by], separator="\x1f").hash(0).alias("__k")
+
+
 def _need(lf: pl.LazyFrame, cols: Sequence[str], fn: str) -> None:
     names = lf.collect_schema().names()
     missing = [c for c in cols if c not in names]
@@ -326,15 +331,16 @@ def with_prevailing_quote(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, by: By 
     [100.0, 100.0, 100.0]
     """
     by = list(by)
-    q = quotes.select("ts_exchange", *by, "bid_px", "ask_px", "bid_qty", "ask_qty").with_columns(mid())
+    q = quotes.select("ts_exchange", *([_key(by)] if by else []), "bid_px", "ask_px", "bid_qty",
+                      "ask_qty").with_columns(mid())
     q = q.sort("ts_exchange", maintain_order=True).rename({"ts_exchange": "__qt"})
-    t = trades.with_columns(pl.col("ts_exchange").alias("__tt"))
+    t = trades.with_columns(pl.col("ts_exchange").alias("__tt"), *([_key(by)] if by else []))
     if delay is not None:
         t = t.with_columns(pl.col("__tt").dt.offset_by(f"-{_dur(delay)}"))
     t = t.sort("__tt", maintain_order=True)
-    out = t.join_asof(q, left_on="__tt", right_on="__qt", by=by or None, strategy="backward",
+    out = t.join_asof(q, left_on="__tt", right_on="__qt", by="__k" if by else None, strategy="backward",
                       check_sortedness=False, allow_exact_matches=not strict, coalesce=True)
-    return out.drop([c for c in ("__tt", "__qt") if c in out.collect_schema().names()]).sort(
+    return out.drop([c for c in ("__tt", "__qt", "__k") if c in out.collect_schema().names()]).sort(
         "ts_exchange", maintain_order=True)
 
 
@@ -420,13 +426,14 @@ def with_spreads(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, horizon: str | d
     by = list(by)
     names = trades.collect_schema().names()
     lf = with_trade_sign(trades, quotes, by=by, keep_quote=True)
-    later = (quotes.select("ts_exchange", *by, mid().alias("mid_later"))
+    later = (quotes.select("ts_exchange", *([_key(by)] if by else []), mid().alias("mid_later"))
              .sort("ts_exchange", maintain_order=True).rename({"ts_exchange": "__qt"}))
-    lf = (lf.with_columns(pl.col("ts_exchange").dt.offset_by(_dur(horizon)).alias("__tl"))
+    lf = (lf.with_columns(pl.col("ts_exchange").dt.offset_by(_dur(horizon)).alias("__tl"),
+                          *([_key(by)] if by else []))
           .sort("__tl", maintain_order=True)
-          .join_asof(later, left_on="__tl", right_on="__qt", by=by or None, strategy="backward",
+          .join_asof(later, left_on="__tl", right_on="__qt", by="__k" if by else None, strategy="backward",
                      check_sortedness=False))
-    lf = lf.drop([c for c in ("__tl", "__qt") if c in lf.collect_schema().names()])
+    lf = lf.drop([c for c in ("__tl", "__qt", "__k") if c in lf.collect_schema().names()])
     eps, p, m, ml = pl.col("sign"), pl.col("price"), pl.col("mid"), pl.col("mid_later")
     drop = [c for c in ("bid_px", "ask_px", "bid_qty", "ask_qty") if c not in names]
     return (lf.with_columns((2 * eps * (p - m) / m * 1e4).alias("effective_spread_bps"),
