@@ -119,9 +119,16 @@ class CrossVenueArb(Strategy):
                 "min_edge_bps": 2.0, "max_position": 0.1, "cooldown_s": 0.05}
     callbacks = frozenset({"book"})
 
+    def instruments(self) -> list[tuple[str, str]]:
+        out = []
+        for x in self.params["legs"].split(","):
+            if x.count(":") != 1:
+                raise ValueError(f"arb: legs must be venue:SYMBOL,venue:SYMBOL..., got {x!r}")
+            out.append(tuple(x.split(":")))
+        return out
+
     def on_start(self, ctx: Context) -> None:
-        self.legs = [tuple(x.split(":")) for x in self.params["legs"].split(",")]
-        self.legs = [leg for leg in self.legs if leg in ctx._index]
+        self.legs = [leg for leg in self.instruments() if leg in ctx._index]
         self.fees = {}
         from lab.backtest.engine import BacktestConfig
 

@@ -93,6 +93,12 @@ class Strategy:
                 else (str(params[k]).lower() in ("1", "true", "yes") if k in params else v))
             for k, v in self.defaults.items()}
 
+    def instruments(self) -> list[tuple[str, str]]:
+        """``(venue, symbol)`` pairs the strategy needs data for (from its ``venue``/``symbol`` params)."""
+        if "venue" in self.params and "symbol" in self.params:
+            return [(self.params["venue"], self.params["symbol"])]
+        raise NotImplementedError(f"{type(self).__name__} must say which instruments it needs")
+
     def on_start(self, ctx: Context) -> None: ...
     def on_book(self, ctx: Context, venue: str, symbol: str) -> None: ...
     def on_trade(self, ctx: Context, trade: Trade) -> None: ...

@@ -1,0 +1,157 @@
+"""``lab backtest STRATEGY``: run a shipped strategy on lake data and print its stats.
+
+Examples::
+
+    lab backtest mm --start 2026-11-22T12:00 --end 2026-11-22T13:00 -p venue=binance -p symbol=BTC-USDT
+    lab backtest arb -p legs=binance:BTC-USDT,coinbase:BTC-USD,kraken:BTC-USD --taker-fee 0.0005
+    lab backtest imbalance -p threshold=0.4 --out reports/bt_imbalance     # + parquet, stats.json, HTML
+    lab backtest list                                                       # strategies and parameters
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "run", "add_model_arguments", "config_from_args", "parse_params", "make_strategy"]
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``lab backtest`` and ``lab paper``: strategy params and exchange models."""
+    p.add_argument("strategy", help="strategy name: mm (market maker with inventory skew), arb (cross-venue "
+                   "taker), imbalance (microprice/imbalance signal); 'list' shows them with their parameters")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy parameter (repeatable), e.g. -p venue=binance -p qty=0.02")
+    p.add_argument("--latency-us", type=float, nargs=2, default=(1000.0, 1000.0), metavar=("ENTRY", "RESPONSE"),
+                   help="order entry and response latency in microseconds (feed latency is the recorded one)")
+    p.add_argument("--latency-dist", choices=["constant", "lognormal"], default="constant",
+                   help="constant latencies, or log-normal with those medians")
+    p.add_argument("--latency-sigma", type=float, default=0.5, help="shape of the log-normal latency")
+    p.add_argument("--seed", type=int, default=0, help="seed of random latencies (runs are deterministic)")
+    p.add_argument("--queue", choices=["risk_averse", "prob_power", "prob_log"], default="risk_averse",
+                   help="queue-position model of resting orders")
+    p.add_argument("--queue-param", type=float, default=2.0, help="exponent of the prob_power queue model")
+    p.add_argument("--fee", action="append", default=[], metavar="VENUE=MAKER,TAKER",
+                   help="fee rates of a venue as fractions (negative = rebate), e.g. binance=-0.0001,0.0005; "
+                   "venues not given use lab.backtest.DEFAULT_FEES (base tiers)")
+    p.add_argument("--equity-interval", type=float, default=1.0,
+                   help="equity sampling interval in seconds (Sharpe/Sortino use it, annualised with 365 days)")
+    p.add_argument("--lake", type=Path, default=None, help="lake directory (default $LAB_DATA/lake)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_arguments(p)
+    p.add_argument("--start", default=None, help="first exchange time (ISO, UTC); default: start of the data")
+    p.add_argument("--end", default=None, help="end exchange time, exclusive (ISO, UTC); default: end of data")
+    p.add_argument("--quotes", action="store_true",
+                   help="replay quotes as a one-level book instead of book_updates (faster, coarser)")
+    p.add_argument("--capital", type=float, default=10_000.0, help="capital base for returns (quote units)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="directory for fills/orders/equity parquet, stats.json and report.html")
+    p.add_argument("--json", action="store_true", help="print the stats as JSON")
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise SystemExit(f"-p expects KEY=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def make_strategy(name: str, params: dict[str, str]):
+    from lab.backtest.strategies import STRATEGIES
+
+    if name not in STRATEGIES:
+        raise SystemExit(f"unknown strategy {name!r}; choose from {sorted(STRATEGIES)} (or 'list')")
+    try:
+        return STRATEGIES[name](**params)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+
+
+def config_from_args(a: argparse.Namespace):
+    from lab.backtest import BacktestConfig, Fees, Latency
+
+    fees = {}
+    for f in a.fee:
+        try:
+            v, rates = f.split("=", 1)
+            m, t = (float(x) for x in rates.split(","))
+        except ValueError:
+            raise SystemExit(f"--fee expects VENUE=MAKER,TAKER (fractions), got {f!r}") from None
+        fees[v] = Fees(m, t)
+    lat = Latency(entry_us=a.latency_us[0], response_us=a.latency_us[1], dist=a.latency_dist,
+                  sigma=a.latency_sigma, seed=a.seed)
+    return BacktestConfig(fees=fees, latency=lat, queue=a.queue, queue_param=a.queue_param,
+                          equity_interval_s=a.equity_interval)
+
+
+def print_strategies() -> int:
+    from lab.backtest.strategies import STRATEGIES
+
+    for name, cls in STRATEGIES.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:10s} {doc}")
+        for k, v in cls.defaults.items():
+            print(f"    -p {k}={v}")
+    return 0
+
+
+def run(a: argparse.Namespace) -> int:
+    if a.strategy == "list":
+        return print_strategies()
+    from lab.backtest import load_events, run_backtest
+    from lab.lake import Lake
+
+    strat = make_strategy(a.strategy, parse_params(a.param))
+    cfg = config_from_args(a)
+    keys = strat.instruments()
+    lake = Lake(a.lake) if a.lake else None
+    print(f"loading {', '.join(f'{v}:{s}' for v, s in keys)} from {lake or 'the lake'} ...", file=sys.stderr)
+    try:
+        ev = load_events(venues=sorted({v for v, _ in keys}), symbols=sorted({s for _, s in keys}),
+                         start=a.start, end=a.end, lake=lake, use_quotes=a.quotes)
+    except ValueError as e:
+        print(f"lab backtest: {e}", file=sys.stderr)
+        return 1
+    missing = [k for k in keys if k not in {(i.venue, i.symbol) for i in ev.instruments}]
+    if missing:
+        print(f"lab backtest: no data for {missing} in that range", file=sys.stderr)
+        return 1
+    res = run_backtest(strat, ev, cfg)
+    st = res.stats() if a.capital == 10_000.0 else __import__("lab.backtest.stats", fromlist=["summary"]).summary(
+        res, a.capital)
+    st["events"] = res.events
+    st["events_per_s"] = res.events_per_s
+    t0 = dt.datetime.fromtimestamp(ev.start / 1e6, dt.timezone.utc)
+    t1 = dt.datetime.fromtimestamp(ev.end / 1e6, dt.timezone.utc)
+    st["data"] = {"start": t0.isoformat(), "end": t1.isoformat(), "instruments": [list(k) for k in keys]}
+    if a.json:
+        print(json.dumps(st, indent=2, default=str))
+    else:
+        print(f"{strat.name} on {len(ev):,} events {t0:%Y-%m-%d %H:%M:%S} → {t1:%H:%M:%S} UTC "
+              f"({res.elapsed_s:.2f} s, {res.events_per_s:,.0f} events/s)")
+        for k, v in st.items():
+            if k in ("data", "events", "events_per_s"):
+                continue
+            print(f"  {k:24s} {v:,.6g}" if isinstance(v, float) else f"  {k:24s} {v}")
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        res.fills.write_parquet(a.out / "fills.parquet")
+        res.orders.write_parquet(a.out / "orders.parquet")
+        res.equity.write_parquet(a.out / "equity.parquet")
+        (a.out / "stats.json").write_text(json.dumps(st, indent=2, default=str))
+        from lab.backtest.plots import equity_figure, fills_figure, venue_pnl_figure
+
+        html = "".join(f.to_html(full_html=False, include_plotlyjs="cdn" if i == 0 else False)
+                       for i, f in enumerate([equity_figure(res, a.capital), venue_pnl_figure(res),
+                                              fills_figure(res)]))
+        (a.out / "report.html").write_text(f"<html><body><h2>{strat.name}</h2>{html}</body></html>")
+        print(f"wrote {a.out}/", file=sys.stderr)
+    return 0
