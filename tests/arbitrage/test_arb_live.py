@@ -6,11 +6,8 @@ import asyncio
 import datetime as dt
 import io
 import json
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -20,7 +17,6 @@ from lab.arbitrage import ArbConfig, cross_venue
 from lab.arbitrage.live import run_live
 from lab.lake import Lake
 
-ROOT = Path(__file__).resolve().parents[2]
 T0_US = 1_790_000_000_000_000
 
 
@@ -178,7 +174,7 @@ async def _until(source, n_quotes: int):
                 return
 
 
-def test_lab_arbitrage_replay_cli_writes_signals(tmp_path, sim_lake):
+def test_lab_arbitrage_replay_cli_writes_signals(tmp_path, sim_lake, capsys):
     lake = Lake(tmp_path / "lake")
     quotes = sim_lake.scan("quotes").sort("ts_local").head(30_000).collect()
     lake.append("quotes", quotes)
@@ -192,10 +188,9 @@ triangles = []
 alerts = ["file:{alerts}"]
 alert_min_edge_bps = 1.0
 """)
-    r = subprocess.run([sys.executable, "-m", "lab.cli", "arbitrage", "--replay", "--lake",
-                        str(lake.root), "--config", str(cfg)], capture_output=True, text=True,
-                       cwd=ROOT, timeout=300)
-    assert r.returncode == 0, r.stderr
+    from lab.cli import main
+
+    assert main(["arbitrage", "--replay", "--lake", str(lake.root), "--config", str(cfg)]) == 0
     want = cross_venue(quotes.lazy(), fees=0.5, size={"BTC": 0.01, "ETH": 0.2, "SOL": 5.0}).collect()
     got = lake.scan("arbitrage_signals").collect()
     assert got.height == want.height > 0
@@ -203,7 +198,5 @@ alert_min_edge_bps = 1.0
     assert lines and all(json.loads(x)["payload"]["net_edge_bps"] >= 1.0 for x in lines)
     bad = tmp_path / "bad.toml"
     bad.write_text("[arbitrage]\nfees = 3\n")
-    r = subprocess.run([sys.executable, "-m", "lab.cli", "arbitrage", "--replay", "--lake",
-                        str(lake.root), "--config", str(bad)], capture_output=True, text=True,
-                       cwd=ROOT, timeout=120)
-    assert r.returncode == 2 and "fees" in r.stderr
+    assert main(["arbitrage", "--replay", "--lake", str(lake.root), "--config", str(bad)]) == 2
+    assert "fees" in capsys.readouterr().err

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -17,8 +14,6 @@ from lab.alerts import make_sinks
 from lab.lake import Lake
 from lab.risk import Limits, Position, RiskConfig, positions_frame, positions_from_paper, returns_matrix
 from lab.risk.live import RiskMonitor, run_monitor
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_returns_matrix_is_last_mid_per_minute_then_simple_returns():
@@ -86,13 +81,15 @@ def test_monitor_on_a_real_bus_writes_snapshots_every_tick_and_alerts(tmp_path):
     assert [(x["kind"], x["key"]) for x in lines] == [("breach", "limit:asset_notional:BTC")]
 
 
-def test_lab_risk_cli_help_and_bad_config(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "lab.cli", "risk", "--help"], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0 and "--positions" in r.stdout and "--bus" in r.stdout
+def test_lab_risk_cli_help_and_bad_config(tmp_path, capsys):
+    from lab.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["risk", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--positions" in out and "--bus" in out
     bad = tmp_path / "risk.toml"
     bad.write_text("[risk]\ncapitol = 5\n")
-    r = subprocess.run([sys.executable, "-m", "lab.cli", "risk", "--config", str(bad), "--lake",
-                        str(tmp_path / "lake"), "--duration", "1"], capture_output=True, text=True,
-                       cwd=ROOT, timeout=120)
-    assert r.returncode == 2 and "capitol" in r.stderr
+    assert main(["risk", "--config", str(bad), "--lake", str(tmp_path / "lake"),
+                 "--duration", "1"]) == 2
+    assert "capitol" in capsys.readouterr().err
