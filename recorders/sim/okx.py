@@ -38,7 +38,8 @@ class OkxEncoder(Encoder):
         super().__init__(sim, items)
         self.by_sym = {l.venue_symbol: i for i, l in items}
         self.wanted: dict[tuple, int] = {}
-        self.last_seq: dict[int, int] = {}
+        # seqId of the last book event per listing (the book's update id when it starts)
+        self.last_seq: dict[int, int] = {i: sim.books[i].seq for i, _ in items}
 
     def _txt(self, l, p: int, q: int) -> tuple[str, str]:
         return dec(p, l.price_dec), dec_strip(q, l.qty_dec)

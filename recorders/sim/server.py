@@ -61,7 +61,7 @@ ENCODERS: dict[str, type[Encoder]] = {
 }
 
 TICK_S = 0.005
-MAX_TICK_WALL_S = 0.25  # at most this much wall-clock worth of market per tick (no spiral when behind)
+MAX_TICK_WALL_S = 0.05  # at most this much wall-clock worth of market per tick: stays responsive when behind
 HIGH_WATER = 8 * 2**20
 LOW_WATER = 2 * 2**20
 
