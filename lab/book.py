@@ -218,7 +218,7 @@ def rebuild_arrays(
     if every_ns > 0 and n:
         lo = min(int(ts.min()), start) if start_ns is not None else int(ts.min())
         hi = max(int(ts.max()), end_grid)
-        n_groups = int(np.unique(gid).shape[0])
+        n_groups = int(np.count_nonzero(np.diff(gid)) + 1)
         cap = (hi - lo) // every_ns + 2
         cap = int(cap * n_groups)
     else:
@@ -337,7 +337,7 @@ def rebuild(
         *by,
         tcol.dt.cast_time_unit("ns").dt.replace_time_zone(None).cast(pl.Int64).alias("__t"),
         pl.col("seq").cast(pl.Int64).fill_null(-1).alias("__seq"),
-        (pl.col("side").str.to_lowercase().is_in(["bid", "b", "buy"])).alias("__bid"),
+        (pl.col("side") == "bid").alias("__bid"),
         pl.col("price").cast(pl.Float64), pl.col("qty").cast(pl.Float64).fill_null(0.0),
         pl.col("is_snapshot").fill_null(False),
     ).collect()
