@@ -70,7 +70,7 @@ class Session:
         url = self.adapter.url(r.ws_url)
         venue = r.venue
         async with websockets.connect(url, open_timeout=15, ping_interval=20, ping_timeout=30,
-                                      close_timeout=2, max_size=2**24, max_queue=256,
+                                      close_timeout=2, max_size=2**24, max_queue=4096,
                                       compression=None) as ws:
             self.ws = ws
             self.opened_at = time.monotonic()

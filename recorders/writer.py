@@ -40,6 +40,7 @@ class Writer:
         self.errors = 0
         self.last_write = 0.0
         self.last_error = ""
+        self.cpu_s = 0.0  # CPU time of this thread spent writing
         self.events: list[tuple[int, str, str]] = []  # (ts µs, kind, detail) for feed_events
         self._thread = threading.Thread(target=self._run, name="lake-writer", daemon=True)
         self._last_maintain = time.monotonic()
@@ -91,6 +92,13 @@ class Writer:
                     log.warning("lake maintenance failed: %s", e)
 
     def _write(self, batch: Rows) -> None:
+        c0 = time.thread_time()
+        try:
+            self._write_tables(batch)
+        finally:
+            self.cpu_s += time.thread_time() - c0
+
+    def _write_tables(self, batch: Rows) -> None:
         if self.delay:
             time.sleep(self.delay)
         for table in _ORDER:
