@@ -19,7 +19,7 @@
 # lake directory; None = $LAB_DATA/lake
 lake = None
 # positions file (TOML [[position]] or CSV); None = config/risk.toml's
-positions_file = "config/positions.example.toml"
+positions_file = "../config/positions.example.toml"  # relative to notebooks/, the kernel's cwd
 # also include the paper runner's positions
 use_paper = True
 # hours of quotes for the VaR return history (the live monitor uses 30 days)
