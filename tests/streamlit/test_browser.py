@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APP, ROOT
-from live import Recording, free_port
+from st_helpers import APP, ROOT
+from st_live import Recording, free_port
 
 pytestmark = pytest.mark.browser
 

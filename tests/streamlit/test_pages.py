@@ -12,8 +12,8 @@ import math
 import polars as pl
 import pytest
 
-import synth
-from conftest import figures, metrics
+import st_synth as synth
+from st_helpers import figures, metrics
 
 DESK = ["pages/live_market.py", "pages/arbitrage_monitor.py", "pages/microstructure.py", "pages/feed_health.py"]
 # pages whose data the simulator lake does not hold (it has no risk monitor running)

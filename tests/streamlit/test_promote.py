@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP, ROOT, figures
+from st_helpers import APP, ROOT, figures
 
 
 
@@ -142,8 +142,22 @@ def test_promote_refuses_to_overwrite_and_names_missing_tags(tmp_path):
         promote(untagged, out=tmp_path / "nb_plain.py")
 
 
-def test_the_promoted_microstructure_notebook_page_runs_on_the_simulator_lake(sim_lake, app_on):
-    at = app_on(str(sim_lake.root), "pages/nb_02_microstructure.py")
+@pytest.fixture(scope="module")
+def small_sim_lake(tmp_path_factory):
+    """Two simulated minutes of BTC on 3 venues: enough for every section of the notebook's page."""
+    import datetime as dt
+
+    from lab.lake import Lake
+    from recorders.sim.bulk import write_to_lake
+
+    lake = Lake(tmp_path_factory.mktemp("st_small_sim") / "lake")
+    write_to_lake(lake, start=dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc),
+                  duration=dt.timedelta(minutes=2), assets=("BTC",), seed=3)
+    return lake
+
+
+def test_the_promoted_microstructure_notebook_page_runs_on_the_simulator_lake(small_sim_lake, app_on):
+    at = app_on(str(small_sim_lake.root), "pages/nb_02_microstructure.py")
 
     assert [t.value for t in at.title] == ["Microstructure of one market over a day"]
     figs = figures(at)
