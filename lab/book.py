@@ -32,7 +32,6 @@ import numba as nb
 import numpy as np
 import polars as pl
 
-from lab.schema import TS
 
 __all__ = [
     "rebuild",
