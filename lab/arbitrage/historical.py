@@ -380,9 +380,8 @@ def cross_venue(
     acode = s_asset[scode] if scode.shape[0] else np.empty(0, np.int64)
     fee = np.array([_fee(fees, v, default_fee_bps) for v in vnames], np.float64)
     row, rb, rs, prof, fresh = _cross_kernel(
-        np.ascontiguousarray(tsn, np.int64), np.ascontiguousarray(vcode, np.int64),
-        np.ascontiguousarray(acode, np.int64), np.ascontiguousarray(buy),
-        np.ascontiguousarray(sell), len(vnames), len(anames), fee, max_age_us,
+        _arr(tsn, np.int64), _arr(vcode, np.int64), _arr(acode, np.int64), _arr(buy, np.float64),
+        _arr(sell, np.float64), len(vnames), len(anames), fee, max_age_us,
         float(min_edge_bps), {"signals": 0, "episodes": 1, "all": 2}[keep])
     vn = pl.Series(vnames, dtype=pl.String)
     sn = pl.Series([s for s, *_r in keep_syms], dtype=pl.String)
@@ -411,6 +410,13 @@ def cross_venue(
     return out.select(*SIGNAL_COLUMNS, "fresh", "venue", "profitable")
 
 
+def _arr(a: np.ndarray, dtype: type) -> np.ndarray:
+    """Contiguous, writable ``dtype`` array: one compiled kernel signature for every input
+    (a read-only view from Polars would otherwise trigger a fresh compilation)."""
+    a = np.ascontiguousarray(a, dtype)
+    return a if a.flags.writeable else a.copy()
+
+
 def _categorize(col: pl.Series) -> tuple[np.ndarray, list[str]]:
     """Per-row categorical codes (``-1`` for null) and the name of each code.
 
@@ -436,7 +442,14 @@ def _lookup(phys: np.ndarray, names: list[str], index: Mapping[str, int]) -> np.
 
 
 def _walk_np(px: list[np.ndarray], qty: list[np.ndarray], size: np.ndarray) -> np.ndarray:
-    """VWAP of ``size`` walking levels (NaN when too thin): :func:`walk_buy` in numpy."""
+    """VWAP of ``size`` walking levels (NaN when too thin): :func:`walk_buy` in numpy.
+
+    >>> _walk_np([np.array([100.0, 100.0])], [np.array([2.0, 0.5])], np.array([1.0, 1.0])).tolist()
+    [100.0, nan]
+    """
+    if len(px) == 1:  # one level (quotes): the price if it holds the size
+        with np.errstate(invalid="ignore"):
+            return np.where((qty[0] >= size * (1 - 1e-12)) & (size > 0), px[0], np.nan)
     cum = np.zeros_like(size)
     notional = np.zeros_like(size)
     for p, q in zip(px, qty):
