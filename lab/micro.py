@@ -122,7 +122,8 @@ def stoikov_microprice(quotes: pl.LazyFrame, *, tick: float, n_imb: int = 10, n_
     Stoikov, "The micro-price: a high-frequency estimator of future prices",
     Quantitative Finance 18(12), 2018, §3: discretise the state into
     imbalance buckets I ∈ {0…n_imb−1} (I = bid_qty/(bid_qty+ask_qty)) and
-    spreads S ∈ {1…n_spread} ticks; symmetrise the data (I → 1−I, ΔM → −ΔM);
+    spreads S ∈ {1…n_spread} ticks (``tick`` is the spread unit: pick it so the
+    usual spreads are a few ticks, e.g. 1.0 on a BTC book quoted 1–5 USD wide); symmetrise the data (I → 1−I, ΔM → −ΔM);
     from consecutive quote events estimate Q (transitions with the mid
     unchanged), R₁ (mid changes by ΔM) and T (states after a mid change);
     G¹ = (1−Q)⁻¹R₁K, B = (1−Q)⁻¹T and g* = Σ_{k≥0} Bᵏ G¹ (``iterations`` terms).
@@ -160,6 +161,9 @@ def stoikov_microprice(quotes: pl.LazyFrame, *, tick: float, n_imb: int = 10, n_
     counts = (both.with_columns(bucket("imb").alias("b"), bucket("imb1").alias("b1"))
               .group_by([*by, "b", "s", "b1", "s1", "dm"]).agg(pl.len().alias("n"))
               .collect())
+    if counts.height == 0:
+        raise ValueError(f"stoikov_microprice: no consecutive quotes with spreads of 1..{n_spread} ticks of "
+                         f"{tick}; choose ``tick`` so the usual spreads are a few ticks")
     n_states = n_imb * n_spread
     rows: list[dict] = []
     groups = counts.partition_by(by, as_dict=True) if by else {(): counts}
