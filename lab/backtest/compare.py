@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from lab.backtest.data import load_events
+from lab.backtest.data import build_events
 from lab.backtest.engine import BacktestConfig, Engine, Fees, Latency
 
 __all__ = ["Comparison", "compare_session", "equity_curve", "fill_summary", "sessions"]
@@ -128,15 +128,26 @@ def compare_session(session: str, lake=None, *, every: str = "1s") -> Comparison
     symbols = sorted({s for _, s in keys})
     start = dt.datetime.fromtimestamp(t0 / 1e6, dt.timezone.utc)
     end = dt.datetime.fromtimestamp((t1 + 1) / 1e6, dt.timezone.utc)
-    ev = load_events(venues=venues, symbols=symbols, start=start, end=end + dt.timedelta(seconds=5), lake=lake)
-    # keep exactly the rows the session could have seen: received (ts_local) by its last batch
-    import numpy as np
-
-    m = (ev.ts_l <= t1) & np.isin(np.array([f"{i.venue}\x00{i.symbol}" for i in ev.instruments])[ev.inst],
-                                  [f"{v}\x00{s}" for v, s in keys])
-    ev = dataclasses.replace(ev, ts_x=ev.ts_x[m], ts_l=ev.ts_l[m], kind=ev.kind[m], inst=ev.inst[m],
-                             side=ev.side[m], px=ev.px[m], qty=ev.qty[m],
-                             lorder=np.argsort(ev.ts_l[m], kind="stable").astype(np.int64))
+    # exactly the rows the session received: ts_local from its first row to its last batch
+    lo = info.get("first_local_us") or t0
+    keep = ((pl.col("ts_local").dt.epoch("us") >= lo) & (pl.col("ts_local").dt.epoch("us") <= t1)
+            & pl.concat_str("venue", "symbol", separator=":").is_in([f"{v}:{s}" for v, s in keys]))
+    kw = dict(venue=venues, symbol=symbols, start=start - dt.timedelta(seconds=60), end=end, lake=lake)
+    book = scan("book_updates", **kw).filter(keep).collect()
+    trades = scan("trades", **kw).filter(keep).collect()
+    seeds = []
+    for key, ts in (info.get("seed") or {}).items():
+        v, s = key.split(":", 1)
+        t = dt.datetime.fromtimestamp(ts / 1e6, dt.timezone.utc)
+        seeds.append(scan("book_snapshots", venue=v, symbol=s, start=t, end=t + dt.timedelta(microseconds=1),
+                          lake=lake).collect())
+    if seeds:
+        seed = (pl.concat(seeds).sort("venue", "symbol", "side", "level")
+                .select("ts_exchange", "ts_local", "venue", "symbol", "side", "price", "qty",
+                        pl.lit(True).alias("is_snapshot"), pl.lit(None, pl.Int64).alias("seq")))
+        book = pl.concat([seed, book])
+    ticks = {tuple(k.split(":", 1)): v for k, v in (info.get("ticks") or {}).items()}
+    ev = build_events(book, trades, ticks=ticks)
     eng = Engine(ev.instruments, cfg, start_us=t0, end_us=t1)
     eng.start(_strategy(name, info["params"]))
     eng.feed(ev, t1)

@@ -35,7 +35,7 @@ from lab.backtest.engine import BacktestConfig, Engine
 from lab.backtest.strategy import FastStrategy, Strategy
 from lab.schema import TS
 
-__all__ = ["PaperRunner", "rows_frame", "positions_from_fills", "warm_up"]
+__all__ = ["PaperRunner", "rows_frame", "positions_from_fills", "seed_rows", "warm_up"]
 
 _BOOK_COLS = {"ts_exchange": TS, "ts_local": TS, "venue": pl.String, "symbol": pl.String, "side": pl.String,
               "price": pl.Float64, "qty": pl.Float64, "is_snapshot": pl.Boolean, "seq": pl.Int64}
@@ -85,6 +85,23 @@ def positions_from_fills(fills: pl.DataFrame) -> pl.DataFrame:
                         orient="row")
 
 
+def seed_rows(lake, keys: Sequence[tuple[str, str]], before: dt.datetime, max_age_s: float = 10.0) -> pl.DataFrame:
+    """The latest ``book_snapshots`` sample per instrument at or before ``before``, as snapshot book rows."""
+    out = []
+    for v, s in keys:
+        snap = (lake.scan("book_snapshots", venue=v, symbol=s, start=before - dt.timedelta(seconds=max_age_s),
+                          end=before + dt.timedelta(microseconds=1))
+                .filter(pl.col("ts_exchange") == pl.col("ts_exchange").max()).collect())
+        if snap.height:
+            out.append(snap)
+    if not out:
+        return pl.DataFrame(schema=_BOOK_COLS)
+    snaps = pl.concat(out)
+    return snaps.sort("venue", "symbol", "side", "level").select(
+        "ts_exchange", "ts_local", "venue", "symbol", "side", "price", "qty",
+        pl.lit(True).alias("is_snapshot"), pl.lit(None, pl.Int64).alias("seq"))
+
+
 def warm_up() -> None:
     """Load the compiled engine from numba's disk cache (seconds, once per process)."""
     import datetime as _dt
@@ -113,13 +130,18 @@ class PaperRunner:
 
     ``instruments``: ``[(venue, symbol), ...]`` the strategy trades or reads;
     rows of other instruments are ignored. Ticks are inferred from the first
-    rows of each instrument unless given in ``ticks``.
+    rows of each instrument unless given in ``ticks``. A runner joins the
+    stream mid-way, so with ``seed`` (and a lake) each book starts from the
+    latest ``book_snapshots`` sample (top-N levels, at most 10 s old) taken
+    before the first row received; the diffs between that sample and the
+    subscription are not seen (documented difference to a backtest from the
+    start of the recording; :func:`compare_session` replays the same seed).
     """
 
     def __init__(self, strategy: Strategy | FastStrategy, instruments: Sequence[tuple[str, str]],
                  config: BacktestConfig | None = None, *, lake=None, session: str | None = None,
                  ticks: dict[tuple[str, str], float] | None = None, max_duration_s: float = 86_400.0,
-                 params: dict[str, Any] | None = None) -> None:
+                 params: dict[str, Any] | None = None, seed: bool = True) -> None:
         self.strategy = strategy
         self.keys = [tuple(k) for k in instruments]
         self.config = config or BacktestConfig()
@@ -135,6 +157,10 @@ class PaperRunner:
         self.batches = 0
         self.rows_in = 0
         self.name = getattr(strategy, "name", type(strategy).__name__)
+        self.seed = seed
+        self._seed: pl.DataFrame | None = None
+        self.seed_ts: dict[str, int] = {}
+        self.t_first_local = 0
 
     # -- input ------------------------------------------------------------------
     def add(self, table: str, rows: list[dict]) -> None:
@@ -148,8 +174,8 @@ class PaperRunner:
         self.rows_in += len(sel)
 
     def _start_engine(self, book: pl.DataFrame, trades: pl.DataFrame) -> bool:
-        both = pl.concat([book.select("venue", "symbol", "price", "ts_exchange"),
-                          trades.select("venue", "symbol", "price", "ts_exchange")])
+        both = pl.concat([book.select("venue", "symbol", "price", "ts_exchange", "ts_local"),
+                          trades.select("venue", "symbol", "price", "ts_exchange", "ts_local")])
         insts = []
         for v, s in self.keys:
             tk = self.ticks.get((v, s))
@@ -157,9 +183,22 @@ class PaperRunner:
                 p = both.filter((pl.col("venue") == v) & (pl.col("symbol") == s))["price"]
                 if p.len() == 0:
                     return False  # wait until every instrument has shown up
+                if self.lake is not None:  # more prices, fewer chances to infer too coarse a tick
+                    t = both["ts_exchange"].min()
+                    recent = self.lake.scan("book_updates", venue=v, symbol=s, start=t - dt.timedelta(minutes=5),
+                                            end=t).select("price").collect()["price"]
+                    p = pl.concat([p, recent])
                 tk = infer_tick(p.to_numpy())
             insts.append(Instrument(v, s, tk))
+        first = both.select(pl.col("ts_exchange").min(), pl.col("ts_local").min()).row(0)
+        self.t_first_local = int(first[1].timestamp() * 1e6)
+        self._seed = seed_rows(self.lake, self.keys, first[0]) if (self.lake is not None and self.seed) else None
+        if self._seed is not None:
+            self.seed_ts = {f"{v}:{s}": int(t.timestamp() * 1e6) for v, s, t in
+                            self._seed.group_by("venue", "symbol").agg(pl.col("ts_exchange").first()).iter_rows()}
         t0 = int(both.select(pl.col("ts_exchange").dt.epoch("us").min()).item())
+        if self._seed is not None and self._seed.height:
+            t0 = min(t0, int(self._seed.select(pl.col("ts_exchange").dt.epoch("us").min()).item()))
         self.engine = Engine(insts, self.config, start_us=t0, end_us=t0 + int(self.max_duration_s * 1e6))
         self.engine.start(self.strategy)
         self._write_session_row(t0)
@@ -182,6 +221,9 @@ class PaperRunner:
         if self.engine is None and not self._start_engine(book, trades):
             self._book[:0], self._trades[:0] = book_rows, trade_rows  # keep them until all instruments showed
             return 0
+        if self._seed is not None:  # the first batch starts from the lake's latest book snapshot
+            book = pl.concat([self._seed, book])
+            self._seed = None
         ev = build_events(book if book.height else None, trades if trades.height else None,
                           instruments=self.engine.instruments)
         t_stop = int(ev.ts_l.max())
@@ -199,7 +241,9 @@ class PaperRunner:
         if self.lake is None:
             return
         detail = json.dumps({"params": self.params, "instruments": [list(k) for k in self.keys],
-                             "config": json.loads(_config_json(self.config)), "t_us": t})
+                             "config": json.loads(_config_json(self.config)), "t_us": t,
+                             "first_local_us": self.t_first_local, "seed": self.seed_ts,
+                             "ticks": {f"{i.venue}:{i.symbol}": i.tick for i in self.engine.instruments}})
         row = pl.DataFrame({"ts": [dt.datetime.fromtimestamp(t / 1e6, dt.timezone.utc)], "order_id": [""],
                             "venue": [""], "symbol": [""], "side": [""], "type": [""], "tif": [""],
                             "price": [None], "qty": [None], "status": [status], "detail": [detail]},

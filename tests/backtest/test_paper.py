@@ -23,17 +23,19 @@ def session_lake(sim_lake, tmp_path_factory):
     lake = Lake(tmp_path_factory.mktemp("paper") / "lake")
     t0 = sim_lake.scan("book_updates").select(pl.col("ts_exchange").min()).collect().item()
     kw = dict(venue=V, symbol=S, start=t0, end=t0 + dt.timedelta(minutes=3))
-    for table in ("book_updates", "trades", "quotes"):
+    for table in ("book_updates", "trades", "quotes", "book_snapshots"):
         lake.append(table, sim_lake.scan(table, **kw).collect())
     return lake
 
 
-def _frames(lake: Lake, size: int = 400) -> list[tuple[str, list[dict]]]:
-    """The recording as bus frames in receive order (runs of one table, <= size rows)."""
+def _frames(lake: Lake, size: int = 400, skip_s: float = 0.0) -> list[tuple[str, list[dict]]]:
+    """The recording as bus frames in receive order (runs of one table, <= size rows),
+    starting ``skip_s`` seconds in (a runner that joins mid-stream)."""
     us = [pl.col("ts_exchange").dt.epoch("us"), pl.col("ts_local").dt.epoch("us")]
     b = lake.scan("book_updates").with_columns(us).collect().with_columns(pl.lit("book_updates").alias("_t"))
     t = lake.scan("trades").with_columns(us).collect().with_columns(pl.lit("trades").alias("_t"))
     rows = pl.concat([b, t], how="diagonal").sort("ts_local", maintain_order=True)
+    rows = rows.filter(pl.col("ts_local") >= rows["ts_local"].min() + int(skip_s * 1e6))
     frames: list[tuple[str, list[dict]]] = []
     cur, buf = None, []
     for r in rows.iter_rows(named=True):
@@ -80,8 +82,10 @@ async def _session(lake: Lake, frames, cfg: BacktestConfig) -> PaperRunner:
 
 def test_paper_session_agrees_with_backtest_on_its_recording(session_lake):
     cfg = BacktestConfig(fees={V: Fees(-0.0001, 0.0005)}, latency=Latency(1_000, 1_000))
-    runner = asyncio.run(_session(session_lake, _frames(session_lake), cfg))
+    # the runner joins 30 s into the recording: its books start from the lake's last snapshot
+    runner = asyncio.run(_session(session_lake, _frames(session_lake, skip_s=30), cfg))
     assert runner.batches > 1, "the live runner should have processed several batches"
+    assert runner.seed_ts == {f"{V}:{S}": pytest.approx(runner.t_first_local, abs=10_000_000)}
 
     s = sessions(session_lake)
     assert s["session"].to_list() == [runner.session]
