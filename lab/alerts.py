@@ -4,7 +4,8 @@ A sink is named by a short spec string (config files list them):
 
 * ``log`` — one ``logging`` line per alert (logger ``lab.alerts``);
 * ``bell`` — a terminal bell (``\\a``) plus the message on stderr;
-* ``file:<path>`` — one JSON object per line appended to ``path``;
+* ``file:<path>`` — one JSON object per line appended to ``path`` (a relative
+  path is under ``$LAB_DATA``);
 * ``webhook:<url>`` — an HTTP POST of the alert as JSON to ``url``, sent from
   a background thread so a slow endpoint never stalls the caller.
 
@@ -203,7 +204,12 @@ def make_sink(spec: str) -> Sink:
     if s == "stdout":
         return StreamSink(sys.stdout)
     if s.startswith("file:") and len(s) > 5:
-        return FileSink(s[5:])
+        path = Path(s[5:]).expanduser()
+        if not path.is_absolute():  # relative paths live under $LAB_DATA
+            from lab.lake import data_dir
+
+            path = data_dir() / path
+        return FileSink(path)
     if s.startswith("webhook:") and len(s) > 8:
         return WebhookSink(s[8:])
     raise ValueError(f"unknown alert sink {spec!r}; use log, bell, stdout, file:<path> or "

@@ -8,7 +8,7 @@ raises one alert per opened episode through the configured sinks.
 Examples::
 
     lab arbitrage                                   # bus ws://127.0.0.1:50052, config/arbitrage.toml
-    lab arbitrage --alerts log,file:data/alerts/arbitrage.jsonl --min-edge 1
+    lab arbitrage --alerts log,file:alerts/arbitrage.jsonl --min-edge 1     # file under $LAB_DATA
     lab arbitrage --replay --start 2026-11-22T12:00 --end 2026-11-22T13:00   # replay the lake
 """
 
