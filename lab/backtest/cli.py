@@ -96,6 +96,9 @@ def print_strategies() -> int:
     from lab.backtest.strategies import STRATEGIES
 
     for name, cls in STRATEGIES.items():
+        if name != cls.name:
+            print(f"{name:10s} alias of {cls.name}")
+            continue
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name:10s} {doc}")
         for k, v in cls.defaults.items():

@@ -217,4 +217,6 @@ class ImbalanceSignal(Strategy):
             ctx.sell(venue, symbol, p["qty"], bid, tif="ioc")
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"mm": MarketMaker, "arb": CrossVenueArb, "imbalance": ImbalanceSignal}
+STRATEGIES: dict[str, type[Strategy]] = {"mm": MarketMaker, "arb": CrossVenueArb, "imbalance": ImbalanceSignal,
+                                         # long names (``lab demo`` runs ``lab paper market_maker``)
+                                         "market_maker": MarketMaker, "cross_venue_arb": CrossVenueArb}
