@@ -6,4 +6,4 @@ pieces, ``show`` the display helper of promoted notebook pages. Figures come
 from :mod:`lab.plots`, shared with the notebooks.
 """
 
-__all__ = ["compute", "data", "show", "widgets"]
+__all__ = ["compute", "data", "show", "warm", "widgets"]

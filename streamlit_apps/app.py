@@ -19,6 +19,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from streamlit_apps import warm
+
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
 # (file in pages/, title, icon); a page whose file is absent (its issue has
@@ -56,6 +58,7 @@ def build_navigation() -> dict[str, list]:
 
 st.set_page_config(page_title="HFThot Research Lab", page_icon=":material/candlestick_chart:",
                    layout="wide")
+warm.start()  # import/JIT-load the heavy lab helpers while the first page renders
 nav = st.navigation(build_navigation())
 with st.sidebar:
     st.caption("HFThot Research Lab")
