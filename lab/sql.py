@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from lab.lake import Lake
-from lab.schema import TABLES
+from lab.schema import TABLES, table_spec
 
 __all__ = ["connect", "refresh", "EXTRA_VIEWS", "MACROS"]
 
@@ -88,11 +88,29 @@ MACROS: dict[str, str] = {
 }
 
 
+def _source(con: duckdb.DuckDBPyConnection, lake: Lake, name: str) -> str:
+    """SQL for the latest committed snapshot of one table.
+
+    Delta's log names the snapshot's files; DuckDB's own Parquet reader scans
+    them (filter and projection push-down, row-group pruning). Reading them
+    through a pyarrow Dataset instead crashed the interpreter at exit after a
+    LIMIT query cut a scan short (pyarrow scanner threads left running).
+    Our tables are append-and-compact only (reader version 1: no deletion
+    vectors, no column mapping), so the file list is the whole snapshot.
+    """
+    t = lake.delta(name)
+    files = [] if t is None else t.file_uris()
+    if not files:
+        con.register(f"__lake_{name}", table_spec(name).schema.to_arrow().empty_table())
+        return f'"__lake_{name}"'
+    quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{quoted}])"
+
+
 def _bind(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     for name in TABLES:
-        con.register(f"__lake_{name}", lake.dataset(name))
         cols = _ALIASES.get(name, "*")
-        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} FROM "__lake_{name}"')
+        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} FROM {_source(con, lake, name)}')
     for name, sql in EXTRA_VIEWS.items():
         con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
     for name, sql in MACROS.items():
