@@ -105,9 +105,12 @@ class BinanceEncoder(Encoder):
                 ).alias("text"), pl.lit("book").alias("kind")))
         if not parts:
             return Prepared(np.zeros(0, np.int64), [], [], [], l.symbol)
-        df = pl.concat(parts).sort("t", "o", maintain_order=True).collect()
+        df = (pl.concat(parts).sort("t", "o", maintain_order=True)
+              .with_columns(wrapped=pl.concat_str([pl.lit('{"stream":"'), "key", pl.lit('","data":'),
+                                                   "text", pl.lit("}")]))
+              .collect())
         return Prepared(df["t"].to_numpy(), df["key"].to_list(), df["text"].to_list(),
-                        df["kind"].to_list(), l.symbol)
+                        df["kind"].to_list(), l.symbol, df["wrapped"].to_list())
 
     # -- connections ----------------------------------------------------
     def _valid(self, stream: str) -> bool:
@@ -167,6 +170,9 @@ class BinanceEncoder(Encoder):
         else:
             c.queue(json.dumps({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"},
                                 "id": rid}))
+
+    def variant(self, c: Client) -> int:
+        return 1 if c.combined else 0
 
     def render(self, c: Client, o: Out) -> bytes:
         if not c.combined:

@@ -19,7 +19,7 @@ from typing import Any
 
 from recorders.sim.wire import frame
 
-__all__ = ["LiveBook", "Out", "Client", "Encoder", "Prepared"]
+__all__ = ["LiveBook", "Out", "Client", "Encoder", "Prepared", "Batch"]
 
 
 class LiveBook:
@@ -73,17 +73,67 @@ class Out:
 
 
 class Prepared:
-    """A chunk's messages for one listing, pre-encoded, in time order."""
+    """A chunk's messages for one listing, pre-encoded and pre-framed, in time order.
 
-    __slots__ = ("t", "keys", "texts", "kinds", "symbol", "pos")
+    ``blobs[v]`` holds every frame of variant ``v`` (0 raw, 1 wrapped, e.g.
+    Binance combined streams) back to back, ``off`` the frame boundaries, so
+    a client subscribed to every key of the chunk gets a tick's share as one
+    slice of bytes.
+    """
 
-    def __init__(self, t, keys: list, texts: list[str], kinds: list[str], symbol: str) -> None:
+    __slots__ = ("t", "keys", "texts", "kinds", "symbol", "pos", "keyset", "frames", "blobs", "off",
+                 "_subsets")
+
+    def __init__(self, t, keys: list, texts: list[str], kinds: list[str], symbol: str,
+                 wrapped: list[str] | None = None) -> None:
+        import numpy as np
+
         self.t = t
         self.keys = keys
         self.texts = texts
         self.kinds = kinds
         self.symbol = symbol
         self.pos = 0
+        self.keyset = frozenset(keys)
+        self._subsets: dict = {}
+        self.frames = [[frame(x.encode()) for x in texts]]
+        if wrapped is not None:
+            self.frames.append([frame(x.encode()) for x in wrapped])
+        self.blobs = [b"".join(f) for f in self.frames]
+        lens = np.fromiter(map(len, self.frames[0]), np.int64, len(texts))
+        self.off = [np.concatenate([[0], np.cumsum(lens)])]
+        if wrapped is not None:
+            lens = np.fromiter(map(len, self.frames[1]), np.int64, len(texts))
+            self.off.append(np.concatenate([[0], np.cumsum(lens)]))
+
+
+    def subset(self, keys: frozenset, var: int):
+        """(message indices, blob, offsets) of the messages whose key is in ``keys``."""
+        import numpy as np
+
+        got = self._subsets.get((keys, var))
+        if got is None:
+            idx = np.fromiter((k for k, key in enumerate(self.keys) if key in keys), np.int64)
+            fr = self.frames[var]
+            sel = [fr[k] for k in idx.tolist()]
+            lens = np.fromiter(map(len, sel), np.int64, len(sel))
+            got = self._subsets[(keys, var)] = (idx, b"".join(sel), np.concatenate([[0], np.cumsum(lens)]))
+        return got
+
+
+class Batch:
+    """Messages ``p0:p1`` of a :class:`Prepared` chunk, queued for delivery."""
+
+    __slots__ = ("prep", "p0", "p1")
+
+    def __init__(self, prep: Prepared, p0: int, p1: int) -> None:
+        self.prep = prep
+        self.p0 = p0
+        self.p1 = p1
+
+    def outs(self) -> list["Out"]:
+        p = self.prep
+        return [Out(p.keys[k], p.texts[k], p.kinds[k], p.symbol) for k in range(self.p0, self.p1)]
 
 
 _conn_ids = itertools.count(1)
@@ -143,6 +193,10 @@ class Encoder:
 
     def wants(self, c: Client, o: Out) -> bool:
         return o.key in c.subs
+
+    def variant(self, c: Client) -> int:
+        """Which pre-framed variant of a :class:`Prepared` chunk this client gets."""
+        return 0
 
     def render(self, c: Client, o: Out) -> bytes:
         return o.frame()

@@ -44,7 +44,7 @@ from recorders.sim.binance import BinanceEncoder
 from recorders.sim.bybit import BybitEncoder
 from recorders.sim.coinbase import CoinbaseEncoder
 from recorders.sim.config import FAULT_KINDS, SimConfig
-from recorders.sim.feed import Client, Encoder, LiveBook, Out
+from recorders.sim.feed import Batch, Client, Encoder, LiveBook, Out
 from recorders.sim.kraken import KrakenEncoder
 from recorders.sim.market import Market
 from recorders.sim.okx import OkxEncoder
@@ -422,9 +422,7 @@ class Simulator:
                 self._truth_book(c.listing, book, int(c.upd_t[u1 - 1]))
         p1 = int(np.searchsorted(prep.t, now, side="right"))
         if p1 > prep.pos:
-            sym = prep.symbol
-            enc.out.extend(map(Out, prep.keys[prep.pos:p1], prep.texts[prep.pos:p1],
-                               prep.kinds[prep.pos:p1], [sym] * (p1 - prep.pos)))
+            enc.out.append(Batch(prep, prep.pos, p1))
             prep.pos = p1
 
     def _truth_book(self, l, book: LiveBook, t: int) -> None:
@@ -497,6 +495,8 @@ class Simulator:
                 pend.append(kind)
         if not pend:
             return out
+        if any(isinstance(o, Batch) for o in out):  # faults work on single messages
+            out = [x for o in out for x in (o.outs() if isinstance(o, Batch) else (o,))]
         wall = time.perf_counter()
         keep: list[str] = []
         for kind in pend:
@@ -577,7 +577,24 @@ class Simulator:
                 frames = c.pending
                 c.pending = []
                 wants, render = enc.wants, enc.render
+                var = enc.variant(c)
+                nmsg = len(frames)
+                subs = c.subs
                 for o in out:
+                    if type(o) is Batch:
+                        p = o.prep
+                        if p.keyset <= subs:
+                            off = p.off[var]
+                            frames.append(p.blobs[var][off[o.p0]:off[o.p1]])
+                            nmsg += o.p1 - o.p0
+                        else:
+                            idx, blob, off = p.subset(frozenset(subs & p.keyset), var)
+                            a = int(np.searchsorted(idx, o.p0))
+                            b = int(np.searchsorted(idx, o.p1))
+                            if b > a:
+                                frames.append(blob[off[a]:off[b]])
+                                nmsg += b - a
+                        continue
                     if wants(c, o):
                         if o.kind == "ghost":
                             skip = getattr(enc, "skip", None)
@@ -585,6 +602,7 @@ class Simulator:
                                 skip(c, o)
                             continue
                         frames.append(render(c, o))
+                        nmsg += 1
                 if not frames:
                     continue
                 tr = c.ws.transport
@@ -596,7 +614,7 @@ class Simulator:
                 except (RuntimeError, OSError):  # closing under our feet
                     c.closed = True
                     continue
-                self.stats["messages"] += len(frames)
+                self.stats["messages"] += nmsg
                 self.stats["bytes"] += len(data)
                 if tr.get_write_buffer_size() > HIGH_WATER:
                     waiters.append(c)
