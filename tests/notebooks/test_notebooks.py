@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -40,23 +41,39 @@ def nbval_run(nb_data: Path, tmp_path_factory: pytest.TempPathFactory):
     log.close()
 
 
-@pytest.mark.parametrize("nb_path", RESEARCH, ids=lambda p: p.name)
-def test_notebook_executes_top_to_bottom_with_papermill(nb_path: Path, nb_lake, tmp_path: Path) -> None:
-    import papermill as pm
-
+@pytest.fixture(scope="module")
+def papermill_runs(nb_lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future]:
+    """Execute every research notebook with papermill (parameters pointing at the
+    simulated lake), two at a time in threads (each kernel is its own process),
+    alongside the nbval run; each test below checks one result."""
     from lab.plots import _skip_slow_jsonschema_extras
 
     _skip_slow_jsonschema_extras()
-    out = tmp_path / nb_path.name
-    params = {"lake": str(nb_lake.root)}
-    declared = pm.inspect_notebook(str(nb_path))
-    if "live_updates" in declared:
-        params["live_updates"] = False  # no background refresh once the run ends
-    pm.execute_notebook(str(nb_path), str(out), parameters=params, cwd=str(nb_path.parent),
-                        progress_bar=False, execution_timeout=240)
+    import papermill as pm
+
+    out_dir = tmp_path_factory.mktemp("papermill")
+
+    def execute(nb_path: Path) -> Path:
+        out = out_dir / nb_path.name
+        params = {"lake": str(nb_lake.root)}
+        if "live_updates" in pm.inspect_notebook(str(nb_path)):
+            params["live_updates"] = False  # no background refresh once the run ends
+        pm.execute_notebook(str(nb_path), str(out), parameters=params, cwd=str(nb_path.parent),
+                            progress_bar=False, execution_timeout=300)
+        return out
+
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="papermill")
+    runs = {p.name: pool.submit(execute, p) for p in RESEARCH}
+    yield runs
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("nb_path", RESEARCH, ids=lambda p: p.name)
+def test_notebook_executes_top_to_bottom_with_papermill(nb_path: Path, papermill_runs) -> None:
+    out = papermill_runs[nb_path.name].result(timeout=900)  # raises PapermillExecutionError on a failed cell
     nb = nbformat.read(out, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.execution_count is not None for c in code)
+    assert code and all(c.execution_count is not None for c in code)
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
 
 
