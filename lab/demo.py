@@ -55,7 +55,7 @@ def services(a: argparse.Namespace, token: str) -> list[Service]:
                 needs="recorders.cli", port=a.bus_port),
         Service("maintainer", _lab("maintain", "--every", "30"), needs="lab.maintain"),
         Service("arbitrage", _lab("arbitrage", "--bus", bus), needs="lab.arbitrage_cli"),
-        Service("paper", _lab("paper", "market_maker", "--bus", bus), needs="lab.paper_cli"),
+        Service("paper", _lab("paper", "mm", "--bus", bus), needs="lab.paper_cli"),
         Service("risk", _lab("risk", "--bus", bus), needs="lab.risk_cli"),
     ]
     if not a.no_jupyter:
@@ -141,11 +141,15 @@ def _seed_history(minutes: int, seed: int) -> None:
 
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     print(f"seeding {minutes} minutes of simulated history into {lake.root} ...", flush=True)
+    # Another seed than the live simulator's: its trade ids must not collide with
+    # the live ones (the recorder drops trade ids it has already stored).
     write_to_lake(lake, start=now - dt.timedelta(minutes=minutes),
-                  duration=dt.timedelta(minutes=minutes), seed=seed, progress=True)
+                  duration=dt.timedelta(minutes=minutes), seed=seed + 1, progress=True)
 
 
 def supervise(a: argparse.Namespace) -> int:
+    if a.seed is None:
+        a.seed = int(time.time()) % 1_000_000
     run = _run_dir()
     logs = data_dir().resolve() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -262,7 +266,9 @@ def background(argv: list[str]) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--background", action="store_true", help="detach; `lab demo --stop` stops it")
     p.add_argument("--stop", action="store_true", help="stop a demo running in the background")
-    p.add_argument("--seed", type=int, default=42, help="simulator seed")
+    p.add_argument("--seed", type=int, default=None,
+                   help="simulator seed (default: a new one each run, so trade ids never repeat "
+                        "those already in the lake, as on a real venue)")
     p.add_argument("--history-minutes", type=int, default=60,
                    help="on an empty lake, first write this much simulated history (0: none)")
     p.add_argument("--no-jupyter", action="store_true", help="do not start Jupyter Lab")
