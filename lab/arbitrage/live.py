@@ -303,7 +303,7 @@ async def run_live(
     try:
         if duration is not None:
             try:
-                await asyncio.wait_for(consume(), duration + 5)
+                await asyncio.wait_for(consume(), duration)
             except TimeoutError:
                 pass
         else:

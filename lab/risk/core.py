@@ -261,7 +261,8 @@ def mark_positions(positions: pl.DataFrame | pl.LazyFrame, marks_: pl.DataFrame 
     upnl = pl.when(inverse).then(pl.col("qty") * cs * (1 / pl.col("avg_entry") - 1 / pl.col("mark"))
                                  * pl.col("mark")).otherwise(
         pl.col("qty") * cs * (pl.col("mark") - pl.col("avg_entry")))
-    exposure = pl.when(inverse).then(pl.col("qty") * cs).otherwise(pl.col("qty") * cs * pl.col("mark"))
+    exposure = (pl.when(pl.col("mark").is_null()).then(None)  # unmarked or excluded
+                .when(inverse).then(pl.col("qty") * cs).otherwise(pl.col("qty") * cs * pl.col("mark")))
     df = df.with_columns(
         pl.when(pl.col("qty") == 0).then(0.0).otherwise(upnl).alias("unrealized_pnl"),
         exposure.alias("exposure"))

@@ -192,3 +192,13 @@ def test_positions_file_toml_and_csv(tmp_path):
 
     example = Path(__file__).resolve().parents[2] / "config" / "positions.example.toml"
     assert load_positions(example).height == 4
+
+
+def test_position_without_any_quote_is_unmarked_and_not_in_exposure():
+    m = quote_marks([("a", "ETH-USD", 9.0, 11.0, 0.1)])
+    pos = positions_frame([Position("b", "BTC", -1000.0, 50_000.0, kind="inverse", fees=1.0),
+                           Position("a", "ETH", 1.0, 10.0)])
+    got = mark_positions(pos, m).sort("venue")
+    assert got["unmarked"].to_list() == [False, True]
+    assert got["exposure"].to_list() == [10.0, None]
+    assert got["total_pnl"].to_list() == [0.0, -1.0]
