@@ -160,3 +160,15 @@ def test_same_inputs_same_results_with_random_latency():
     assert_frame_equal(r1.fills, r2.fills)
     assert_frame_equal(r1.orders, r2.orders)
     assert_frame_equal(r1.equity, r2.equity)
+
+
+def test_amend_moves_the_order_to_the_back_of_the_new_level():
+    # buy 1 @100 behind 5; amended to 99 it joins behind the 2 there. A sell of 4 @100 no longer
+    # concerns it; a sell of 2.5 @99 clears the 2 ahead and fills 0.5.
+    bk = book(SNAP + [(0, "bid", 99.0, 2.0, True), (9_000, "ask", 101.0, 4.0, False)])
+    tr = trades([(2_000, "sell", 100.0, 4.0), (3_000, "sell", 99.0, 2.5)])
+    ids: list[int] = []
+    s = Script([(10, lambda c: ids.append(c.buy(V, S, 1.0, 100.0))), (1_000, lambda c: c.amend(ids[0], 99.0, 1.0))])
+    res = run_backtest(s, build_events(bk, tr), cfg())
+    assert res.fills.select("price", "qty").rows() == [(99.0, 0.5)]
+    assert [e for e, _ in s.seen] == ["ack", "amended", "fill"]
