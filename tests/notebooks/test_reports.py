@@ -182,3 +182,29 @@ def test_param_values_are_read_as_yaml() -> None:
     assert parse_param("start", "2026-11-22") == ("start", "2026-11-22")
     with pytest.raises(ReportError, match="not a Python identifier"):
         parse_param("bad-key", "1")
+
+
+@pytest.mark.browser
+def test_report_page_draws_its_charts_offline_in_a_browser(report) -> None:
+    from playwright.sync_api import sync_playwright
+
+    page_path, soup = report
+    n_figs = len(soup.find_all("div", class_="plotly-graph-div"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--disable-quic"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            network: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: network.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+            page.goto(page_path.as_uri())
+            page.wait_for_function(
+                f"document.querySelectorAll('.plotly-graph-div .main-svg').length >= {n_figs}", timeout=120_000)
+            drawn = page.evaluate("document.querySelectorAll('.plotly-graph-div g.trace').length")
+        finally:
+            browser.close()
+    assert errors == [] and network == []
+    assert drawn > 0
