@@ -10,7 +10,7 @@ every signal, measures
 * end-to-end: from the recorder receiving that quote (its ``ts_local``) to the
   signal (adds the recorder's bus batching and the hub hop).
 
-Fees are set low (0.5 bps a leg) so the simulator's lead-lag windows produce
+Fees are set to zero so the simulator's lead-lag windows produce
 enough signals to measure. Run: ``.venv/bin/python bench/bench_arbitrage_live.py [--quick]``.
 """
 
@@ -64,7 +64,7 @@ async def measure(bus: str, seconds: float) -> tuple[list[float], list[float], i
     from lab.arbitrage.live import run_live
     from recorders.bus import subscribe
 
-    cfg = ArbConfig(fees_bps={}, default_fee_bps=0.5, alerts=[], flush_every_s=1.0)
+    cfg = ArbConfig(fees_bps={}, default_fee_bps=0.0, alerts=[], flush_every_s=1.0)
     detect: list[float] = []
     e2e: list[float] = []
     arrival = {"t": 0.0}
