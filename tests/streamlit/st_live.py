@@ -146,6 +146,12 @@ class Recording:
                            f"{self.log('recorder')}")
 
     def __exit__(self, *exc: object) -> None:
+        for p in reversed(self.procs):  # signal every process first, then wait: they stop in parallel
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         for p in reversed(self.procs):
             _stop(p)
         self.procs.clear()
