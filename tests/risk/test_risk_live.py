@@ -56,7 +56,7 @@ def test_monitor_on_a_real_bus_writes_snapshots_every_tick_and_alerts(tmp_path):
         try:
             task = asyncio.create_task(run_monitor(
                 mon, subscribe(["quotes"], url=hub.url),
-                write=lambda df: lake.append("risk_snapshots", df), every_s=0.25, duration=3.0,
+                write=lambda df: lake.append("risk_snapshots", df), every_s=0.4, duration=5.0,
                 on_tick=lambda rows, secs: ticks.append(secs)))
             await hub.wait_subscribers(1)
             pub = await Publisher(hub.url + "/publish").start()
