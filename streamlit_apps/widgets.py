@@ -20,7 +20,7 @@ def health_strip(stale_s: float = 5.0) -> None:
     rec = {r["venue"]: r for r in data.recorder_status() if r["updated_age_s"] < 30}
     cols = st.columns(len(h))
     for col, r in zip(cols, h.iter_rows(named=True)):
-        age = r["age_s"]
+        age = max(r["age_s"], 0.0)  # receive clock vs this clock: never show "-0.0 s ago"
         text = f"{age:,.1f} s ago" if age < 3600 else f"{age / 3600:,.1f} h ago"
         down = r["venue"] in rec and not rec[r["venue"]]["connected"]
         if r["stale"] or down:

@@ -73,6 +73,9 @@ if rates.is_empty():
 else:
     per_venue = rates.filter(pl.col("table") != "raw_messages").group_by("venue", "ts") \
         .agg(pl.col("rows_per_s").sum()).sort("venue", "ts")
+    # the newest bucket is still filling: leave it out so the rate does not seem to collapse
+    per_venue = per_venue.filter(pl.col("ts") < per_venue["ts"].max()) if per_venue["ts"].n_unique() > 1 \
+        else per_venue
     last_min = per_venue.filter(pl.col("ts") >= per_venue["ts"].max() - dt.timedelta(seconds=60)) \
         .group_by("venue").agg(pl.col("rows_per_s").mean()).sort("venue")
     rcols = st.columns(max(len(last_min), 1))
