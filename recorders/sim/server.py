@@ -137,7 +137,8 @@ class Simulator:
         self.cfg = cfg or SimConfig()
         self.truth = Truth(self.cfg.truth_dir)
         self.start_ns = self.cfg.start_ns if self.cfg.start_ns is not None else time.time_ns()
-        self.start_ns -= self.start_ns % 10_000_000
+        # whole seconds: Binance depth windows (100 ms, 1 s) must not straddle model chunks
+        self.start_ns -= self.start_ns % 10**9
         # whole simulated seconds: Binance depth windows (100 ms, 1 s) never straddle chunks
         chunk_ns = self.cfg.live_chunk_s() * 10**9
         self.market = Market(self.cfg, start_ns=self.start_ns, chunk_ns=chunk_ns)
@@ -386,7 +387,7 @@ class Simulator:
                 else:
                     self._publish(li, enc, book, c, f.pu, eu, f.pt, et, f.pq, eq, every)
                 f.pu, f.pt, f.pq = eu, et, eq
-                if now < end:
+                if now < end or (prep is not None and prep.pos < len(prep.t)):
                     break
                 f.chunks.popleft()
                 f.pu = f.pt = f.pq = 0
