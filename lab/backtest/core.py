@@ -727,19 +727,30 @@ def noop_strategy(st, code, i, slot, params, mem):
 
 # -- the loop -------------------------------------------------------------------------
 DONE = -1
+GROW = -2  # the fill/order logs are nearly full: the caller enlarges them and calls again
+
+
+@njit(cache=True)
+def needs_room(st):
+    """True when one more step could overflow the fill or order-event log."""
+    margin = 2 * st.oi.shape[0] + st.bpx.shape[3] + 16
+    return st.ctr[C_NLOG] + margin >= st.lg.shape[0] or st.ctr[C_NFILL] + margin >= st.fl.shape[0]
 
 
 @njit(cache=True, nogil=True)
 def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
     """Process the next scheduled item (market event, request, response, sample, timer).
 
-    Returns ``DONE`` when nothing is due up to ``t_stop``, ``CB_NONE`` when the
+    Returns ``DONE`` when nothing is due up to ``t_stop``, ``GROW`` when the logs
+    must be enlarged first (see ``Engine.feed``), ``CB_NONE`` when the
     item needs no strategy callback (or ``want[code] == 0``), else the callback
     code, with ``st.cb = [code, inst, slot/event index, order id, response kind,
     px ticks, maker, side]`` and ``st.cbf = [qty, fee]`` describing it. Order
     slots are recycled as soon as both sides are done, so a fill/order callback
     must read ``st.cb``/``st.cbf``, not the slot.
     """
+    if needs_room(st):
+        return GROW
     n = ts_x.shape[0]
     ctr = st.ctr
     ix = ctr[C_IEX]
@@ -844,7 +855,7 @@ def run_loop_py(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want)
         if code == DONE:
             return CB_NONE
         if code != CB_NONE:
-            return code
+            return code  # a callback for Python, or GROW
 
 
 @njit(cache=True)
@@ -862,6 +873,8 @@ def run_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want, st
                 code = core.step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want)
                 if code == core.DONE:
                     return 0
+                if code == core.GROW:
+                    return core.GROW
                 if code != core.CB_NONE:
                     my_strategy(st, code, st.cb[1], st.cb[2], params, mem)
     """
@@ -869,5 +882,7 @@ def run_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want, st
         code = step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want)
         if code == DONE:
             return CB_NONE
+        if code == GROW:
+            return GROW
         if code != CB_NONE:
             strat(st, code, st.cb[1], st.cb[2], params, mem)

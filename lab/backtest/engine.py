@@ -156,7 +156,7 @@ class Engine:
     """One simulated exchange + account, driven by events (a backtest or a paper session)."""
 
     def __init__(self, instruments: list, config: BacktestConfig, *, start_us: int, end_us: int,
-                 max_fills: int = 200_000, max_log: int = 400_000) -> None:
+                 max_fills: int = 65_536, max_log: int = 262_144) -> None:
         self.config = config
         self.instruments = list(instruments)
         self.venues = sorted({i.venue for i in self.instruments})
@@ -235,10 +235,22 @@ class Engine:
                 code = core.run_loop(st, *args, np.int64(t_stop), self._mask, self._fn, self._params, self._mem)
             if code == core.CB_NONE:
                 break
+            if code == core.GROW:
+                self._grow()
+                st = self.st
+                continue
             if py:
                 self._dispatch(code, ev)
         self.elapsed += time.perf_counter() - t0
         self.events += int(a.ctr[core.C_NEVENTS]) - n0
+
+    def _grow(self) -> None:
+        """Double the fill and order-event logs (the compiled loop asked for room)."""
+        a = self.arr
+        more = {k: np.concatenate([getattr(a, k), np.zeros_like(getattr(a, k))]) for k in ("fl", "flf", "lg", "lgf")}
+        self.arr = a._replace(**more)
+        self.st = core.as_ref(self.arr)
+        self.ctx._st, self.ctx._a = self.st, self.arr
 
     def _dispatch(self, code: int, ev: Events) -> None:
         st, s, ctx = self.arr, self.strategy, self.ctx

@@ -92,6 +92,8 @@ def mm_fast_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want
         code = core.step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want)
         if code == core.DONE:
             return 0
+        if code == core.GROW:
+            return core.GROW
         if code != core.CB_NONE:
             mm_fast_fn(st, code, st.cb[1], st.cb[2], params, mem)
 

@@ -32,6 +32,12 @@ def test_python_and_numba_market_makers_give_identical_results(btc):
     assert fast.fills.height > 10
     assert_frame_equal(fast.fills, slow.fills)
     assert_frame_equal(fast.equity, slow.equity)
+    # tiny logs grow on demand (both paths) without changing anything
+    tiny = dict(max_fills=16, max_log=16)
+    assert_frame_equal(run_backtest(market_maker_fast(i, **kw), btc, CFG, **tiny).orders, fast.orders)
+    small_slow = run_backtest(MarketMaker(venue="binance", symbol="BTC-USDT", **kw), btc, CFG, **tiny)
+    assert_frame_equal(small_slow.fills, slow.fills)
+    assert small_slow.overflow == 0
     # inventory skew keeps the position inside its limit (+ one order in flight)
     pos = fast.positions.filter(pl.col("symbol") == "BTC-USDT")["qty"]
     assert pos.abs().max() <= 0.03 + 0.01 + 1e-9
