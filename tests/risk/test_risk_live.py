@@ -45,7 +45,7 @@ def test_monitor_on_a_real_bus_writes_snapshots_every_tick_and_alerts(tmp_path):
 
     lake = Lake(tmp_path / "lake")
     alerts = tmp_path / "risk.jsonl"
-    cfg = RiskConfig(capital=10_000.0, alerts=[f"file:{alerts}"],
+    cfg = RiskConfig(capital=10_000.0, alerts=[f"file:{alerts}"], stale_after_s=60.0,
                      limits=Limits(asset_notional={"BTC": 150.0}, stale_feed_s=None))
     mon = RiskMonitor(cfg, lambda: positions_frame([Position("a", "BTC", 1.0, 100.0)]),
                       sinks=make_sinks(cfg.alerts))
