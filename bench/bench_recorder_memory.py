@@ -68,6 +68,10 @@ def main() -> int:
     lk = Lake(tmp / "lake")
     ev = lk.read("feed_events").filter(pl.col("kind") == "loss")
     raw = lk.read("raw_messages").height
+    win = 5.0
+    peaks = [max((r for t, r in samples if k * win < t <= (k + 1) * win), default=0.0)
+             for k in range(int(secs // win) + 1)]
+    print("peak RSS per 5 s window (MiB): " + " ".join(f"{p:.0f}" for p in peaks if p))
     half = secs / 2
     first = max((r for t, r in samples if 3 < t <= half), default=0.0)
     second = max((r for t, r in samples if t > half), default=0.0)
