@@ -41,6 +41,7 @@ from lab.schema import table_spec
 
 __all__ = [
     "UTC",
+    "data_dir",
     "lake_root",
     "lake",
     "now",

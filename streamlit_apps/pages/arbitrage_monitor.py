@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-from pathlib import Path
 
 import polars as pl
 import streamlit as st
@@ -137,17 +135,19 @@ signals = data.sql(
     "FROM arbitrage_signals WHERE asset = ? AND ts >= ? ORDER BY ts DESC LIMIT 200",
     [asset, start],
 )
-alerts_file = Path(os.environ.get("LAB_DATA", "data")) / "run" / "alerts.jsonl"
-if alerts_file.exists():
-    lines = alerts_file.read_text().splitlines()[-200:]
-    rows = []
-    for ln in reversed(lines):
+# Alerts the detector's `file:` sinks wrote (relative paths live under $LAB_DATA, e.g. alerts/arbitrage.jsonl)
+alert_rows = []
+for f in sorted((data.data_dir() / "alerts").glob("*.jsonl")):
+    for ln in f.read_text(errors="replace").splitlines()[-200:]:
         try:
-            rows.append(json.loads(ln))
+            a = json.loads(ln)
         except ValueError:
-            continue
-    if rows:
-        st.dataframe(pl.DataFrame(rows, strict=False), hide_index=True, height=200)
+            continue  # a line being written
+        if isinstance(a, dict) and a.get("source", "arbitrage") == "arbitrage":
+            alert_rows.append({k: a.get(k) for k in ("ts", "kind", "key", "message")})
+if alert_rows:
+    st.caption(f"{len(alert_rows)} alerts from {data.data_dir() / 'alerts'}")
+    st.dataframe(pl.DataFrame(alert_rows[::-1][:200], strict=False), hide_index=True, height=200)
 if signals.is_empty():
     st.info("No signals from the live detector (`lab arbitrage`) for this asset in the window.")
 else:

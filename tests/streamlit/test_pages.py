@@ -123,8 +123,17 @@ def _net_bps(buy: dict, sell: dict, f_buy: float, f_sell: float) -> float:
     return (sell["bid_px"] * (1 - f_sell / 1e4) / (buy["ask_px"] * (1 + f_buy / 1e4)) - 1) * 1e4
 
 
-def test_arbitrage_monitor_edges_net_of_fees_signals_and_history(synth_lake, app_on):
+def test_arbitrage_monitor_edges_net_of_fees_signals_and_history(synth_lake, app_on, tmp_path):
+    import json
+
     root, written = synth_lake
+    alerts = tmp_path / "data" / "alerts"  # app_on points LAB_DATA at tmp_path/data
+    alerts.mkdir(parents=True)
+    (alerts / "arbitrage.jsonl").write_text("\n".join(json.dumps(a) for a in [
+        {"ts": "2026-11-22T12:00:30+00:00", "source": "arbitrage", "kind": "cross_venue", "key": "BTC:kraken>coinbase",
+         "message": "BTC buy kraken sell coinbase 2.5 bps", "payload": {}},
+        {"ts": "2026-11-22T12:00:31+00:00", "source": "risk", "kind": "limit", "key": "gross",
+         "message": "not an arbitrage alert", "payload": {}}]) + "\n")
     at = app_on(root, "pages/arbitrage_monitor.py")
     assert [t.value for t in at.title] == ["Arbitrage monitor"]
 
@@ -155,6 +164,9 @@ def test_arbitrage_monitor_edges_net_of_fees_signals_and_history(synth_lake, app
     hist = figures(at)["edge_history"]
     assert sorted(hist["traces"]) == sorted(f"{x}->{y}" for x in synth.VENUES for y in synth.VENUES if x != y)
     assert len(hist["traces"]["kraken->coinbase"]["y"]) == 180  # one point per second of the 3 minutes
+
+    logged = [d.value for d in at.dataframe if "message" in d.value.columns]
+    assert len(logged) == 1 and logged[0]["message"].tolist() == ["BTC buy kraken sell coinbase 2.5 bps"]
 
     signals = [d.value for d in at.dataframe if "net_edge_bps" in d.value.columns and "kind" in d.value.columns]
     assert len(signals) == 1
