@@ -332,8 +332,10 @@ def rebuild(
                       .group_by(by).agg(tcol.max().alias("__from")))
         lf = (lf.join(first_snap, on=by, how="left", nulls_equal=True)
               .filter(tcol >= pl.coalesce(pl.col("__from"), lit_t(start_dt))).drop("__from"))
+    key = (pl.concat_str([pl.col(c).cast(pl.String) for c in by], separator="\x1f").hash(0) if by
+           else pl.lit(0, pl.UInt64)).alias("__g")
     df = lf.select(
-        *by,
+        key, *by,
         tcol.dt.cast_time_unit("ns").dt.replace_time_zone(None).cast(pl.Int64).alias("__t"),
         pl.col("seq").cast(pl.Int64).fill_null(-1).alias("__seq"),
         (pl.col("side") == "bid").alias("__bid"),
@@ -342,28 +344,29 @@ def rebuild(
     ).collect()
     every_ns = _every_ns(every) if every is not None else 0
     to_ns = lambda v: None if v is None else int(v.timestamp() * 1_000_000) * 1000  # noqa: E731
-    # one venue/symbol at a time: a hash partition, then an integer sort per book
-    parts = df.partition_by(by, maintain_order=True) if by else [df]
-    parts.sort(key=lambda d: tuple(d[c][0] for c in by))  # output sorted by ``by``, then time
-    outs = []
-    for part in parts:
-        part = part.sort(["__t", "__seq"], maintain_order=True)
-        rows, ts, bp, bq, ap, aq = rebuild_arrays(
-            np.zeros(part.height, np.int64), part["__t"].to_numpy(), part["__seq"].to_numpy(),
-            part["__bid"].to_numpy(), part["price"].to_numpy(), part["qty"].to_numpy(),
-            part["is_snapshot"].to_numpy(), depth=depth, every_ns=every_ns, origin_ns=0,
-            start_ns=to_ns(start_dt), end_ns=to_ns(end_dt), only_changes=only_changes,
-            require_snapshot=require_snapshot)
-        cols: dict[str, np.ndarray] = {"ts_exchange": ts, "seq": part["__seq"].to_numpy()[rows]}
-        for i in range(depth):
-            cols[f"bid_px_{i}"], cols[f"bid_qty_{i}"] = bp[:, i], bq[:, i]
-            cols[f"ask_px_{i}"], cols[f"ask_qty_{i}"] = ap[:, i], aq[:, i]
-        key = part.select(by).head(1)
-        outs.append(pl.DataFrame(cols).with_columns(
-            *[pl.lit(key[c].item(), key.schema[c]).alias(c) for c in by]))
-    schema = {**{c: df.schema[c] for c in by}, "ts_exchange": pl.Int64, "seq": pl.Int64,
-              **{c: pl.Float64 for c in wide_columns(depth)}}
-    out = pl.concat(outs, how="diagonal") if outs else pl.DataFrame(schema=schema)
+    # books in name order (a small table), rows ordered by (book, time, seq) with a stable
+    # numpy lexsort on integers: much cheaper than sorting or partitioning on the strings
+    books = df.select("__g", *by).unique("__g").sort(by) if by else df.select("__g").head(1)
+    uh = books["__g"].to_numpy()
+    perm = np.argsort(uh)
+    g = df["__g"].to_numpy()
+    rank = perm[np.searchsorted(uh[perm], g)].astype(np.int64) if len(uh) else np.zeros(0, np.int64)
+    t, sq = df["__t"].to_numpy(), df["__seq"].to_numpy()
+    order = np.lexsort((sq, t, rank))
+    gid = rank[order]
+    rows, ts, bp, bq, ap, aq = rebuild_arrays(
+        gid, t[order], sq[order], df["__bid"].to_numpy()[order], df["price"].to_numpy()[order],
+        df["qty"].to_numpy()[order], df["is_snapshot"].to_numpy()[order], depth=depth,
+        every_ns=every_ns, origin_ns=0, start_ns=to_ns(start_dt), end_ns=to_ns(end_dt),
+        only_changes=only_changes, require_snapshot=require_snapshot)
+    cols: dict[str, np.ndarray] = {"ts_exchange": ts, "seq": sq[order][rows]}
+    for i in range(depth):
+        cols[f"bid_px_{i}"], cols[f"bid_qty_{i}"] = bp[:, i], bq[:, i]
+        cols[f"ask_px_{i}"], cols[f"ask_qty_{i}"] = ap[:, i], aq[:, i]
+    out = pl.DataFrame(cols, schema={"ts_exchange": pl.Int64, "seq": pl.Int64,
+                                     **{c: pl.Float64 for c in wide_columns(depth)}})
+    if by:
+        out = pl.concat([books.select(by)[gid[rows]], out], how="horizontal")
     out = out.with_columns(
         pl.col("ts_exchange").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC").dt.cast_time_unit("us"),
         pl.col(wide_columns(depth)).fill_nan(None))
