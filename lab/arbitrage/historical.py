@@ -211,37 +211,79 @@ def _check(lf: pl.LazyFrame, cols: Sequence[str], fn: str) -> list[str]:
 
 
 @nb.njit(cache=True, nogil=True)
-def _cross_kernel(ts: np.ndarray, vc: np.ndarray, ac: np.ndarray, buy: np.ndarray,
-                  sell: np.ndarray, n_v: int, n_a: int, fee: np.ndarray, max_age: int,
+def _cross_kernel(ts: np.ndarray, order: np.ndarray, vphys: np.ndarray, sphys: np.ndarray,
+                  vlook: np.ndarray, slook: np.ndarray, s_asset: np.ndarray, s_size: np.ndarray,
+                  s_rate: np.ndarray, ap: np.ndarray, aq: np.ndarray, bpx: np.ndarray,
+                  bq: np.ndarray, n_v: int, n_a: int, fee: np.ndarray, max_age: int,
                   min_edge: float, mode: int) -> tuple:
-    """One pass over books in time order; per asset the last book of each venue.
+    """One pass over books in time order (``order``); per asset the last book of each venue.
 
-    At each row of venue ``v`` compares ``v`` with every other venue in both
+    Each row's venue and symbol come from its categorical codes through the
+    ``vlook``/``slook`` tables (``-1``: not used); its USD buy/sell prices are
+    the walks of the ``(n, depth)`` level arrays for the symbol's size. At each
+    row of venue ``v`` it compares ``v`` with every other venue in both
     directions. mode 0: profitable rows only, 1: plus the row ending a run,
-    2: every comparison. Returns (row, row_buy, row_sell, profitable, fresh).
+    2: every comparison. Returns (row, row_buy, row_sell, buy_px, sell_px,
+    profitable, fresh), rows as indices of the input.
     """
     last = np.full((n_a, n_v), -1, np.int64)
+    l_ts = np.zeros((n_a, n_v), np.int64)
+    l_buy = np.zeros((n_a, n_v), np.float64)
+    l_sell = np.zeros((n_a, n_v), np.float64)
     prev = np.zeros((n_a, n_v, n_v), np.bool_)
+    depth = ap.shape[1]
     cap = 1024
     o_row = np.empty(cap, np.int64)
     o_rb = np.empty(cap, np.int64)
     o_rs = np.empty(cap, np.int64)
+    o_bp = np.empty(cap, np.float64)
+    o_sp = np.empty(cap, np.float64)
     o_p = np.empty(cap, np.bool_)
     o_f = np.empty(cap, np.bool_)
     k = 0
-    for i in range(ts.shape[0]):
-        v = vc[i]
-        a = ac[i]
+    for n in range(order.shape[0]):
+        i = order[n]
+        v = vlook[vphys[i]]
+        s = slook[sphys[i]]
+        if v < 0 or s < 0:
+            continue
+        a = s_asset[s]
+        size = s_size[s]
+        # walk both sides for the size (NaN when the visible levels are too thin)
+        cum_b = 0.0
+        not_b = 0.0
+        cum_s = 0.0
+        not_s = 0.0
+        for d in range(depth):
+            qa = aq[i, d]
+            if qa == qa and qa > 0 and cum_b < size:
+                f = min(size - cum_b, qa)
+                not_b += f * ap[i, d]
+            if qa == qa:
+                cum_b += qa
+            qb = bq[i, d]
+            if qb == qb and qb > 0 and cum_s < size:
+                f = min(size - cum_s, qb)
+                not_s += f * bpx[i, d]
+            if qb == qb:
+                cum_s += qb
+        thr = size * (1 - 1e-12)
+        buy = not_b / size * s_rate[s] if cum_b >= thr and size > 0 else np.nan
+        sell = not_s / size * s_rate[s] if cum_s >= thr and size > 0 else np.nan
         last[a, v] = i
+        l_ts[a, v] = ts[i]
+        l_buy[a, v] = buy
+        l_sell[a, v] = sell
         for w in range(n_v):
             if w == v or last[a, w] < 0:
                 continue
             j = last[a, w]
-            for d in range(2):
-                rb, rs = (i, j) if d == 0 else (j, i)
-                bv, sv = (v, w) if d == 0 else (w, v)
-                bp, sp = buy[rb], sell[rs]
-                fresh = ts[i] - ts[j] <= max_age
+            fresh = ts[i] - l_ts[a, w] <= max_age
+            for dd in range(2):
+                if dd == 0:
+                    rb, rs, bv, sv, bp, sp = i, j, v, w, buy, l_sell[a, w]
+                else:
+                    rb, rs, bv, sv, bp, sp = j, i, w, v, l_buy[a, w], sell
                 if bp == bp and sp == sp:
                     cost = bp * (1.0 + fee[bv])
                     net = (sp * (1.0 - fee[sv]) - cost) / cost * 1e4
@@ -257,15 +299,19 @@ def _cross_kernel(ts: np.ndarray, vc: np.ndarray, ac: np.ndarray, buy: np.ndarra
                     o_row = _grow(o_row, cap)
                     o_rb = _grow(o_rb, cap)
                     o_rs = _grow(o_rs, cap)
+                    o_bp = _grow(o_bp, cap)
+                    o_sp = _grow(o_sp, cap)
                     o_p = _grow(o_p, cap)
                     o_f = _grow(o_f, cap)
                 o_row[k] = i
                 o_rb[k] = rb
                 o_rs[k] = rs
+                o_bp[k] = bp
+                o_sp[k] = sp
                 o_p[k] = prof
                 o_f[k] = fresh
                 k += 1
-    return o_row[:k], o_rb[:k], o_rs[:k], o_p[:k], o_f[:k]
+    return o_row[:k], o_rb[:k], o_rs[:k], o_bp[:k], o_sp[:k], o_p[:k], o_f[:k]
 
 
 @nb.njit(cache=True)
@@ -339,64 +385,58 @@ def cross_venue(
     if venues is not None:
         q = q.filter(pl.col("venue").is_in(list(venues)))
     raw = q.collect()
-    # symbols and venues are few: map them to small integer codes once (one
-    # categorical pass each), then work on numbers only
+    # symbols and venues are few: one categorical pass each gives small integer
+    # codes; everything after is numbers, in one compiled pass
     v_phys, v_names = _categorize(raw["venue"])
     s_phys, s_names = _categorize(raw["symbol"])
     keep_syms = []
-    for s in sorted(s_names):
+    for s in sorted(x for x in s_names if x):
         base, _, quote = s.partition("-")
         sz = size.get(base) if isinstance(size, Mapping) else size
         if quote in rates and sz is not None and (assets is None or base in assets):
             if not isinstance(size, Mapping) and size <= 0:
                 raise ValueError(f"size must be > 0, got {size}")
             keep_syms.append((s, base, float(sz), float(rates[quote])))
-    vnames = sorted(v_names)
+    vnames = sorted(x for x in v_names if x)
     anames = sorted({b for _, b, _, _ in keep_syms})
     s_idx = {s: i for i, (s, *_r) in enumerate(keep_syms)}
     s_asset = np.array([anames.index(b) for _, b, _, _ in keep_syms], np.int64)
     s_size = np.array([z for *_r, z, _ in keep_syms], np.float64)
     s_rate = np.array([r for *_r, r in keep_syms], np.float64)
-    vcode = _lookup(v_phys, v_names, {v: i for i, v in enumerate(vnames)})
-    scode = _lookup(s_phys, s_names, s_idx)
-    ok = (vcode >= 0) & (scode >= 0)
-    tsn = raw["ts"].dt.cast_time_unit("us").dt.epoch("us").to_numpy()
-    lv = {c: raw[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in wide_columns_of(depth)}
+    vlook = _look(v_names, {v: i for i, v in enumerate(vnames)})
+    slook = _look(s_names, s_idx)
+    tsn = _arr(raw["ts"].dt.cast_time_unit("us").dt.epoch("us").to_numpy(), np.int64)
+
+    def levels(side: str, what: str) -> np.ndarray:
+        cols = [raw[f"{side}_{what}_{i}"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+                for i in range(depth)]
+        return _arr(cols[0], np.float64)[:, None] if depth == 1 else np.column_stack(cols)
+
+    ap, aq, bpx, bq = levels("ask", "px"), levels("ask", "qty"), levels("bid", "px"), levels("bid", "qty")
     del raw
-    if not ok.all():
-        tsn, vcode, scode = tsn[ok], vcode[ok], scode[ok]
-        lv = {c: v[ok] for c, v in lv.items()}
-    sz, rate = s_size[scode], s_rate[scode]
-    buy = _walk_np([lv[f"ask_px_{i}"] for i in range(depth)],
-                   [lv[f"ask_qty_{i}"] for i in range(depth)], sz) * rate
-    sell = _walk_np([lv[f"bid_px_{i}"] for i in range(depth)],
-                    [lv[f"bid_qty_{i}"] for i in range(depth)], sz) * rate
-    del lv
     if tsn.shape[0] > 1 and not np.all(tsn[1:] >= tsn[:-1]):
-        srt = pl.DataFrame({"t": tsn, "v": vcode, "s": scode, "b": buy, "x": sell}).sort(
-            "t", maintain_order=True)
-        tsn, vcode, scode = srt["t"].to_numpy(), srt["v"].to_numpy(), srt["s"].to_numpy()
-        buy, sell = srt["b"].to_numpy(), srt["x"].to_numpy()
-    acode = s_asset[scode] if scode.shape[0] else np.empty(0, np.int64)
+        order = np.argsort(tsn, kind="stable")
+    else:
+        order = np.arange(tsn.shape[0], dtype=np.int64)
     fee = np.array([_fee(fees, v, default_fee_bps) for v in vnames], np.float64)
-    row, rb, rs, prof, fresh = _cross_kernel(
-        _arr(tsn, np.int64), _arr(vcode, np.int64), _arr(acode, np.int64), _arr(buy, np.float64),
-        _arr(sell, np.float64), len(vnames), len(anames), fee, max_age_us,
+    row, rb, rs, bp, sp, prof, fresh = _cross_kernel(
+        tsn, _arr(order, np.int64), _arr(v_phys, np.int64), _arr(s_phys, np.int64), vlook, slook,
+        s_asset, s_size, s_rate, ap, aq, bpx, bq, len(vnames), len(anames), fee, max_age_us,
         float(min_edge_bps), {"signals": 0, "episodes": 1, "all": 2}[keep])
     vn = pl.Series(vnames, dtype=pl.String)
     sn = pl.Series([s for s, *_r in keep_syms], dtype=pl.String)
     an = pl.Series(anames, dtype=pl.String)
-    bv, sv = vcode[rb], vcode[rs]
-    bp, sp = buy[rb], sell[rs]
+    bv, sv = vlook[v_phys[rb]], vlook[v_phys[rs]]
+    scode = slook[s_phys[row]]
     fb, fs = fee[bv], fee[sv]
     out = pl.DataFrame({
         "ts": pl.Series(tsn[row], dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
-        "asset": an.gather(acode[row]),
+        "asset": an.gather(s_asset[scode]),
         "buy_venue": vn.gather(bv), "sell_venue": vn.gather(sv),
-        "buy_symbol": sn.gather(scode[rb]), "sell_symbol": sn.gather(scode[rs]),
-        "size": s_size[scode[row]], "buy_px": bp, "sell_px": sp,
+        "buy_symbol": sn.gather(slook[s_phys[rb]]), "sell_symbol": sn.gather(slook[s_phys[rs]]),
+        "size": s_size[scode], "buy_px": bp, "sell_px": sp,
         "__cost": bp * (1 + fb), "__proceeds": sp * (1 - fs),
-        "fresh": fresh, "venue": vn.gather(vcode[row]), "profitable": prof,
+        "fresh": fresh, "venue": vn.gather(vlook[v_phys[row]]), "profitable": prof,
     })
     cost, proceeds = pl.col("__cost"), pl.col("__proceeds")
     out = out.lazy().with_columns(
@@ -433,32 +473,17 @@ def _categorize(col: pl.Series) -> tuple[np.ndarray, list[str]]:
     return phys, names
 
 
-def _lookup(phys: np.ndarray, names: list[str], index: Mapping[str, int]) -> np.ndarray:
-    """Map categorical codes to ``index`` positions (``-1`` when absent or null)."""
+def _look(names: list[str], index: Mapping[str, int]) -> np.ndarray:
+    """Table from categorical code to ``index`` position; the extra last slot (``-1``)
+    is what a null's code ``-1`` reads.
+
+    >>> _look(["b", "a"], {"a": 0}).tolist()
+    [-1, 0, -1]
+    """
     look = np.full(len(names) + 1, -1, np.int64)
     for code, name in enumerate(names):
         look[code] = index.get(name, -1)
-    return look[phys]  # code -1 (null) reads the last slot, which stays -1
-
-
-def _walk_np(px: list[np.ndarray], qty: list[np.ndarray], size: np.ndarray) -> np.ndarray:
-    """VWAP of ``size`` walking levels (NaN when too thin): :func:`walk_buy` in numpy.
-
-    >>> _walk_np([np.array([100.0, 100.0])], [np.array([2.0, 0.5])], np.array([1.0, 1.0])).tolist()
-    [100.0, nan]
-    """
-    if len(px) == 1:  # one level (quotes): the price if it holds the size
-        with np.errstate(invalid="ignore"):
-            return np.where((qty[0] >= size * (1 - 1e-12)) & (size > 0), px[0], np.nan)
-    cum = np.zeros_like(size)
-    notional = np.zeros_like(size)
-    for p, q in zip(px, qty):
-        q = np.where(np.isnan(q), 0.0, q)
-        fill = np.minimum(np.maximum(size - cum, 0.0), q)
-        notional += np.where(fill > 0, p * fill, 0.0)
-        cum += q
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((cum >= size * (1 - 1e-12)) & (size > 0), notional / size, np.nan)
+    return look
 
 
 def wide_columns_of(depth: int) -> list[str]:
