@@ -85,9 +85,11 @@ def as_frame(data: pl.DataFrame | pl.LazyFrame, need: Sequence[str], who: str) -
 
 
 def _finish(fig: go.Figure, title: str | None, widget: bool, height: int | None) -> go.Figure:
-    fig.update_layout(template=_TEMPLATE, title=title, height=height,
-                      margin=dict(l=50, r=20, t=50 if title else 20, b=40),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
+    # the title sits at the very top, the horizontal legend just above the plot area
+    fig.update_layout(template=_TEMPLATE, height=height,
+                      title=dict(text=title, y=0.98, yanchor="top", x=0.01) if title else None,
+                      margin=dict(l=50, r=20, t=95 if title else 40, b=40),
+                      legend=dict(orientation="h", y=1.01, yanchor="bottom", x=0))
     return go.FigureWidget(fig) if widget else fig
 
 
@@ -113,7 +115,8 @@ def quotes_figure(
     widget: bool = False,
     height: int | None = None,
 ) -> go.Figure:
-    """Best bid and ask over time, two step lines per venue (``"<name> bid"``, ``"<name> ask"``).
+    """Best bid and ask over time, two step lines per venue (``"<name> bid"`` solid,
+    ``"<name> ask"`` dotted, in the venue's colour).
 
     >>> import datetime as dt
     >>> t = [dt.datetime(2026, 1, 1, 0, 0, s) for s in range(3)]
@@ -123,13 +126,18 @@ def quotes_figure(
     ['a bid', 'a ask', 'b bid', 'b ask']
     """
     df = as_frame(quotes, [time_column, "bid_px", "ask_px"], "quotes_figure")
+    import plotly.colors
+
+    palette = plotly.colors.qualitative.Plotly
     fig = go.Figure()
-    for key, part in _groups(df, by):
+    for i, (key, part) in enumerate(_groups(df, by)):
         name = key.pop("__name", "")
         x = part[time_column].to_numpy()
         for side, col in (("bid", "bid_px"), ("ask", "ask_px")):
             fig.add_trace(go.Scattergl(
-                x=x, y=part[col].to_numpy(), mode="lines", line=dict(shape="hv", width=1),
+                x=x, y=part[col].to_numpy(), mode="lines",
+                line=dict(shape="hv", width=1, color=palette[i % len(palette)],
+                          dash="solid" if side == "bid" else "dot"),
                 name=f"{name} {side}".strip(), meta=key | {"side": side}, legendgroup=name))
     fig.update_yaxes(title_text="price")
     return _finish(fig, title, widget, height)
