@@ -73,21 +73,19 @@ class Out:
 
 
 class Prepared:
-    """A chunk's messages for one listing, pre-encoded and pre-framed, in time order.
+    """A chunk's messages for one listing, pre-encoded, in time order.
 
-    ``blobs[v]`` holds every frame of variant ``v`` (0 raw, 1 wrapped, e.g.
-    Binance combined streams) back to back, ``off`` the frame boundaries, so
-    a client subscribed to every key of the chunk gets a tick's share as one
-    slice of bytes.
+    Frames are built on first use, per variant (0 raw, 1 wrapped, e.g.
+    Binance combined streams): ``blob(v)`` holds every frame back to back and
+    ``off(v)`` the frame boundaries, so a client subscribed to every key of
+    the chunk gets a tick's share as one slice of bytes.
     """
 
-    __slots__ = ("t", "keys", "texts", "kinds", "symbol", "pos", "keyset", "frames", "blobs", "off",
+    __slots__ = ("t", "keys", "texts", "kinds", "symbol", "pos", "keyset", "_variants", "_built",
                  "_subsets")
 
     def __init__(self, t, keys: list, texts: list[str], kinds: list[str], symbol: str,
                  wrapped: list[str] | None = None) -> None:
-        import numpy as np
-
         self.t = t
         self.keys = keys
         self.texts = texts
@@ -95,17 +93,28 @@ class Prepared:
         self.symbol = symbol
         self.pos = 0
         self.keyset = frozenset(keys)
+        self._variants = [texts, wrapped if wrapped is not None else texts]
+        self._built: dict[int, tuple] = {}
         self._subsets: dict = {}
-        self.frames = [[frame(x.encode()) for x in texts]]
-        if wrapped is not None:
-            self.frames.append([frame(x.encode()) for x in wrapped])
-        self.blobs = [b"".join(f) for f in self.frames]
-        lens = np.fromiter(map(len, self.frames[0]), np.int64, len(texts))
-        self.off = [np.concatenate([[0], np.cumsum(lens)])]
-        if wrapped is not None:
-            lens = np.fromiter(map(len, self.frames[1]), np.int64, len(texts))
-            self.off.append(np.concatenate([[0], np.cumsum(lens)]))
 
+    def _build(self, var: int) -> tuple:
+        import numpy as np
+
+        got = self._built.get(var)
+        if got is None:
+            fr = [frame(x.encode()) for x in self._variants[var]]
+            lens = np.fromiter(map(len, fr), np.int64, len(fr))
+            got = self._built[var] = (fr, b"".join(fr), np.concatenate([[0], np.cumsum(lens)]))
+        return got
+
+    def frames(self, var: int) -> list[bytes]:
+        return self._build(var)[0]
+
+    def blob(self, var: int) -> bytes:
+        return self._build(var)[1]
+
+    def off(self, var: int):
+        return self._build(var)[2]
 
     def subset(self, keys: frozenset, var: int):
         """(message indices, blob, offsets) of the messages whose key is in ``keys``."""
@@ -114,8 +123,8 @@ class Prepared:
         got = self._subsets.get((keys, var))
         if got is None:
             idx = np.fromiter((k for k, key in enumerate(self.keys) if key in keys), np.int64)
-            fr = self.frames[var]
-            sel = [fr[k] for k in idx.tolist()]
+            src = self._variants[var]
+            sel = [frame(src[k].encode()) for k in idx.tolist()]
             lens = np.fromiter(map(len, sel), np.int64, len(sel))
             got = self._subsets[(keys, var)] = (idx, b"".join(sel), np.concatenate([[0], np.cumsum(lens)]))
         return got

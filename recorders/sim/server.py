@@ -585,8 +585,8 @@ class Simulator:
                     if type(o) is Batch:
                         p = o.prep
                         if p.keyset <= subs:
-                            off = p.off[var]
-                            frames.append(p.blobs[var][off[o.p0]:off[o.p1]])
+                            off = p.off(var)
+                            frames.append(p.blob(var)[off[o.p0]:off[o.p1]])
                             nmsg += o.p1 - o.p0
                         else:
                             idx, blob, off = p.subset(frozenset(subs & p.keyset), var)
