@@ -68,14 +68,15 @@ def main() -> int:
     print(f"{positions.height} positions, {len(venues)} venues, {len(assets)} assets, "
           f"{n:,} 1-minute returns ({n * len(assets):,} values)")
     mon.tick(now)  # warm up
-    t_tick, t_mark, t_var = [], [], []
+    t_tick, t_mark, t_var, c_tick = [], [], [], []
     marks = mon.marks_frame(now)
     exp = {x: 20_000.0 for x in assets}
     for i in range(reps):
         t = now + dt.timedelta(seconds=i)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rows = mon.tick(t)
         t_tick.append(time.perf_counter() - t0)
+        c_tick.append(time.process_time() - c0)
         t0 = time.perf_counter()
         mark_positions(positions, marks)
         t_mark.append(time.perf_counter() - t0)
@@ -85,8 +86,11 @@ def main() -> int:
     print(f"  mark + PnL of 50 positions          {stats(t_mark)}")
     print(f"  VaR/ES hist + EWMA (10 assets, 30 d) {stats(t_var)}")
     print(f"  full snapshot (RiskMonitor.tick)    {stats(t_tick)}   rows per snapshot {rows.height}")
+    print(f"  full snapshot CPU time (all threads)  {stats(c_tick)}")
     p99 = float(np.percentile(t_tick, 99)) * 1e3
-    print(f"full snapshot p99 {p99:.1f} ms (target <= 200 ms): {'OK' if p99 <= 200 else 'FAIL'}")
+    print(f"full snapshot p99 {p99:.1f} ms wall (target <= 200 ms): {'OK' if p99 <= 200 else 'FAIL'}")
+    import os
+    print(f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 
