@@ -17,7 +17,7 @@ import heapq
 import itertools
 from typing import Any
 
-from recorders.sim.wire import frame
+from recorders.sim.wire import frame, frames_blob
 
 __all__ = ["LiveBook", "Out", "Client", "Encoder", "Prepared", "Batch"]
 
@@ -98,23 +98,16 @@ class Prepared:
         self._subsets: dict = {}
 
     def _build(self, var: int) -> tuple:
-        import numpy as np
-
         got = self._built.get(var)
         if got is None:
-            fr = [frame(x.encode()) for x in self._variants[var]]
-            lens = np.fromiter(map(len, fr), np.int64, len(fr))
-            got = self._built[var] = (fr, b"".join(fr), np.concatenate([[0], np.cumsum(lens)]))
+            got = self._built[var] = frames_blob(self._variants[var])
         return got
 
-    def frames(self, var: int) -> list[bytes]:
+    def blob(self, var: int) -> bytes:
         return self._build(var)[0]
 
-    def blob(self, var: int) -> bytes:
-        return self._build(var)[1]
-
     def off(self, var: int):
-        return self._build(var)[2]
+        return self._build(var)[1]
 
     def subset(self, keys: frozenset, var: int):
         """(message indices, blob, offsets) of the messages whose key is in ``keys``."""
@@ -124,9 +117,8 @@ class Prepared:
         if got is None:
             idx = np.fromiter((k for k, key in enumerate(self.keys) if key in keys), np.int64)
             src = self._variants[var]
-            sel = [frame(src[k].encode()) for k in idx.tolist()]
-            lens = np.fromiter(map(len, sel), np.int64, len(sel))
-            got = self._subsets[(keys, var)] = (idx, b"".join(sel), np.concatenate([[0], np.cumsum(lens)]))
+            blob, off = frames_blob([src[k] for k in idx.tolist()])
+            got = self._subsets[(keys, var)] = (idx, blob, off)
         return got
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 
-__all__ = ["dec", "dec_strip", "frame", "iso_ns", "iso_us", "scale_dec"]
+__all__ = ["dec", "dec_strip", "frame", "frames_blob", "iso_ns", "iso_us", "scale_dec"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -60,6 +60,44 @@ def frame(payload: bytes) -> bytes:
     if n < 65536:
         return _H2.pack(0x81, 126, n) + payload
     return _H8.pack(0x81, 127, n) + payload
+
+
+def frames_blob(texts: list[str]):
+    """Frame many ASCII texts at once: (all frames back to back, frame offsets).
+
+    Vectorised with numpy; equals ``b"".join(frame(t.encode()) for t in texts)``.
+
+    >>> ts = ["a", "b" * 130, "{}"]
+    >>> blob, off = frames_blob(ts)
+    >>> blob == b"".join(frame(t.encode()) for t in ts), off.tolist()
+    (True, [0, 3, 137, 141])
+    """
+    import numpy as np
+
+    n = len(texts)
+    pay = "".join(texts).encode()
+    lens = np.fromiter(map(len, texts), np.int64, n)
+    if len(pay) != int(lens.sum()) or (n and int(lens.max()) >= 65536):  # non-ASCII or huge: slow path
+        fr = [frame(t.encode()) for t in texts]
+        ln = np.fromiter(map(len, fr), np.int64, n)
+        return b"".join(fr), np.concatenate([[0], np.cumsum(ln)])
+    hl = np.where(lens < 126, 2, 4)
+    off = np.concatenate([[0], np.cumsum(lens + hl)])
+    buf = np.empty(int(off[-1]), np.uint8)
+    st = off[:-1]
+    buf[st] = 0x81
+    small = lens < 126
+    buf[st[small] + 1] = lens[small]
+    mid = ~small
+    buf[st[mid] + 1] = 126
+    buf[st[mid] + 2] = lens[mid] >> 8
+    buf[st[mid] + 3] = lens[mid] & 0xFF
+    hdr = np.zeros(buf.shape[0], bool)
+    first = np.concatenate([[0], np.cumsum(hl)[:-1]]) if n else hl
+    pos = np.repeat(st, hl) + (np.arange(int(hl.sum())) - np.repeat(first, hl))
+    hdr[pos] = True
+    buf[~hdr] = np.frombuffer(pay, np.uint8)
+    return buf.tobytes(), off
 
 
 def iso_ns(t_ns: int) -> str:
