@@ -4,9 +4,11 @@ Book rule: the envelope's ``sequence_num`` must grow by one on the
 connection; a gap means a message was lost, so every book on the connection
 is suspect: resubscribe ``level2`` for a fresh snapshot. Asks are ``"offer"``.
 
-Trade side: Coinbase's public ``market_trades`` ``side`` is the **maker**
-order's side (as for its older Exchange feed), so the aggressor is the
-opposite; see :data:`SIDE_IS_MAKER`.
+Trade side: Advanced Trade's trade object documents ``side`` as the **taker**
+side of the trade (enum BUY/SELL), unlike the legacy Exchange feed's
+``match`` messages, whose ``side`` is the maker's. We follow the Advanced
+Trade documentation; see :data:`SIDE_IS_MAKER` (and docs/CONTRACTS.md,
+"Protocol decisions") if a capture of the real feed ever says otherwise.
 
 >>> a = CoinbaseAdapter(["BTC-USD"])
 >>> a.feed('{"channel":"l2_data","timestamp":"2023-02-09T20:32:50.714964855Z","sequence_num":0,'
@@ -28,7 +30,7 @@ from recorders.venues.base import Adapter, rfc3339_us, split_symbol
 __all__ = ["CoinbaseAdapter", "venue_symbol", "SIDE_IS_MAKER", "DEFAULT_WS"]
 
 DEFAULT_WS = "wss://advanced-trade-ws.coinbase.com"
-SIDE_IS_MAKER = True  # market_trades "side" names the maker; the taker is the opposite
+SIDE_IS_MAKER = False  # Advanced Trade: market_trades "side" is the taker (aggressor) side
 
 
 def venue_symbol(symbol: str) -> str:

@@ -201,13 +201,13 @@ def test_coinbase_offer_is_ask_side_and_sequence_gap_resubscribes():
     assert bu["side"].to_list() == ["bid", "ask", "ask"]
 
 
-def test_coinbase_trade_side_is_maker_so_aggressor_is_opposite():
+def test_coinbase_trade_side_is_the_documented_taker_side():
     raw = json.dumps({"channel": "market_trades", "client_id": "", "timestamp": "2023-02-09T20:19:35.39625135Z",
                       "sequence_num": 0, "events": [{"type": "update", "trades": [
                           {"trade_id": "000000000", "product_id": "BTC-USD", "price": "1260.01",
                            "size": "0.3", "side": "BUY", "time": "2019-08-14T20:42:27.265Z"}]}]})
     t = replay("coinbase", ["BTC-USD"], [raw]).out.frame("trades").row(0, named=True)
-    assert (t["side"], t["price"], t["qty"]) == ("sell", 1260.01, 0.3)
+    assert (t["side"], t["price"], t["qty"]) == ("buy", 1260.01, 0.3)
 
 
 # -- Bybit --------------------------------------------------------------------

@@ -117,14 +117,11 @@ def test_every_trade_sent_while_connected_is_recorded(run):
                         continue
                     assert r["price"] == pytest.approx(tr["price"], rel=1e-12)
                     assert r["qty"] == pytest.approx(tr["qty"], rel=1e-12)
-                    if venue != "coinbase":  # see test_coinbase_trade_side_matches_truth
-                        assert r["side"] == tr["side"], (venue, tr)
+                    assert r["side"] == tr["side"], (venue, tr)
         assert not missing, f"{venue}: {len(missing)} trades missing, e.g. {missing[:3]}"
     assert checked > 50
 
 
-@pytest.mark.xfail(strict=True, reason="simulator sends the aggressor in Coinbase market_trades "
-                   "'side'; the adapter reads it as the maker side (Coinbase feed semantics) - reported")
 def test_coinbase_trade_side_matches_truth(run):
     if "coinbase" not in run["venues"]:
         pytest.fail("simulator has no coinbase")
