@@ -4,7 +4,8 @@ The first visit of the Arbitrage monitor or Microstructure page otherwise pays
 for importing numba, loading the compiled kernels of ``lab.arbitrage`` and
 ``lab.leadlag`` from their cache and planning the first Polars queries
 (seconds on a busy machine). :func:`start` runs that once per process, in a
-daemon thread, while the user looks at the first page.
+daemon thread, a few seconds after the first page has rendered, while the user
+looks at it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 
 __all__ = ["start"]
 
@@ -35,7 +37,9 @@ def _tiny_quotes():
     return pl.concat(frames).lazy()
 
 
-def _warm() -> None:
+def _warm(delay_s: float) -> None:
+    if delay_s > 0:
+        time.sleep(delay_s)  # let the first page render before competing with it for the GIL
     try:
         from lab import arbitrage, leadlag, micro
 
@@ -47,9 +51,9 @@ def _warm() -> None:
         log.info("warm-up skipped: %s", e)
 
 
-def start() -> None:
-    """Start the warm-up thread (once per process)."""
+def start(delay_s: float = 8.0) -> None:
+    """Start the warm-up thread (once per process), ``delay_s`` after the first page run."""
     if _started.is_set():
         return
     _started.set()
-    threading.Thread(target=_warm, name="lab-warm-up", daemon=True).start()
+    threading.Thread(target=_warm, args=(delay_s,), name="lab-warm-up", daemon=True).start()

@@ -117,6 +117,7 @@ def test_every_page_renders_charts_and_the_live_page_moves(server, browser):
         t0 = time.monotonic()
         page.goto(f"{server['url']}/{path}", wait_until="domcontentloaded", timeout=60_000)
         page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+        t_heading = time.monotonic() - t0
         if has_charts:
             page.wait_for_function(_CHART_DRAWN, timeout=60_000)
         else:
@@ -124,7 +125,7 @@ def test_every_page_renders_charts_and_the_live_page_moves(server, browser):
         assert page.locator(".stException").count() == 0, page.locator(".stException").first.inner_text()
         assert "HFThot Research Lab" in page.title() or title in page.title()
         page.screenshot(path=str(ARTIFACTS / f"{path or 'live_market'}.png"))
-        print(f"{title}: {time.monotonic() - t0:.1f} s")
+        print(f"{title}: heading {t_heading:.1f} s, charts drawn {time.monotonic() - t0:.1f} s")
 
         if path == "":
             # two looks a few seconds apart: the live chart's newest points move
@@ -137,5 +138,6 @@ def test_every_page_renders_charts_and_the_live_page_moves(server, browser):
             assert page.get_by_text("live —").count() >= 1, "fresh feeds are shown as live"
             page.wait_for_function(_CHART_DRAWN, timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "live_market_later.png"))
+            print(f"{title}: moved after {time.monotonic() - t0:.1f} s")
 
     assert not errors, errors
