@@ -32,7 +32,7 @@ def main() -> int:
     ap.add_argument("--sweep-only", action="store_true", help="only the vectorised sweep")
     args = ap.parse_args()
 
-    from lab.backtest import BacktestConfig, Fees, Latency, load_events, run_backtest
+    from lab.backtest import BacktestConfig, Fees, Latency, core, load_events
     from lab.backtest.strategies import MarketMaker, market_maker_fast
     from lab.lake import Lake, data_dir
 
@@ -55,29 +55,24 @@ def main() -> int:
     ev = load_events(lake=lake, venues="binance", symbols="BTC-USDT")
     print(f"events: {len(ev):,} (book_updates + trades), loaded in {time.perf_counter() - t:.1f} s")
 
-    cfg = BacktestConfig(fees={"binance": Fees(-0.0001, 0.0005)}, latency=Latency(1_000, 1_000),
-                         max_orders=4096)
+    cfg = BacktestConfig(fees={"binance": Fees(-0.0001, 0.0005)}, latency=Latency(1_000, 1_000))
     kw = dict(qty=0.01, half_spread=0, skew_ticks=0.0, max_position=0.05, interval_s=0.1)
-    n_fill = 4_000_000
-    # warm-up (numba cache load) on a slice
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(wall-clock rates suffer when it exceeds the cores; CPU-time rates much less)")
     small = _slice(ev, 50_000)
-    run_backtest(market_maker_fast(0, **kw), small, cfg, max_fills=n_fill, max_log=4 * n_fill)
-    c0 = time.process_time()
-    r = run_backtest(market_maker_fast(0, **kw), ev, cfg, max_fills=n_fill, max_log=4 * n_fill)
-    cpu = time.process_time() - c0
-    ours = r.events_per_s
-    print(f"ours, numba fast path (timer MM, 100 ms): {r.elapsed_s:.2f} s wall, {ours:,.0f} events/s wall "
-          f"(~{len(ev) / cpu:,.0f} events/s of CPU time incl. result frames), "
-          f"{r.fills.height:,} fills, {int((r.orders['event'] == 'new').sum()):,} orders")
+    _timed(market_maker_fast(0, **kw), small, cfg)  # warm-up: load the numba cache
+    eng, wall, cpu = _timed(market_maker_fast(0, **kw), ev, cfg)
+    ours, ours_cpu = len(ev) / wall, len(ev) / cpu
+    a = eng.arr
+    print(f"ours, numba fast path (timer MM, 100 ms): {wall:.2f} s wall, {ours:,.0f} events/s wall; "
+          f"{cpu:.2f} s CPU, {ours_cpu:,.0f} events/s per CPU-second; "
+          f"{int(a.ctr[core.C_NFILL]):,} fills, {int(a.ctr[core.C_NEXT_ID]) - 1:,} orders")
     py_ev = _slice(ev, min(len(ev), 1_000_000))
-    mm = MarketMaker(venue="binance", symbol="BTC-USDT", qty=0.01, half_spread=0, skew_ticks=0.0,
-                     max_position=0.05, interval_s=0.1)
-    run_backtest(mm, small, cfg)
-    rp = run_backtest(MarketMaker(venue="binance", symbol="BTC-USDT", qty=0.01, half_spread=0, skew_ticks=0.0,
-                                  max_position=0.05, interval_s=0.1), py_ev, cfg,
-                      max_fills=n_fill, max_log=4 * n_fill)
+    mk = lambda: MarketMaker(venue="binance", symbol="BTC-USDT", **kw)  # noqa: E731
+    _timed(mk(), small, cfg)
+    _, pwall, pcpu = _timed(mk(), py_ev, cfg)
     print(f"ours, Python-callback path (same MM in Python, first {len(py_ev):,} events): "
-          f"{rp.events_per_s:,.0f} events/s")
+          f"{len(py_ev) / pwall:,.0f} events/s wall, {len(py_ev) / pcpu:,.0f} per CPU-second")
 
     if not args.no_hftbacktest:
         from lab.backtest.peer import run_hftbacktest_mm
@@ -85,14 +80,12 @@ def main() -> int:
         hk = dict(qty=0.01, max_position=0.05, interval_s=0.1, entry_us=1_000, response_us=1_000,
                   maker_fee=-0.0001, taker_fee=0.0005)
         run_hftbacktest_mm(small, 0, **hk)  # compile
-        c0 = time.process_time()
         h = run_hftbacktest_mm(ev, 0, **hk)
-        hcpu = time.process_time() - c0
-        theirs = h["events"] / h["elapsed_s"]
-        print(f"hftbacktest {_version()}: {h['elapsed_s']:.2f} s, {theirs:,.0f} events/s, "
-              f"{h['num_trades']:,} fills")
-        print(f"ratio ours/hftbacktest: {ours / theirs:.2f}x wall, {hcpu / cpu:.2f}x CPU time")
-        vol = r.fills["qty"].sum()
+        theirs, theirs_cpu = h["events"] / h["elapsed_s"], h["events"] / h["cpu_s"]
+        print(f"hftbacktest {_version()}: {h['elapsed_s']:.2f} s wall, {theirs:,.0f} events/s wall; "
+              f"{h['cpu_s']:.2f} s CPU, {theirs_cpu:,.0f} events/s per CPU-second; {h['num_trades']:,} fills")
+        print(f"ratio ours/hftbacktest: {ours / theirs:.2f}x wall, {ours_cpu / theirs_cpu:.2f}x CPU time")
+        vol = float(eng.fills_frame()["qty"].sum())
         print(f"agreement: volume ours {vol:.2f} vs hftbacktest {h['trading_volume']:.2f} "
               f"({(vol / h['trading_volume'] - 1) * 100:+.1f}%)")
 
@@ -120,6 +113,17 @@ def _sweep(lake, args) -> int:
           f"sweep of {res.height:,} parameter sets {t_sweep:.1f} s (target <= 60 s); "
           f"best window={best['window']} threshold={best['threshold']:.3f} pnl={best['pnl']:.2f}")
     return 0
+
+
+def _timed(strategy, ev, cfg):
+    """Run the engine loop only (no result frames): (engine, wall s, CPU s of this thread)."""
+    from lab.backtest import Engine
+
+    eng = Engine(ev.instruments, cfg, start_us=ev.start, end_us=ev.end)
+    eng.start(strategy)
+    t, c = time.perf_counter(), time.thread_time()
+    eng.feed(ev, ev.end)
+    return eng, time.perf_counter() - t, time.thread_time() - c
 
 
 def _slice(ev, n: int):

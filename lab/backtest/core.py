@@ -739,112 +739,109 @@ def needs_room(st):
 
 @njit(cache=True, nogil=True)
 def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
-    """Process the next scheduled item (market event, request, response, sample, timer).
+    """Advance through scheduled items (market events, requests, responses, samples, timers).
 
-    Returns ``DONE`` when nothing is due up to ``t_stop``, ``GROW`` when the logs
-    must be enlarged first (see ``Engine.feed``), ``CB_NONE`` when the
-    item needs no strategy callback (or ``want[code] == 0``), else the callback
-    code, with ``st.cb = [code, inst, slot/event index, order id, response kind,
-    px ticks, maker, side]`` and ``st.cbf = [qty, fee]`` describing it. Order
+    Processes items until one needs a strategy callback the caller wants
+    (``want[code] != 0``) and returns its code; returns ``DONE`` when nothing
+    more is due up to ``t_stop`` and ``GROW`` when the logs must be enlarged
+    first (see ``Engine.feed``). For a callback, ``st.cb = [code, inst,
+    slot/event index, order id, response kind, px ticks, maker, side]`` and
+    ``st.cbf = [qty, fee]`` describe it. Order
     slots are recycled as soon as both sides are done, so a fill/order callback
     must read ``st.cb``/``st.cbf``, not the slot.
     """
-    if needs_room(st):
-        return GROW
-    n = ts_x.shape[0]
-    ctr = st.ctr
-    ix = ctr[C_IEX]
-    il = ctr[C_ILO]
-    tx = ts_x[ix] if ix < n else INF
-    tl = ts_l[lorder[il]] if il < n else INF
-    krq, trq = _min_idx(st.rq, ctr[C_NRQ], RQ_T, RQ_SEQ)
-    krp, trp = _min_idx(st.rp, ctr[C_NRP], RP_T, RP_SEQ)
-    tt = ctr[C_TIMER_NEXT]
-    te = ctr[C_EQ_NEXT]
-    t = min(min(tx, trq), min(min(te, trp), min(tl, tt)))
-    if t > t_stop or t >= INF:
-        return DONE
-    ctr[C_NOW] = t
-    code = CB_NONE
-    ci = -1
-    cslot = -1
-    if tx == t:
-        k = ix
-        ctr[C_IEX] = ix + 1
-        i = inst[k]
-        if kind[k] == EV_TRADE:
-            if _touches(st.oi, ctr[C_HW], i, side[k], px[k], qty[k], True):
-                _exch_trade(st, i, side[k], px[k], qty[k])
+    while True:
+        if needs_room(st):
+            return GROW
+        n = ts_x.shape[0]
+        ctr = st.ctr
+        ix = ctr[C_IEX]
+        il = ctr[C_ILO]
+        tx = ts_x[ix] if ix < n else INF
+        tl = ts_l[lorder[il]] if il < n else INF
+        krq, trq = _min_idx(st.rq, ctr[C_NRQ], RQ_T, RQ_SEQ)
+        krp, trp = _min_idx(st.rp, ctr[C_NRP], RP_T, RP_SEQ)
+        tt = ctr[C_TIMER_NEXT]
+        te = ctr[C_EQ_NEXT]
+        t = min(min(tx, trq), min(min(te, trp), min(tl, tt)))
+        if t > t_stop or t >= INF:
+            return DONE
+        ctr[C_NOW] = t
+        code = CB_NONE
+        ci = -1
+        cslot = -1
+        if tx == t:
+            k = ix
+            ctr[C_IEX] = ix + 1
+            i = inst[k]
+            if kind[k] == EV_TRADE:
+                if _touches(st.oi, ctr[C_HW], i, side[k], px[k], qty[k], True):
+                    _exch_trade(st, i, side[k], px[k], qty[k])
+            else:
+                sd = BID if side[k] == BUY else ASK
+                prev = _apply_book(st.bpx, st.bqty, st.bn, st.snap_ts, 0, kind[k], i, sd, px[k], qty[k], ts_x[k])
+                if _touches(st.oi, ctr[C_HW], i, sd, px[k], qty[k], False):
+                    _exch_depth(st, i, sd, px[k], qty[k], prev)
+            continue
+        if trq == t:
+            rslot = st.rq[krq, RQ_SLOT]
+            _arrive_request(st, krq, t)
+            last = ctr[C_NRQ] - 1
+            st.rq[krq, :] = st.rq[last, :]
+            st.rqf[krq, :] = st.rqf[last, :]
+            ctr[C_NRQ] = last
+            _free_if_done(st, rslot)
+            continue
+        if te == t:
+            _sample_equity(st, t)
+            ctr[C_EQ_NEXT] = t + ctr[C_EQ_IV]
+            continue
+        if trp == t:
+            code, cslot = _deliver(st, krp)
+            ci = st.oi[cslot, OI_INST]
+            st.cb[3] = st.oi[cslot, OI_ID]
+            st.cb[4] = st.rp[krp, RP_KIND]
+            st.cb[5] = st.rp[krp, RP_PX]
+            st.cb[6] = st.rp[krp, RP_MAKER]
+            st.cb[7] = st.oi[cslot, OI_SIDE]
+            st.cbf[0] = st.rpf[krp, 0]
+            st.cbf[1] = st.rpf[krp, 1]
+            last = ctr[C_NRP] - 1
+            st.rp[krp, :] = st.rp[last, :]
+            st.rpf[krp, :] = st.rpf[last, :]
+            ctr[C_NRP] = last
+            _free_if_done(st, cslot)
+        elif tl == t:
+            k = lorder[il]
+            ctr[C_ILO] = il + 1
+            ctr[C_NEVENTS] += 1
+            i = inst[k]
+            if kind[k] == EV_TRADE:
+                code = CB_TRADE
+            else:
+                _apply_book(st.bpx, st.bqty, st.bn, st.snap_ts, 1, kind[k], i, BID if side[k] == BUY else ASK,
+                            px[k], qty[k], ts_x[k])
+                # one callback per message: wait for the last row with the same time and instrument
+                if il + 1 < n:
+                    k2 = lorder[il + 1]
+                    if ts_l[k2] == t and inst[k2] == i and kind[k2] != EV_TRADE:
+                        continue
+                code = CB_BOOK
+            cslot = k
+            ci = i
+            st.cb[3] = -1
+            st.cb[7] = side[k]
         else:
-            sd = BID if side[k] == BUY else ASK
-            prev = _apply_book(st.bpx, st.bqty, st.bn, st.snap_ts, 0, kind[k], i, sd, px[k], qty[k], ts_x[k])
-            if _touches(st.oi, ctr[C_HW], i, sd, px[k], qty[k], False):
-                _exch_depth(st, i, sd, px[k], qty[k], prev)
-        return CB_NONE
-    if trq == t:
-        rslot = st.rq[krq, RQ_SLOT]
-        _arrive_request(st, krq, t)
-        last = ctr[C_NRQ] - 1
-        st.rq[krq, :] = st.rq[last, :]
-        st.rqf[krq, :] = st.rqf[last, :]
-        ctr[C_NRQ] = last
-        _free_if_done(st, rslot)
-        return CB_NONE
-    if te == t:
-        _sample_equity(st, t)
-        ctr[C_EQ_NEXT] = t + ctr[C_EQ_IV]
-        return CB_NONE
-    if trp == t:
-        code, cslot = _deliver(st, krp)
-        ci = st.oi[cslot, OI_INST]
-        st.cb[3] = st.oi[cslot, OI_ID]
-        st.cb[4] = st.rp[krp, RP_KIND]
-        st.cb[5] = st.rp[krp, RP_PX]
-        st.cb[6] = st.rp[krp, RP_MAKER]
-        st.cb[7] = st.oi[cslot, OI_SIDE]
-        st.cbf[0] = st.rpf[krp, 0]
-        st.cbf[1] = st.rpf[krp, 1]
-        last = ctr[C_NRP] - 1
-        st.rp[krp, :] = st.rp[last, :]
-        st.rpf[krp, :] = st.rpf[last, :]
-        ctr[C_NRP] = last
-        _free_if_done(st, cslot)
-    elif tl == t:
-        k = lorder[il]
-        ctr[C_ILO] = il + 1
-        ctr[C_NEVENTS] += 1
-        i = inst[k]
-        if kind[k] == EV_TRADE:
-            code = CB_TRADE
-        else:
-            _apply_book(st.bpx, st.bqty, st.bn, st.snap_ts, 1, kind[k], i, BID if side[k] == BUY else ASK,
-                        px[k], qty[k], ts_x[k])
-            # one callback per message: wait for the last row with the same time and instrument
-            if il + 1 < n:
-                k2 = lorder[il + 1]
-                if ts_l[k2] == t and inst[k2] == i and kind[k2] != EV_TRADE:
-                    return CB_NONE
-            code = CB_BOOK
-        cslot = k
-        ci = i
-        st.cb[3] = -1
-        st.cb[7] = side[k]
-    else:
-        code = CB_TIMER
-        iv = ctr[C_TIMER_IV]
-        ctr[C_TIMER_NEXT] = t + iv if iv > 0 else INF
-        st.cb[3] = -1
-    if want[code] == 0:
-        return CB_NONE
-    st.cb[0] = code
-    st.cb[1] = ci
-    st.cb[2] = cslot
-    return code
-
-
-@njit(cache=True)
-def noop_strategy(st, code, i, slot, params, mem):
-    return
+            code = CB_TIMER
+            iv = ctr[C_TIMER_IV]
+            ctr[C_TIMER_NEXT] = t + iv if iv > 0 else INF
+            st.cb[3] = -1
+        if want[code] == 0:
+            continue
+        st.cb[0] = code
+        st.cb[1] = ci
+        st.cb[2] = cslot
+        return code
 
 
 @njit(cache=True, nogil=True)

@@ -111,9 +111,9 @@ def run_hftbacktest_mm(ev: Events, inst: int, *, qty: float, max_position: float
     asset = asset.risk_adverse_queue_model() if queue == "risk_averse" else asset.power_prob_queue_model(2.0)
     hbt = HashMapMarketDepthBacktest([asset])
     out = np.zeros((int((ev.end - ev.start) / (interval_s * 1e6)) + 10, 2))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     n = _hbt_mm(hbt, int(interval_s * 1e9), qty, max_position, ins.tick, out)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.thread_time() - c0
     sv = hbt.state_values(0)
     depth = hbt.depth(0)
     mid = 0.5 * (depth.best_bid + depth.best_ask)
@@ -122,7 +122,7 @@ def run_hftbacktest_mm(ev: Events, inst: int, *, qty: float, max_position: float
         "num_trades": int(sv.num_trades), "trading_volume": float(sv.trading_volume),
         "trading_value": float(sv.trading_value), "mid": float(mid),
         "equity": float(sv.balance + sv.position * mid - sv.fee),
-        "ticks": out[:n].copy(), "elapsed_s": elapsed, "events": int(data.shape[0]),
+        "ticks": out[:n].copy(), "elapsed_s": elapsed, "cpu_s": cpu, "events": int(data.shape[0]),
     }
     hbt.close()
     return res
