@@ -7,9 +7,11 @@ recorder writes it. ipywidgets pick the venues, the symbol and the window;
 an HTML widget shows the recorder's health (the ``recorder`` handle given,
 else every recorder's status file under ``$LAB_DATA/run``).
 
->>> live = LiveMarket(lake, symbol="BTC-USDT", window=60)   # doctest: +SKIP
->>> live                                                      # doctest: +SKIP
->>> live.start()        # refresh every second (live.stop() to pause)  # doctest: +SKIP
+In a notebook::
+
+    live = LiveMarket(lake, symbol="BTC-USDT", window=60)
+    live            # displays the pickers, both figures and the recorder status
+    live.start()    # refresh every second (live.stop() to pause)
 
 The window ends at the newest row in the lake (``anchor="latest"``, so a
 finished recording still shows its last minutes) or at the wall clock
