@@ -24,6 +24,39 @@ __all__ = ["BinanceEncoder"]
 STREAM_KINDS = ("trade", "aggTrade", "depth@100ms", "depth", "bookTicker")
 
 
+def _depth_windows(c, step: int, lvl: list[str], sym: str) -> tuple[np.ndarray, list[str]]:
+    """depthUpdate texts of each ``step``-ns window of a chunk: the last size of
+    each level changed in the window, bids high to low, asks low to high."""
+    w = c.upd_t // step
+    n = w.shape[0]
+    # sort by window, side, price (bids descending), keeping event order inside a level
+    key_px = np.where(c.upd_side == 0, -c.upd_px, c.upd_px)
+    order = np.lexsort((np.arange(n), key_px, c.upd_side, w))
+    ws, ss, ps = w[order], c.upd_side[order], key_px[order]
+    last = np.ones(n, bool)
+    last[:-1] = (ws[1:] != ws[:-1]) | (ss[1:] != ss[:-1]) | (ps[1:] != ps[:-1])
+    keep = order[last]  # one row per (window, side, price): its last change
+    kw, ks = w[keep], c.upd_side[keep]
+    # window bounds: first/last update id of each window (ids grow with time)
+    wins, first = np.unique(w, return_index=True)
+    lastidx = np.concatenate([first[1:], [n]]) - 1
+    U = c.upd_seq[first].tolist()
+    u = c.upd_seq[lastidx].tolist()
+    # split the kept rows by window and side
+    kwin = np.searchsorted(wins, kw)
+    grp = kwin * 2 + ks
+    bounds = np.searchsorted(grp, np.arange(2 * len(wins) + 1))
+    kl = [lvl[k] for k in keep.tolist()]
+    b = bounds.tolist()
+    texts = []
+    for i, win in enumerate(wins.tolist()):
+        bids = ",".join(kl[b[2 * i]:b[2 * i + 1]])
+        asks = ",".join(kl[b[2 * i + 1]:b[2 * i + 2]])
+        texts.append(f'{{"e":"depthUpdate","E":{(win + 1) * step // 1_000_000},"s":"{sym}","U":{U[i]},'
+                     f'"u":{u[i]},"b":[{bids}],"a":[{asks}]}}')
+    return (wins + 1) * step, texts
+
+
 def _d8(col: str) -> pl.Expr:
     """Integer units of 1e-8 as Binance's 8-decimal text (vectorised)."""
     e = pl.col(col).cast(pl.String).str.zfill(9)
@@ -83,26 +116,14 @@ class BinanceEncoder(Encoder):
                 pl.lit('","B":"'), _d8("bq"), pl.lit('","a":"'), _d8("ap"), pl.lit('","A":"'), _d8("aq"),
                 pl.lit('"}')]).alias("text"), pl.lit("ticker").alias("kind")))
         if c.upd_t.shape[0]:
-            up = pl.DataFrame({"t": c.upd_t, "side": c.upd_side, "px": c.upd_px * pd_,
-                               "q": c.upd_q * qd, "seq": c.upd_seq}).lazy()
+            lvl = pl.DataFrame({"px": c.upd_px * pd_, "q": c.upd_q * qd}).select(
+                pl.concat_str([pl.lit('["'), _d8("px"), pl.lit('","'), _d8("q"), pl.lit('"]')])
+            ).to_series().to_list()
             for ms, name, o in ((100, "@depth@100ms", 3), (1000, "@depth", 4)):
-                step = ms * 1_000_000
-                w = up.with_columns(w=pl.col("t") // step)
-                rng = w.group_by("w").agg(U=pl.col("seq").min(), u=pl.col("seq").max())
-                lv = (w.group_by("w", "side", "px", maintain_order=True).agg(pl.col("q").last())
-                      .with_columns(lvl=pl.concat_str([pl.lit('["'), _d8("px"), pl.lit('","'), _d8("q"),
-                                                        pl.lit('"]')]))
-                      .sort("w", "side", pl.when(pl.col("side") == 0).then(-pl.col("px")).otherwise(pl.col("px")))
-                      .group_by("w", "side", maintain_order=True).agg(pl.col("lvl").str.join(",")))
-                b = lv.filter(side=0).select("w", b="lvl")
-                a = lv.filter(side=1).select("w", a="lvl")
-                d = (rng.join(b, on="w", how="left").join(a, on="w", how="left")
-                     .with_columns(pl.col("b", "a").fill_null(""), t=(pl.col("w") + 1) * step))
-                parts.append(d.select("t", pl.lit(s + name).alias("key"), pl.lit(o).alias("o"), pl.concat_str([
-                    pl.lit('{"e":"depthUpdate","E":'), (pl.col("t") // 1_000_000).cast(pl.String),
-                    pl.lit(f',"s":"{sym}","U":'), pl.col("U").cast(pl.String), pl.lit(',"u":'),
-                    pl.col("u").cast(pl.String), pl.lit(',"b":['), "b", pl.lit('],"a":['), "a", pl.lit("]}")]
-                ).alias("text"), pl.lit("book").alias("kind")))
+                t, texts = _depth_windows(c, ms * 1_000_000, lvl, sym)
+                parts.append(pl.DataFrame({"t": t, "key": [s + name] * len(texts), "o": [o] * len(texts),
+                                           "text": texts, "kind": ["book"] * len(texts)},
+                                          schema_overrides={"o": pl.Int32}).lazy())
         if not parts:
             return Prepared(np.zeros(0, np.int64), [], [], [], l.symbol)
         df = (pl.concat(parts).sort("t", "o", maintain_order=True)
