@@ -143,7 +143,7 @@ class SimConfig(msgspec.Struct, frozen=True):
     def live_chunk_s(self) -> int:
         if self.chunk_s is not None:
             return max(1, int(round(self.chunk_s)))
-        return 1 if self.speed <= 20 else int(min(60, round(self.speed / 25)))
+        return 1 if self.speed <= 20 else int(min(300, round(self.speed / 25)))
 
     def port(self, venue: str) -> int:
         return self.port_base + PORT_OFFSET[venue]
