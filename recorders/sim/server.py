@@ -203,6 +203,13 @@ class Simulator:
             self._servers.append(srv)
             self.ports[v] = srv.sockets[0].getsockname()[1]
         self._wall0 = time.perf_counter()
+        if self.cfg.start_ns is None:
+            # the model starts on the whole second before now; the clock starts at now, so
+            # ts_exchange tracks the wall clock (at speed 1) instead of lagging by up to 1 s
+            self._wall0 -= (time.time_ns() - self.start_ns) / (self.cfg.speed * 1e9)
+            self._tick(self._clock())  # the backlog since that second, before any client is served
+            for enc in self.encoders.values():
+                enc.out.clear()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def pause(self) -> None:
