@@ -67,6 +67,9 @@ def main() -> int:
     print(f"ours, numba fast path (timer MM, 100 ms): {wall:.2f} s wall, {ours:,.0f} events/s wall; "
           f"{cpu:.2f} s CPU, {ours_cpu:,.0f} events/s per CPU-second; "
           f"{int(a.ctr[core.C_NFILL]):,} fills, {int(a.ctr[core.C_NEXT_ID]) - 1:,} orders")
+    _, wall1, cpu1 = _timed(market_maker_fast(0, **{**kw, "interval_s": 1.0}), ev, cfg)
+    print(f"ours, numba fast path (same MM requoting every 1 s): {len(ev) / wall1:,.0f} events/s wall, "
+          f"{len(ev) / cpu1:,.0f} events/s per CPU-second")
     py_ev = _slice(ev, min(len(ev), 1_000_000))
     mk = lambda: MarketMaker(venue="binance", symbol="BTC-USDT", **kw)  # noqa: E731
     _timed(mk(), small, cfg)
