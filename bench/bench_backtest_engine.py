@@ -122,7 +122,9 @@ def _timed(strategy, ev, cfg):
     """Run the engine loop only (no result frames): (engine, wall s, CPU s of this thread)."""
     from lab.backtest import Engine
 
-    eng = Engine(ev.instruments, cfg, start_us=ev.start, end_us=ev.end)
+    # log sizes as run_backtest picks them (from the number of events)
+    eng = Engine(ev.instruments, cfg, start_us=ev.start, end_us=ev.end,
+                 max_log=min(max(262_144, len(ev)), 16_000_000), max_fills=min(max(65_536, len(ev) // 8), 4_000_000))
     eng.start(strategy)
     t, c = time.perf_counter(), time.thread_time()
     eng.feed(ev, ev.end)

@@ -342,6 +342,10 @@ def run_backtest(strategy: Strategy | FastStrategy, events: Events, config: Back
     config = config or BacktestConfig()
     if len(events) == 0:
         raise ValueError("run_backtest: no events (empty data for the chosen venues/symbols/times)")
+    # logs sized from the data (they still grow if needed): growing a log of millions of rows
+    # in the middle of a run cost far more than allocating it up front (measured 0.74 vs 1.9 M events/s)
+    engine_kw.setdefault("max_log", min(max(262_144, len(events)), 16_000_000))
+    engine_kw.setdefault("max_fills", min(max(65_536, len(events) // 8), 4_000_000))
     eng = Engine(events.instruments, config, start_us=events.start, end_us=events.end, **engine_kw)
     eng.start(strategy)
     eng.feed(events, events.end)
