@@ -47,15 +47,19 @@ def _lab(*args: str) -> list[str]:
 def services(a: argparse.Namespace, token: str) -> list[Service]:
     bus = f"ws://127.0.0.1:{a.bus_port}"
     out = [
-        Service("simulator", _lab("simulate", "--faults", "gentle", "--seed", str(a.seed)),
+        Service("simulator", _lab("simulate", "--venues", "binance,coinbase,kraken",
+                                  "--assets", "BTC,ETH,SOL", "--faults", "gentle",
+                                  "--seed", str(a.seed)),
                 needs="recorders.sim.cli", port=9443),
         # The recorder hosts the live bus hub (--bus-serve) and publishes to it.
         Service("recorder", _lab("record", "--config", str(ROOT / "recorders" / "demo.toml"),
                                  "--bus", bus, "--bus-serve"),
                 needs="recorders.cli", port=a.bus_port),
         Service("maintainer", _lab("maintain", "--every", "30"), needs="lab.maintain"),
-        Service("arbitrage", _lab("arbitrage", "--bus", bus), needs="lab.arbitrage_cli"),
-        Service("paper", _lab("paper", "mm", "--bus", bus), needs="lab.paper_cli"),
+        Service("arbitrage", _lab("arbitrage", "--bus", bus, "--config",
+                                  str(ROOT / "config" / "arbitrage.demo.toml")), needs="lab.arbitrage_cli"),
+        Service("paper", _lab("paper", "mm", "-p", "venue=binance", "-p", "symbol=BTC-USDT",
+                              "--fee", "binance=-0.0001,0.0005", "--bus", bus), needs="lab.paper_cli"),
         Service("risk", _lab("risk", "--bus", bus), needs="lab.risk_cli"),
     ]
     if not a.no_jupyter:
