@@ -89,14 +89,18 @@ def main() -> int:
                     page = b.new_page(viewport={"width": 1600, "height": 1000})
                     page.goto(f"http://127.0.0.1:{port}/", timeout=90_000)
                     page.wait_for_selector(".st-key-bid_ask .js-plotly-plot", timeout=90_000)
-                    time.sleep(5)  # first refreshes: imports and caches settle
+                    time.sleep(30)  # first refreshes, imports and the background warm-up (streamlit_apps.warm) settle
                     rss0, load0 = _rss_mb(st.pid), os.getloadavg()[0]
                     n0 = len(timings.read_text().splitlines()) if timings.exists() else 0
                     t_end = time.monotonic() + seconds
+                    series, next_sample = [], time.monotonic() + 60
                     with tqdm(total=int(seconds), unit="s", desc="live page open") as bar:
                         while time.monotonic() < t_end:
                             time.sleep(1)
                             bar.update(1)
+                            if time.monotonic() >= next_sample:
+                                series.append(_rss_mb(st.pid))
+                                next_sample += 60
                     rss1, load1 = _rss_mb(st.pid), os.getloadavg()[0]
                     b.close()
             finally:
@@ -117,7 +121,8 @@ def main() -> int:
     if cpu.size:
         print(f"  CPU time of the server process per refresh (all its threads; what the refresh costs "
               f"without contention): p50 {np.percentile(cpu, 50):.0f} ms, p90 {np.percentile(cpu, 90):.0f} ms")
-    print(f"  streamlit RSS: start {rss0:.0f} MB, end {rss1:.0f} MB ({rss1 - rss0:+.0f} MB)")
+    print(f"  streamlit RSS: start {rss0:.0f} MB, end {rss1:.0f} MB ({rss1 - rss0:+.0f} MB); "
+          f"each minute: {' '.join(f'{x:.0f}' for x in series)}")
     print(f"  machine load average (1 min) at start / end: {load0:.1f} / {load1:.1f} on {os.cpu_count()} cores "
           "(the simulator, recorder, browser and server share them)")
     return 0
