@@ -26,7 +26,17 @@ from lab.schema import TABLES, SchemaError, conform, table_spec
 
 __all__ = ["Lake", "data_dir", "default_lake", "LakeError"]
 
-_WRITER_PROPS = WriterProperties(compression="ZSTD", compression_level=1)
+# Row groups of 128k rows: rows arrive in time order, so a query over the last
+# minutes skips all but the newest row groups of a compacted file by their stats.
+_WRITER_PROPS = WriterProperties(compression="ZSTD", compression_level=1, max_row_group_size=131_072)
+# Recording commits every flush interval (thousands of commits an hour): keep the
+# log short so a fresh reader lists and reads little. Readers only need the newest
+# checkpoint (written by maintain); log entries older than two hours (more than
+# the vacuum grace period) are dropped by cleanup_metadata.
+_TABLE_CONFIG = {
+    "delta.logRetentionDuration": "interval 2 hours",
+    "delta.checkpointInterval": "100",
+}
 
 
 class LakeError(RuntimeError):
@@ -94,7 +104,8 @@ class Lake:
         schema = table_spec(table).schema.to_arrow()
         for attempt in range(20):
             try:
-                DeltaTable.create(self.path(table), schema, mode="ignore")
+                DeltaTable.create(self.path(table), schema, mode="ignore",
+                                  configuration=_TABLE_CONFIG)
                 return
             except (CommitFailedError, DeltaError, OSError):
                 if self.exists(table) and self._loadable(table):
