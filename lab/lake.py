@@ -24,7 +24,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from lab.schema import TABLES, SchemaError, conform, table_spec
 
-__all__ = ["Lake", "data_dir", "default_lake", "LakeError"]
+__all__ = ["Lake", "data_dir", "default_lake", "LakeError", "scan_filtered"]
 
 # Row groups of 128k rows: rows arrive in time order, so a query over the last
 # minutes skips all but the newest row groups of a compacted file by their stats.
@@ -62,6 +62,40 @@ def _as_datetime(v: dt.datetime | dt.date | str | None) -> dt.datetime | None:
     if v.tzinfo is None:
         v = v.replace(tzinfo=dt.timezone.utc)
     return v.astimezone(dt.timezone.utc)
+
+
+def scan_filtered(
+    table: str,
+    source: str | os.PathLike[str] | DeltaTable | None,
+    *,
+    venue: str | Iterable[str] | None = None,
+    symbol: str | Iterable[str] | None = None,
+    start: dt.datetime | dt.date | str | None = None,
+    end: dt.datetime | dt.date | str | None = None,
+) -> pl.LazyFrame:
+    """``pl.scan_delta(source)`` (an empty typed frame for ``None``) with the
+    filters of :meth:`Lake.scan`: ``start`` inclusive, ``end`` exclusive on the
+    table's time column, naive times as UTC; a str venue/symbol matches one
+    value, an iterable any of them. Callers holding an open DeltaTable (the
+    dashboards) pass it to skip re-reading the log.
+    """
+    spec = table_spec(table)
+    if source is None:
+        lf = pl.LazyFrame(schema=spec.schema)
+    else:
+        lf = pl.scan_delta(source if isinstance(source, DeltaTable) else str(source))
+    t0, t1 = _as_datetime(start), _as_datetime(end)
+    preds: list[pl.Expr] = []
+    tc = pl.col(spec.time_column)
+    if t0 is not None:
+        preds.append(tc >= t0)
+    if t1 is not None:
+        preds.append(tc < t1)
+    for col, val in (("venue", venue), ("symbol", symbol)):
+        if val is None or col not in spec.columns:
+            continue
+        preds.append(pl.col(col) == val if isinstance(val, str) else pl.col(col).is_in(list(val)))
+    return lf.filter(*preds) if preds else lf
 
 
 class Lake:
@@ -160,15 +194,6 @@ class Lake:
     def delta(self, table: str) -> DeltaTable | None:
         return DeltaTable(self.path(table)) if self.exists(table) else None
 
-    def dataset(self, table: str):  # -> pyarrow.dataset.Dataset
-        """A pyarrow Dataset of the latest snapshot (empty if the table is new)."""
-        import pyarrow.dataset as ds
-
-        t = self.delta(table)
-        if t is None:
-            return ds.dataset(table_spec(table).schema.to_arrow().empty_table())
-        return t.to_pyarrow_dataset()
-
     def scan(
         self,
         table: str,
@@ -184,25 +209,8 @@ class Lake:
         column; naive datetimes are taken as UTC. Time filters prune files
         and row groups by their min/max statistics.
         """
-        spec = table_spec(table)
-        if not self.exists(table):
-            lf = pl.LazyFrame(schema=spec.schema)
-        else:
-            lf = pl.scan_delta(str(self.path(table)))
-        t0, t1 = _as_datetime(start), _as_datetime(end)
-        preds: list[pl.Expr] = []
-        tc = pl.col(spec.time_column)
-        if t0 is not None:
-            preds.append(tc >= t0)
-        if t1 is not None:
-            preds.append(tc < t1)
-        for col, val in (("venue", venue), ("symbol", symbol)):
-            if val is None or col not in spec.columns:
-                continue
-            preds.append(pl.col(col) == val if isinstance(val, str) else pl.col(col).is_in(list(val)))
-        if preds:
-            lf = lf.filter(*preds)
-        return lf
+        src = self.path(table) if self.exists(table) else None
+        return scan_filtered(table, src, venue=venue, symbol=symbol, start=start, end=end)
 
     def read(self, table: str, **filters) -> pl.DataFrame:
         return self.scan(table, **filters).collect()

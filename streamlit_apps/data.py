@@ -35,7 +35,7 @@ import streamlit as st
 from deltalake import DeltaTable
 
 import lab
-from lab.lake import Lake, data_dir
+from lab.lake import Lake, data_dir, scan_filtered
 from lab.schema import table_spec
 
 __all__ = [
@@ -124,24 +124,6 @@ def _with_table(root: str, table: str, fn: Callable[[DeltaTable | None], Any]) -
             t.update_incremental()
             stamp[0] = time.monotonic()
         return fn(t)
-
-
-def _scan(t: DeltaTable | None, table: str, *, start: dt.datetime | None = None, end: dt.datetime | None = None,
-          symbols: Sequence[str] | None = None, venues: Sequence[str] | None = None) -> pl.LazyFrame:
-    """The filters of :meth:`lab.Lake.scan` (``start`` inclusive, ``end`` exclusive) on an open table."""
-    spec = table_spec(table)
-    lf = pl.LazyFrame(schema=spec.schema) if t is None else pl.scan_delta(t)
-    tc = pl.col(spec.time_column)
-    preds = []
-    if start is not None:
-        preds.append(tc >= start)
-    if end is not None:
-        preds.append(tc < end)
-    if symbols is not None and "symbol" in spec.columns:
-        preds.append(pl.col("symbol").is_in(list(symbols)))
-    if venues is not None and "venue" in spec.columns:
-        preds.append(pl.col("venue").is_in(list(venues)))
-    return lf.filter(*preds) if preds else lf
 
 
 # -- time anchors -------------------------------------------------------------
@@ -247,7 +229,7 @@ def scan_window(
     process's open table (see :func:`_with_table`).
     """
     def read(t: DeltaTable | None) -> pl.DataFrame:
-        lf = _scan(t, table, start=start, end=end, symbols=symbols, venues=venues)
+        lf = scan_filtered(table, t, start=start, end=end, symbol=symbols, venue=venues)
         return (lf.select(columns) if columns is not None else lf).collect()
 
     return retry_read(_with_table, lake_root(), table, read)
@@ -282,7 +264,7 @@ def _last_rows(root: str, since: dt.datetime) -> pl.DataFrame:
     frames = []
     for table in ("quotes", "trades"):
         def read(t: DeltaTable | None, table: str = table) -> pl.DataFrame:
-            return (_scan(t, table, start=since).group_by("venue")
+            return (scan_filtered(table, t, start=since).group_by("venue")
                     .agg(pl.col("ts_local").max().alias("last_local"), pl.len().cast(pl.UInt32).alias("rows_last_min"))
                     .collect())
         frames.append(retry_read(_with_table, root, table, read))
