@@ -37,7 +37,6 @@ class Service(msgspec.Struct):
     needs: str | None = None  # module (or file under the repo) that must exist
     port: int | None = None  # ready when this TCP port accepts
     url: str | None = None
-    cwd: str | None = None
 
 
 def _lab(*args: str) -> list[str]:
@@ -193,7 +192,7 @@ def supervise(a: argparse.Namespace) -> int:
                 break
             log = open(logs / f"{s.name}.log", "ab")
             p = subprocess.Popen(s.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                 cwd=s.cwd or str(ROOT), start_new_session=True)
+                                 cwd=str(ROOT), start_new_session=True)
             procs[s.name], started[s.name] = p, p.pid
             state_file.write_text(json.dumps({"supervisor": os.getpid(), "services": started}))
             if s.port:
