@@ -13,10 +13,11 @@ override them with your own tier in the config file.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import msgspec
+
+from lab.tomlconfig import load_section
 
 __all__ = ["DEFAULT_TAKER_BPS", "ArbConfig", "load_config"]
 
@@ -72,14 +73,4 @@ def load_config(path: str | Path | None) -> ArbConfig:
     Unknown keys are an error naming the key, so a typo never silently falls
     back to a default.
     """
-    if path is None:
-        return ArbConfig()
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"arbitrage config {p} not found")
-    data = tomllib.loads(p.read_text())
-    data = data.get("arbitrage", data)
-    try:
-        return msgspec.convert(data, ArbConfig)
-    except msgspec.ValidationError as e:
-        raise ValueError(f"{p}: {e}") from None
+    return load_section(path, "arbitrage", ArbConfig)

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from lab.schema import TS
+from lab.tomlconfig import load_section
 
 __all__ = [
     "Position", "Limits", "RiskConfig", "load_positions", "load_risk_config",
@@ -112,17 +113,7 @@ class RiskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def load_risk_config(path: str | Path | None) -> RiskConfig:
     """``[risk]`` (or the top level) of a TOML file; ``None`` → defaults."""
-    if path is None:
-        return RiskConfig()
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"risk config {p} not found")
-    data = tomllib.loads(p.read_text())
-    data = data.get("risk", data)
-    try:
-        return msgspec.convert(data, RiskConfig)
-    except msgspec.ValidationError as e:
-        raise ValueError(f"{p}: {e}") from None
+    return load_section(path, "risk", RiskConfig)
 
 
 def load_positions(path: str | Path) -> pl.DataFrame:
