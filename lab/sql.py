@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import duckdb
 
 from lab.lake import Lake
@@ -133,14 +135,16 @@ def connect(lake: Lake | str | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     _bind(con, lk)
-    _LAKES[id(con)] = lk
+    _LAKES[con] = lk
     return con
 
 
-_LAKES: dict[int, Lake] = {}
+# The lake each connection was opened on, for refresh(); weak so a closed,
+# dropped connection takes its entry with it (dashboards connect per refresh).
+_LAKES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Lake] = weakref.WeakKeyDictionary()
 
 
 def refresh(con: duckdb.DuckDBPyConnection, lake: Lake | str | None = None) -> None:
     """Rebind every view of ``con`` to the latest committed snapshot."""
-    lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else _LAKES.get(id(con), Lake())
+    lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else _LAKES.get(con, Lake())
     _bind(con, lk)
