@@ -60,8 +60,11 @@ async def main() -> None:
     msgs, snap = build(a.n)
     body = json.dumps(snap)
 
+    snapshot_served = asyncio.Event()
+
     def process_request(conn, req):
         if req.path.startswith("/api/v3/depth"):
+            snapshot_served.set()
             return conn.respond(200, body)
         return None
 
@@ -79,8 +82,20 @@ async def main() -> None:
                 await asyncio.sleep(0.001)
             if tr.is_closing():
                 return
-            tr.write(b"".join(frames[i:i + chunk]))
+            try:
+                tr.write(b"".join(frames[i:i + chunk]))
+            except RuntimeError:  # the client closed (write after EOF): this stream is over
+                return
             sent += chunk
+            if i == 0 and "bench=bare" not in ws.request.path:
+                # A recorder: let its REST snapshot in before the flood, so the book
+                # syncs and the whole run measures the book path, not a diff buffer
+                # overflowing while the snapshot queues behind megabytes of frames.
+                try:
+                    await asyncio.wait_for(snapshot_served.wait(), 10)
+                except TimeoutError:
+                    pass
+                snapshot_served.clear()
             if a.rate:
                 el = time.perf_counter() - t0
                 r = a.rate * (10 if a.burst and el % 5 < a.burst else 1)
