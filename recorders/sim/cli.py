@@ -37,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port-base", type=int, default=9443,
                    help="first port; venues use port-base+0..4 (binance, coinbase, kraken, okx, bybit)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
+    p.add_argument("--tls-cert", default=None, metavar="PEM",
+                   help="serve wss:// and https:// with this certificate chain (with --tls-key), "
+                        "to exercise a recorder's TLS path as against the real venues")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="private key for --tls-cert")
     p.add_argument("--faults", default="off", choices=sorted(FAULT_PRESETS),
                    help="fault-injection preset: off, gentle (demo) or heavy (recorder tests)")
     p.add_argument("--no-arbitrage", action="store_true",
@@ -89,7 +93,7 @@ def make_config(args: argparse.Namespace):
         seed=args.seed, venues=tuple(args.venues), assets=tuple(args.assets), speed=args.speed,
         host=args.host, port_base=args.port_base, faults=FAULT_PRESETS[args.faults],
         arbitrage=not args.no_arbitrage, lags_ms=lags, lifetime_s=args.lifetime,
-        truth_dir=args.truth_dir,
+        truth_dir=args.truth_dir, tls_cert=args.tls_cert, tls_key=args.tls_key,
     )
 
 

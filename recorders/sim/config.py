@@ -104,6 +104,10 @@ class SimConfig(msgspec.Struct, frozen=True):
     speed: float = 1.0
     host: str = "127.0.0.1"
     port_base: int = 9443
+    # serve wss:// and https:// with this certificate chain and key (PEM files), as the
+    # real venues do; None: plain ws:// and http://
+    tls_cert: str | None = None
+    tls_key: str | None = None
     lifetime_s: float = 86400.0  # Binance cuts a connection after 24 h
     ping_interval_s: float = 180.0
     heartbeat_s: float = 1.0  # Coinbase heartbeats / Kraken heartbeat
@@ -123,6 +127,8 @@ class SimConfig(msgspec.Struct, frozen=True):
             raise ValueError(f"unknown asset(s) {bad}; known: {list(ASSETS)}")
         if self.speed <= 0:
             raise ValueError(f"speed must be > 0, got {self.speed}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("TLS needs both a certificate (tls_cert) and its key (tls_key)")
 
     def lag_ms(self, venue: str) -> float:
         return float(self.lags_ms.get(venue, 0.0)) if self.arbitrage else 0.0

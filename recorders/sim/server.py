@@ -181,16 +181,23 @@ class Simulator:
     # -- lifecycle ------------------------------------------------------
     def urls(self) -> dict[str, str]:
         h = self.cfg.host
+        s = "s" if self.cfg.tls_cert else ""
         out: dict[str, str] = {}
         for v, p in self.ports.items():
-            base = f"ws://{h}:{p}"
+            base = f"ws{s}://{h}:{p}"
             out[v] = base + {"kraken": "/v2", "okx": "/ws/v5/public", "bybit": "/v5/public/spot"}.get(v, "")
             if v == "binance":
-                out["binance_rest"] = f"http://{h}:{p}"
+                out["binance_rest"] = f"http{s}://{h}:{p}"
         return out
 
     async def start(self) -> None:
         _warm_up()  # load the compiled kernels before accepting clients
+        tls = None
+        if self.cfg.tls_cert:
+            import ssl
+
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(self.cfg.tls_cert, self.cfg.tls_key)
         for v, enc in self.encoders.items():
             port = 0 if self.cfg.port_base == 0 else self.cfg.port(v)
             srv = await serve(
@@ -198,7 +205,7 @@ class Simulator:
                 process_request=self._process_request(enc),
                 compression=None, ping_interval=self.cfg.ping_interval_s,
                 ping_timeout=max(20.0, self.cfg.ping_interval_s), max_size=2**20,
-                server_header=None,
+                server_header=None, ssl=tls,
             )
             self._servers.append(srv)
             self.ports[v] = srv.sockets[0].getsockname()[1]

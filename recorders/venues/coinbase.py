@@ -56,6 +56,7 @@ class TradeRow(msgspec.Struct):
 
 class Event(msgspec.Struct):
     type: str = ""
+    message: str = ""  # on the "error" channel
     product_id: str = ""
     updates: list[Level] = []
     trades: list[TradeRow] = []
@@ -69,7 +70,13 @@ class Envelope(msgspec.Struct):
     events: list[Event] = []
 
 
+class VenueError(msgspec.Struct):
+    type: str
+    message: str = ""
+
+
 _env = msgspec.json.Decoder(Envelope)
+_err = msgspec.json.Decoder(VenueError)
 _SIDES = {"bid": "bid", "offer": "ask", "ask": "ask"}
 _TAKER = {"BUY": "sell", "SELL": "buy"} if SIDE_IS_MAKER else {"BUY": "buy", "SELL": "sell"}
 
@@ -96,7 +103,14 @@ class CoinbaseAdapter(Adapter):
                                                  "channel": "level2"})))
 
     def on_message(self, raw: bytes | str, ts_local: int) -> None:
-        msg = _env.decode(raw)
+        try:
+            msg = _env.decode(raw)
+        except msgspec.ValidationError:
+            err = _err.decode(raw)  # {"type": "error", "message": ...}; anything else is rejected
+            if err.type != "error":
+                raise
+            self.event(ts_local, None, "venue_error", err.message)
+            return
         self.stats["messages"] += 1
         prev = self._seq
         self._seq = msg.sequence_num
@@ -125,7 +139,10 @@ class CoinbaseAdapter(Adapter):
                                float(t.size), _TAKER[t.side.upper()])
         elif ch in ("heartbeats", "subscriptions"):
             return
-        elif ch == "error" or not msg.events and ch not in ("l2_data", "market_trades"):
+        elif ch == "error":
+            self.event(ts_local, None, "venue_error",
+                       "; ".join(e.message for e in msg.events) or "error")
+        else:
             raise ValueError(f"unexpected channel {ch!r}")
 
     def _sym(self, v: str) -> str:

@@ -35,8 +35,9 @@ def write_config(path: Path, urls: dict[str, str], venues, lake: Path, name: str
     return path
 
 
-def start_recorder(config: Path, *extra: str, log: Path | None = None) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def start_recorder(config: Path, *extra: str, log: Path | None = None,
+                   env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen([sys.executable, "-m", "lab.cli", "record", "--config", str(config), *extra],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

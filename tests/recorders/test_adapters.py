@@ -210,6 +210,19 @@ def test_coinbase_trade_side_is_the_documented_taker_side():
     assert (t["side"], t["price"], t["qty"]) == ("buy", 1260.01, 0.3)
 
 
+def test_coinbase_error_messages_are_venue_errors_and_unknown_channels_are_quarantined():
+    msgs = [json.dumps({"type": "error", "message": "failure to subscribe"}),
+            json.dumps({"channel": "error", "client_id": "", "timestamp": "2023-02-09T20:19:35Z",
+                        "sequence_num": 0, "events": [{"message": "unknown product_ids ['X-Y']"}]}),
+            json.dumps({"channel": "candles", "client_id": "", "timestamp": "2023-02-09T20:19:35Z",
+                        "sequence_num": 1, "events": [{"type": "snapshot"}]})]
+    a = replay("coinbase", ["BTC-USD"], msgs)
+    ev = a.out.frame("feed_events").select("kind", "detail").rows()
+    assert ev[:2] == [("venue_error", "failure to subscribe"), ("venue_error", "unknown product_ids ['X-Y']")]
+    assert ev[2][0] == "rejected_message" and "candles" in ev[2][1]
+    assert a.stats["rejected"] == 1
+
+
 # -- Bybit --------------------------------------------------------------------
 def _bb(typ, b, a, u):
     return json.dumps({"topic": "orderbook.50.BTCUSDT", "type": typ, "ts": 1671179923028,
