@@ -110,6 +110,7 @@ class SimConfig(msgspec.Struct, frozen=True):
     tls_key: str | None = None
     lifetime_s: float = 86400.0  # Binance cuts a connection after 24 h
     ping_interval_s: float = 180.0
+    ping_timeout_s: float = 60.0  # a client that does not pong in time is disconnected
     heartbeat_s: float = 1.0  # Coinbase heartbeats / Kraken heartbeat
     truth_dir: str | None = None
     truth_book_every: int = 50  # books.jsonl checkpoint every N updates per symbol

@@ -204,7 +204,7 @@ class Simulator:
                 self._handler(enc), self.cfg.host, port,
                 process_request=self._process_request(enc),
                 compression=None, ping_interval=self.cfg.ping_interval_s,
-                ping_timeout=max(20.0, self.cfg.ping_interval_s), max_size=2**20,
+                ping_timeout=self.cfg.ping_timeout_s, max_size=2**20,
                 server_header=None, ssl=tls,
             )
             self._servers.append(srv)
