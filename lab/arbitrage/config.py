@@ -14,6 +14,7 @@ override them with your own tier in the config file.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -41,6 +42,10 @@ class ArbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     (receive time) is stale and never used. ``quote_rates``: value of one unit
     of each quote currency in USD (USDT≈USD at a configurable rate).
     ``triangles``: currency cycles checked within each venue.
+    ``depth``: ``0`` detects cross-venue on ``quotes`` rows (top of book);
+    ``N > 0`` rebuilds each book from ``book_updates`` and walks its top ``N``
+    levels for the size, as :func:`lab.arbitrage.cross_venue` on
+    ``books_from_updates(updates, depth=N)`` (triangles stay on ``quotes``).
     ``alerts``: alert sinks (``log``, ``bell``, ``file:<path>``, ``webhook:<url>``).
     ``alert_min_edge_bps``: only episodes whose opening edge reaches this alert.
     """
@@ -59,6 +64,7 @@ class ArbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     alerts: list[str] = msgspec.field(default_factory=lambda: ["log"])
     alert_min_edge_bps: float = 0.0
     flush_every_s: float = 1.0
+    depth: Annotated[int, msgspec.Meta(ge=0)] = 0
 
     def fee_bps(self, venue: str) -> float:
         return float(self.fees_bps.get(venue, self.default_fee_bps))

@@ -8,6 +8,13 @@ returns ``arbitrage_signals`` rows. It applies exactly the rules of
 record-then-replay is checked. :func:`run_live` wires it to the bus, the lake
 and the alert sinks (``lab arbitrage``).
 
+Depth mode (``ArbConfig.depth = N > 0``): cross-venue reads ``book_updates``
+rows instead (:meth:`Detector.on_book_updates`), keeps an L2 book per venue
+and symbol and walks its top ``N`` levels for the size: the rows of
+:func:`lab.arbitrage.cross_venue` on ``books_from_updates(updates, depth=N)``,
+when rows arrive in receive order and a receive time is not split across
+frames. Triangles keep reading ``quotes`` (top of book) in both modes.
+
 >>> d = Detector(ArbConfig(fees_bps={"a": 0.0, "b": 0.0}, sizes={"BTC": 1.0}, triangles=[]))
 >>> d.on_quote({"ts_local": 0, "venue": "a", "symbol": "BTC-USDT", "bid_px": 99.0,
 ...             "bid_qty": 5.0, "ask_px": 100.0, "ask_qty": 5.0})
@@ -25,16 +32,18 @@ import datetime as dt
 import logging
 import math
 import time
+from bisect import bisect_left, insort
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from lab.alerts import Alert, Sink, emit
 from lab.arbitrage.config import ArbConfig
 from lab.arbitrage.historical import SIGNAL_COLUMNS, _pair_symbol
 
-__all__ = ["Detector", "run_live", "signals_frame", "replay_rows"]
+__all__ = ["Detector", "run_live", "signals_frame", "replay_rows", "bus_tables"]
 
 log = logging.getLogger("lab.arbitrage")
 NAN = float("nan")
@@ -58,6 +67,83 @@ def _walk_qty(px: float, qty: float, size: float) -> float:
     return float(px)
 
 
+def _walk(keys: list[float], qtys: list[float], size: float, sign: float) -> float:
+    """VWAP of ``size`` over levels best first (price = ``sign·key``); NaN when too thin.
+
+    The float operations of the historical kernel, in its order.
+
+    >>> _walk([100.0, 102.0], [1.0, 3.0], 2.0, 1.0), _walk([100.0], [1.0], 2.0, 1.0)
+    (101.0, nan)
+    """
+    cum = 0.0
+    notional = 0.0
+    for k, q in zip(keys, qtys):
+        if cum < size:
+            left = size - cum
+            notional += (left if left < q else q) * (sign * k)
+        cum += q
+    return notional / size if cum >= size * (1 - 1e-12) and size > 0 else NAN
+
+
+def _seq(r: dict) -> int:
+    s = r["seq"]
+    return -1 if s is None else s
+
+
+def _book_order(r: dict) -> tuple:
+    return r["venue"], r["symbol"], _seq(r)
+
+
+class _L2:
+    """One venue/symbol's L2 book, kept as :func:`lab.book.rebuild` keeps it.
+
+    Per side a dict key → size and the keys sorted best first (bids keyed
+    by −price, asks by price); ``qty`` is the absolute size, ``<= 0`` deletes.
+    ``top``: the top levels last evaluated (``(bid keys, bid sizes, ask keys,
+    ask sizes)``).
+
+    >>> b = _L2(); b.set(True, 99.0, 1.0); b.set(True, 100.0, 2.0); b.set(False, 101.0, 3.0)
+    >>> b.set(True, 99.0, 0.0); b.top_levels(2)
+    ((-100.0,), (2.0,), (101.0,), (3.0,))
+    """
+
+    __slots__ = ("bids", "asks", "bk", "ak", "synced", "top")
+
+    def __init__(self) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+        self.bk: list[float] = []
+        self.ak: list[float] = []
+        self.synced = False
+        self.top: tuple | None = None
+
+    def clear(self) -> None:
+        self.bids.clear()
+        self.asks.clear()
+        self.bk.clear()
+        self.ak.clear()
+
+    def set(self, is_bid: bool, price: float | None, qty: float | None) -> None:
+        if price is None or price != price:
+            return
+        if is_bid:
+            levels, keys, key = self.bids, self.bk, -price
+        else:
+            levels, keys, key = self.asks, self.ak, price
+        if qty is not None and qty > 0:
+            if key not in levels:
+                insort(keys, key)
+            levels[key] = qty
+        elif key in levels:
+            del levels[key]
+            del keys[bisect_left(keys, key)]
+
+    def top_levels(self, depth: int) -> tuple:
+        bk, ak = self.bk[:depth], self.ak[:depth]
+        bids, asks = self.bids, self.asks
+        return (tuple(bk), tuple([bids[k] for k in bk]), tuple(ak), tuple([asks[k] for k in ak]))
+
+
 class _Tri:
     __slots__ = ("cycle", "legs", "syms", "label")
 
@@ -69,11 +155,25 @@ class _Tri:
 
 
 class Detector:
-    """Cross-venue and triangular detection on a stream of quote rows.
+    """Cross-venue and triangular detection on a stream of quote (or book update) rows.
 
-    State per asset and venue: the last quote's receive time, the USD price
-    of buying/selling the configured size (NaN if the top level is too thin)
-    and its symbol. Thread-unsafe; feed it from one task.
+    State per asset and venue: the last quote's (depth mode: book's) receive
+    time, the USD price of buying/selling the configured size (NaN if the
+    visible levels are too thin) and its symbol. Thread-unsafe; feed it from
+    one task.
+
+    Depth mode (``cfg.depth > 0``), cross-venue only (the triangles stay on
+    ``quotes``): the VWAP of 2 BTC over asks 100 × 1, 101 × 1 is 100.5.
+
+    >>> d = Detector(ArbConfig(fees_bps={"a": 0.0, "b": 0.0}, sizes={"BTC": 2.0}, depth=5,
+    ...                        triangles=[]))
+    >>> u = lambda ms, v, side, px, qty: {"ts_local": ms * 1000, "venue": v, "symbol": "BTC-USD",
+    ...     "side": side, "price": px, "qty": qty, "is_snapshot": True, "seq": 1}
+    >>> d.on_book_updates([u(0, "a", "ask", 100.0, 1.0), u(0, "a", "ask", 101.0, 1.0),
+    ...                    u(0, "a", "bid", 99.0, 1.0)])
+    []
+    >>> [(s["buy_px"], s["sell_px"]) for s in d.on_book_updates([u(1, "b", "bid", 102.5, 5.0)])]
+    [(100.5, 102.5)]
     """
 
     def __init__(self, cfg: ArbConfig, *, venues: Iterable[str] | None = None) -> None:
@@ -97,6 +197,11 @@ class Detector:
         self.tri_syms = {s for t in tris for s in t.syms}
         # venue -> normalised symbol -> (ts, bid, bid_qty, ask, ask_qty, symbol)
         self.books: dict[str, dict[str, tuple]] = {}
+        # depth mode: (venue, symbol) -> L2 book; the rows of the current receive time
+        self.depth = int(cfg.depth)
+        self.l2: dict[tuple[str, str], _L2] = {}
+        self._pend: list[dict] = []
+        self._pend_ts = 0
 
     def _fee(self, venue: str) -> float:
         f = self.fee.get(venue)
@@ -106,7 +211,11 @@ class Detector:
 
     # ------------------------------------------------------------------ rows
     def on_quote(self, r: dict) -> list[dict]:
-        """Apply one ``quotes`` row; return the signal rows it produced."""
+        """Apply one ``quotes`` row; return the signal rows it produced.
+
+        In depth mode (``cfg.depth > 0``) quotes feed the triangles only; the
+        cross-venue books come from :meth:`on_book_update`.
+        """
         self.rows_in += 1
         venue = r["venue"]
         if self.venues is not None and venue not in self.venues:
@@ -115,18 +224,103 @@ class Detector:
         base, _, quote = sym.partition("-")
         ts = _us(r["ts_local"])
         out: list[dict] = []
-        if quote in self.rates:
-            out += self._cross(ts, venue, sym, base, quote, r)
+        if quote in self.rates and not self.depth:
+            size = self.cfg.size_of(base)
+            rate = self.rates[quote]
+            out += self._cross(ts, venue, sym, base, size,
+                               _walk_qty(r["ask_px"], r["ask_qty"], size) * rate,
+                               _walk_qty(r["bid_px"], r["bid_qty"], size) * rate)
         if self.tris:
             out += self._triangular(ts, venue, sym, base, quote, r)
         self.signals_out += len(out)
         return out
 
-    def _cross(self, ts: int, venue: str, sym: str, base: str, quote: str, r: dict) -> list[dict]:
-        size = self.cfg.size_of(base)
-        rate = self.rates[quote]
-        buy = _walk_qty(r["ask_px"], r["ask_qty"], size) * rate
-        sell = _walk_qty(r["bid_px"], r["bid_qty"], size) * rate
+    def on_book_update(self, r: dict) -> list[dict]:
+        """Take one ``book_updates`` row (depth mode); return the signals it released.
+
+        Rows are held until a row with another receive time arrives (or
+        :meth:`flush`): the historical rebuild orders the books of one
+        ``ts_local`` by venue and symbol, and a message (rows sharing book,
+        ``ts_local``, ``seq`` and ``is_snapshot``) is one book state. Feed a
+        whole bus frame with :meth:`on_book_updates`, which flushes at its end.
+        """
+        self.rows_in += 1
+        venue = r["venue"]
+        if self.venues is not None and venue not in self.venues:
+            return []
+        if r["symbol"].partition("-")[2] not in self.rates:
+            return []
+        ts = _us(r["ts_local"])
+        out = self.flush() if self._pend and ts != self._pend_ts else []
+        self._pend.append(r)
+        self._pend_ts = ts
+        return out
+
+    def on_book_updates(self, rows: Iterable[dict]) -> list[dict]:
+        """Take a frame of ``book_updates`` rows; return every signal up to its end."""
+        out: list[dict] = []
+        for r in rows:
+            sig = self.on_book_update(r)
+            if sig:
+                out += sig
+        out += self.flush()
+        return out
+
+    def flush(self) -> list[dict]:
+        """Apply the held book rows (one receive time) and evaluate each changed book.
+
+        Mirrors :func:`lab.book.rebuild` (``only_changes=True``, as
+        :func:`lab.arbitrage.books_from_updates` calls it): books in (venue,
+        symbol) order, each book's messages in ``seq`` order; a snapshot
+        message clears the book first; nothing before a book's first snapshot;
+        a book state is evaluated only when its top ``depth`` levels changed.
+        """
+        rows = self._pend
+        if not rows:
+            return []
+        self._pend = []
+        ts = self._pend_ts
+        if len(rows) > 1:
+            rows.sort(key=_book_order)
+        out: list[dict] = []
+        depth = self.depth
+        i, n = 0, len(rows)
+        while i < n:
+            r = rows[i]
+            venue, sym, seq, snap = r["venue"], r["symbol"], _seq(r), bool(r["is_snapshot"])
+            j = i + 1
+            while j < n:
+                x = rows[j]
+                if (x["venue"] != venue or x["symbol"] != sym or _seq(x) != seq
+                        or bool(x["is_snapshot"]) != snap):
+                    break
+                j += 1
+            book = self.l2.get((venue, sym))
+            if book is None:
+                book = self.l2[(venue, sym)] = _L2()
+            if snap:
+                book.clear()
+                book.synced = True
+            if book.synced:  # diffs before the first snapshot build an unknown book
+                for k in range(i, j):
+                    x = rows[k]
+                    book.set(x["side"] == "bid", x["price"], x["qty"])
+                top = book.top_levels(depth)
+                if top != book.top:
+                    book.top = top
+                    base, _, quote = sym.partition("-")
+                    size = self.cfg.size_of(base)
+                    rate = self.rates[quote]
+                    out += self._cross(ts, venue, sym, base, size,
+                                       _walk(top[2], top[3], size, 1.0) * rate,
+                                       _walk(top[0], top[1], size, -1.0) * rate)
+            i = j
+        self.signals_out += len(out)
+        return out
+
+    def _cross(self, ts: int, venue: str, sym: str, base: str, size: float, buy: float,
+               sell: float) -> list[dict]:
+        """Compare ``venue``'s new USD prices for ``size`` with every other venue's last."""
         per = self.last.setdefault(base, {})
         per[venue] = (ts, buy, sell, sym, size)
         out = []
@@ -230,11 +424,39 @@ def signals_frame(rows: list[dict]) -> pl.DataFrame:
 
 def replay_rows(lf: pl.LazyFrame, time_column: str = "ts_local",
                 batch: int = 50_000) -> Iterable[list[dict]]:
-    """Quote rows of ``lf`` in receive order, as the bus delivers them (µs ints), in batches."""
+    """Rows of ``lf`` (``quotes`` or ``book_updates``) in receive order, as the bus
+    delivers them (µs ints), in batches of about ``batch`` rows.
+
+    A batch never splits the rows of one ``time_column`` value, so a
+    :class:`Detector` flushing at each batch end sees whole receive times.
+
+    >>> t = [dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=m)
+    ...      for m in (0, 1, 1, 2)]
+    >>> lf = pl.LazyFrame({"ts_exchange": t, "ts_local": t, "qty": [1.0, 2.0, 3.0, 4.0]})
+    >>> [[r["qty"] for r in b] for b in replay_rows(lf, batch=2)]
+    [[1.0, 2.0, 3.0], [4.0]]
+    """
     df = (lf.with_columns(pl.col(c).dt.epoch("us") for c in ("ts_exchange", "ts_local"))
           .sort(time_column, maintain_order=True).collect())
-    for i in range(0, df.height, batch):
-        yield df.slice(i, batch).to_dicts()
+    ts = df[time_column].to_numpy()
+    i = 0
+    while i < df.height:
+        j = min(i + batch, df.height)
+        if j < df.height:
+            j = int(np.searchsorted(ts, ts[j - 1], side="right"))
+        yield df.slice(i, j - i).to_dicts()
+        i = j
+
+
+def bus_tables(cfg: ArbConfig) -> list[str]:
+    """The bus tables a detector with ``cfg`` reads.
+
+    >>> bus_tables(ArbConfig()), bus_tables(ArbConfig(depth=10)), bus_tables(ArbConfig(depth=10, triangles=[]))
+    (['quotes'], ['book_updates', 'quotes'], ['book_updates'])
+    """
+    if not cfg.depth:
+        return ["quotes"]
+    return ["book_updates", "quotes"] if cfg.triangles else ["book_updates"]
 
 
 async def run_live(
@@ -249,7 +471,9 @@ async def run_live(
 ) -> Detector:
     """Run a :class:`Detector` on ``source`` (``(table, rows)`` frames, e.g. the bus).
 
-    Signals are buffered and handed to ``write`` (a lake append, run in a
+    Reads the tables of :func:`bus_tables`: ``quotes`` (``cfg.depth == 0``),
+    or ``book_updates`` walked ``cfg.depth`` levels deep plus ``quotes`` for
+    the triangles; other tables are ignored. Signals are buffered and handed to ``write`` (a lake append, run in a
     thread) every ``cfg.flush_every_s``; each opened episode whose edge
     reaches ``cfg.alert_min_edge_bps`` raises one alert. ``on_signal(row,
     t_detect)`` sees every signal as it is produced (latency benches).
@@ -272,19 +496,27 @@ async def run_live(
         flush_tasks.add(t)
         t.add_done_callback(flush_tasks.discard)
 
+    def found(sig: list[dict]) -> None:
+        now = time.time()
+        pending.extend(sig)
+        if on_signal is not None:
+            for s in sig:
+                on_signal(s, now)
+
     async def consume() -> None:
         nonlocal last_flush, last_stats
         async for table, rows in source:
-            if table != "quotes":
-                continue
-            for r in rows:
-                sig = det.on_quote(r)
+            if table == "quotes" and (not det.depth or det.tris):
+                for r in rows:
+                    sig = det.on_quote(r)
+                    if sig:
+                        found(sig)
+            elif table == "book_updates" and det.depth:
+                sig = det.on_book_updates(rows)
                 if sig:
-                    now = time.time()
-                    pending.extend(sig)
-                    if on_signal is not None:
-                        for s in sig:
-                            on_signal(s, now)
+                    found(sig)
+            else:
+                continue
             if det.opened:
                 for s in det.opened:
                     if s["net_edge_bps"] >= cfg.alert_min_edge_bps:
