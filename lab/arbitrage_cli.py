@@ -3,13 +3,18 @@
 Subscribes to ``quotes`` on the live bus (``recorders.bus``, published by
 ``lab record --bus ...``), detects cross-venue and triangular opportunities
 after taker fees and depth, appends ``arbitrage_signals`` rows to the lake and
-raises one alert per opened episode through the configured sinks.
+raises one alert per opened episode through the configured sinks. With
+``depth = N`` in the config (or ``--depth N``) cross-venue reads
+``book_updates`` instead and walks the top ``N`` levels of each rebuilt book;
+``--replay`` then replays ``book_updates`` from the lake (books start at the
+first snapshot inside the window).
 
 Examples::
 
     lab arbitrage                                   # bus ws://127.0.0.1:50052, config/arbitrage.toml
     lab arbitrage --alerts log,file:alerts/arbitrage.jsonl --min-edge 1     # file under $LAB_DATA
     lab arbitrage --replay --start 2026-11-22T12:00 --end 2026-11-22T13:00   # replay the lake
+    lab arbitrage --depth 10                        # walk 10 levels of book_updates for the size
 """
 
 from __future__ import annotations
@@ -45,10 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="alert only episodes opening with at least this net edge (bps)")
     p.add_argument("--max-age-ms", type=float, default=None,
                    help="a quote older than this (ms, receive time) is stale and not used")
+    p.add_argument("--depth", type=int, default=None,
+                   help="0: cross-venue on quotes (top of book); N > 0: on book_updates, walking "
+                   "N levels for the size (default: the config's depth)")
     p.add_argument("--no-write", action="store_true", help="do not append signals to the lake")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--replay", action="store_true",
-                   help="replay quotes from the lake (receive-time order) instead of the bus")
+                   help="replay the lake (quotes, or book_updates in depth mode; receive-time "
+                   "order) instead of the bus")
     p.add_argument("--start", default=None, help="replay: first time (ISO 8601, UTC)")
     p.add_argument("--end", default=None, help="replay: last time (ISO 8601, UTC)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress every 10 s")
@@ -66,23 +75,36 @@ def _config(args: argparse.Namespace):
         over["alert_min_edge_bps"] = args.alert_min_edge
     if args.max_age_ms is not None:
         over["max_age_ms"] = args.max_age_ms
+    if args.depth is not None:
+        if args.depth < 0:
+            raise ValueError(f"--depth must be >= 0, got {args.depth}")
+        over["depth"] = args.depth
     if args.alerts is not None:
         over["alerts"] = [s for s in args.alerts.split(",") if s.strip()]
     return msgspec.structs.replace(cfg, **over) if over else cfg
 
 
-async def _replay_source(lake, start, end):
+async def _replay_source(lake, tables, start, end):
+    """Each table's rows in receive order, batches of the tables merged by time."""
     from lab.arbitrage.live import replay_rows
 
-    lf = lake.scan("quotes", start=start, end=end)
-    for rows in replay_rows(lf, batch=2000):
-        yield "quotes", rows
+    its = {t: iter(replay_rows(lake.scan(t, start=start, end=end), batch=2000))
+           for t in tables if lake.exists(t)}
+    heads = {t: b for t, it in its.items() if (b := next(it, None))}
+    while heads:
+        t = min(heads, key=lambda k: heads[k][0]["ts_local"])
+        yield t, heads[t]
+        nxt = next(its[t], None)
+        if nxt:
+            heads[t] = nxt
+        else:
+            del heads[t]
         await asyncio.sleep(0)
 
 
 def run(args: argparse.Namespace) -> int:
     from lab.alerts import make_sinks
-    from lab.arbitrage.live import run_live
+    from lab.arbitrage.live import bus_tables, run_live
     from lab.lake import Lake, default_lake
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -96,14 +118,16 @@ def run(args: argparse.Namespace) -> int:
     lake = Lake(args.lake) if args.lake else default_lake()
     write = None if args.no_write else (lambda df: lake.append("arbitrage_signals", df))
     if args.replay:
-        source = _replay_source(lake, args.start, args.end)
+        source = _replay_source(lake, bus_tables(cfg), args.start, args.end)
         where = f"replay of {lake.root}"
     else:
         from recorders.bus import subscribe
 
-        source = subscribe(["quotes"], url=args.bus)
+        source = subscribe(bus_tables(cfg), url=args.bus)
         where = f"bus {args.bus}"
-    print(f"lab arbitrage: {where}; min edge {cfg.min_edge_bps} bps, max age {cfg.max_age_ms} ms, "
+    mode = f"book_updates, {cfg.depth} levels" if cfg.depth else "quotes (top of book)"
+    print(f"lab arbitrage: {where}; cross-venue on {mode}; min edge {cfg.min_edge_bps} bps, "
+          f"max age {cfg.max_age_ms} ms, "
           f"sinks {cfg.alerts}, signals -> {'(not written)' if write is None else lake.root}",
           file=sys.stderr, flush=True)
     t0 = time.monotonic()
@@ -115,6 +139,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for s in sinks:
             s.close()
-    print(f"lab arbitrage: {det.rows_in} quotes, {det.signals_out} signals in "
+    print(f"lab arbitrage: {det.rows_in} rows, {det.signals_out} signals in "
           f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
     return 0
