@@ -13,7 +13,9 @@ rows instead (:meth:`Detector.on_book_updates`), keeps an L2 book per venue
 and symbol and walks its top ``N`` levels for the size: the rows of
 :func:`lab.arbitrage.cross_venue` on ``books_from_updates(updates, depth=N)``,
 when rows arrive in receive order and a receive time is not split across
-frames. Triangles keep reading ``quotes`` (top of book) in both modes.
+frames. Triangles keep reading ``quotes`` (top of book) in both modes. A book
+is used from its first snapshot on: the bus replays nothing, so subscribe
+before the recorder's snapshots (or wait for a venue's resync).
 
 >>> d = Detector(ArbConfig(fees_bps={"a": 0.0, "b": 0.0}, sizes={"BTC": 1.0}, triangles=[]))
 >>> d.on_quote({"ts_local": 0, "venue": "a", "symbol": "BTC-USDT", "bid_px": 99.0,
