@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from lab.schema import TABLES, SchemaError, conform, table_spec
@@ -37,6 +37,10 @@ _TABLE_CONFIG = {
     "delta.logRetentionDuration": "interval 2 hours",
     "delta.checkpointInterval": "100",
 }
+
+
+# Marks lab's sorted compaction in the table history (delta-rs logs it as a WRITE).
+_COMPACT_COMMIT = CommitProperties(custom_metadata={"lab.operation": "compact-sorted"})
 
 
 class LakeError(RuntimeError):
@@ -216,6 +220,72 @@ class Lake:
         return self.scan(table, **filters).collect()
 
     # -- upkeep ---------------------------------------------------------
+    def _compact_sorted(self, name: str, t: DeltaTable, target_size: int) -> dict[str, int]:
+        """Merge small files into files sorted by the table's time column.
+
+        delta-rs' ``optimize.compact`` interleaves the rows of the files it
+        merges (delta-rs issue #4724), so a compacted file's row groups each span
+        the whole merged period and a query over the last minutes can skip none
+        of them. Here each bin of small files (in commit order, bin-packed up to
+        ``target_size``) is read, stably sorted by time (ties keep arrival
+        order), written by delta-rs into a staging table (so it computes the
+        file statistics), moved into the table, and swapped in with one commit
+        of add + remove actions with ``dataChange=false``, as compaction does.
+        """
+        import json
+        import shutil
+        import uuid
+
+        from deltalake.transaction import AddAction, RemoveAction
+
+        tcol = table_spec(name).time_column
+        acts = pl.DataFrame(t.get_add_actions(flatten=True))  # Arrow PyCapsule table
+        small = (acts.filter(pl.col("size_bytes") < target_size)
+                 .sort("modification_time", "path").select("path", "size_bytes").rows())
+        bins: list[list[tuple[str, int]]] = []
+        cur: list[tuple[str, int]] = []
+        for path, size in small:
+            if cur and sum(s for _, s in cur) + size > target_size:
+                bins.append(cur)
+                cur = []
+            cur.append((path, size))
+        bins.append(cur)
+        bins = [b for b in bins if len(b) >= 2]
+        root = self.path(name)
+        out = {"numFilesAdded": 0, "numFilesRemoved": 0}
+        for b in bins:
+            df = pl.read_parquet([str(root / p) for p, _ in b]).sort(tcol, maintain_order=True)
+            stage = self.root / ".staging" / f"{name}-{uuid.uuid4().hex}"
+            moved: list[Path] = []
+            try:
+                write_deltalake(stage, df.to_arrow(), mode="overwrite", writer_properties=_WRITER_PROPS)
+                adds = []
+                for line in (stage / "_delta_log" / f"{0:020d}.json").read_text().splitlines():
+                    a = json.loads(line).get("add")
+                    if a is None:
+                        continue
+                    dest = root / a["path"]
+                    os.replace(stage / a["path"], dest)
+                    moved.append(dest)
+                    adds.append(AddAction(a["path"], a["size"], {}, a["modificationTime"], False,
+                                          a.get("stats") or ""))
+                now_ms = int(time.time() * 1000)
+                removes = [RemoveAction(p, False, now_ms, size, {}) for p, size in b]
+                t.create_write_transaction([*adds, *removes], mode="append", schema=t.schema(),
+                                           commit_properties=_COMPACT_COMMIT)
+                moved = []  # committed: they belong to the table now
+                out["numFilesAdded"] += len(adds)
+                out["numFilesRemoved"] += len(removes)
+            except (CommitFailedError, DeltaError) as e:  # e.g. a concurrent compaction won
+                out["conflicts"] = out.get("conflicts", 0) + 1
+                out["last_conflict"] = f"{type(e).__name__}: {e}"[:500]
+                t = DeltaTable(root)
+            finally:
+                for f in moved:  # never committed: not part of any snapshot
+                    f.unlink(missing_ok=True)
+                shutil.rmtree(stage, ignore_errors=True)
+        return out
+
     def maintain(
         self,
         table: str | None = None,
@@ -239,8 +309,7 @@ class Lake:
             info: dict = {"version_before": t.version()}
             nfiles = len(t.file_uris())
             if nfiles >= min_files:
-                m = t.optimize.compact(target_size=target_size, writer_properties=_WRITER_PROPS)
-                info["compacted"] = {k: m.get(k) for k in ("numFilesAdded", "numFilesRemoved")}
+                info["compacted"] = self._compact_sorted(name, t, target_size)
                 t = DeltaTable(self.path(name))
             t.create_checkpoint()
             t.cleanup_metadata()

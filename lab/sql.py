@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 
 import duckdb
+import polars as pl
 
 from lab.lake import Lake
 from lab.schema import TABLES, table_spec
@@ -103,10 +104,21 @@ def _source(con: duckdb.DuckDBPyConnection, lake: Lake, name: str) -> str:
     t = lake.delta(name)
     files = [] if t is None else t.file_uris()
     if not files:
-        con.register(f"__lake_{name}", table_spec(name).schema.to_arrow().empty_table())
-        return f'"__lake_{name}"'
+        return _empty(name)
     quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     return f"read_parquet([{quoted}])"
+
+
+_DUCK_TYPES = {pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE", pl.String: "VARCHAR",
+               pl.Boolean: "BOOLEAN", pl.Datetime: "TIMESTAMPTZ"}
+
+
+def _empty(name: str) -> str:
+    """An empty relation with ``name``'s canonical columns, in plain SQL (registering
+    an empty Arrow table per missing table cost ~2.5 ms each on every connect)."""
+    cols = ", ".join(f'CAST(NULL AS {_DUCK_TYPES[type(d)]}) AS "{c}"'
+                     for c, d in table_spec(name).columns.items())
+    return f"(SELECT {cols} WHERE false)"
 
 
 def _bind(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
