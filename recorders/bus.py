@@ -9,6 +9,11 @@ blocks recording. The lake stays the record.
 - subscribe: ``ws://127.0.0.1:50052/subscribe?tables=quotes,trades``
 - frames: msgpack maps ``{"table": str, "rows": [{column: value}]}`` with the
   canonical columns of :mod:`lab.schema`; timestamps int microseconds since the epoch.
+- late subscribers can get the books: when a subscriber of ``book_updates`` joins
+  with ``&restate=1``, the hub asks every publisher to restate (control frame ``{"table": "_control", "rows":
+  [{"op": "restate", "to": <subscriber id>}]}``); a recorder answers with one
+  ``is_snapshot`` message per synced book, addressed (``"to"``) to that subscriber
+  only, so consumers already running (and the lake) see nothing new.
 
 Run a hub: ``python -m recorders.bus --port 50052`` (or ``lab record --bus-serve``).
 
@@ -53,6 +58,7 @@ class Frame(msgspec.Struct):
 
 class _Peek(msgspec.Struct):
     table: str
+    to: int | None = None  # a subscriber id: deliver to that subscriber only
 
 
 _peek = msgspec.msgpack.Decoder(_Peek)
@@ -66,9 +72,10 @@ def _base(url: str) -> str:
 
 
 class _Sub:
-    __slots__ = ("tables", "q", "dropped")
+    __slots__ = ("id", "tables", "q", "dropped")
 
-    def __init__(self, tables: set[str] | None, size: int) -> None:
+    def __init__(self, sub_id: int, tables: set[str] | None, size: int) -> None:
+        self.id = sub_id
         self.tables = tables
         self.q: asyncio.Queue[bytes] = asyncio.Queue(size)
         self.dropped = 0
@@ -80,6 +87,8 @@ class Hub:
     def __init__(self, host: str = "127.0.0.1", port: int = 50052, queue_size: int = 2000) -> None:
         self.host, self.port, self.queue_size = host, port, queue_size
         self.subs: set[_Sub] = set()
+        self.pubs: set = set()  # publisher connections (they get restate requests)
+        self._next_id = 0
         self.frames_in = 0
         self.frames_out = 0
         self.dropped = 0
@@ -115,27 +124,43 @@ class Hub:
     async def _handler(self, ws) -> None:
         parts = urlsplit(ws.request.path)
         if parts.path.rstrip("/") == "/publish":
-            async for frame in ws:
-                if isinstance(frame, str):
-                    frame = frame.encode()
-                try:
-                    table = _peek.decode(frame).table
-                except msgspec.DecodeError:
-                    continue
-                self.frames_in += 1
-                for s in self.subs:
-                    if s.tables is None or table in s.tables:
-                        try:
-                            s.q.put_nowait(frame)
-                        except asyncio.QueueFull:
-                            s.dropped += 1
-                            self.dropped += 1
+            self.pubs.add(ws)
+            try:
+                async for frame in ws:
+                    if isinstance(frame, str):
+                        frame = frame.encode()
+                    try:
+                        peek = _peek.decode(frame)
+                    except msgspec.DecodeError:
+                        continue
+                    self.frames_in += 1
+                    table = peek.table
+                    for s in self.subs:
+                        if (s.tables is None or table in s.tables) and (peek.to is None or peek.to == s.id):
+                            try:
+                                s.q.put_nowait(frame)
+                            except asyncio.QueueFull:
+                                s.dropped += 1
+                                self.dropped += 1
+            except websockets.ConnectionClosed:
+                pass  # a publisher that went away (a recorder stopping): nothing to do
+            finally:
+                self.pubs.discard(ws)
         elif parts.path.rstrip("/") == "/subscribe":
             q = parse_qs(parts.query).get("tables", [""])[0]
             tables = {t for t in q.split(",") if t} or None
-            sub = _Sub(tables, self.queue_size)
+            self._next_id += 1
+            sub = _Sub(self._next_id, tables, self.queue_size)
             self.subs.add(sub)
             self._sub_event.set()
+            restate = parse_qs(parts.query).get("restate", ["0"])[0] not in ("0", "", "false")
+            if restate and (tables is None or "book_updates" in tables):
+                ask = _enc.encode({"table": "_control", "rows": [{"op": "restate", "to": sub.id}]})
+                for p in list(self.pubs):
+                    try:
+                        await p.send(ask)
+                    except websockets.ConnectionClosed:
+                        pass
             try:
                 reader = asyncio.create_task(ws.wait_closed())
                 while not reader.done():
@@ -166,16 +191,20 @@ class Publisher:
         self.dropped = 0
         self.connected = False
         self._task: asyncio.Task | None = None
+        # called with each control row from the hub, e.g. {"op": "restate", "to": 3}
+        self.on_control = None
 
     async def start(self) -> "Publisher":
         self._task = asyncio.create_task(self._run())
         return self
 
-    def publish_nowait(self, table: str, rows: list[dict]) -> bool:
+    def publish_nowait(self, table: str, rows: list[dict], to: int | None = None) -> bool:
+        """Queue ``rows`` of ``table`` (for subscriber ``to`` only, if given)."""
         if not rows:
             return True
+        frame = {"table": table, "rows": rows} if to is None else {"table": table, "rows": rows, "to": to}
         try:
-            self.q.put_nowait(_enc.encode({"table": table, "rows": rows}))
+            self.q.put_nowait(_enc.encode(frame))
             return True
         except asyncio.QueueFull:
             self.dropped += len(rows)
@@ -200,10 +229,14 @@ class Publisher:
                                               max_size=2**26) as ws:
                     self.connected = True
                     backoff = 0.2
-                    while True:
-                        frame = await self.q.get()
-                        await ws.send(frame)
-                        self.sent += 1
+                    reader = asyncio.create_task(self._control(ws))
+                    try:
+                        while True:
+                            frame = await self.q.get()
+                            await ws.send(frame)
+                            self.sent += 1
+                    finally:
+                        reader.cancel()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - best effort: drop while disconnected
@@ -214,6 +247,23 @@ class Publisher:
                     self.dropped += 1
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 5.0)
+
+    async def _control(self, ws) -> None:
+        """Hand the hub's control rows to :attr:`on_control` (errors are logged, never raised)."""
+        try:
+            async for frame in ws:
+                try:
+                    f = _frame.decode(frame if isinstance(frame, bytes) else frame.encode())
+                except msgspec.DecodeError:
+                    continue
+                if f.table == "_control" and self.on_control is not None:
+                    for row in f.rows:
+                        try:
+                            self.on_control(row)
+                        except Exception:  # noqa: BLE001
+                            log.exception("bus control %r", row)
+        except websockets.ConnectionClosed:
+            pass
 
     async def close(self) -> None:
         if self._task is not None:
@@ -228,10 +278,16 @@ class Publisher:
                 pass
 
 
-async def subscribe(tables: Iterable[str], url: str = DEFAULT_URL, *,
-                    reconnect: bool = True) -> AsyncIterator[tuple[str, list[dict]]]:
-    """Yield ``(table, rows)`` from the hub at ``url`` for ``tables`` (reconnecting)."""
-    target = f"{_base(url)}/subscribe?tables={','.join(tables)}"
+async def subscribe(tables: Iterable[str], url: str = DEFAULT_URL, *, reconnect: bool = True,
+                    restate: bool = False) -> AsyncIterator[tuple[str, list[dict]]]:
+    """Yield ``(table, rows)`` from the hub at ``url`` for ``tables`` (reconnecting).
+
+    ``restate=True``: on each (re)connection, ask the recorders for every synced
+    book as one ``is_snapshot`` message of ``book_updates`` rows, sent to this
+    subscriber only (consumers that keep books from the stream need it when they
+    start after the recorder or reconnect; frames lost meanwhile are then healed).
+    """
+    target = f"{_base(url)}/subscribe?tables={','.join(tables)}" + ("&restate=1" if restate else "")
     backoff = 0.2
     while True:
         try:

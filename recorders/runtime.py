@@ -366,6 +366,15 @@ class Recorder:
                 pub.publish_nowait(table, self.rows.dicts(table, start))
                 self._bus_marks[table] = n
 
+    def _bus_control(self, row: dict) -> None:
+        """A new bus subscriber wants the books: restate every synced one, to it only."""
+        if row.get("op") != "restate" or self.publisher is None:
+            return
+        self.publish_bus()  # rows the books already reflect go out first
+        now = _now_us()
+        rows = [x for r in self.runners for s in r.sessions for x in s.adapter.book_rows(now)]
+        self.publisher.publish_nowait("book_updates", rows, to=row.get("to"))
+
     def status(self) -> dict:
         now = time.time()
         now_us = _now_us()
@@ -467,6 +476,7 @@ class Recorder:
         if self.cfg.bus:
             from recorders.bus import Publisher
             self.publisher = Publisher(self.cfg.bus)
+            self.publisher.on_control = self._bus_control
             await self.publisher.start()
         tasks = [asyncio.create_task(r.run()) for r in self.runners]
         ticker = asyncio.create_task(self._ticker())

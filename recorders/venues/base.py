@@ -326,6 +326,22 @@ class Adapter:
                 for p, q in book.levels(side, 10**9):
                     self.level(ts_local, ts_local, sym, side, p, q, True, None)
 
+    def book_rows(self, ts_local: int) -> list[dict]:
+        """Every synced book as one ``is_snapshot`` message of ``book_updates`` dicts
+        (for a late subscriber of the live bus; nothing goes to the lake)."""
+        if not self.book_enabled:
+            return []
+        out = []
+        for sym, book in self.books.items():
+            if not self.synced.get(sym):
+                continue
+            for side in ("bid", "ask"):
+                for p, q in book.levels(side, 10**9):
+                    out.append({"ts_exchange": ts_local, "ts_local": ts_local, "venue": self.venue,
+                                "symbol": sym, "side": side, "price": p, "qty": q,
+                                "is_snapshot": True, "seq": None})
+        return out
+
     def book_changed(self, symbol: str, ts_ex: int, ts_local: int) -> None:
         """After a book message: a quote row if the top changed, a top-N
         snapshot if the sampling interval has passed (sampled on receive time,
