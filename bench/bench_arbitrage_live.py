@@ -91,7 +91,7 @@ async def measure(bus: str, seconds: float, depth: int = 0,
 
     if start_recorder is not None:  # once subscribed: the detector sees the first snapshots
         asyncio.get_running_loop().call_later(1.0, start_recorder)
-    det = await run_live(cfg, timed(subscribe(bus_tables(cfg), url=bus)), sinks=make_sinks([]),
+    det = await run_live(cfg, timed(subscribe(bus_tables(cfg), url=bus, restate=depth > 0)), sinks=make_sinks([]),
                          write=lambda df: lake.append("arbitrage_signals", df),
                          duration=seconds, on_signal=on_signal)
     return detect, e2e, det.rows_in, det.signals_out

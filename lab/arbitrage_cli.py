@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from recorders.bus import subscribe
 
-        source = subscribe(bus_tables(cfg), url=args.bus)
+        source = subscribe(bus_tables(cfg), url=args.bus, restate=cfg.depth > 0)
         where = f"bus {args.bus}"
     mode = f"book_updates, {cfg.depth} levels" if cfg.depth else "quotes (top of book)"
     print(f"lab arbitrage: {where}; cross-venue on {mode}; min edge {cfg.min_edge_bps} bps, "

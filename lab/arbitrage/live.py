@@ -14,8 +14,9 @@ and symbol and walks its top ``N`` levels for the size: the rows of
 :func:`lab.arbitrage.cross_venue` on ``books_from_updates(updates, depth=N)``,
 when rows arrive in receive order and a receive time is not split across
 frames. Triangles keep reading ``quotes`` (top of book) in both modes. A book
-is used from its first snapshot on: the bus replays nothing, so subscribe
-before the recorder's snapshots (or wait for a venue's resync).
+is used from its first snapshot on: ``lab arbitrage`` subscribes with
+``restate=True``, so each recorder sends it every synced book as a snapshot
+when it joins (and rejoins), however late it starts.
 
 >>> d = Detector(ArbConfig(fees_bps={"a": 0.0, "b": 0.0}, sizes={"BTC": 1.0}, triangles=[]))
 >>> d.on_quote({"ts_local": 0, "venue": "a", "symbol": "BTC-USDT", "bid_px": 99.0,
