@@ -170,8 +170,11 @@ def write_to_lake(
         bp, bq, ap, aq = b.levels()
         n = bp.shape[0] + ap.shape[0]
         t = np.full(n, t_start, np.int64)
+        # one message, one receive time (as a recorder writes a snapshot): a snapshot
+        # spread over several ts_local would read as several snapshots, each resetting the book
+        t_loc = np.full(n, lat[i].local(t[:1])[0], np.int64)
         out.add("book_updates", {
-            "ts_exchange": _us(t), "ts_local": _us(lat[i].local(t)), "li": np.full(n, i, np.int16),
+            "ts_exchange": _us(t), "ts_local": _us(t_loc), "li": np.full(n, i, np.int16),
             "side": np.concatenate([np.zeros(bp.shape[0], np.int8), np.ones(ap.shape[0], np.int8)]),
             "price": np.concatenate([bp, ap]) / scales[i], "qty": np.concatenate([bq, aq]) / lots[i],
             "is_snapshot": np.ones(n, bool), "seq": np.full(n, b.seq, np.int64),

@@ -59,6 +59,8 @@ def test_book_updates_start_with_snapshot_and_replay_to_the_quotes(frames):
     q = frames["quotes"].filter(venue="kraken", symbol="ETH-USD")
     first_delta = bu["is_snapshot"].arg_min()
     assert bu["is_snapshot"][:first_delta].all() and first_delta > 20
+    # the snapshot is one message: one receive time (several would read as several snapshots)
+    assert bu["ts_local"][:first_delta].n_unique() == 1
     assert not bu["is_snapshot"][first_delta:].any()
     assert bu["seq"].is_sorted()
     # independent replay: a dict book; after each seq, the top must equal the quote with that seq
