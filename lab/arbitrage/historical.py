@@ -596,8 +596,12 @@ def triangular(
     ff = []
     for s in syms:
         on = pl.col("__nsym") == s
-        ff += [pl.when(on).then(pl.col(c)).forward_fill().over("venue").alias(f"{key[s]}__{c}")
-               for c in (*lvl, "symbol")]
+        # a level the book no longer has is null on its own row: carry it as NaN so the
+        # forward fill (which only spans other symbols' rows) cannot resurrect an old value
+        ff += [pl.when(on).then(pl.col(c).fill_null(np.nan)).forward_fill().over("venue")
+               .fill_nan(None).alias(f"{key[s]}__{c}") for c in lvl]
+        ff.append(pl.when(on).then(pl.col("symbol")).forward_fill().over("venue")
+                  .alias(f"{key[s]}__symbol"))
         ff.append(pl.when(on).then(pl.col("ts")).forward_fill().over("venue")
                   .alias(f"{key[s]}__ts"))
     wide = base.with_columns(ff)

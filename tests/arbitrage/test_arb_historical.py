@@ -213,3 +213,36 @@ def test_books_rebuilt_from_updates_are_walked_beyond_the_top_level():
     # 1 unit still pays after the removal (101 < 102.5), 2 units do not (too thin)
     one = cross_venue(books, fees=0.0, size=1.0).collect()
     assert one["buy_px"].to_list() == [100.0, 101.0]
+
+
+def test_triangular_never_reuses_a_level_a_book_no_longer_has():
+    # Two-level wide books. BTC-USDT asks: 50,000 x 0.01 then 50,100 x 1; 1,000 USD needs
+    # 0.02 BTC, so it walks both levels. At 10 ms the BTC book has one level only: the
+    # cycle is too thin then, and must not walk the vanished 50,100 level.
+    nan = None
+    rows = [
+        # ms, symbol, bids [(px, qty), (px, qty)], asks [(px, qty), (px, qty)]
+        (0, "BTC-USDT", [(49_990.0, 10.0), (49_980.0, 10.0)], [(50_000.0, 0.01), (50_100.0, 1.0)]),
+        (1, "ETH-BTC", [(0.0399, 100.0), (0.0398, 100.0)], [(0.04, 100.0), (0.0401, 100.0)]),
+        (2, "ETH-USDT", [(2_030.0, 100.0), (2_029.0, 100.0)], [(2_031.0, 100.0), (2_032.0, 100.0)]),
+        (10, "BTC-USDT", [(49_990.0, 10.0), (nan, nan)], [(50_000.0, 0.01), (nan, nan)]),
+    ]
+    data: dict[str, list] = {"ts_local": [], "venue": [], "symbol": []}
+    for side in ("bid", "ask"):
+        for i in range(2):
+            data[f"{side}_px_{i}"] = []
+            data[f"{side}_qty_{i}"] = []
+    for ms, sym, bids, asks in rows:
+        data["ts_local"].append(t(ms)); data["venue"].append("v"); data["symbol"].append(sym)
+        for side, lv in (("bid", bids), ("ask", asks)):
+            for i, (p, q) in enumerate(lv):
+                data[f"{side}_px_{i}"].append(p); data[f"{side}_qty_{i}"].append(q)
+    books = pl.LazyFrame(data, schema_overrides={k: pl.Float64 for k in data if "_px_" in k or "_qty_" in k})
+    r = triangular(books, fees=0.0, notional=1000.0, both_directions=False, keep="all").collect()
+    by_ts = {row["ts"]: row for row in r.iter_rows(named=True)}
+    # at 2 ms: 500 USD buys 0.01 BTC at 50,000, 500 USD buys 500/50,100 BTC at 50,100
+    btc = 0.01 + 500 / 50_100
+    product = btc / 0.04 * 2030 / 1000
+    assert by_ts[t(2)]["net_edge_bps"] == pytest.approx((product - 1) * 1e4)
+    # at 10 ms the book is too thin: no edge, whatever the old second level said
+    assert t(10) not in by_ts or by_ts[t(10)]["net_edge_bps"] is None or np.isnan(by_ts[t(10)]["net_edge_bps"])
