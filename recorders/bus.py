@@ -13,7 +13,9 @@ blocks recording. The lake stays the record.
   with ``&restate=1``, the hub asks every publisher to restate (control frame ``{"table": "_control", "rows":
   [{"op": "restate", "to": <subscriber id>}]}``); a recorder answers with one
   ``is_snapshot`` message per synced book, addressed (``"to"``) to that subscriber
-  only, so consumers already running (and the lake) see nothing new.
+  only, so consumers already running (and the lake) see nothing new. Such a
+  subscriber that falls behind and loses ``book_updates`` frames is restated
+  again once its queue has room (at most once a second), so its books heal.
 
 Run a hub: ``python -m recorders.bus --port 50052`` (or ``lab record --bus-serve``).
 
@@ -39,6 +41,7 @@ import argparse
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import parse_qs, urlsplit
 
@@ -72,13 +75,16 @@ def _base(url: str) -> str:
 
 
 class _Sub:
-    __slots__ = ("id", "tables", "q", "dropped")
+    __slots__ = ("id", "tables", "q", "dropped", "restate", "heal", "last_ask")
 
-    def __init__(self, sub_id: int, tables: set[str] | None, size: int) -> None:
+    def __init__(self, sub_id: int, tables: set[str] | None, size: int, restate: bool = False) -> None:
         self.id = sub_id
         self.tables = tables
         self.q: asyncio.Queue[bytes] = asyncio.Queue(size)
         self.dropped = 0
+        self.restate = restate  # wants whole books on joining, and again after losing frames
+        self.heal = False  # lost book_updates frames since the last restatement request
+        self.last_ask = 0.0
 
 
 class Hub:
@@ -89,6 +95,7 @@ class Hub:
         self.subs: set[_Sub] = set()
         self.pubs: set = set()  # publisher connections (they get restate requests)
         self._next_id = 0
+        self.restates_for_loss = 0  # restatements asked because a subscriber lost frames
         self.frames_in = 0
         self.frames_out = 0
         self.dropped = 0
@@ -113,6 +120,16 @@ class Hub:
     async def serve_forever(self) -> None:
         await self.start()
         await asyncio.Future()
+
+    async def _ask_restate(self, sub: _Sub) -> None:
+        """Ask every publisher to restate its books to ``sub`` alone."""
+        sub.last_ask = time.monotonic()
+        ask = _enc.encode({"table": "_control", "rows": [{"op": "restate", "to": sub.id}]})
+        for p in list(self.pubs):
+            try:
+                await p.send(ask)
+            except websockets.ConnectionClosed:
+                pass
 
     async def wait_subscribers(self, n: int, timeout: float = 30.0) -> None:
         async def _w():
@@ -142,6 +159,8 @@ class Hub:
                             except asyncio.QueueFull:
                                 s.dropped += 1
                                 self.dropped += 1
+                                if s.restate and table == "book_updates":
+                                    s.heal = True
             except websockets.ConnectionClosed:
                 pass  # a publisher that went away (a recorder stopping): nothing to do
             finally:
@@ -150,27 +169,35 @@ class Hub:
             q = parse_qs(parts.query).get("tables", [""])[0]
             tables = {t for t in q.split(",") if t} or None
             self._next_id += 1
-            sub = _Sub(self._next_id, tables, self.queue_size)
+            restate = parse_qs(parts.query).get("restate", ["0"])[0] not in ("0", "", "false")
+            sub = _Sub(self._next_id, tables, self.queue_size,
+                       restate and (tables is None or "book_updates" in tables))
             self.subs.add(sub)
             self._sub_event.set()
-            restate = parse_qs(parts.query).get("restate", ["0"])[0] not in ("0", "", "false")
-            if restate and (tables is None or "book_updates" in tables):
-                ask = _enc.encode({"table": "_control", "rows": [{"op": "restate", "to": sub.id}]})
-                for p in list(self.pubs):
-                    try:
-                        await p.send(ask)
-                    except websockets.ConnectionClosed:
-                        pass
+            if sub.restate:
+                await self._ask_restate(sub)
             try:
                 reader = asyncio.create_task(ws.wait_closed())
                 while not reader.done():
+                    timeout = None
+                    if sub.heal and sub.q.qsize() <= self.queue_size // 2:
+                        timeout = 1.0 - (time.monotonic() - sub.last_ask)  # at most one ask a second
+                        if timeout <= 0:
+                            sub.heal = False
+                            self.restates_for_loss += 1
+                            await self._ask_restate(sub)
+                            timeout = None
                     get = asyncio.create_task(sub.q.get())
-                    done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
-                    if get in done:
+                    await asyncio.wait({get, reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                    if not get.done():
+                        get.cancel()
+                        try:
+                            await get
+                        except asyncio.CancelledError:
+                            pass
+                    if get.done() and not get.cancelled():
                         await ws.send(get.result())
                         self.frames_out += 1
-                    else:
-                        get.cancel()
             except websockets.ConnectionClosed:
                 pass
             finally:
