@@ -4,10 +4,11 @@ Subscribes to ``quotes`` on the live bus (``recorders.bus``, published by
 ``lab record --bus ...``), detects cross-venue and triangular opportunities
 after taker fees and depth, appends ``arbitrage_signals`` rows to the lake and
 raises one alert per opened episode through the configured sinks. With
-``depth = N`` in the config (or ``--depth N``) cross-venue reads
-``book_updates`` instead and walks the top ``N`` levels of each rebuilt book;
-``--replay`` then replays ``book_updates`` from the lake (books start at the
-first snapshot inside the window).
+``depth = N`` in the config (or ``--depth N``) the detector reads only
+``book_updates`` and walks the top ``N`` levels of each rebuilt book, for
+cross-venue sizes and triangle legs alike; ``--replay`` then replays
+``book_updates`` from the lake (books start at the first snapshot inside the
+window).
 
 Examples::
 
@@ -126,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
         source = subscribe(bus_tables(cfg), url=args.bus, restate=cfg.depth > 0)
         where = f"bus {args.bus}"
     mode = f"book_updates, {cfg.depth} levels" if cfg.depth else "quotes (top of book)"
-    print(f"lab arbitrage: {where}; cross-venue on {mode}; min edge {cfg.min_edge_bps} bps, "
-          f"max age {cfg.max_age_ms} ms, "
+    print(f"lab arbitrage: {where}; cross-venue and triangles on {mode}; "
+          f"min edge {cfg.min_edge_bps} bps, max age {cfg.max_age_ms} ms, "
           f"sinks {cfg.alerts}, signals -> {'(not written)' if write is None else lake.root}",
           file=sys.stderr, flush=True)
     t0 = time.monotonic()

@@ -8,13 +8,14 @@ returns ``arbitrage_signals`` rows. It applies exactly the rules of
 record-then-replay is checked. :func:`run_live` wires it to the bus, the lake
 and the alert sinks (``lab arbitrage``).
 
-Depth mode (``ArbConfig.depth = N > 0``): cross-venue reads ``book_updates``
-rows instead (:meth:`Detector.on_book_updates`), keeps an L2 book per venue
-and symbol and walks its top ``N`` levels for the size: the rows of
-:func:`lab.arbitrage.cross_venue` on ``books_from_updates(updates, depth=N)``,
-when rows arrive in receive order and a receive time is not split across
-frames. Triangles keep reading ``quotes`` (top of book) in both modes. A book
-is used from its first snapshot on: ``lab arbitrage`` subscribes with
+Depth mode (``ArbConfig.depth = N > 0``): everything reads ``book_updates``
+rows instead (:meth:`Detector.on_book_updates`; ``quotes`` are ignored), keeps
+an L2 book per venue and symbol and walks its top ``N`` levels: for the size
+(cross-venue) and for the notional through each leg (triangles). The rows are
+those of :func:`lab.arbitrage.cross_venue` and :func:`lab.arbitrage.triangular`
+(``both_directions=True``) on ``books_from_updates(updates, depth=N)``, when
+rows arrive in receive order and a receive time is not split across frames. A
+book is used from its first snapshot on: ``lab arbitrage`` subscribes with
 ``restate=True``, so each recorder sends it every synced book as a snapshot
 when it joins (and rejoins), however late it starts.
 
@@ -88,6 +89,45 @@ def _walk(keys: list[float], qtys: list[float], size: float, sign: float) -> flo
     return notional / size if cum >= size * (1 - 1e-12) and size > 0 else NAN
 
 
+def _spend(keys: tuple, qtys: tuple, n: float) -> float:
+    """Base units bought spending ``n`` quote units on asks best first (NaN when too thin).
+
+    The float operations of :func:`lab.arbitrage.walk_spend`, in its order.
+
+    >>> _spend((100.0, 200.0), (1.0, 1.0), 200.0), _spend((100.0,), (1.0,), 200.0)
+    (1.5, nan)
+    """
+    spent = 0.0
+    got = 0.0
+    for p, q in zip(keys, qtys):
+        cap = p * q
+        left = n - spent
+        take = left if left < cap else cap
+        if take > 0:
+            got += take / p
+        spent += cap
+    return got if spent >= n * (1 - 1e-12) else NAN
+
+
+def _proceeds(keys: tuple, qtys: tuple, size: float) -> float:
+    """Quote units got selling ``size`` into bids best first (keys −price; NaN when too thin).
+
+    The float operations of the historical ``walk_sell(size) * size``, in its order.
+
+    >>> _proceeds((-100.0, -98.0), (1.0, 3.0), 2.0), _proceeds((-100.0,), (1.0,), 2.0)
+    (198.0, nan)
+    """
+    cum = 0.0
+    notional = 0.0
+    for k, q in zip(keys, qtys):
+        left = size - cum
+        fill = left if left < q else q
+        if fill > 0:
+            notional += -k * fill
+        cum += q
+    return notional / size * size if cum >= size * (1 - 1e-12) and size > 0 else NAN
+
+
 def _seq(r: dict) -> int:
     s = r["seq"]
     return -1 if s is None else s
@@ -148,13 +188,17 @@ class _L2:
 
 
 class _Tri:
-    __slots__ = ("cycle", "legs", "syms", "label")
+    """One currency cycle: its legs, the book each trades and whether it spends on the asks."""
+
+    __slots__ = ("cycle", "legs", "syms", "label", "spend")
 
     def __init__(self, cycle: tuple[str, ...]) -> None:
         self.cycle = cycle
         self.legs = [(cycle[i], cycle[(i + 1) % len(cycle)]) for i in range(len(cycle))]
         self.syms = [_pair_symbol(x, y) for x, y in self.legs]
         self.label = ">".join((*cycle, cycle[0]))
+        # leg x -> y on the book y-x spends x on its asks; on x-y it sells x into the bids
+        self.spend = [s == f"{y}-{x}" for (x, y), s in zip(self.legs, self.syms)]
 
 
 class Detector:
@@ -165,8 +209,8 @@ class Detector:
     visible levels are too thin) and its symbol. Thread-unsafe; feed it from
     one task.
 
-    Depth mode (``cfg.depth > 0``), cross-venue only (the triangles stay on
-    ``quotes``): the VWAP of 2 BTC over asks 100 × 1, 101 × 1 is 100.5.
+    Depth mode (``cfg.depth > 0``), on ``book_updates`` only: the VWAP of 2
+    BTC over asks 100 × 1, 101 × 1 is 100.5.
 
     >>> d = Detector(ArbConfig(fees_bps={"a": 0.0, "b": 0.0}, sizes={"BTC": 2.0}, depth=5,
     ...                        triangles=[]))
@@ -205,6 +249,20 @@ class Detector:
         self.l2: dict[tuple[str, str], _L2] = {}
         self._pend: list[dict] = []
         self._pend_ts = 0
+        # depth mode: venue -> normalised symbol -> (ts, top levels, symbol) for the triangles
+        self.tbooks: dict[str, dict[str, tuple]] = {}
+        # depth mode: symbol -> (USD-like quote, normalised symbol if a triangle trades it)
+        self._syms: dict[str, tuple[bool, str | None]] = {}
+
+    def _norm(self, sym: str) -> tuple[bool, str | None]:
+        """Whether ``sym``'s quote is USD-like, and its normalised name if a triangle trades it."""
+        v = self._syms.get(sym)
+        if v is None:
+            base, _, quote = sym.partition("-")
+            nsym = (f"{'USD' if base in self.rates else base}-"
+                    f"{'USD' if quote in self.rates else quote}")
+            v = self._syms[sym] = (quote in self.rates, nsym if nsym in self.tri_syms else None)
+        return v
 
     def _fee(self, venue: str) -> float:
         f = self.fee.get(venue)
@@ -216,18 +274,18 @@ class Detector:
     def on_quote(self, r: dict) -> list[dict]:
         """Apply one ``quotes`` row; return the signal rows it produced.
 
-        In depth mode (``cfg.depth > 0``) quotes feed the triangles only; the
-        cross-venue books come from :meth:`on_book_update`.
+        In depth mode (``cfg.depth > 0``) quotes are ignored: every book comes
+        from :meth:`on_book_update`.
         """
         self.rows_in += 1
         venue = r["venue"]
-        if self.venues is not None and venue not in self.venues:
+        if self.depth or (self.venues is not None and venue not in self.venues):
             return []
         sym = r["symbol"]
         base, _, quote = sym.partition("-")
         ts = _us(r["ts_local"])
         out: list[dict] = []
-        if quote in self.rates and not self.depth:
+        if quote in self.rates:
             size = self.cfg.size_of(base)
             rate = self.rates[quote]
             out += self._cross(ts, venue, sym, base, size,
@@ -251,7 +309,8 @@ class Detector:
         venue = r["venue"]
         if self.venues is not None and venue not in self.venues:
             return []
-        if r["symbol"].partition("-")[2] not in self.rates:
+        usd, nsym = self._norm(r["symbol"])
+        if not usd and nsym is None:
             return []
         ts = _us(r["ts_local"])
         out = self.flush() if self._pend and ts != self._pend_ts else []
@@ -277,6 +336,8 @@ class Detector:
         symbol) order, each book's messages in ``seq`` order; a snapshot
         message clears the book first; nothing before a book's first snapshot;
         a book state is evaluated only when its top ``depth`` levels changed.
+        Triangle rows come after the cross-venue rows, cycle by cycle (the
+        order of :func:`lab.arbitrage.triangular` within one time).
         """
         rows = self._pend
         if not rows:
@@ -286,6 +347,7 @@ class Detector:
         if len(rows) > 1:
             rows.sort(key=_book_order)
         out: list[dict] = []
+        tri_out: list[list[dict]] = [[] for _ in self.tris]
         depth = self.depth
         i, n = 0, len(rows)
         while i < n:
@@ -311,13 +373,19 @@ class Detector:
                 top = book.top_levels(depth)
                 if top != book.top:
                     book.top = top
-                    base, _, quote = sym.partition("-")
-                    size = self.cfg.size_of(base)
-                    rate = self.rates[quote]
-                    out += self._cross(ts, venue, sym, base, size,
-                                       _walk(top[2], top[3], size, 1.0) * rate,
-                                       _walk(top[0], top[1], size, -1.0) * rate)
+                    usd, nsym = self._norm(sym)
+                    if usd:
+                        base, _, quote = sym.partition("-")
+                        size = self.cfg.size_of(base)
+                        rate = self.rates[quote]
+                        out += self._cross(ts, venue, sym, base, size,
+                                           _walk(top[2], top[3], size, 1.0) * rate,
+                                           _walk(top[0], top[1], size, -1.0) * rate)
+                    if nsym is not None:
+                        self._triangular_depth(ts, venue, sym, nsym, top, tri_out)
             i = j
+        for t in tri_out:
+            out += t
         self.signals_out += len(out)
         return out
 
@@ -359,6 +427,67 @@ class Detector:
                 if not was:
                     self.opened.append(row)
         return out
+
+    def _triangular_depth(self, ts: int, venue: str, sym: str, nsym: str, top: tuple,
+                          out: list[list[dict]]) -> None:
+        """Depth mode: walk every cycle through ``venue``'s book ``nsym`` (new top levels
+        ``top``); append each signal to ``out[cycle index]``.
+
+        As :func:`lab.arbitrage.triangular` on wide books: each leg spends on the
+        asks (``walk_spend``) or sells into the bids, then pays the venue's fee;
+        a cycle some leg is too thin for gives no row (and leaves the episode
+        as it was); ``buy_px``/``sell_px`` are the first/last legs' best prices.
+        """
+        books = self.tbooks.setdefault(venue, {})
+        books[nsym] = (ts, top, sym)
+        n0 = float(self.cfg.triangle_notional)
+        keep = 1.0 - self._fee(venue)
+        for ti, tri in enumerate(self.tris):
+            if nsym not in tri.syms:
+                continue
+            legs = [books.get(s) for s in tri.syms]
+            if None in legs:
+                continue
+            net_amt, gross_amt = n0, n0
+            for spend, b in zip(tri.spend, legs):
+                bk, bq, ak, aq = b[1]
+                if spend:
+                    net_amt = _spend(ak, aq, net_amt)
+                    gross_amt = _spend(ak, aq, gross_amt)
+                else:
+                    net_amt = _proceeds(bk, bq, net_amt)
+                    gross_amt = _proceeds(bk, bq, gross_amt)
+                net_amt *= keep
+            if net_amt != net_amt:
+                continue
+            key = ("triangular", tri.label, venue, venue)
+            net = (net_amt / n0 - 1) * 1e4
+            fresh = all(ts - b[0] <= self.max_age_us for b in legs)
+            prof = fresh and net > self.cfg.min_edge_bps
+            was = self.prev.get(key, False)
+            self.prev[key] = prof
+            if not prof:
+                continue
+            first, last = legs[0], legs[-1]
+            ft, lt = first[1], last[1]
+            if tri.spend[0]:
+                buy_px = ft[2][0] if ft[2] else None
+            else:
+                buy_px = -ft[0][0] if ft[0] else None
+            if tri.spend[-1]:
+                sell_px = lt[2][0] if lt[2] else None
+            else:
+                sell_px = -lt[0][0] if lt[0] else None
+            row = {"ts": ts, "kind": "triangular", "asset": tri.label, "buy_venue": venue,
+                   "sell_venue": venue, "buy_symbol": first[2], "sell_symbol": last[2],
+                   "size": n0, "buy_px": buy_px, "sell_px": sell_px,
+                   "gross_edge_bps": (None if gross_amt != gross_amt
+                                      else (gross_amt / n0 - 1) * 1e4),
+                   "net_edge_bps": net, "profit_quote": net_amt - n0,
+                   "volume_usd": n0 * self.rates.get("USD", 1.0) if tri.cycle[0] == "USD" else None}
+            out[ti].append(row)
+            if not was:
+                self.opened.append(row)
 
     def _triangular(self, ts: int, venue: str, sym: str, base: str, quote: str,
                     r: dict) -> list[dict]:
@@ -454,12 +583,10 @@ def replay_rows(lf: pl.LazyFrame, time_column: str = "ts_local",
 def bus_tables(cfg: ArbConfig) -> list[str]:
     """The bus tables a detector with ``cfg`` reads.
 
-    >>> bus_tables(ArbConfig()), bus_tables(ArbConfig(depth=10)), bus_tables(ArbConfig(depth=10, triangles=[]))
-    (['quotes'], ['book_updates', 'quotes'], ['book_updates'])
+    >>> bus_tables(ArbConfig()), bus_tables(ArbConfig(depth=10))
+    (['quotes'], ['book_updates'])
     """
-    if not cfg.depth:
-        return ["quotes"]
-    return ["book_updates", "quotes"] if cfg.triangles else ["book_updates"]
+    return ["book_updates"] if cfg.depth else ["quotes"]
 
 
 async def run_live(
@@ -475,9 +602,9 @@ async def run_live(
     """Run a :class:`Detector` on ``source`` (``(table, rows)`` frames, e.g. the bus).
 
     Reads the tables of :func:`bus_tables`: ``quotes`` (``cfg.depth == 0``),
-    or ``book_updates`` walked ``cfg.depth`` levels deep plus ``quotes`` for
-    the triangles; other tables are ignored. Signals are buffered and handed to ``write`` (a lake append, run in a
-    thread) every ``cfg.flush_every_s``; each opened episode whose edge
+    or ``book_updates`` walked ``cfg.depth`` levels deep; other tables are
+    ignored. Signals are buffered and handed to ``write`` (a lake append, run
+    in a thread) every ``cfg.flush_every_s``; each opened episode whose edge
     reaches ``cfg.alert_min_edge_bps`` raises one alert. ``on_signal(row,
     t_detect)`` sees every signal as it is produced (latency benches).
     """
@@ -509,7 +636,7 @@ async def run_live(
     async def consume() -> None:
         nonlocal last_flush, last_stats
         async for table, rows in source:
-            if table == "quotes" and (not det.depth or det.tris):
+            if table == "quotes" and not det.depth:
                 for r in rows:
                     sig = det.on_quote(r)
                     if sig:
