@@ -121,6 +121,31 @@ def test_depth_mode_triangles_equal_historical_on_the_hand_stream():
     assert_frame_equal(signals_frame(got), want, check_exact=False, rel_tol=1e-12)
 
 
+def test_signals_of_one_receive_time_come_cycle_by_cycle_as_historical():
+    # every book arrives in the same microsecond; books are applied in (venue, symbol)
+    # order, so a's reverse cycle is found before b's forward one, but the historical
+    # scan lists one time's rows cycle by cycle: forward (b) first, then reverse (a)
+    def book(venue: str, symbol: str, bid: float, ask: float) -> list[dict]:
+        return [_u(0, symbol, "bid", bid, 100.0, snap=True, venue=venue),
+                _u(0, symbol, "ask", ask, 100.0, snap=True, venue=venue)]
+    rows = (book("b", "BTC-USD", 49_990.0, 50_000.0) + book("b", "ETH-BTC", 0.0399, 0.04)
+            + book("b", "ETH-USD", 2_030.0, 2_031.0)
+            + book("a", "BTC-USD", 50_000.0, 50_010.0) + book("a", "ETH-BTC", 0.0405, 0.0406)
+            + book("a", "ETH-USD", 1_999.0, 2_000.0))
+    cfg = ArbConfig(fees_bps={}, default_fee_bps=0.0, triangles=[CYCLE], triangle_notional=1000.0,
+                    depth=5)
+
+    got = [s for s in _feed(Detector(cfg), rows) if s["kind"] == "triangular"]
+
+    # by hand: b 1000/50,000/0.04·2,030 = 1,015 (+150 bps); a 1000/2,000·0.0405·50,000 = 1,012.5
+    assert [(s["asset"], s["buy_venue"]) for s in got] == [("USD>BTC>ETH>USD", "b"),
+                                                           ("USD>ETH>BTC>USD", "a")]
+    assert [s["net_edge_bps"] for s in got] == pytest.approx([150.0, 125.0], rel=1e-9)
+    want = triangular(books_from_updates(_frame(rows), depth=5), cycles=[CYCLE], fees=0.0,
+                      notional=1000.0).collect()
+    assert_frame_equal(signals_frame(got), want, check_exact=False, rel_tol=1e-12)
+
+
 def test_live_depth_mode_triangles_equal_historical_on_the_simulator(sim_lake):
     # 15,000 USD is several times the simulator's top level: the legs walk the books
     sizes = {"BTC": 1.0, "ETH": 10.0, "SOL": 100.0}
