@@ -42,10 +42,10 @@ class ArbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     (receive time) is stale and never used. ``quote_rates``: value of one unit
     of each quote currency in USD (USDT≈USD at a configurable rate).
     ``triangles``: currency cycles checked within each venue.
-    ``depth``: ``0`` detects cross-venue on ``quotes`` rows (top of book);
-    ``N > 0`` rebuilds each book from ``book_updates`` and walks its top ``N``
-    levels for the size, as :func:`lab.arbitrage.cross_venue` on
-    ``books_from_updates(updates, depth=N)`` (triangles stay on ``quotes``).
+    ``depth``: ``0`` detects on ``quotes`` rows (top of book); ``N > 0``
+    rebuilds each book from ``book_updates`` and walks its top ``N`` levels,
+    as :func:`lab.arbitrage.cross_venue` and :func:`lab.arbitrage.triangular`
+    on ``books_from_updates(updates, depth=N)``.
     ``alerts``: alert sinks (``log``, ``bell``, ``file:<path>``, ``webhook:<url>``).
     ``alert_min_edge_bps``: only episodes whose opening edge reaches this alert.
     """

@@ -608,20 +608,25 @@ def triangular(
     parts = []
     fee = _fee_expr(fees, "venue", default_fee_bps)
     for c, legs in plan:
-        for with_fee in (True, False):
+        # which book each leg uses (prefer Y-X when both exist: buy on asks)
+        leg_syms = [_pair_symbol(x, y) for x, y in legs]
+        w = wide.filter(pl.col("__nsym").is_in(leg_syms))
+        # each leg's amount becomes a column the next leg reads: nesting the walks as one
+        # expression grows as (2·depth+1)^legs and took ~40 s to plan at depth 10
+        for tag, with_fee in (("n", True), ("g", False)):
             amt = pl.lit(float(notional))
-            for x, y in legs:
+            for j, (x, y) in enumerate(legs):
                 sym = _pair_symbol(x, y)
                 pre = f"{key[sym]}__"
-                amt = walk_spend(amt, depth, pre) if sym == f"{y}-{x}" else _proceeds(amt, depth, pre)
+                step = walk_spend(amt, depth, pre) if sym == f"{y}-{x}" else _proceeds(amt, depth, pre)
                 if with_fee:
-                    amt = amt * (1 - fee)
+                    step = step * (1 - fee)
+                w = w.with_columns(step.alias(f"__{tag}{j}"))
+                amt = pl.col(f"__{tag}{j}")
             if with_fee:
                 net_end = amt
             else:
                 gross_end = amt
-        # which book each leg uses (prefer Y-X when both exist: buy on asks)
-        leg_syms = [_pair_symbol(x, y) for x, y in legs]
         involved = [key[s] for s in leg_syms]
         fresh = pl.lit(True)
         for k in involved:
@@ -634,7 +639,7 @@ def triangular(
                    else pl.col(f"{last}__bid_px_0"))
         start_rate = rates.get(c[0], rates.get("USD", 1.0)) if c[0] == "USD" else None
         product = net_end / notional
-        part = (wide.filter(pl.col("__nsym").is_in(leg_syms))
+        part = (w
                 .select("ts", pl.lit("triangular").alias("kind"),
                         pl.lit(">".join((*c, c[0]))).alias("asset"),
                         pl.col("venue").alias("buy_venue"), pl.col("venue").alias("sell_venue"),
