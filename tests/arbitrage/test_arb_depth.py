@@ -4,10 +4,8 @@ size, against hand-worked VWAPs and against the historical scan of the same rows
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 
 import msgspec
-import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,36 +13,21 @@ from polars.testing import assert_frame_equal
 
 from lab.alerts import make_sinks
 from lab.arbitrage import ArbConfig, books_from_updates, cross_venue
-from lab.arbitrage.live import Detector, replay_rows, run_live, signals_frame
+from lab.arbitrage.live import Detector, run_live, signals_frame
 from lab.lake import Lake
 
-T0_US = 1_790_000_000_000_000
+from arbrows import T0_US, feed as _feed, frame as _frame, quote, replay_into, until, update
+
 FEES = {"a": 5.0, "b": 5.0}
 
 
 def _u(ms: float, venue: str, side: str, price: float, qty: float, *, snap: bool = False,
        seq: int = 1, symbol: str = "BTC-USD") -> dict:
-    ts = T0_US + int(ms * 1000)
-    return {"ts_exchange": ts - 3000, "ts_local": ts, "venue": venue, "symbol": symbol,
-            "side": side, "price": price, "qty": qty, "is_snapshot": snap, "seq": seq}
+    return update(ms, venue, symbol, side, price, qty, snap=snap, seq=seq)
 
 
 def _q(ms: float, venue: str, bid: float, bid_qty: float, ask: float, ask_qty: float) -> dict:
-    ts = T0_US + int(ms * 1000)
-    return {"ts_exchange": ts - 3000, "ts_local": ts, "venue": venue, "symbol": "BTC-USD",
-            "bid_px": bid, "bid_qty": bid_qty, "ask_px": ask, "ask_qty": ask_qty}
-
-
-def _frame(rows: list[dict]) -> pl.DataFrame:
-    return pl.DataFrame(rows).with_columns(
-        pl.col("ts_exchange", "ts_local").cast(pl.Datetime("us", "UTC")))
-
-
-def _feed(det: Detector, rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        out += det.on_book_update(r)
-    return out + det.flush()
+    return quote(ms, venue, "BTC-USD", bid, bid_qty, ask, ask_qty)
 
 
 # a's best ask (100 x 0.5) is too thin for 1 BTC; its first two levels are not
@@ -128,12 +111,7 @@ def test_live_depth_mode_equals_historical_scan_on_the_simulator(sim_lake):
     updates = sim_lake.scan("book_updates")
     for depth in (3, 10):
         cfg = ArbConfig(fees_bps={}, default_fee_bps=1.0, sizes=sizes, triangles=[], depth=depth)
-        det = Detector(cfg)
-        live = []
-        for rows in replay_rows(updates):
-            for r in rows:
-                live += det.on_book_update(r)
-        live += det.flush()
+        live = replay_into(Detector(cfg), updates)
 
         hist = cross_venue(books_from_updates(updates, depth=depth), fees={}, default_fee_bps=1.0,
                            size=sizes, max_age=cfg.max_age_ms).collect()
@@ -193,7 +171,7 @@ def test_run_live_in_depth_mode_reads_book_updates_from_a_real_bus(tmp_path):
         try:
             source = subscribe(["quotes", "book_updates"], url=hub.url)
             task = asyncio.create_task(run_live(
-                cfg, _until_rows(source, len(THIN_TOP)), sinks=make_sinks([]),
+                cfg, until(source, "book_updates", len(THIN_TOP)), sinks=make_sinks([]),
                 write=lambda df: lake.append("arbitrage_signals", df)))
             await hub.wait_subscribers(1)
             pub = await Publisher(hub.url + "/publish").start()
@@ -213,17 +191,6 @@ def test_run_live_in_depth_mode_reads_book_updates_from_a_real_bus(tmp_path):
     assert got.select("buy_venue", "sell_venue").rows() == [("a", "b")]
     assert got["buy_px"].item() == pytest.approx(100.2)
     assert det.signals_out == 1
-
-
-async def _until_rows(source, n: int):
-    """Stop the stream after ``n`` book_updates rows."""
-    seen = 0
-    async for table, rows in source:
-        yield table, rows
-        if table == "book_updates":
-            seen += len(rows)
-            if seen >= n:
-                return
 
 
 def test_lab_arbitrage_replay_in_depth_mode_replays_book_updates(tmp_path, sim_lake, capsys):

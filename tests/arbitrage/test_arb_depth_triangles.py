@@ -11,35 +11,20 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from lab.arbitrage import ArbConfig, books_from_updates, cross_venue, triangular
-from lab.arbitrage.live import Detector, bus_tables, replay_rows, signals_frame
+from lab.arbitrage.live import Detector, bus_tables, signals_frame
 
-T0_US = 1_790_000_000_000_000
+from arbrows import T0_US, feed as _feed, frame as _frame, quote, replay_into, update
+
 CYCLE = ["USD", "BTC", "ETH"]
 
 
 def _u(ms: float, symbol: str, side: str, price: float, qty: float, *, snap: bool = False,
        seq: int = 1, venue: str = "v") -> dict:
-    ts = T0_US + int(ms * 1000)
-    return {"ts_exchange": ts - 3000, "ts_local": ts, "venue": venue, "symbol": symbol,
-            "side": side, "price": price, "qty": qty, "is_snapshot": snap, "seq": seq}
+    return update(ms, venue, symbol, side, price, qty, snap=snap, seq=seq)
 
 
 def _q(ms: float, symbol: str, bid: float, bid_qty: float, ask: float, ask_qty: float) -> dict:
-    ts = T0_US + int(ms * 1000)
-    return {"ts_exchange": ts - 3000, "ts_local": ts, "venue": "v", "symbol": symbol,
-            "bid_px": bid, "bid_qty": bid_qty, "ask_px": ask, "ask_qty": ask_qty}
-
-
-def _frame(rows: list[dict]) -> pl.DataFrame:
-    return pl.DataFrame(rows).with_columns(
-        pl.col("ts_exchange", "ts_local").cast(pl.Datetime("us", "UTC")))
-
-
-def _feed(det: Detector, rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        out += det.on_book_update(r)
-    return out + det.flush()
+    return quote(ms, "v", symbol, bid, bid_qty, ask, ask_qty)
 
 
 def _kind(rows: list[dict], kind: str) -> pl.DataFrame:
@@ -153,12 +138,7 @@ def test_live_depth_mode_triangles_equal_historical_on_the_simulator(sim_lake):
     for depth in (3, 10):
         cfg = ArbConfig(fees_bps={}, default_fee_bps=0.5, sizes=sizes, triangles=[CYCLE],
                         triangle_notional=15_000.0, depth=depth)
-        det = Detector(cfg)
-        live = []
-        for rows in replay_rows(updates):
-            for r in rows:
-                live += det.on_book_update(r)
-        live += det.flush()
+        live = replay_into(Detector(cfg), updates)
 
         books = books_from_updates(updates, depth=depth).collect().lazy()
         hist = triangular(books, cycles=cfg.triangles, fees={}, default_fee_bps=0.5,

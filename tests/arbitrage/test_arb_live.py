@@ -17,6 +17,8 @@ from lab.arbitrage import ArbConfig, cross_venue
 from lab.arbitrage.live import run_live
 from lab.lake import Lake
 
+from arbrows import until
+
 T0_US = 1_790_000_000_000_000
 
 
@@ -131,7 +133,7 @@ def test_live_detector_on_a_real_bus_writes_signals_and_alerts_once_per_episode(
         try:
             source = subscribe(["quotes"], url=hub.url)
             task = asyncio.create_task(run_live(
-                cfg, _until(source, len(ROWS) + 1), sinks=make_sinks(cfg.alerts),
+                cfg, until(source, "quotes", len(ROWS) + 1), sinks=make_sinks(cfg.alerts),
                 write=lambda df: lake.append("arbitrage_signals", df),
                 on_signal=lambda s, t: seen.append((s, t))))
             await hub.wait_subscribers(1)
@@ -161,17 +163,6 @@ def test_live_detector_on_a_real_bus_writes_signals_and_alerts_once_per_episode(
     assert [x["key"] for x in lines] == ["BTC a>b", "BTC a>b"]  # two episodes, two alerts
     assert all(x["source"] == "arbitrage" and x["kind"] == "opportunity" for x in lines)
     assert len(seen) == 3
-
-
-async def _until(source, n_quotes: int):
-    """Stop the stream after ``n_quotes`` quote rows (the test's end of data)."""
-    n = 0
-    async for table, rows in source:
-        yield table, rows
-        if table == "quotes":
-            n += len(rows)
-            if n >= n_quotes:
-                return
 
 
 def test_lab_arbitrage_replay_cli_writes_signals(tmp_path, sim_lake, capsys):
