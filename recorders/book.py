@@ -60,19 +60,29 @@ class Book:
         if txt is not None:
             txts[price] = txt
 
-    def truncate(self, depth: int) -> None:
-        """Keep the best ``depth`` levels per side (Kraken sends no removals past its depth)."""
+    def truncate(self, depth: int) -> list[tuple[str, float]]:
+        """Keep the best ``depth`` levels per side (Kraken sends no removals past its
+        depth); return the ``(side, price)`` levels dropped.
+
+        >>> b = Book(); b.set("ask", 1.0, 1.0); b.set("ask", 2.0, 1.0); b.set("bid", 0.5, 1.0)
+        >>> b.truncate(1), b.levels("ask", 5)
+        ([('ask', 2.0)], [(1.0, 1.0)])
+        """
+        out: list[tuple[str, float]] = []
         n = len(self.bid_px) - depth
         if n > 0:
             for p in self.bid_px[:n]:
                 del self.bid_qty[p]
                 self.bid_txt.pop(p, None)
+                out.append(("bid", p))
             del self.bid_px[:n]
         if len(self.ask_px) > depth:
             for p in self.ask_px[depth:]:
                 del self.ask_qty[p]
                 self.ask_txt.pop(p, None)
+                out.append(("ask", p))
             del self.ask_px[depth:]
+        return out
 
     def top(self) -> tuple[float, float, float, float]:
         """(bid_px, bid_qty, ask_px, ask_qty); NaN on an empty side."""

@@ -135,7 +135,10 @@ class KrakenAdapter(Adapter):
                 px, qty = float(pt), float(qt)
                 book.set(side, px, qty, (pt, qt))
                 changes.append((side, px, qty))
-        book.truncate(self.depth)
+        # levels pushed past the subscribed depth are gone for the venue too (it never
+        # sends their removal): write the removal, so a book rebuilt from book_updates
+        # keeps no phantom level that would resurface when the better levels go
+        changes += [(side, px, 0.0) for side, px in book.truncate(self.depth)]
         want = e.get("checksum")
         if want is not None:
             got = checksum(book.texts("ask", 10), book.texts("bid", 10))

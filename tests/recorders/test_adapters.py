@@ -11,6 +11,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from recorders.venues import replay
@@ -124,6 +125,18 @@ def test_kraken_keeps_number_text_for_checksum_and_truncates_to_depth():
     assert a.stats["checksum_failures"] == 0, a.out.frame("feed_events")
     assert a.books["BTC-USD"].depth() == (10, 10)
     assert a.books["BTC-USD"].top()[2:] == (45289.9, 0.0000001)
+    # the lake says so too: the ask pushed out is removed in book_updates, so a book rebuilt
+    # from the rows is the adapter's book (no phantom level once the better ones go)
+    upd_rows = a.out.frame("book_updates").filter(~pl.col("is_snapshot"))
+    assert sorted(upd_rows.select("side", "price", "qty").rows()) == [
+        ("ask", 45289.9, 0.0000001), ("ask", 45299.5, 0.0)]
+    rebuilt: dict[float, float] = {}
+    for side, px, qty in a.out.frame("book_updates").filter(side="ask").select("side", "price", "qty").rows():
+        if qty:
+            rebuilt[px] = qty
+        else:
+            rebuilt.pop(px, None)
+    assert sorted(rebuilt.items()) == a.books["BTC-USD"].levels("ask", 100)
 
 
 def test_kraken_bad_checksum_is_recorded_and_resubscribes():
