@@ -317,30 +317,26 @@ class Adapter:
     def restate_books(self, ts_local: int) -> None:
         """Write every synced book again as snapshot rows (after rows were lost,
         so the lake's book restarts from a correct state)."""
-        if not self.book_enabled:
-            return
-        for sym, book in self.books.items():
-            if not self.synced.get(sym):
-                continue
-            for side in ("bid", "ask"):
-                for p, q in book.levels(side, 10**9):
-                    self.level(ts_local, ts_local, sym, side, p, q, True, None)
+        for sym, side, p, q in self._synced_levels():
+            self.level(ts_local, ts_local, sym, side, p, q, True, None)
 
     def book_rows(self, ts_local: int) -> list[dict]:
         """Every synced book as one ``is_snapshot`` message of ``book_updates`` dicts
         (for a late subscriber of the live bus; nothing goes to the lake)."""
+        names = COLUMNS["book_updates"]
+        return [dict(zip(names, (ts_local, ts_local, self.venue, sym, side, p, q, True, None)))
+                for sym, side, p, q in self._synced_levels()]
+
+    def _synced_levels(self) -> Iterable[tuple[str, str, float, float]]:
+        """(symbol, side, price, qty) of every level of every synced book this
+        connection owns (none while it only drains trades)."""
         if not self.book_enabled:
-            return []
-        out = []
+            return
         for sym, book in self.books.items():
-            if not self.synced.get(sym):
-                continue
-            for side in ("bid", "ask"):
-                for p, q in book.levels(side, 10**9):
-                    out.append({"ts_exchange": ts_local, "ts_local": ts_local, "venue": self.venue,
-                                "symbol": sym, "side": side, "price": p, "qty": q,
-                                "is_snapshot": True, "seq": None})
-        return out
+            if self.synced.get(sym):
+                for side in ("bid", "ask"):
+                    for p, q in book.levels(side, 10**9):
+                        yield sym, side, p, q
 
     def book_changed(self, symbol: str, ts_ex: int, ts_local: int) -> None:
         """After a book message: a quote row if the top changed, a top-N
