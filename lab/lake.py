@@ -244,11 +244,13 @@ class Lake:
                  .sort("modification_time", "path").select("path", "size_bytes").rows())
         bins: list[list[tuple[str, int]]] = []
         cur: list[tuple[str, int]] = []
+        cur_size = 0
         for path, size in small:
-            if cur and sum(s for _, s in cur) + size > target_size:
+            if cur and cur_size + size > target_size:
                 bins.append(cur)
-                cur = []
+                cur, cur_size = [], 0
             cur.append((path, size))
+            cur_size += size
         bins.append(cur)
         bins = [b for b in bins if len(b) >= 2]
         root = self.path(name)

@@ -166,10 +166,10 @@ class Hub:
             finally:
                 self.pubs.discard(ws)
         elif parts.path.rstrip("/") == "/subscribe":
-            q = parse_qs(parts.query).get("tables", [""])[0]
-            tables = {t for t in q.split(",") if t} or None
+            query = parse_qs(parts.query)
+            tables = {t for t in query.get("tables", [""])[0].split(",") if t} or None
             self._next_id += 1
-            restate = parse_qs(parts.query).get("restate", ["0"])[0] not in ("0", "", "false")
+            restate = query.get("restate", ["0"])[0] not in ("0", "", "false")
             sub = _Sub(self._next_id, tables, self.queue_size,
                        restate and (tables is None or "book_updates" in tables))
             self.subs.add(sub)
