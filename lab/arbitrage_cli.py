@@ -85,21 +85,14 @@ def _config(args: argparse.Namespace):
     return msgspec.structs.replace(cfg, **over) if over else cfg
 
 
-async def _replay_source(lake, tables, start, end):
-    """Each table's rows in receive order, batches of the tables merged by time."""
+async def _replay_source(lake, table, start, end):
+    """``table``'s rows in receive order, as the bus would deliver them."""
     from lab.arbitrage.live import replay_rows
 
-    its = {t: iter(replay_rows(lake.scan(t, start=start, end=end), batch=2000))
-           for t in tables if lake.exists(t)}
-    heads = {t: b for t, it in its.items() if (b := next(it, None))}
-    while heads:
-        t = min(heads, key=lambda k: heads[k][0]["ts_local"])
-        yield t, heads[t]
-        nxt = next(its[t], None)
-        if nxt:
-            heads[t] = nxt
-        else:
-            del heads[t]
+    if not lake.exists(table):
+        return
+    for rows in replay_rows(lake.scan(table, start=start, end=end), batch=2000):
+        yield table, rows
         await asyncio.sleep(0)
 
 
@@ -119,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     lake = Lake(args.lake) if args.lake else default_lake()
     write = None if args.no_write else (lambda df: lake.append("arbitrage_signals", df))
     if args.replay:
-        source = _replay_source(lake, bus_tables(cfg), args.start, args.end)
+        (table,) = bus_tables(cfg)
+        source = _replay_source(lake, table, args.start, args.end)
         where = f"replay of {lake.root}"
     else:
         from recorders.bus import subscribe
