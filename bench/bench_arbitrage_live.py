@@ -17,7 +17,7 @@ means the book-update frame). Run:
 ``.venv/bin/python bench/bench_arbitrage_live.py [--quick] [--depth 10]``.
 
 Depth mode needs each book's snapshot, and the bus does not replay: the
-detector subscribes to a separate hub (``python -m recorders.bus``) before
+detector subscribes to a separate hub (``python -m lab.bus``) before
 the recorder starts, so it sees the recorder's first snapshots.
 """
 
@@ -70,7 +70,7 @@ async def measure(bus: str, seconds: float, depth: int = 0,
     from lab.alerts import make_sinks
     from lab.arbitrage import ArbConfig
     from lab.arbitrage.live import bus_tables, run_live
-    from recorders.bus import subscribe
+    from lab.bus import subscribe
 
     cfg = ArbConfig(fees_bps={}, default_fee_bps=0.0, alerts=[], flush_every_s=1.0, depth=depth)
     detect: list[float] = []
@@ -127,7 +127,7 @@ def main() -> int:
     try:
         time.sleep(3.0)
         if a.depth:
-            hub = subprocess.Popen([py, "-m", "recorders.bus", "--port", str(bus_port)], cwd=ROOT,
+            hub = subprocess.Popen([py, "-m", "lab.bus", "--port", str(bus_port)], cwd=ROOT,
                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(2.0)
             detect, e2e, rows, sigs = asyncio.run(measure(bus, seconds + 6.0, a.depth, record))

@@ -54,7 +54,7 @@ def bulk(root: Path) -> None:
     lake.append("trades", df)
     ours = time.perf_counter() - t
     con = duckdb.connect(str(root / "duck.db"))
-    arrow = df.to_arrow()
+    arrow = df.to_arrow()  # noqa: F841 - read by name by DuckDB
     con.execute("create table trades as select * from arrow limit 0")
     t = time.perf_counter()
     con.execute("insert into trades select * from arrow")

@@ -176,7 +176,7 @@ def main() -> int:
     sql_mem = EXTRA_VIEWS["ohlcv_1s"].replace("FROM trades", "FROM trades_mem")
     t_sql, _ = timed(lambda: con.sql(sql_mem).to_arrow_table(), repeat=3)
     pdf = trades.to_pandas()
-    t_pd, _ = timed(lambda: pandas_ohlcv(pdf.copy()))
+    t_pd, _ = timed(lambda: pandas_ohlcv(pdf.copy()))  # noqa: F821
     line("lab.bars.ohlcv (in memory)", t_pl, t_sql, "duckdb view", f"{ours.height:,} bars")
     line("lab.bars.ohlcv (in memory)", t_pl, t_pd, "pandas     ")
     t_pl_lake, _ = timed(lambda: bars.ohlcv(lab.scan("trades", lake=lake), "1s").collect(), repeat=2)
@@ -195,19 +195,19 @@ def main() -> int:
         "price", "qty", "is_snapshot").sort("g", "t", "seq", maintain_order=True).collect())
     cols = [prep[c].to_numpy() for c in ("g", "t", "seq", "b", "price", "qty", "is_snapshot")]
     book.rebuild_arrays(*(c[:1000] for c in cols), depth=10)  # compile
-    t_grid, r = timed(lambda: book.rebuild_arrays(*cols, depth=10, every_ns=1_000_000_000), repeat=2)
+    t_grid, r = timed(lambda: book.rebuild_arrays(*cols, depth=10, every_ns=1_000_000_000), repeat=2)  # noqa: F821
     line("kernel, top-10 every 1 s", t_grid, extra=f"{n / t_grid / 1e6:6.2f} M updates/s, {len(r[0]):,} books")
     m10 = min(5_000_000, n)  # every message x 40 floats: keep the output in memory bounds
-    t_msg, r = timed(lambda: book.rebuild_arrays(*(c[:m10] for c in cols), depth=10))
+    t_msg, r = timed(lambda: book.rebuild_arrays(*(c[:m10] for c in cols), depth=10))  # noqa: F821
     line(f"kernel, top-10 after every message ({m10:,} upd.)", t_msg,
          extra=f"{m10 / t_msg / 1e6:6.2f} M updates/s, {len(r[0]):,} books")
-    t_msg1, r = timed(lambda: book.rebuild_arrays(*cols, depth=1, only_changes=True))
+    t_msg1, r = timed(lambda: book.rebuild_arrays(*cols, depth=1, only_changes=True))  # noqa: F821
     line("kernel, top-1 on change (= quotes)", t_msg1, extra=f"{n / t_msg1 / 1e6:6.2f} M updates/s, {len(r[0]):,} rows")
     m = min(args.python_sample, n)
     side_l, px_l, q_l, sn_l = (cols[3][:m].tolist(), cols[4][:m].tolist(), cols[5][:m].tolist(),
                                cols[6][:m].tolist())
     t_py, _ = timed(lambda: python_book(side_l, px_l, q_l, sn_l, m))
-    t_k_m, _ = timed(lambda: book.rebuild_arrays(*(c[:m] for c in cols), depth=1, only_changes=True))
+    t_k_m, _ = timed(lambda: book.rebuild_arrays(*(c[:m] for c in cols), depth=1, only_changes=True))  # noqa: F821
     line(f"kernel vs Python dict book, {m:,} updates", t_k_m, t_py, "python", f"python {m / t_py / 1e6:.2f} M/s")
     t_api, _ = timed(lambda: book.rebuild(lake.scan("book_updates"), depth=10, every="1s").collect())
     line("lab.book.rebuild(scan, depth=10, every='1s')", t_api, extra=f"{n / t_api / 1e6:6.2f} M updates/s end to end")

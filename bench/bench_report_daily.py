@@ -32,8 +32,8 @@ def main() -> int:
 
     import polars as pl
 
+    from lab.apps.report import render_html, run_report
     from lab.lake import Lake
-    from lab.reports import render_html, run_report
 
     hours = 1 if a.quick else 24
     root = Path(a.lake) if a.lake else Path(tempfile.gettempdir()) / f"hfthot-bench-report-{hours}h-seed{a.seed}" / "lake"

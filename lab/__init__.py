@@ -35,13 +35,13 @@ def scan(
 
 
 def start_recorder(*args, **kwargs):
-    """Launch a recorder in a background process (see :mod:`recorders.handle`)."""
-    from recorders.handle import start_recorder as _start
+    """Launch a recorder in a background process (see :mod:`lab.recorder`)."""
+    from lab.recorder import start_recorder as _start
 
     return _start(*args, **kwargs)
 
 
-_SUBMODULES = {"bars", "book", "micro", "volatility", "leadlag", "arbitrage", "risk", "backtest", "plots", "live", "features"}
+_SUBMODULES = {"bars", "book", "micro", "volatility", "leadlag", "arbitrage", "risk", "backtest", "plots", "widgets", "reports", "bus", "errors"}
 
 
 def __getattr__(name: str):

@@ -32,7 +32,6 @@ import numba as nb
 import numpy as np
 import polars as pl
 
-
 __all__ = [
     "rebuild",
     "rebuild_arrays",

@@ -1,42 +1,51 @@
 """The ``lab`` console script.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)``
-and ``run(args) -> int``; modules load lazily so ``lab --help`` is instant
-and a broken subcommand cannot break the others.
+Each subcommand is a module of :mod:`lab.apps` exposing ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; adding a command is adding
+that module (no list to edit). Modules load lazily so ``lab --help`` is
+instant and a broken subcommand cannot break the others. A
+:class:`~lab.errors.LabError` from a command prints as one line and exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import sys
+from importlib import resources
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("recorders.sim.cli", "run the local exchange simulator (or bulk-write simulated days to the lake)"),
-    "record": ("recorders.cli", "record venue feeds into the lake"),
-    "status": ("lab.status", "recorder health and lake table counts"),
-    "maintain": ("lab.maintain", "compact, checkpoint and vacuum the lake (once or continuously)"),
-    "rebuild": ("recorders.rebuild", "rebuild normalised tables from the raw_messages journal"),
-    "report": ("lab.reports", "run a papermill report to HTML"),
-    "schedule": ("lab.schedule", "run configured reports on a cron-like schedule"),
-    "promote": ("lab.promote", "turn a notebook into a Streamlit page"),
-    "backtest": ("lab.backtest.cli", "backtest a strategy on lake data"),
-    "arbitrage": ("lab.arbitrage_cli", "live arbitrage detector"),
-    "risk": ("lab.risk_cli", "live risk monitor"),
-    "paper": ("lab.paper_cli", "paper-trade a strategy on the live stream"),
-    "demo": ("lab.demo", "start every service for a local demo"),
-}
+from lab.errors import LabError
+
+
+def _discover() -> dict[str, tuple[str, str]]:
+    """Every command module in :mod:`lab.apps`: name -> (module, one-line help).
+
+    A module ``lab/apps/NAME.py`` (not starting with ``_``) is the command
+    ``lab NAME`` (``_`` -> ``-``; a trailing ``_`` is dropped, for ``import_``).
+    Its help is its ``HELP = "..."`` constant, read from the source without
+    importing it, so ``lab --help`` stays instant.
+    """
+    out: dict[str, tuple[str, str]] = {}
+    for f in sorted(resources.files("lab.apps").iterdir(), key=lambda f: f.name):
+        if not f.name.endswith(".py") or f.name.startswith("_"):
+            continue
+        stem = f.name[:-3]
+        help_ = ""
+        for node in ast.parse(f.read_text(encoding="utf-8")).body:
+            if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HELP" for t in node.targets)
+                    and isinstance(node.value, ast.Constant)):
+                help_ = str(node.value.value)
+                break
+        out[stem.rstrip("_").replace("_", "-")] = (f"lab.apps.{stem}", help_)
+    return out
+
+
+COMMANDS: dict[str, tuple[str, str]] = _discover()
 
 
 def _load(name: str):
-    mod, _ = COMMANDS[name]
-    try:
-        return importlib.import_module(mod)
-    except ModuleNotFoundError as e:
-        if e.name and (e.name == mod or mod.startswith(e.name + ".")):
-            return None
-        raise
+    return importlib.import_module(COMMANDS[name][0])
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -60,9 +69,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_,
                             formatter_class=_HelpFormatter)
         if only == name:
-            m = _load(name)
-            if m is not None:
-                m.add_arguments(sp)
+            _load(name).add_arguments(sp)
     return p
 
 
@@ -76,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 0
     m = _load(args.command)
-    if m is None:
-        print(f"lab {args.command}: not available in this version yet", file=sys.stderr)
-        return 2
     try:
         return int(m.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except LabError as e:
+        print(f"lab {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:  # `lab status | head`: the reader went away, not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

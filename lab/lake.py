@@ -22,6 +22,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from lab.errors import DataError
 from lab.schema import TABLES, SchemaError, conform, table_spec
 
 __all__ = ["Lake", "data_dir", "default_lake", "LakeError", "scan_filtered"]
@@ -43,7 +44,7 @@ _TABLE_CONFIG = {
 _COMPACT_COMMIT = CommitProperties(custom_metadata={"lab.operation": "compact-sorted"})
 
 
-class LakeError(RuntimeError):
+class LakeError(DataError):
     """A lake operation failed for a reason other than a bad batch."""
 
 
@@ -52,7 +53,7 @@ def data_dir() -> Path:
     return Path(os.environ.get("LAB_DATA", "data")).expanduser()
 
 
-def default_lake() -> "Lake":
+def default_lake() -> Lake:
     return Lake(data_dir() / "lake")
 
 

@@ -22,6 +22,8 @@ import numba as nb
 import numpy as np
 import polars as pl
 
+from lab.venues import USD_LIKE
+
 __all__ = ["hayashi_yoshida", "hy_correlation", "hy_lag_profile", "mid_changes", "lead_lag",
            "venue_leadership"]
 
@@ -212,7 +214,7 @@ def _lead_lag_row(df: pl.DataFrame, a: tuple[str, str], b: tuple[str, str], max_
 
 
 def venue_leadership(quotes: pl.LazyFrame, *, venues: Sequence[str] | None = None,
-                     assets: Sequence[str] | None = None, quote_assets: Sequence[str] = ("USD", "USDT", "USDC"),
+                     assets: Sequence[str] | None = None, quote_assets: Sequence[str] = USD_LIKE,
                      max_lag_ms: float = 500.0, step_ms: float = 5.0) -> pl.LazyFrame:
     """Which venue moves first, and by how many ms, per asset.
 

@@ -9,13 +9,15 @@ from the venue's decimal strings. Symbols are ``BASE-QUOTE`` (``BTC-USDT``),
 venues lower-case (``binance``). Sides are lower-case: trades carry the
 aggressor side (``buy``/``sell``), book rows the book side (``bid``/``ask``).
 
-Later issues add their own tables with :func:`register_table`.
+Further tables are added with :func:`register_table` (see docs/RECIPES.md).
 """
 
 from __future__ import annotations
 
 import msgspec
 import polars as pl
+
+from lab.errors import DataError
 
 TS = pl.Datetime("us", "UTC")
 
@@ -30,7 +32,7 @@ __all__ = [
 ]
 
 
-class SchemaError(ValueError):
+class SchemaError(DataError, ValueError):
     """A batch does not match its table's canonical schema."""
 
 

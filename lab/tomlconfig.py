@@ -8,6 +8,8 @@ from typing import TypeVar
 
 import msgspec
 
+from lab.errors import ConfigError
+
 __all__ = ["load_section"]
 
 T = TypeVar("T")
@@ -17,17 +19,20 @@ def load_section(path: str | Path | None, section: str, cls: type[T]) -> T:
     """``[section]`` (or the top level) of the TOML file at ``path`` as ``cls``.
 
     ``None`` gives ``cls()``'s defaults. A missing file raises
-    FileNotFoundError; a key or value the Struct rejects raises ValueError
+    ConfigError, as do invalid TOML and a key or value the Struct rejects,
     naming the file and msgspec's path to the bad key.
     """
     if path is None:
         return cls()
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"{section} config {p} not found")
-    data = tomllib.loads(p.read_text())
+        raise ConfigError(f"{section} config {p} not found")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
     data = data.get(section, data)
     try:
         return msgspec.convert(data, cls)
     except msgspec.ValidationError as e:
-        raise ValueError(f"{p}: {e}") from None
+        raise ConfigError(f"{p}: {e}") from None

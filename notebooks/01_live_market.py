@@ -33,7 +33,7 @@ live_updates = True
 
 # %%
 import lab
-from lab.live import LiveMarket
+from lab.widgets import LiveMarket
 
 rec = lab.start_recorder(record_venue, [symbol], sim=True, lake=lake) if record else None
 live = LiveMarket(lake, symbol=symbol, venues=venues, window=window, recorder=rec)

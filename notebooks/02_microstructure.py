@@ -36,7 +36,7 @@ from lab import plots
 from lab import leadlag, micro, volatility
 from lab.bars import ohlcv
 from lab.book import rebuild, with_book_features
-from lab.live import latest_time, market_of
+from lab.widgets import latest_time, market_of
 from lab.reports import day_range, show, spread_summary
 
 lk = lab.Lake(lake) if lake else lab.default_lake()

@@ -31,7 +31,7 @@ import datetime as dt
 
 import lab
 from lab.book import rebuild
-from lab.live import BookReplay, latest_time
+from lab.widgets import BookReplay, latest_time
 
 lk = lab.Lake(lake) if lake else lab.default_lake()
 t1 = dt.datetime.fromisoformat(start) + dt.timedelta(minutes=minutes) if start else latest_time(lk, "book_updates")

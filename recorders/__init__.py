@@ -2,8 +2,8 @@
 
 - :mod:`recorders.venues`: pure adapters (parse, book sync), ``replay(...)`` offline.
 - :mod:`recorders.runtime`: the recorder process (``lab record``), :mod:`recorders.writer`.
-- :mod:`recorders.bus`: the live data bus (``Hub``, ``Publisher``, ``subscribe``).
-- :mod:`recorders.handle`: ``lab.start_recorder`` background processes.
+- :mod:`lab.bus`: the live data bus (``Hub``, ``Publisher``, ``subscribe``).
+- :mod:`lab.recorder`: ``lab.start_recorder`` background processes.
 - :mod:`recorders.rebuild`: ``lab rebuild --from-journal``.
 - :mod:`recorders.sim`: the exchange simulator.
 

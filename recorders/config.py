@@ -22,13 +22,12 @@ from pathlib import Path
 
 import msgspec
 
+from lab.errors import ConfigError
 from recorders.venues import ADAPTERS, DEFAULT_URLS, SIM_URLS
 
 __all__ = ["VenueConfig", "RecorderConfig", "load_config", "ConfigError"]
 
 
-class ConfigError(ValueError):
-    """A recorder configuration that cannot work (names the bad field)."""
 
 
 class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -17,9 +17,9 @@ import os
 import random
 import signal
 import time
-from pathlib import Path
 
 import polars as pl
+
 # picows' websockets-compatible client: the same asyncio API as `websockets`,
 # with a Cython frame parser that receives ~8x more messages per CPU-second
 # (bench/bench_recorder_throughput.py prints both bare loops).
@@ -27,13 +27,14 @@ from picows.websockets import ConnectionClosed
 from picows.websockets import connect as ws_connect
 
 from lab.lake import Lake, data_dir
+from lab.recorder import status_path
 from recorders.config import RecorderConfig, VenueConfig
 from recorders.rest import RestClient
 from recorders.venues import adapter_for
 from recorders.venues.base import Adapter, Rows, TradeIds, to_text
 from recorders.writer import Writer
 
-__all__ = ["Recorder", "run_recorder", "status_path"]
+__all__ = ["Recorder", "run_recorder"]
 
 log = logging.getLogger("recorders")
 
@@ -42,15 +43,10 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def status_path(name: str, status_dir: str | Path | None = None) -> Path:
-    d = Path(status_dir) if status_dir else data_dir() / "run"
-    return d / f"recorder-{name}.json"
-
-
 class Session:
     """One WebSocket connection and its adapter."""
 
-    def __init__(self, runner: "VenueRunner", conn_id: str) -> None:
+    def __init__(self, runner: VenueRunner, conn_id: str) -> None:
         self.runner = runner
         self.conn_id = conn_id
         rec = runner.rec
@@ -179,7 +175,7 @@ class Session:
 
 
 class VenueRunner:
-    def __init__(self, rec: "Recorder", vc: VenueConfig) -> None:
+    def __init__(self, rec: Recorder, vc: VenueConfig) -> None:
         self.rec = rec
         self.vc = vc
         self.venue = vc.venue
@@ -474,7 +470,7 @@ class Recorder:
                         + ", ".join(f"{r.venue}[{','.join(r.vc.symbols)}]" for r in self.runners))
         self.writer.start()
         if self.cfg.bus:
-            from recorders.bus import Publisher
+            from lab.bus import Publisher
             self.publisher = Publisher(self.cfg.bus)
             self.publisher.on_control = self._bus_control
             await self.publisher.start()

@@ -23,8 +23,7 @@ from streamlit_apps import warm
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
-# (file in pages/, title, icon); a page whose file is absent (its issue has
-# not landed yet) is simply not listed.
+# (file in pages/, title, icon), in menu order.
 DESK_PAGES: list[tuple[str, str, str]] = [
     ("live_market.py", "Live market", ":material/show_chart:"),
     ("arbitrage_monitor.py", "Arbitrage monitor", ":material/compare_arrows:"),

@@ -24,10 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import time
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import polars as pl

@@ -55,7 +55,6 @@ def chart(container, fig, key: str, svg: bool = False) -> None:
     that refreshes every second, and render in browsers without a GPU.
     """
     if svg:
-        import plotly.graph_objects as go
 
         traces = [t.to_plotly_json() for t in fig.data]
         fig.data = []

@@ -19,17 +19,10 @@ from typing import Annotated
 import msgspec
 
 from lab.tomlconfig import load_section
+from lab.venues import DEFAULT_TAKER_BPS, usd_rates
 
 __all__ = ["DEFAULT_TAKER_BPS", "ArbConfig", "load_config"]
 
-# Base-tier spot taker fees, bps (venue fee schedules; higher tiers pay less).
-DEFAULT_TAKER_BPS: dict[str, float] = {
-    "binance": 10.0,
-    "coinbase": 60.0,
-    "kraken": 40.0,
-    "okx": 10.0,
-    "bybit": 10.0,
-}
 
 
 class ArbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -58,7 +51,7 @@ class ArbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     min_edge_bps: float = 0.0
     max_age_ms: float = 2000.0
     quote_rates: dict[str, float] = msgspec.field(
-        default_factory=lambda: {"USD": 1.0, "USDT": 1.0, "USDC": 1.0})
+        default_factory=usd_rates)
     triangles: list[list[str]] = msgspec.field(default_factory=lambda: [["USD", "BTC", "ETH"]])
     triangle_notional: float = 1000.0
     alerts: list[str] = msgspec.field(default_factory=lambda: ["log"])

@@ -24,6 +24,7 @@ import polars as pl
 
 from lab.arbitrage.config import DEFAULT_TAKER_BPS
 from lab.schema import TS
+from lab.venues import usd_rates
 
 __all__ = [
     "as_books",
@@ -47,7 +48,7 @@ SIGNAL_COLUMNS: dict[str, pl.DataType] = {
     "profit_quote": pl.Float64(), "volume_usd": pl.Float64(),
 }
 
-_DEFAULT_RATES = {"USD": 1.0, "USDT": 1.0, "USDC": 1.0}
+_DEFAULT_RATES = usd_rates()
 
 
 # --------------------------------------------------------------------------- inputs
@@ -408,7 +409,7 @@ def cross_venue(
     tsn = _arr(raw["ts"].dt.cast_time_unit("us").dt.epoch("us").to_numpy(), np.int64)
 
     def levels(side: str, what: str) -> np.ndarray:
-        cols = [raw[f"{side}_{what}_{i}"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        cols = [raw[f"{side}_{what}_{i}"].cast(pl.Float64).fill_null(np.nan).to_numpy()  # noqa: F821 - used before the del below
                 for i in range(depth)]
         return _arr(cols[0], np.float64)[:, None] if depth == 1 else np.column_stack(cols)
 

@@ -20,11 +20,12 @@ import numpy as np
 import polars as pl
 
 from lab.backtest import core
+from lab.venues import USD_LIKE as _USD_LIKE
 
 __all__ = ["Instrument", "Events", "infer_tick", "build_events", "load_events", "quotes_as_book",
            "USD_LIKE"]
 
-USD_LIKE = frozenset({"USD", "USDT", "USDC"})
+USD_LIKE = frozenset(_USD_LIKE)
 
 
 @dataclasses.dataclass(frozen=True)

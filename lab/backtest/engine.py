@@ -31,18 +31,13 @@ import polars as pl
 from lab.backtest import core
 from lab.backtest.data import USD_LIKE, Events
 from lab.backtest.strategy import Context, FastStrategy, Fill, OrderUpdate, Strategy, Trade
+from lab.venues import VENUES
 
 __all__ = ["Fees", "Latency", "BacktestConfig", "Result", "Engine", "run_backtest", "DEFAULT_FEES"]
 
 # Base-tier spot fees as published by each venue (fractions of notional). Check
 # your own tier; pass ``fees=`` to override. Negative values are rebates.
-DEFAULT_FEES: dict[str, tuple[float, float]] = {
-    "binance": (0.001, 0.001),
-    "coinbase": (0.004, 0.006),
-    "kraken": (0.0025, 0.004),
-    "okx": (0.0008, 0.001),
-    "bybit": (0.001, 0.001),
-}
+DEFAULT_FEES: dict[str, tuple[float, float]] = {n: (v.maker, v.taker) for n, v in VENUES.items()}
 
 
 class Fees(msgspec.Struct, frozen=True):

@@ -3,7 +3,7 @@
 :class:`PaperRunner` keeps one :class:`~lab.backtest.engine.Engine` (same
 matching, queue, latency and fee models as the backtest) and feeds it the
 ``book_updates`` and ``trades`` rows the recorders publish on the bus
-(``recorders.bus.subscribe``), in batches. After each batch it appends the new
+(``lab.bus.subscribe``), in batches. After each batch it appends the new
 order events, fills and positions to ``paper_orders``, ``paper_fills`` and
 ``paper_positions`` (one ``session`` id per run), so dashboards, the risk
 monitor and :func:`lab.backtest.compare.compare_session` can read them.
@@ -297,7 +297,7 @@ class PaperRunner:
 
         Call :meth:`finish` afterwards to process the last rows and close the session.
         """
-        from recorders.bus import subscribe
+        from lab.bus import subscribe
 
         t_end = None if duration_s is None else time.monotonic() + duration_s
         last = time.monotonic()
@@ -317,7 +317,7 @@ class PaperRunner:
                     self.add(table, rows)
                 except TimeoutError:
                     if task.done() and task.exception() is not None:
-                        raise task.exception()
+                        raise task.exception() from None
                 if (time.monotonic() - last >= flush_s or len(self._book) + len(self._trades) >= max_rows):
                     # in a worker thread (the compiled loop releases the GIL): the socket stays served
                     await asyncio.to_thread(self._process, *self._take())

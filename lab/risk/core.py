@@ -29,6 +29,7 @@ import polars as pl
 
 from lab.schema import TS
 from lab.tomlconfig import load_section
+from lab.venues import usd_rates
 
 __all__ = [
     "Position", "Limits", "RiskConfig", "load_positions", "load_risk_config",
@@ -37,7 +38,7 @@ __all__ = [
     "POSITION_SCHEMA",
 ]
 
-USD_LIKE = ("USD", "USDT", "USDC")
+
 
 POSITION_SCHEMA = {
     "venue": pl.String(), "asset": pl.String(), "qty": pl.Float64(), "avg_entry": pl.Float64(),
@@ -97,7 +98,7 @@ class RiskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stale_after_s: float = 5.0
     stale_policy: str = "conservative"  # or "exclude"
     quote_rates: dict[str, float] = msgspec.field(
-        default_factory=lambda: {"USD": 1.0, "USDT": 1.0, "USDC": 1.0})
+        default_factory=usd_rates)
     var_levels: list[float] = msgspec.field(default_factory=lambda: [0.95, 0.99])
     ewma_lambda: float = 0.94
     history_days: float = 30.0
@@ -212,7 +213,7 @@ def mark_positions(positions: pl.DataFrame | pl.LazyFrame, marks_: pl.DataFrame 
         raise ValueError(f"method must be 'mid' or 'conservative', got {method!r}")
     if stale_policy not in ("conservative", "exclude"):
         raise ValueError(f"stale_policy must be 'conservative' or 'exclude', got {stale_policy!r}")
-    rates = dict(quote_rates or {"USD": 1.0, "USDT": 1.0, "USDC": 1.0})
+    rates = dict(quote_rates or usd_rates())
     pos = positions.lazy().collect() if isinstance(positions, pl.LazyFrame) else positions
     mk = marks_.lazy().collect() if isinstance(marks_, pl.LazyFrame) else marks_
     mk = (mk.with_columns(pl.col("symbol").str.split_exact("-", 1)
@@ -288,7 +289,7 @@ def returns_matrix(quotes: pl.LazyFrame, *, every: str = "1m", assets: Sequence[
     """Bar returns per asset from quotes: the last mid of each bar (all venues' USD-like
     books pooled, median across venues), then simple returns. Wide: ``ts`` + one column per asset.
     """
-    rates = dict(quote_rates or {"USD": 1.0, "USDT": 1.0, "USDC": 1.0})
+    rates = dict(quote_rates or usd_rates())
     q = (quotes.with_columns(pl.col("symbol").str.split_exact("-", 1)
                              .struct.rename_fields(["asset", "quote"]).alias("__s")).unnest("__s")
          .filter(pl.col("quote").is_in(list(rates))))

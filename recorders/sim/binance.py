@@ -16,7 +16,7 @@ import urllib.parse
 import numpy as np
 import polars as pl
 
-from recorders.sim.feed import Client, Encoder, LiveBook, Prepared
+from recorders.sim.feed import Client, Encoder, LiveBook, Out, Prepared
 from recorders.sim.wire import frame, scale_dec
 
 __all__ = ["BinanceEncoder"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import msgspec
 
+from lab.venues import VENUES as REGISTRY
+
 __all__ = [
     "VENUES",
     "FaultConfig",
@@ -25,11 +27,11 @@ __all__ = [
     "FAULT_PRESETS",
 ]
 
-VENUES: tuple[str, ...] = ("binance", "coinbase", "kraken", "okx", "bybit")
-PORT_OFFSET = {"binance": 0, "coinbase": 1, "kraken": 2, "okx": 3, "bybit": 4}
+VENUES: tuple[str, ...] = tuple(REGISTRY)
+PORT_OFFSET = {n: v.sim_offset for n, v in REGISTRY.items()}
 
-DEFAULT_LAGS_MS = {"binance": 0.0, "coinbase": 50.0, "kraken": 150.0, "okx": 25.0, "bybit": 35.0}
-DEFAULT_WIRE_MS = {"binance": 20.0, "coinbase": 15.0, "kraken": 30.0, "okx": 25.0, "bybit": 22.0}
+DEFAULT_LAGS_MS = {n: v.sim_lag_ms for n, v in REGISTRY.items()}
+DEFAULT_WIRE_MS = {n: v.sim_wire_ms for n, v in REGISTRY.items()}
 
 
 class FaultConfig(msgspec.Struct, frozen=True):

@@ -68,7 +68,7 @@ class Out:
             f = self._frame = frame(self.text.encode())
         return f
 
-    def copy(self) -> "Out":
+    def copy(self) -> Out:
         return Out(self.key, self.text, self.kind, self.symbol, self.parts)
 
 
@@ -132,7 +132,7 @@ class Batch:
         self.p0 = p0
         self.p1 = p1
 
-    def outs(self) -> list["Out"]:
+    def outs(self) -> list[Out]:
         p = self.prep
         return [Out(p.keys[k], p.texts[k], p.kinds[k], p.symbol) for k in range(self.p0, self.p1)]
 
@@ -175,7 +175,7 @@ class Encoder:
         self.out: list[Out] = []
         self.clients: set[Client] = set()
 
-    def prepare(self, li: int, chunk: Any) -> "Prepared | None":
+    def prepare(self, li: int, chunk: Any) -> Prepared | None:
         return None
 
     # market events -> self.out

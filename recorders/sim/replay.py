@@ -28,13 +28,13 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Response
 from websockets.protocol import State
 
+from lab.venues import VENUES as REGISTRY
 from recorders.sim.config import PORT_OFFSET
 from recorders.sim.wire import frame
 
 __all__ = ["Replayer", "load_journal"]
 
-_PATHS = {"binance": ("/ws", "/stream"), "coinbase": ("/",), "kraken": ("/v2",),
-          "okx": ("/ws/v5/public",), "bybit": ("/v5/public/spot",)}
+_PATHS = {n: v.sim_ws_paths for n, v in REGISTRY.items()}
 
 
 def load_journal(path: str | Path, start: str | None = None, end: str | None = None) -> pl.DataFrame:

@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.protocol import State
 from websockets.http11 import Response
+from websockets.protocol import State
 
+from lab.venues import VENUES as REGISTRY
 from recorders.sim.binance import BinanceEncoder
 from recorders.sim.bybit import BybitEncoder
 from recorders.sim.coinbase import CoinbaseEncoder
@@ -185,7 +186,7 @@ class Simulator:
         out: dict[str, str] = {}
         for v, p in self.ports.items():
             base = f"ws{s}://{h}:{p}"
-            out[v] = base + {"kraken": "/v2", "okx": "/ws/v5/public", "bybit": "/v5/public/spot"}.get(v, "")
+            out[v] = base + REGISTRY[v].sim_path
             if v == "binance":
                 out["binance_rest"] = f"http{s}://{h}:{p}"
         return out
@@ -259,7 +260,7 @@ class Simulator:
         self.truth.flush()
 
     @contextlib.contextmanager
-    def running_in_thread(self) -> Iterator["Simulator"]:
+    def running_in_thread(self) -> Iterator[Simulator]:
         """Run the simulator on its own event loop in a daemon thread."""
         ready = threading.Event()
         err: list[BaseException] = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from lab.venues import VENUES, sim_urls
 from recorders.venues.base import Adapter, Rows, TradeIds
 from recorders.venues.binance import BinanceAdapter
 from recorders.venues.bybit import BybitAdapter
@@ -38,28 +39,10 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "bybit": BybitAdapter,
 }
 
-# venue -> (websocket base, REST base or None); see docs/CONTRACTS.md
-DEFAULT_URLS: dict[str, tuple[str, str | None]] = {
-    "binance": ("wss://stream.binance.com:9443", "https://api.binance.com"),
-    "coinbase": ("wss://advanced-trade-ws.coinbase.com", None),
-    "kraken": ("wss://ws.kraken.com/v2", None),
-    "okx": ("wss://ws.okx.com:8443/ws/v5/public", None),
-    "bybit": ("wss://stream.bybit.com/v5/public/spot", None),
-}
-SIM_PORT_OFFSETS = {"binance": 0, "coinbase": 1, "kraken": 2, "okx": 3, "bybit": 4}
-_SIM_PATHS = {"binance": "", "coinbase": "", "kraken": "/v2", "okx": "/ws/v5/public",
-              "bybit": "/v5/public/spot"}
-
-
-def SIM_URLS(venue: str, port_base: int = 9443, host: str = "127.0.0.1") -> tuple[str, str | None]:
-    """The simulator's (ws, rest) base URLs for ``venue``.
-
-    >>> SIM_URLS("kraken")
-    ('ws://127.0.0.1:9445/v2', None)
-    """
-    port = port_base + SIM_PORT_OFFSETS[venue]
-    rest = f"http://{host}:{port}" if venue == "binance" else None
-    return f"ws://{host}:{port}{_SIM_PATHS[venue]}", rest
+# venue -> (websocket base, REST base or None), from the registry (lab/venues.py)
+DEFAULT_URLS: dict[str, tuple[str, str | None]] = {n: (v.ws_url, v.rest_url) for n, v in VENUES.items()}
+SIM_PORT_OFFSETS = {n: v.sim_offset for n, v in VENUES.items()}
+SIM_URLS = sim_urls
 
 
 def adapter_for(venue: str) -> type[Adapter]:

@@ -22,7 +22,6 @@ _NAN = float("nan")
 
 __all__ = [
     "Rows", "TradeIds", "Adapter", "COLUMNS", "rfc3339_us", "ms_us", "split_symbol",
-    "RejectedMessage",
 ]
 
 # Column order per table (timestamps are int microseconds here; the writer casts).
@@ -41,10 +40,6 @@ _DTYPES: dict[str, pl.DataType] = {
     "bid_px": pl.Float64(), "bid_qty": pl.Float64(), "ask_px": pl.Float64(), "ask_qty": pl.Float64(),
     "seq": pl.Int64(), "recv_seq": pl.Int64(), "level": pl.Int32(), "is_snapshot": pl.Boolean(),
 }
-
-
-class RejectedMessage(ValueError):
-    """A message the adapter could not understand (quarantined, never fatal)."""
 
 
 class Rows:
@@ -84,7 +79,7 @@ class Rows:
         c[0].append(ts_local); c[1].append(venue); c[2].append(conn_id); c[3].append(recv_seq)
         c[4].append(payload)
 
-    def extend(self, other: "Rows") -> None:
+    def extend(self, other: Rows) -> None:
         for t, cols in self.cols.items():
             for a, b in zip(cols, other.cols[t]):
                 a.extend(b)

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import msgspec
 
-from recorders.venues.base import Adapter, ms_us, split_symbol
+from recorders.venues.base import Adapter, split_symbol
 
-__all__ = ["BinanceAdapter", "venue_symbol", "DEFAULT_WS", "DEFAULT_REST"]
+__all__ = ["BinanceAdapter", "venue_symbol"]
 
-DEFAULT_WS = "wss://stream.binance.com:9443"
-DEFAULT_REST = "https://api.binance.com"
 MAX_BUFFER = 50_000  # diffs held per symbol while waiting for a snapshot
 
 

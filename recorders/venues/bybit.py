@@ -21,9 +21,8 @@ import msgspec
 
 from recorders.venues.base import Adapter, ms_us, split_symbol
 
-__all__ = ["BybitAdapter", "venue_symbol", "DEFAULT_WS"]
+__all__ = ["BybitAdapter", "venue_symbol"]
 
-DEFAULT_WS = "wss://stream.bybit.com/v5/public/spot"
 
 
 def venue_symbol(symbol: str) -> str:

@@ -27,9 +27,8 @@ import msgspec
 
 from recorders.venues.base import Adapter, rfc3339_us, split_symbol
 
-__all__ = ["CoinbaseAdapter", "venue_symbol", "SIDE_IS_MAKER", "DEFAULT_WS"]
+__all__ = ["CoinbaseAdapter", "venue_symbol", "SIDE_IS_MAKER"]
 
-DEFAULT_WS = "wss://advanced-trade-ws.coinbase.com"
 SIDE_IS_MAKER = False  # Advanced Trade: market_trades "side" is the taker (aggressor) side
 
 

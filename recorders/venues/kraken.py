@@ -23,9 +23,8 @@ import msgspec
 
 from recorders.venues.base import Adapter, rfc3339_us, split_symbol
 
-__all__ = ["KrakenAdapter", "venue_symbol", "checksum", "checksum_text", "DEFAULT_WS"]
+__all__ = ["KrakenAdapter", "venue_symbol", "checksum", "checksum_text"]
 
-DEFAULT_WS = "wss://ws.kraken.com/v2"
 _dec = msgspec.json.Decoder(float_hook=str)  # float literals stay as their text
 
 

@@ -18,9 +18,8 @@ import msgspec
 
 from recorders.venues.base import Adapter, ms_us, split_symbol
 
-__all__ = ["OkxAdapter", "venue_symbol", "checksum", "DEFAULT_WS"]
+__all__ = ["OkxAdapter", "venue_symbol", "checksum"]
 
-DEFAULT_WS = "wss://ws.okx.com:8443/ws/v5/public"
 
 
 def venue_symbol(symbol: str) -> str:

@@ -10,10 +10,9 @@ import streamlit as st
 
 from lab.schema import TS
 from lab import arbitrage, plots
+from lab.venues import DEFAULT_TAKER_BPS
 from streamlit_apps import compute, data, widgets
 
-# Taker fees in bps at the venues' entry tiers (editable in the sidebar).
-DEFAULT_FEES_BPS = {"binance": 10.0, "coinbase": 60.0, "kraken": 40.0, "okx": 10.0, "bybit": 10.0}
 
 st.title("Arbitrage monitor")
 
@@ -27,7 +26,7 @@ with st.sidebar:
     hist_min = st.number_input("History (minutes)", min_value=1, max_value=24 * 60, value=60, step=5)
     with st.expander("Taker fees (bps)"):
         fees = {v: st.number_input(v, min_value=0.0, value=f, step=1.0, key=f"fee_{v}")
-                for v, f in DEFAULT_FEES_BPS.items()}
+                for v, f in DEFAULT_TAKER_BPS.items()}
     live = st.toggle("Auto refresh", value=True)
 
 

@@ -25,7 +25,6 @@ with st.sidebar:
     depth = st.number_input("depth", value=10, step=1)
 
 # -- cell 3 ----------------------------------------------------------------------
-import datetime as dt
 
 import polars as pl
 
@@ -34,8 +33,8 @@ from lab import plots
 from lab import leadlag, micro, volatility
 from lab.bars import ohlcv
 from lab.book import rebuild, with_book_features
-from lab.live import latest_time, market_of
-from lab.reports import day_range, show, spread_summary
+from lab.widgets import latest_time, market_of
+from lab.reports import day_range, spread_summary
 
 lk = lab.Lake(lake) if lake else lab.default_lake()
 day = date or latest_time(lk, "trades").date().isoformat()

@@ -7,6 +7,9 @@ import asyncio
 
 import msgspec
 import pytest
+from arbrows import T0_US, quote, replay_into, until, update
+from arbrows import feed as _feed
+from arbrows import frame as _frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -15,8 +18,6 @@ from lab.alerts import make_sinks
 from lab.arbitrage import ArbConfig, books_from_updates, cross_venue
 from lab.arbitrage.live import Detector, run_live, signals_frame
 from lab.lake import Lake
-
-from arbrows import T0_US, feed as _feed, frame as _frame, quote, replay_into, until, update
 
 FEES = {"a": 5.0, "b": 5.0}
 
@@ -160,7 +161,7 @@ def test_live_depth_mode_equals_historical_on_random_streams(rows, size, depth):
 
 
 def test_run_live_in_depth_mode_reads_book_updates_from_a_real_bus(tmp_path):
-    from recorders.bus import Hub, Publisher, subscribe
+    from lab.bus import Hub, Publisher, subscribe
 
     lake = Lake(tmp_path / "lake")
     cfg = ArbConfig(fees_bps=FEES, sizes={"BTC": 1.0}, triangles=[], depth=10, alerts=[],

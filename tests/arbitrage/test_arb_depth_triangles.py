@@ -6,14 +6,15 @@ from __future__ import annotations
 import msgspec
 import polars as pl
 import pytest
+from arbrows import T0_US, quote, replay_into, update
+from arbrows import feed as _feed
+from arbrows import frame as _frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from lab.arbitrage import ArbConfig, books_from_updates, cross_venue, triangular
 from lab.arbitrage.live import Detector, bus_tables, signals_frame
-
-from arbrows import T0_US, feed as _feed, frame as _frame, quote, replay_into, update
 
 CYCLE = ["USD", "BTC", "ETH"]
 

@@ -11,13 +11,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import polars as pl
 import pytest
+from arbrows import until
 
 from lab.alerts import Alert, FileSink, Latch, StreamSink, WebhookSink, make_sinks
 from lab.arbitrage import ArbConfig, cross_venue
 from lab.arbitrage.live import run_live
 from lab.lake import Lake
-
-from arbrows import until
 
 T0_US = 1_790_000_000_000_000
 
@@ -120,7 +119,7 @@ ROWS = [
 
 
 def test_live_detector_on_a_real_bus_writes_signals_and_alerts_once_per_episode(tmp_path):
-    from recorders.bus import Hub, Publisher, subscribe
+    from lab.bus import Hub, Publisher, subscribe
 
     lake = Lake(tmp_path / "lake")
     alerts = tmp_path / "alerts.jsonl"

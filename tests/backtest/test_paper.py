@@ -51,7 +51,7 @@ def _frames(lake: Lake, size: int = 400, skip_s: float = 0.0) -> list[tuple[str,
 
 
 async def _session(lake: Lake, frames, cfg: BacktestConfig) -> PaperRunner:
-    from recorders.bus import Hub, Publisher
+    from lab.bus import Hub, Publisher
 
     hub = Hub("127.0.0.1", 0)
     await hub.start()

@@ -10,12 +10,11 @@ and from hftbacktest's fill sizes being rounded to its lot.
 
 from __future__ import annotations
 
+import hftbacktest  # noqa: F401  (in the test extra; a missing peer must fail, not skip)
 import pytest
 
 from lab.backtest import BacktestConfig, Engine, Fees, Latency, load_events
 from lab.backtest.strategies import market_maker_fast
-
-import hftbacktest  # noqa: F401  (in the test extra; a missing peer must fail, not skip)
 
 
 @pytest.fixture(scope="module")

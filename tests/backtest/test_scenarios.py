@@ -7,7 +7,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from lab.backtest import BacktestConfig, Fees, Latency, build_events, run_backtest
-from tests.backtest.scenario import S, V, Script, book, trades
+from tests.backtest.scenario import S, Script, V, book, trades
 
 NOFEE = {V: Fees(0.0, 0.0)}
 

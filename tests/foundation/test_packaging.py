@@ -10,8 +10,6 @@ from pathlib import Path
 
 import yaml
 
-from lab.cli import COMMANDS, _load
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lab.lake import Lake
 import lab
-from lab.live import BookReplay, LiveMarket, recorder_status, status_html
+from lab.lake import Lake
+from lab.widgets import BookReplay, LiveMarket, recorder_status, status_html
 
 T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
 

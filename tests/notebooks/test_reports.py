@@ -4,18 +4,16 @@ the same lake; self-contained page; failing cells named; parameters parsed."""
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from pathlib import Path
 
 import nbformat
 import numpy as np
-import polars as pl
 import pytest
 from bs4 import BeautifulSoup
 
+from lab.apps.report import ReportError, parse_param, run_report
 from lab.cli import main as lab_main
-from lab.reports import ReportError, parse_param, run_report
 from tests.notebooks.conftest import DAY, FEED_EVENTS, SIGNALS
 
 SECTIONS = ["Market summary", "Volumes", "Volatility", "Spreads", "Arbitrage episodes", "Feed health"]

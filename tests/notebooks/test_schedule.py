@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lab.schedule import Job, ScheduleError, Scheduler, load_schedule, next_fire, resolve_date
+from lab.apps.schedule import Job, ScheduleError, Scheduler, load_schedule, next_fire, resolve_date
 from tests.notebooks.conftest import ROOT
 
 UTC = dt.timezone.utc

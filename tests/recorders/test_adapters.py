@@ -12,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from recorders.venues import replay
 from recorders.venues.binance import BinanceAdapter

@@ -7,9 +7,9 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_adapters import _kraken_msg, kraken_crc_reference
 
 from recorders.venues import replay
-from test_adapters import _kraken_msg, kraken_crc_reference
 
 prices = st.integers(min_value=1, max_value=60).map(lambda i: f"{100 + i * 0.5:.2f}")
 qtys = st.sampled_from(["0", "0.5", "1.25", "3", "0.001"])

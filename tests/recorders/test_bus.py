@@ -4,9 +4,10 @@ best-effort publishing that never blocks."""
 from __future__ import annotations
 
 import asyncio
+
 import msgspec
 
-from recorders.bus import Hub, Publisher, subscribe
+from lab.bus import Hub, Publisher, subscribe
 
 
 async def _collect(url, tables, n, out):

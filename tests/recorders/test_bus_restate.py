@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from recorders.bus import Hub, Publisher, subscribe
 from simrun import start_recorder, write_config
+
+from lab.bus import Hub, Publisher, subscribe
 
 
 def test_restatement_goes_to_the_new_subscriber_only():

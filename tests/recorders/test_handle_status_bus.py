@@ -10,11 +10,10 @@ import socket
 import subprocess
 import sys
 
-import pytest
+from simrun import ROOT, wait_for
 
 import lab
 from lab.schema import TABLES
-from simrun import ROOT, wait_for
 
 
 def _free_port() -> int:
@@ -24,7 +23,7 @@ def _free_port() -> int:
 
 
 async def _first_frames(url: str, tables: list[str], n: int) -> list[tuple[str, list[dict]]]:
-    from recorders.bus import subscribe
+    from lab.bus import subscribe
 
     got = []
     async for table, rows in subscribe(tables, url=url):

@@ -7,9 +7,9 @@ without duplicating a trade."""
 from __future__ import annotations
 
 import polars as pl
+from simrun import start_recorder, write_config
 
 from lab.lake import Lake
-from simrun import start_recorder, write_config
 
 
 def test_answers_server_pings_and_survives_lifetime_cuts(tmp_path):

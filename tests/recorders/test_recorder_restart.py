@@ -3,15 +3,14 @@ no trade is duplicated, and recording continues."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
 import polars as pl
+from simrun import SYMBOLS, iso_us, read_truth, start_recorder, wait_for, windows, write_config
 
 import lab
 from lab.lake import Lake
-from simrun import SYMBOLS, iso_us, read_truth, start_recorder, wait_for, windows, write_config
 
 
 def test_kill_9_then_restart_duplicates_nothing_and_keeps_recording(tmp_path, quiet_sim):

@@ -18,9 +18,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from simrun import ROOT, SYMBOLS, iso_us, read_truth, sim_venues, start_recorder, wait_for, windows, write_config
 
 from lab.lake import Lake
-from simrun import ROOT, SYMBOLS, iso_us, read_truth, sim_venues, start_recorder, wait_for, windows, write_config
 
 RUN_S = 24.0
 # faults per minute per venue: every kind several times in one run

@@ -8,9 +8,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import trustme
+from simrun import start_recorder, write_config
 
 from lab.lake import Lake
-from simrun import start_recorder, write_config
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def test_paper_positions_become_positions():
 
 
 def test_monitor_on_a_real_bus_writes_snapshots_every_tick_and_alerts(tmp_path):
-    from recorders.bus import Hub, Publisher, subscribe
+    from lab.bus import Hub, Publisher, subscribe
 
     lake = Lake(tmp_path / "lake")
     alerts = tmp_path / "risk.jsonl"

@@ -9,9 +9,8 @@ import re
 from decimal import Decimal
 
 import httpx
-from websockets.asyncio.client import connect
-
 from sim_helpers import START_NS, recv_json, running
+from websockets.asyncio.client import connect
 
 NUM8 = re.compile(r"^\d+\.\d{8}$")
 

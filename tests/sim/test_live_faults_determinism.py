@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from sim_helpers import running
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from recorders.sim.config import FaultConfig
-from sim_helpers import recv_json, running
 
 
 async def _trades(seed: int, n: int) -> list[str]:

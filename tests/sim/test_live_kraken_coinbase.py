@@ -9,9 +9,8 @@ import re
 import zlib
 from decimal import Decimal
 
-from websockets.asyncio.client import connect
-
 from sim_helpers import drain, recv_json, running
+from websockets.asyncio.client import connect
 
 
 # -- Kraken: the documented checksum ------------------------------------------

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+from sim_helpers import START_NS, running
 from websockets.asyncio.client import connect
 from websockets.sync.client import connect as sync_connect
 
 from recorders.sim.config import FaultConfig, SimConfig
 from recorders.sim.server import Simulator
-from sim_helpers import START_NS, running
 
 
 def test_coinbase_dropped_message_shows_as_sequence_gap_and_silence_skips_heartbeats():

@@ -7,9 +7,8 @@ import json
 import zlib
 from decimal import Decimal
 
-from websockets.asyncio.client import connect
-
 from sim_helpers import drain, recv_json, running
+from websockets.asyncio.client import connect
 
 
 def _okx_crc(bids: list[list[str]], asks: list[list[str]]) -> int:

@@ -105,7 +105,7 @@ class Recording:
         f = self.lab_data / f"{name}.log"
         return f.read_text()[-3000:] if f.exists() else ""
 
-    def __enter__(self) -> "Recording":
+    def __enter__(self) -> Recording:
         self.lab_data.mkdir(parents=True, exist_ok=True)
         self.port_base = _free_block()
         sim = self._spawn("simulator", [str(BIN / "lab"), "simulate", "--port-base", str(self.port_base),

@@ -8,6 +8,7 @@ feed events and arbitrage signals.
 from __future__ import annotations
 
 import datetime as dt
+
 import numpy as np
 import polars as pl
 

@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from st_helpers import APP, ROOT
 from st_live import Recording, free_port
 

@@ -11,7 +11,6 @@ import math
 
 import polars as pl
 import pytest
-
 import st_synth as synth
 from st_helpers import figures, metrics
 

@@ -8,11 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from st_helpers import APP, ROOT, figures
-
-
+from streamlit.testing.v1 import AppTest
 
 
 def _cell(kind: str, src: str, tags: list[str] | None = None) -> dict:
@@ -110,7 +107,7 @@ def test_promoted_notebook_runs_as_a_page_with_sidebar_widgets_table_and_chart(
 
 
 def test_promoted_page_is_listed_in_the_app_navigation(tmp_path, synth_lake, monkeypatch):
-    from lab.promote import promote
+    from lab.apps.promote import promote
 
     nb = _write(tmp_path, SPREAD_NB)
     pages = tmp_path / "pages"
@@ -125,7 +122,7 @@ def test_promoted_page_is_listed_in_the_app_navigation(tmp_path, synth_lake, mon
 
 
 def test_promote_refuses_to_overwrite_and_names_missing_tags(tmp_path):
-    from lab.promote import PromoteError, promote
+    from lab.apps.promote import PromoteError, promote
 
     nb = _write(tmp_path, SPREAD_NB)
     out = tmp_path / "nb_x.py"

@@ -9,6 +9,8 @@ import time
 
 from lab.lake import Lake
 
+HELP = "compact, checkpoint and vacuum the lake (once or continuously)"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", default=None, help="lake directory (default $LAB_DATA/lake)")

@@ -40,15 +40,18 @@ from typing import Any
 
 import msgspec
 
+from lab.apps._project import project_dir
+from lab.errors import ConfigError
+
+HELP = "run configured reports on a cron-like schedule"
+
 __all__ = ["Job", "ScheduleConfig", "ScheduleError", "load_schedule", "next_fire", "resolve_date",
            "report_command", "Scheduler", "add_arguments", "run"]
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = ROOT / "config" / "schedule.toml"
 UTC = dt.timezone.utc
 
 
-class ScheduleError(ValueError):
+class ScheduleError(ConfigError):
     """A schedule file or job that cannot work (names the bad job or field)."""
 
 
@@ -103,7 +106,7 @@ def load_schedule(path: str | os.PathLike[str]) -> ScheduleConfig:
     """Read and check a schedule file (cron expressions, dates, report names)."""
     from croniter import croniter
 
-    from lab.reports import ReportError, report_path
+    from lab.apps.report import ReportError, report_path
 
     p = Path(path)
     try:
@@ -214,9 +217,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Run the reports configured in a TOML schedule (cron expressions in UTC) in the "
                      "foreground, each as `lab report` in a child process; a failed run is logged and "
                      "the schedule continues. Stop with Ctrl-C. An alternative to cron/systemd timers.")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG),
+    p.add_argument("--config", default=None,
                    help="schedule file with [[job]] entries (report, cron, date, params, lake, out, timeout, "
-                   "name, html)")
+                   "name, html); default: config/schedule.toml of the project")
     p.add_argument("--list", type=int, nargs="?", const=5, default=None, metavar="N",
                    help="print each job's next N fire times (default 5) and exit")
     p.add_argument("--once", action="store_true",
@@ -226,7 +229,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        cfg = load_schedule(args.config)
+        cfg = load_schedule(args.config or project_dir() / "config" / "schedule.toml")
     except ScheduleError as e:
         print(f"lab schedule: {e}", file=sys.stderr)
         return 2

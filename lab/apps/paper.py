@@ -17,14 +17,17 @@ import argparse
 import asyncio
 import sys
 
-from lab.backtest.cli import add_model_arguments, config_from_args, make_strategy, parse_params, print_strategies
+from lab.apps.backtest import add_model_arguments, config_from_args, make_strategy, parse_params, print_strategies
+from lab.bus import DEFAULT_URL
+
+HELP = "paper-trade a strategy on the live stream"
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    p.add_argument("--bus", default="ws://127.0.0.1:50052", help="live data bus URL (recorders.bus hub)")
+    p.add_argument("--bus", default=DEFAULT_URL, help="live data bus URL (lab.bus hub)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     p.add_argument("--session", default=None, help="session id written with every row (default: time + random)")
     p.add_argument("--flush", type=float, default=1.0, help="seconds between engine steps and lake writes")

@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+HELP = "backtest a strategy on lake data"
+
 __all__ = ["add_arguments", "run", "add_model_arguments", "config_from_args", "parse_params", "make_strategy"]
 
 

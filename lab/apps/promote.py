@@ -59,14 +59,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab.apps._project import project_dir
+from lab.errors import ConfigError
+
+HELP = "turn a notebook into a Streamlit page"
+
 __all__ = ["PromoteError", "promote", "promote_source", "read_notebook", "page_path", "add_arguments", "run"]
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGES = ROOT / "streamlit_apps" / "pages"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class PromoteError(ValueError):
+class PromoteError(ConfigError):
     """The notebook cannot be promoted (names the cell and the reason)."""
 
 
@@ -306,10 +309,10 @@ def promote_source(nb: dict[str, Any], *, name: str, origin: str | None = None,
     return text
 
 
-def page_path(notebook: str | Path, pages: Path = PAGES) -> Path:
+def page_path(notebook: str | Path, pages: Path | None = None) -> Path:
     """``notebooks/01_Live market.ipynb`` -> ``streamlit_apps/pages/nb_01_live_market.py``."""
     stem = re.sub(r"[^0-9a-zA-Z]+", "_", Path(notebook).stem).strip("_").lower()
-    return pages / f"nb_{stem}.py"
+    return (pages or project_dir() / "streamlit_apps" / "pages") / f"nb_{stem}.py"
 
 
 def promote(notebook: str | Path, *, out: str | Path | None = None, force: bool = False,
@@ -321,8 +324,8 @@ def promote(notebook: str | Path, *, out: str | Path | None = None, force: bool 
     if target.exists() and not force:
         raise PromoteError(f"{target} exists (it may have been polished by hand); pass --force to replace it")
     try:
-        origin = str(nb_path.resolve().relative_to(ROOT))
-    except ValueError:
+        origin = str(nb_path.resolve().relative_to(project_dir()))
+    except (ValueError, ConfigError):
         origin = str(nb_path)
     src = promote_source(nb, name=nb_path.stem, origin=origin, title=title, cells_=cells)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ import datetime as dt
 import signal
 import sys
 
+HELP = "run the local exchange simulator (or bulk-write simulated days to the lake)"
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -83,7 +85,6 @@ def _parse_lags(s: str | None) -> dict[str, float] | None:
 
 
 def make_config(args: argparse.Namespace):
-    import msgspec
 
     from recorders.sim.config import DEFAULT_LAGS_MS, FAULT_PRESETS, SimConfig
 

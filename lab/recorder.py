@@ -22,9 +22,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lab.lake import Lake, data_dir
-from recorders.runtime import status_path
 
-__all__ = ["RecorderHandle", "start_recorder"]
+
+def status_path(name: str, status_dir: str | Path | None = None) -> Path:
+    """Where recorder ``name`` writes its status (``$LAB_DATA/run/recorder-NAME.json``)."""
+    d = Path(status_dir) if status_dir else data_dir() / "run"
+    return d / f"recorder-{name}.json"
+
+__all__ = ["RecorderHandle", "start_recorder", "status_path"]
 
 
 def _ages(venue_status: dict) -> str:

@@ -25,9 +25,11 @@ from pathlib import Path
 
 import msgspec
 
+from lab.apps._project import project_dir
 from lab.lake import Lake, data_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+HELP = "start every service for a local demo"
+
 BIN = Path(sys.executable).parent
 
 
@@ -44,22 +46,23 @@ def _lab(*args: str) -> list[str]:
 
 
 def services(a: argparse.Namespace, token: str) -> list[Service]:
+    ROOT = project_dir()
     bus = f"ws://127.0.0.1:{a.bus_port}"
     out = [
         Service("simulator", _lab("simulate", "--venues", "binance,coinbase,kraken",
                                   "--assets", "BTC,ETH,SOL", "--faults", "gentle",
                                   "--seed", str(a.seed)),
-                needs="recorders.sim.cli", port=9443),
+                needs="lab.apps.simulate", port=9443),
         # The recorder hosts the live bus hub (--bus-serve) and publishes to it.
         Service("recorder", _lab("record", "--config", str(ROOT / "recorders" / "demo.toml"),
                                  "--bus", bus, "--bus-serve"),
-                needs="recorders.cli", port=a.bus_port),
-        Service("maintainer", _lab("maintain", "--every", "30"), needs="lab.maintain"),
+                needs="lab.apps.record", port=a.bus_port),
+        Service("maintainer", _lab("maintain", "--every", "30"), needs="lab.apps.maintain"),
         Service("arbitrage", _lab("arbitrage", "--bus", bus, "--config",
-                                  str(ROOT / "config" / "arbitrage.demo.toml")), needs="lab.arbitrage_cli"),
+                                  str(ROOT / "config" / "arbitrage.demo.toml")), needs="lab.apps.arbitrage"),
         Service("paper", _lab("paper", "mm", "-p", "venue=binance", "-p", "symbol=BTC-USDT",
-                              "--fee", "binance=-0.0001,0.0005", "--bus", bus), needs="lab.paper_cli"),
-        Service("risk", _lab("risk", "--bus", bus), needs="lab.risk_cli"),
+                              "--fee", "binance=-0.0001,0.0005", "--bus", bus), needs="lab.apps.paper"),
+        Service("risk", _lab("risk", "--bus", bus), needs="lab.apps.risk"),
     ]
     if not a.no_jupyter:
         out.append(Service(
@@ -84,7 +87,7 @@ def _available(s: Service) -> bool:
     if s.needs is None:
         return True
     if "/" in s.needs:
-        return (ROOT / s.needs).exists()
+        return (project_dir() / s.needs).exists()
     try:
         return importlib.util.find_spec(s.needs) is not None
     except ModuleNotFoundError:
@@ -192,7 +195,7 @@ def supervise(a: argparse.Namespace) -> int:
                 break
             log = open(logs / f"{s.name}.log", "ab")
             p = subprocess.Popen(s.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                 cwd=str(ROOT), start_new_session=True)
+                                 cwd=str(project_dir()), start_new_session=True)
             procs[s.name], started[s.name] = p, p.pid
             state_file.write_text(json.dumps({"supervisor": os.getpid(), "services": started}))
             if s.port:

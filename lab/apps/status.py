@@ -18,6 +18,8 @@ import polars as pl
 from lab.lake import Lake, data_dir
 from lab.schema import TABLES
 
+HELP = "recorder health and lake table counts"
+
 __all__ = ["add_arguments", "run", "recorder_statuses", "lake_summary"]
 
 

@@ -39,6 +39,7 @@ import polars as pl
 
 from lab import plots
 from lab.lake import Lake, data_dir, default_lake
+from lab.venues import USD_LIKE
 
 __all__ = ["LiveMarket", "BookReplay", "recorder_status", "status_html", "latest_time", "market_of"]
 
@@ -68,7 +69,7 @@ def latest_time(lake: Lake, table: str, column: str = "ts_exchange") -> dt.datet
     return v
 
 
-_USD = ("USD", "USDT", "USDC")
+_USD = USD_LIKE
 
 
 def market_of(symbol: str) -> str:
@@ -222,7 +223,7 @@ class LiveMarket:
         return self.last
 
     # -- the loop ---------------------------------------------------------
-    def start(self, interval: float | None = None) -> "LiveMarket":
+    def start(self, interval: float | None = None) -> LiveMarket:
         """Refresh every ``interval`` seconds until :meth:`stop`."""
         if interval is not None:
             self.interval = float(interval)

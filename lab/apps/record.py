@@ -17,6 +17,8 @@ import sys
 from recorders.config import ConfigError, RecorderConfig, VenueConfig, load_config, sim_venue
 from recorders.venues import ADAPTERS
 
+HELP = "record venue feeds into the lake"
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -86,7 +88,7 @@ async def _main(cfg: RecorderConfig, args: argparse.Namespace) -> int:
     if args.bus_serve:
         from urllib.parse import urlsplit
 
-        from recorders.bus import Hub
+        from lab.bus import Hub
         port = urlsplit(cfg.bus).port if cfg.bus else 50052
         hub = await Hub("127.0.0.1", port or 50052).start()
         if not cfg.bus:

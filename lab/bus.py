@@ -17,7 +17,7 @@ blocks recording. The lake stays the record.
   subscriber that falls behind and loses ``book_updates`` frames is restated
   again once its queue has room (at most once a second), so its books heal.
 
-Run a hub: ``python -m recorders.bus --port 50052`` (or ``lab record --bus-serve``).
+Run a hub: ``python -m lab.bus --port 50052`` (or ``lab record --bus-serve``).
 
 >>> import asyncio
 >>> async def demo():
@@ -51,7 +51,7 @@ import websockets
 __all__ = ["Hub", "Publisher", "subscribe", "DEFAULT_URL", "Frame"]
 
 DEFAULT_URL = "ws://127.0.0.1:50052"
-log = logging.getLogger("recorders.bus")
+log = logging.getLogger("lab.bus")
 
 
 class Frame(msgspec.Struct):
@@ -106,7 +106,7 @@ class Hub:
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
-    async def start(self) -> "Hub":
+    async def start(self) -> Hub:
         self._server = await websockets.serve(self._handler, self.host, self.port,
                                               max_size=2**26, compression=None)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -221,7 +221,7 @@ class Publisher:
         # called with each control row from the hub, e.g. {"op": "restate", "to": 3}
         self.on_control = None
 
-    async def start(self) -> "Publisher":
+    async def start(self) -> Publisher:
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -334,7 +334,7 @@ async def subscribe(tables: Iterable[str], url: str = DEFAULT_URL, *, reconnect:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recorders.bus",
+    p = argparse.ArgumentParser(prog="python -m lab.bus",
                                 description="Run the live data bus hub (publish/subscribe over WebSocket).")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
     p.add_argument("--port", type=int, default=50052, help="port to listen on")

@@ -24,6 +24,10 @@ from pathlib import Path
 import msgspec
 import polars as pl
 
+from lab.bus import DEFAULT_URL
+
+HELP = "live risk monitor"
+
 __all__ = ["add_arguments", "run", "build_monitor"]
 
 DEFAULT_CONFIG = Path("config/risk.toml")
@@ -40,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="positions file (TOML [[position]] tables or CSV), overriding the config's")
     p.add_argument("--no-paper", action="store_true",
                    help="ignore the paper runner's paper_positions table")
-    p.add_argument("--bus", default="ws://127.0.0.1:50052", help="live bus URL for quotes")
+    p.add_argument("--bus", default=DEFAULT_URL, help="live bus URL for quotes")
     p.add_argument("--lake", default=None, help="lake directory (default: $LAB_DATA/lake)")
     p.add_argument("--alerts", default=None,
                    help="comma-separated sinks overriding the config: log, bell, stdout, "
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"lab risk: {e}", file=sys.stderr)
         return 2
-    from recorders.bus import subscribe
+    from lab.bus import subscribe
 
     write = None if args.no_write else (lambda df: lake.append("risk_snapshots", df))
     print(f"lab risk: {mon.positions.height} positions, quotes from {args.bus}, snapshot every "

@@ -1,6 +1,6 @@
 """``lab arbitrage``: the live arbitrage detector service.
 
-Subscribes to ``quotes`` on the live bus (``recorders.bus``, published by
+Subscribes to ``quotes`` on the live bus (``lab.bus``, published by
 ``lab record --bus ...``), detects cross-venue and triangular opportunities
 after taker fees and depth, appends ``arbitrage_signals`` rows to the lake and
 raises one alert per opened episode through the configured sinks. With
@@ -29,6 +29,10 @@ from pathlib import Path
 
 import msgspec
 
+from lab.bus import DEFAULT_URL
+
+HELP = "live arbitrage detector"
+
 __all__ = ["add_arguments", "run"]
 
 DEFAULT_CONFIG = Path("config/arbitrage.toml")
@@ -40,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None,
                    help=f"TOML config (fees, sizes, thresholds, sinks); default {DEFAULT_CONFIG} "
                    "when it exists, else built-in defaults")
-    p.add_argument("--bus", default="ws://127.0.0.1:50052", help="live bus URL to subscribe to")
+    p.add_argument("--bus", default=DEFAULT_URL, help="live bus URL to subscribe to")
     p.add_argument("--lake", default=None, help="lake directory (default: $LAB_DATA/lake)")
     p.add_argument("--alerts", default=None,
                    help="comma-separated sinks overriding the config: log, bell, stdout, "
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         source = _replay_source(lake, table, args.start, args.end)
         where = f"replay of {lake.root}"
     else:
-        from recorders.bus import subscribe
+        from lab.bus import subscribe
 
         source = subscribe(bus_tables(cfg), url=args.bus, restate=cfg.depth > 0)
         where = f"bus {args.bus}"
