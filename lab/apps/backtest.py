@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="directory for fills/orders/equity parquet, stats.json and report.html")
     p.add_argument("--json", action="store_true", help="print the stats as JSON")
+    from lab.apps._sweep import add_sweep_arguments
+
+    add_sweep_arguments(p)  # --sweep/--cluster (lab.distributed)
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -111,6 +114,10 @@ def print_strategies() -> int:
 def run(a: argparse.Namespace) -> int:
     if a.strategy == "list":
         return print_strategies()
+    if getattr(a, "sweep", None):
+        from lab.apps._sweep import run_sweep
+
+        return run_sweep(a)
     from lab.backtest import load_events, run_backtest
     from lab.lake import Lake
 
