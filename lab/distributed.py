@@ -68,6 +68,19 @@ class Progress:
         return f"{self.done}/{self.total} done, {self.failed} failed, {self.retried} retried"
 
 
+class _Tracker:
+    """Forwards progress to the caller's callback and keeps the retry count for the job's result."""
+
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self.progress = progress
+        self.retried = 0
+
+    def __call__(self, pr: Progress) -> None:
+        self.retried = pr.retried
+        if self.progress:
+            self.progress(pr)
+
+
 @dataclass(frozen=True)
 class TaskFailure:
     """The outcome of a task that raised (after retries for lost workers)."""
@@ -360,10 +373,11 @@ def map_days(
              .select("venue", "symbol").unique().sort("venue", "symbol").collect().rows())
     keys = [(ve, sy, d, lo, hi) for ve, sy in pairs for d, lo, hi in day_splits(t0, t1)]
     ex = executor(cluster)
+    track = _Tracker(progress)
     outs = ex.run(_day_task, [(fn, table, uri, v, so, ve, sy, lo, hi) for ve, sy, _, lo, hi in keys],
-                  progress=progress)
+                  progress=track)
     frames, failures = [], []
-    pr = Progress(len(keys))
+    pr = Progress(len(keys), retried=track.retried)
     for (ve, sy, d, _, _), res in zip(keys, outs, strict=True):
         if isinstance(res, TaskFailure):
             failures.append(((ve, sy, d), res.error))
@@ -436,10 +450,11 @@ def sweep(
     chunks = [list(params[i:i + chunk_size]) for i in range(0, len(params), max(1, chunk_size))]
     keys = [(ci, si) for si in range(len(splits)) for ci in range(len(chunks))]
     ex = executor(cluster)
-    outs = ex.run(_chunk_task, [(fn, chunks[ci], tuple(splits[si])) for ci, si in keys], progress=progress)
+    track = _Tracker(progress)
+    outs = ex.run(_chunk_task, [(fn, chunks[ci], tuple(splits[si])) for ci, si in keys], progress=track)
     rows: list[dict[str, Any]] = []
     failures = []
-    pr = Progress(len(keys))
+    pr = Progress(len(keys), retried=track.retried)
     for (ci, si), res in zip(keys, outs, strict=True):
         if isinstance(res, TaskFailure):
             failures.append(((ci, si), res.error))

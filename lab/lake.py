@@ -54,7 +54,8 @@ def data_dir() -> Path:
 
 
 def default_lake() -> Lake:
-    return Lake(data_dir() / "lake")
+    """``$LAB_LAKE`` (a directory or ``s3://bucket/prefix``), else ``$LAB_DATA/lake``."""
+    return Lake()
 
 
 def _as_datetime(v: dt.datetime | dt.date | str | None) -> dt.datetime | None:
@@ -115,8 +116,18 @@ class Lake:
     'gap'
     """
 
+    def __new__(cls, root: str | os.PathLike[str] | None = None) -> Lake:
+        # an s3:// root (or $LAB_LAKE) is the object-store lake: lab.objectstore.ObjectLake
+        r = root if root is not None else os.environ.get("LAB_LAKE")
+        if cls is Lake and isinstance(r, str) and r.lower().startswith(("s3://", "s3a://")):
+            from lab.objectstore import ObjectLake
+
+            return super().__new__(ObjectLake)
+        return super().__new__(cls)
+
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root) if root is not None else data_dir() / "lake"
+        env = os.environ.get("LAB_LAKE")
+        self.root = Path(root) if root is not None else Path(env) if env else data_dir() / "lake"
         # One DeltaTable per table, reused across appends: delta-rs then
         # updates its snapshot incrementally instead of re-reading the log
         # (measured: p50 54 -> 14 ms per 1,000-row commit).

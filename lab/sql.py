@@ -105,6 +105,9 @@ def _source(con: duckdb.DuckDBPyConnection, lake: Lake, name: str) -> str:
     files = [] if t is None else t.file_uris()
     if not files:
         return _empty(name)
+    if getattr(lake, "remote", False):  # object store: no httpfs in DuckDB here, read through pyarrow
+        con.register(f"__lake_{name}", t.to_pyarrow_dataset())
+        return f'"__lake_{name}"'
     quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     return f"read_parquet([{quoted}])"
 

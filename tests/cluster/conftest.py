@@ -37,18 +37,31 @@ def lake3(lake3_master: Path, tmp_path: Path):
     return Lake(root)
 
 
-def start_cluster(workers: int, *, head_cpus: int = 0):
-    """``ray.cluster_utils.Cluster``: a head (no CPUs: tasks go to workers) + ``workers`` 1-CPU nodes."""
+def start_cluster(workers: int, *, head_cpus: int = 0, attempts: int = 3):
+    """``ray.cluster_utils.Cluster``: a head (no CPUs: tasks go to workers) + ``workers`` 1-CPU nodes.
+
+    On a loaded machine a raylet can give up waiting (~15 s, not configurable) for its
+    node's Python agent to start; that start is retried on a fresh cluster.
+    """
     import ray
     from ray.cluster_utils import Cluster
 
     mem = 80 * 1024 * 1024
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False,
-                                                      "object_store_memory": mem})
-    nodes = [c.add_node(num_cpus=1, object_store_memory=mem) for _ in range(workers)]
-    c.wait_for_nodes()
-    ray.init(address=c.address, logging_level="WARNING", log_to_driver=False)
-    return c, nodes
+    for attempt in range(attempts):
+        c = None
+        try:
+            c = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False,
+                                                              "object_store_memory": mem})
+            nodes = [c.add_node(num_cpus=1, object_store_memory=mem) for _ in range(workers)]
+            c.wait_for_nodes()
+            ray.init(address=c.address, logging_level="WARNING", log_to_driver=False)
+            return c, nodes
+        except Exception:
+            if c is not None:
+                c.shutdown()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def stop_cluster(c) -> None:
