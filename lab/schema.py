@@ -232,3 +232,13 @@ register_table(TableSpec(
     "ts",
     "one risk figure per row, written every second (scope: portfolio/asset/venue/limit)",
 ))
+
+register_table(TableSpec(
+    "imports",
+    {
+        "ts": TS, "source": pl.String(), "path": pl.String(), "sha256": pl.String(),
+        "kind": pl.String(), "target": pl.String(), "rows": pl.Int64(),
+    },
+    "ts",
+    "one imported file (lab import): its content hash makes re-importing it a no-op",
+))
