@@ -39,7 +39,7 @@ class SchemaError(DataError, ValueError):
 class TableSpec(msgspec.Struct, frozen=True):
     name: str
     columns: dict[str, pl.DataType]
-    time_column: str  # drives the ``date`` partition and time filters
+    time_column: str  # the time filters of scan() and maintenance sort on it
     description: str = ""
     optional: frozenset[str] = frozenset()  # columns filled with nulls when absent
 
