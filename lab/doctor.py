@@ -24,7 +24,7 @@ commits and never deletes data silently:
 
 The report lists every step, each lost file with its rows, the rows recovered
 and what was moved to quarantine (``quarantine/<ts>/<table>/``, with a
-``repair.json`` of the report). Schema mismatches are reported, not "fixed".
+``repair.json`` of the report, written for every table repaired). Schema mismatches are reported, not "fixed".
 Best run with recorders stopped (appends to a damaged log are refused anyway).
 """
 
@@ -313,7 +313,7 @@ def repair(lake: Lake, table: str, quarantine: Path, *, full: bool = False) -> R
     remaining = check(lake, [table], full=full)[table]
     report.remaining = [str(d) for d in remaining]
     report.version_after = DeltaTable(lake.path(table)).version()
-    if report.quarantined:
+    if report.steps:  # the record of what was done and lost, beside the copies
         qdir.mkdir(parents=True, exist_ok=True)
         (qdir / "repair.json").write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=1))
     return report
