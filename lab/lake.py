@@ -133,16 +133,17 @@ def commit_problem(path: Path) -> str | None:
 def _file_problem(path: Path, size: int | None) -> str | None:
     """Cheap checks of one data file: present, the size the log recorded, Parquet magic
     at both ends (what a truncated, overwritten or zeroed file fails)."""
-    try:
-        with open(path, "rb") as f:
-            got = os.fstat(f.fileno()).st_size
+    try:  # raw fd + pread: ~3x cheaper than a Python file object, and connect runs this per file
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            got = os.fstat(fd).st_size
             if size is not None and got != size:
                 return f"size {got} bytes, the log says {size}"
             if got < 12:
                 return "not a Parquet file (too short)"
-            head = f.read(4)
-            f.seek(-4, os.SEEK_END)
-            tail = f.read(4)
+            head, tail = os.pread(fd, 4, 0), os.pread(fd, 4, got - 4)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return "missing"
     except OSError as e:
@@ -510,10 +511,18 @@ class Lake:
         whole hours by Delta; ``grace=0`` removes at once and is only safe
         with no reader running) so a query that started before compaction
         still finds every file it planned to read.
+
+        A damaged table (:meth:`inspect`) is skipped, its entry ``{"damaged": [...]}``
+        naming what is wrong, and the others are maintained: compacting around a
+        missing file or vacuuming a table whose log is partly unreadable could
+        lose more than the damage did (``lab doctor --repair`` first).
         """
         out: dict[str, dict] = {}
         for name in [table] if table else self.tables():
-            t = self.delta(name)
+            t, damage = self.inspect(name)
+            if damage:
+                out[name] = {"damaged": [str(d) for d in damage]}
+                continue
             if t is None:
                 continue
             info: dict = {"version_before": t.version()}

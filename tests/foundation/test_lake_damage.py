@@ -232,3 +232,15 @@ def test_dashboard_sql_path_tolerates_a_damaged_table(lab_data, monkeypatch):
         warnings.simplefilter("ignore")  # streamlit warns about running without `streamlit run`
         got = data.sql("select venue from feed_events order by venue")
     assert got["venue"].to_list() == ["binance", "okx"]
+
+
+def test_maintain_skips_the_damaged_table_and_keeps_the_others(lab_data, capsys):
+    d = Damaged(lab_data, "deleted_file")
+    for _ in range(3):
+        d.lake.append("feed_events", d.events)
+    result = Lake(d.lake.root).maintain(min_files=2, grace=dt.timedelta(0))
+    assert d.data_file in result["trades"]["damaged"][0]
+    assert result["feed_events"]["files"] == 1  # compacted as usual
+    assert main(["maintain", "--lake", str(d.lake.root)]) == 1
+    assert Lake(d.lake.root).read("feed_events").height == 8
+
