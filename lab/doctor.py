@@ -176,8 +176,11 @@ def _recover_file(lake: Lake, table: str, path: Path, rows_hint: int | None, qdi
         _move(path, qdir, report, "data")
         return
     new = _missing_rows(lake, table, df)
-    if new.height:
-        Lake(lake.root).append(table, new)
+    if not new.height:  # e.g. the inputs of a compaction, still on disk for readers: leave it
+        report.steps.append(f"{why}: {rel}: all its {df.height} rows are already in the table "
+                            "(nothing to recover; file left in place)")
+        return
+    Lake(lake.root).append(table, new)
     dup = df.height - new.height
     report.rows_recovered += new.height
     report.steps.append(f"{why}: re-added {new.height} rows from {rel} by a new commit"
@@ -214,7 +217,10 @@ def _repair_log(lake: Lake, table: str, qdir: Path, report: RepairReport) -> Non
     t = DeltaTable(root)
     acts0 = pl.DataFrame(t.get_add_actions(flatten=True))
     active = set(acts0["path"].to_list()) if acts0.height else set()
-    prev_ts_ms = int(t.history(1)[0].get("timestamp", 0))
+    try:  # when the last good commit: orphan files older than that (minus slack) are not its
+        prev_ts_ms = int(t.history(1)[0]["timestamp"])
+    except (DeltaError, IndexError, KeyError, TypeError, ValueError):
+        prev_ts_ms = 0
 
     adds: dict[str, dict] = {}
     removes: dict[str, dict] = {}

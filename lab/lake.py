@@ -399,13 +399,25 @@ class Lake:
                 "run `lab doctor --repair`", log)
 
     def version(self, table: str) -> int:
-        if not self.exists(table):
-            return -1
-        return DeltaTable(self.path(table)).version()
+        t = self.delta(table)
+        return -1 if t is None else t.version()
+
+    def _open_or_explain(self, table: str) -> DeltaTable:
+        """``DeltaTable(path)``; a log that cannot be read raises
+        :class:`DamagedTableError` naming the damaged commit instead of a Rust error."""
+        try:
+            return DeltaTable(self.path(table))
+        except DeltaError as e:
+            _, damage = self.inspect(table)
+            if not damage:
+                raise
+            raise DamagedTableError(f"lake table {table!r} is damaged: {damage[0].file}: {damage[0].problem}; "
+                                    "run `lab doctor`", damage) from e
 
     # -- reading --------------------------------------------------------
     def delta(self, table: str) -> DeltaTable | None:
-        return DeltaTable(self.path(table)) if self.exists(table) else None
+        """The table's latest snapshot (``None`` if it does not exist yet)."""
+        return self._open_or_explain(table) if self.exists(table) else None
 
     def scan(
         self,

@@ -244,3 +244,27 @@ def test_maintain_skips_the_damaged_table_and_keeps_the_others(lab_data, capsys)
     assert main(["maintain", "--lake", str(d.lake.root)]) == 1
     assert Lake(d.lake.root).read("feed_events").height == 8
 
+
+
+def test_opening_a_table_with_an_unreadable_commit_names_it(lab_data):
+    d = Damaged(lab_data, "truncated_commit")
+    with pytest.raises(DamagedTableError, match=rf"'trades'.*{d.file.name}.*lab doctor"):
+        d.lake.version("trades")
+    assert d.lake.version("feed_events") == 1
+
+
+def test_repair_of_a_truncated_compaction_commit_adds_no_duplicate(lab_data, capsys):
+    lake = Lake(lab_data / "lake")
+    batches = [trades_batch(40, 100 * i, i) for i in range(6)]
+    for b in batches:
+        lake.append("trades", b)
+    from deltalake import DeltaTable
+
+    lake._compact_sorted("trades", DeltaTable(lake.path("trades")), 128 * 1024 * 1024)  # commit 7
+    f = commit_file(lake.path("trades"), 7)
+    assert '"remove"' in f.read_text()
+    f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])  # its removes are lost, its add kept
+    assert main(["doctor", "--repair", "--lake", str(lake.root)]) == 0
+    got = Lake(lake.root).read("trades").sort("trade_id")
+    assert_frame_equal(got, pl.concat(batches).sort("trade_id"))  # each row once
+    assert "nothing lost" in capsys.readouterr().out
