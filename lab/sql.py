@@ -114,11 +114,17 @@ def _source(name: str, t: DeltaTable | None) -> str:
     files = [] if t is None else t.file_uris()
     if not files:
         return _empty(name)
-    if getattr(lake, "remote", False):  # object store: no httpfs in DuckDB here, read through pyarrow
-        con.register(f"__lake_{name}", t.to_pyarrow_dataset())
-        return f'"__lake_{name}"'
     quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     return f"read_parquet([{quoted}])"
+
+
+def _remote_source(con: duckdb.DuckDBPyConnection, name: str, t: DeltaTable | None) -> str:
+    """An object-store table (``s3://``): DuckDB cannot install httpfs here, so the
+    snapshot is registered as a pyarrow dataset (delta-rs' file list and credentials)."""
+    if t is None or not t.file_uris():
+        return _empty(name)
+    con.register(f"__lake_{name}", t.to_pyarrow_dataset())
+    return f'"__lake_{name}"'
 
 
 def _sql_str(s: str) -> str:
@@ -159,6 +165,8 @@ def _bind(con: duckdb.DuckDBPyConnection, lake: Lake) -> list[Damage]:
         if bad:
             damage.extend(bad)
             src = _damaged_source(name, bad)
+        elif getattr(lake, "remote", False):
+            src = _remote_source(con, name, t)
         else:
             src = _source(name, t)
         con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} FROM {src}')

@@ -100,3 +100,15 @@ def test_a_store_that_ignores_conditional_puts_is_refused(s3_env, monkeypatch):
 def test_a_bad_s3_uri_is_a_config_error():
     with pytest.raises(ConfigError, match="s3://BUCKET"):
         Lake("s3:///nobucket")
+
+
+def test_a_bulk_batch_lands_on_s3_through_delta_rs(s3_env):
+    from lab.lake import BULK_ROWS
+
+    lake = Lake("s3://lake/bulk")
+    big = trades(BULK_ROWS, 0)
+
+    v = lake.append("trades", big)
+
+    assert v == 1
+    assert_frame_equal(lake.read("trades").sort("ts_exchange"), big)
