@@ -35,6 +35,7 @@ import datetime as dt
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ from lab.errors import ConfigError, DataError, ServiceError
 __all__ = [
     "Executor", "LocalExecutor", "RayExecutor", "Progress", "TaskFailure", "JobResult",
     "executor", "map_days", "day_splits", "as_utc", "sweep", "parse_grid", "pin_versions", "read_pinned",
-    "cluster_file", "ray_address",
+    "cluster_file", "ray_address", "lease", "leased_versions", "lease_hours",
 ]
 
 log = logging.getLogger(__name__)
@@ -289,6 +290,124 @@ def read_pinned(table: str, uri: str, version: int, storage_options: dict[str, s
     return scan_filtered(table, src, venue=venue, symbol=symbol, start=start, end=end)
 
 
+# -- leases: vacuum keeps what running jobs read ----------------------------------------------
+LEASE_DIR = "_leases"
+
+
+def _lease_io(lake: Any) -> tuple[Callable[[str, bytes], None], Callable[[], list[bytes]], Callable[[str], None]]:
+    """put(name, data), read_all(), delete(name) for ``<lake root>/_leases/`` (a directory or an S3 prefix)."""
+    if getattr(lake, "remote", False):
+        from obstore.store import from_url
+
+        from lab.objectstore import _obstore_config
+
+        cfg, client = _obstore_config(lake.storage_options)
+        store = from_url(f"{lake.root}/{LEASE_DIR}", config=cfg, client_options=client)
+
+        def put(name: str, data: bytes) -> None:
+            store.put(name, data)
+
+        def read_all() -> list[bytes]:
+            out = []
+            for batch in store.list():
+                for meta in batch:
+                    try:
+                        out.append(bytes(store.get(meta["path"]).bytes()))
+                    except FileNotFoundError:  # released meanwhile
+                        pass
+            return out
+
+        def delete(name: str) -> None:
+            store.delete(name)
+        return put, read_all, delete
+
+    d = Path(lake.root) / LEASE_DIR
+
+    def put_local(name: str, data: bytes) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, d / name)
+
+    def read_local() -> list[bytes]:
+        out = []
+        for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+            try:
+                out.append(f.read_bytes())
+            except FileNotFoundError:
+                pass
+        return out
+
+    def delete_local(name: str) -> None:
+        (d / name).unlink(missing_ok=True)
+    return put_local, read_local, delete_local
+
+
+class lease:  # noqa: N801 - used as a context manager, like open()
+    """Hold the table versions a job reads: ``lab maintain``'s vacuum keeps their files.
+
+    Writes ``<lake>/_leases/<id>.json`` (``{"tables": {table: version}, "expires": iso}``)
+    on enter and removes it on exit. While a lease is live, :meth:`lab.lake.Lake.maintain`
+    vacuums ``table`` only with a retention longer than the age of the oldest leased
+    version, and keeps the log entries (no ``cleanup_metadata``), so a pinned task that
+    starts hours later still finds every file and log entry of its version. A lease
+    left by a crashed job stops counting at ``expires`` (``ttl``, default 24 h).
+    """
+
+    def __init__(self, lake: Any, versions: dict[str, int], ttl: dt.timedelta = dt.timedelta(hours=24)) -> None:
+        import uuid
+
+        self.lake = lake
+        self.versions = {t: v for t, v in versions.items() if v >= 0}
+        self.ttl = ttl
+        self.name = f"{uuid.uuid4().hex}.json"
+
+    def __enter__(self) -> lease:
+        if self.versions:
+            put, _, _ = _lease_io(self.lake)
+            exp = dt.datetime.now(dt.timezone.utc) + self.ttl
+            put(self.name, json.dumps({"tables": self.versions, "expires": exp.isoformat(),
+                                       "pid": os.getpid()}).encode())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.versions:
+            _, _, delete = _lease_io(self.lake)
+            delete(self.name)
+
+
+def leased_versions(lake: Any, table: str) -> list[int]:
+    """Versions of ``table`` held by live (unexpired) leases."""
+    _, read_all, _ = _lease_io(lake)
+    now = dt.datetime.now(dt.timezone.utc)
+    out = []
+    for raw in read_all():
+        try:
+            doc = json.loads(raw)
+            if dt.datetime.fromisoformat(doc["expires"]) > now and table in doc["tables"]:
+                out.append(int(doc["tables"][table]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn or foreign file: not a lease
+    return out
+
+
+def lease_hours(lake: Any, table: str) -> int | None:
+    """Vacuum retention (whole hours) that keeps every leased version of ``table`` readable;
+    ``None`` when no live lease holds it. Age of the oldest leased version's commit, plus one hour."""
+    held = leased_versions(lake, table)
+    if not held:
+        return None
+    t = lake.delta(table)
+    if t is None:
+        return None
+    oldest = min(held)
+    stamps = [h.get("timestamp") for h in t.history() if h.get("version") == oldest]
+    if not stamps or stamps[0] is None:
+        return 24 * 365  # that version's entry is gone from the history: keep everything
+    age_s = max(0.0, time.time() - stamps[0] / 1000)
+    return int(-(-age_s // 3600)) + 1
+
+
 @dataclass
 class JobResult:
     """What a distributed job gave back: the table, the versions it read, how it went."""
@@ -374,8 +493,9 @@ def map_days(
     keys = [(ve, sy, d, lo, hi) for ve, sy in pairs for d, lo, hi in day_splits(t0, t1)]
     ex = executor(cluster)
     track = _Tracker(progress)
-    outs = ex.run(_day_task, [(fn, table, uri, v, so, ve, sy, lo, hi) for ve, sy, _, lo, hi in keys],
-                  progress=track)
+    with lease(lk, {table: v}):
+        outs = ex.run(_day_task, [(fn, table, uri, v, so, ve, sy, lo, hi) for ve, sy, _, lo, hi in keys],
+                      progress=track)
     frames, failures = [], []
     pr = Progress(len(keys), retried=track.retried)
     for (ve, sy, d, _, _), res in zip(keys, outs, strict=True):

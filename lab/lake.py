@@ -158,6 +158,13 @@ def data_dir() -> Path:
     return Path(os.environ.get("LAB_DATA", "data")).expanduser()
 
 
+def _lease_hours(lake: Lake, table: str) -> int | None:
+    """Retention that keeps the versions leased by running jobs (see :class:`lab.distributed.lease`)."""
+    from lab.distributed import lease_hours
+
+    return lease_hours(lake, table)
+
+
 def default_lake() -> Lake:
     """``$LAB_LAKE`` (a directory or ``s3://bucket/prefix``), else ``$LAB_DATA/lake``."""
     return Lake()
@@ -639,8 +646,10 @@ class Lake:
                 info["compacted"] = self._compact_sorted(name, t, target_size)
                 t = DeltaTable(self.path(name))
             t.create_checkpoint()
-            t.cleanup_metadata()
-            hours = int(-(-grace.total_seconds() // 3600))
+            held = _lease_hours(self, name)  # a running lab.distributed job reads an older version
+            if held is None:
+                t.cleanup_metadata()
+            hours = max(int(-(-grace.total_seconds() // 3600)), held or 0)
             info["vacuumed"] = len(t.vacuum(retention_hours=hours, dry_run=False,
                                             enforce_retention_duration=False))
             info["files"] = len(DeltaTable(self.path(name)).file_uris())

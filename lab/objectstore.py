@@ -358,8 +358,12 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
                 info["compacted"] = t.optimize.compact(target_size=target_size)
                 t = self.delta(name)
             t.create_checkpoint()
-            t.cleanup_metadata()
-            hours = int(-(-grace.total_seconds() // 3600))
+            from lab.lake import _lease_hours
+
+            held = _lease_hours(self, name)
+            if held is None:
+                t.cleanup_metadata()
+            hours = max(int(-(-grace.total_seconds() // 3600)), held or 0)
             info["vacuumed"] = len(t.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False))
             info["files"] = len(self.delta(name).file_uris())
             out[name] = info

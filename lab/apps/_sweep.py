@@ -111,7 +111,7 @@ def run_sweep(a: argparse.Namespace) -> int:
     """The ``--sweep`` path of ``lab backtest``."""
     from lab.apps.backtest import config_from_args, make_strategy, parse_params
     from lab.backtest.strategies import STRATEGIES
-    from lab.distributed import as_utc, day_splits, parse_grid, pin_versions, sweep
+    from lab.distributed import as_utc, day_splits, lease, parse_grid, pin_versions, sweep
     from lab.lake import Lake
 
     if a.start is None or a.end is None:
@@ -142,7 +142,8 @@ def run_sweep(a: argparse.Namespace) -> int:
           f"runs in {n_tasks} tasks; lake versions {versions}", file=sys.stderr)
     bar, update = _bar(n_tasks)
     try:
-        job = sweep(fn, grid, splits=splits, chunk_size=a.chunk_size, cluster=a.cluster, progress=update)
+        with lease(lake, versions):  # vacuum keeps these versions' files while the sweep runs
+            job = sweep(fn, grid, splits=splits, chunk_size=a.chunk_size, cluster=a.cluster, progress=update)
     finally:
         bar.close()
     run_id = uuid.uuid4().hex[:12]

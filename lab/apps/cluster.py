@@ -130,8 +130,12 @@ def _up(a: argparse.Namespace) -> int:
     while True:
         if not _alive(pids[0]):
             raise ServiceError(f"the Ray head exited during start; see {log}")
-        if subprocess.run([ray, "health-check", f"--address={gcs}"], capture_output=True).returncode == 0:
-            break
+        try:
+            if subprocess.run([ray, "health-check", f"--address={gcs}"], capture_output=True,
+                              timeout=15).returncode == 0:
+                break
+        except subprocess.TimeoutExpired:
+            pass
         if time.monotonic() > deadline:
             raise ServiceError(f"the Ray head did not answer within {a.timeout:.0f} s; see {log}")
         time.sleep(0.5)
@@ -139,8 +143,12 @@ def _up(a: argparse.Namespace) -> int:
         pids.append(_spawn([ray, "start", f"--address={gcs}", f"--num-cpus={a.num_cpus}", *common], log))
     f.write_text(json.dumps({"address": gcs, "client": f"ray://127.0.0.1:{a.client_port}", "pids": pids}))
     want = 1 + a.workers
+    n = 0
     while True:
-        n = len(_nodes(gcs, a.timeout))
+        try:
+            n = len(_nodes(gcs, a.timeout))
+        except ServiceError:  # the head's own raylet may still be registering
+            n = 0
         if n >= want:
             break
         if time.monotonic() > deadline:

@@ -130,3 +130,31 @@ def test_backtest_sweep_cli_rejects_an_unknown_parameter(lake3, capsys):
                "--sweep", "spread_bps=1:3:1", "--cluster", "local"])
     assert rc == 2
     assert "mm has no parameter(s) ['spread_bps']" in capsys.readouterr().err
+
+
+def test_vacuum_keeps_a_leased_version_until_the_job_releases_it(lake3):
+    from lab.distributed import lease, leased_versions, read_pinned
+
+    v = lake3.version("trades")
+    uri = str(lake3.path("trades"))
+    before = read_pinned("trades", uri, v).collect()
+
+    with lease(lake3, {"trades": v}):
+        assert leased_versions(lake3, "trades") == [v]
+        out = lake3.maintain("trades", grace=dt.timedelta(0), min_files=2)
+        assert out["trades"]["compacted"]["numFilesRemoved"] == 3 and out["trades"]["vacuumed"] == 0
+        assert_frame_equal(read_pinned("trades", uri, v).collect(), before)  # v's files are still there
+
+    assert leased_versions(lake3, "trades") == []
+    out = lake3.maintain("trades", grace=dt.timedelta(0), min_files=2)
+    assert out["trades"]["vacuumed"] == 3
+    with pytest.raises(Exception, match="(?i)not found|no such file"):
+        read_pinned("trades", uri, v).collect()
+    assert lake3.read("trades").height == before.height  # the latest version is whole
+
+
+def test_an_expired_lease_no_longer_holds_files(lake3):
+    from lab.distributed import lease, leased_versions
+
+    with lease(lake3, {"trades": 1}, ttl=dt.timedelta(seconds=-1)):
+        assert leased_versions(lake3, "trades") == []
