@@ -48,7 +48,7 @@ from lab.errors import ConfigError, DataError, ServiceError
 __all__ = [
     "Executor", "LocalExecutor", "RayExecutor", "Progress", "TaskFailure", "JobResult",
     "executor", "map_days", "day_splits", "as_utc", "sweep", "parse_grid", "pin_versions", "read_pinned",
-    "cluster_file", "ray_address", "lease", "leased_versions", "lease_hours",
+    "cluster_file", "ray_address", "lease", "leased_versions", "lease_hours", "backtest_days",
 ]
 
 log = logging.getLogger(__name__)
@@ -583,3 +583,62 @@ def sweep(
         pr.done += 1
         rows.extend({**p, "split": si, **r} for p, r in zip(chunks[ci], res, strict=True))
     return JobResult(pl.DataFrame(rows) if rows else pl.DataFrame(), {}, pr, failures, ex.name)
+
+
+# -- long backtests: one day in memory at a time -----------------------------------------------
+def backtest_days(strategy: Any, start: dt.datetime | dt.date | str, end: dt.datetime | dt.date | str, *,
+                  config: Any = None, lake: Any = None, use_quotes: bool = False,
+                  versions: dict[str, int] | None = None, progress: Callable[[dt.date, int], None] | None = None):
+    """Backtest ``strategy`` over ``[start, end)`` reading one UTC day of events at a time.
+
+    One :class:`lab.backtest.Engine` (books, orders, positions, timers) carries
+    over from day to day; only one day's events are in memory, so a 30-day L2
+    backtest needs the memory of its largest day plus the fill/order logs. Each
+    day is fed up to the later of its end and its last local (receive) time, so
+    the fills equal one run over the whole span whenever no event's receive time
+    crosses into a day whose exchange events it would precede; the last day stops at its
+    last event (like :func:`lab.backtest.run_backtest`). Tables are read
+    at ``versions`` (default: pinned now). Returns the engine's
+    :class:`lab.backtest.Result`. ``progress(day, events)`` after each day.
+    """
+    from lab.backtest import BacktestConfig, Engine, build_events, quotes_as_book
+
+    lk = _lake(lake)
+    t0, t1 = as_utc(start), as_utc(end)
+    book_table = "quotes" if use_quotes else "book_updates"
+    pins = versions or pin_versions((book_table, "trades"), lk)
+    keys = strategy.instruments()
+    venues, symbols = sorted({v for v, _ in keys}), sorted({s for _, s in keys})
+    config = config or BacktestConfig()
+    eng = None
+    instruments = None
+    last_end = 0
+    with lease(lk, pins):
+        splits = day_splits(t0, t1)
+        for k, (d, lo, hi) in enumerate(splits):
+            def rd(t: str, lo: dt.datetime = lo, hi: dt.datetime = hi) -> pl.LazyFrame:
+                uri, so = _location(lk, t)
+                return read_pinned(t, uri, pins[t], so, venue=venues, symbol=symbols, start=lo, end=hi)
+
+            book = quotes_as_book(rd(book_table)) if use_quotes else rd(book_table)
+            ev = build_events(book, rd("trades"), instruments=instruments)
+            if len(ev) == 0:
+                continue
+            if eng is None:
+                instruments = ev.instruments
+                missing = [k for k in keys if k not in {(i.venue, i.symbol) for i in instruments}]
+                if missing:
+                    raise DataError(f"backtest_days: no data for {missing} on {d} (the first day with data)")
+                eng = Engine(instruments, config, start_us=ev.start, end_us=int(t1.timestamp() * 1e6))
+                eng.start(strategy)
+            # the last day stops at its last event, as one run over the span does
+            t_stop = ev.end if k == len(splits) - 1 else max(int(hi.timestamp() * 1e6) - 1, ev.end)
+            eng.feed(ev, t_stop)
+            last_end = max(last_end, ev.end)
+            if progress:
+                progress(d, len(ev))
+            del ev, book
+    if eng is None:
+        raise DataError(f"backtest_days: no events for {keys} between {t0.isoformat()} and {t1.isoformat()}")
+    eng.finish(last_end)
+    return eng.result()

@@ -102,6 +102,25 @@ def _spawn(cmd: list[str], log: Path) -> int:
     return p.pid
 
 
+def _wait_head(ray: str, gcs: str, pid: int, deadline: float) -> bool:
+    """True once the head's GCS answers; False if the head process exited or time ran out."""
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            return False
+        try:
+            if subprocess.run([ray, "health-check", f"--address={gcs}"], capture_output=True,
+                              timeout=15).returncode == 0:
+                return True
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 def _up(a: argparse.Namespace) -> int:
     addr = a.address or os.environ.get("LAB_RAY_ADDRESS")
     state = _read_state()
@@ -122,25 +141,24 @@ def _up(a: argparse.Namespace) -> int:
     mem = str(a.object_store_mb * 1024 * 1024)
     log = f.parent / "ray-cluster.log"
     common = ["--node-ip-address=127.0.0.1", f"--object-store-memory={mem}", "--disable-usage-stats", "--block"]
-    pids = [_spawn([ray, "start", "--head", f"--port={a.port}", f"--num-cpus={a.head_cpus}",
-                    "--include-dashboard=false", f"--ray-client-server-port={a.client_port}", *common], log)]
-    f.write_text(json.dumps({"address": gcs, "client": f"ray://127.0.0.1:{a.client_port}", "pids": pids}))
+    head = [ray, "start", "--head", f"--port={a.port}", f"--num-cpus={a.head_cpus}", "--include-dashboard=false",
+            f"--ray-client-server-port={a.client_port}", *common]
     deadline = time.monotonic() + a.timeout
-    # workers join once the head's GCS answers
-    while True:
-        if not _alive(pids[0]):
-            raise ServiceError(f"the Ray head exited during start; see {log}")
-        try:
-            if subprocess.run([ray, "health-check", f"--address={gcs}"], capture_output=True,
-                              timeout=15).returncode == 0:
-                break
-        except subprocess.TimeoutExpired:
-            pass
-        if time.monotonic() > deadline:
-            raise ServiceError(f"the Ray head did not answer within {a.timeout:.0f} s; see {log}")
-        time.sleep(0.5)
+    pids: list[int] = []
+    # on a loaded machine a raylet can give up waiting for its agents and the head exits: start it again
+    for attempt in range(3):
+        pids = [_spawn(head, log)]
+        f.write_text(json.dumps({"address": gcs, "client": f"ray://127.0.0.1:{a.client_port}", "pids": pids}))
+        if _wait_head(ray, gcs, pids[0], deadline):
+            break
+        if _alive(pids[0]):  # timed out but running: stop it (its process group) before giving up
+            os.killpg(pids[0], signal.SIGKILL)
+        if attempt == 2 or time.monotonic() > deadline:
+            f.unlink(missing_ok=True)
+            raise ServiceError(f"the Ray head did not start within {a.timeout:.0f} s; see {log}")
+    worker = [ray, "start", f"--address={gcs}", f"--num-cpus={a.num_cpus}", *common]
     for _ in range(a.workers):
-        pids.append(_spawn([ray, "start", f"--address={gcs}", f"--num-cpus={a.num_cpus}", *common], log))
+        pids.append(_spawn(worker, log))
     f.write_text(json.dumps({"address": gcs, "client": f"ray://127.0.0.1:{a.client_port}", "pids": pids}))
     want = 1 + a.workers
     n = 0
@@ -151,6 +169,10 @@ def _up(a: argparse.Namespace) -> int:
             n = 0
         if n >= want:
             break
+        for k in range(1, len(pids)):  # a worker node that exited during start is started again
+            if not _alive(pids[k]):
+                pids[k] = _spawn(worker, log)
+                f.write_text(json.dumps({"address": gcs, "client": f"ray://127.0.0.1:{a.client_port}", "pids": pids}))
         if time.monotonic() > deadline:
             raise ServiceError(f"only {n} of {want} Ray nodes registered within {a.timeout:.0f} s; see {log}")
         time.sleep(1.0)

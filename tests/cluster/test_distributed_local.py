@@ -158,3 +158,23 @@ def test_an_expired_lease_no_longer_holds_files(lake3):
 
     with lease(lake3, {"trades": 1}, ttl=dt.timedelta(seconds=-1)):
         assert leased_versions(lake3, "trades") == []
+
+
+def test_backtest_day_by_day_gives_the_fills_of_one_span(lake3):
+    from lab.backtest import load_events, run_backtest
+    from lab.backtest.strategies import MarketMaker
+    from lab.distributed import backtest_days
+
+    end = DAY0 + dt.timedelta(days=3)
+    mm = dict(interval_s="2", max_position="0.1")  # a requote every 2 s, gaps of a day included
+    one = run_backtest(MarketMaker(**mm), load_events(venues=["binance"], symbols=["BTC-USDT"], start=DAY0, end=end,
+                                                  lake=lake3))
+    days: list = []
+
+    streamed = backtest_days(MarketMaker(**mm), DAY0, end, lake=lake3, progress=lambda d, n: days.append((d, n)))
+
+    assert [d for d, _ in days] == [(DAY0 + dt.timedelta(days=k)).date() for k in range(3)]
+    assert sum(n for _, n in days) == one.events == streamed.events
+    assert one.fills.height > 20
+    assert_frame_equal(streamed.fills, one.fills)
+    assert_frame_equal(streamed.orders, one.orders)
