@@ -6,14 +6,19 @@ import datetime as dt
 import json
 import os
 import socket
+import sys
 
 import polars as pl
 import pytest
+import ray.cloudpickle
 from polars.testing import assert_frame_equal
 
 from lab.cli import main
 from lab.distributed import RayExecutor, cluster_file, executor, map_days
 from tests.cluster.conftest import DAY0
+
+# Ray workers cannot import this test module: ship its functions by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def _free_port() -> int:
@@ -52,7 +57,7 @@ def test_cluster_up_status_auto_and_down(lab_data, lake3, capsys, monkeypatch):
         remote = map_days(metric, "trades", DAY0, DAY0 + dt.timedelta(days=3), lake=lake3, cluster="auto")
         ray.shutdown()
         local = map_days(metric, "trades", DAY0, DAY0 + dt.timedelta(days=3), lake=lake3, cluster="local")
-        assert remote.executor == "ray"
+        assert remote.executor == "ray" and remote.failures == []
         assert_frame_equal(remote.frame, local.frame)
     finally:
         ray.shutdown()
