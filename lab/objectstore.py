@@ -33,8 +33,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from lab.errors import ConfigError, ServiceError
 
@@ -66,8 +68,8 @@ def storage_options(env: dict[str, str] | None = None) -> dict[str, str]:
 
     An ``http://`` endpoint (a local server) turns on ``AWS_ALLOW_HTTP``.
     """
-    env = os.environ if env is None else env
-    out = {k: env[k] for k in _ENV_KEYS if env.get(k)}
+    src: Mapping[str, str] = os.environ if env is None else env
+    out = {k: src[k] for k in _ENV_KEYS if src.get(k)}
     if "AWS_ENDPOINT_URL" not in out and "AWS_ENDPOINT_URL_S3" in out:
         out["AWS_ENDPOINT_URL"] = out.pop("AWS_ENDPOINT_URL_S3")
     if out.get("AWS_ENDPOINT_URL", "").startswith("http://"):
@@ -129,7 +131,7 @@ def check_conditional_put(uri: str, options: dict[str, str]) -> None:
         _CHECKED[key] = True
 
 
-def _obstore_config(options: dict[str, str]) -> tuple[dict[str, str], dict[str, object]]:
+def _obstore_config(options: dict[str, str]) -> tuple[Any, Any]:
     """delta-rs storage options -> obstore's S3 config and client options (same Rust object_store keys)."""
     cfg = {k.lower().removeprefix("aws_"): v for k, v in options.items()}
     if "endpoint_url" in cfg:
@@ -258,7 +260,7 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
         split_uri(uri)  # validates the bucket
         self.root = uri.rstrip("/")  # type: ignore[assignment]
         self.storage_options = storage_options()
-        self._writers = {}
+        self._writers: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"Lake({self.root!r})"
