@@ -121,11 +121,66 @@ def bench_object_store(n: int) -> None:
     print(f"   ratio S3 / disk                    {pct(lat_s3, 50) / pct(lat_disk, 50):8.2f}x")
 
 
+def bt_child(mode: str, root: str, days: int) -> None:
+    """One backtest in a fresh process (so its peak RSS is its own): JSON on stdout."""
+    import json
+    import resource
+
+    from lab.backtest import load_events, run_backtest
+    from lab.backtest.strategies import MarketMaker
+    from lab.distributed import backtest_days
+
+    lake = Lake(root)
+    end = DAY0 + dt.timedelta(days=days)
+    mm = MarketMaker(interval_s="1")
+    t = time.perf_counter()
+    if mode == "days":
+        res = backtest_days(mm, DAY0, end, lake=lake)
+    else:
+        res = run_backtest(mm, load_events(venues=["binance"], symbols=["BTC-USDT"], start=DAY0, end=end, lake=lake))
+    wall = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"events": res.events, "wall": wall, "engine_s": res.elapsed_s, "fills": res.fills.height,
+                      "fills_sum": float(res.fills["qty"].sum()), "rss_mb": rss}))
+
+
+def bench_long_backtest(days: int, per_day: dt.timedelta) -> None:
+    import json
+    import subprocess
+
+    from recorders.sim.bulk import write_to_lake
+
+    root = Path(tempfile.mkdtemp(prefix="bench-bt-")) / "lake"
+    lake = Lake(root)
+    for d in range(days):
+        write_to_lake(lake, start=DAY0 + dt.timedelta(days=d, hours=12), duration=per_day,
+                      venues=("binance",), assets=("BTC",), seed=d)
+    out = {}
+    for mode in ("days", "span"):
+        r = subprocess.run([sys.executable, __file__, "--bt-child", mode, str(root), str(days)],
+                           capture_output=True, text=True, check=True)
+        out[mode] = json.loads(r.stdout.strip().splitlines()[-1])
+    same = out["days"]["fills"] == out["span"]["fills"] and out["days"]["fills_sum"] == out["span"]["fills_sum"]
+    print(f"\n4. mm backtest over {days} simulated days x {per_day} of binance BTC-USDT L2 "
+          f"({out['span']['events']:,} events)")
+    print("   mode               events/s (engine)   wall s   peak RSS MB   fills")
+    for mode, label in (("days", "day by day"), ("span", "one span")):
+        o = out[mode]
+        print(f"   {label:18s} {o['events'] / o['engine_s']:18,.0f} {o['wall']:8.1f} {o['rss_mb']:13.0f} {o['fills']:7d}")
+    print(f"   same fills: {same}")
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--bt-child":
+        bt_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer days and appends (a few minutes)")
     ap.add_argument("--workers", default="1,2", help="cluster sizes to measure, e.g. 1,2,4")
     ap.add_argument("--days", type=int, default=None)
+    ap.add_argument("--bt-days", type=int, default=None, help="days of the long backtest (default 3 quick, 30)")
+    ap.add_argument("--bt-minutes", type=float, default=None, help="simulated minutes per day of it (2 quick, 10)")
+    ap.add_argument("--only", choices=["ray", "s3", "bt"], default=None, help="run one part")
     a = ap.parse_args()
     days = a.days or (3 if a.quick else 7)
     per_day = dt.timedelta(seconds=60 if a.quick else 600)
@@ -133,6 +188,13 @@ def main() -> None:
     grid = parse_grid("a=1:40:1,b=0:2.4:0.1")
     n_points = 20_000
 
+    if a.only == "bt":
+        bench_long_backtest(a.bt_days or (3 if a.quick else 30),
+                            dt.timedelta(minutes=a.bt_minutes or (2 if a.quick else 10)))
+        return
+    if a.only == "s3":
+        bench_object_store(appends)
+        return
     from recorders.sim.bulk import write_to_lake
 
     tmp = tempfile.mkdtemp(prefix="bench-cluster-")
@@ -146,6 +208,7 @@ def main() -> None:
           f"({time.perf_counter() - t:.0f} s to simulate)")
     end = DAY0 + dt.timedelta(days=days)
 
+    sweep(model, grid[:100], splits=[(100,)], chunk_size=10, cluster="local")  # warm, as on Ray
     local_sweep, t_sweep = timed(sweep, model, grid, splits=[(n_points,)], chunk_size=50, cluster="local")
     local_days, t_days = timed(map_days, day_summary, "trades", DAY0, end, lake=lake, cluster="local")
     print(f"\n1. sweep of {len(grid):,} parameter sets, {len(grid) // 50} tasks; "
@@ -172,6 +235,8 @@ def main() -> None:
             ray.shutdown()
             c.shutdown()
     bench_object_store(appends)
+    bench_long_backtest(a.bt_days or (3 if a.quick else 30),
+                        dt.timedelta(minutes=a.bt_minutes or (2 if a.quick else 10)))
 
 
 if __name__ == "__main__":
