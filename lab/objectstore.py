@@ -150,11 +150,11 @@ def _free_port() -> int:
 
 
 class LocalS3:
-    """A SeaweedFS S3 server on 127.0.0.1 (``weed mini``), all ports free, data in a temp dir.
+    """A SeaweedFS S3 server on 127.0.0.1 (``weed mini``), all ports free, data in a temp dir::
 
-    >>> with LocalS3(bucket="lake") as s3:                    # doctest: +SKIP
-    ...     os.environ.update(s3.env())                      # AWS_ENDPOINT_URL, keys, region
-    ...     lake = Lake("s3://lake/prefix")
+        with LocalS3(bucket="lake") as s3:
+            os.environ.update(s3.env())       # AWS_ENDPOINT_URL, throwaway keys, region
+            lake = Lake("s3://lake/prefix")
     """
 
     def __init__(self, *, bucket: str = "lake", data_dir: str | os.PathLike[str] | None = None,
