@@ -593,7 +593,10 @@ def backtest_days(strategy: Any, start: dt.datetime | dt.date | str, end: dt.dat
 
     One :class:`lab.backtest.Engine` (books, orders, positions, timers) carries
     over from day to day; only one day's events are in memory, so a 30-day L2
-    backtest needs the memory of its largest day plus the fill/order logs. Each
+    backtest needs the memory of its largest day plus the engine's fill and
+    order-event logs, which grow with the strategy's activity over the whole run
+    (a 1 s requoting market maker over 30 days logs ~15 M order events: most of
+    the bench's peak RSS; emptying them day by day is not done yet). Each
     day is fed up to the later of its end and its last local (receive) time, so
     the fills equal one run over the whole span whenever no event's receive time
     crosses into a day whose exchange events it would precede; the last day stops at its
