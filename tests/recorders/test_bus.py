@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-
 from busrows import row
 
 from lab.bus import Hub, Publisher, bus_token, subscribe
