@@ -252,7 +252,7 @@ def _decoder(table: str) -> msgspec.msgpack.Decoder | None:
             t = t | None
         fields.append((name, t, None) if name in spec.optional else (name, t))
     fields.sort(key=len)  # required fields first (msgspec wants defaults last)
-    row = msgspec.defstruct(f"_{table}_row", fields)
+    row = msgspec.defstruct(f"_{table}_row", fields, gc=False)
     frame = msgspec.defstruct(f"_{table}_frame", [("table", str), ("rows", list[row]),
                                                   ("to", int | None, None)])
     dec = msgspec.msgpack.Decoder(frame)
@@ -618,6 +618,7 @@ class Publisher:
             url = url.rstrip("/") + "/publish"
         self.url = url
         self.token = token
+        self._own_token = token is None  # read from bus_token(): re-read after a refusal
         self.max_frame_bytes = max_frame_bytes
         self.q: asyncio.Queue[bytes] = asyncio.Queue(max_pending)
         self.sent = 0
@@ -709,7 +710,7 @@ class Publisher:
                     self.dropped += 1
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 5.0)
-                if not lost:
+                if not lost and self._own_token:
                     try:
                         self.token = bus_token()  # a hub restarted with a new token file
                     except ConfigError:
@@ -852,13 +853,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"python -m lab.bus: {e}", flush=True)
         return 2
-    print(f"bus hub on {hub.url} (publish: /publish, subscribe: /subscribe?tables=...; "
-          f"token: ${TOKEN_ENV} or {token_path()})", flush=True)
 
     async def serve() -> None:
         import signal
 
         await hub.start()
+        print(f"bus hub on {hub.url} (publish: /publish, subscribe: /subscribe?tables=...; "
+              f"token: ${TOKEN_ENV} or {token_path()})", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

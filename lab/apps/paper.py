@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from lab.apps.backtest import add_model_arguments, config_from_args, make_strategy, parse_params, print_strategies
@@ -37,23 +38,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     if a.strategy == "list":
         return print_strategies()
+    from lab.apps._stop import Stop
     from lab.backtest.paper import PaperRunner
     from lab.lake import Lake, default_lake
 
+    stop = Stop("lab paper").install()  # SIGINT/SIGTERM: process what arrived, write session_end, exit 0
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     strat = make_strategy(a.strategy, parse_params(a.param))
     lake = Lake(a.lake) if a.lake else default_lake()
     runner = PaperRunner(strat, strat.instruments(), config_from_args(a), lake=lake, session=a.session)
     print(f"paper session {runner.session}: {strat.name} on "
           f"{', '.join(f'{v}:{s}' for v, s in strat.instruments())} from {a.bus} → {lake.root}", flush=True)
-    try:
-        asyncio.run(runner.run(a.bus, duration_s=a.duration, flush_s=a.flush, progress=not a.quiet))
-    except KeyboardInterrupt:
-        pass
+    async def main() -> None:
+        try:
+            await runner.run(a.bus, duration_s=a.duration, flush_s=a.flush, progress=not a.quiet,
+                             stop=stop.attach())
+        finally:
+            stop.detach()
+
+    asyncio.run(main())
     try:
         res = runner.finish()
     except RuntimeError as e:
         print(f"lab paper: {e}", file=sys.stderr)
-        return 1
+        return 0 if stop.requested else 1  # stopped before any row: nothing to close
     st = res.stats()
     print(f"session {runner.session} done: {st['n_fills']} fills, {st['n_orders']} orders, "
           f"PnL {st['pnl']:.2f}, fees {st['fees_paid']:.2f}")
