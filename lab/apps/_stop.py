@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 
 __all__ = ["Stop"]
 
@@ -28,12 +29,25 @@ class Stop:
         self.signum: int | None = None
         self.event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._saved: dict[int, object] | None = None
 
     def install(self) -> Stop:
-        """Catch the signals from now on (call before anything slow)."""
+        """Catch the signals from now on (call before anything slow). A no-op outside the
+        main thread, where Python cannot set signal handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        if self._saved is None:
+            self._saved = {s: signal.getsignal(s) for s in SIGNALS}
         for s in SIGNALS:
             signal.signal(s, self._early)
         return self
+
+    def restore(self) -> None:
+        """Put back the handlers found by :meth:`install` (the service is done)."""
+        if self._saved is not None and threading.current_thread() is threading.main_thread():
+            for s, h in self._saved.items():
+                signal.signal(s, h)
+            self._saved = None
 
     def _early(self, signum: int, frame) -> None:
         self._note(signum)
@@ -52,10 +66,11 @@ class Stop:
 
     def attach(self) -> asyncio.Event:
         """Inside the running loop: the event a signal sets (already set if one came early)."""
-        self._loop = asyncio.get_running_loop()
         self.event = asyncio.Event()
-        for s in SIGNALS:
-            self._loop.add_signal_handler(s, self._note, s)
+        if self._saved is not None:  # installed (main thread): the loop takes the signals over
+            self._loop = asyncio.get_running_loop()
+            for s in SIGNALS:
+                self._loop.add_signal_handler(s, self._note, s)
         if self.signum is not None:
             self.event.set()
         return self.event
@@ -65,6 +80,9 @@ class Stop:
         if self._loop is not None and not self._loop.is_closed():
             for s in SIGNALS:
                 self._loop.remove_signal_handler(s)
+        was = self._loop is not None
         self._loop = None
         self.event = None
-        self.install()
+        if was:
+            signal.signal(signal.SIGINT, self._early)
+            signal.signal(signal.SIGTERM, self._early)

@@ -26,10 +26,14 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from lab.bus import DEFAULT_URL
+
+if TYPE_CHECKING:
+    from lab.apps._stop import Stop
 
 HELP = "live arbitrage detector"
 
@@ -101,12 +105,20 @@ async def _replay_source(lake, table, start, end):
 
 
 def run(args: argparse.Namespace) -> int:
-    from lab.alerts import describe_sinks, make_sinks
     from lab.apps._stop import Stop
+
+    stop = Stop("lab arbitrage").install()  # SIGINT/SIGTERM: write pending signals, exit 0
+    try:
+        return _run(args, stop)
+    finally:
+        stop.restore()
+
+
+def _run(args: argparse.Namespace, stop: Stop) -> int:
+    from lab.alerts import describe_sinks, make_sinks
     from lab.arbitrage.live import bus_tables, run_live
     from lab.lake import Lake, default_lake
 
-    stop = Stop("lab arbitrage").install()  # SIGINT/SIGTERM: write pending signals, exit 0
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

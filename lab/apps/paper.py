@@ -17,9 +17,13 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from lab.apps.backtest import add_model_arguments, config_from_args, make_strategy, parse_params, print_strategies
 from lab.bus import DEFAULT_URL
+
+if TYPE_CHECKING:
+    from lab.apps._stop import Stop
 
 HELP = "paper-trade a strategy on the live stream"
 
@@ -36,13 +40,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
+    from lab.apps._stop import Stop
+
+    stop = Stop("lab paper").install()  # SIGINT/SIGTERM: process what arrived, write session_end, exit 0
+    try:
+        return _run(a, stop)
+    finally:
+        stop.restore()
+
+
+def _run(a: argparse.Namespace, stop: Stop) -> int:
     if a.strategy == "list":
         return print_strategies()
-    from lab.apps._stop import Stop
     from lab.backtest.paper import PaperRunner
     from lab.lake import Lake, default_lake
 
-    stop = Stop("lab paper").install()  # SIGINT/SIGTERM: process what arrived, write session_end, exit 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     strat = make_strategy(a.strategy, parse_params(a.param))
     lake = Lake(a.lake) if a.lake else default_lake()

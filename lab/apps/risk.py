@@ -20,11 +20,15 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import polars as pl
 
 from lab.bus import DEFAULT_URL
+
+if TYPE_CHECKING:
+    from lab.apps._stop import Stop
 
 HELP = "live risk monitor"
 
@@ -125,6 +129,14 @@ def run(args: argparse.Namespace) -> int:
     from lab.apps._stop import Stop
 
     stop = Stop("lab risk").install()  # SIGINT/SIGTERM: finish the snapshot being written, exit 0
+    try:
+        return _run(args, stop)
+    finally:
+        stop.restore()
+
+
+def _run(args: argparse.Namespace, stop: Stop) -> int:
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from lab.risk.live import run_monitor
