@@ -636,11 +636,12 @@ class Publisher:
         self._task = asyncio.create_task(self._run())
         return self
 
-    def _encode(self, table: str, rows: list[dict], to: int | None) -> list[bytes]:
+    def _encode(self, table: str, rows: list[dict], to: int | None) -> list[tuple[bytes, int]]:
+        """``rows`` as frames of at most ``max_frame_bytes``: ``[(frame, rows in it)]``."""
         frame = {"table": table, "rows": rows} if to is None else {"table": table, "rows": rows, "to": to}
         data = _enc.encode(frame)
         if len(data) <= self.max_frame_bytes:
-            return [data]
+            return [(data, len(rows))]
         # split between books (a book's message must stay whole: its snapshot resets the book)
         key = lambda r: (r.get("venue"), r.get("symbol"), r.get("ts_local"))  # noqa: E731
         mid = len(rows) // 2
@@ -659,12 +660,13 @@ class Publisher:
         """Queue ``rows`` of ``table`` (for subscriber ``to`` only, if given)."""
         if not rows:
             return True
-        ok = True
-        for data in self._encode(table, rows, to):
+        frames = self._encode(table, rows, to)
+        ok = bool(frames)
+        for data, n in frames:
             try:
                 self.q.put_nowait(data)
             except asyncio.QueueFull:
-                self.dropped += len(rows)
+                self.dropped += n
                 ok = False
         return ok
 

@@ -298,12 +298,20 @@ def test_a_frame_above_the_cap_closes_its_publisher_and_is_counted():
 
 
 def test_the_publisher_splits_a_large_restatement_between_books():
-    rows = [quote(i, symbol=f"S{i // 400}-USD") for i in range(2000)]  # five "books" of 400 rows
+    # five books of 400 rows, one message each (a restatement: same receive time)
+    rows = [quote(0, symbol=f"S{i // 400}-USD", bid_px=float(i)) for i in range(2000)]
     pub = Publisher("ws://127.0.0.1:9/publish", token=TOKEN, max_frame_bytes=100_000)
-    frames = [msgspec.msgpack.decode(f) for f in pub._encode("quotes", rows, 3)]
+    encoded = pub._encode("quotes", rows, 3)
+    assert sum(n for _, n in encoded) == len(rows)
+    frames = [msgspec.msgpack.decode(f) for f, _ in encoded]
     assert len(frames) > 1 and all(f["to"] == 3 for f in frames)
     assert [r for f in frames for r in f["rows"]] == rows
-    for f in frames:  # a book never straddles two frames
-        syms = [r["symbol"] for r in f["rows"]]
-        assert syms.count(syms[0]) == 400 or len(set(syms)) > 1 or len(syms) == 400
-    assert len({r["symbol"] for f in frames for r in f["rows"][:1]}) == len(frames)
+    # a book never straddles two frames: each symbol's 400 rows sit in one frame
+    where = {}
+    for i, f in enumerate(frames):
+        for r in f["rows"]:
+            where.setdefault(r["symbol"], set()).add(i)
+    assert all(len(v) == 1 for v in where.values()), where
+    # one book alone above the cap is dropped and counted, not sent in pieces
+    one = [quote(0, bid_px=float(i)) for i in range(2000)]
+    assert pub._encode("quotes", one, None) == [] and pub.oversize == 1 and pub.dropped == 2000
