@@ -344,7 +344,6 @@ class Hub:
         self.dropped_rows = 0
         self.refused = 0  # handshakes without the right token
         self.invalid: dict[str, int] = {}  # frames dropped at the door, by reason
-        self.invalid_rows = 0
         self.oversize = 0  # publisher connections closed for a frame above max_frame_bytes
         self.slow_disconnects = 0
         self._log = _Throttle(log_every_s)
@@ -361,7 +360,7 @@ class Hub:
         return {"frames_in": self.frames_in, "frames_out": self.frames_out,
                 "dropped_frames": self.dropped, "dropped_rows": self.dropped_rows,
                 "refused": self.refused, "invalid_frames": sum(self.invalid.values()),
-                "invalid": dict(self.invalid), "invalid_rows": self.invalid_rows,
+                "invalid": dict(self.invalid),
                 "oversize": self.oversize, "slow_disconnects": self.slow_disconnects,
                 "restates_for_loss": self.restates_for_loss, "subscribers": len(self.subs),
                 "publishers": len(self.pubs),
@@ -476,7 +475,7 @@ class Hub:
             now = time.monotonic()
             if s.over_since is None:
                 s.over_since = now
-                self._log(f"slow{s.id}", logging.WARNING,
+                self._log("slow", logging.WARNING,
                           "bus hub: subscriber %d at %s is behind: dropping its oldest frames "
                           "(queue bound %d bytes)", s.id, s.peer, self.max_queue_bytes)
             elif now - s.over_since > self.slow_after_s:
