@@ -159,6 +159,20 @@ def bus_token(create: bool = True, path: Path | None = None) -> str:
     raise ConfigError(f"the bus token file {path} is empty; delete it or set {TOKEN_ENV}")
 
 
+class _NoToken(logging.Filter):
+    """websockets logs every handshake header at DEBUG: never the bearer token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        a = record.args
+        if isinstance(a, tuple) and len(a) == 2 and str(a[0]).lower() == "authorization":
+            record.args = (a[0], "Bearer [redacted]")
+        return True
+
+
+for _name in ("websockets.client", "websockets.server"):
+    logging.getLogger(_name).addFilter(_NoToken())
+
+
 def _auth_headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -136,6 +136,32 @@ def test_clients_share_the_generated_token_file_and_refusal_is_explained(lab_dat
     assert all(path.read_text().strip() not in r.getMessage() for r in caplog.records)
 
 
+def test_the_token_never_reaches_a_log_even_at_debug(caplog, lab_data):
+    caplog.set_level(logging.DEBUG)  # websockets logs every handshake header at DEBUG
+
+    async def main():
+        hub = await Hub("127.0.0.1", 0, token=TOKEN).start()
+        try:
+            async for _ in subscribe(["quotes"], url=hub.url, token=TOKEN, reconnect=False):
+                pass
+        except Exception:  # noqa: BLE001 - closed by hub.stop below
+            pass
+
+    async def run():
+        task = asyncio.create_task(main())
+        await asyncio.sleep(0)
+        for _ in range(200):
+            if any("Authorization" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+
+    asyncio.run(run())
+    headers = [r.getMessage() for r in caplog.records if "Authorization" in r.getMessage()]
+    assert headers, "websockets did not log the handshake at DEBUG: nothing was checked"
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
+
+
 # ------------------------------------------------------------------------- validation
 BAD_FRAMES = {
     "rows not a list": {"table": "book_updates", "rows": "x"},
