@@ -89,6 +89,7 @@ __all__ = [
     "TOKEN_ENV",
     "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_QUEUE_BYTES",
+    "CLOSE_TOO_SLOW",
 ]
 
 DEFAULT_URL = "ws://127.0.0.1:50052"
