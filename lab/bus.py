@@ -833,6 +833,8 @@ async def subscribe(tables: Iterable[str], url: str = DEFAULT_URL, *, reconnect:
                         continue
                     st.frames += 1
                     yield f.table, f.rows
+        except websockets.InvalidURI as e:
+            raise ConfigError(f"bad bus URL {url!r}: {e}") from None
         except _RETRY as e:
             st.connected = False
             st.failures += 1

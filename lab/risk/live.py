@@ -142,7 +142,8 @@ async def run_monitor(
     Never dies of data: a quote row the monitor cannot use is skipped, counted
     in ``mon.bad_rows`` and logged at most every 10 s. Returns after
     ``duration`` seconds or as soon as ``stop`` is set, once the snapshots
-    being written are in.
+    being written are in; if ``source`` itself fails (e.g. a bad bus URL) the
+    monitor stops and raises that error rather than run on stale marks.
     """
     stop = stop if stop is not None else asyncio.Event()
     last_bad = [0.0]
@@ -209,13 +210,15 @@ async def run_monitor(
 
     def consumer_done(t: asyncio.Task) -> None:
         if not t.cancelled() and t.exception() is not None:
-            log.error("the quote feed stopped (%s): marks go stale from here", t.exception())
+            stop.set()  # never run blind: the error is raised below
 
     consumer = asyncio.create_task(consume())
     consumer.add_done_callback(consumer_done)
     try:
         await clock()
     finally:
+        if consumer.done() and not consumer.cancelled() and consumer.exception() is not None:
+            raise consumer.exception()
         consumer.cancel()
         try:
             await consumer
