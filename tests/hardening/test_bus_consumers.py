@@ -263,3 +263,18 @@ def test_lab_paper_survives_a_malformed_frame(tmp_path, lab_data, lt):
     assert ends["session"].to_list() == ["hostile"]
 
 
+
+
+@pytest.mark.parametrize("app", ["arbitrage", "risk"])
+def test_a_bad_bus_url_is_one_line_and_exit_2(tmp_path, lab_data, app):
+    import subprocess
+    import sys
+
+    from bus_fixtures import ROOT
+
+    out = subprocess.run([sys.executable, "-m", "lab.cli", app, "--bus", "htp://nowhere", "--no-write",
+                          "--lake", str(tmp_path / "lake"), "--alerts", "log"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert f"lab {app}: bad bus URL 'htp://nowhere'" in out.stderr
+    assert "Traceback" not in out.stderr
