@@ -162,6 +162,54 @@ def default_lake() -> Lake:
     return Lake(data_dir() / "lake")
 
 
+#: Batches of at least this many rows are written by Polars' (multi-threaded) Parquet writer and
+#: committed as one add action; smaller ones go through delta-rs' writer (one call, lower latency).
+BULK_ROWS = 100_000
+
+
+def _ms_text(us: int, up: bool) -> str:
+    """A µs epoch time as Delta stats text (ms precision, as delta-rs writes): floored for a
+    minimum, raised to the next ms for a maximum, so file pruning never skips a matching row."""
+    ms = -(-us // 1000) if up else us // 1000
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def file_stats(df: pl.DataFrame) -> str:
+    """Delta ``add`` stats of ``df``: numRecords, min/max (numbers, times, short strings), nullCount.
+
+    >>> import json
+    >>> s = json.loads(file_stats(pl.DataFrame({"x": [2.0, float("nan"), 1.0], "s": ["b", None, "a"]})))
+    >>> s["numRecords"], s["minValues"], s["maxValues"], s["nullCount"]
+    (3, {'x': 1.0, 's': 'a'}, {'x': 2.0, 's': 'b'}, {'x': 0, 's': 1})
+    """
+    mins: dict[str, object] = {}
+    maxs: dict[str, object] = {}
+    exprs: list[pl.Expr] = []
+    for name, dtype in df.schema.items():
+        c = pl.col(name)
+        if dtype.is_float():
+            c = c.filter(c.is_finite())
+        elif isinstance(dtype, pl.Datetime):
+            c = c.dt.cast_time_unit("us").dt.epoch("us")
+        elif not (dtype.is_integer() or dtype == pl.String()):
+            continue
+        exprs += [c.min().alias(f"min:{name}"), c.max().alias(f"max:{name}")]
+    row = df.select(exprs).row(0, named=True) if exprs else {}
+    for name, dtype in df.schema.items():
+        lo, hi = row.get(f"min:{name}"), row.get(f"max:{name}")
+        if lo is None or hi is None:
+            continue
+        if isinstance(dtype, pl.Datetime):
+            lo, hi = _ms_text(lo, False), _ms_text(hi, True)
+        elif dtype == pl.String() and (len(lo) > 32 or len(hi) > 32 or not (lo + hi).isascii()):
+            continue  # Delta truncates long strings; leaving them out keeps pruning exact
+        mins[name], maxs[name] = lo, hi
+    nulls = df.null_count().row(0, named=True)
+    return json.dumps({"numRecords": df.height, "minValues": mins, "maxValues": maxs, "nullCount": nulls},
+                      separators=(",", ":"))
+
+
 def _as_datetime(v: dt.datetime | dt.date | str | None) -> dt.datetime | None:
     if v is None:
         return None
@@ -367,6 +415,8 @@ class Lake:
         if df.height == 0:
             return self.version(table)
         self._ensure(table)
+        if df.height >= BULK_ROWS:
+            return self._append_bulk(table, df)
         arrow = df.to_arrow()
         last: Exception | None = None
         for attempt in range(10):
@@ -378,6 +428,41 @@ class Lake:
                 write_deltalake(t, arrow, mode="append", writer_properties=_WRITER_PROPS)
                 return t.version()
             except (CommitFailedError, DeltaError) as e:  # rare: too many concurrent commits
+                last = e
+                self._writers.pop(table, None)
+                self._refuse_damaged_log(table)
+                time.sleep(0.01 * (attempt + 1))
+        raise LakeError(f"{table}: append failed after retries: {last}")
+
+    def _append_bulk(self, table: str, df: pl.DataFrame) -> int:
+        """One large batch: Polars writes the Parquet file (all cores), one Delta commit adds it.
+
+        The file has the same layout as delta-rs writes (zstd level 1, 128k-row groups,
+        column statistics) and its add action carries Delta stats, so readers prune it
+        exactly as any other file. A failed commit leaves an unreferenced file that
+        vacuum removes; no row is ever visible twice or half.
+        """
+        import uuid
+
+        from deltalake.transaction import AddAction
+
+        name = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+        path = self.path(table) / name
+        df.write_parquet(path, compression="zstd", compression_level=1, row_group_size=131_072, statistics=True)
+        add = AddAction(name, path.stat().st_size, {}, int(time.time() * 1000), True, file_stats(df))
+        last: Exception | None = None
+        for attempt in range(10):
+            try:
+                t = self._writers.get(table)
+                if t is None:
+                    self._refuse_damaged_log(table)
+                    t = self._writers[table] = DeltaTable(self.path(table))
+                else:
+                    t.update_incremental()
+                t.create_write_transaction([add], mode="append", schema=t.schema())
+                t.update_incremental()
+                return t.version()
+            except (CommitFailedError, DeltaError) as e:
                 last = e
                 self._writers.pop(table, None)
                 self._refuse_damaged_log(table)

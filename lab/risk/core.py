@@ -484,7 +484,9 @@ def snapshot(positions: pl.DataFrame, marks_: pl.DataFrame, returns: pl.DataFram
     scope, key, metric, value, detail = [], [], [], [], []
 
     def add(s: str, k: str, m: str, v: float | None, d: str = "") -> None:
-        scope.append(s), key.append(k), metric.append(m)
+        scope.append(s)
+        key.append(k)
+        metric.append(m)
         value.append(None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
         detail.append(d)
 
