@@ -71,6 +71,7 @@ import msgspec
 import polars as pl
 import websockets
 from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import Server
 from websockets.asyncio.server import serve as ws_serve
 
 from lab.errors import ConfigError
@@ -268,7 +269,7 @@ def _decoder(table: str) -> msgspec.msgpack.Decoder | None:
         fields.append((name, t, None) if name in spec.optional else (name, t))
     fields.sort(key=len)  # required fields first (msgspec wants defaults last)
     row = msgspec.defstruct(f"_{table}_row", fields, gc=False)
-    frame = msgspec.defstruct(f"_{table}_frame", [("table", str), ("rows", list[row]),
+    frame = msgspec.defstruct(f"_{table}_frame", [("table", str), ("rows", list[row]),  # type: ignore[valid-type]
                                                   ("to", int | None, None)])
     dec = msgspec.msgpack.Decoder(frame)
     _decoders[table] = (spec, dec)
@@ -362,7 +363,7 @@ class Hub:
         self.oversize = 0  # publisher connections closed for a frame above max_frame_bytes
         self.slow_disconnects = 0
         self._log = _Throttle(log_every_s)
-        self._server = None
+        self._server: Server | None = None
         self._sub_event = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
 
@@ -703,7 +704,7 @@ class Publisher:
             try:
                 async with ws_connect(self.url, open_timeout=5, compression=None,
                                       max_size=self.max_frame_bytes,
-                                      additional_headers=_auth_headers(self.token)) as ws:
+                                      additional_headers=_auth_headers(self.token or "")) as ws:
                     self.connected = True
                     series.connected()
                     backoff = 0.2

@@ -217,8 +217,9 @@ async def run_monitor(
     try:
         await clock()
     finally:
-        if consumer.done() and not consumer.cancelled() and consumer.exception() is not None:
-            raise consumer.exception()
+        failed = consumer.exception() if consumer.done() and not consumer.cancelled() else None
+        if failed is not None:
+            raise failed
         consumer.cancel()
         try:
             await consumer
