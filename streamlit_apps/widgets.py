@@ -1,14 +1,27 @@
-"""Page pieces shared by several pages (recorder health strip, window picker)."""
+"""Page pieces shared by several pages: health strip, tables with downloads, metric rows, guards."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+import polars as pl
 import streamlit as st
+from streamlit.runtime.scriptrunner import RerunException, StopException
 
 from streamlit_apps import data
 
-__all__ = ["chart", "health_strip", "window_caption"]
+__all__ = ["chart", "health_strip", "window_caption", "table", "metric_rows", "no_data", "guard",
+           "TIME_MS"]
+
+log = logging.getLogger(__name__)
+
+# Datetime columns to the millisecond (a trade tape at 1 s resolution hides the order of events).
+TIME_MS = "YYYY-MM-DD HH:mm:ss.SSS"
 
 
 def health_strip(stale_s: float = 5.0) -> None:
@@ -30,8 +43,7 @@ def health_strip(stale_s: float = 5.0) -> None:
         extra = ""
         if r["venue"] in rec:
             s = rec[r["venue"]]
-            extra = (f" · {s['msgs_per_s'] or 0:,.0f} msg/s · gaps {s['gaps']} · reconnects {s['reconnects']}"
-                     )
+            extra = f" · {s['msgs_per_s'] or 0:,.0f} msg/s · gaps {s['gaps']} · reconnects {s['reconnects']}"
         col.caption(f"{r['rows_last_min']:,} rows in its last minute{extra}")
 
 
@@ -47,15 +59,30 @@ def window_caption(start: dt.datetime, end: dt.datetime) -> None:
     st.caption(f"Window {start:%Y-%m-%d %H:%M:%S} → {end:%H:%M:%S} UTC")
 
 
-def chart(container, fig, key: str, svg: bool = False) -> None:
+def no_data(what: str, where: str, container: Any = None) -> None:
+    """The one message every page shows instead of an empty chart or table: "No data for … in …"."""
+    (container or st).info(f"No data for {what} in {where}.")
+
+
+def window_text(start: dt.datetime, end: dt.datetime) -> str:
+    return f"{start:%Y-%m-%d %H:%M:%S} → {end:%H:%M:%S} UTC"
+
+
+def chart(container, fig, key: str, svg: bool = False, *, what: str | None = None,
+          where: str | None = None) -> None:
     """``st.plotly_chart`` with the legend below the plot (a long legend never covers the title).
 
-    ``svg=True`` redraws WebGL traces (``scattergl``) as SVG ``scatter``: a few
-    hundred points per line draw faster and more reliably as SVG on a page
-    that refreshes every second, and render in browsers without a GPU.
+    A figure without data points is never drawn: "No data for ``what`` in
+    ``where``" takes its place. ``svg=True`` redraws WebGL traces
+    (``scattergl``) as SVG ``scatter``: a few hundred points per line draw
+    faster and more reliably as SVG on a page that refreshes every second,
+    and render in browsers without a GPU.
     """
+    if not any(len(getattr(t, "x", None) if getattr(t, "x", None) is not None else ()) for t in fig.data):
+        title = fig.layout.title.text if fig.layout.title and fig.layout.title.text else key
+        no_data(what or title, where or "this window", container)
+        return
     if svg:
-
         traces = [t.to_plotly_json() for t in fig.data]
         fig.data = []
         for t in traces:
@@ -67,3 +94,61 @@ def chart(container, fig, key: str, svg: bool = False) -> None:
     if fig.data and _is_time(fig.data[0].x):
         fig.update_xaxes(title_text=None)  # the dates under the ticks say it; the legend goes there
     container.plotly_chart(fig, width="stretch", key=key)
+
+
+def _time_config(df: pl.DataFrame) -> dict[str, Any]:
+    return {c: st.column_config.DatetimeColumn(c, format=TIME_MS)
+            for c, t in df.schema.items() if isinstance(t, pl.Datetime)}
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=64)
+def _downloads(df: pl.DataFrame) -> tuple[bytes, bytes]:
+    buf = io.BytesIO()
+    df.write_parquet(buf)
+    return df.write_csv().encode(), buf.getvalue()
+
+
+def table(container: Any, df: pl.DataFrame, name: str, *, column_config: dict | None = None,
+          **kwargs: Any) -> None:
+    """A dataframe with its CSV and Parquet downloads; times shown to the millisecond.
+
+    ``name`` names the files (``<name>.csv``, ``<name>.parquet``) and keys the buttons.
+    """
+    container = container or st
+    cfg = _time_config(df) | (column_config or {})
+    container.dataframe(df, hide_index=True, column_config=cfg, **kwargs)
+    csv, parquet = _downloads(df)
+    a, b, _ = container.columns([1, 1, 6])
+    a.download_button("CSV", csv, file_name=f"{name}.csv", mime="text/csv", key=f"dl_csv_{name}",
+                      icon=":material/download:", on_click="ignore")
+    b.download_button("Parquet", parquet, file_name=f"{name}.parquet", mime="application/octet-stream",
+                      key=f"dl_parquet_{name}", icon=":material/download:", on_click="ignore")
+
+
+def metric_rows(items: Sequence[dict[str, Any]], per_row: int = 4, container: Any = None) -> None:
+    """``st.metric`` for each item (``label``, ``value``, optional ``delta``, ``delta_color``, ``help``),
+    at most ``per_row`` per row, so a value such as ``101,385.12`` is never cut to ``101,38…``."""
+    c = container or st
+    for i in range(0, len(items), per_row):
+        chunk = items[i:i + per_row]
+        cols = c.columns(per_row)
+        for col, m in zip(cols, chunk):
+            col.metric(m["label"], m["value"], m.get("delta"), delta_color=m.get("delta_color", "normal"),
+                       help=m.get("help"))
+
+
+@contextlib.contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Turn an error from bad input (a date, a path, a parameter) into one message, never a traceback.
+
+    Streamlit's own control flow (``st.stop``, reruns) passes through.
+    """
+    try:
+        yield
+    except (StopException, RerunException):
+        raise
+    except Exception as e:  # noqa: BLE001 - shown to the user as one line, logged in full
+        log.info("page error in %s", what, exc_info=True)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        st.error(f"{what}: {msg}")
+        st.stop()
