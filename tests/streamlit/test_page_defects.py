@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
-import st_synth as synth
 from st_helpers import metrics
 
 T0 = dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc)
