@@ -44,14 +44,19 @@ from lab.venues import USD_LIKE
 __all__ = ["LiveMarket", "BookReplay", "recorder_status", "status_html", "latest_time", "market_of"]
 
 
-def latest_time(lake: Lake, table: str, column: str = "ts_exchange") -> dt.datetime | None:
+def latest_time(lake: Lake, table: str, column: str = "ts_exchange", *,
+                delta: Any = None) -> dt.datetime | None:
     """Newest ``column`` value of a lake table, from the Delta file statistics (no data read).
+
+    ``delta``: an already open ``DeltaTable`` of that table (a long-running
+    reader such as the dashboards keeps one and updates it incrementally),
+    instead of opening it again.
 
     >>> import tempfile
     >>> latest_time(Lake(tempfile.mkdtemp()), "quotes") is None
     True
     """
-    t = lake.delta(table)
+    t = delta if delta is not None else lake.delta(table)
     if t is None:
         return None
     try:

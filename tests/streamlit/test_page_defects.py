@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import st_synth as synth
 from st_helpers import metrics
 
 T0 = dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc)
@@ -38,3 +39,92 @@ def test_risk_monitor_shows_two_positions_sharing_a_key_instead_of_a_compute_err
     pos = next(d.value for d in at.dataframe if "exposure" in d.value.columns and "mark" in d.value.columns)
     assert sorted(pos["exposure"].tolist()) == [1_000.0, 20_000.0]
     assert list(pos["key"]) == ["binance:BTC", "binance:BTC"]
+
+
+def _last(written: dict, table: str, venue: str, asset: str) -> pl.DataFrame:
+    df = written[table].filter((pl.col("venue") == venue) & (pl.col("symbol") == synth.symbol(venue, asset)))
+    return df.filter(pl.col("ts_exchange") == df["ts_exchange"].max())
+
+
+def _edges_table(at) -> pl.DataFrame:
+    df = next(d.value for d in at.dataframe if "buy_px" in d.value.columns and "net_edge_bps" in d.value.columns)
+    return pl.from_pandas(df)
+
+
+def test_arbitrage_monitor_applies_the_detectors_config_file(synth_lake, app_on, tmp_path, monkeypatch):
+    """`lab demo` runs the detector with 1 bp fees: the page must use those, not base-tier fees."""
+    root, written = synth_lake
+    cfg = tmp_path / "arbitrage.demo.toml"
+    cfg.write_text("[arbitrage]\nfees_bps = { binance = 1.0, coinbase = 1.0, kraken = 1.0 }\n"
+                   "sizes = { BTC = 0.05 }\ndepth = 0\nmin_edge_bps = 0.0\nmax_age_ms = 2000.0\n")
+    monkeypatch.setenv("LAB_ARBITRAGE_CONFIG", str(cfg))
+
+    at = app_on(root, "pages/arbitrage_monitor.py")
+
+    last = {v: _last(written, "quotes", v, "BTC").row(0, named=True) for v in synth.VENUES}
+    f = 1.0 / 1e4
+    ref = {(b, s): (last[s]["bid_px"] * (1 - f) / (last[b]["ask_px"] * (1 + f)) - 1) * 1e4
+           for b in synth.VENUES for s in synth.VENUES if b != s}
+    (b, s), best = max(ref.items(), key=lambda kv: kv[1])
+    m = metrics(at)
+    assert m["Best net edge (bps)"] == f"{best:+.2f}"
+    assert m["Best pair"] == f"{b} → {s}"
+    profit = 0.05 * (last[s]["bid_px"] * (1 - f) - last[b]["ask_px"] * (1 + f))
+    assert m["Profit for 0.05 BTC (USD)"] == f"{profit:+,.2f}"  # for the size it says, not a smaller one
+    edges = _edges_table(at)
+    for r in edges.iter_rows(named=True):
+        assert abs(r["net_edge_bps"] - ref[(r["buy_venue"], r["sell_venue"])]) < 1e-9
+    assert any(str(cfg) in c.value for c in at.caption)
+
+
+def test_arbitrage_monitor_walks_the_books_for_the_size_in_depth_mode(synth_lake, app_on, tmp_path, monkeypatch):
+    """Depth N (the demo's detector walks 10 levels): a size beyond the best level is walked, as
+    `lab.arbitrage.cross_venue` does on the detector's books, never priced at the top level."""
+    root, written = synth_lake
+    cfg = tmp_path / "arbitrage.toml"
+    cfg.write_text("[arbitrage]\nfees_bps = { binance = 0.0, coinbase = 0.0, kraken = 0.0 }\n"
+                   "sizes = { BTC = 3.0 }\ndepth = 5\nmax_age_ms = 2000.0\n")
+    monkeypatch.setenv("LAB_ARBITRAGE_CONFIG", str(cfg))
+
+    at = app_on(root, "pages/arbitrage_monitor.py")
+
+    def vwap(levels: list[tuple[float, float]], size: float) -> float:
+        left, cost = size, 0.0
+        for px, qty in levels:
+            take = min(left, qty)
+            cost += take * px
+            left -= take
+            if left <= 1e-12:
+                break
+        assert left <= 1e-12
+        return cost / size
+
+    books = {}
+    for v in synth.VENUES:
+        snap = _last(written, "book_snapshots", v, "BTC").sort("level")
+        asks = [(r["price"], r["qty"]) for r in snap.iter_rows(named=True) if r["side"] == "ask"]
+        bids = [(r["price"], r["qty"]) for r in snap.iter_rows(named=True) if r["side"] == "bid"]
+        assert asks[0][1] < 3.0  # the best ask alone cannot fill the size: the walk matters
+        books[v] = (vwap(asks, 3.0), vwap(bids, 3.0))
+    edges = _edges_table(at)
+    assert len(edges) == 6
+    for r in edges.iter_rows(named=True):
+        buy, sell = books[r["buy_venue"]][0], books[r["sell_venue"]][1]
+        assert abs(r["buy_px"] - buy) < 1e-6 and abs(r["sell_px"] - sell) < 1e-6
+        assert abs(r["net_edge_bps"] - (sell / buy - 1) * 1e4) < 1e-6
+        assert r["size"] == 3.0
+
+
+def test_dashboards_read_the_lake_through_the_library():
+    """Issue 14: no second copy of latest_time / market_of, no DeltaTable opened by a page."""
+    import ast
+    from pathlib import Path
+
+    from st_helpers import ROOT
+
+    for f in sorted((ROOT / "streamlit_apps").rglob("*.py")):
+        tree = ast.parse(f.read_text())
+        defs = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        assert not defs & {"_market_of", "market_of", "_max_of", "latest_time"}, (f, defs)
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "DeltaTable"]
+        assert not calls, f"{Path(f).name} opens a DeltaTable itself"
