@@ -128,3 +128,63 @@ def test_dashboards_read_the_lake_through_the_library():
         assert not defs & {"_market_of", "market_of", "_max_of", "latest_time"}, (f, defs)
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "DeltaTable"]
         assert not calls, f"{Path(f).name} opens a DeltaTable itself"
+
+
+def test_trade_tape_shows_milliseconds_and_every_table_has_csv_and_parquet_downloads(synth_lake, app_on):
+    import json
+
+    root, written = synth_lake
+    at = app_on(root)  # Live market
+
+    tape = at.dataframe[0]
+    cols = json.loads(tape.proto.columns)
+    assert cols["ts_exchange"]["type_config"]["format"].endswith("ss.SSS"), cols["ts_exchange"]
+    # two trades 100 ms apart in the fixture read apart on the tape
+    assert tape.value["ts_exchange"].dt.microsecond.max() > 0
+    buttons = at.get("download_button")
+    labels = sorted(b.proto.label for b in buttons)
+    assert labels == ["CSV", "Parquet"], labels
+    for page in ("pages/feed_health.py", "pages/risk_monitor.py", "pages/microstructure.py"):
+        at = app_on(root, page)
+        n_tables = len(at.dataframe)
+        n_buttons = len(at.get("download_button"))
+        assert n_tables and n_buttons == 2 * n_tables, (page, n_tables, n_buttons)
+
+
+def test_a_service_restart_shows_on_feed_health(tmp_path, app_on, monkeypatch):
+    """The demo supervisor records a restart as a feed event; Feed health counts and lists it."""
+    from lab.apps import demo
+
+    monkeypatch.setenv("LAB_DATA", str(tmp_path / "data"))
+    demo._record_restart("paper", "paper exited with 1 after 3.0 s; restart 1 in 1 s")
+
+    at = app_on(str(tmp_path / "data" / "lake"), "pages/feed_health.py")
+
+    assert metrics(at)["Service restarts"] == "1"
+    events = next(d.value for d in at.dataframe if "kind" in d.value.columns and "detail" in d.value.columns)
+    assert events["kind"].tolist() == ["service_restart"] and events["symbol"].tolist() == ["paper"]
+
+
+def test_the_deploy_button_is_hidden():
+    import tomllib
+
+    from st_helpers import ROOT
+
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["client"]["toolbarMode"] == "viewer"
+
+
+def test_an_empty_window_says_no_data_instead_of_drawing_empty_charts(tmp_path, app_on):
+    """Quotes for one market only: the other pages' charts say what is missing, where."""
+    from lab.lake import Lake
+
+    lake = Lake(tmp_path / "lake")
+    q = synth.frames(T0, 5.0)["quotes"]
+    lake.append("quotes", q)
+
+    at = app_on(str(lake.root), "pages/feed_health.py")  # no feed events, no trades: no empty chart
+
+    from st_helpers import figures
+
+    assert all(f["traces"] and any(t["x"] for t in f["traces"].values()) for f in figures(at).values())
+    assert any("No data for feed events in" in i.value for i in at.info), [i.value for i in at.info]
