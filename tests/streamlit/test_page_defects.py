@@ -188,3 +188,26 @@ def test_an_empty_window_says_no_data_instead_of_drawing_empty_charts(tmp_path, 
 
     assert all(f["traces"] and any(t["x"] for t in f["traces"].values()) for f in figures(at).values())
     assert any("No data for feed events in" in i.value for i in at.info), [i.value for i in at.info]
+
+
+HOSTILE = [
+    ("date", "2026-13-45", "date:"),
+    ("date", "'; DROP TABLE trades; --", "date:"),
+    ("lake", "/nonexistent/../etc", "lake:"),
+    ("lake", "\x00", "lake:"),
+    ("symbol", "NOSUCH-USDT", "No data for NOSUCH-USD"),
+    ("symbol", "<script>alert(1)</script>", "symbol:"),
+    ("date", "1999-01-01", "No data for BTC-USD"),
+]
+
+
+def test_promoted_page_answers_hostile_input_with_a_message_never_a_traceback(synth_lake, app_on):
+    root, written = synth_lake
+    for label, value, says in HOSTILE:
+        at = app_on(root, "pages/nb_02_microstructure.py")
+        box = next(t for t in at.text_input if t.label == label)
+        box.set_value(value)
+        at.run()
+        assert not at.exception, (label, value, [e.value for e in at.exception])
+        shown = [e.value for e in at.error] + [i.value for i in at.info]
+        assert any(says in m for m in shown), (label, value, shown)
