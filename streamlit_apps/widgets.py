@@ -118,10 +118,10 @@ def table(container: Any, df: pl.DataFrame, name: str, *, column_config: dict | 
     cfg = _time_config(df) | (column_config or {})
     container.dataframe(df, hide_index=True, column_config=cfg, **kwargs)
     csv, parquet = _downloads(df)
-    a, b, _ = container.columns([1, 1, 6])
-    a.download_button("CSV", csv, file_name=f"{name}.csv", mime="text/csv", key=f"dl_csv_{name}",
+    row = container.container(horizontal=True)  # side by side, labels visible even in a narrow column
+    row.download_button("CSV", csv, file_name=f"{name}.csv", mime="text/csv", key=f"dl_csv_{name}",
                       icon=":material/download:", on_click="ignore")
-    b.download_button("Parquet", parquet, file_name=f"{name}.parquet", mime="application/octet-stream",
+    row.download_button("Parquet", parquet, file_name=f"{name}.parquet", mime="application/octet-stream",
                       key=f"dl_parquet_{name}", icon=":material/download:", on_click="ignore")
 
 
@@ -133,8 +133,10 @@ def metric_rows(items: Sequence[dict[str, Any]], per_row: int = 4, container: An
         chunk = items[i:i + per_row]
         cols = c.columns(per_row)
         for col, m in zip(cols, chunk):
-            col.metric(m["label"], m["value"], m.get("delta"), delta_color=m.get("delta_color", "normal"),
-                       help=m.get("help"))
+            color = m.get("delta_color", "normal")
+            # a grey delta is a note, not a move: no arrow pointing up or down
+            col.metric(m["label"], m["value"], m.get("delta"), delta_color=color, help=m.get("help"),
+                       delta_arrow="off" if color == "off" else "auto")
 
 
 @contextlib.contextmanager
