@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import io
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import polars as pl
@@ -16,7 +17,7 @@ from streamlit.runtime.scriptrunner import RerunException, StopException
 from streamlit_apps import data
 
 __all__ = ["chart", "health_strip", "window_caption", "table", "metric_rows", "no_data", "guard",
-           "TIME_MS"]
+           "guarded", "page_error", "PAGE_ERROR", "PASS_THROUGH", "TIME_MS"]
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,19 @@ def metric_rows(items: Sequence[dict[str, Any]], per_row: int = 4, container: An
                        delta_arrow="off" if color == "off" else "auto")
 
 
+PAGE_ERROR = "Page error"  # prefix of an unexpected error's one-line message (tests look for it)
+# Passed through: Streamlit's control flow and the interpreter's own exits. Everything else is caught,
+# BaseException included: a Rust panic in deltalake (a damaged table) is a pyo3 PanicException.
+PASS_THROUGH = (StopException, RerunException, KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def page_error(where: str, e: BaseException) -> None:
+    """One line for an error nobody planned for (a damaged table, a bug): logged in full, shown short."""
+    log.error("%s: %s", where, e, exc_info=e)
+    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+    st.error(f"{PAGE_ERROR} in {where}: {first} ({type(e).__name__}; the server log has the details)")
+
+
 @contextlib.contextmanager
 def guard(what: str) -> Iterator[None]:
     """Turn an error from bad input (a date, a path, a parameter) into one message, never a traceback.
@@ -147,10 +161,25 @@ def guard(what: str) -> Iterator[None]:
     """
     try:
         yield
-    except (StopException, RerunException):
+    except PASS_THROUGH:
         raise
-    except Exception as e:  # noqa: BLE001 - shown to the user as one line, logged in full
+    except BaseException as e:  # noqa: BLE001 - shown to the user as one line, logged in full
         log.info("page error in %s", what, exc_info=True)
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         st.error(f"{what}: {msg}")
         st.stop()
+
+
+def guarded(where: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator for a page's fragments: an unexpected error is :func:`page_error`, never a traceback."""
+    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> None:
+            try:
+                fn(*args, **kwargs)
+            except PASS_THROUGH:
+                raise
+            except BaseException as e:  # noqa: BLE001 - see page_error
+                page_error(where, e)
+        return run
+    return wrap

@@ -89,6 +89,7 @@ def timeline(start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
 
 
 @st.fragment(run_every=2.0 if live else None)
+@widgets.guarded("Arbitrage monitor")
 def current() -> None:
     widgets.health_strip(stale_s)
     end = data.window_end("quotes")

@@ -50,6 +50,7 @@ def _frames(root: str, market: str, venues: tuple[str, ...], window_s: int,
 
 
 @st.fragment(run_every=refresh_s if live else None)
+@widgets.guarded("Live market")
 def view() -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     widgets.health_strip(stale_s)

@@ -41,6 +41,7 @@ def wide(rows: pl.DataFrame, index: list[str]) -> pl.DataFrame:
 
 
 @st.fragment(run_every=1.0 if live else None)
+@widgets.guarded("Risk monitor")
 def view() -> None:
     end = data.window_end("risk_snapshots")
     start = end - dt.timedelta(minutes=int(minutes))

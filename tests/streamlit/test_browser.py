@@ -11,6 +11,7 @@ printed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,34 +66,43 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> N
     raise TimeoutError(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+@contextlib.contextmanager
+def _streamlit(base: Path, lab_data: Path, lake: Path | None = None):
+    """A Streamlit server on a free port serving the app, as `lab demo` starts it (cwd = the project)."""
+    port = free_port()
+    env = os.environ | {"LAB_DATA": str(lab_data), "PYTHONUNBUFFERED": "1"}
+    env.pop("LAB_LAKE", None)
+    if lake is not None:
+        env["LAB_LAKE"] = str(lake)
+    log = base / "streamlit.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "streamlit"), "run", str(APP),
+             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc, f"http://127.0.0.1:{port}", log
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Simulator + recorder (3 venues x 3 assets) into a temp lake, and a Streamlit server on it."""
     base = tmp_path_factory.mktemp("st_browser")
-    port = free_port()
     with Recording(base / "data", faults="gentle") as rec:
-        env = os.environ | {"LAB_DATA": str(rec.lab_data), "PYTHONUNBUFFERED": "1"}
-        env.pop("LAB_LAKE", None)
-        log = base / "streamlit.log"
-        with open(log, "w") as out:
-            # Streamlit starts while the recorder syncs its books (both take seconds)
-            proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "streamlit"), "run", str(APP),
-                 "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-                 "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                rec.wait_rows("quotes")
-                _write_risk_snapshots(rec.lake_root)
-                _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 90, proc, log)
-                yield {"url": f"http://127.0.0.1:{port}", "recording": rec, "log": log}
-            finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+        # Streamlit starts while the recorder syncs its books (both take seconds)
+        with _streamlit(base, rec.lab_data) as (proc, url, log):
+            rec.wait_rows("quotes")
+            _write_risk_snapshots(rec.lake_root)
+            _wait_http(f"{url}/_stcore/health", 90, proc, log)
+            yield {"url": url, "recording": rec, "log": log}
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +171,7 @@ def test_every_page_renders_charts_and_the_live_page_moves(server, browser):
         print(f"{title}: heading {t_heading:.1f} s, done {time.monotonic() - t0:.1f} s, screenshot {shot}")
         assert page.locator(".stException").count() == 0, f"{title}: {page.locator('.stException').first.inner_text()}"
         assert page.evaluate(_EMPTY_CHARTS) == [], f"{title}: empty charts"
+        assert page.get_by_text("Page error").count() == 0, f"{title}: {page.get_by_text('Page error').first.inner_text()}"
         assert page.get_by_text("Deploy", exact=True).count() == 0, "the Deploy button is hidden"
         assert "HFThot Research Lab" in page.title() or title in page.title()
 
@@ -176,3 +187,31 @@ def test_every_page_renders_charts_and_the_live_page_moves(server, browser):
             print(f"{title}: moved after {time.monotonic() - t0:.1f} s")
 
     assert not errors, errors
+
+
+def test_every_page_on_a_damaged_lake_says_so_in_one_line(tmp_path, browser):
+    """A torn newest commit of `quotes` (issue 15): each page reading quotes shows one line, the
+    others render as usual; never an exception box."""
+    from test_page_defects import damaged_lake
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    lake = damaged_lake(tmp_path)
+    unaffected = {"risk_monitor": "No data for risk snapshots", "paper_vs_backtest": "No paper sessions"}
+    with _streamlit(tmp_path, tmp_path / "data", Path(lake)) as (proc, url, log):
+        _wait_http(f"{url}/_stcore/health", 90, proc, log)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for path, title, _ in PAGES:
+            page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=60_000)
+            shot = ARTIFACTS / f"damaged_{path or 'live_market'}.png"
+            want = page.get_by_text(unaffected[path]) if path in unaffected else \
+                page.locator('[data-testid="stAlertContentError"]')
+            try:
+                want.first.wait_for(timeout=30_000)
+            finally:
+                page.screenshot(path=str(shot))
+            print(f"{title} on a damaged lake: screenshot {shot}")
+            assert page.locator(".stException").count() == 0, (title, page.locator(".stException").first.inner_text())
+            if path not in unaffected:
+                text = want.first.inner_text()
+                assert "Truncated record" in text and len(text.strip().splitlines()) == 1, (title, text)
+        page.close()

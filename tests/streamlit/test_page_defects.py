@@ -211,3 +211,38 @@ def test_promoted_page_answers_hostile_input_with_a_message_never_a_traceback(sy
         assert not at.exception, (label, value, [e.value for e in at.exception])
         shown = [e.value for e in at.error] + [i.value for i in at.info]
         assert any(says in m for m in shown), (label, value, shown)
+
+
+def test_a_damaged_table_is_one_line_on_the_page_never_a_traceback(tmp_path, monkeypatch):
+    """Issue 15: a truncated newest `_delta_log` commit used to crash the pages with a Rust backtrace.
+
+    AppTest runs a switched-to page without app.py, so only the default page goes through the
+    app's guard here; tests/streamlit/test_browser.py walks every page on a damaged lake.
+    """
+    from st_helpers import APP
+    from streamlit.testing.v1 import AppTest
+
+    root = damaged_lake(tmp_path)
+    monkeypatch.setenv("LAB_LAKE", root)
+    monkeypatch.setenv("LAB_DATA", str(tmp_path / "data"))
+
+    at = AppTest.from_file(str(APP), default_timeout=90)
+    at.run()
+
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "\n" not in errors[0] and errors[0].startswith("Page error in Live market"), errors
+    assert "Truncated record" in errors[0]
+
+
+def damaged_lake(tmp_path) -> str:
+    """A lake whose `quotes` table's newest commit file was cut short (a torn write)."""
+    from lab.lake import Lake
+
+    lake = Lake(tmp_path / "lake")
+    now = dt.datetime.now(dt.timezone.utc)
+    for k in range(2):
+        lake.append("quotes", synth.frames(now - dt.timedelta(seconds=4 - 2 * k), 2.0)["quotes"])
+    newest = sorted((tmp_path / "lake" / "quotes" / "_delta_log").glob("*.json"))[-1]
+    newest.write_text(newest.read_text()[:40])
+    return str(lake.root)
