@@ -56,7 +56,7 @@ PR_SET_PDEATHSIG = 1
 BACKGROUND_ENV = "LAB_DEMO_BACKGROUND"  # set for the detached supervisor: never log the token
 # Jupyter lists each notebook once: the paired py:percent files stay out of its file browser.
 JUPYTER_HIDE_GLOBS = ["__pycache__", "*.pyc", "*.pyo", ".DS_Store", "*~", ".ipynb_checkpoints", "*.py"]
-SIM_PORTS = (9443, 9444, 9445)  # binance, coinbase, kraken: the demo's simulator (recorders/demo.toml)
+SIM_VENUES = ("binance", "coinbase", "kraken")  # the demo's simulator (recorders/demo.toml): ports base+0..2
 
 
 class Service(msgspec.Struct):
@@ -82,16 +82,23 @@ def _lab(*args: str) -> list[str]:
     return [str(BIN / "lab"), *args]
 
 
+def _sim_port_args(a: argparse.Namespace, *flags: str) -> list[str]:
+    """Flags moving the simulator off its default ports (none at the default: the configs say 9443)."""
+    base = getattr(a, "sim_port_base", 9443)
+    return [] if base == 9443 else [*flags, str(base)]
+
+
 def services(a: argparse.Namespace, token: str) -> list[Service]:
     root = project_dir()
     bus = f"ws://127.0.0.1:{a.bus_port}"
     out = [
-        Service("simulator", _lab("simulate", "--venues", "binance,coinbase,kraken",
+        Service("simulator", _lab("simulate", "--venues", ",".join(SIM_VENUES),
                                   "--assets", "BTC,ETH,SOL", "--faults", "gentle",
-                                  "--seed", str(a.seed)),
-                needs="lab.apps.simulate", port=SIM_PORTS[0]),
+                                  "--seed", str(a.seed), *_sim_port_args(a, "--port-base")),
+                needs="lab.apps.simulate", port=getattr(a, "sim_port_base", 9443)),
         # The recorder hosts the live bus hub (--bus-serve) and publishes to it.
         Service("recorder", _lab("record", "--config", str(root / "recorders" / "demo.toml"),
+                                 *_sim_port_args(a, "--sim", "--sim-port-base"),
                                  "--bus", bus, "--bus-serve"),
                 needs="lab.apps.record", port=a.bus_port),
         Service("maintainer", _lab("maintain", "--every", "30"), needs="lab.apps.maintain"),
@@ -126,7 +133,8 @@ def services(a: argparse.Namespace, token: str) -> list[Service]:
 
 def port_checks(a: argparse.Namespace) -> list[PortCheck]:
     """Every port the demo will listen on, with the flag and make variable that moves it."""
-    out = [PortCheck(p, "the exchange simulator") for p in SIM_PORTS]
+    out = [PortCheck(a.sim_port_base + i, f"the exchange simulator ({v})", "--sim-port-base", "SIM_PORT_BASE")
+           for i, v in enumerate(SIM_VENUES)]
     out.append(PortCheck(a.bus_port, "the live bus", "--bus-port", "BUS_PORT"))
     if not a.no_jupyter:
         out.append(PortCheck(a.jupyter_port, "Jupyter Lab", "--jupyter-port", "JUPYTER_PORT"))
@@ -608,6 +616,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Streamlit's port on 127.0.0.1 (make demo STREAMLIT_PORT=N)")
     p.add_argument("--bus-port", type=int, default=50052,
                    help="the live bus's port on 127.0.0.1 (make demo BUS_PORT=N)")
+    p.add_argument("--sim-port-base", type=int, default=9443,
+                   help="first of the simulator's three ports (binance, coinbase, kraken) on 127.0.0.1 "
+                        "(make demo SIM_PORT_BASE=N)")
     p.add_argument("--arbitrage-config", type=Path, default=None,
                    help="the arbitrage detector's config (default config/arbitrage.demo.toml); the "
                         "Arbitrage monitor page reads the same file (LAB_ARBITRAGE_CONFIG)")

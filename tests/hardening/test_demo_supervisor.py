@@ -180,28 +180,48 @@ def test_a_closed_stdout_does_not_stop_the_supervisor_from_stopping_its_services
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _free_block(n: int = 3) -> int:
+    """A base port with ``n`` consecutive free loopback ports (the demo's simulator uses base+0..2)."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randint(20_000, 60_000)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
 @pytest.mark.parametrize("flag,make_var,service", [("--jupyter-port", "JUPYTER_PORT", "Jupyter Lab"),
                                                    ("--streamlit-port", "STREAMLIT_PORT", "Streamlit"),
-                                                   ("--bus-port", "BUS_PORT", "the live bus")])
+                                                   ("--bus-port", "BUS_PORT", "the live bus"),
+                                                   ("--sim-port-base", "SIM_PORT_BASE",
+                                                    "the exchange simulator (binance)")])
 def test_a_busy_port_is_named_with_its_flag_before_anything_starts(tmp_path, flag, make_var, service):
     import socket
 
-    from lab.apps.demo import port_free
-
-    ports = {}
+    ports = {"--sim-port-base": _free_block()}
     socks = []
     for f in ("--jupyter-port", "--streamlit-port", "--bus-port"):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         ports[f] = s.getsockname()[1]
         socks.append(s)
-    busy = socks[list(ports).index(flag)]
-    busy.listen()
     for s in socks:
-        if s is not busy:
-            s.close()
-    if not all(port_free(p) for p in (9443, 9444, 9445)):
-        pytest.fail("the simulator's default ports 9443-9445 are taken on this machine (a demo running?)")
+        s.close()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", ports[flag]))
+    busy.listen()
     data = tmp_path / "data"
     argv = [str(Path(sys.executable).parent / "lab"), "demo", "--history-minutes", "5"]
     for f, p in ports.items():
