@@ -510,9 +510,9 @@ def supervise(a: argparse.Namespace) -> int:
             sup.start(s)
         if not sup.stopping:
             shown = {s.name: s for s in svcs if s.url and s.name in sup.procs}
+            write_private(run / "demo.ready", json.dumps({n: s.url for n, s in shown.items()}))
             for ln in banner(list(shown.values()), secret=not background):
                 say(ln)
-            write_private(run / "demo.ready", json.dumps({n: s.url for n, s in shown.items()}))
         sup.wait()
     finally:
         say("stopping the demo ...")
