@@ -64,14 +64,14 @@ def latest_time(lake: Lake, table: str, column: str = "ts_exchange", *,
     except Exception:  # noqa: BLE001 - stats unavailable: read the column instead
         acts = None
     col = f"max.{column}"
+    v = None
     if isinstance(acts, pl.DataFrame) and col in acts.columns and acts.height:
         v = acts[col].max()
-        if v is not None:
-            if isinstance(v, dt.datetime) and v.tzinfo is None:
-                v = v.replace(tzinfo=dt.timezone.utc)
-            return v
-    v = lake.scan(table).select(pl.col(column).max()).collect().item()
-    return v
+    if v is None:
+        v = lake.scan(table).select(pl.col(column).max()).collect().item()
+    if not isinstance(v, dt.datetime):
+        return None
+    return v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)
 
 
 _USD = USD_LIKE
