@@ -1,5 +1,6 @@
 """The real `lab demo` (no Jupyter, no Streamlit) on free ports: it starts every service, restarts
-one that dies (and says so in `feed_events`), and on Ctrl-C stops them all, each exit reported."""
+one that dies (and says so in `feed_events`), and on Ctrl-C or `make stop` (the pid file) stops
+them all, each exit reported."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_demo_supervisor import _alive, _free_block
 
 
@@ -33,7 +35,8 @@ def _read_until(proc: subprocess.Popen, text: str, lines: list[str], timeout: fl
     raise AssertionError(f"no {text!r} in the demo's output:\n" + "\n".join(lines))
 
 
-def test_lab_demo_restarts_a_killed_service_and_stops_every_service_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("stop_with", ["ctrl-c", "make stop"])
+def test_lab_demo_restarts_a_killed_service_and_stops_every_service(tmp_path, stop_with):
     data = tmp_path / "data"
     argv = [str(Path(sys.executable).parent / "lab"), "demo", "--no-jupyter", "--no-streamlit",
             "--history-minutes", "0", "--sim-port-base", str(_free_block()), "--bus-port", str(_free_port()),
@@ -54,7 +57,12 @@ def test_lab_demo_restarts_a_killed_service_and_stops_every_service_on_ctrl_c(tm
         restarted = json.loads((data / "run" / "demo.json").read_text())["services"]["maintainer"]
         assert restarted != pids["maintainer"] and _alive(restarted)
 
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the supervisor's group
+        if stop_with == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the supervisor's group
+        else:  # `make stop` runs `lab demo --stop`: the pid file names the supervisor
+            stopped = subprocess.run([argv[0], "demo", "--stop"], capture_output=True, text=True, timeout=120,
+                                     env=os.environ | {"LAB_DATA": str(data)})
+            assert stopped.returncode == 0 and "demo stopped" in stopped.stdout, stopped
         out, _ = proc.communicate(timeout=120)
         lines += out.splitlines()
     finally:
