@@ -126,10 +126,27 @@ def table(container: Any, df: pl.DataFrame, name: str, *, column_config: dict | 
                       key=f"dl_parquet_{name}", icon=":material/download:", on_click="ignore")
 
 
+# Characters of metric value that fit across the main area of a wide page at 1280 px and more:
+# a row holds at most this many characters, so a value is never cut to "101,38…".
+ROW_CHARS = 44
+
+
+def row_size(values: Sequence[str], per_row: int = 4) -> int:
+    """How many metrics go in a row: ``per_row``, fewer when the longest value would not fit.
+
+    >>> row_size(["101,385.12", "+0.50"]), row_size(["coinbase → binance", "-1.00"]), row_size(["1"] * 9, 7)
+    (4, 2, 7)
+    """
+    longest = max((len(v) for v in values), default=1)
+    return max(1, min(per_row, ROW_CHARS // max(longest, 1)))
+
+
 def metric_rows(items: Sequence[dict[str, Any]], per_row: int = 4, container: Any = None) -> None:
     """``st.metric`` for each item (``label``, ``value``, optional ``delta``, ``delta_color``, ``help``),
-    at most ``per_row`` per row, so a value such as ``101,385.12`` is never cut to ``101,38…``."""
+    at most ``per_row`` per row and fewer for long values (:func:`row_size`), so a value such as
+    ``101,385.12`` is never cut to ``101,38…``."""
     c = container or st
+    per_row = row_size([str(m["value"]) for m in items], per_row)
     for i in range(0, len(items), per_row):
         chunk = items[i:i + per_row]
         cols = c.columns(per_row)

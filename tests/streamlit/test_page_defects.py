@@ -246,3 +246,13 @@ def damaged_lake(tmp_path) -> str:
     newest = sorted((tmp_path / "lake" / "quotes" / "_delta_log").glob("*.json"))[-1]
     newest.write_text(newest.read_text()[:40])
     return str(lake.root)
+
+
+def test_metric_rows_leave_room_for_the_longest_value():
+    """Issue 16: "101,38…". A row never holds more characters of value than fit across the page."""
+    from streamlit_apps.widgets import ROW_CHARS, row_size
+
+    for values in (["101,385.12"] * 7, ["coinbase → binance", "+1.00", "-0.45", "+4.55"], ["3"] * 7):
+        n = row_size(values, 7)
+        assert n >= 1 and n * max(len(v) for v in values) <= ROW_CHARS, values
+    assert row_size(["3"] * 7, 7) == 7  # short values keep one row
