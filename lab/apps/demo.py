@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime as dt
+import functools
 import importlib.util
 import json
 import os
@@ -220,14 +221,14 @@ def jupyter_token() -> str:
     return f.read_text().strip()
 
 
-def _parent_death_signal() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _parent_death_signal(supervisor: int) -> None:  # pragma: no cover - runs in the child before exec
     """preexec_fn: ask the kernel to SIGTERM this child when the supervisor dies, however it dies."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
         pass  # not Linux: the process group and the pid file still stop it
-    if os.getppid() == 1:  # the supervisor died before prctl took effect
+    if os.getppid() != supervisor:  # the supervisor died before prctl took effect (works as PID 1 too)
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -298,7 +299,7 @@ class Supervisor:
         try:
             return subprocess.Popen(s.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env={**self.env, **s.env}, cwd=str(self.cwd), start_new_session=True,
-                                    preexec_fn=_parent_death_signal)
+                                    preexec_fn=functools.partial(_parent_death_signal, os.getpid()))
         finally:
             log.close()
 
