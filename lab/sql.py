@@ -133,11 +133,13 @@ def _bind(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         con.execute(f'CREATE OR REPLACE MACRO "{name}"{sql}')
 
 
-def connect(lake: Lake | str | None = None, *, token: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(lake: Lake | str | None = None, *, token: str | None = None,
+            tls_root_certs: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection where each lake table is a view.
 
     ``lake`` may also be a data-service URL (``grpc://host:50053``,
-    ``grpc+tls://...``; ``token`` or ``$LAB_SERVICE_TOKEN``): see :func:`_remote`.
+    ``grpc+tls://...``; ``token`` or ``$LAB_SERVICE_TOKEN``; a private CA in
+    ``tls_root_certs`` or ``$LAB_SERVICE_CA``): see :func:`_remote`.
 
     The views read the snapshot committed when ``connect`` (or
     :func:`refresh`) ran; call :func:`refresh` on a long-lived connection
@@ -152,7 +154,7 @@ def connect(lake: Lake | str | None = None, *, token: str | None = None) -> duck
     if url is not None:
         from lab.service.client import RemoteConnection
 
-        return RemoteConnection(url, token)  # type: ignore[return-value]
+        return RemoteConnection(url, token, tls_root_certs=tls_root_certs)  # type: ignore[return-value]
     lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else Lake()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
