@@ -166,7 +166,8 @@ class DataService(fl.FlightServerBase):
         self._running: set[_Running] = set()
         self._stop = threading.Event()
         self.stats = {"queries": 0, "refused": 0, "timeouts": 0, "cancelled": 0, "streams": 0,
-                      "live_rows": 0, "live_dropped": 0}
+                      "live_rows": 0, "live_dropped": 0,
+                      "live_queue_peak": 0}
         self._watch = threading.Thread(target=self._watchdog, name="lab-service-watchdog", daemon=True)
         self._watch.start()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -502,7 +503,6 @@ class DataService(fl.FlightServerBase):
         kwargs = {"restate": restate}
         if "token" in inspect.signature(bus.subscribe).parameters and self.cfg.bus_token:
             kwargs["token"] = self.cfg.bus_token
-        stream.subscribed.set()
         async for t, rows in bus.subscribe([table], url=self.cfg.bus_url, **kwargs):
             if stream.closed:
                 return
@@ -529,6 +529,7 @@ class DataService(fl.FlightServerBase):
         finally:
             stream.closed = True
             self.stats["live_dropped"] += stream.dropped
+            self.stats["live_queue_peak"] = max(self.stats["live_queue_peak"], stream.peak)
             fut.cancel()
             self._streams.release()
 
@@ -550,8 +551,8 @@ class _LiveStream:
         self._rows: list[dict] = []
         self._cv = threading.Condition()
         self.dropped = 0
+        self.peak = 0  # most rows ever queued (bounded by max_rows)
         self.closed = False
-        self.subscribed = threading.Event()
 
     def offer(self, rows: list[dict]) -> None:
         with self._cv:
@@ -559,6 +560,7 @@ class _LiveStream:
                 self.dropped += len(rows)
                 return
             self._rows.extend(rows)
+            self.peak = max(self.peak, len(self._rows))
             self._cv.notify()
 
     def take(self, timeout: float) -> list[dict] | None:
