@@ -64,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    threading.Thread(target=svc.serve, daemon=True).start()
-    done.wait()
+    done.wait()  # the server already serves (pyarrow starts it on construction)
     svc.shutdown()
     print("data service stopped", file=sys.stderr, flush=True)
     return 0
