@@ -342,9 +342,12 @@ class DataService(fl.FlightServerBase):
                 fields.append(pa.field("table_schema", pa.binary(), nullable=False))
             return pa.table(cols, schema=pa.schema(fields))
         if name == "CommandGetSqlInfo":
-            infos = {0: "HFThot lab data service", 1: "1", 2: pa.__version__, 3: True}
+            infos: dict[int, str | bool] = {0: "HFThot lab data service", 1: "1", 2: pa.__version__, 3: True}
             wanted = [i for i in (cmd.info or infos) if i in infos]
-            codes, offsets, strings, bools = [], [], [], []
+            codes: list[int] = []
+            offsets: list[int] = []
+            strings: list[str] = []
+            bools: list[bool] = []
             for i in wanted:
                 v = infos[i]
                 if isinstance(v, bool):
@@ -500,10 +503,11 @@ class DataService(fl.FlightServerBase):
                     restate: bool) -> None:
         from lab import bus
 
-        kwargs = {"restate": restate}
-        if "token" in inspect.signature(bus.subscribe).parameters and self.cfg.bus_token:
-            kwargs["token"] = self.cfg.bus_token
-        async for t, rows in bus.subscribe([table], url=self.cfg.bus_url, **kwargs):
+        kwargs: dict[str, object] = {"restate": restate}
+        token = self._bus_token()
+        if token and "token" in inspect.signature(bus.subscribe).parameters:
+            kwargs["token"] = token
+        async for t, rows in bus.subscribe([table], url=self.cfg.bus_url or bus.DEFAULT_URL, **kwargs):  # type: ignore[arg-type]
             if stream.closed:
                 return
             if t != table:
@@ -513,6 +517,21 @@ class DataService(fl.FlightServerBase):
                         and (symbols is None or r.get("symbol") in symbols)]
             if rows:
                 stream.offer(rows)
+
+    def _bus_token(self) -> str | None:
+        """The bus's token: the config's, else ``$LAB_BUS_TOKEN``, else ``$LAB_DATA/run/bus_token``."""
+        if self.cfg.bus_token:
+            return self.cfg.bus_token
+        env = os.environ.get("LAB_BUS_TOKEN")
+        if env:
+            return env.strip()
+        from lab.lake import data_dir
+
+        p = data_dir() / "run" / "bus_token"
+        try:
+            return p.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
 
     def _drain(self, context, stream: _LiveStream, fut) -> Iterator[tuple[pa.RecordBatch, pa.Buffer]]:
         try:
