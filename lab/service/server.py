@@ -102,6 +102,9 @@ class _AuthFactory(fl.ServerMiddlewareFactory):
 # -- queries ------------------------------------------------------------------------
 
 
+_MAX_PLANNED = 256  # queries planned (a connection each) and not yet fetched
+
+
 class _Planned(msgspec.Struct):
     """A query planned by GetFlightInfo, run by the DoGet that presents its handle."""
 
@@ -241,18 +244,33 @@ class DataService(fl.FlightServerBase):
             self.stats["refused"] += 1
             raise fl.FlightServerError(str(e)) from None
 
-    def _plan(self, sql: str, params: list | None, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
+    def _plan(self, context, sql: str, params: list | None, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
+        """Open a fresh snapshot and bind ``sql`` for its schema; ``DoGet`` runs it."""
         self._check(sql)
+        with self._lock:
+            if len(self._planned) >= _MAX_PLANNED:
+                raise fl.FlightUnavailableError(f"{_MAX_PLANNED} planned queries are waiting for their DoGet; "
+                                                "fetch or drop them first")
         self._slot()
+        run = None
         try:
             con = self._open()
+            run = _Running(con, time.monotonic() + self.cfg.query_timeout_s, context)
+            with self._lock:
+                self._running.add(run)
             try:
                 rel = con.sql(sql, params=params) if params else con.sql(sql)
                 schema = rel.limit(0).to_arrow_table().schema if rel is not None else pa.schema([])
             except duckdb.Error as e:
                 con.close()
+                if run.why == "timeout":
+                    raise fl.FlightTimedOutError(
+                        f"query exceeded the {self.cfg.query_timeout_s:g} s limit and was stopped") from None
                 raise fl.FlightServerError(_one_line(e)) from None
         finally:
+            if run is not None:
+                with self._lock:
+                    self._running.discard(run)
             self._slots.release()
         handle = secrets.token_bytes(16)
         with self._lock:
@@ -263,7 +281,7 @@ class DataService(fl.FlightServerBase):
     def get_flight_info(self, context, descriptor):
         name, cmd = unpack(descriptor.command or b"")
         if name == "CommandStatementQuery":
-            return self._plan(cmd.query, None, descriptor)
+            return self._plan(context, cmd.query, None, descriptor)
         if name == "CommandPreparedStatementQuery":
             prep = self._prepared_of(cmd.prepared_statement_handle)
             if prep.nparams and not prep.params:
@@ -271,7 +289,7 @@ class DataService(fl.FlightServerBase):
             rows = prep.params or [None]
             if len(rows) > 1:
                 raise fl.FlightServerError("bind one row of parameters per execution")
-            return self._plan(prep.sql, rows[0], descriptor)
+            return self._plan(context, prep.sql, rows[0], descriptor)
         if name in ("CommandGetCatalogs", "CommandGetDbSchemas", "CommandGetTables",
                     "CommandGetTableTypes", "CommandGetSqlInfo"):
             table = self._metadata(name, cmd)
@@ -620,6 +638,8 @@ def resolve_token(create: bool = False) -> str | None:
         return env.strip()
     p = token_path()
     if p.exists():
+        if create and p.stat().st_mode & 0o077:
+            os.chmod(p, 0o600)  # a secret: owner only
         return p.read_text(encoding="utf-8").strip() or None
     if not create:
         return None
