@@ -72,16 +72,26 @@ def _message(e: BaseException) -> str:
 
 
 class RemoteResult:
-    """One query's result, fetched as an Arrow table (what the local relation's methods give)."""
+    """One query's result, fetched as an Arrow table, with the local relation's readers.
+
+    >>> r = RemoteResult(pa.table({"n": [1, 2]}))
+    >>> r.fetchone(), r.fetchall(), r.pl().shape
+    ((1,), [(2,)], (2, 1))
+    """
 
     def __init__(self, table: pa.Table) -> None:
         self._t = table
+        self._rows: list[tuple] | None = None
         self._pos = 0
 
     def to_arrow_table(self) -> pa.Table:
         return self._t
 
-    arrow = fetch_arrow_table = to_arrow_table
+    fetch_arrow_table = to_arrow_table
+
+    def arrow(self) -> pa.RecordBatchReader:
+        """A RecordBatchReader, as DuckDB 2.0's ``rel.arrow()``."""
+        return self._t.to_reader()
 
     def pl(self) -> pl.DataFrame:
         return pl.from_arrow(self._t)  # type: ignore[return-value]
@@ -89,17 +99,23 @@ class RemoteResult:
     def df(self):
         return self._t.to_pandas()
 
+    def _all(self) -> list[tuple]:
+        if self._rows is None:
+            cols = [c.to_pylist() for c in self._t.columns]
+            self._rows = list(zip(*cols, strict=True)) if cols else []
+        return self._rows
+
     def fetchall(self) -> list[tuple]:
-        rows = list(zip(*(c.to_pylist() for c in self._t.columns), strict=True)) if self._t.num_columns else []
-        out, self._pos = rows[self._pos:], len(rows)
-        return out
+        rows = self._all()[self._pos:]
+        self._pos += len(rows)
+        return rows
 
     def fetchone(self) -> tuple | None:
-        rows = self.fetchall()
-        if not rows:
+        rows = self._all()
+        if self._pos >= len(rows):
             return None
-        self._pos -= len(rows) - 1
-        return rows[0]
+        self._pos += 1
+        return rows[self._pos - 1]
 
     @property
     def columns(self) -> list[str]:

@@ -74,7 +74,7 @@ def test_query_over_the_time_limit_is_stopped(seed_lake):
 
 
 def test_queries_beyond_the_concurrency_bound_wait_then_are_refused(seed_lake):
-    svc = start(seed_lake, max_queries=1, queue_wait_s=0.5, query_timeout_s=6.0)
+    svc = start(seed_lake, max_queries=1, queue_wait_s=0.5, query_timeout_s=3.0)
     try:
         slow = threading.Thread(target=lambda: _swallow(
             RemoteConnection(svc.url, TOKEN).sql, "select count(*) from range(100000000000) a"))
