@@ -134,3 +134,15 @@ def test_lab_service_env_points_default_connect_at_the_service(service, monkeypa
     assert lab.connect(str(tmp_path / "elsewhere" / "lake")).sql("select count(*) from trades").fetchall() == [(2000,)]
     other = tmp_path / "other"  # an explicit other path stays local
     assert lab.connect(str(other)).sql("select count(*) from trades").fetchall() == [(0,)]
+
+
+def test_dashboard_sql_reads_from_the_service_when_lab_service_is_set(service, monkeypatch, tmp_path):
+    """The dashboards' SQL helper, unchanged, reads the remote lake under LAB_SERVICE."""
+    from streamlit_apps import data
+
+    monkeypatch.setenv("LAB_LAKE", str(tmp_path / "empty_lake"))
+    monkeypatch.setenv("LAB_SERVICE", service.url)
+    monkeypatch.setenv("LAB_SERVICE_TOKEN", TOKEN)
+    got = data.sql("select count(*) as n, max(price) as px from trades where side = ?", ["buy"])
+    t = trades_frame(2000).filter(pl.col("side") == "buy")
+    assert got.to_dicts() == [{"n": t.height, "px": t["price"].max()}]
