@@ -146,3 +146,13 @@ def test_dashboard_sql_reads_from_the_service_when_lab_service_is_set(service, m
     got = data.sql("select count(*) as n, max(price) as px from trades where side = ?", ["buy"])
     t = trades_frame(2000).filter(pl.col("side") == "buy")
     assert got.to_dicts() == [{"n": t.height, "px": t["price"].max()}]
+
+
+def test_adbc_catalog_calls_list_the_lake_views_with_their_schemas(service, seed_lake):
+    con = lab.connect(service.url, token=TOKEN)
+    schema = con.adbc.adbc_get_table_schema("trades")
+    local = lab.connect(seed_lake).sql("select * from trades limit 0").to_arrow_table().schema
+    assert schema.names == local.names and schema.types == local.types
+    objects = con.adbc.adbc_get_objects(depth="tables").read_all().to_pylist()
+    tables = {t["table_name"] for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+    assert {"trades", "quotes", "book_updates", "arbitrage_signals", "ohlcv_1s"} <= tables
