@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-mb", type=float, default=2048, help="most MiB one result may have")
     p.add_argument("--max-queries", type=int, default=4, help="queries running at once (others wait)")
     p.add_argument("--max-streams", type=int, default=32, help="live streams at once")
+    p.add_argument("--batch-rows", type=int, default=262_144,
+                   help="rows per Arrow batch of a result")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         lake=lake, token=token or "", host=args.host, port=args.port, tls_cert=args.tls_cert,
         tls_key=args.tls_key, bus_url=None if args.bus in ("", "none") else args.bus,
         query_timeout_s=args.query_timeout, max_rows=args.max_rows, max_bytes=int(args.max_mb * 2**20),
-        max_queries=args.max_queries, max_streams=args.max_streams)
+        max_queries=args.max_queries, max_streams=args.max_streams, batch_rows=args.batch_rows)
     try:
         svc = DataService(cfg)
     except Exception as e:  # noqa: BLE001 - a port in use, a bad certificate
