@@ -169,7 +169,7 @@ class DataService(fl.FlightServerBase):
         self._running: set[_Running] = set()
         self._stop = threading.Event()
         self.stats = {"queries": 0, "refused": 0, "timeouts": 0, "cancelled": 0, "streams": 0,
-                      "live_rows": 0, "live_dropped": 0,
+                      "live_rows": 0, "live_dropped": 0, "live_restates": 0,
                       "live_queue_peak": 0}
         self._watch = threading.Thread(target=self._watchdog, name="lab-service-watchdog", daemon=True)
         self._watch.start()
@@ -525,16 +525,31 @@ class DataService(fl.FlightServerBase):
         token = self._bus_token()
         if token and "token" in inspect.signature(bus.subscribe).parameters:
             kwargs["token"] = token
-        async for t, rows in bus.subscribe([table], url=self.cfg.bus_url or bus.DEFAULT_URL, **kwargs):  # type: ignore[arg-type]
-            if stream.closed:
-                return
-            if t != table:
-                continue
-            if venues is not None or symbols is not None:
-                rows = [r for r in rows if (venues is None or r.get("venue") in venues)
-                        and (symbols is None or r.get("symbol") in symbols)]
-            if rows:
-                stream.offer(rows)
+        url = self.cfg.bus_url or bus.DEFAULT_URL
+        last_restate = time.monotonic()
+        while not stream.closed:
+            agen = bus.subscribe([table], url=url, **kwargs)  # type: ignore[arg-type]
+            try:
+                async for t, rows in agen:
+                    if stream.closed:
+                        return
+                    if t != table:
+                        continue
+                    if venues is not None or symbols is not None:
+                        rows = [r for r in rows if (venues is None or r.get("venue") in venues)
+                                and (symbols is None or r.get("symbol") in symbols)]
+                    if rows:
+                        stream.offer(rows)
+                    # A restate stream that lost rows has wrong books: once its queue has room
+                    # (at most once a second), subscribe again with restate, so the recorders
+                    # restate their books to it, as the hub does for its own subscribers.
+                    if restate and stream.lost and stream.has_room() and time.monotonic() - last_restate >= 1.0:
+                        stream.lost = False
+                        last_restate = time.monotonic()
+                        self.stats["live_restates"] += 1
+                        break
+            finally:
+                await agen.aclose()  # type: ignore[attr-defined]
 
     def _bus_token(self) -> str | None:
         """The bus's token: the config's, else ``$LAB_BUS_TOKEN``, else ``$LAB_DATA/run/bus_token``."""
@@ -589,16 +604,21 @@ class _LiveStream:
         self._cv = threading.Condition()
         self.dropped = 0
         self.peak = 0  # most rows ever queued (bounded by max_rows)
+        self.lost = False  # dropped rows since the last restatement
         self.closed = False
 
     def offer(self, rows: list[dict]) -> None:
         with self._cv:
             if len(self._rows) + len(rows) > self.max_rows:
                 self.dropped += len(rows)
+                self.lost = True
                 return
             self._rows.extend(rows)
             self.peak = max(self.peak, len(self._rows))
             self._cv.notify()
+
+    def has_room(self) -> bool:
+        return len(self._rows) <= self.max_rows // 2
 
     def take(self, timeout: float) -> list[dict] | None:
         """Everything queued (one micro-batch), or None after ``timeout`` s of nothing."""

@@ -181,3 +181,60 @@ def test_stream_bound_refuses_extra_streams_and_frees_a_closed_one(seed_lake):
 
     got = asyncio.run(main())
     assert got and got[0].num_rows >= 1
+
+
+def test_book_updates_stream_that_lost_rows_gets_its_books_restated(seed_lake):
+    """Dropping book_updates rows breaks the client's books: once its queue has room the
+    service subscribes again with restate, and the client receives whole books again."""
+    snap = [{"ts_exchange": T0, "ts_local": T0, "venue": "binance", "symbol": "BTC-USDT", "side": "bid",
+             "price": 99.0, "qty": 1.0, "is_snapshot": True, "seq": None}]
+
+    def upd(i: int) -> dict:
+        return {**snap[0], "ts_local": T0 + i, "qty": 1.0 + i, "is_snapshot": False, "seq": i}
+
+    async def main():
+        hub, svc, pub = await _hub_and_service(seed_lake, stream_queue_rows=300)
+        asks: list[int] = []
+
+        def on_control(row: dict) -> None:
+            asks.append(row["to"])
+            pub.publish_nowait("book_updates", snap, to=row["to"])
+
+        pub.on_control = on_control
+        client = fl.FlightClient(svc.url)
+        opts = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
+        reader = client.do_get(fl.Ticket(live_ticket("book_updates", restate=True)), opts)
+        await hub.wait_subscribers(1)
+        while not asks:
+            await asyncio.sleep(0.05)
+        for k in range(20):  # 2,000 rows while the client reads nothing: most are dropped
+            await pub.publish("book_updates", [upd(100 * k + i) for i in range(100)])
+        seen: list[bool] = []
+        stop = threading.Event()
+
+        def read():
+            while not stop.is_set():
+                try:
+                    chunk = reader.read_chunk()
+                except (StopIteration, fl.FlightError):
+                    return
+                seen.extend(chunk.data.column("is_snapshot").to_pylist())
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        await asyncio.sleep(1.2)
+        for k in range(100):
+            await pub.publish("book_updates", [upd(10_000 + k)])
+            if len(asks) >= 2 and True in seen[seen.index(False):]:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        reader.cancel()
+        client.close()
+        await _close(hub, svc, pub)
+        return asks, seen, svc.stats
+
+    asks, seen, stats = asyncio.run(main())
+    assert stats["live_restates"] >= 1 and len(asks) >= 2
+    first_update = seen.index(False)
+    assert seen[0] is True and True in seen[first_update:]  # restated after the losses
