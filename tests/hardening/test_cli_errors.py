@@ -1,0 +1,104 @@
+"""Mistakes a new user makes give one line naming the problem and a non-zero exit, never a traceback.
+
+Each test runs the real ``lab`` entry point (``lab.cli.main``) against a real
+simulated lake (``sim_lake``: 2026-11-22 12:00-12:10 UTC, 3 venues x 3 assets).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from lab.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _one_line(err: str, cmd: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith(f"lab {cmd}:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- lab backtest
+MM = ("backtest", "mm", "-p", "venue=binance", "-p", "symbol=BTC-USDT")
+
+
+def test_backtest_on_a_range_without_data_names_what_the_lake_has(sim_lake, capsys):
+    rc, _, err = _run(capsys, *MM, "--lake", str(sim_lake.root), "--start", "2026-11-23T12:00",
+                      "--end", "2026-11-23T13:00")
+    line = _one_line(err, "backtest")
+    assert rc == 2
+    assert "no book_updates for binance BTC-USDT between 2026-11-23 12:00 and 13:00 UTC" in line
+    assert "the lake has binance BTC-USDT from 2026-11-22 12:00" in line
+
+
+@pytest.mark.parametrize("param, shown", [("venue=nosuch", "nosuch BTC-USDT"),
+                                          ("symbol=DOGE-USDT", "binance DOGE-USDT")])
+def test_backtest_on_a_venue_or_symbol_the_lake_lacks_lists_what_it_has(sim_lake, capsys, param, shown):
+    rc, _, err = _run(capsys, *MM, "-p", param, "--lake", str(sim_lake.root))
+    line = _one_line(err, "backtest")
+    assert rc == 2
+    assert f"no book_updates for {shown}" in line
+    assert "it has: binance BTC-USDT" in line and "kraken SOL-USD" in line
+
+
+def test_backtest_on_an_empty_lake_says_so(tmp_path, capsys):
+    rc, _, err = _run(capsys, *MM, "--lake", str(tmp_path / "lake"))
+    line = _one_line(err, "backtest")
+    assert rc == 2 and "has no book_updates table" in line
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--start", "notadate"), "--start 'notadate': not an ISO date"),
+    (("--end", "2026-13-45"), "--end '2026-13-45': not an ISO date"),
+    (("--start", "2026-11-22T12:05", "--end", "2026-11-22T12:00"), "--end 2026-11-22T12:00 is not after --start"),
+    (("--last=-5m",), "--last '-5m': expected a positive duration"),
+    (("--last", "0h"), "--last '0h': expected a positive duration"),
+    (("--last", "1h", "--start", "2026-11-22T12:00"), "--start or --last, not both"),
+    (("-p", "qty=lots"), "-p qty='lots': expected a number"),
+    (("-p", "half_spread=0.5"), "-p half_spread='0.5': expected a whole number"),
+    (("-p", "qty"), "-p expects KEY=VALUE"),
+    (("--fee", "binance=cheap"), "--fee expects VENUE=MAKER,TAKER"),
+])
+def test_backtest_bad_arguments_name_the_flag_or_parameter(sim_lake, capsys, args, needle):
+    rc, _, err = _run(capsys, *MM, "--lake", str(sim_lake.root), *args)
+    line = _one_line(err, "backtest")
+    assert rc == 2 and needle in line
+
+
+def test_backtest_arb_with_malformed_legs_names_the_parameter(sim_lake, capsys):
+    rc, _, err = _run(capsys, "backtest", "arb", "-p", "legs=binance-BTC-USDT", "--lake", str(sim_lake.root))
+    assert rc == 2 and "legs must be venue:SYMBOL" in _one_line(err, "backtest")
+
+
+def test_backtest_last_takes_the_newest_span_of_the_data(sim_lake, capsys):
+    rc, out, err = _run(capsys, *MM, "--lake", str(sim_lake.root), "--last", "2m", "--json")
+    assert rc == 0, err
+    import json
+
+    st = json.loads(out)
+    t0, t1 = (dt.datetime.fromisoformat(st["data"][k]) for k in ("start", "end"))
+    # the seed ends at 12:10; the newest 2 minutes start at 12:08
+    assert dt.datetime(2026, 11, 22, 12, 7, 59, tzinfo=dt.timezone.utc) < t0 < dt.datetime(
+        2026, 11, 22, 12, 8, 1, tzinfo=dt.timezone.utc)
+    assert t1 <= dt.datetime(2026, 11, 22, 12, 10, 1, tzinfo=dt.timezone.utc)
+    assert st["events"] > 0
+
+
+def test_backtest_report_html_is_self_contained(sim_lake, capsys, tmp_path: Path):
+    out = tmp_path / "bt"
+    rc, _, err = _run(capsys, *MM, "--lake", str(sim_lake.root), "--last", "1m", "--out", str(out))
+    assert rc == 0, err
+    page = (out / "report.html").read_text()
+    assert not re.search(r"<(script|link)[^>]*(src|href)=[\"']?(https?:)?//", page)  # nothing fetched
+    assert "Plotly.newPlot" in page and page.count("plotly-graph-div") >= 3
