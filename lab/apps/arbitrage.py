@@ -32,6 +32,7 @@ import msgspec
 from lab.bus import DEFAULT_URL
 
 HELP = "live arbitrage detector"
+WRITES_DATA = True  # signals into $LAB_DATA/lake (see lab.cli)
 
 __all__ = ["add_arguments", "run"]
 

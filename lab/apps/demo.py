@@ -29,6 +29,7 @@ from lab.apps._project import project_dir
 from lab.lake import Lake, data_dir
 
 HELP = "start every service for a local demo"
+WRITES_DATA = True  # lake, logs and run files under $LAB_DATA (see lab.cli)
 
 BIN = Path(sys.executable).parent
 

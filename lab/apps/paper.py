@@ -21,6 +21,7 @@ from lab.apps.backtest import add_model_arguments, config_from_args, make_strate
 from lab.bus import DEFAULT_URL
 
 HELP = "paper-trade a strategy on the live stream"
+WRITES_DATA = True  # paper_* tables into $LAB_DATA/lake (see lab.cli)
 
 __all__ = ["add_arguments", "run"]
 

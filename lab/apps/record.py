@@ -18,6 +18,7 @@ from recorders.config import ConfigError, RecorderConfig, VenueConfig, load_conf
 from recorders.venues import ADAPTERS
 
 HELP = "record venue feeds into the lake"
+WRITES_DATA = True  # the lake, the journal and the status file under $LAB_DATA (see lab.cli)
 
 __all__ = ["add_arguments", "run"]
 

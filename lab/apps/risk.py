@@ -27,6 +27,7 @@ import polars as pl
 from lab.bus import DEFAULT_URL
 
 HELP = "live risk monitor"
+WRITES_DATA = True  # risk_snapshots into $LAB_DATA/lake (see lab.cli)
 
 __all__ = ["add_arguments", "run", "build_monitor"]
 

@@ -102,3 +102,73 @@ def test_backtest_report_html_is_self_contained(sim_lake, capsys, tmp_path: Path
     page = (out / "report.html").read_text()
     assert not re.search(r"<(script|link)[^>]*(src|href)=[\"']?(https?:)?//", page)  # nothing fetched
     assert "Plotly.newPlot" in page and page.count("plotly-graph-div") >= 3
+
+
+# --------------------------------------------------------------------------- services' arguments
+def test_simulate_with_an_unknown_venue_is_one_line(capsys):
+    rc, _, err = _run(capsys, "simulate", "--venues", "nosuch", "--port-base", "0", "--duration", "1")
+    assert rc == 2 and "--venues 'nosuch': unknown nosuch; choose from binance" in _one_line(err, "simulate")
+
+
+def test_simulate_on_a_port_in_use_is_one_line(capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        rc, _, err = _run(capsys, "simulate", "--venues", "binance", "--port-base", str(port), "--duration", "1")
+    line = _one_line(err, "simulate")
+    assert rc == 1 and "cannot serve on 127.0.0.1" in line and "--port-base" in line
+
+
+@pytest.mark.parametrize("every", ["-5", "nan"])
+def test_maintain_refuses_a_negative_interval(tmp_path, capsys, every):
+    rc, _, err = _run(capsys, "maintain", "--lake", str(tmp_path / "lake"), "--every", every)
+    assert rc == 2 and f"--every {every}: expected seconds between passes" in _one_line(err, "maintain")
+
+
+# --------------------------------------------------------------------------- LAB_DATA
+def _bad_data_dirs(tmp_path: Path) -> list[tuple[Path, str]]:
+    f = tmp_path / "a_file"
+    f.write_text("not a folder")
+    return [(f, "not a directory"), (f / "data", "not a writable directory")]
+
+
+@pytest.mark.parametrize("argv", [
+    ("maintain",),
+    ("record", "--venue", "binance", "--symbols", "BTC-USDT", "--sim", "--sim-port-base", "1", "--duration", "1"),
+    ("simulate", "--to-lake", "--days", "0.001"),
+    ("arbitrage", "--bus", "ws://127.0.0.1:1", "--duration", "1"),
+    ("risk", "--bus", "ws://127.0.0.1:1", "--duration", "1"),
+    ("paper", "mm", "--bus", "ws://127.0.0.1:1", "--duration", "1"),
+])
+def test_commands_that_write_refuse_a_lab_data_that_is_not_a_writable_folder(tmp_path, capsys, monkeypatch, argv):
+    for bad, why in _bad_data_dirs(tmp_path):
+        monkeypatch.setenv("LAB_DATA", str(bad))
+        rc, _, err = _run(capsys, *argv)
+        line = _one_line(err, argv[0])
+        assert rc == 2 and f"LAB_DATA={bad}: {why}" in line
+
+
+def test_lab_data_is_absolute_for_children_and_restored_after(tmp_path, monkeypatch, capsys):
+    """The entry point resolves a relative LAB_DATA against the caller's folder, for every child."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAB_DATA", "rel/data")
+    from lab.cli import resolve_data_env
+
+    assert resolve_data_env() == tmp_path / "rel" / "data"
+    assert os.environ["LAB_DATA"] == str(tmp_path / "rel" / "data")
+    monkeypatch.setenv("LAB_DATA", "rel/data")
+    assert main(["status", "--no-lake", "--json"]) == 0
+    assert os.environ["LAB_DATA"] == "rel/data"  # in-process callers get their environment back
+    # a real child: `lab status --json` run from a sub-folder with an absolute LAB_DATA sees the same run dir
+    env = {**os.environ, "LAB_DATA": "rel/data"}
+    out = subprocess.run([sys.executable, "-c", "import os, lab.cli as c; c.resolve_data_env(); "
+                          "print(os.environ['LAB_DATA'])"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == str(tmp_path / "rel" / "data")
