@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import datetime as dt
 import signal
-import sys
 
 from lab.errors import ConfigError, ServiceError
 
