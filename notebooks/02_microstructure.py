@@ -52,7 +52,7 @@ def scan(table: str) -> pl.LazyFrame:
     return lk.scan(table, venue=venues, symbol=members, start=start, end=end)
 
 
-print(f"{market} on {day}: symbols {members}")
+print(f"{market} on {day}: symbols {', '.join(members)}")
 
 # %% [markdown] tags=["app"]
 # ## Spreads

@@ -1,8 +1,7 @@
 """Microstructure of one market over a day.
 
-Promoted from notebooks/02_microstructure.ipynb by `lab promote --cells 3,...,19` (2026-11-23),
-then polished by hand (the print became a caption). The notebook's parameters are the
-sidebar widgets; its cells follow.
+Promoted from notebooks/02_microstructure.ipynb by `lab promote` (2026-11-29); edit freely.
+The notebook's parameters are the sidebar widgets; the cells tagged `app` follow.
 """
 
 import ast  # noqa: F401  (literal parameters)
@@ -25,6 +24,7 @@ with st.sidebar:
     depth = st.number_input("depth", value=10, step=1)
 
 # -- cell 3 ----------------------------------------------------------------------
+import datetime as dt
 
 import polars as pl
 
@@ -34,7 +34,7 @@ from lab import leadlag, micro, volatility
 from lab.bars import ohlcv
 from lab.book import rebuild, with_book_features
 from lab.widgets import latest_time, market_of
-from lab.reports import day_range, spread_summary
+from lab.reports import day_range, show, spread_summary
 
 lk = lab.Lake(lake) if lake else lab.default_lake()
 day = date or latest_time(lk, "trades").date().isoformat()

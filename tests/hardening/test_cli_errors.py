@@ -172,3 +172,17 @@ def test_lab_data_is_absolute_for_children_and_restored_after(tmp_path, monkeypa
                           "print(os.environ['LAB_DATA'])"], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.strip() == str(tmp_path / "rel" / "data")
+
+
+# --------------------------------------------------------------------------- lab promote
+def test_promote_regenerates_an_untouched_page_and_refuses_a_hand_edited_one(tmp_path, capsys):
+    nb = Path(__file__).resolve().parents[2] / "notebooks" / "02_microstructure.ipynb"
+    page = tmp_path / "nb_02.py"
+    assert _run(capsys, "promote", str(nb), "--out", str(page))[0] == 0
+    assert "st.caption(" in page.read_text()  # the notebook's print is a caption on the page
+    rc, _, err = _run(capsys, "promote", str(nb), "--out", str(page))  # again: nothing hand-made to lose
+    assert rc == 0, err
+    page.write_text(page.read_text() + "st.write('my polish')\n")
+    rc, _, err = _run(capsys, "promote", str(nb), "--out", str(page))
+    assert rc == 2 and "has hand edits; pass --force" in _one_line(err, "promote")
+    assert "my polish" in page.read_text()
