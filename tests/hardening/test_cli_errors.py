@@ -7,9 +7,13 @@ simulated lake (``sim_lake``: 2026-11-22 12:00-12:10 UTC, 3 venues x 3 assets).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from lab.cli import main
@@ -186,3 +190,53 @@ def test_promote_regenerates_an_untouched_page_and_refuses_a_hand_edited_one(tmp
     rc, _, err = _run(capsys, "promote", str(nb), "--out", str(page))
     assert rc == 2 and "has hand edits; pass --force" in _one_line(err, "promote")
     assert "my polish" in page.read_text()
+
+
+# --------------------------------------------------------------------------- lab record
+@pytest.fixture(scope="module")
+def sim_urls():
+    from recorders.sim import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(port_base=0, venues=("binance", "kraken"), assets=("BTC", "ETH")))
+    with sim.running_in_thread():
+        yield sim.urls()
+
+
+def _record(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LAB_DATA": str(tmp_path / "data")}
+    return subprocess.run([sys.executable, "-m", "lab.cli", "record", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_record_refuses_a_symbol_the_venue_does_not_list_before_connecting(tmp_path, sim_urls):
+    r = _record(tmp_path, "--venue", "binance", "--symbols", "BTC-USDT,NOSUCH-USDT", "--base-url",
+                sim_urls["binance"], "--rest-url", sim_urls["binance_rest"], "--duration", "5")
+    line = _one_line(r.stderr, "record")
+    assert r.returncode == 2
+    assert "binance does not list NOSUCH-USDT; it lists 3 symbols: BTC-USDT, ETH-BTC, ETH-USDT" in line
+    assert not (tmp_path / "data" / "lake").exists()  # refused before anything was recorded
+
+
+def test_simulator_serves_its_listing_like_binance_exchange_info(sim_urls):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(sim_urls["binance_rest"] + "/api/v3/exchangeInfo", timeout=10) as r:
+        doc = json.loads(r.read())
+    assert {(s["symbol"], s["baseAsset"], s["quoteAsset"], s["status"]) for s in doc["symbols"]} == {
+        ("BTCUSDT", "BTC", "USDT", "TRADING"), ("ETHUSDT", "ETH", "USDT", "TRADING"),
+        ("ETHBTC", "ETH", "BTC", "TRADING")}
+
+
+def test_a_subscribed_symbol_that_sends_nothing_is_a_no_data_event_and_a_warning(tmp_path, sim_urls):
+    # Kraken's listing is not known on a non-default URL: the symbol is subscribed, the venue
+    # answers with an error and then nothing; after --no-data-after seconds the recorder says so.
+    r = _record(tmp_path, "--venue", "kraken", "--symbols", "BTC-USD,NOSUCH-USD", "--base-url", sim_urls["kraken"],
+                "--no-data-after", "2", "--duration", "6")
+    assert r.returncode == 0, r.stderr
+    warn = [ln for ln in r.stderr.splitlines() if "no_data" in ln or "no message for" in ln]
+    assert len(warn) == 1 and "kraken NOSUCH-USD: no message for NOSUCH-USD in 2 s" in warn[0], r.stderr
+    from lab.lake import Lake
+
+    ev = Lake(tmp_path / "data" / "lake").read("feed_events").filter(pl.col("kind") == "no_data")
+    assert ev.select("venue", "symbol").rows() == [("kraken", "NOSUCH-USD")]  # once, and not for BTC-USD
