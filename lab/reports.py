@@ -18,6 +18,7 @@ import polars as pl
 __all__ = [
     "day_range",
     "require_rows",
+    "newest",
     "market_summary",
     "volatility_summary",
     "spread_summary",
@@ -38,6 +39,21 @@ def day_range(date: str | dt.date) -> tuple[dt.datetime, dt.datetime]:
     d = dt.date.fromisoformat(str(date)) if not isinstance(date, dt.date) else date
     t0 = dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc)
     return t0, t0 + dt.timedelta(days=1)
+
+
+def newest(lake: Any, table: str, column: str = "ts_exchange") -> dt.datetime:
+    """The newest ``column`` time of ``table``; :class:`~lab.errors.DataError` naming the lake when
+    the table is missing or empty (a notebook then stops with one clear line, not an AttributeError)."""
+    from lab.errors import DataError
+    from lab.lake import Lake, default_lake
+    from lab.widgets import latest_time
+
+    lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else default_lake()
+    t = latest_time(lk, table, column)
+    if t is None:
+        raise DataError(f"the lake at {lk.root.resolve()} has no {table}: record some (lab record), or seed "
+                        "simulated history (lab simulate --to-lake --days 1, or lab demo)")
+    return t
 
 
 def require_rows(frame: pl.DataFrame | pl.LazyFrame, table: str, date: str | dt.date, lake: Any = None) -> None:

@@ -33,13 +33,13 @@ from lab import plots
 from lab import leadlag, micro, volatility
 from lab.bars import ohlcv
 from lab.book import rebuild, with_book_features
-from lab.widgets import latest_time, market_of
-from lab.reports import day_range, show, spread_summary
+from lab.widgets import market_of
+from lab.reports import day_range, newest, require_rows, show, spread_summary
 
 lk = lab.Lake(lake) if lake else lab.default_lake()
-day = date or latest_time(lk, "trades").date().isoformat()
+day = date or newest(lk, "trades").date().isoformat()
 start, end = day_range(day)
-end = min(end, latest_time(lk, "quotes"))  # a day still being recorded ends now
+end = min(end, newest(lk, "quotes"))  # a day still being recorded ends now
 market = market_of(symbol)
 members = [s for s in lk.scan("quotes").select(pl.col("symbol").unique()).collect().to_series().to_list()
            if market_of(s) == market]
@@ -47,6 +47,9 @@ members = [s for s in lk.scan("quotes").select(pl.col("symbol").unique()).collec
 
 def scan(table: str) -> pl.LazyFrame:
     return lk.scan(table, venue=venues, symbol=members, start=start, end=end)
+
+
+require_rows(scan("quotes"), "quotes", day, lk)  # an empty day stops here, with what the lake has
 
 
 st.caption(f"{market} on {day}: symbols {', '.join(members)}")

@@ -208,6 +208,22 @@ def test_report_on_a_day_without_data_fails_in_one_line_and_writes_no_page(nb_la
     assert not list(tmp_path.rglob("*.html"))
 
 
+@pytest.mark.parametrize("lake_kind, needle", [("empty", "has no quotes: record some"),
+                                               ("other day", "no quotes on 2026-11-23 (UTC)")])
+def test_a_research_notebook_on_a_lake_or_day_without_data_stops_with_one_line(
+        nb_lake, tmp_path: Path, capsys, lake_kind: str, needle: str) -> None:
+    from tests.notebooks.conftest import NOTEBOOKS
+
+    lake = str(tmp_path / "empty_lake") if lake_kind == "empty" else str(nb_lake.root)
+    rc = lab_main(["report", str(NOTEBOOKS / "02_microstructure.ipynb"), "--date", "2026-11-23", "-p", "date",
+                   "2026-11-23", "--lake", lake, "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("lab report:")]
+    assert rc == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert needle in lines[0]
+    assert not list((tmp_path / "out").rglob("*.html"))
+
+
 def test_report_dates_can_be_relative() -> None:
     import datetime as dt
 
