@@ -22,12 +22,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep files removed by compaction this long so running queries never lose one")
 
 
+def _report_damage(result: dict[str, dict], said: set[str]) -> None:
+    """One line per damaged table the first time it is seen (not every pass)."""
+    for name, info in result.items():
+        if "damaged" in info and name not in said:
+            said.add(name)
+            more = len(info["damaged"]) - 1
+            print(f"lab maintain: skipping damaged table {name}: {info['damaged'][0]}"
+                  f"{f' (+{more} more)' if more else ''}; run `lab doctor --repair`", flush=True)
+        elif "damaged" not in info:
+            said.discard(name)
+
+
 def run_loop(lake: Lake, every: float, grace: dt.timedelta, table: str | None = None,
              stop=lambda: False) -> None:
+    said: set[str] = set()
     while not stop():
         t0 = time.monotonic()
         try:
-            lake.maintain(table, grace=grace)
+            _report_damage(lake.maintain(table, grace=grace), said)
         except Exception as e:  # keep going: maintenance must never kill the lab
             print(f"lab maintain: pass failed: {e}", flush=True)
         while not stop() and time.monotonic() - t0 < every:
@@ -44,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     lake = Lake(args.lake) if args.lake else Lake()
     grace = dt.timedelta(hours=args.grace_hours)
     if args.every <= 0:
-        print(json.dumps(lake.maintain(args.table, grace=grace), indent=2, default=str))
-        return 0
+        result = lake.maintain(args.table, grace=grace)
+        print(json.dumps(result, indent=2, default=str))
+        return 1 if any("damaged" in v for v in result.values()) else 0
     run_loop(lake, args.every, grace, args.table)
     return 0

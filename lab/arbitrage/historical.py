@@ -440,15 +440,15 @@ def cross_venue(
         "fresh": fresh, "venue": vn.gather(vlook[v_phys[row]]), "profitable": prof,
     })
     cost, proceeds = pl.col("__cost"), pl.col("__proceeds")
-    out = out.lazy().with_columns(
+    lazy = out.lazy().with_columns(
         pl.lit("cross_venue").alias("kind"),
         ((pl.col("sell_px") - pl.col("buy_px")) / pl.col("buy_px") * 1e4).alias("gross_edge_bps"),
         ((proceeds - cost) / cost * 1e4).alias("net_edge_bps"),
         (pl.col("size") * (proceeds - cost)).alias("profit_quote"),
         (pl.col("size") * pl.col("buy_px")).alias("volume_usd")).fill_nan(None)
     if keep == "signals":
-        return out.select(list(SIGNAL_COLUMNS))
-    return out.select(*SIGNAL_COLUMNS, "fresh", "venue", "profitable")
+        return lazy.select(list(SIGNAL_COLUMNS))
+    return lazy.select(*SIGNAL_COLUMNS, "fresh", "venue", "profitable")
 
 
 def _arr(a: np.ndarray, dtype: type) -> np.ndarray:
