@@ -146,6 +146,7 @@ def _bad_data_dirs(tmp_path: Path) -> list[tuple[Path, str]]:
     ("arbitrage", "--bus", "ws://127.0.0.1:1", "--duration", "1"),
     ("risk", "--bus", "ws://127.0.0.1:1", "--duration", "1"),
     ("paper", "mm", "--bus", "ws://127.0.0.1:1", "--duration", "1"),
+    ("import", "tardis", "no_such_file.csv"),
 ])
 def test_commands_that_write_refuse_a_lab_data_that_is_not_a_writable_folder(tmp_path, capsys, monkeypatch, argv):
     for bad, why in _bad_data_dirs(tmp_path):
