@@ -164,13 +164,14 @@ def assert_clean_stop(proc: Proc, codes: tuple[int, ...] = (0,)) -> None:
 class BusThread:
     """A live-bus hub and a publisher in a background event loop (for the arbitrage check)."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str) -> None:
         from lab.bus import Hub
 
+        self.token = token
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.hub = self.call(Hub("127.0.0.1", 0).start())
+        self.hub = self.call(Hub("127.0.0.1", 0, token=token).start())
         self.pub = None
 
     def call(self, coro, timeout: float = 30.0):
@@ -184,7 +185,7 @@ class BusThread:
         from lab.bus import Publisher
 
         if self.pub is None:
-            self.pub = self.call(Publisher(self.url + "/publish").start())
+            self.pub = self.call(Publisher(self.url + "/publish", token=self.token).start())
         self.call(self.pub.publish(table, rows))
 
     def close(self) -> None:
@@ -225,6 +226,13 @@ class Session:
         self.seed_end = dt.datetime.now(UTC).replace(microsecond=0)
         write_to_lake(Lake(self.data / "lake"), start=self.seed_end - dt.timedelta(minutes=SEED_MINUTES),
                       duration=dt.timedelta(minutes=SEED_MINUTES), seed=11)
+
+    @property
+    def bus_token(self) -> str:
+        """The token the commands share through ./data/run/bus_token (as for a user: nothing to pass)."""
+        from lab.bus import bus_token
+
+        return bus_token(path=self.data / "run" / "bus_token")
 
     @property
     def lake(self):
@@ -399,7 +407,8 @@ def check_record_demo(s: Session, line: str) -> None:
     async def one_frame() -> str:
         from lab.bus import subscribe
 
-        async for table, rows in subscribe(["quotes"], url=f"ws://127.0.0.1:{s.bus_port}", reconnect=False):
+        async for table, rows in subscribe(["quotes"], url=f"ws://127.0.0.1:{s.bus_port}", reconnect=False,
+                                           token=s.bus_token):
             assert rows
             return table
 
@@ -443,8 +452,16 @@ def check_maintain(s: Session, line: str) -> None:
     assert s.rows("trades").height > 0
 
 
+def check_doctor(s: Session, line: str) -> None:
+    s.demo_recorder()  # checked while a recorder appends, as a user would
+    out = s.run(line).stdout
+    for t in ("trades", "book_updates", "quotes", "raw_messages"):
+        assert re.search(rf"^\s+{t}\s+OK", out, re.M), out
+    assert "all tables healthy" in out
+
+
 def check_arbitrage(s: Session, line: str) -> None:
-    bus = BusThread()
+    bus = BusThread(s.bus_token)
     port = s.bus_port
     try:
         s.bus_port = int(bus.url.rsplit(":", 1)[1])  # this command alone listens to the test's bus
@@ -554,6 +571,7 @@ CHECKS: dict[str, Callable[[Session, str], None]] = {
     "lab status": check_status,
     "lab rebuild --from-journal --out data/rebuilt": check_rebuild,
     "lab maintain --every 60": check_maintain,
+    "lab doctor": check_doctor,
     "lab arbitrage --bus ws://127.0.0.1:50052": check_arbitrage,
     "lab paper mm -p venue=binance -p symbol=BTC-USDT --bus ws://127.0.0.1:50052": check_paper,
     "lab backtest mm --last 1h -p venue=binance -p symbol=BTC-USDT": check_backtest,
