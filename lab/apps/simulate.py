@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import datetime as dt
 import signal
+from pathlib import Path
 
 from lab.errors import ConfigError, ServiceError
 
@@ -154,9 +155,13 @@ async def _serve(server, duration: float | None) -> None:
             pass
     try:
         await server.start()
-    except OSError as e:  # a port in use, an address not available
-        raise ServiceError(f"cannot serve on {server_host(server)} (ports from --port-base): {e.strerror or e}; "
-                           "pick free ports with --port-base N") from None
+    except OSError as e:
+        import errno
+
+        if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise ServiceError(f"cannot serve on {server_host(server)} (ports from --port-base): "
+                               f"{e.strerror or e}; pick free ports with --port-base N") from None
+        raise ServiceError(f"cannot start the simulator: {e}") from None
     for name, url in server.urls().items():
         print(f"{name:>14}: {url}", flush=True)
     try:
@@ -178,11 +183,19 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port-base {args.port_base}: expected 0 (free ports) to 65530")
     if args.to_lake:
         return _run_bulk(args)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{flag} {path}: no such file")
     if args.replay:
         from recorders.sim.replay import Replayer
 
-        server = Replayer(args.replay, host=args.host, port_base=args.port_base,
-                          speed=args.speed, start=args.replay_start, end=args.replay_end)
+        try:
+            server = Replayer(args.replay, host=args.host, port_base=args.port_base,
+                              speed=args.speed, start=args.replay_start, end=args.replay_end)
+        except FileNotFoundError as e:
+            raise ConfigError(f"--replay {args.replay}: {e}; record a journal first (lab record)") from None
     else:
         from recorders.sim.server import Simulator
 

@@ -114,6 +114,19 @@ def test_simulate_with_an_unknown_venue_is_one_line(capsys):
     assert rc == 2 and "--venues 'nosuch': unknown nosuch; choose from binance" in _one_line(err, "simulate")
 
 
+@pytest.mark.parametrize("args, needle", [
+    (("--replay", "/nonexistent/lake"), "--replay /nonexistent/lake: no raw_messages Delta table"),
+    (("--tls-cert", "nope.pem", "--tls-key", "nope.pem"), "--tls-cert nope.pem: no such file"),
+    (("--tls-cert", "nope.pem"), "--tls-cert and --tls-key go together"),
+    (("--assets", "DOGE"), "--assets 'DOGE': unknown DOGE"),
+    (("--lags", "binance"), "--lags: bad entry 'binance'"),
+    (("--to-lake", "--days", "1", "--start", "yesterday-ish"), "--start 'yesterday-ish': not an ISO date"),
+])
+def test_simulate_bad_arguments_are_one_line(tmp_path, capsys, args, needle):
+    rc, _, err = _run(capsys, "simulate", "--port-base", "0", "--duration", "1", "--lake", str(tmp_path / "l"), *args)
+    assert rc == 2 and needle in _one_line(err, "simulate")
+
+
 def test_simulate_on_a_port_in_use_is_one_line(capsys):
     import socket
 
