@@ -41,13 +41,14 @@ import polars as pl
 
 import lab
 from lab.arbitrage import cross_venue, episodes, load_config, summary, triangular
+from lab.reports import newest
 
 cfg = load_config("config/arbitrage.toml" if Path("config/arbitrage.toml").exists() else None)
 fees = fees if fees is not None else cfg.fees_bps
 sizes = sizes if sizes is not None else cfg.sizes
 lk = lab.Lake(lake) if lake else lab.default_lake()
-last = lk.scan("quotes").select(pl.col("ts_local").max()).collect().item()
-start = None if hours is None or last is None else last - dt.timedelta(hours=hours)
+last = newest(lk, "quotes", "ts_local")  # an empty lake stops here with one line
+start = None if hours is None else last - dt.timedelta(hours=hours)
 quotes = lk.scan("quotes", start=start)
 print(f"quotes from {start or 'the start'} to {last}; fees {fees} bps; sizes {sizes}")
 
