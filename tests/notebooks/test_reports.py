@@ -269,3 +269,16 @@ def test_report_page_draws_its_charts_offline_in_a_browser(report) -> None:
             browser.close()
     assert errors == [] and network == []
     assert drawn > 0
+
+
+@pytest.mark.parametrize("name", ["03_arbitrage", "06_risk"])
+def test_research_notebooks_on_an_empty_lake_stop_with_one_line(tmp_path: Path, capsys, name: str) -> None:
+    from tests.notebooks.conftest import NOTEBOOKS
+
+    rc = lab_main(["report", str(NOTEBOOKS / f"{name}.ipynb"), "--date", DAY, "--lake", str(tmp_path / "empty"),
+                   "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("lab report:")]
+    assert rc == 1 and len(lines) == 1, err
+    assert "has no quotes: record some (lab record)" in lines[0]
+    assert not list((tmp_path / "out").rglob("*.html"))
