@@ -51,6 +51,7 @@ from lab.errors import ConfigError
 from lab.lake import Lake, data_dir
 
 HELP = "start every service for a local demo"
+WRITES_DATA = True  # lake, logs and run files under $LAB_DATA (see lab.cli)
 
 BIN = Path(sys.executable).parent
 PR_SET_PDEATHSIG = 1
