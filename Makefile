@@ -10,9 +10,10 @@ export LAB_DATA ?= $(CURDIR)/data
 JUPYTER_PORT ?= 8888
 STREAMLIT_PORT ?= 8501
 BUS_PORT ?= 50052
+SERVICE_PORT ?= 50053
 SIM_PORT_BASE ?= 9443
 DEMO_FLAGS = --jupyter-port $(JUPYTER_PORT) --streamlit-port $(STREAMLIT_PORT) --bus-port $(BUS_PORT) \
-             --sim-port-base $(SIM_PORT_BASE)
+             --service-port $(SERVICE_PORT) --sim-port-base $(SIM_PORT_BASE)
 
 .PHONY: help setup demo demo-bg stop test test-slow bench chromium lock clean
 

@@ -93,6 +93,7 @@ def _sim_port_args(a: argparse.Namespace, *flags: str) -> list[str]:
 def services(a: argparse.Namespace, token: str) -> list[Service]:
     root = project_dir()
     bus = f"ws://127.0.0.1:{a.bus_port}"
+    svc_port = getattr(a, "service_port", 50053)
     out = [
         Service("simulator", _lab("simulate", "--venues", ",".join(SIM_VENUES),
                                   "--assets", "BTC,ETH,SOL", "--faults", "gentle",
@@ -109,6 +110,10 @@ def services(a: argparse.Namespace, token: str) -> list[Service]:
         Service("paper", _lab("paper", "mm", "-p", "venue=binance", "-p", "symbol=BTC-USDT",
                               "--fee", "binance=-0.0001,0.0005", "--bus", bus), needs="lab.apps.paper"),
         Service("risk", _lab("risk", "--bus", bus), needs="lab.apps.risk"),
+        # The data service: the lake and live rows to other machines (token in run/service_token).
+        Service("service", _lab("serve", "--port", str(svc_port), "--bus", bus), needs="lab.apps.serve",
+                port=svc_port, url=f"grpc://127.0.0.1:{svc_port}",
+                public_url=f"grpc://127.0.0.1:{svc_port}  (token: {data_dir() / 'run' / 'service_token'})"),
     ]
     if not a.no_jupyter:
         url = f"http://127.0.0.1:{a.jupyter_port}/lab"
@@ -138,6 +143,7 @@ def port_checks(a: argparse.Namespace) -> list[PortCheck]:
     out = [PortCheck(a.sim_port_base + i, f"the exchange simulator ({v})", "--sim-port-base", "SIM_PORT_BASE")
            for i, v in enumerate(SIM_VENUES)]
     out.append(PortCheck(a.bus_port, "the live bus", "--bus-port", "BUS_PORT"))
+    out.append(PortCheck(getattr(a, "service_port", 50053), "the data service", "--service-port", "SERVICE_PORT"))
     if not a.no_jupyter:
         out.append(PortCheck(a.jupyter_port, "Jupyter Lab", "--jupyter-port", "JUPYTER_PORT"))
     if not a.no_streamlit:
@@ -618,6 +624,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Streamlit's port on 127.0.0.1 (make demo STREAMLIT_PORT=N)")
     p.add_argument("--bus-port", type=int, default=50052,
                    help="the live bus's port on 127.0.0.1 (make demo BUS_PORT=N)")
+    p.add_argument("--service-port", type=int, default=50053,
+                   help="the data service's (lab serve) port on 127.0.0.1 (make demo SERVICE_PORT=N)")
     p.add_argument("--sim-port-base", type=int, default=9443,
                    help="first of the simulator's three ports (binance, coinbase, kraken) on 127.0.0.1 "
                         "(make demo SIM_PORT_BASE=N)")

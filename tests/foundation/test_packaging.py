@@ -114,7 +114,7 @@ def _without_seed(argv: list[str]) -> list[str]:
 def test_compose_runs_every_demo_service_with_the_demo_arguments():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     demo = _demo_argvs()
-    for name in ("recorder", "maintainer", "arbitrage", "paper", "risk", "streamlit"):
+    for name in ("recorder", "maintainer", "arbitrage", "paper", "risk", "service", "streamlit"):
         assert _compose_argv(compose[name]) == demo[name], name  # same interval, fees, config, flags
     assert _without_seed(_compose_argv(compose["simulator"])) == _without_seed(demo["simulator"])
 

@@ -39,7 +39,7 @@ def _read_until(proc: subprocess.Popen, text: str, lines: list[str], timeout: fl
 def test_lab_demo_restarts_a_killed_service_and_stops_every_service(tmp_path, stop_with):
     data = tmp_path / "data"
     argv = [str(Path(sys.executable).parent / "lab"), "demo", "--no-jupyter", "--no-streamlit",
-            "--history-minutes", "0", "--sim-port-base", str(_free_block()), "--bus-port", str(_free_port()),
+            "--history-minutes", "0", "--sim-port-base", str(_free_block()), "--bus-port", str(_free_port()), "--service-port", str(_free_port()),
             "--stop-timeout", "60"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=os.environ | {"LAB_DATA": str(data)}, start_new_session=True)
