@@ -26,6 +26,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from lab.errors import DataError
 from lab.schema import TABLES, SchemaError, conform, table_spec
+from lab.times import to_utc
 
 __all__ = ["Lake", "data_dir", "default_lake", "LakeError", "DamagedTableError", "Damage",
            "LakeWarning", "scan_filtered"]
@@ -218,16 +219,7 @@ def file_stats(df: pl.DataFrame) -> str:
                       separators=(",", ":"))
 
 
-def _as_datetime(v: dt.datetime | dt.date | str | None) -> dt.datetime | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
-        v = dt.datetime.fromisoformat(v)
-    elif not isinstance(v, dt.datetime):
-        v = dt.datetime(v.year, v.month, v.day)
-    if v.tzinfo is None:
-        v = v.replace(tzinfo=dt.timezone.utc)
-    return v.astimezone(dt.timezone.utc)
+_as_datetime = to_utc
 
 
 def _footer_problem(path: Path, num_records: int | None) -> str | None:

@@ -61,6 +61,7 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     maintain_every: float = 120.0         # compact the lake this often (0 = never)
     seed_hours: float = 6.0               # trade ids of this many hours seeded for dedupe
     duration: float | None = None         # stop after this many seconds (tests, benches)
+    no_data_after: float = 60.0           # a symbol silent this long is a no_data feed event (0 = never)
 
     def __post_init__(self) -> None:
         if not self.venues:
