@@ -94,8 +94,11 @@ class CoinbaseAdapter(Adapter):
         return [json.dumps({"type": "subscribe", "product_ids": ids, "channel": ch})
                 for ch in ("heartbeats", "level2", "market_trades")]
 
-    def _resubscribe(self) -> None:
-        ids = [venue_symbol(s) for s in self.symbols]
+    def request_book(self, symbol: str) -> None:
+        self._resubscribe([venue_symbol(symbol)])
+
+    def _resubscribe(self, ids: list[str] | None = None) -> None:
+        ids = ids or [venue_symbol(s) for s in self.symbols]
         self.actions.append(("send", json.dumps({"type": "unsubscribe", "product_ids": ids,
                                                  "channel": "level2"})))
         self.actions.append(("send", json.dumps({"type": "subscribe", "product_ids": ids,
@@ -162,10 +165,14 @@ class CoinbaseAdapter(Adapter):
         elif not self.synced[sym]:
             return
         ts_ex = ts_local
-        for u in ev.updates:
-            side = _SIDES[u.side]
-            px, qty = float(u.price_level), float(u.new_quantity)
-            ts_ex = rfc3339_us(u.event_time) if u.event_time else ts_local
+        levels = [(_SIDES[u.side], float(u.price_level), float(u.new_quantity), u.event_time)
+                  for u in ev.updates]
+        for side, px, qty, _ in levels:
+            if not self.levels_ok(ts_local, sym, side, ((px, qty),)):
+                return  # resyncing (a snapshot too: synced above, so it is asked again)
+        mark = self.mark()
+        for side, px, qty, et in levels:
+            ts_ex = rfc3339_us(et) if et else ts_local
             book.set(side, px, qty)
             self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, seq)
-        self.book_changed(sym, ts_ex, ts_local)
+        self.commit_book(sym, mark, ts_ex, ts_local)

@@ -70,6 +70,9 @@ class KrakenAdapter(Adapter):
             json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": syms}}),
         ]
 
+    def request_book(self, symbol: str) -> None:
+        self._resubscribe(symbol)
+
     def _resubscribe(self, sym: str) -> None:
         v = venue_symbol(sym)
         self._req += 1
@@ -127,13 +130,18 @@ class KrakenAdapter(Adapter):
             return  # waiting for the snapshot of a resubscription
         ts = e.get("timestamp")
         ts_ex = rfc3339_us(ts) if ts else ts_local
-        changes = []
+        parsed = []
         for side, key in (("bid", "bids"), ("ask", "asks")):
             for lv in e.get(key, ()):
                 pt, qt = _txt(lv["price"]), _txt(lv["qty"])
                 px, qty = float(pt), float(qt)
-                book.set(side, px, qty, (pt, qt))
-                changes.append((side, px, qty))
+                if not self.levels_ok(ts_local, sym, side, ((px, qty),)):
+                    return
+                parsed.append((side, px, qty, pt, qt))
+        changes = []
+        for side, px, qty, pt, qt in parsed:
+            book.set(side, px, qty, (pt, qt))
+            changes.append((side, px, qty))
         # levels pushed past the subscribed depth are gone for the venue too (it never
         # sends their removal): write the removal, so a book rebuilt from book_updates
         # keeps no phantom level that would resurface when the better levels go
@@ -148,6 +156,7 @@ class KrakenAdapter(Adapter):
                 self._resubscribe(sym)
                 return
         # rows only for messages that passed the checksum: the lake never holds a known-bad book
+        mark = self.mark()
         for side, px, qty in changes:
             self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, None)
-        self.book_changed(sym, ts_ex, ts_local)
+        self.commit_book(sym, mark, ts_ex, ts_local)
