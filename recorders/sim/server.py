@@ -526,8 +526,7 @@ class Simulator:
                 n = idx[0]
                 o = out[n]
                 if kind == "gap":
-                    ghost = Out(o.key, None, "ghost", o.symbol)
-                    out[n] = ghost
+                    out[n] = o.ghost()
                     self._fault(v, o.symbol, kind, f"dropped a book message on {o.key}")
                 elif kind == "duplicate":
                     out.insert(n + 1, o.copy())
@@ -541,7 +540,7 @@ class Simulator:
                     self._fault(v, o.symbol, kind, f"swapped two book messages on {o.key}")
                 elif kind == "malformed":
                     full = o.text if o.text is not None else (o.parts[0] + "0" + o.parts[1])
-                    bad = Out(o.key, full[: max(1, len(full) // 2)], "malformed", o.symbol, o.parts)
+                    bad = Out(o.key, full[: max(1, len(full) // 2)], "malformed", o.symbol, o.parts, o.pos)
                     out[n] = bad
                     self._fault(v, o.symbol, kind, f"sent truncated JSON instead of a book message on {o.key}")
                 else:
@@ -580,7 +579,10 @@ class Simulator:
             if self.cfg.faults.any():
                 out = self._inject(enc, out, dt_min)
             if wall < self._silent_until[v]:
-                out = []
+                # nothing reaches the clients, but the venue produced these messages: a
+                # per-connection sequence (Coinbase sequence_num) moves on, so the client
+                # sees the loss as a gap when the venue speaks again
+                out = [o.ghost() for o in out if type(o) is Out]
             if wall < self._slow_until[v]:
                 self._held[v].extend(out)
                 out = []
@@ -596,7 +598,15 @@ class Simulator:
                 var = enc.variant(c)
                 nmsg = len(frames)
                 subs = c.subs
-                for o in out:
+                render_many = getattr(enc, "render_many", None)
+                if render_many is not None:  # numbered per connection (non-vectorised encoders)
+                    got = render_many(c, [o for o in out if wants(c, o)])
+                    frames += got
+                    nmsg += len(got)
+                    out_c: list = []
+                else:
+                    out_c = out
+                for o in out_c:
                     if type(o) is Batch:
                         p = o.prep
                         if p.keyset <= subs:

@@ -118,8 +118,11 @@ class CoinbaseAdapter(Adapter):
         self._seq = msg.sequence_num
         if prev is not None and msg.sequence_num != prev + 1:
             if msg.sequence_num <= prev:
-                self.event(ts_local, None, "out_of_order",
-                           f"sequence_num={msg.sequence_num} after {prev}")
+                if msg.sequence_num == prev:  # the same message again: counted, not applied
+                    self.stats["duplicate_messages"] += 1
+                else:  # older than one applied: it was a gap then (resynced); ignore it
+                    self.event(ts_local, None, "out_of_order",
+                               f"sequence_num={msg.sequence_num} after {prev}")
                 self._seq = prev
                 return
             self.gap(ts_local, None, f"sequence_num={msg.sequence_num} expected {prev + 1}")

@@ -18,7 +18,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from simrun import ROOT, SYMBOLS, iso_us, read_truth, sim_venues, start_recorder, wait_for, windows, write_config
+from simrun import (
+    ROOT,
+    SYMBOLS,
+    iso_us,
+    read_truth,
+    replay_book,
+    sim_venues,
+    start_recorder,
+    wait_for,
+    windows,
+    write_config,
+)
 
 from lab.lake import Lake
 
@@ -209,34 +220,6 @@ def test_every_injected_fault_appears_in_feed_events(run):
     assert sum(checked.values()) >= 3, dict(checked)
 
 
-def _replay_book(bu: pl.DataFrame):
-    """Yield (seq, ts_exchange µs, next ts_exchange µs, bids, asks) after each recorded message."""
-    bids: dict[float, float] = {}
-    asks: dict[float, float] = {}
-    rows = bu.with_columns(pl.col("ts_local").dt.epoch("us").alias("tl"),
-                           pl.col("ts_exchange").dt.epoch("us").alias("te")).to_dicts()
-    i = 0
-    while i < len(rows):
-        j = i
-        tl = rows[i]["tl"]
-        while j < len(rows) and rows[j]["tl"] == tl:
-            j += 1
-        if rows[i]["is_snapshot"]:
-            bids.clear(); asks.clear()
-        for r in rows[i:j]:
-            side = bids if r["side"] == "bid" else asks
-            if r["qty"] == 0:
-                side.pop(r["price"], None)
-            else:
-                side[r["price"]] = r["qty"]
-        nxt = rows[j]["te"] if j < len(rows) else None
-        # a group can be a snapshot plus the buffered diffs applied after it: the state
-        # afterwards is that of the group's last row
-        yield (rows[j - 1]["seq"], rows[j - 1]["te"], nxt,
-               sorted(bids.items(), reverse=True)[:25], sorted(asks.items())[:25])
-        i = j
-
-
 def test_recorded_book_equals_true_book_at_every_aligned_checkpoint(run):
     lk = run["lake"]
     books = defaultdict(list)
@@ -256,7 +239,7 @@ def test_recorded_book_equals_true_book_at_every_aligned_checkpoint(run):
                 index[b["seq"] if by_seq else iso_us(b["ts_exchange"]) // res * res] = b
             bu = lk.scan("book_updates", venue=venue, symbol=sym).collect()
             bu = bu.sort("ts_local", maintain_order=True)
-            for seq, te, nxt, bids, asks in _replay_book(bu):
+            for seq, te, nxt, bids, asks in replay_book(bu):
                 if by_seq:
                     cp = index.get(seq)
                 else:
