@@ -37,6 +37,7 @@ from recorders.writer import Writer
 __all__ = ["Recorder", "run_recorder"]
 
 log = logging.getLogger("recorders")
+_STATUS_SLACK = 8192  # bytes of padding in the status file (room to grow when rewritten in place)
 
 
 def _now_us() -> int:
@@ -304,7 +305,8 @@ class Recorder:
         self.seq = 0
         self.stopping = asyncio.Event()
         self.writer = Writer(self.lake, max_batches=cfg.queue_batches,
-                             maintain_every=cfg.maintain_every, delay=writer_delay)
+                             maintain_every=cfg.maintain_every, delay=writer_delay,
+                             max_pending_bytes=int(cfg.write_buffer_mb * 2**20))
         self.rest = RestClient(cfg.rest_min_interval)
         self.runners = [VenueRunner(self, vc) for vc in cfg.venues]
         self.status_file = status_path(cfg.name, cfg.status_dir)
@@ -335,6 +337,13 @@ class Recorder:
         while self.writer.events:  # losses the writer could not write itself
             ts, kind, detail = self.writer.events.pop(0)
             self.rows.event(ts, "recorder", None, kind, detail)
+        if self.writer.restate:  # book rows were lost: the lake's books restart from a known state
+            self.writer.restate = False
+            now = _now_us()
+            for r in self.runners:
+                for s in r.sessions:
+                    s.adapter.out = self.rows
+                    s.adapter.restate_books(now)
         self.publish_bus()
         batch, self.rows = self.rows, Rows()
         self._bus_marks = {}
@@ -410,7 +419,9 @@ class Recorder:
             "lake": str(self.lake.root), "bus": self.cfg.bus, "lag_s": lag,
             "queue_depth": w.depth(), "queue_bound": self.cfg.queue_batches,
             "rows_written": w.rows_written, "commits": w.commits, "lost_rows": w.lost_rows,
-            "lost_batches": w.lost_batches, "write_errors": w.errors,
+            "lost_batches": w.lost_batches, "lost_by_table": dict(w.lost_by_table),
+            "write_errors": w.errors, "pending_rows": w.pending_rows(),
+            "write_outage": w.outage(),
             "last_write_age_s": round(now - w.last_write, 3) if w.last_write else None,
             "rest_calls": self.rest.calls, "rest_errors": self.rest.errors,
             "bus_dropped": getattr(self.publisher, "dropped", 0) if self.publisher else 0,
@@ -431,11 +442,28 @@ class Recorder:
         return None if best is None else round((best[0] - best[1]) / 1e6, 3)
 
     def write_status(self) -> None:
+        """Write the status file atomically; padded with spaces (valid JSON) so that on
+        a full disk it can still be rewritten in place, in blocks it already owns."""
         p = self.status_file
         p.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.status(), indent=1).encode()
+        pad = -(-(len(text) + _STATUS_SLACK) // 4096) * 4096
+        data = text + b" " * (pad - len(text))
         tmp = p.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.status(), indent=1))
-        os.replace(tmp, p)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, p)
+            return
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            try:
+                size = p.stat().st_size
+            except OSError:
+                raise
+            if len(text) > size:
+                raise
+        with open(p, "r+b") as f:  # disk full: overwrite the old file's own blocks
+            f.write(text + b" " * (size - len(text)))
 
     async def _ticker(self) -> None:
         next_status = 0.0
@@ -507,4 +535,8 @@ class Recorder:
 
 def run_recorder(cfg: RecorderConfig, **kw) -> int:
     """Run a recorder in this thread until SIGINT/SIGTERM (or ``cfg.duration``)."""
+    # A failing lake append (disk full) makes the storage library's Rust threads panic;
+    # the writer reports the failure once per interval, so keep their backtraces out
+    # of the log (the one-line panic message stays).
+    os.environ["RUST_BACKTRACE"] = "0"
     return asyncio.run(Recorder(cfg, **kw).run())
