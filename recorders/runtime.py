@@ -194,6 +194,7 @@ class VenueRunner:
         self.last_error = ""
         self._closed_stats: dict[str, int] = {}
         self.last_seen: dict[str, int] = {}  # symbol -> last message (µs) of retired sessions
+        self.duplicates_reported = 0
 
     def _conn_id(self) -> str:
         self.n += 1
@@ -344,6 +345,7 @@ class Recorder:
                 for s in r.sessions:
                     s.adapter.out = self.rows
                     s.adapter.restate_books(now)
+        self.report_duplicates()
         self.publish_bus()
         batch, self.rows = self.rows, Rows()
         self._bus_marks = {}
@@ -359,6 +361,18 @@ class Recorder:
                 for r in self.runners:  # the lake's books restart from a known state
                     for s in r.sessions:
                         s.adapter.restate_books(now)
+
+    def report_duplicates(self) -> None:
+        """One ``duplicates`` event per venue and flush in which the venue repeated
+        messages (counted by the adapters, not applied twice)."""
+        now = None
+        for r in self.runners:
+            n = r.stats().get("duplicate_messages", 0)
+            if n > r.duplicates_reported:
+                now = now or _now_us()
+                self.rows.event(now, r.venue, None, "duplicates",
+                                f"{n - r.duplicates_reported} duplicate messages ignored (total {n})")
+                r.duplicates_reported = n
 
     def publish_bus(self) -> None:
         pub = self.publisher
@@ -404,6 +418,8 @@ class Recorder:
                 "gaps": st.get("gaps", 0), "resyncs": st.get("resyncs", 0),
                 "checksum_failures": st.get("checksum_failures", 0),
                 "rejected": st.get("rejected", 0), "duplicate_trades": st.get("duplicates", 0),
+                "duplicate_messages": st.get("duplicate_messages", 0),
+                "bad_values": st.get("bad_values", 0), "crossed_books": st.get("crossed_books", 0),
                 "reconnects": r.reconnects, "rotations": r.rotations, "stale": r.stale,
                 "last_error": r.last_error, "symbols": syms,
             }

@@ -220,6 +220,12 @@ class Adapter:
     rest_snapshots: ClassVar[bool] = False
     keepalive_every: ClassVar[float] = 0.0  # seconds; 0 = the venue needs no client ping
     silence_timeout: ClassVar[float] = 30.0
+    # a ``silence`` event when a connection was quiet this long before a message arrived
+    # (venues with heartbeats never are; a stalled or silent venue is)
+    quiet_after: ClassVar[float] = 2.0
+    # a ``lag`` event when receive time minus exchange time passes this (``lag_end``
+    # when it is back under half of it): a slow venue or a slow link
+    lag_after: ClassVar[float] = 0.5
 
     def __init__(
         self,
@@ -254,6 +260,10 @@ class Adapter:
         self._last_top: dict[str, tuple] = {}
         self._next_sample: dict[str, int] = {}
         self._raw: bytes | str = ""  # the message being parsed (quoted in bad_value events)
+        self._last_feed_us = 0
+        self._quiet_us = int(self.quiet_after * 1e6)
+        self._lag_us = int(self.lag_after * 1e6)
+        self._lagging: tuple[int, int] | None = None  # (since µs, worst delay µs) of a lag episode
 
     # -- interface -------------------------------------------------------
     def url(self, base_url: str) -> str:
@@ -290,6 +300,11 @@ class Adapter:
         """:meth:`on_message` that quarantines anything unparseable as a
         ``rejected_message`` feed event instead of raising."""
         self._raw = raw
+        last = self._last_feed_us
+        if last and ts_local - last > self._quiet_us:
+            self.event(ts_local, None, "silence",
+                       f"no message for {(ts_local - last) / 1e6:.1f} s on this connection")
+        self._last_feed_us = ts_local
         try:
             self.on_message(raw, ts_local)
         except Exception as e:  # noqa: BLE001 - any bad input is data, never a crash
@@ -368,6 +383,29 @@ class Adapter:
         """Where this message's ``book_updates`` rows start (for :meth:`commit_book`)."""
         return len(self.out.book_updates[0])
 
+    def lag(self, ts_ex: int, ts_local: int, symbol: str) -> None:
+        """Track the receive delay (``ts_local - ts_exchange``): one ``lag`` event when
+        it passes :attr:`lag_after`, one ``lag_end`` when it is back under half."""
+        d = ts_local - ts_ex
+        ep = self._lagging
+        if ep is None:
+            if d > self._lag_us:
+                self._lagging = (ts_local, d)
+                self.event(ts_local, symbol, "lag",
+                           f"receive delay {d / 1e6:.3f} s > {self.lag_after:g} s (exchange time to ours)")
+        elif d < self._lag_us // 2:
+            self._lagging = None
+            self.event(ts_local, symbol, "lag_end",
+                       f"receive delay back to {d / 1e6:.3f} s after {(ts_local - ep[0]) / 1e6:.1f} s "
+                       f"(worst {max(ep[1], d) / 1e6:.3f} s)")
+        elif d > ep[1]:
+            self._lagging = (ep[0], d)
+
+    def duplicate(self) -> None:
+        """A message the venue sent twice: counted (the recorder reports the counts as
+        ``duplicates`` events), not applied again."""
+        self.stats["duplicate_messages"] += 1
+
     def trade(self, ts_ex: int, ts_local: int, symbol: str, trade_id: str, price: float,
               qty: float, side: str) -> None:
         if not (0.0 < price < _INF):
@@ -379,6 +417,8 @@ class Adapter:
         if not self.trade_ids.add(symbol, trade_id):
             self.stats["duplicates"] += 1
             return
+        if ts_local - ts_ex > self._lag_us or self._lagging is not None:
+            self.lag(ts_ex, ts_local, symbol)
         c = self.out.trades
         c[0].append(ts_ex); c[1].append(ts_local); c[2].append(self.venue); c[3].append(symbol)
         c[4].append(trade_id); c[5].append(price); c[6].append(qty); c[7].append(side)
@@ -418,6 +458,8 @@ class Adapter:
         """After a book message: a quote row if the top changed, a top-N
         snapshot if the sampling interval has passed (sampled on receive time,
         so replaying the journal reproduces it)."""
+        if ts_local - ts_ex > self._lag_us or self._lagging is not None:
+            self.lag(ts_ex, ts_local, symbol)
         book = self.books[symbol]
         bpx, apx = book.bid_px, book.ask_px
         if bpx:

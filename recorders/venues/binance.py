@@ -195,7 +195,8 @@ class BinanceAdapter(Adapter):
             return
         last = self._last_u[sym]
         if msg.u <= last:
-            return  # an old (duplicate) diff
+            self.duplicate()  # a diff already applied, sent again
+            return
         if msg.U != last + 1 and not (sym in self._fresh and msg.U <= last + 1):
             self.gap(ts_local, sym, f"U={msg.U} expected {last + 1} (previous u={last})")
             self.resync(ts_local, sym, "depth diff sequence gap")

@@ -129,7 +129,10 @@ class BybitAdapter(Adapter):
         else:
             prev = self._u.get(sym)
             if prev is not None and d.u != prev + 1:
-                if d.u <= prev:
+                if d.u == prev:
+                    self.duplicate()
+                    return
+                if d.u < prev:
                     self.event(ts_local, sym, "out_of_order", f"u={d.u} after {prev}")
                     return
                 self.gap(ts_local, sym, f"u={d.u} expected {prev + 1}")

@@ -61,6 +61,7 @@ class KrakenAdapter(Adapter):
             raise ValueError(f"kraken: depth must be one of 10, 25, 100, 500, 1000, got {self.depth}")
         self._by_venue = {venue_symbol(s): s for s in self.symbols}
         self._req = 0
+        self._last_book: bytes | str = ""
 
     def subscribe_messages(self) -> list[str]:
         syms = [venue_symbol(s) for s in self.symbols]
@@ -98,6 +99,12 @@ class KrakenAdapter(Adapter):
         typ = msg["type"]
         data = msg["data"]
         if ch == "book":
+            if raw == self._last_book:
+                # Kraken v2 numbers nothing: the same book message twice in a row is a
+                # repeat (applying absolute sizes again would change nothing anyway)
+                self.duplicate()
+                return
+            self._last_book = raw
             for entry in data:
                 self._book(entry, typ, ts_local)
         elif ch == "trade":

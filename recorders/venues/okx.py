@@ -145,6 +145,9 @@ class OkxAdapter(Adapter):
             return
         else:
             prev = self._seq.get(sym)
+            if d.seqId is not None and d.seqId == prev and d.prevSeqId != prev:
+                self.duplicate()  # the message just applied, again
+                return
             if d.prevSeqId is not None and prev is not None and d.prevSeqId != prev:
                 self.gap(ts_local, sym, f"prevSeqId={d.prevSeqId} expected {prev}")
                 self.resync(ts_local, sym, "seqId chain broken: resubscribing")
