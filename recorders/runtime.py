@@ -335,9 +335,6 @@ class Recorder:
 
     # -- periodic work --------------------------------------------------------
     def flush(self) -> None:
-        while self.writer.events:  # losses the writer could not write itself
-            ts, kind, detail = self.writer.events.pop(0)
-            self.rows.event(ts, "recorder", None, kind, detail)
         if self.writer.restate:  # book rows were lost: the lake's books restart from a known state
             self.writer.restate = False
             now = _now_us()
@@ -353,11 +350,8 @@ class Recorder:
             for s in r.sessions:
                 s.adapter.out = self.rows
         if len(batch) >= 0 and len(batch):
-            if not self.writer.submit(batch):
+            if not self.writer.submit(batch):  # the writer notes the loss (a feed event)
                 now = _now_us()
-                self.rows.event(now, "recorder", None, "loss",
-                                f"writer queue full ({self.cfg.queue_batches} batches): dropped "
-                                f"{json.dumps(batch.counts())}")
                 for r in self.runners:  # the lake's books restart from a known state
                     for s in r.sessions:
                         s.adapter.restate_books(now)

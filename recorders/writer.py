@@ -16,7 +16,8 @@ Rules that keep the record honest:
   and the table is retried with backoff; the other tables go on being written.
   Only when the kept rows pass ``max_pending_bytes`` are the oldest batches
   dropped, each drop a counted loss written to ``feed_events`` (``loss``) once
-  the lake takes rows again. No table is ever given up.
+  the lake takes rows again: the writer keeps those events itself and never
+  drops them. No table is ever given up.
 - **Quiet logs.** A failure is logged when it starts, then once per
   ``log_every`` seconds while it lasts, and once when appends work again. When
   the disk is visibly full the append is not even tried (``statvfs``), so the
@@ -55,10 +56,11 @@ def _first_line(e: BaseException, n: int = 300) -> str:
 class _Pending:
     """One batch's tables not yet in the lake."""
 
-    __slots__ = ("frames", "nbytes", "rows", "t")
+    __slots__ = ("frames", "nbytes", "rows", "t", "keep")
 
-    def __init__(self, frames: dict[str, pl.DataFrame]) -> None:
+    def __init__(self, frames: dict[str, pl.DataFrame], keep: bool = False) -> None:
         self.frames = frames
+        self.keep = keep  # the writer's own loss events: never dropped
         self.nbytes = sum(f.estimated_size() for f in frames.values())
         self.rows = sum(f.height for f in frames.values())
         self.t = time.time()
@@ -89,7 +91,10 @@ class Writer:
         self.last_write = 0.0
         self.last_error = ""
         self.cpu_s = 0.0  # CPU time of this thread spent writing
-        self.events: list[tuple[int, str, str]] = []  # (ts µs, kind, detail) for feed_events
+        # (ts µs, kind, detail) of the writer's own feed events (loss, write_recovered): every
+        # one noted (bounded history, for tests and the status), and queued to be written
+        self.events: deque[tuple[int, str, str]] = deque(maxlen=1000)
+        self._notes: list[tuple[int, str, str]] = []
         self.restate = False  # book rows were lost: the recorder should restate its books
         self.pending: deque[_Pending] = deque()
         self.failing: dict[str, str] = {}  # table -> first line of its last error
@@ -131,8 +136,13 @@ class Writer:
             self.q.put_nowait(batch)
             return True
         except queue.Full:
-            self.lost_batches += 1
-            self.lost_rows += len(batch)
+            counts = {t: n for t, n in batch.counts().items() if n}
+            with self._lock:
+                self.lost_batches += 1
+                self.lost_rows += len(batch)
+                for t, n in counts.items():
+                    self.lost_by_table[t] = self.lost_by_table.get(t, 0) + n
+            self._note("loss", f"writer queue full ({self.q.maxsize} batches): batch dropped; rows lost {counts}")
             return False
 
     def close(self, timeout: float = 60.0) -> None:
@@ -184,6 +194,13 @@ class Writer:
                 time.sleep(self.delay)
             if len(batch):
                 self.pending.append(_Pending(batch.frames()))
+            with self._lock:
+                notes, self._notes = self._notes, []
+            if notes:
+                r = Rows()
+                for ts, kind, detail in notes:
+                    r.event(ts, "recorder", None, kind, detail)
+                self.pending.append(_Pending(r.frames(), keep=True))
             self._drain(force=final)
             self._bound()
         finally:
@@ -253,8 +270,8 @@ class Writer:
             self.outage_since = time.time()
             self._last_log = now
             self._failures_since_log = 0
-            log.warning("lake append to %s failed: %s; keeping the rows in memory (up to %d MB) "
-                        "and retrying", table, msg, self.max_pending_bytes // 2**20)
+            log.warning("lake append to %s failed: %s; keeping the rows in memory (up to %g MB) "
+                        "and retrying", table, msg, self.max_pending_bytes / 2**20)
         elif now - self._last_log >= self.log_every:
             self._last_log = now
             log.warning("lake appends still failing after %.0f s (%d failures since the last report; "
@@ -273,19 +290,27 @@ class Writer:
         secs = time.time() - (self.outage_since or time.time())
         log.warning("lake appends work again after %.1f s; %d rows lost in the outage (feed_events 'loss')",
                     secs, self.lost_rows)
-        self.events.append((time.time_ns() // 1000, "write_recovered",
-                            f"lake appends work again after {secs:.1f} s; lost rows so far "
-                            f"{self.lost_rows} ({self.lost_by_table})"))
+        self._note("write_recovered", f"lake appends work again after {secs:.1f} s; lost rows so far "
+                                      f"{self.lost_rows} ({self.lost_by_table})")
         self.outage_since = None
+
+    def _note(self, kind: str, detail: str) -> None:
+        ev = (time.time_ns() // 1000, kind, detail)
+        with self._lock:
+            self.events.append(ev)
+            self._notes.append(ev)
 
     def _bound(self) -> None:
         """Drop the oldest kept batches while they hold more than the bound: counted losses."""
-        total = sum(p.nbytes for p in self.pending)
-        while self.pending and total > self.max_pending_bytes and len(self.pending) > 1:
-            p = self.pending.popleft()
+        total = sum(p.nbytes for p in self.pending if not p.keep)
+        while total > self.max_pending_bytes:
+            p = next((x for x in self.pending if not x.keep), None)
+            if p is None or p is self.pending[-1]:
+                break  # the newest batch stays
+            self.pending.remove(p)
             total -= p.nbytes
-            self._lose(p, f"kept {len(self.pending) + 1} batches over the {self.max_pending_bytes // 2**20} MB "
-                          f"bound while appends failed ({self.last_error[:200]})")
+            self._lose(p, f"kept rows over the {self.max_pending_bytes / 2**20:g} MB bound while appends "
+                          f"failed ({self.last_error[:200]})")
 
     def _give_up_pending(self, why: str) -> None:
         while self.pending:
@@ -302,6 +327,5 @@ class Writer:
                 self.lost_by_table[t] = self.lost_by_table.get(t, 0) + n
         if "book_updates" in counts:
             self.restate = True
-        self.events.append((time.time_ns() // 1000, "loss",
-                            f"batch of {time.strftime('%H:%M:%S', time.gmtime(p.t))} UTC not written: "
-                            f"{why}; rows lost {counts}"))
+        self._note("loss", f"batch of {time.strftime('%H:%M:%S', time.gmtime(p.t))} UTC not written: "
+                           f"{why}; rows lost {counts}")
