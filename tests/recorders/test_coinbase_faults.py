@@ -23,14 +23,14 @@ SYMS = ["BTC-USD", "ETH-USD"]
 def test_coinbase_book_matches_truth_after_out_of_order_and_silent_faults(tmp_path):
     from recorders.sim import FaultConfig, SimConfig, Simulator
 
-    faults = FaultConfig(out_of_order=40, silent=6, silent_s=1.0)
+    faults = FaultConfig(out_of_order=40, silent=30, silent_s=0.5)
     sim = Simulator(SimConfig(venues=("coinbase",), assets=("BTC", "ETH"), cross=False, port_base=0, seed=3,
                               faults=faults, truth_dir=str(tmp_path / "truth"), truth_book_every=1))
     lake = tmp_path / "lake"
     with sim.running_in_thread():
         cfg = write_config(tmp_path / "rec.toml", sim.urls(), ["coinbase"], lake, "cbfaults",
                            flush_interval=0.3, maintain_every=0, backoff_base=0.2)
-        rec = start_recorder(cfg, "--duration", "20", log=tmp_path / "recorder.log")
+        rec = start_recorder(cfg, "--duration", "15", log=tmp_path / "recorder.log")
         try:
             assert rec.wait(timeout=120) == 0, (tmp_path / "recorder.log").read_text()[-3000:]
         finally:
