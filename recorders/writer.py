@@ -222,10 +222,12 @@ class Writer:
                 continue
             if not force and now < self._retry_at.get(table, 0.0):
                 continue
+            if table in self.failing:
+                ready = ready[:1]  # probe with the oldest batch, not everything kept
             frames = [p.frames[table] for p in ready]
-            df = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
             try:
-                self._space_check(df)
+                self._space_check(sum(f.estimated_size() for f in frames))
+                df = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
                 self.lake.append(table, df)
             except Exception as e:  # noqa: BLE001 - any failure keeps the rows
                 self._failed(table, e)
@@ -242,15 +244,16 @@ class Writer:
         if self.outage_since is not None and not self.failing:
             self._recovered()
 
-    def _space_check(self, df: pl.DataFrame) -> None:
-        """Refuse early when the disk is visibly full: the storage library would fail
-        anyway, printing a panic per attempt."""
+    def _space_check(self, nbytes: int) -> None:
+        """Refuse early when the disk is visibly full (less than a few MB plus half the
+        rows' in-memory size free): the storage library would fail anyway, printing
+        a panic per attempt."""
         try:
             st = os.statvfs(self.lake.root)
         except OSError:
             return  # cannot tell (no such dir yet, say): let the append decide
         free = st.f_bavail * st.f_frsize
-        need = _MIN_FREE + df.estimated_size() // 2
+        need = _MIN_FREE + nbytes // 2
         if free < need:
             raise OSError(28, f"No space left on device: {free} bytes free under {self.lake.root}, "
                               f"need about {need}")
