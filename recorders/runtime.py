@@ -111,6 +111,8 @@ class Session:
             finally:
                 for t in list(self._tasks):
                     t.cancel()
+                adapter.out = rec.rows
+                adapter.on_close(time_ns() // 1000)
 
     def _act(self, ts: int) -> None:
         acts, self.adapter.actions = self.adapter.actions, []

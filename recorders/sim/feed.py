@@ -19,7 +19,7 @@ from typing import Any
 
 from recorders.sim.wire import frame, frames_blob
 
-__all__ = ["LiveBook", "Out", "Client", "Encoder", "Prepared", "Batch"]
+__all__ = ["LiveBook", "Out", "Client", "Encoder", "Prepared", "Batch", "position"]
 
 
 class LiveBook:
@@ -150,11 +150,16 @@ _conn_ids = itertools.count(1)
 _positions = itertools.count(1)
 
 
+def position() -> int:
+    """The next production position (see :attr:`Out.pos`)."""
+    return next(_positions)
+
+
 class Client:
     """One connected WebSocket client."""
 
     __slots__ = ("ws", "venue", "conn_id", "subs", "combined", "seq", "pending", "opened",
-                 "meta", "closed")
+                 "meta", "closed", "since")
 
     def __init__(self, ws: Any, venue: str, opened: float) -> None:
         self.ws = ws
@@ -167,6 +172,9 @@ class Client:
         self.opened = opened
         self.meta: dict = {}
         self.closed = False
+        # key -> production position when the client subscribed to it: a message produced
+        # before (held by a stall, say) is not part of this subscription's stream
+        self.since: dict = {}
 
     def queue(self, text: str) -> None:
         self.pending.append(frame(text.encode()))

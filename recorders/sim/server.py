@@ -45,7 +45,7 @@ from recorders.sim.binance import BinanceEncoder
 from recorders.sim.bybit import BybitEncoder
 from recorders.sim.coinbase import CoinbaseEncoder
 from recorders.sim.config import FAULT_KINDS, SimConfig
-from recorders.sim.feed import Batch, Client, Encoder, LiveBook, Out
+from recorders.sim.feed import Batch, Client, Encoder, LiveBook, Out, position
 from recorders.sim.kraken import KrakenEncoder
 from recorders.sim.market import Market
 from recorders.sim.okx import OkxEncoder
@@ -337,7 +337,12 @@ class Simulator:
                     async for msg in ws:
                         if isinstance(msg, bytes):
                             msg = msg.decode("utf-8", "replace")
+                        before = set(c.subs)
                         enc.on_text(c, msg)
+                        if c.subs != before:
+                            at = position()
+                            for k in c.subs - before:
+                                c.since[k] = at
             except TimeoutError:
                 detail = f"lifetime {self.cfg.lifetime_s:g} s reached"
                 await ws.close(1000, "connection lifetime reached")
@@ -515,8 +520,12 @@ class Simulator:
             out = [x for o in out for x in (o.outs() if isinstance(o, Batch) else (o,))]
         wall = time.perf_counter()
         keep: list[str] = []
+        silent = wall < self._silent_until[v]
         for kind in pend:
             if kind in ("gap", "duplicate", "out_of_order", "malformed", "bad_checksum"):
+                if silent:  # nothing is sent while silent: a message fault waits until the venue speaks
+                    keep.append(kind)
+                    continue
                 idx = [n for n, o in enumerate(out) if o.kind == "book" and any(enc.wants(c, o) for c in enc.clients)]
                 if kind == "bad_checksum":
                     idx = [n for n in idx if enc.bad_checksum(out[n]) is not None]
@@ -599,8 +608,10 @@ class Simulator:
                 nmsg = len(frames)
                 subs = c.subs
                 render_many = getattr(enc, "render_many", None)
+                since = c.since
                 if render_many is not None:  # numbered per connection (non-vectorised encoders)
-                    got = render_many(c, [o for o in out if wants(c, o)])
+                    got = render_many(c, [o for o in out if type(o) is not Batch and wants(c, o)
+                                          and o.pos > since.get(o.key, 0)])
                     frames += got
                     nmsg += len(got)
                     out_c: list = []
@@ -621,7 +632,7 @@ class Simulator:
                                 frames.append(blob[off[a]:off[b]])
                                 nmsg += b - a
                         continue
-                    if wants(c, o):
+                    if wants(c, o) and o.pos > since.get(o.key, 0):
                         if o.kind == "ghost":
                             skip = getattr(enc, "skip", None)
                             if skip:

@@ -223,9 +223,12 @@ class Adapter:
     # a ``silence`` event when a connection was quiet this long before a message arrived
     # (venues with heartbeats never are; a stalled or silent venue is)
     quiet_after: ClassVar[float] = 2.0
-    # a ``lag`` event when receive time minus exchange time passes this (``lag_end``
-    # when it is back under half of it): a slow venue or a slow link
+    # a ``lag`` event when receive time minus exchange time rises this much above its
+    # recent floor (the least delay of the last ~10-20 s, or 0 if that is negative),
+    # ``lag_end`` when it is back under half of that: a stalled venue or a slow link,
+    # seen even on top of a steady offset between the venue's clock and ours
     lag_after: ClassVar[float] = 0.5
+    lag_window: ClassVar[float] = 10.0
 
     def __init__(
         self,
@@ -264,6 +267,7 @@ class Adapter:
         self._quiet_us = int(self.quiet_after * 1e6)
         self._lag_us = int(self.lag_after * 1e6)
         self._lagging: tuple[int, int] | None = None  # (since µs, worst delay µs) of a lag episode
+        self._lag_win = (0, 1 << 62, 1 << 62)  # (window start µs, least delay in it, in the one before)
 
     # -- interface -------------------------------------------------------
     def url(self, base_url: str) -> str:
@@ -283,6 +287,14 @@ class Adapter:
 
     def snapshot_url(self, rest_base: str, symbol: str) -> str:
         raise NotImplementedError(f"{self.venue} takes no REST snapshots")
+
+    def on_close(self, ts_local: int) -> None:
+        """The connection is closing: a silence it ends is a silence too (a planned
+        rotation can retire a connection the venue had stopped talking on)."""
+        last = self._last_feed_us
+        if last and ts_local - last > self._quiet_us:
+            self.event(ts_local, None, "silence",
+                       f"no message for {(ts_local - last) / 1e6:.1f} s on this connection before it closed")
 
     def request_book(self, symbol: str) -> None:
         """Ask the venue for a fresh book of ``symbol`` (a resubscription or a REST
@@ -384,16 +396,27 @@ class Adapter:
         return len(self.out.book_updates[0])
 
     def lag(self, ts_ex: int, ts_local: int, symbol: str) -> None:
-        """Track the receive delay (``ts_local - ts_exchange``): one ``lag`` event when
-        it passes :attr:`lag_after`, one ``lag_end`` when it is back under half."""
+        """Track the receive delay (``ts_local - ts_exchange``) against its recent floor:
+        one ``lag`` event when it passes the floor by :attr:`lag_after`, one ``lag_end``
+        when it is back under half of that."""
         d = ts_local - ts_ex
+        w0, cur, prev = self._lag_win
+        if ts_local - w0 > self.lag_window * 1e6:
+            w0, cur, prev = ts_local, d, cur
+        elif d < cur:
+            cur = d
+        self._lag_win = (w0, cur, prev)
+        floor = max(min(cur, prev), 0)
+        if floor > 1 << 60:
+            floor = 0
         ep = self._lagging
         if ep is None:
-            if d > self._lag_us:
+            if d > floor + self._lag_us:
                 self._lagging = (ts_local, d)
                 self.event(ts_local, symbol, "lag",
-                           f"receive delay {d / 1e6:.3f} s > {self.lag_after:g} s (exchange time to ours)")
-        elif d < self._lag_us // 2:
+                           f"receive delay {d / 1e6:.3f} s, {(d - floor) / 1e6:.3f} s over its recent floor "
+                           f"(threshold {self.lag_after:g} s)")
+        elif d < floor + self._lag_us // 2:
             self._lagging = None
             self.event(ts_local, symbol, "lag_end",
                        f"receive delay back to {d / 1e6:.3f} s after {(ts_local - ep[0]) / 1e6:.1f} s "
@@ -417,8 +440,7 @@ class Adapter:
         if not self.trade_ids.add(symbol, trade_id):
             self.stats["duplicates"] += 1
             return
-        if ts_local - ts_ex > self._lag_us or self._lagging is not None:
-            self.lag(ts_ex, ts_local, symbol)
+        self.lag(ts_ex, ts_local, symbol)
         c = self.out.trades
         c[0].append(ts_ex); c[1].append(ts_local); c[2].append(self.venue); c[3].append(symbol)
         c[4].append(trade_id); c[5].append(price); c[6].append(qty); c[7].append(side)
@@ -458,8 +480,7 @@ class Adapter:
         """After a book message: a quote row if the top changed, a top-N
         snapshot if the sampling interval has passed (sampled on receive time,
         so replaying the journal reproduces it)."""
-        if ts_local - ts_ex > self._lag_us or self._lagging is not None:
-            self.lag(ts_ex, ts_local, symbol)
+        self.lag(ts_ex, ts_local, symbol)
         book = self.books[symbol]
         bpx, apx = book.bid_px, book.ask_px
         if bpx:
