@@ -224,11 +224,11 @@ class Adapter:
     # (venues with heartbeats never are; a stalled or silent venue is)
     quiet_after: ClassVar[float] = 2.0
     # a ``lag`` event when receive time minus exchange time rises this much above its
-    # recent floor (the least delay of the last ~10-20 s, or 0 if that is negative),
+    # recent floor (the least delay of the last 3-6 s, or 0 if that is negative),
     # ``lag_end`` when it is back under half of that: a stalled venue or a slow link,
     # seen even on top of a steady offset between the venue's clock and ours
     lag_after: ClassVar[float] = 0.5
-    lag_window: ClassVar[float] = 10.0
+    lag_window: ClassVar[float] = 3.0
 
     def __init__(
         self,

@@ -118,12 +118,15 @@ class CoinbaseAdapter(Adapter):
         self._seq = msg.sequence_num
         if prev is not None and msg.sequence_num != prev + 1:
             if msg.sequence_num <= prev:
-                if msg.sequence_num == prev:  # the same message again: counted, not applied
-                    self.stats["duplicate_messages"] += 1
-                else:  # older than one applied: it was a gap then (resynced); ignore it
-                    self.event(ts_local, None, "out_of_order",
-                               f"sequence_num={msg.sequence_num} after {prev}")
                 self._seq = prev
+                if msg.sequence_num == prev:  # the same message again: counted, not applied
+                    self.duplicate()
+                    return
+                # older than one applied: its book update was already a gap (resynced), so
+                # it is ignored; its trades still count (ids de-duplicate them)
+                self.event(ts_local, None, "out_of_order", f"sequence_num={msg.sequence_num} after {prev}")
+                if msg.channel == "market_trades":
+                    self._trades(msg, ts_local)
                 return
             self.gap(ts_local, None, f"sequence_num={msg.sequence_num} expected {prev + 1}")
             for s in self.symbols:
@@ -136,12 +139,7 @@ class CoinbaseAdapter(Adapter):
                 for ev in msg.events:
                     self._book(ev, ts_local, msg.sequence_num)
         elif ch == "market_trades":
-            for ev in msg.events:
-                for t in ev.trades:
-                    sym = self._sym(t.product_id)
-                    self.last_msg_us[sym] = ts_local
-                    self.trade(rfc3339_us(t.time), ts_local, sym, t.trade_id, float(t.price),
-                               float(t.size), _TAKER[t.side.upper()])
+            self._trades(msg, ts_local)
         elif ch in ("heartbeats", "subscriptions"):
             return
         elif ch == "error":
@@ -149,6 +147,14 @@ class CoinbaseAdapter(Adapter):
                        "; ".join(e.message for e in msg.events) or "error")
         else:
             raise ValueError(f"unexpected channel {ch!r}")
+
+    def _trades(self, msg: Envelope, ts_local: int) -> None:
+        for ev in msg.events:
+            for t in ev.trades:
+                sym = self._sym(t.product_id)
+                self.last_msg_us[sym] = ts_local
+                self.trade(rfc3339_us(t.time), ts_local, sym, t.trade_id, float(t.price),
+                           float(t.size), _TAKER[t.side.upper()])
 
     def _sym(self, v: str) -> str:
         sym = self._by_venue.get(v)
