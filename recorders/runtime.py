@@ -77,6 +77,7 @@ class Session:
             self.opened_at = time.monotonic()
             self.last_recv_us = time.time_ns() // 1000
             r.on_open(self)
+            self.adapter.on_open(self.last_recv_us)
             for m in self.adapter.subscribe_messages():
                 await ws.send(m)
             self._spawn(self._watchdog())

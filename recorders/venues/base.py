@@ -288,6 +288,11 @@ class Adapter:
     def snapshot_url(self, rest_base: str, symbol: str) -> str:
         raise NotImplementedError(f"{self.venue} takes no REST snapshots")
 
+    def on_open(self, ts_local: int) -> None:
+        """The connection is open: a venue that then says nothing for :attr:`quiet_after`
+        is silent too (the first message reports it)."""
+        self._last_feed_us = ts_local
+
     def on_close(self, ts_local: int) -> None:
         """The connection is closing: a silence it ends is a silence too (a planned
         rotation can retire a connection the venue had stopped talking on)."""

@@ -185,6 +185,7 @@ class BinanceAdapter(Adapter):
                        "sell" if msg.m else "buy")
             return
         if not self.book_enabled:
+            self.lag(msg.E * 1000, ts_local, sym)  # still a sample of the receive delay
             return
         if not self.synced[sym]:
             buf = self._buffer[sym]

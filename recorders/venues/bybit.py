@@ -117,6 +117,8 @@ class BybitAdapter(Adapter):
         sym = self._sym(d.s)
         self.last_msg_us[sym] = ts_local
         if not self.book_enabled:
+            if msg.cts or msg.ts:
+                self.lag(ms_us(msg.cts or msg.ts), ts_local, sym)  # still a delay sample
             return
         book = self.books[sym]
         is_snap = msg.type == "snapshot" or d.u == 1

@@ -138,6 +138,8 @@ class CoinbaseAdapter(Adapter):
             if self.book_enabled:
                 for ev in msg.events:
                     self._book(ev, ts_local, msg.sequence_num)
+            elif msg.timestamp and msg.events:  # still a sample of the receive delay
+                self.lag(rfc3339_us(msg.timestamp), ts_local, self._sym(msg.events[0].product_id))
         elif ch == "market_trades":
             self._trades(msg, ts_local)
         elif ch in ("heartbeats", "subscriptions"):

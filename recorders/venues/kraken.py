@@ -126,6 +126,8 @@ class KrakenAdapter(Adapter):
         sym = self._sym(e["symbol"])
         self.last_msg_us[sym] = ts_local
         if not self.book_enabled:
+            if e.get("timestamp"):
+                self.lag(rfc3339_us(e["timestamp"]), ts_local, sym)  # still a delay sample
             return
         book = self.books[sym]
         is_snap = typ == "snapshot"

@@ -173,9 +173,10 @@ def _expected(venue: str, kind: str) -> set[str]:
 
 
 def _to_local(run):
-    """Map a simulator timestamp to our receive clock through the nearest recorded
-    trade of the venue (the simulator's clock can start behind the wall clock and
-    fall behind under load, so one fixed offset is not enough)."""
+    """Map a simulator timestamp to our receive clock through the recorded trades of
+    the venue around it: the least delay of those within 2 s (the simulator's clock can
+    start behind the wall clock and fall behind under load, so one fixed offset is not
+    enough; the least delay is the path without a stall, which a fault may add)."""
     import bisect
 
     truth = {(t["venue"], t["symbol"], t["trade_id"]): iso_us(t["ts_exchange"])
@@ -191,9 +192,13 @@ def _to_local(run):
 
     def local(venue: str, ts: int) -> int:
         p = pairs[venue]
-        k = min(max(bisect.bisect_left(p, (ts, 0)), 0), len(p) - 1)
-        best = min((p[j] for j in (k - 1, k) if 0 <= j < len(p)), key=lambda x: abs(x[0] - ts))
-        return ts + best[1] - best[0]
+        lo = bisect.bisect_left(p, (ts - 2_000_000, 0))
+        hi = bisect.bisect_right(p, (ts + 2_000_000, 1 << 62))
+        near = p[lo:hi]
+        if not near:  # none that close: the nearest one
+            k = min(max(bisect.bisect_left(p, (ts, 0)), 0), len(p) - 1)
+            near = [min((p[j] for j in (k - 1, k) if 0 <= j < len(p)), key=lambda x: abs(x[0] - ts))]
+        return ts + min(tl - te for te, tl in near)
 
     return local
 
