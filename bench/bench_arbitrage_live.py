@@ -109,7 +109,8 @@ def main() -> int:
     bus_port = free_port(1)
     bus = f"ws://127.0.0.1:{bus_port}"
     tmp = tempfile.mkdtemp(prefix="arb_bench_")
-    env = {**os.environ, "LAB_DATA": tmp}
+    os.environ["LAB_DATA"] = tmp  # this process subscribes too: one bus token file for all
+    env = dict(os.environ)
     py = sys.executable
     sim = subprocess.Popen([py, "-m", "lab.cli", "simulate", "--port-base", str(sim_base),
                             "--seed", "1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

@@ -5,9 +5,11 @@
 
 The data is simulated once (recorders.sim.bulk) into --data and reused.
 Figures: our numba fast path (timer market maker, the same strategy as the
-hftbacktest run), our Python-callback path (same strategy in Python),
-hftbacktest on the same rows converted to its format, their ratio, and the
-time of a 1,000-parameter vectorised sweep over the same day.
+hftbacktest run) and hftbacktest on the same rows converted to its format, with
+its fastest book (ROIVector) and its general one (HashMap), run interleaved
+--repeat times and reported as medians, wall and per CPU-second, with the
+ratio to ROIVector as the target line; our Python-callback path; and the time
+of a 1,000-parameter vectorised sweep over the same day.
 Machine shared with other agents: ratios to the in-run baseline matter most.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -30,6 +33,8 @@ def main() -> int:
     ap.add_argument("--sweep-sets", type=int, default=1000, help="parameter sets in the vectorised sweep")
     ap.add_argument("--no-hftbacktest", action="store_true", help="skip the hftbacktest comparison")
     ap.add_argument("--sweep-only", action="store_true", help="only the vectorised sweep")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved runs of each engine (medians reported)")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the vectorised sweep")
     args = ap.parse_args()
 
     from lab.backtest import BacktestConfig, Fees, Latency, core, load_events
@@ -57,42 +62,61 @@ def main() -> int:
 
     cfg = BacktestConfig(fees={"binance": Fees(-0.0001, 0.0005)}, latency=Latency(1_000, 1_000))
     kw = dict(qty=0.01, half_spread=0, skew_ticks=0.0, max_position=0.05, interval_s=0.1)
-    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
-          "(wall-clock rates suffer when it exceeds the cores; CPU-time rates much less)")
+    hk = dict(qty=0.01, max_position=0.05, interval_s=0.1, entry_us=1_000, response_us=1_000,
+              maker_fee=-0.0001, taker_fee=0.0005)
     small = _slice(ev, 50_000)
     _timed(market_maker_fast(0, **kw), small, cfg)  # warm-up: load the numba cache
-    eng, wall, cpu = _timed(market_maker_fast(0, **kw), ev, cfg)
-    ours, ours_cpu = len(ev) / wall, len(ev) / cpu
-    a = eng.arr
-    print(f"ours, numba fast path (timer MM, 100 ms): {wall:.2f} s wall, {ours:,.0f} events/s wall; "
-          f"{cpu:.2f} s CPU, {ours_cpu:,.0f} events/s per CPU-second; "
-          f"{int(a.ctr[core.C_NFILL]):,} fills, {int(a.ctr[core.C_NEXT_ID]) - 1:,} orders")
-    _, wall1, cpu1 = _timed(market_maker_fast(0, **{**kw, "interval_s": 1.0}), ev, cfg)
-    print(f"ours, numba fast path (same MM requoting every 1 s): {len(ev) / wall1:,.0f} events/s wall, "
-          f"{len(ev) / cpu1:,.0f} events/s per CPU-second")
-    py_ev = _slice(ev, min(len(ev), 1_000_000))
-    mk = lambda: MarketMaker(venue="binance", symbol="BTC-USDT", **kw)  # noqa: E731
-    _timed(mk(), small, cfg)
-    _, pwall, pcpu = _timed(mk(), py_ev, cfg)
-    print(f"ours, Python-callback path (same MM in Python, first {len(py_ev):,} events): "
-          f"{len(py_ev) / pwall:,.0f} events/s wall, {len(py_ev) / pcpu:,.0f} per CPU-second")
-
-    if not args.no_hftbacktest:
+    runs: dict[str, list[tuple[float, float]]] = {"ours": [], "roivector": [], "hashmap": []}
+    peers = [] if args.no_hftbacktest else ["roivector", "hashmap"]
+    if peers:
         from lab.backtest.peer import run_hftbacktest_mm
 
-        hk = dict(qty=0.01, max_position=0.05, interval_s=0.1, entry_us=1_000, response_us=1_000,
-                  maker_fee=-0.0001, taker_fee=0.0005)
-        run_hftbacktest_mm(small, 0, **hk)  # compile
-        h = run_hftbacktest_mm(ev, 0, **hk)
-        theirs, theirs_cpu = h["events"] / h["elapsed_s"], h["events"] / h["cpu_s"]
-        print(f"hftbacktest {_version()}: {h['elapsed_s']:.2f} s wall, {theirs:,.0f} events/s wall; "
-              f"{h['cpu_s']:.2f} s CPU, {theirs_cpu:,.0f} events/s per CPU-second; {h['num_trades']:,} fills")
-        print(f"ratio ours/hftbacktest: {ours / theirs:.2f}x wall, {ours_cpu / theirs_cpu:.2f}x CPU time")
+        for book in peers:
+            run_hftbacktest_mm(small, 0, **hk, book=book)  # compile
+    loads = []
+    h: dict[str, dict] = {}
+    for _ in range(args.repeat):  # interleaved, so load swings hit every contender alike
+        loads.append(os.getloadavg()[0])
+        eng, wall, cpu = _timed(market_maker_fast(0, **kw), ev, cfg)
+        runs["ours"].append((wall, cpu))
+        for book in peers:
+            h[book] = run_hftbacktest_mm(ev, 0, **hk, book=book)
+            runs[book].append((h[book]["elapsed_s"], h[book]["cpu_s"]))
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items() if v}
+    a = eng.arr
+    n = len(ev)
+    print(f"load average during the runs: median {statistics.median(loads):.1f} on {os.cpu_count()} cores; "
+          f"medians of {args.repeat} interleaved runs")
+    w, c = med["ours"]
+    print(f"ours, numba fast path (timer MM, 100 ms): {w:.2f} s wall, {n / w:,.0f} events/s; {c:.2f} s CPU, "
+          f"{n / c:,.0f} events/s per CPU-second; {int(a.ctr[core.C_NFILL]):,} fills, "
+          f"{int(a.ctr[core.C_NEXT_ID]) - 1:,} orders")
+    for book in peers:
+        hw, hc = med[book]
+        print(f"hftbacktest {_version()} {book}: {hw:.2f} s wall, {n / hw:,.0f} events/s; {hc:.2f} s CPU, "
+              f"{n / hc:,.0f} events/s per CPU-second; {h[book]['num_trades']:,} fills")
+    if peers:
+        hw, hc = med["roivector"]
+        print(f"TARGET backtest engine >= 1.2x hftbacktest ROIVector per CPU-second: "
+              f"{hc / c:.2f}x per CPU-second ({hw / w:.2f}x wall)")
+        hw2, hc2 = med["hashmap"]
+        print(f"(vs its HashMap book: {hc2 / c:.2f}x per CPU-second, {hw2 / w:.2f}x wall)")
         vol = float(eng.fills_frame()["qty"].sum())
-        print(f"agreement: volume ours {vol:.2f} vs hftbacktest {h['trading_volume']:.2f} "
-              f"({(vol / h['trading_volume'] - 1) * 100:+.1f}%)")
+        print(f"agreement: volume ours {vol:.2f} vs hftbacktest {h['roivector']['trading_volume']:.2f} "
+              f"({(vol / h['roivector']['trading_volume'] - 1) * 100:+.1f}%); ROIVector and HashMap fills "
+              f"{h['roivector']['num_trades']:,} / {h['hashmap']['num_trades']:,}")
+    if not args.quick:
+        _, wall1, cpu1 = _timed(market_maker_fast(0, **{**kw, "interval_s": 1.0}), ev, cfg)
+        print(f"ours, numba fast path (same MM requoting every 1 s): {n / wall1:,.0f} events/s wall, "
+              f"{n / cpu1:,.0f} events/s per CPU-second")
+        py_ev = _slice(ev, min(n, 1_000_000))
+        mk = lambda: MarketMaker(venue="binance", symbol="BTC-USDT", **kw)  # noqa: E731
+        _timed(mk(), small, cfg)
+        _, pwall, pcpu = _timed(mk(), py_ev, cfg)
+        print(f"ours, Python-callback path (same MM in Python, first {len(py_ev):,} events): "
+              f"{len(py_ev) / pwall:,.0f} events/s wall, {len(py_ev) / pcpu:,.0f} per CPU-second")
 
-    return _sweep(lake, args)
+    return 0 if args.no_sweep else _sweep(lake, args)
 
 
 def _sweep(lake, args) -> int:

@@ -58,15 +58,16 @@ def main() -> int:
     ap.add_argument("--flush-interval", type=float, default=0.25)
     a = ap.parse_args()
     secs = a.seconds or (20.0 if a.quick else 60.0)
+    from recorders.config import write_config
     from recorders.sim import SimConfig, Simulator
-    from tests.recorders.simrun import SYMBOLS, write_config  # noqa: PLC0415
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
     lake = tmp / "lake"
     venues = ("binance", "coinbase", "kraken")
     sim = Simulator(SimConfig(venues=venues, assets=("BTC", "ETH"), port_base=0, seed=2))
     with sim.running_in_thread():
-        cfg = write_config(tmp / "rec.toml", sim.urls(), venues, lake, "fresh",
+        symbols = {v: (["BTC-USDT", "ETH-USDT"] if v == "binance" else ["BTC-USD", "ETH-USD"]) for v in venues}
+        cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, lake, "fresh",
                            flush_interval=a.flush_interval, maintain_every=15.0)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         rec = subprocess.Popen([sys.executable, "-m", "lab.cli", "record", "--config", str(cfg)],
@@ -92,7 +93,7 @@ def main() -> int:
     offset = float(np.median(offsets)) / 1e9 if offsets else 0.0
     lat, lat_rx = [], []
     for t in trades:
-        if t["symbol"] not in SYMBOLS[t["venue"]]:
+        if t["symbol"] not in symbols[t["venue"]]:
             continue
         te = dt.datetime.fromisoformat(t["ts_exchange"].replace("Z", "+00:00")).timestamp() + offset
         if te < t_start + 1.0 or te > t_start + secs - 3.0:

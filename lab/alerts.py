@@ -6,8 +6,12 @@ A sink is named by a short spec string (config files list them):
 * ``bell`` — a terminal bell (``\\a``) plus the message on stderr;
 * ``file:<path>`` — one JSON object per line appended to ``path`` (a relative
   path is under ``$LAB_DATA``);
-* ``webhook:<url>`` — an HTTP POST of the alert as JSON to ``url``, sent from
-  a background thread so a slow endpoint never stalls the caller.
+* ``webhook`` — an HTTP POST of the alert as JSON to the URL in
+  ``$LAB_ALERT_WEBHOOK``; ``webhook:env:NAME`` reads it from ``$NAME``. A webhook
+  URL is a secret (it carries its own credentials): keep it in the environment,
+  not in a config file; ``webhook:<url>`` still works for a local endpoint. Sent
+  from a background thread so a slow endpoint never stalls the caller. The URL
+  is never logged or printed beyond its scheme and host (:func:`redact_url`).
 
 :class:`Latch` turns a condition checked over and over into alerts that fire
 once when it becomes true and once (``kind + "_cleared"``) when it clears.
@@ -27,13 +31,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import queue
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Protocol, TextIO
+from urllib.parse import urlsplit
 
 import msgspec
+
+from lab.errors import ConfigError
 
 __all__ = [
     "Alert",
@@ -45,11 +53,68 @@ __all__ = [
     "StreamSink",
     "make_sink",
     "make_sinks",
+    "describe_sinks",
+    "redact_url",
+    "WEBHOOK_ENV",
     "emit",
     "Latch",
 ]
 
 log = logging.getLogger("lab.alerts")
+WEBHOOK_ENV = "LAB_ALERT_WEBHOOK"
+
+
+def redact_url(url: str) -> str:
+    """``url`` cut to its scheme and host: what may be logged of a secret URL.
+
+    >>> redact_url("https://hooks.slack.com/services/T000/B000/XXXX?token=abc")
+    'https://hooks.slack.com/…'
+    >>> redact_url("http://user:pw@127.0.0.1:9000/hook"), redact_url("not a url")
+    ('http://127.0.0.1:9000/…', '…')
+    """
+    try:
+        p = urlsplit(url)
+        host = p.hostname
+        port = p.port
+    except ValueError:
+        return "…"
+    if not p.scheme or not host:
+        return "…"
+    return f"{p.scheme}://{host}{f':{port}' if port else ''}/…"
+
+
+def _webhook_url(spec: str) -> str:
+    """The URL a ``webhook`` sink spec names: ``webhook`` ($LAB_ALERT_WEBHOOK),
+    ``webhook:env:NAME`` ($NAME) or ``webhook:<url>``."""
+    rest = spec[len("webhook"):]
+    if rest in ("", ":"):
+        name = WEBHOOK_ENV
+    elif rest.startswith(":env:"):
+        name = rest[5:]
+    else:
+        return rest[1:]
+    url = os.environ.get(name, "").strip()
+    if not url:
+        raise ConfigError(f"alert sink {spec!r}: the environment variable {name} is not set "
+                          "(it holds the webhook URL)")
+    return url
+
+
+def describe_sinks(specs: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """Sink specs safe to print: webhook URLs cut to scheme and host.
+
+    >>> describe_sinks(["log", "webhook:https://hooks.example.com/T0/B0/secret", "webhook:env:HOOK"])
+    ['log', 'webhook:https://hooks.example.com/…', 'webhook:env:HOOK']
+    """
+    if specs is None:
+        return ["log"]
+    items = specs.split(",") if isinstance(specs, str) else list(specs)
+    out = []
+    for s in (x.strip() for x in items if x.strip()):
+        if s.startswith("webhook:") and not s.startswith("webhook:env:"):
+            s = "webhook:" + redact_url(s[8:])
+        out.append(s)
+    return out
 
 
 class Alert(msgspec.Struct, frozen=True):
@@ -143,8 +208,9 @@ class WebhookSink:
     def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 2,
                  headers: dict[str, str] | None = None) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook URL must start with http:// or https://, got {url!r}")
+            raise ConfigError(f"webhook URL must start with http:// or https://, got {redact_url(url)!r}")
         self.url, self.timeout, self.retries = url, timeout, retries
+        self.where = redact_url(url)  # what logs may show
         self.headers = {"content-type": "application/json", **(headers or {})}
         self.sent = 0
         self.failed = 0
@@ -173,7 +239,18 @@ class WebhookSink:
                     except Exception as e:  # noqa: BLE001 - never break the caller
                         if attempt == self.retries:
                             self.failed += 1
-                            log.error("webhook %s failed for %s: %s", self.url, alert.key, e)
+                            log.error("webhook %s failed for %s: %s", self.where, alert.key,
+                                      self._reason(e))
+
+    def _reason(self, e: Exception) -> str:
+        """Why a POST failed, without the URL (httpx puts it in its messages)."""
+        resp = getattr(e, "response", None)
+        if resp is not None and getattr(resp, "status_code", None) is not None:
+            return f"HTTP {resp.status_code}"
+        return f"{type(e).__name__}: {str(e).replace(self.url, self.where)}"
+
+    def __repr__(self) -> str:
+        return f"WebhookSink({self.where!r})"
 
     def flush(self, timeout: float = 10.0) -> None:
         """Block until every queued alert was attempted (or ``timeout``)."""
@@ -191,7 +268,8 @@ class WebhookSink:
 
 
 def make_sink(spec: str) -> Sink:
-    """Build one sink from its spec (``log``, ``bell``, ``stdout``, ``file:PATH``, ``webhook:URL``).
+    """Build one sink from its spec (``log``, ``bell``, ``stdout``, ``file:PATH``, ``webhook``,
+    ``webhook:env:NAME``, ``webhook:URL``).
 
     >>> type(make_sink("log")).__name__, type(make_sink("file:/tmp/x.jsonl")).__name__
     ('LogSink', 'FileSink')
@@ -210,10 +288,10 @@ def make_sink(spec: str) -> Sink:
 
             path = data_dir() / path
         return FileSink(path)
-    if s.startswith("webhook:") and len(s) > 8:
-        return WebhookSink(s[8:])
-    raise ValueError(f"unknown alert sink {spec!r}; use log, bell, stdout, file:<path> or "
-                     "webhook:<url>")
+    if s == "webhook" or (s.startswith("webhook:") and len(s) > 8):
+        return WebhookSink(_webhook_url(s))
+    raise ConfigError(f"unknown alert sink {describe_sinks([spec])[0]!r}; use log, bell, stdout, "
+                      f"file:<path>, webhook (URL in ${WEBHOOK_ENV}), webhook:env:NAME or webhook:<url>")
 
 
 def make_sinks(config: str | list[str] | tuple[str, ...] | None) -> list[Sink]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Literal
 
 import polars as pl
 
@@ -88,7 +89,7 @@ def ohlcv(
     *,
     by: Sequence[str] = ("venue", "symbol"),
     time_column: str = "ts_exchange",
-    label: str = "left",
+    label: Literal["left", "right"] = "left",
 ) -> pl.LazyFrame:
     """Time bars: OHLCV, notional, VWAP, trade count and buy/sell volume.
 
@@ -152,7 +153,7 @@ def _fixed_ns(d: str | dt.timedelta) -> int | None:
 
 
 def _overlapping(lf: pl.LazyFrame, every_ns: int, period_ns: int, by: list[str],
-                 time_column: str, label: str) -> pl.LazyFrame:
+                 time_column: str, label: Literal["left", "right"]) -> pl.LazyFrame:
     """Windows of ``period`` stepped by ``every`` as an exact group-by.
 
     Each trade is copied into the ``ceil(period/every)`` windows that contain it

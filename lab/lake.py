@@ -12,11 +12,13 @@ loses a file).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import msgspec
 import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
@@ -24,8 +26,10 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from lab.errors import DataError
 from lab.schema import TABLES, SchemaError, conform, table_spec
+from lab.times import to_utc
 
-__all__ = ["Lake", "data_dir", "default_lake", "LakeError", "scan_filtered"]
+__all__ = ["Lake", "data_dir", "default_lake", "LakeError", "DamagedTableError", "Damage",
+           "LakeWarning", "scan_filtered"]
 
 # Row groups of 128k rows: rows arrive in time order, so a query over the last
 # minutes skips all but the newest row groups of a compacted file by their stats.
@@ -48,6 +52,108 @@ class LakeError(DataError):
     """A lake operation failed for a reason other than a bad batch."""
 
 
+class Damage(msgspec.Struct, frozen=True):
+    """One thing wrong with one lake table, found by :meth:`Lake.inspect`.
+
+    ``file`` is relative to the table directory (``_delta_log/<v>.json`` for the
+    log, the Parquet file's name for data); ``kind`` is ``log``, ``file`` or
+    ``schema``; ``rows`` is how many rows the log says a data file holds (what a
+    repair that drops the file loses), ``None`` when unknown.
+    """
+
+    table: str
+    file: str
+    problem: str
+    kind: str = "file"
+    rows: int | None = None
+
+    def __str__(self) -> str:
+        rows = "" if self.rows is None else f" ({self.rows} rows)"
+        return f"{self.table}: {self.file}: {self.problem}{rows}"
+
+
+class DamagedTableError(LakeError):
+    """A table's log or files are damaged: the message names the table, the file and
+    the cause; ``damage`` holds every :class:`Damage` found. ``lab doctor`` reports
+    it, ``lab doctor --repair`` fixes it."""
+
+    def __init__(self, message: str, damage: list[Damage] | None = None) -> None:
+        super().__init__(message)
+        self.damage = list(damage or [])
+
+
+class LakeWarning(UserWarning):
+    """Warned by :func:`lab.connect` for each damaged table it could not open."""
+
+
+_PAR1 = b"PAR1"
+
+
+def _commit_version(name: str) -> int | None:
+    """``00000000000000000012.json`` -> 12; anything else (checkpoints, temp files) -> None."""
+    stem, dot, ext = name.partition(".")
+    return int(stem) if ext == "json" and dot and stem.isdigit() and len(stem) == 20 else None
+
+
+def log_commits(table_dir: Path) -> tuple[int, dict[int, Path]]:
+    """``(last checkpoint version or -1, {version: commit file})`` of the commits a reader
+    replays: those after the newest checkpoint named by ``_last_checkpoint``."""
+    log = table_dir / "_delta_log"
+    cp = -1
+    try:
+        cp = int(json.loads((log / "_last_checkpoint").read_bytes())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    commits: dict[int, Path] = {}
+    with os.scandir(log) as it:
+        for e in it:
+            v = _commit_version(e.name)
+            if v is not None and v > cp:
+                commits[v] = Path(e.path)
+    return cp, dict(sorted(commits.items()))
+
+
+def commit_problem(path: Path) -> str | None:
+    """Why a Delta commit file cannot be trusted (empty, truncated, not JSON), or None."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        return f"unreadable commit: {e.strerror or e}"
+    if not raw.strip():
+        return "empty commit (0 bytes): the rows it added are not in the table"
+    for i, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except ValueError as e:
+            return f"unreadable commit (line {i}: {e}); the table cannot be opened"
+    return None
+
+
+def _file_problem(path: Path, size: int | None) -> str | None:
+    """Cheap checks of one data file: present, the size the log recorded, Parquet magic
+    at both ends (what a truncated, overwritten or zeroed file fails)."""
+    try:  # raw fd + pread: ~3x cheaper than a Python file object, and connect runs this per file
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            got = os.fstat(fd).st_size
+            if size is not None and got != size:
+                return f"size {got} bytes, the log says {size}"
+            if got < 12:
+                return "not a Parquet file (too short)"
+            head, tail = os.pread(fd, 4, 0), os.pread(fd, 4, got - 4)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if head != _PAR1 or tail != _PAR1:
+        return "not a Parquet file (no PAR1 magic)"
+    return None
+
+
 def data_dir() -> Path:
     """``$LAB_DATA`` (default ``./data``): where the lake and journals live."""
     return Path(os.environ.get("LAB_DATA", "data")).expanduser()
@@ -57,16 +163,85 @@ def default_lake() -> Lake:
     return Lake(data_dir() / "lake")
 
 
-def _as_datetime(v: dt.datetime | dt.date | str | None) -> dt.datetime | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
-        v = dt.datetime.fromisoformat(v)
-    elif not isinstance(v, dt.datetime):
-        v = dt.datetime(v.year, v.month, v.day)
-    if v.tzinfo is None:
-        v = v.replace(tzinfo=dt.timezone.utc)
-    return v.astimezone(dt.timezone.utc)
+#: Batches of at least this many rows are written by Polars' (multi-threaded) Parquet writer and
+#: committed as one add action; smaller ones go through delta-rs' writer (one call, lower latency).
+BULK_ROWS = 100_000
+
+
+def _ms_text(us: int, up: bool) -> str:
+    """A µs epoch time as Delta stats text (ms precision, as delta-rs writes): floored for a
+    minimum, raised to the next ms for a maximum, so file pruning never skips a matching row."""
+    ms = -(-us // 1000) if up else us // 1000
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def file_stats(df: pl.DataFrame) -> str:
+    """Delta ``add`` stats of ``df``: numRecords, min/max (numbers, times, short strings), nullCount.
+
+    >>> import json
+    >>> s = json.loads(file_stats(pl.DataFrame({"x": [2.0, float("nan"), 1.0], "s": ["b", None, "a"]})))
+    >>> s["numRecords"], s["minValues"], s["maxValues"], s["nullCount"]
+    (3, {'x': 1.0, 's': 'a'}, {'x': 2.0, 's': 'b'}, {'x': 0, 's': 1})
+    """
+    mins: dict[str, object] = {}
+    maxs: dict[str, object] = {}
+    exprs: list[pl.Expr] = []
+    for name, dtype in df.schema.items():
+        c = pl.col(name)
+        if dtype.is_float():
+            c = c.filter(c.is_finite())
+        elif isinstance(dtype, pl.Datetime):
+            c = c.dt.cast_time_unit("us").dt.epoch("us")
+        elif not (dtype.is_integer() or dtype == pl.String()):
+            continue
+        exprs += [c.min().alias(f"min:{name}"), c.max().alias(f"max:{name}")]
+    row = df.select(exprs).row(0, named=True) if exprs else {}
+    for name, dtype in df.schema.items():
+        lo, hi = row.get(f"min:{name}"), row.get(f"max:{name}")
+        if lo is None or hi is None:
+            continue
+        if isinstance(dtype, pl.Datetime):
+            lo, hi = _ms_text(lo, False), _ms_text(hi, True)
+        elif dtype == pl.String() and (len(lo) > 32 or len(hi) > 32 or not (lo + hi).isascii()):
+            continue  # Delta truncates long strings; leaving them out keeps pruning exact
+        mins[name], maxs[name] = lo, hi
+    nulls = df.null_count().row(0, named=True)
+    return json.dumps({"numRecords": df.height, "minValues": mins, "maxValues": maxs, "nullCount": nulls},
+                      separators=(",", ":"))
+
+
+_as_datetime = to_utc
+
+
+def _footer_problem(path: Path, num_records: int | None) -> str | None:
+    """The Parquet footer parses and holds the row count the log recorded."""
+    import pyarrow.parquet as pq
+
+    try:
+        md = pq.read_metadata(path)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        return f"unreadable Parquet footer: {str(e).splitlines()[0][:200]}"
+    if num_records is not None and md.num_rows != num_records:
+        return f"holds {md.num_rows} rows, the log says {num_records}"
+    return None
+
+
+def _schema_damage(table: str, t: DeltaTable) -> list[Damage]:
+    """The table's Delta schema against :mod:`lab.schema` (names, order-free, and dtypes)."""
+    got = pl.from_arrow(pa.schema(t.schema().to_arrow()).empty_table()).schema
+    want = table_spec(table).schema
+    out = []
+    for c, d in want.items():
+        if c not in got:
+            out.append(Damage(table, "_delta_log", f"schema: column {c!r} missing", "schema"))
+        elif got[c] != d:
+            out.append(Damage(table, "_delta_log", f"schema: column {c!r} is {got[c]}, expected {d}",
+                              "schema"))
+    for c in got:
+        if c not in want:
+            out.append(Damage(table, "_delta_log", f"schema: unexpected column {c!r}", "schema"))
+    return out
 
 
 def scan_filtered(
@@ -152,6 +327,63 @@ class Lake:
                 time.sleep(0.02 * (attempt + 1))
         raise LakeError(f"could not create table {table!r} at {self.path(table)}")
 
+    def inspect(self, table: str, *, deep: bool = False) -> tuple[DeltaTable | None, list[Damage]]:
+        """Open ``table`` and check it; return the table (``None`` if it cannot be
+        opened or does not exist) and everything found wrong.
+
+        The quick checks (run by :func:`lab.connect` on every table) cost a
+        directory listing, one ``stat`` and two 4-byte reads per data file: every
+        commit a reader replays is non-empty and the log opens (an unreadable
+        commit is named); every file the snapshot references is present, has the
+        size the log recorded and Parquet magic at both ends. ``deep=True`` (``lab
+        doctor``) also parses every replayed commit, reads each file's footer,
+        compares its row count with the log's and the table's schema with
+        :mod:`lab.schema`.
+        """
+        if not self.exists(table):
+            return None, []
+        root = self.path(table)
+        found: list[Damage] = []
+        try:
+            _, commits = log_commits(root)
+        except OSError as e:
+            return None, [Damage(table, "_delta_log", f"unreadable log directory: {e}", "log")]
+        for v, f in commits.items():
+            if deep:
+                why = commit_problem(f)
+            else:
+                try:
+                    why = None if f.stat().st_size else commit_problem(f)
+                except OSError as e:
+                    why = f"unreadable commit: {e}"
+            if why:
+                found.append(Damage(table, f"_delta_log/{f.name}", why, "log"))
+        try:
+            t = DeltaTable(root)
+        except (DeltaError, OSError, TableNotFoundError) as e:
+            if not any(d.kind == "log" and "unreadable" in d.problem for d in found):
+                bad = [(v, w) for v, f in commits.items() if (w := commit_problem(f))]
+                for v, why in bad:
+                    d = Damage(table, f"_delta_log/{commits[v].name}", why, "log")
+                    if d not in found:
+                        found.append(d)
+                if not bad:
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    found.append(Damage(table, "_delta_log", f"log unreadable: {first[:300]}", "log"))
+            return None, found
+        acts = pl.DataFrame(t.get_add_actions(flatten=True))
+        cols = ["path", "size_bytes", "num_records"]
+        rows = acts.select(cols).rows() if acts.height else []
+        for rel, size, nrec in rows:
+            why = _file_problem(root / rel, size)
+            if why is None and deep:
+                why = _footer_problem(root / rel, nrec)
+            if why:
+                found.append(Damage(table, rel, why, "file", nrec))
+        if deep:
+            found.extend(_schema_damage(table, t))
+        return t, found
+
     def _loadable(self, table: str) -> bool:
         try:
             DeltaTable(self.path(table))
@@ -175,29 +407,94 @@ class Lake:
         if df.height == 0:
             return self.version(table)
         self._ensure(table)
+        if df.height >= BULK_ROWS:
+            return self._append_bulk(table, df)
         arrow = df.to_arrow()
         last: Exception | None = None
         for attempt in range(10):
             try:
                 t = self._writers.get(table)
                 if t is None:
+                    self._refuse_damaged_log(table)
                     t = self._writers[table] = DeltaTable(self.path(table))
                 write_deltalake(t, arrow, mode="append", writer_properties=_WRITER_PROPS)
                 return t.version()
             except (CommitFailedError, DeltaError) as e:  # rare: too many concurrent commits
                 last = e
                 self._writers.pop(table, None)
+                self._refuse_damaged_log(table)
                 time.sleep(0.01 * (attempt + 1))
         raise LakeError(f"{table}: append failed after retries: {last}")
 
+    def _append_bulk(self, table: str, df: pl.DataFrame) -> int:
+        """One large batch: Polars writes the Parquet file (all cores), one Delta commit adds it.
+
+        The file has the same layout as delta-rs writes (zstd level 1, 128k-row groups,
+        column statistics) and its add action carries Delta stats, so readers prune it
+        exactly as any other file. A failed commit leaves an unreferenced file that
+        vacuum removes; no row is ever visible twice or half.
+        """
+        import uuid
+
+        from deltalake.transaction import AddAction
+
+        name = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+        path = self.path(table) / name
+        df.write_parquet(path, compression="zstd", compression_level=1, row_group_size=131_072, statistics=True)
+        add = AddAction(name, path.stat().st_size, {}, int(time.time() * 1000), True, file_stats(df))
+        last: Exception | None = None
+        for attempt in range(10):
+            try:
+                t = self._writers.get(table)
+                if t is None:
+                    self._refuse_damaged_log(table)
+                    t = self._writers[table] = DeltaTable(self.path(table))
+                else:
+                    t.update_incremental()
+                t.create_write_transaction([add], mode="append", schema=t.schema())
+                t.update_incremental()
+                return t.version()
+            except (CommitFailedError, DeltaError) as e:
+                last = e
+                self._writers.pop(table, None)
+                self._refuse_damaged_log(table)
+                time.sleep(0.01 * (attempt + 1))
+        raise LakeError(f"{table}: append failed after retries: {last}")
+
+    def _refuse_damaged_log(self, table: str) -> None:
+        """Raise :class:`DamagedTableError` if ``table``'s log is damaged.
+
+        Checked when a writer first opens a table and after a failed commit:
+        appending after an empty commit would bury its loss under newer commits,
+        and an unreadable commit makes every append fail with a raw Rust error.
+        """
+        _, damage = self.inspect(table)
+        log = [d for d in damage if d.kind == "log"]
+        if log:
+            raise DamagedTableError(
+                f"cannot append to lake table {table!r}: {log[0].file}: {log[0].problem}; "
+                "run `lab doctor --repair`", log)
+
     def version(self, table: str) -> int:
-        if not self.exists(table):
-            return -1
-        return DeltaTable(self.path(table)).version()
+        t = self.delta(table)
+        return -1 if t is None else t.version()
+
+    def _open_or_explain(self, table: str) -> DeltaTable:
+        """``DeltaTable(path)``; a log that cannot be read raises
+        :class:`DamagedTableError` naming the damaged commit instead of a Rust error."""
+        try:
+            return DeltaTable(self.path(table))
+        except DeltaError as e:
+            _, damage = self.inspect(table)
+            if not damage:
+                raise
+            raise DamagedTableError(f"lake table {table!r} is damaged: {damage[0].file}: {damage[0].problem}; "
+                                    "run `lab doctor`", damage) from e
 
     # -- reading --------------------------------------------------------
     def delta(self, table: str) -> DeltaTable | None:
-        return DeltaTable(self.path(table)) if self.exists(table) else None
+        """The table's latest snapshot (``None`` if it does not exist yet)."""
+        return self._open_or_explain(table) if self.exists(table) else None
 
     def scan(
         self,
@@ -303,10 +600,18 @@ class Lake:
         whole hours by Delta; ``grace=0`` removes at once and is only safe
         with no reader running) so a query that started before compaction
         still finds every file it planned to read.
+
+        A damaged table (:meth:`inspect`) is skipped, its entry ``{"damaged": [...]}``
+        naming what is wrong, and the others are maintained: compacting around a
+        missing file or vacuuming a table whose log is partly unreadable could
+        lose more than the damage did (``lab doctor --repair`` first).
         """
         out: dict[str, dict] = {}
         for name in [table] if table else self.tables():
-            t = self.delta(name)
+            t, damage = self.inspect(name)
+            if damage:
+                out[name] = {"damaged": [str(d) for d in damage]}
+                continue
             if t is None:
                 continue
             info: dict = {"version_before": t.version()}

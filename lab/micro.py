@@ -195,8 +195,8 @@ def stoikov_microprice(quotes: pl.LazyFrame, *, tick: float, n_imb: int = 10, n_
         kv = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         for st in range(n_states):
             rows.append({**kv, "imb_bucket": st % n_imb, "spread_ticks": st // n_imb + 1, "g": float(gstar[st])})
-    schema = {**{c: counts.schema[c] for c in by}, "imb_bucket": pl.Int64, "spread_ticks": pl.Int64,
-              "g": pl.Float64}
+    schema: dict[str, pl.DataType] = {**{c: counts.schema[c] for c in by}, "imb_bucket": pl.Int64(),
+                                      "spread_ticks": pl.Int64(), "g": pl.Float64()}
     return pl.DataFrame(rows, schema=schema).lazy()
 
 

@@ -163,6 +163,7 @@ def start_recorder(
     if config is not None:
         args += ["--config", str(config)]
     else:
+        assert venue is not None and symbols is not None  # checked above
         syms = symbols if isinstance(symbols, str) else ",".join(symbols)
         args += ["--venue", venue, "--symbols", syms]
     for flag, val in (("--base-url", base_url), ("--rest-url", rest_url), ("--bus", bus),

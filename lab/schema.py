@@ -39,7 +39,7 @@ class SchemaError(DataError, ValueError):
 class TableSpec(msgspec.Struct, frozen=True):
     name: str
     columns: dict[str, pl.DataType]
-    time_column: str  # drives the ``date`` partition and time filters
+    time_column: str  # the time filters of scan() and maintenance sort on it
     description: str = ""
     optional: frozenset[str] = frozenset()  # columns filled with nulls when absent
 
@@ -231,4 +231,14 @@ register_table(TableSpec(
     },
     "ts",
     "one risk figure per row, written every second (scope: portfolio/asset/venue/limit)",
+))
+
+register_table(TableSpec(
+    "imports",
+    {
+        "ts": TS, "source": pl.String(), "path": pl.String(), "sha256": pl.String(),
+        "kind": pl.String(), "target": pl.String(), "rows": pl.Int64(),
+    },
+    "ts",
+    "one imported file (lab import): its content hash makes re-importing it a no-op",
 ))

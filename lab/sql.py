@@ -1,16 +1,28 @@
-"""DuckDB over the lake: every table is a view with its own name."""
+"""DuckDB over the lake: every table is a view with its own name.
+
+A damaged table (unreadable or empty commit, missing, truncated or non-Parquet
+file: see :meth:`lab.lake.Lake.inspect`) does not stop the others: its view
+still exists, with the table's columns, but any query that reads it fails with
+``lake table 'NAME' is damaged (...): run `lab doctor```. :func:`connect` warns
+a :class:`~lab.lake.LakeWarning` naming each damaged table, file and cause, and
+:func:`damaged` returns them.
+"""
 
 from __future__ import annotations
 
+import os
+import warnings
 import weakref
+from pathlib import Path
 
 import duckdb
 import polars as pl
+from deltalake import DeltaTable
 
-from lab.lake import Lake
+from lab.lake import Damage, Lake, LakeWarning
 from lab.schema import TABLES, table_spec
 
-__all__ = ["connect", "refresh", "EXTRA_VIEWS", "MACROS"]
+__all__ = ["connect", "refresh", "damaged", "EXTRA_VIEWS", "MACROS", "LakeWarning"]
 
 # Column aliases users paste from the seed document: ``timestamp`` and
 # ``volume`` on trades; the arbitrage query's names on arbitrage_signals.
@@ -91,7 +103,7 @@ MACROS: dict[str, str] = {
 }
 
 
-def _source(con: duckdb.DuckDBPyConnection, lake: Lake, name: str) -> str:
+def _source(name: str, t: DeltaTable | None) -> str:
     """SQL for the latest committed snapshot of one table.
 
     Delta's log names the snapshot's files; DuckDB's own Parquet reader scans
@@ -101,12 +113,26 @@ def _source(con: duckdb.DuckDBPyConnection, lake: Lake, name: str) -> str:
     Our tables are append-and-compact only (reader version 1: no deletion
     vectors, no column mapping), so the file list is the whole snapshot.
     """
-    t = lake.delta(name)
     files = [] if t is None else t.file_uris()
     if not files:
         return _empty(name)
     quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     return f"read_parquet([{quoted}])"
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _damaged_source(name: str, damage: list[Damage]) -> str:
+    """A relation with ``name``'s columns that raises, when read, an error naming the
+    table, the first damaged file and ``lab doctor`` (so dependent views and macros
+    still bind, and nothing reads a partial table as if it were whole)."""
+    d = damage[0]
+    more = f" and {len(damage) - 1} more problem(s)" if len(damage) > 1 else ""
+    msg = (f"lake table {name!r} is damaged ({d.file}: {d.problem}{more}): "
+           "run `lab doctor` to see it, `lab doctor --repair` to fix it")
+    return f"(SELECT {_null_columns(name)} WHERE error({_sql_str(msg)}) IS NULL)"
 
 
 _DUCK_TYPES = {pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE", pl.String: "VARCHAR",
@@ -116,25 +142,50 @@ _DUCK_TYPES = {pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE", pl
 def _empty(name: str) -> str:
     """An empty relation with ``name``'s canonical columns, in plain SQL (registering
     an empty Arrow table per missing table cost ~2.5 ms each on every connect)."""
-    cols = ", ".join(f'CAST(NULL AS {_DUCK_TYPES[type(d)]}) AS "{c}"'
+    return f"(SELECT {_null_columns(name)} WHERE false)"
+
+
+def _null_columns(name: str) -> str:
+    return ", ".join(f'CAST(NULL AS {_DUCK_TYPES[type(d)]}) AS "{c}"'
                      for c, d in table_spec(name).columns.items())
-    return f"(SELECT {cols} WHERE false)"
 
 
-def _bind(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+def _bind(con: duckdb.DuckDBPyConnection, lake: Lake) -> list[Damage]:
+    damage: list[Damage] = []
     for name in TABLES:
         cols = _ALIASES.get(name, "*")
-        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} FROM {_source(con, lake, name)}')
+        t, bad = lake.inspect(name)
+        if bad:
+            damage.extend(bad)
+            src = _damaged_source(name, bad)
+        else:
+            src = _source(name, t)
+        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} FROM {src}')
     for name, sql in EXTRA_VIEWS.items():
         con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
     for name, sql in MACROS.items():
         con.execute(f'CREATE OR REPLACE MACRO "{name}"{sql}')
+    _DAMAGE[con] = damage
+    if damage:
+        tables = sorted({d.table for d in damage})
+        warnings.warn(LakeWarning(
+            f"lake {lake.root}: {len(tables)} damaged table(s) ({', '.join(tables)}); reading them fails, "
+            "the other tables are open. " + "; ".join(str(d) for d in damage[:10])
+            + (f"; ... {len(damage) - 10} more" if len(damage) > 10 else "")
+            + ". Run `lab doctor`."), stacklevel=3)
+    return damage
 
 
-def connect(lake: Lake | str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(lake: Lake | str | None = None, *, token: str | None = None,
+            tls_root_certs: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection where each lake table is a view.
 
-    The views read the snapshot committed when ``connect`` (or
+    ``lake`` may also be a data-service URL (``grpc://host:50053``,
+    ``grpc+tls://...``; ``token`` or ``$LAB_SERVICE_TOKEN``; a private CA in
+    ``tls_root_certs`` or ``$LAB_SERVICE_CA``): see :func:`_remote`.
+
+    A damaged table's view raises when read and a :class:`LakeWarning` names it
+    (see the module docstring and :func:`damaged`). The views read the snapshot committed when ``connect`` (or
     :func:`refresh`) ran; call :func:`refresh` on a long-lived connection
     to see newer commits. The session time zone is UTC.
 
@@ -143,20 +194,58 @@ def connect(lake: Lake | str | None = None) -> duckdb.DuckDBPyConnection:
     >>> con.sql("select count(*) from trades").fetchall()
     [(0,)]
     """
+    url = _remote(lake)
+    if url is not None:
+        from lab.service.client import RemoteConnection
+
+        return RemoteConnection(url, token, tls_root_certs=tls_root_certs)  # type: ignore[return-value]
     lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else Lake()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    _bind(con, lk)
     _LAKES[con] = lk
+    _bind(con, lk)
     return con
 
 
-# The lake each connection was opened on, for refresh(); weak so a closed,
-# dropped connection takes its entry with it (dashboards connect per refresh).
+# The lake each connection was opened on, for refresh(), and the damage found at
+# its last (re)bind; weak so a closed, dropped connection takes its entries with it
+# (dashboards connect per refresh).
 _LAKES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Lake] = weakref.WeakKeyDictionary()
+_DAMAGE: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, list[Damage]] = weakref.WeakKeyDictionary()
+
+
+def damaged(con: duckdb.DuckDBPyConnection) -> list[Damage]:
+    """What was damaged in the lake when ``con`` was last (re)bound: one
+    :class:`~lab.lake.Damage` (``table, file, problem, kind, rows``) per problem;
+    empty when every table opened."""
+    return list(_DAMAGE.get(con, []))
 
 
 def refresh(con: duckdb.DuckDBPyConnection, lake: Lake | str | None = None) -> None:
     """Rebind every view of ``con`` to the latest committed snapshot."""
+    if not isinstance(con, duckdb.DuckDBPyConnection):  # a data-service connection: always fresh
+        return
     lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else _LAKES.get(con, Lake())
     _bind(con, lk)
+
+
+def _remote(lake: Lake | str | os.PathLike[str] | None) -> str | None:
+    """The data-service URL ``connect(lake)`` goes to, or None for a local lake.
+
+    ``lake`` itself when it is ``grpc://`` / ``grpc+tls://`` (``grpc+tcp://``);
+    ``$LAB_SERVICE`` when that is set and ``lake`` names the default lake (None,
+    ``$LAB_LAKE`` or ``$LAB_DATA/lake``): so dashboards and notebooks that open
+    the default lake read from a remote service instead, unchanged. An explicit
+    other path stays local.
+    """
+    if isinstance(lake, str) and lake.split("://", 1)[0] in ("grpc", "grpc+tls", "grpc+tcp") and "://" in lake:
+        return lake
+    service = os.environ.get("LAB_SERVICE")
+    if not service or isinstance(lake, Lake):
+        return None
+    if lake is None:
+        return service
+    from lab.lake import data_dir
+
+    defaults = {Path(p).expanduser().absolute() for p in (os.environ.get("LAB_LAKE"), data_dir() / "lake") if p}
+    return service if Path(lake).expanduser().absolute() in defaults else None

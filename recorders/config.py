@@ -17,15 +17,15 @@ See ``recorders/recorders.example.toml`` for every option.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import msgspec
 
 from lab.errors import ConfigError
+from lab.tomlconfig import convert, read_toml
 from recorders.venues import ADAPTERS, DEFAULT_URLS, SIM_URLS
 
-__all__ = ["VenueConfig", "RecorderConfig", "load_config", "ConfigError"]
+__all__ = ["VenueConfig", "RecorderConfig", "load_config", "write_config", "ConfigError"]
 
 
 
@@ -62,6 +62,7 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     maintain_every: float = 120.0         # compact the lake this often (0 = never)
     seed_hours: float = 6.0               # trade ids of this many hours seeded for dedupe
     duration: float | None = None         # stop after this many seconds (tests, benches)
+    no_data_after: float = 60.0           # a symbol silent this long is a no_data feed event (0 = never)
 
     def __post_init__(self) -> None:
         if not self.venues:
@@ -83,12 +84,7 @@ def sim_venue(venue: str, symbols: list[str], port_base: int = 9443) -> VenueCon
 def load_config(path: str | Path, **overrides) -> RecorderConfig:
     """Read a TOML recorder config; keyword overrides replace ``[recorder]`` keys."""
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    data = read_toml(p, "recorder config")
     rec = dict(data.get("recorder", {}))
     sim = rec.pop("sim", False)
     port_base = rec.pop("sim_port_base", 9443)
@@ -97,7 +93,23 @@ def load_config(path: str | Path, **overrides) -> RecorderConfig:
         venues = [{**msgspec.to_builtins(sim_venue(v["venue"], v["symbols"], port_base)), **v}
                   for v in venues]
     rec.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return msgspec.convert({**rec, "venues": venues}, RecorderConfig)
-    except msgspec.ValidationError as e:
-        raise ConfigError(f"{p}: {e}") from None
+    return convert({**rec, "venues": venues}, RecorderConfig, p)
+
+
+def write_config(path: str | Path, urls: dict[str, str], symbols: dict[str, list[str]], lake: str | Path,
+                 name: str, **recorder: object) -> Path:
+    """Write a recorder TOML for ``symbols`` (venue -> canonical symbols) at the base ``urls``
+    (``Simulator.urls()`` shape: venue names plus ``binance_rest``); ``recorder`` adds
+    ``[recorder]`` keys. Returns ``path``."""
+    import json
+
+    lake = Path(lake)
+    lines = ["[recorder]", f'name = "{name}"', f'lake = "{lake}"', f'status_dir = "{lake.parent / "run"}"']
+    lines += [f"{k} = {json.dumps(v)}" for k, v in recorder.items()]
+    for v, syms in symbols.items():
+        lines += ["", "[[venue]]", f'venue = "{v}"', f"symbols = {json.dumps(syms)}", f'base_url = "{urls[v]}"']
+        if f"{v}_rest" in urls:
+            lines.append(f'rest_url = "{urls[v + "_rest"]}"')
+    p = Path(path)
+    p.write_text("\n".join(lines) + "\n")
+    return p

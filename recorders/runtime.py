@@ -319,6 +319,7 @@ class Recorder:
         self._bus_marks: dict[str, int] = {}
         self._msg_hist: dict[str, tuple[float, int]] = {}
         self.lost_batches_reported = 0
+        self._silent: set[tuple[str, str]] = set()  # (venue, symbol) reported as no_data, until it speaks
 
     # -- startup ------------------------------------------------------------
     def seed_trade_ids(self) -> None:
@@ -390,6 +391,32 @@ class Recorder:
         now = _now_us()
         rows = [x for r in self.runners for s in r.sessions for x in s.adapter.book_rows(now)]
         self.publisher.publish_nowait("book_updates", rows, to=row.get("to"))
+
+    def check_silent_symbols(self) -> None:
+        """A subscribed symbol with no message for ``no_data_after`` seconds (since its last one,
+        or since the recorder started) is one ``no_data`` feed event and a warning, until it speaks
+        again: a symbol the venue does not list, a halted market, a subscription that went nowhere."""
+        limit = self.cfg.no_data_after
+        if not limit or limit <= 0:
+            return
+        now_us = _now_us()
+        start_us = int(self.started * 1e6)
+        for r in self.runners:
+            for sym in (x.upper() for x in r.vc.symbols):
+                last = max([s.adapter.last_msg_us.get(sym, 0) for s in r.sessions] + [r.last_seen.get(sym, 0)])
+                key = (r.venue, sym)
+                if now_us - max(last, start_us) <= limit * 1e6:
+                    self._silent.discard(key)
+                    continue
+                if key in self._silent:
+                    continue
+                self._silent.add(key)
+                why = ("venue not connected" if not r.connected else
+                       "nothing since the recorder started: is it listed on the venue?" if not last else
+                       "silent since its last message")
+                detail = f"no message for {sym} in {limit:g} s ({why})"
+                self.rows.event(now_us, r.venue, sym, "no_data", detail)
+                log.warning("%s %s: %s", r.venue, sym, detail)
 
     def status(self) -> dict:
         now = time.time()
@@ -492,6 +519,7 @@ class Recorder:
                 self.publish_bus()
             if now >= next_status:
                 next_status = now + 1.0
+                self.check_silent_symbols()
                 try:
                     self.write_status()
                 except OSError as e:

@@ -26,12 +26,17 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from lab.bus import DEFAULT_URL
 
+if TYPE_CHECKING:
+    from lab.apps._stop import Stop
+
 HELP = "live arbitrage detector"
+WRITES_DATA = True  # signals into $LAB_DATA/lake (see lab.cli)
 
 __all__ = ["add_arguments", "run"]
 
@@ -101,7 +106,17 @@ async def _replay_source(lake, table, start, end):
 
 
 def run(args: argparse.Namespace) -> int:
-    from lab.alerts import make_sinks
+    from lab.apps._stop import Stop
+
+    stop = Stop("lab arbitrage").install()  # SIGINT/SIGTERM: write pending signals, exit 0
+    try:
+        return _run(args, stop)
+    finally:
+        stop.restore()
+
+
+def _run(args: argparse.Namespace, stop: Stop) -> int:
+    from lab.alerts import describe_sinks, make_sinks
     from lab.arbitrage.live import bus_tables, run_live
     from lab.lake import Lake, default_lake
 
@@ -120,24 +135,34 @@ def run(args: argparse.Namespace) -> int:
         source = _replay_source(lake, table, args.start, args.end)
         where = f"replay of {lake.root}"
     else:
-        from lab.bus import subscribe
+        from lab.bus import SubscribeStats, subscribe
 
-        source = subscribe(bus_tables(cfg), url=args.bus, restate=cfg.depth > 0)
+        bus_stats = SubscribeStats()
+        source = subscribe(bus_tables(cfg), url=args.bus, restate=cfg.depth > 0, stats=bus_stats)
         where = f"bus {args.bus}"
     mode = f"book_updates, {cfg.depth} levels" if cfg.depth else "quotes (top of book)"
     print(f"lab arbitrage: {where}; cross-venue and triangles on {mode}; "
           f"min edge {cfg.min_edge_bps} bps, max age {cfg.max_age_ms} ms, "
-          f"sinks {cfg.alerts}, signals -> {'(not written)' if write is None else lake.root}",
+          f"sinks {describe_sinks(cfg.alerts)}, "
+          f"signals -> {'(not written)' if write is None else lake.root}",
           file=sys.stderr, flush=True)
     t0 = time.monotonic()
+
+    async def main():
+        try:
+            return await run_live(cfg, source, sinks=sinks, write=write, duration=args.duration,
+                                  stats_every=10.0 if args.verbose else 0.0, stop=stop.attach())
+        finally:
+            stop.detach()
+
     try:
-        det = asyncio.run(run_live(cfg, source, sinks=sinks, write=write, duration=args.duration,
-                                   stats_every=10.0 if args.verbose else 0.0))
-    except KeyboardInterrupt:
-        return 130
+        det = asyncio.run(main())
     finally:
         for s in sinks:
             s.close()
+    skipped = f", {det.bad_frames} bad frames skipped" if det.bad_frames else ""
+    if not args.replay and bus_stats.bad_frames:
+        skipped += f", {bus_stats.bad_frames} malformed bus frames skipped"
     print(f"lab arbitrage: {det.rows_in} rows, {det.signals_out} signals in "
-          f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
+          f"{time.monotonic() - t0:.1f} s{skipped}", file=sys.stderr)
     return 0

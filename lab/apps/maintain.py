@@ -10,6 +10,7 @@ import time
 from lab.lake import Lake
 
 HELP = "compact, checkpoint and vacuum the lake (once or continuously)"
+WRITES_DATA = lambda a: a.lake is None  # noqa: E731  (compacts $LAB_DATA/lake; see lab.cli)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,12 +22,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep files removed by compaction this long so running queries never lose one")
 
 
+def _report_damage(result: dict[str, dict], said: set[str]) -> None:
+    """One line per damaged table the first time it is seen (not every pass)."""
+    for name, info in result.items():
+        if "damaged" in info and name not in said:
+            said.add(name)
+            more = len(info["damaged"]) - 1
+            print(f"lab maintain: skipping damaged table {name}: {info['damaged'][0]}"
+                  f"{f' (+{more} more)' if more else ''}; run `lab doctor --repair`", flush=True)
+        elif "damaged" not in info:
+            said.discard(name)
+
+
 def run_loop(lake: Lake, every: float, grace: dt.timedelta, table: str | None = None,
              stop=lambda: False) -> None:
+    said: set[str] = set()
     while not stop():
         t0 = time.monotonic()
         try:
-            lake.maintain(table, grace=grace)
+            _report_damage(lake.maintain(table, grace=grace), said)
         except Exception as e:  # keep going: maintenance must never kill the lab
             print(f"lab maintain: pass failed: {e}", flush=True)
         while not stop() and time.monotonic() - t0 < every:
@@ -34,10 +48,17 @@ def run_loop(lake: Lake, every: float, grace: dt.timedelta, table: str | None = 
 
 
 def run(args: argparse.Namespace) -> int:
+    from lab.errors import ConfigError
+
+    if args.every < 0 or args.every != args.every:
+        raise ConfigError(f"--every {args.every:g}: expected seconds between passes > 0, or 0 for one pass")
+    if args.grace_hours < 0 or args.grace_hours != args.grace_hours:
+        raise ConfigError(f"--grace-hours {args.grace_hours:g}: expected >= 0")
     lake = Lake(args.lake) if args.lake else Lake()
     grace = dt.timedelta(hours=args.grace_hours)
     if args.every <= 0:
-        print(json.dumps(lake.maintain(args.table, grace=grace), indent=2, default=str))
-        return 0
+        result = lake.maintain(args.table, grace=grace)
+        print(json.dumps(result, indent=2, default=str))
+        return 1 if any("damaged" in v for v in result.values()) else 0
     run_loop(lake, args.every, grace, args.table)
     return 0

@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
+from typing import TYPE_CHECKING
 
 from lab.apps.backtest import add_model_arguments, config_from_args, make_strategy, parse_params, print_strategies
 from lab.bus import DEFAULT_URL
 
+if TYPE_CHECKING:
+    from lab.apps._stop import Stop
+
 HELP = "paper-trade a strategy on the live stream"
+WRITES_DATA = True  # paper_* tables into $LAB_DATA/lake (see lab.cli)
 
 __all__ = ["add_arguments", "run"]
 
@@ -35,25 +41,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
+    from lab.apps._stop import Stop
+
+    stop = Stop("lab paper").install()  # SIGINT/SIGTERM: process what arrived, write session_end, exit 0
+    try:
+        return _run(a, stop)
+    finally:
+        stop.restore()
+
+
+def _run(a: argparse.Namespace, stop: Stop) -> int:
     if a.strategy == "list":
         return print_strategies()
     from lab.backtest.paper import PaperRunner
     from lab.lake import Lake, default_lake
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     strat = make_strategy(a.strategy, parse_params(a.param))
     lake = Lake(a.lake) if a.lake else default_lake()
     runner = PaperRunner(strat, strat.instruments(), config_from_args(a), lake=lake, session=a.session)
     print(f"paper session {runner.session}: {strat.name} on "
           f"{', '.join(f'{v}:{s}' for v, s in strat.instruments())} from {a.bus} → {lake.root}", flush=True)
-    try:
-        asyncio.run(runner.run(a.bus, duration_s=a.duration, flush_s=a.flush, progress=not a.quiet))
-    except KeyboardInterrupt:
-        pass
+    async def main() -> None:
+        try:
+            await runner.run(a.bus, duration_s=a.duration, flush_s=a.flush, progress=not a.quiet,
+                             stop=stop.attach())
+        finally:
+            stop.detach()
+
+    asyncio.run(main())
     try:
         res = runner.finish()
     except RuntimeError as e:
         print(f"lab paper: {e}", file=sys.stderr)
-        return 1
+        return 0 if stop.requested else 1  # stopped before any row: nothing to close
     st = res.stats()
     print(f"session {runner.session} done: {st['n_fills']} fills, {st['n_orders']} orders, "
           f"PnL {st['pnl']:.2f}, fees {st['fees_paid']:.2f}")

@@ -20,13 +20,18 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import polars as pl
 
 from lab.bus import DEFAULT_URL
 
+if TYPE_CHECKING:
+    from lab.apps._stop import Stop
+
 HELP = "live risk monitor"
+WRITES_DATA = True  # risk_snapshots into $LAB_DATA/lake (see lab.cli)
 
 __all__ = ["add_arguments", "run", "build_monitor"]
 
@@ -122,6 +127,17 @@ def _day_start(lake) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lab.apps._stop import Stop
+
+    stop = Stop("lab risk").install()  # SIGINT/SIGTERM: finish the snapshot being written, exit 0
+    try:
+        return _run(args, stop)
+    finally:
+        stop.restore()
+
+
+def _run(args: argparse.Namespace, stop: Stop) -> int:
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from lab.risk.live import run_monitor
@@ -131,12 +147,13 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"lab risk: {e}", file=sys.stderr)
         return 2
+    from lab.alerts import describe_sinks
     from lab.bus import subscribe
 
     write = None if args.no_write else (lambda df: lake.append("risk_snapshots", df))
     print(f"lab risk: {mon.positions.height} positions, quotes from {args.bus}, snapshot every "
           f"{cfg.every_s:g} s -> {'(not written)' if write is None else lake.root}; sinks "
-          f"{cfg.alerts}", file=sys.stderr, flush=True)
+          f"{describe_sinks(cfg.alerts)}", file=sys.stderr, flush=True)
 
     def show(rows: pl.DataFrame, secs: float) -> None:
         if args.verbose:
@@ -145,12 +162,16 @@ def run(args: argparse.Namespace) -> int:
                   f"{v.get('gross_exposure', 0):,.0f}  VaR99 {v.get('hist_var_99', 0):,.2f}  "
                   f"stale {v.get('stale_positions', 0):.0f}  ({secs * 1e3:.0f} ms)", file=sys.stderr)
 
+    async def main() -> None:
+        try:
+            await run_monitor(mon, subscribe(["quotes"], url=args.bus), write=write,
+                              every_s=cfg.every_s, duration=args.duration,
+                              returns_loader=returns, on_tick=show, stop=stop.attach())
+        finally:
+            stop.detach()
+
     try:
-        asyncio.run(run_monitor(mon, subscribe(["quotes"], url=args.bus), write=write,
-                                every_s=cfg.every_s, duration=args.duration,
-                                returns_loader=returns, on_tick=show))
-    except KeyboardInterrupt:
-        return 130
+        asyncio.run(main())
     finally:
         for s in sinks:
             s.close()

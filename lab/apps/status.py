@@ -3,6 +3,8 @@
 Recorders refresh ``$LAB_DATA/run/recorder-<name>.json`` every second
 (:mod:`recorders.runtime`); this command reads them, marks the ones whose
 process is gone, and adds row counts and the newest timestamp per lake table.
+A damaged table (see ``lab doctor``) is listed with what is wrong, file by file,
+and makes the command exit 1.
 """
 
 from __future__ import annotations
@@ -52,18 +54,29 @@ def recorder_statuses(run_dir: str | Path | None = None) -> list[dict]:
 
 
 def lake_summary(lake: Lake) -> pl.DataFrame:
-    """Rows and newest time per lake table (``table, rows, newest``)."""
+    """Rows and newest time per lake table (``table, rows, newest, damage``).
+
+    ``damage`` lists what :meth:`Lake.inspect` found wrong (empty when healthy); a
+    damaged table is not read (``rows`` and ``newest`` null), so one bad file
+    cannot crash the command or pass a partial count off as the table's.
+    """
     rows = []
     for name in lake.tables():
         spec = TABLES[name]
+        t, damage = lake.inspect(name)
+        if damage or t is None:
+            rows.append({"table": name, "damage": [str(d) for d in damage] or ["cannot open"]})
+            continue
         try:
-            df = lake.scan(name).select(pl.len().alias("rows"),
-                                        pl.col(spec.time_column).max().alias("newest")).collect()
-            rows.append({"table": name, "rows": df["rows"][0], "newest": df["newest"][0]})
+            df = (pl.scan_delta(t).select(pl.len().alias("rows"),
+                                          pl.col(spec.time_column).max().alias("newest")).collect())
+            rows.append({"table": name, "rows": df["rows"][0], "newest": df["newest"][0], "damage": []})
         except Exception as e:  # noqa: BLE001 - a status command reports, never crashes
-            rows.append({"table": name, "rows": None, "newest": None, "error": str(e)})
-    schema = {"table": pl.String, "rows": pl.Int64, "newest": pl.Datetime("us", "UTC")}
-    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
+            rows.append({"table": name, "damage": [f"{name}: read failed: {str(e).splitlines()[0][:300]}"]})
+    schema = {"table": pl.String, "rows": pl.Int64, "newest": pl.Datetime("us", "UTC"),
+              "damage": pl.List(pl.String)}
+    return pl.DataFrame([{k: r.get(k, [] if k == "damage" else None) for k in schema} for r in rows],
+                        schema=schema)
 
 
 def _fmt_age(v) -> str:
@@ -107,19 +120,28 @@ def run(args: argparse.Namespace) -> int:
         st = [s for s in st if s["alive"]]
     lake = Lake(args.lake) if args.lake else Lake(data_dir() / "lake")
     summ = None if args.no_lake else lake_summary(lake)
+    bad = [] if summ is None else [r for r in summ.iter_rows(named=True) if r["damage"]]
+    code = 1 if bad else 0
     if args.json:
         out = {"recorders": st}
         if summ is not None:
             out["lake"] = [{**r, "newest": r["newest"].isoformat() if r["newest"] else None}
                            for r in summ.to_dicts()]
         print(json.dumps(out, indent=1, default=str))
-        return 0
+        return code
     print(format_status(st))
     if summ is not None:
         print(f"\nlake {lake.root}:")
         if summ.height == 0:
             print("  (empty)")
         for r in summ.iter_rows(named=True):
-            print(f"  {r['table']:18s} {r['rows'] if r['rows'] is not None else '?':>12} rows  newest "
-                  f"{r['newest'] or '-'}")
-    return 0
+            if r["damage"]:
+                print(f"  {r['table']:18s} {'DAMAGED':>12}       ({len(r['damage'])} problem(s))")
+                for d in r["damage"]:
+                    print(f"      {d}")
+            else:
+                print(f"  {r['table']:18s} {r['rows']:>12} rows  newest {r['newest'] or '-'}")
+        if bad:
+            print(f"\n{len(bad)} damaged table(s): {', '.join(r['table'] for r in bad)}; "
+                  "`lab doctor` for details, `lab doctor --repair` to fix")
+    return code

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from lab.arbitrage.config import DEFAULT_TAKER_BPS
-from lab.schema import TS
+from lab.schema import TS, table_spec
 from lab.venues import usd_rates
 
 __all__ = [
@@ -39,14 +39,8 @@ __all__ = [
     "SIGNAL_COLUMNS",
 ]
 
-SIGNAL_COLUMNS: dict[str, pl.DataType] = {
-    "ts": TS, "kind": pl.String(), "asset": pl.String(),
-    "buy_venue": pl.String(), "sell_venue": pl.String(),
-    "buy_symbol": pl.String(), "sell_symbol": pl.String(),
-    "size": pl.Float64(), "buy_px": pl.Float64(), "sell_px": pl.Float64(),
-    "gross_edge_bps": pl.Float64(), "net_edge_bps": pl.Float64(),
-    "profit_quote": pl.Float64(), "volume_usd": pl.Float64(),
-}
+#: The ``arbitrage_signals`` table's columns (from :mod:`lab.schema`, the one home of columns).
+SIGNAL_COLUMNS: dict[str, pl.DataType] = dict(table_spec("arbitrage_signals").columns)
 
 _DEFAULT_RATES = usd_rates()
 
@@ -440,15 +434,15 @@ def cross_venue(
         "fresh": fresh, "venue": vn.gather(vlook[v_phys[row]]), "profitable": prof,
     })
     cost, proceeds = pl.col("__cost"), pl.col("__proceeds")
-    out = out.lazy().with_columns(
+    lazy = out.lazy().with_columns(
         pl.lit("cross_venue").alias("kind"),
         ((pl.col("sell_px") - pl.col("buy_px")) / pl.col("buy_px") * 1e4).alias("gross_edge_bps"),
         ((proceeds - cost) / cost * 1e4).alias("net_edge_bps"),
         (pl.col("size") * (proceeds - cost)).alias("profit_quote"),
         (pl.col("size") * pl.col("buy_px")).alias("volume_usd")).fill_nan(None)
     if keep == "signals":
-        return out.select(list(SIGNAL_COLUMNS))
-    return out.select(*SIGNAL_COLUMNS, "fresh", "venue", "profitable")
+        return lazy.select(list(SIGNAL_COLUMNS))
+    return lazy.select(*SIGNAL_COLUMNS, "fresh", "venue", "profitable")
 
 
 def _arr(a: np.ndarray, dtype: type) -> np.ndarray:

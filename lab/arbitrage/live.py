@@ -38,7 +38,6 @@ import math
 import time
 from bisect import bisect_left, insort
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -46,22 +45,16 @@ import polars as pl
 from lab.alerts import Alert, Sink, emit
 from lab.arbitrage.config import ArbConfig
 from lab.arbitrage.historical import SIGNAL_COLUMNS, _pair_symbol
+from lab.times import EPOCH, epoch_us
 
 __all__ = ["Detector", "run_live", "signals_frame", "replay_rows", "bus_tables"]
 
 log = logging.getLogger("lab.arbitrage")
 NAN = float("nan")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def _us(v: Any) -> int:
-    if isinstance(v, int):
-        return v
-    if isinstance(v, dt.datetime):
-        if v.tzinfo is None:
-            v = v.replace(tzinfo=dt.timezone.utc)
-        return (v - _EPOCH) // dt.timedelta(microseconds=1)
-    return int(v)
+
+_us = epoch_us
 
 
 def _walk_qty(px: float, qty: float, size: float) -> float:
@@ -234,6 +227,7 @@ class Detector:
         self.prev: dict[tuple[str, str, str, str], bool] = {}
         self.rows_in = 0
         self.signals_out = 0
+        self.bad_frames = 0  # frames run_live skipped because they broke the detector
         self.opened: list[dict] = []  # signals that opened an episode (for alerts)
         tris = []
         for c in cfg.triangles:
@@ -598,6 +592,7 @@ async def run_live(
     duration: float | None = None,
     on_signal: Callable[[dict, float], None] | None = None,
     stats_every: float = 0.0,
+    stop: asyncio.Event | None = None,
 ) -> Detector:
     """Run a :class:`Detector` on ``source`` (``(table, rows)`` frames, e.g. the bus).
 
@@ -607,8 +602,14 @@ async def run_live(
     in a thread) every ``cfg.flush_every_s``; each opened episode whose edge
     reaches ``cfg.alert_min_edge_bps`` raises one alert. ``on_signal(row,
     t_detect)`` sees every signal as it is produced (latency benches).
+
+    Never dies of data: a frame whose rows break the detector is skipped,
+    counted in ``det.bad_frames`` and logged (at most every 10 s). Returns
+    when ``source`` ends, after ``duration`` seconds or when ``stop`` is set,
+    always after writing the pending signals.
     """
     det = Detector(cfg)
+    last_bad = 0.0
     pending: list[dict] = []
     last_flush = time.monotonic()
     started = time.monotonic()
@@ -633,19 +634,33 @@ async def run_live(
             for s in sig:
                 on_signal(s, now)
 
-    async def consume() -> None:
-        nonlocal last_flush, last_stats
-        async for table, rows in source:
-            if table == "quotes" and not det.depth:
-                for r in rows:
-                    sig = det.on_quote(r)
-                    if sig:
-                        found(sig)
-            elif table == "book_updates" and det.depth:
-                sig = det.on_book_updates(rows)
+    def apply(table: str, rows: list[dict]) -> bool:
+        if table == "quotes" and not det.depth:
+            for r in rows:
+                sig = det.on_quote(r)
                 if sig:
                     found(sig)
-            else:
+        elif table == "book_updates" and det.depth:
+            sig = det.on_book_updates(rows)
+            if sig:
+                found(sig)
+        else:
+            return False
+        return True
+
+    async def consume() -> None:
+        nonlocal last_flush, last_stats, last_bad
+        async for table, rows in source:
+            try:
+                if not apply(table, rows):
+                    continue
+            except Exception as e:  # noqa: BLE001 - one bad frame must not stop the detector
+                det.bad_frames += 1
+                det._pend = []
+                if time.monotonic() - last_bad >= 10.0:
+                    last_bad = time.monotonic()
+                    log.warning("skipped a %s frame the detector could not use (%s: %s); %d so far",
+                                table, type(e).__name__, str(e)[:200], det.bad_frames)
                 continue
             if det.opened:
                 for s in det.opened:
@@ -662,15 +677,23 @@ async def run_live(
             if duration is not None and m - started >= duration:
                 return
 
+    consumer = asyncio.create_task(consume())
+    waits: set[asyncio.Future] = {consumer}
+    stopper = asyncio.create_task(stop.wait()) if stop is not None else None
+    if stopper is not None:
+        waits.add(stopper)
     try:
-        if duration is not None:
-            try:
-                await asyncio.wait_for(consume(), duration)
-            except TimeoutError:
-                pass
-        else:
-            await consume()
+        await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+        if consumer.done():
+            consumer.result()  # a failing source is an error, not a silent stop
     finally:
+        for t in (consumer, stopper):
+            if t is not None and not t.done():
+                t.cancel()
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
         flush()
         if flush_tasks:
             await asyncio.gather(*flush_tasks, return_exceptions=True)
@@ -678,7 +701,7 @@ async def run_live(
 
 
 def _alert(s: dict) -> Alert:
-    ts = _EPOCH + dt.timedelta(microseconds=s["ts"])
+    ts = EPOCH + dt.timedelta(microseconds=s["ts"])
     if s["kind"] == "cross_venue":
         key = f"{s['asset']} {s['buy_venue']}>{s['sell_venue']}"
         msg = (f"buy {s['size']:g} {s['asset']} on {s['buy_venue']} at {s['buy_px']:.6g}, sell on "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,8 @@ from lab.backtest.strategy import FastStrategy, Strategy
 from lab.schema import TS
 
 __all__ = ["PaperRunner", "rows_frame", "positions_from_fills", "seed_rows", "warm_up"]
+
+log = logging.getLogger("lab.paper")
 
 _BOOK_COLS = {"ts_exchange": TS, "ts_local": TS, "venue": pl.String, "symbol": pl.String, "side": pl.String,
               "price": pl.Float64, "qty": pl.Float64, "is_snapshot": pl.Boolean, "seq": pl.Int64}
@@ -161,6 +164,8 @@ class PaperRunner:
         self._seed: pl.DataFrame | None = None
         self.seed_ts: dict[str, int] = {}
         self.t_first_local = 0
+        self.bad_batches = 0  # frames/batches skipped because the engine could not take them
+        self._last_bad = 0.0
 
     # -- input ------------------------------------------------------------------
     def add(self, table: str, rows: list[dict]) -> None:
@@ -291,17 +296,21 @@ class PaperRunner:
     # -- live loop ------------------------------------------------------------------
     async def run(self, url: str, *, duration_s: float | None = None, flush_s: float = 1.0,
                   max_rows: int = 20_000, tables: Iterable[str] = ("book_updates", "trades"),
-                  progress: bool = False, stop_after_rows: int | None = None) -> None:
+                  progress: bool = False, stop_after_rows: int | None = None,
+                  stop: asyncio.Event | None = None) -> None:
         """Subscribe at ``url`` and trade until ``duration_s`` wall seconds pass (or forever,
-        or until ``stop_after_rows`` rows of its instruments have arrived).
+        or until ``stop_after_rows`` rows of its instruments have arrived, or ``stop`` is set).
 
-        Call :meth:`finish` afterwards to process the last rows and close the session.
+        Never dies of data: a frame or batch the engine cannot take is skipped,
+        counted in :attr:`bad_batches` and logged. Call :meth:`finish`
+        afterwards to process the last rows and close the session.
         """
         from lab.bus import subscribe
 
         t_end = None if duration_s is None else time.monotonic() + duration_s
         last = time.monotonic()
         q: asyncio.Queue = asyncio.Queue()
+        stop = stop if stop is not None else asyncio.Event()
 
         async def pump() -> None:  # a separate task: a timeout must not cancel the subscription
             async for item in subscribe(list(tables), url=url):
@@ -309,18 +318,28 @@ class PaperRunner:
 
         await asyncio.to_thread(warm_up)
         task = asyncio.create_task(pump())
+        stopper = asyncio.create_task(stop.wait())
         try:
-            while t_end is None or time.monotonic() < t_end:
+            while (t_end is None or time.monotonic() < t_end) and not stop.is_set():
                 timeout = flush_s if t_end is None else max(0.01, min(flush_s, t_end - time.monotonic()))
-                try:
-                    table, rows = await asyncio.wait_for(q.get(), timeout)
-                    self.add(table, rows)
-                except TimeoutError:
+                get = asyncio.ensure_future(q.get())
+                await asyncio.wait({get, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if get.done():
+                    table, rows = get.result()
+                    try:
+                        self.add(table, rows)
+                    except Exception as e:  # noqa: BLE001 - one bad frame must not end the session
+                        self._bad(f"a {table} frame", e)
+                else:
+                    get.cancel()
                     if task.done() and task.exception() is not None:
                         raise task.exception() from None
                 if (time.monotonic() - last >= flush_s or len(self._book) + len(self._trades) >= max_rows):
                     # in a worker thread (the compiled loop releases the GIL): the socket stays served
-                    await asyncio.to_thread(self._process, *self._take())
+                    try:
+                        await asyncio.to_thread(self._process, *self._take())
+                    except Exception as e:  # noqa: BLE001
+                        self._bad("a batch", e)
                     last = time.monotonic()
                     if progress and self.engine is not None:
                         a = self.engine.arr
@@ -329,11 +348,21 @@ class PaperRunner:
                 if stop_after_rows is not None and self.rows_in >= stop_after_rows:
                     break
         finally:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+            for t in (task, stopper):
+                t.cancel()
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
+
+    def _bad(self, what: str, e: Exception) -> None:
+        """Count and log (at most every 10 s) input the engine could not take."""
+        self.bad_batches += 1
+        now = time.monotonic()
+        if now - self._last_bad >= 10.0:
+            self._last_bad = now
+            log.warning("paper %s: skipped %s the engine could not take (%s: %s); %d so far",
+                        self.session, what, type(e).__name__, str(e)[:200], self.bad_batches)
 
 
 def _config_json(cfg: BacktestConfig) -> str:

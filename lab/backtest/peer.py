@@ -96,11 +96,16 @@ def _hbt_mm(hbt, interval_ns, qty, max_pos, tick, out):
 
 def run_hftbacktest_mm(ev: Events, inst: int, *, qty: float, max_position: float, interval_s: float,
                        entry_us: float, response_us: float, maker_fee: float, taker_fee: float,
-                       queue: str = "risk_averse") -> dict[str, Any]:
-    """Run the peer market maker in hftbacktest; returns its final state values and timing."""
+                       queue: str = "risk_averse", book: str = "roivector") -> dict[str, Any]:
+    """Run the peer market maker in hftbacktest; returns its final state values and timing.
+
+    ``book="roivector"`` (default) is hftbacktest's fastest depth, a price vector
+    over a range of interest (set here to the day's price range plus a margin);
+    ``"hashmap"`` its general one. Both give the same fills.
+    """
     import time
 
-    from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
+    from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest, ROIVectorMarketDepthBacktest
 
     data = to_hftbacktest(ev, inst)
     ins = ev.instruments[inst]
@@ -109,7 +114,15 @@ def run_hftbacktest_mm(ev: Events, inst: int, *, qty: float, max_position: float
              .partial_fill_exchange().trading_value_fee_model(maker_fee, taker_fee)
              .tick_size(ins.tick).lot_size(ins.lot).last_trades_capacity(0))
     asset = asset.risk_adverse_queue_model() if queue == "risk_averse" else asset.power_prob_queue_model(2.0)
-    hbt = HashMapMarketDepthBacktest([asset])
+    if book == "roivector":
+        px = data["px"][data["px"] > 0]
+        margin = 0.05 * float(px.max() - px.min()) + 100 * ins.tick
+        asset = asset.roi_lb(float(px.min()) - margin).roi_ub(float(px.max()) + margin)
+        hbt = ROIVectorMarketDepthBacktest([asset])
+    elif book == "hashmap":
+        hbt = HashMapMarketDepthBacktest([asset])
+    else:
+        raise ValueError(f"book must be 'roivector' or 'hashmap', got {book!r}")
     out = np.zeros((int((ev.end - ev.start) / (interval_s * 1e6)) + 10, 2))
     t0, c0 = time.perf_counter(), time.thread_time()
     n = _hbt_mm(hbt, int(interval_s * 1e9), qty, max_position, ins.tick, out)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -27,8 +26,9 @@ import msgspec
 import numpy as np
 import polars as pl
 
+from lab.errors import ConfigError
 from lab.schema import TS
-from lab.tomlconfig import load_section
+from lab.tomlconfig import load_section, read_toml
 from lab.venues import usd_rates
 
 __all__ = [
@@ -125,19 +125,19 @@ def load_positions(path: str | Path) -> pl.DataFrame:
     """
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"positions file {p} not found")
+        raise ConfigError(f"positions file {p} not found")
     if p.suffix.lower() == ".csv":
         with p.open(newline="") as f:
             rows = [{k.strip(): v.strip() for k, v in r.items() if k and v is not None and v.strip()}
                     for r in csv.DictReader(f)]
     else:
-        rows = tomllib.loads(p.read_text()).get("position", [])
+        rows = read_toml(p, "positions").get("position", [])
     out = []
     for i, r in enumerate(rows, 1):
         try:
             out.append(msgspec.convert(r, Position, strict=False))
         except (msgspec.ValidationError, ValueError) as e:
-            raise ValueError(f"{p}: position #{i}: {e}") from None
+            raise ConfigError(f"{p}: position #{i}: {e}") from None
     return positions_frame(out)
 
 
@@ -484,7 +484,9 @@ def snapshot(positions: pl.DataFrame, marks_: pl.DataFrame, returns: pl.DataFram
     scope, key, metric, value, detail = [], [], [], [], []
 
     def add(s: str, k: str, m: str, v: float | None, d: str = "") -> None:
-        scope.append(s), key.append(k), metric.append(m)
+        scope.append(s)
+        key.append(k)
+        metric.append(m)
         value.append(None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
         detail.append(d)
 

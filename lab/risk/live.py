@@ -21,19 +21,14 @@ import polars as pl
 from lab.alerts import Latch, Sink
 from lab.risk.core import RiskConfig, snapshot
 from lab.schema import TS
+from lab.times import epoch_us
 
 __all__ = ["RiskMonitor", "run_monitor"]
 
 log = logging.getLogger("lab.risk")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def _us(v) -> int:
-    if isinstance(v, int):
-        return v
-    if isinstance(v, dt.datetime):
-        return (v - _EPOCH) // dt.timedelta(microseconds=1)
-    return int(v)
+_us = epoch_us
 
 
 class RiskMonitor:
@@ -57,6 +52,8 @@ class RiskMonitor:
         self.positions = positions()
         self.returns = returns if returns is not None else pl.DataFrame({"ts": []}, schema={"ts": TS})
         self.quotes: dict[tuple[str, str], tuple[int, float, float]] = {}
+        self.bad_rows = 0  # quote rows run_monitor skipped because on_quote failed
+        self.bad_ticks = 0  # snapshots that failed (logged)
         self.latch = Latch(sinks, source="risk")
         self.fired: list = []
         self.day_start_pnl = day_start_pnl
@@ -133,9 +130,18 @@ async def run_monitor(
     returns_loader: Callable[[], pl.DataFrame] | None = None,
     returns_every_s: float = 60.0,
     on_tick: Callable[[pl.DataFrame, float], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RiskMonitor:
-    """Feed ``mon`` from ``source`` and tick it every ``every_s`` seconds (wall clock)."""
-    stop = asyncio.Event()
+    """Feed ``mon`` from ``source`` and tick it every ``every_s`` seconds (wall clock).
+
+    Never dies of data: a quote row the monitor cannot use is skipped, counted
+    in ``mon.bad_rows`` and logged at most every 10 s. Returns after
+    ``duration`` seconds or as soon as ``stop`` is set, once the snapshots
+    being written are in; if ``source`` itself fails (e.g. a bad bus URL) the
+    monitor stops and raises that error rather than run on stale marks.
+    """
+    stop = stop if stop is not None else asyncio.Event()
+    last_bad = [0.0]
 
     async def consume() -> None:
         if source is None:
@@ -143,7 +149,14 @@ async def run_monitor(
         async for table, rows in source:
             if table == "quotes":
                 for r in rows:
-                    mon.on_quote(r)
+                    try:
+                        mon.on_quote(r)
+                    except Exception as e:  # noqa: BLE001 - a bad row must not blind the monitor
+                        mon.bad_rows += 1
+                        if time.monotonic() - last_bad[0] >= 10.0:
+                            last_bad[0] = time.monotonic()
+                            log.warning("skipped a quote row the monitor could not use (%s: %s); "
+                                        "%d so far", type(e).__name__, str(e)[:200], mon.bad_rows)
             if stop.is_set():
                 return
 
@@ -152,9 +165,13 @@ async def run_monitor(
         next_t = started
         last_pos = last_ret = started
         pending: set[asyncio.Task] = set()
-        while duration is None or time.monotonic() - started < duration:
+        while (duration is None or time.monotonic() - started < duration) and not stop.is_set():
             next_t += every_s
-            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+            try:
+                await asyncio.wait_for(stop.wait(), max(0.0, next_t - time.monotonic()))
+                break  # stopped: no half tick
+            except TimeoutError:
+                pass
             m = time.monotonic()
             if m - last_pos >= positions_every_s:
                 last_pos = m
@@ -169,7 +186,13 @@ async def run_monitor(
                 except Exception as e:  # noqa: BLE001
                     log.warning("returns refresh failed: %s", e)
             t0 = time.perf_counter()
-            rows = mon.tick(dt.datetime.now(dt.timezone.utc))
+            try:
+                rows = mon.tick(dt.datetime.now(dt.timezone.utc))
+            except Exception as e:  # noqa: BLE001 - the next tick may do better; say so
+                mon.bad_ticks += 1
+                log.error("risk snapshot failed (%s: %s); %d failed so far", type(e).__name__,
+                          str(e)[:200], mon.bad_ticks)
+                continue
             if on_tick is not None:
                 on_tick(rows, time.perf_counter() - t0)
             if write is not None:
@@ -180,10 +203,18 @@ async def run_monitor(
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def consumer_done(t: asyncio.Task) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            stop.set()  # never run blind: the error is raised below
+
     consumer = asyncio.create_task(consume())
+    consumer.add_done_callback(consumer_done)
     try:
         await clock()
     finally:
+        failed = consumer.exception() if consumer.done() and not consumer.cancelled() else None
+        if failed is not None:
+            raise failed
         consumer.cancel()
         try:
             await consumer

@@ -308,6 +308,8 @@ class Simulator:
             r = conn.respond(status, body)
             r.headers["Content-Type"] = "application/json;charset=UTF-8"
             return r
+        if u.path == "/api/v3/exchangeInfo":  # the listing (lab record checks symbols against it)
+            return resp(*enc.exchange_info())
         if u.path != "/api/v3/depth":
             return resp(404, json.dumps({"code": -1, "msg": f"unknown endpoint {u.path}"}))
         if self.rest_errors.get(enc.venue, 0) > 0:

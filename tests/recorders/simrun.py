@@ -26,15 +26,9 @@ def sim_venues() -> tuple[str, ...]:
 
 
 def write_config(path: Path, urls: dict[str, str], venues, lake: Path, name: str, **rec) -> Path:
-    lines = ["[recorder]", f'name = "{name}"', f'lake = "{lake}"', f'status_dir = "{lake.parent / "run"}"']
-    lines += [f"{k} = {json.dumps(v)}" for k, v in rec.items()]
-    for v in venues:
-        lines += ["", "[[venue]]", f'venue = "{v}"', f"symbols = {json.dumps(SYMBOLS[v])}",
-                  f'base_url = "{urls[v]}"']
-        if v == "binance":
-            lines.append(f'rest_url = "{urls["binance_rest"]}"')
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    from recorders.config import write_config as _write
+
+    return _write(path, urls, {v: SYMBOLS[v] for v in venues}, lake, name, **rec)
 
 
 def start_recorder(config: Path, *extra: str, log: Path | None = None,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+from busrows import row
 
-from lab.bus import Hub, Publisher, subscribe
+from lab.bus import Hub, Publisher, bus_token, subscribe
 
 
 async def _collect(url, tables, n, out):
@@ -17,7 +18,7 @@ async def _collect(url, tables, n, out):
             return
 
 
-def test_subscribers_get_only_their_tables_in_publish_order():
+def test_subscribers_get_only_their_tables_in_publish_order(lab_data):
     async def main():
         hub = await Hub("127.0.0.1", 0).start()
         q, t = [], []
@@ -25,37 +26,40 @@ def test_subscribers_get_only_their_tables_in_publish_order():
         tt = asyncio.create_task(_collect(hub.url, ["trades"], 1, t))
         await hub.wait_subscribers(2)
         pub = await Publisher(hub.url).start()  # base URL: /publish is implied
-        await pub.publish("quotes", [{"venue": "kraken", "bid_px": 1.5, "ts_local": 1}])
-        await pub.publish("trades", [{"venue": "kraken", "trade_id": "7"}])
-        await pub.publish("quotes", [{"venue": "kraken", "bid_px": 1.6, "ts_local": 2}])
+        await pub.publish("quotes", [row("quotes", bid_px=1.5, ts_local=1)])
+        await pub.publish("trades", [row("trades", trade_id="7")])
+        await pub.publish("quotes", [row("quotes", bid_px=1.6, ts_local=2)])
         await asyncio.wait_for(asyncio.gather(tq, tt), 30)
         await pub.close()
         await hub.stop()
         return q, t
 
     q, t = asyncio.run(main())
-    assert q == [("quotes", [{"venue": "kraken", "bid_px": 1.5, "ts_local": 1}]),
-                 ("quotes", [{"venue": "kraken", "bid_px": 1.6, "ts_local": 2}])]
-    assert t == [("trades", [{"venue": "kraken", "trade_id": "7"}])]
+    assert q == [("quotes", [row("quotes", bid_px=1.5, ts_local=1)]),
+                 ("quotes", [row("quotes", bid_px=1.6, ts_local=2)])]
+    assert t == [("trades", [row("trades", trade_id="7")])]
 
 
-def test_frames_are_msgpack_maps_readable_without_our_client():
+def test_frames_are_msgpack_maps_readable_without_our_client(lab_data):
     import websockets
+
+    auth = {"Authorization": f"Bearer {bus_token()}"}
+    frame = {"table": "quotes", "rows": [row("quotes", bid_px=2.0)]}
 
     async def main():
         hub = await Hub("127.0.0.1", 0).start()
-        async with websockets.connect(hub.url + "/subscribe?tables=quotes") as sub:
+        async with websockets.connect(hub.url + "/subscribe?tables=quotes", additional_headers=auth) as sub:
             await hub.wait_subscribers(1)
-            async with websockets.connect(hub.url + "/publish") as p:
-                await p.send(msgspec.msgpack.encode({"table": "quotes", "rows": [{"bid_px": 2.0}]}))
-                frame = await asyncio.wait_for(sub.recv(), 10)
+            async with websockets.connect(hub.url + "/publish", additional_headers=auth) as p:
+                await p.send(msgspec.msgpack.encode(frame))
+                got = await asyncio.wait_for(sub.recv(), 10)
         await hub.stop()
-        return frame
+        return got
 
-    assert msgspec.msgpack.decode(asyncio.run(main())) == {"table": "quotes", "rows": [{"bid_px": 2.0}]}
+    assert msgspec.msgpack.decode(asyncio.run(main())) == frame
 
 
-def test_publisher_without_hub_never_blocks_and_counts_drops():
+def test_publisher_without_hub_never_blocks_and_counts_drops(lab_data):
     async def main():
         pub = await Publisher("ws://127.0.0.1:9/publish", max_pending=10).start()  # nothing listens
         accepted = [pub.publish_nowait("quotes", [{"i": i}]) for i in range(100)]

@@ -8,12 +8,17 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from busrows import row
 from simrun import start_recorder, write_config
 
-from lab.bus import Hub, Publisher, subscribe
+from lab.bus import Hub, Publisher, bus_token, subscribe
 
 
-def test_restatement_goes_to_the_new_subscriber_only():
+def bu(**extra):
+    return row("book_updates", **extra)
+
+
+def test_restatement_goes_to_the_new_subscriber_only(lab_data):
     async def scenario():
         hub = await Hub("127.0.0.1", 0).start()
         pub = Publisher(hub.url + "/publish")
@@ -21,7 +26,7 @@ def test_restatement_goes_to_the_new_subscriber_only():
 
         def on_control(row):
             asks.append(row)
-            pub.publish_nowait("book_updates", [{"restated_for": row["to"]}], to=row["to"])
+            pub.publish_nowait("book_updates", [bu(restated_for=row["to"])], to=row["to"])
 
         pub.on_control = on_control
         await pub.start()
@@ -45,8 +50,8 @@ def test_restatement_goes_to_the_new_subscriber_only():
         await hub.wait_subscribers(4)
         while len(asks) < 2:
             await asyncio.sleep(0.01)
-        await pub.publish("book_updates", [{"broadcast": 1}])
-        await pub.publish("quotes", [{"broadcast": 2}])
+        await pub.publish("book_updates", [bu(broadcast=1)])
+        await pub.publish("quotes", [row("quotes", broadcast=2)])
         await asyncio.wait_for(asyncio.gather(a, b, q, n), 20)
         await pub.close()
         await hub.stop()
@@ -54,23 +59,24 @@ def test_restatement_goes_to_the_new_subscriber_only():
 
     asks, got = asyncio.run(scenario())
     assert [r["op"] for r in asks] == ["restate", "restate"] and asks[0]["to"] != asks[1]["to"]
-    assert got["a"] == [("book_updates", [{"restated_for": asks[0]["to"]}]),
-                        ("book_updates", [{"broadcast": 1}])]
-    assert got["b"] == [("book_updates", [{"restated_for": asks[1]["to"]}]),
-                        ("book_updates", [{"broadcast": 1}])]
-    assert got["q"] == [("quotes", [{"broadcast": 2}])]
-    assert got["n"] == [("book_updates", [{"broadcast": 1}])]
+    assert got["a"] == [("book_updates", [bu(restated_for=asks[0]["to"])]),
+                        ("book_updates", [bu(broadcast=1)])]
+    assert got["b"] == [("book_updates", [bu(restated_for=asks[1]["to"])]),
+                        ("book_updates", [bu(broadcast=1)])]
+    assert got["q"] == [("quotes", [row("quotes", broadcast=2)])]
+    assert got["n"] == [("book_updates", [bu(broadcast=1)])]
 
 
-def test_a_subscriber_that_lost_book_frames_is_restated_once_it_catches_up():
+def test_a_subscriber_that_lost_book_frames_is_restated_once_it_catches_up(lab_data):
     async def scenario():
-        hub = await Hub("127.0.0.1", 0, queue_size=4).start()
+        # room for about four 200 kB frames per subscriber
+        hub = await Hub("127.0.0.1", 0, max_queue_bytes=850_000, slow_after_s=3600).start()
         pub = Publisher(hub.url + "/publish", max_pending=10_000)
         asks = []
 
         def on_control(row):
             asks.append(row)
-            pub.publish_nowait("book_updates", [{"restated_for": row["to"], "n": len(asks)}], to=row["to"])
+            pub.publish_nowait("book_updates", [bu(restated_for=row["to"], n=len(asks))], to=row["to"])
 
         pub.on_control = on_control
         await pub.start()
@@ -81,11 +87,12 @@ def test_a_subscriber_that_lost_book_frames_is_restated_once_it_catches_up():
 
         # a raw subscriber that stops reading for a while: the hub's queue for it overflows
         async with websockets.connect(hub.url + "/subscribe?tables=book_updates&restate=1",
-                                      max_size=2**26, max_queue=1) as ws:
+                                      max_size=2**26, max_queue=1,
+                                      additional_headers={"Authorization": f"Bearer {bus_token()}"}) as ws:
             await hub.wait_subscribers(1)
             blob = "x" * 200_000
             for i in range(150):
-                pub.publish_nowait("book_updates", [{"i": i, "pad": blob}])
+                pub.publish_nowait("book_updates", [bu(i=i, pad=blob)])
             while pub.q.qsize():
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.5)
@@ -136,7 +143,7 @@ def _top(book: dict, n: int = 10) -> tuple:
     return (sorted(book["bid"].items(), reverse=True)[:n], sorted(book["ask"].items())[:n])
 
 
-def test_a_late_subscriber_rebuilds_the_same_books_as_one_there_from_the_start(tmp_path, quiet_sim):
+def test_a_late_subscriber_rebuilds_the_same_books_as_one_there_from_the_start(tmp_path, quiet_sim, lab_data):
     venues = ("binance", "coinbase", "kraken")
     cfg = write_config(tmp_path / "rec.toml", quiet_sim.urls(), venues, tmp_path / "lake", "restate",
                        flush_interval=0.3, maintain_every=0)

@@ -1,0 +1,77 @@
+"""Tardis import speed: `lab import tardis` of an incremental_book_L2 file vs a plain Polars read_csv.
+
+Writes one tardis-shaped ``incremental_book_L2`` CSV (default 10 M rows: snapshots,
+updates, deletes), then, interleaved ``--repeat`` times: ``pl.read_csv`` of the file
+(the baseline: parsing alone, nothing stored) and the full import into a fresh lake
+(parse, normalise, hash the file, Delta commit). Prints medians, rows/s and the ratio
+(target >= 0.5 of the plain read), with the load average.
+
+    .venv/bin/python bench/bench_tardis_import.py [--rows 10000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from lab.apps.import_ import import_tardis
+from lab.lake import Lake
+
+
+def make_file(path: Path, rows: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    ts = 1_700_006_400_000_000 + np.cumsum(rng.integers(50, 5_000, rows))
+    snap = np.zeros(rows, bool)
+    snap[:50] = True
+    side = np.where(rng.random(rows) < 0.5, "bid", "ask")
+    off = rng.integers(0, 200, rows) * 0.1
+    price = np.where(side == "bid", 37000.0 - 0.1 - off, 37000.0 + 0.1 + off).round(1)
+    amount = np.where(rng.random(rows) < 0.2, 0.0, rng.uniform(0.001, 5, rows).round(4))
+    pl.DataFrame({
+        "exchange": "binance", "symbol": "BTCUSDT", "timestamp": ts,
+        "local_timestamp": ts + rng.integers(500, 30_000, rows), "is_snapshot": snap,
+        "side": side, "price": price, "amount": amount,
+    }).write_csv(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_tardis_"))
+    try:
+        f = tmp / "binance_incremental_book_L2_2023-11-15_BTCUSDT.csv"
+        t = time.perf_counter()
+        make_file(f, a.rows)
+        print(f"file: {a.rows:,} rows, {f.stat().st_size / 1e6:,.0f} MB, written in {time.perf_counter() - t:.1f} s")
+        base, ours = [], []
+        for i in range(a.repeat):
+            t = time.perf_counter()
+            n = pl.read_csv(f).height
+            base.append(time.perf_counter() - t)
+            lake = Lake(tmp / f"lake{i}")
+            t = time.perf_counter()
+            res = import_tardis(lake, [str(f)], progress=False)
+            ours.append(time.perf_counter() - t)
+            assert res[0]["rows"] == n == a.rows
+            shutil.rmtree(lake.root)
+        b, o = statistics.median(base), statistics.median(ours)
+        print(f"load average {os.getloadavg()[0]:.2f}; medians of {a.repeat}, interleaved")
+        print(f"polars read_csv (baseline): {b:6.2f} s  {a.rows / b / 1e6:6.2f} M rows/s")
+        print(f"lab import tardis:          {o:6.2f} s  {a.rows / o / 1e6:6.2f} M rows/s")
+        print(f"ratio import / read_csv: {b / o:.2f}  (target >= 0.5)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

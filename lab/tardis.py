@@ -1,0 +1,285 @@
+"""tardis.dev CSV files -> the lake's canonical tables (``lab import tardis``).
+
+tardis.dev sells normalised historical market data as CSV (plain or gzip), one
+file per exchange, data type, day and symbol. The documented types read here:
+
+========================  =========================  ====================================
+tardis data type          columns (after the 4 ids)  lake table
+========================  =========================  ====================================
+``trades``                id, side, price, amount    ``trades``
+``incremental_book_L2``   is_snapshot, side, ...     ``book_updates``
+``book_snapshot_25``/``_5`` asks[i].price, .amount,  ``book_snapshots`` (level i)
+                          bids[i].price, .amount
+``quotes``                ask/bid amount and price   ``quotes``
+========================  =========================  ====================================
+
+Every file starts with ``exchange, symbol, timestamp, local_timestamp``
+(microseconds since the epoch: the venue's time and tardis' receive time,
+our ``ts_exchange`` and ``ts_local``). Venues and symbols are normalised
+(``okex`` -> ``okx``, ``XBT/USD`` -> ``BTC-USD``, ``BTCUSDT`` -> ``BTC-USDT``).
+
+``book_updates.seq`` has no venue update id to carry here: it numbers the
+*messages* of the file in order — consecutive rows with the same
+``timestamp``, ``local_timestamp`` and ``is_snapshot`` are one message, as
+tardis writes one venue message per such run — so a snapshot's rows share
+one ``seq`` and reset the book together, the way our recorders mark them.
+
+A malformed row raises :class:`~lab.errors.DataError` naming the file and the
+line. Importing is idempotent by content: the SHA-256 of each file is kept
+in the ``imports`` table and a file already imported adds nothing.
+
+>>> canonical_symbol("XBT/USD"), canonical_symbol("BTCUSDT"), canonical_symbol("ETH-BTC")
+('BTC-USD', 'BTC-USDT', 'ETH-BTC')
+>>> canonical_venue("okex"), canonical_venue("bybit-spot"), canonical_venue("Binance")
+('okx', 'bybit', 'binance')
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import polars as pl
+
+from lab.errors import DataError
+from lab.schema import TS
+
+__all__ = ["KINDS", "detect_kind", "read_file", "files_under", "file_digest", "canonical_symbol",
+           "canonical_venue", "TABLE_OF"]
+
+_IDS = ["exchange", "symbol", "timestamp", "local_timestamp"]
+_HEADERS: dict[str, list[str]] = {
+    "trades": [*_IDS, "id", "side", "price", "amount"],
+    "incremental_book_L2": [*_IDS, "is_snapshot", "side", "price", "amount"],
+    "quotes": [*_IDS, "ask_amount", "ask_price", "bid_price", "bid_amount"],
+}
+KINDS = ("trades", "incremental_book_L2", "book_snapshot_25", "book_snapshot_5", "quotes")
+TABLE_OF = {"trades": "trades", "incremental_book_L2": "book_updates", "book_snapshot_25": "book_snapshots",
+            "book_snapshot_5": "book_snapshots", "quotes": "quotes"}
+
+_VENUES = {"okex": "okx", "bybit-spot": "bybit", "coinbase-pro": "coinbase", "gdax": "coinbase",
+           "binance-us": "binanceus"}
+_ASSETS = {"XBT": "BTC", "XXBT": "BTC", "XETH": "ETH", "ZUSD": "USD"}
+_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "GBP", "BTC", "ETH", "BNB", "TRY", "DAI")
+
+
+def canonical_venue(exchange: str) -> str:
+    """tardis exchange id -> our venue name (lower case)."""
+    e = exchange.strip().lower()
+    return _VENUES.get(e, e)
+
+
+def canonical_symbol(symbol: str) -> str:
+    """A venue's symbol notation -> ``BASE-QUOTE`` (unknown shapes are kept, upper-cased)."""
+    s = symbol.strip().upper()
+    parts = re.split(r"[-/_]", s)
+    if len(parts) == 2 and all(parts):
+        base, quote = parts
+    else:
+        quote = next((q for q in _QUOTES if s.endswith(q) and len(s) > len(q)), None)
+        if quote is None:
+            return s
+        base = s[: -len(quote)]
+    return f"{_ASSETS.get(base, base)}-{_ASSETS.get(quote, quote)}"
+
+
+def _snapshot_header(n: int) -> list[str]:
+    cols = list(_IDS)
+    for i in range(n):
+        cols += [f"asks[{i}].price", f"asks[{i}].amount", f"bids[{i}].price", f"bids[{i}].amount"]
+    return cols
+
+
+def _open_text(path: Path):
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", encoding="utf-8") if gz else open(path, encoding="utf-8")
+
+
+def _header(path: Path) -> list[str]:
+    with _open_text(path) as f:
+        return f.readline().strip().split(",")
+
+
+def detect_kind(path: str | os.PathLike[str]) -> str:
+    """The tardis data type of ``path``: from its name (tardis' ``<exchange>_<type>_<date>_<symbol>``),
+    else from its header."""
+    p = Path(path)
+    name = p.name
+    for k in sorted(KINDS, key=len, reverse=True):
+        if f"_{k}_" in f"_{name}_".replace(".csv", "_").replace(".gz", "_"):
+            return k
+    header = _header(p)
+    for k, cols in _HEADERS.items():
+        if header == cols:
+            return k
+    if header[:4] == _IDS and header[4:5] == ["asks[0].price"]:
+        levels = sum(1 for c in header if c.startswith("asks[") and c.endswith(".price"))
+        return f"book_snapshot_{levels}" if levels in (5, 25) else "book_snapshot_25"
+    raise DataError(f"{p}: not a tardis CSV of a known type (header {','.join(header[:6])}...); "
+                    f"known types: {', '.join(KINDS)}")
+
+
+def files_under(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Every ``*.csv`` / ``*.csv.gz`` file named or under a named folder, sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and (f.name.endswith(".csv")
+                                                                      or f.name.endswith(".csv.gz")))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    return out
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of the file's bytes (what makes an import idempotent)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- reading
+def _schema(kind: str, header: list[str]) -> dict[str, pl.DataType]:
+    out: dict[str, pl.DataType] = {}
+    for c in header:
+        if c in ("exchange", "symbol", "id", "side"):
+            out[c] = pl.String()
+        elif c in ("timestamp", "local_timestamp"):
+            out[c] = pl.Int64()
+        elif c == "is_snapshot":
+            out[c] = pl.Boolean()
+        else:
+            out[c] = pl.Float64()
+    return out
+
+
+def _required(kind: str, header: list[str]) -> list[str]:
+    if kind == "trades":
+        return [*_IDS, "side", "price", "amount"]
+    if kind == "incremental_book_L2":
+        return list(header)
+    return list(_IDS)  # quotes and snapshot levels may be empty (a side ran out)
+
+
+def _bad_line(path: Path, schema: dict[str, pl.DataType], required: list[str]) -> str:
+    """Find the first malformed row by reading the file as text: ``line N: why``."""
+    raw = pl.read_csv(path, infer_schema=False, truncate_ragged_lines=False)
+    for c, dtype in schema.items():
+        if c not in raw.columns:
+            return f"line 1: missing column {c!r}"
+        col = raw[c]
+        if dtype == pl.Boolean():
+            ok = col.is_null() | col.str.to_lowercase().is_in(["true", "false"])
+        elif dtype == pl.String():
+            ok = pl.Series([True] * raw.height)
+        else:
+            ok = col.is_null() | col.cast(dtype, strict=False).is_not_null()
+        if c in required:
+            ok = ok & col.is_not_null()
+        bad = (~ok).arg_true()
+        if len(bad):
+            i = int(bad[0])
+            return f"line {i + 2}: column {c!r} has {col[i]!r}, expected {dtype}"
+    return "a row could not be parsed"
+
+
+def _read(path: Path, kind: str) -> pl.DataFrame:
+    header = _header(path)
+    if kind in _HEADERS and header != _HEADERS[kind]:
+        raise DataError(f"{path}: line 1: header {','.join(header)} is not tardis' {kind} header "
+                        f"{','.join(_HEADERS[kind])}")
+    if kind.startswith("book_snapshot") and header[:4] != _IDS:
+        raise DataError(f"{path}: line 1: header does not start with {','.join(_IDS)}")
+    schema = _schema(kind, header)
+    required = _required(kind, header)
+    try:
+        df = pl.read_csv(path, schema=schema)
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, pl.exceptions.NoDataError,
+            pl.exceptions.InvalidOperationError, OSError) as e:
+        try:
+            where = _bad_line(path, schema, required)
+        except Exception:  # noqa: BLE001 - the text read failed too: report the first error
+            where = str(e).splitlines()[0]
+        raise DataError(f"{path}: {where}") from None
+    nulls = [c for c in required if df[c].null_count()]
+    if nulls:
+        i = int(df[nulls[0]].is_null().arg_true()[0])
+        raise DataError(f"{path}: line {i + 2}: column {nulls[0]!r} is empty")
+    return df
+
+
+def _ids(df: pl.DataFrame) -> list[pl.Expr]:
+    venues = {v: canonical_venue(v) for v in df["exchange"].unique().to_list()}
+    symbols = {s: canonical_symbol(s) for s in df["symbol"].unique().to_list()}
+    return [
+        pl.from_epoch("timestamp", "us").dt.replace_time_zone("UTC").cast(TS).alias("ts_exchange"),
+        pl.from_epoch("local_timestamp", "us").dt.replace_time_zone("UTC").cast(TS).alias("ts_local"),
+        pl.col("exchange").replace_strict(venues, return_dtype=pl.String()).alias("venue"),
+        pl.col("symbol").replace_strict(symbols, return_dtype=pl.String()).alias("symbol"),
+    ]
+
+
+def _check_values(path: Path, df: pl.DataFrame, column: str, allowed: tuple[str, ...]) -> None:
+    bad = (~df[column].is_in(list(allowed))).arg_true()
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(f"{path}: line {i + 2}: column {column!r} has {df[column][i]!r}, "
+                        f"expected one of {', '.join(allowed)}")
+
+
+def _trades(path: Path, df: pl.DataFrame) -> pl.DataFrame:
+    _check_values(path, df, "side", ("buy", "sell", "unknown"))
+    return df.select(*_ids(df), pl.col("id").alias("trade_id"), pl.col("price"), pl.col("amount").alias("qty"),
+                     pl.when(pl.col("side") == "unknown").then(None).otherwise(pl.col("side")).alias("side"))
+
+
+def _book_updates(path: Path, df: pl.DataFrame) -> pl.DataFrame:
+    _check_values(path, df, "side", ("bid", "ask"))
+    key = [pl.col("timestamp"), pl.col("local_timestamp"), pl.col("is_snapshot")]
+    new_msg = pl.any_horizontal([k != k.shift(1) for k in key]).fill_null(True)
+    return df.select(*_ids(df), pl.col("side"), pl.col("price"), pl.col("amount").alias("qty"),
+                     pl.col("is_snapshot"), (new_msg.cum_sum() - 1).cast(pl.Int64).alias("seq"))
+
+
+def _quotes(path: Path, df: pl.DataFrame) -> pl.DataFrame:
+    return df.select(*_ids(df), pl.col("bid_price").alias("bid_px"), pl.col("bid_amount").alias("bid_qty"),
+                     pl.col("ask_price").alias("ask_px"), pl.col("ask_amount").alias("ask_qty"))
+
+
+def _snapshots(path: Path, df: pl.DataFrame) -> pl.DataFrame:
+    levels = sum(1 for c in df.columns if c.startswith("asks[") and c.endswith(".price"))
+    base = df.select(*_ids(df), *[pl.col(c) for c in df.columns if c.startswith(("asks[", "bids["))])
+    parts = []
+    for side, name in (("bids", "bid"), ("asks", "ask")):
+        for i in range(levels):
+            parts.append(base.select(
+                "ts_exchange", "ts_local", "venue", "symbol", pl.lit(i, pl.Int32()).alias("level"),
+                pl.lit(name).alias("side"), pl.col(f"{side}[{i}].price").alias("price"),
+                pl.col(f"{side}[{i}].amount").alias("qty")))
+    out = pl.concat(parts).drop_nulls(["price", "qty"])
+    return out.sort("ts_local", "ts_exchange", "side", "level", maintain_order=True)
+
+
+_CONVERT: dict[str, Callable[[Path, pl.DataFrame], pl.DataFrame]] = {
+    "trades": _trades, "incremental_book_L2": _book_updates, "quotes": _quotes,
+    "book_snapshot_25": _snapshots, "book_snapshot_5": _snapshots,
+}
+
+
+def read_file(path: str | os.PathLike[str], kind: str | None = None) -> tuple[str, pl.DataFrame]:
+    """One tardis file as ``(lake table, canonical frame)``; :class:`DataError` names a bad line."""
+    p = Path(path)
+    k = kind or detect_kind(p)
+    if k not in _CONVERT:
+        raise DataError(f"{p}: tardis type {k!r} is not supported; supported: {', '.join(KINDS)}")
+    df = _read(p, k)
+    return TABLE_OF[k], _CONVERT[k](p, df)
