@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import polars as pl
 
+from lab.schema import table_spec
 from recorders.book import Book
 
 _NAN = float("nan")
@@ -26,21 +27,16 @@ __all__ = [
 ]
 
 # Column order per table (timestamps are int microseconds here; the writer casts).
+# Column order and dtypes come from the one home of columns, lab/schema.py; the adapters fill
+# them positionally (times as µs integers until the frame is built). Optional columns (filled
+# with nulls by the lake) are not the adapters' to fill.
+_ROW_TABLES = ("trades", "book_updates", "quotes", "book_snapshots", "raw_messages", "feed_events")
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "trades": ("ts_exchange", "ts_local", "venue", "symbol", "trade_id", "price", "qty", "side"),
-    "book_updates": ("ts_exchange", "ts_local", "venue", "symbol", "side", "price", "qty",
-                     "is_snapshot", "seq"),
-    "quotes": ("ts_exchange", "ts_local", "venue", "symbol", "bid_px", "bid_qty", "ask_px", "ask_qty"),
-    "book_snapshots": ("ts_exchange", "ts_local", "venue", "symbol", "level", "side", "price", "qty"),
-    "raw_messages": ("ts_local", "venue", "conn_id", "recv_seq", "payload"),
-    "feed_events": ("ts_local", "venue", "symbol", "kind", "detail"),
-}
+    t: tuple(c for c in table_spec(t).columns if c not in table_spec(t).optional) for t in _ROW_TABLES}
 _TS_COLS = {"ts_exchange", "ts_local"}
 _DTYPES: dict[str, pl.DataType] = {
-    "ts_exchange": pl.Int64(), "ts_local": pl.Int64(), "price": pl.Float64(), "qty": pl.Float64(),
-    "bid_px": pl.Float64(), "bid_qty": pl.Float64(), "ask_px": pl.Float64(), "ask_qty": pl.Float64(),
-    "seq": pl.Int64(), "recv_seq": pl.Int64(), "level": pl.Int32(), "is_snapshot": pl.Boolean(),
-}
+    name: (pl.Int64() if name in _TS_COLS else dtype)
+    for t in _ROW_TABLES for name, dtype in table_spec(t).columns.items() if dtype != pl.String()}
 
 
 class Rows:
