@@ -266,9 +266,10 @@ def _repair_log(lake: Lake, table: str, qdir: Path, report: RepairReport) -> Non
     if need_orphans:
         known = active | set(adds) | set(removes) | set(salvage)
         since = prev_ts_ms / 1000 - 60
-        for e in sorted(os.scandir(root), key=lambda e: e.name):
-            if e.is_file() and e.name.endswith(".parquet") and e.name not in known and e.stat().st_mtime >= since:
-                salvage[e.name] = (None, need_orphans[0])
+        for entry in sorted(os.scandir(root), key=lambda d: d.name):
+            if (entry.is_file() and entry.name.endswith(".parquet") and entry.name not in known
+                    and entry.stat().st_mtime >= since):
+                salvage[entry.name] = (None, need_orphans[0])
         report.steps.append(f"commit(s) {', '.join(map(str, need_orphans))} named no file: looked for data files "
                             f"no commit references, written after version {k - 1}")
     for p, (rows, v) in salvage.items():

@@ -237,7 +237,7 @@ def _footer_problem(path: Path, num_records: int | None) -> str | None:
 
 def _schema_damage(table: str, t: DeltaTable) -> list[Damage]:
     """The table's Delta schema against :mod:`lab.schema` (names, order-free, and dtypes)."""
-    got = pl.from_arrow(pa.schema(t.schema().to_arrow()).empty_table()).schema
+    got = pl.DataFrame(pa.schema(t.schema().to_arrow()).empty_table()).schema
     want = table_spec(table).schema
     out = []
     for c, d in want.items():
@@ -536,7 +536,7 @@ class Lake:
         return self.scan(table, **filters).collect()
 
     # -- upkeep ---------------------------------------------------------
-    def _compact_sorted(self, name: str, t: DeltaTable, target_size: int) -> dict[str, int]:
+    def _compact_sorted(self, name: str, t: DeltaTable, target_size: int) -> dict[str, int | str]:
         """Merge small files into files sorted by the table's time column.
 
         delta-rs' ``optimize.compact`` interleaves the rows of the files it
@@ -570,7 +570,8 @@ class Lake:
         bins.append(cur)
         bins = [b for b in bins if len(b) >= 2]
         root = self.path(name)
-        out = {"numFilesAdded": 0, "numFilesRemoved": 0}
+        added = removed = conflicts = 0
+        last_conflict: str | None = None
         for b in bins:
             df = pl.read_parquet([str(root / p) for p, _ in b]).sort(tcol, maintain_order=True)
             stage = self.root / ".staging" / f"{name}-{uuid.uuid4().hex}"
@@ -592,16 +593,20 @@ class Lake:
                 t.create_write_transaction([*adds, *removes], mode="append", schema=t.schema(),
                                            commit_properties=_COMPACT_COMMIT)
                 moved = []  # committed: they belong to the table now
-                out["numFilesAdded"] += len(adds)
-                out["numFilesRemoved"] += len(removes)
+                added += len(adds)
+                removed += len(removes)
             except (CommitFailedError, DeltaError) as e:  # e.g. a concurrent compaction won
-                out["conflicts"] = out.get("conflicts", 0) + 1
-                out["last_conflict"] = f"{type(e).__name__}: {e}"[:500]
+                conflicts += 1
+                last_conflict = f"{type(e).__name__}: {e}"[:500]
                 t = DeltaTable(root)
             finally:
                 for f in moved:  # never committed: not part of any snapshot
                     f.unlink(missing_ok=True)
                 shutil.rmtree(stage, ignore_errors=True)
+        out: dict[str, int | str] = {"numFilesAdded": added, "numFilesRemoved": removed}
+        if last_conflict is not None:  # the keys appear only when a commit lost a race
+            out["conflicts"] = conflicts
+            out["last_conflict"] = last_conflict
         return out
 
     def maintain(

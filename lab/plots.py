@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 
 def _skip_slow_jsonschema_extras() -> None:
@@ -166,7 +167,7 @@ def trades_figure(
     [('a buy', 2), ('a sell', 1)]
     """
     df = as_frame(trades, [time_column, "price", "qty", "side"], "trades_figure")
-    qmax = float(df["qty"].max() or 1.0) if df.height else 1.0
+    qmax = float(cast("float | None", df["qty"].max()) or 1.0) if df.height else 1.0  # numeric column
     fig = go.Figure()
     for key, part in _groups(df, by):
         name = key.pop("__name", "")

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -193,10 +193,12 @@ class LiveMarket:
         end = self._end() + dt.timedelta(microseconds=1)
         start = end - self.window
         members = self._members.get(self.symbol, [self.symbol])
-        kw = dict(venue=self.venues or None, symbol=members, start=start, end=end)
-        q = (self.lake.scan("quotes", **kw).select("ts_exchange", "venue", "bid_px", "ask_px")
+        venues = self.venues or None
+        q = (self.lake.scan("quotes", venue=venues, symbol=members, start=start, end=end)
+             .select("ts_exchange", "venue", "bid_px", "ask_px")
              .sort("venue", "ts_exchange").collect())
-        t = (self.lake.scan("trades", **kw).select("ts_exchange", "venue", "price", "qty", "side")
+        t = (self.lake.scan("trades", venue=venues, symbol=members, start=start, end=end)
+             .select("ts_exchange", "venue", "price", "qty", "side")
              .sort("ts_exchange").tail(self.max_trades).sort("venue", "ts_exchange").collect())
         return q, t
 
@@ -219,7 +221,8 @@ class LiveMarket:
         sym = self.symbol
         self._replace(self.quotes_fig, plots.quotes_figure(q, by=["venue"], title=f"{sym}: best bid / ask"))
         self._replace(self.trades_fig, plots.trades_figure(t, by=["venue"], title=f"{sym}: trades"))
-        end = q["ts_exchange"].max() if q.height else None
+        # a Datetime column's max is a datetime (Polars types it as any Python scalar)
+        end = cast(dt.datetime | None, q["ts_exchange"].max()) if q.height else None
         self.last = {"quotes": q.height, "trades": t.height, "end": end,
                      "refreshed": dt.datetime.now(dt.timezone.utc)}
         self.info.value = (f"{q.height:,} quotes, {t.height:,} trades in the last "

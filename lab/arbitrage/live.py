@@ -221,7 +221,7 @@ class Detector:
         self.venues = set(venues) if venues is not None else None
         self.max_age_us = int(cfg.max_age_ms * 1000)
         self.rates = dict(cfg.quote_rates)
-        self.fee = {}
+        self.fee: dict[str, float] = {}  # venue -> taker fee as a fraction, filled on first use
         # asset -> venue -> (ts, buy, sell, symbol, size)
         self.last: dict[str, dict[str, tuple[int, float, float, str, float]]] = {}
         self.prev: dict[tuple[str, str, str, str], bool] = {}
@@ -230,8 +230,8 @@ class Detector:
         self.bad_frames = 0  # frames run_live skipped because they broke the detector
         self.opened: list[dict] = []  # signals that opened an episode (for alerts)
         tris = []
-        for c in cfg.triangles:
-            c = tuple("USD" if x in self.rates else x for x in c)
+        for cycle in cfg.triangles:
+            c = tuple("USD" if x in self.rates else x for x in cycle)
             tris.append(_Tri(c))
             tris.append(_Tri((c[0], *reversed(c[1:]))))
         self.tris = tris
@@ -439,8 +439,8 @@ class Detector:
         for ti, tri in enumerate(self.tris):
             if nsym not in tri.syms:
                 continue
-            legs = [books.get(s) for s in tri.syms]
-            if None in legs:
+            legs = [b for s in tri.syms if (b := books.get(s)) is not None]
+            if len(legs) < len(tri.syms):  # some leg's book not seen yet
                 continue
             net_amt, gross_amt = n0, n0
             for spend, b in zip(tri.spend, legs):

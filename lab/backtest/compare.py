@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -101,8 +101,10 @@ def _strategy(name: str, params: dict[str, Any]):
     return STRATEGIES[name](**params)
 
 
-def _config(d: dict) -> BacktestConfig:
-    lat = Latency(**{k: (tuple(v) if k == "samples_us" else v) for k, v in d.get("latency", {}).items()})
+def _config(d: dict[str, Any]) -> BacktestConfig:
+    """The :class:`BacktestConfig` a session stored as JSON (lists back to tuples where a tuple is kept)."""
+    lat_kw: dict[str, Any] = {k: (tuple(v) if k == "samples_us" else v) for k, v in d.get("latency", {}).items()}
+    lat = Latency(**lat_kw)
     fees = {k: Fees(**v) for k, v in d.get("fees", {}).items()}
     rest = {k: v for k, v in d.items() if k not in ("latency", "fees")}
     return BacktestConfig(fees=fees, latency=lat, **rest)
@@ -120,7 +122,7 @@ def compare_session(session: str, lake=None, *, every: str = "1s") -> Comparison
     end_row = po.filter(pl.col("status") == "session_end")
     t0 = info["t_us"]
     t1 = json.loads(end_row["detail"][0])["t_us"] if end_row.height else int(
-        po["ts"].max().timestamp() * 1e6)
+        cast(dt.datetime, po["ts"].max()).timestamp() * 1e6)  # a Datetime column's max
     name = start_row["strategy"][0]
     keys = [tuple(k) for k in info["instruments"]]
     cfg = _config(info["config"])

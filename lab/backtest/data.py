@@ -193,12 +193,10 @@ def _fmt_range(t0: dt.datetime | None, t1: dt.datetime | None) -> str:
     def f(t: dt.datetime) -> str:
         return f"{t:%Y-%m-%d %H:%M}" + (f":{t:%S}" if t.second else "")
 
-    if t0 is None and t1 is None:
-        return "in the lake"
+    if t0 is None:
+        return "in the lake" if t1 is None else f"before {f(t1)} UTC"
     if t1 is None:
         return f"from {f(t0)} UTC on"
-    if t0 is None:
-        return f"before {f(t1)} UTC"
     end = f(t1) if t1.date() != t0.date() else f(t1)[11:]
     return f"between {f(t0)} and {end} UTC"
 

@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -40,9 +40,9 @@ __all__ = ["PaperRunner", "rows_frame", "positions_from_fills", "seed_rows", "wa
 
 log = logging.getLogger("lab.paper")
 
-_BOOK_COLS = {"ts_exchange": TS, "ts_local": TS, "venue": pl.String, "symbol": pl.String, "side": pl.String,
+_BOOK_COLS: dict[str, pl.DataType | type[pl.DataType]] = {"ts_exchange": TS, "ts_local": TS, "venue": pl.String, "symbol": pl.String, "side": pl.String,
               "price": pl.Float64, "qty": pl.Float64, "is_snapshot": pl.Boolean, "seq": pl.Int64}
-_TRADE_COLS = {"ts_exchange": TS, "ts_local": TS, "venue": pl.String, "symbol": pl.String,
+_TRADE_COLS: dict[str, pl.DataType | type[pl.DataType]] = {"ts_exchange": TS, "ts_local": TS, "venue": pl.String, "symbol": pl.String,
                "trade_id": pl.String, "price": pl.Float64, "qty": pl.Float64, "side": pl.String}
 
 
@@ -146,7 +146,7 @@ class PaperRunner:
                  ticks: dict[tuple[str, str], float] | None = None, max_duration_s: float = 86_400.0,
                  params: dict[str, Any] | None = None, seed: bool = True) -> None:
         self.strategy = strategy
-        self.keys = [tuple(k) for k in instruments]
+        self.keys: list[tuple[str, str]] = [(v, s) for v, s in instruments]
         self.config = config or BacktestConfig()
         self.lake = lake
         self.session = session or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
@@ -189,7 +189,7 @@ class PaperRunner:
                 if p.len() == 0:
                     return False  # wait until every instrument has shown up
                 if self.lake is not None:  # more prices, fewer chances to infer too coarse a tick
-                    t = both["ts_exchange"].min()
+                    t = cast(dt.datetime, both["ts_exchange"].min())  # a Datetime column's min
                     recent = self.lake.scan("book_updates", venue=v, symbol=s, start=t - dt.timedelta(minutes=5),
                                             end=t).select("price").collect()["price"]
                     p = pl.concat([p, recent])
@@ -208,6 +208,13 @@ class PaperRunner:
         self.engine.start(self.strategy)
         self._write_session_row(t0)
         return True
+
+    def _running(self) -> Engine:
+        """The engine, once the first rows of every instrument have started it."""
+        if self.engine is None:
+            raise RuntimeError("paper session not started: no rows yet for all of its instruments "
+                               f"{[f'{v}:{s}' for v, s in self.keys]}")
+        return self.engine
 
     def step(self) -> int:
         """Feed the buffered rows to the engine and write new results; returns rows fed."""
@@ -229,10 +236,11 @@ class PaperRunner:
         if self._seed is not None:  # the first batch starts from the lake's latest book snapshot
             book = pl.concat([self._seed, book])
             self._seed = None
+        engine = self._running()
         ev = build_events(book if book.height else None, trades if trades.height else None,
-                          instruments=self.engine.instruments)
+                          instruments=engine.instruments)
         t_stop = int(ev.ts_l.max())
-        self.engine.feed(ev, t_stop)
+        engine.feed(ev, t_stop)
         self.batches += 1
         self._flush()
         return len(ev)
@@ -248,7 +256,7 @@ class PaperRunner:
         detail = json.dumps({"params": self.params, "instruments": [list(k) for k in self.keys],
                              "config": json.loads(_config_json(self.config)), "t_us": t,
                              "first_local_us": self.t_first_local, "seed": self.seed_ts,
-                             "ticks": {f"{i.venue}:{i.symbol}": i.tick for i in self.engine.instruments}})
+                             "ticks": {f"{i.venue}:{i.symbol}": i.tick for i in self._running().instruments}})
         row = pl.DataFrame({"ts": [dt.datetime.fromtimestamp(t / 1e6, dt.timezone.utc)], "order_id": [""],
                             "venue": [""], "symbol": [""], "side": [""], "type": [""], "tif": [""],
                             "price": [None], "qty": [None], "status": [status], "detail": [detail]},
@@ -256,13 +264,13 @@ class PaperRunner:
         self.lake.append("paper_orders", self._tag(row))
 
     def orders(self, start: int = 0) -> pl.DataFrame:
-        o = self.engine.orders_frame(start)
+        o = self._running().orders_frame(start)
         return self._tag(o.select("ts", pl.col("order_id").cast(pl.String), "venue", "symbol", "side", "type",
                                   "tif", "price", "qty", pl.col("event").alias("status"),
                                   pl.lit("").alias("detail")))
 
     def fills(self, start: int = 0) -> pl.DataFrame:
-        f = self.engine.fills_frame(start)
+        f = self._running().fills_frame(start)
         return self._tag(f.select(pl.col("ts_exchange").alias("ts"), pl.col("order_id").cast(pl.String),
                                   "venue", "symbol", "side", "price", "qty", "fee", "liquidity"))
 
@@ -332,8 +340,8 @@ class PaperRunner:
                         self._bad(f"a {table} frame", e)
                 else:
                     get.cancel()
-                    if task.done() and task.exception() is not None:
-                        raise task.exception() from None
+                    if task.done() and (exc := task.exception()) is not None:
+                        raise exc from None
                 if (time.monotonic() - last >= flush_s or len(self._book) + len(self._trades) >= max_rows):
                     # in a worker thread (the compiled loop releases the GIL): the socket stays served
                     try:

@@ -11,7 +11,7 @@ Sortino uses the downside deviation ``sqrt(mean(min(r, 0)^2))``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -89,8 +89,9 @@ def summary(result: Any, capital: float = 10_000.0) -> dict[str, Any]:
         "annualisation": "365 days",
         "sharpe": mean / sd * ann if sd > 0 else float("nan"),
         "sortino": mean / down * ann if down > 0 else float("nan"),
-        "max_drawdown": float(dd["drawdown"].min()) if dd.height else 0.0,
-        "max_drawdown_pct": float(dd["drawdown_pct"].min()) if dd.height else 0.0,
+        # Float64 columns: their min is a float (Polars types it as any Python scalar)
+        "max_drawdown": float(cast(float, dd["drawdown"].min())) if dd.height else 0.0,
+        "max_drawdown_pct": float(cast(float, dd["drawdown_pct"].min())) if dd.height else 0.0,
         "max_drawdown_duration_s": longest,
         "notional": notional,
         "turnover": notional / capital,

@@ -208,10 +208,10 @@ class Subscription:
         self.as_polars = as_polars
         self.dropped = 0
         self._max = max_buffer
-        self._client = None
-        self._reader = None
+        self._client: Any = None  # pyarrow.flight.FlightClient once open (pyarrow ships no type stubs)
+        self._reader: Any = None  # its FlightStreamReader
 
-    def _open(self):
+    def _open(self) -> None:
         import pyarrow.flight as fl
 
         kw: dict[str, Any] = {}
