@@ -15,7 +15,7 @@ SIM_PORT_BASE ?= 9443
 DEMO_FLAGS = --jupyter-port $(JUPYTER_PORT) --streamlit-port $(STREAMLIT_PORT) --bus-port $(BUS_PORT) \
              --service-port $(SERVICE_PORT) --sim-port-base $(SIM_PORT_BASE)
 
-.PHONY: help setup demo demo-bg stop test test-slow bench chromium lock clean
+.PHONY: help setup demo demo-bg stop lint test test-slow bench chromium lock clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,10 +43,14 @@ demo-bg: setup  ## the same demo, in the background (progress, then URLs; stop i
 stop:  ## stop a demo (background or foreground) through its pid file $(LAB_DATA)/run/demo.json
 	@test -x $(VENV)/bin/lab && $(VENV)/bin/lab demo --stop || true
 
-test: setup chromium  ## the whole suite (not the `slow` soak/scale runs); ~10 min on 2 cores
+lint: setup  ## ruff (whole tree) and mypy (the library, [tool.mypy] in pyproject.toml); cached in .mypy_cache
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: setup lint chromium  ## lint first, then the whole suite (not the `slow` soak/scale runs); ~10 min on 2 cores
 	$(PY) -m pytest -m "not slow" -q
 
-test-slow: setup chromium  ## soak and scale runs too
+test-slow: setup lint chromium  ## soak and scale runs too
 	$(PY) -m pytest -q
 
 bench: setup  ## every benchmark in bench/, figures printed
@@ -56,4 +60,4 @@ lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
