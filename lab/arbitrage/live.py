@@ -439,7 +439,7 @@ class Detector:
         for ti, tri in enumerate(self.tris):
             if nsym not in tri.syms:
                 continue
-            legs = [b for s in tri.syms if (b := books.get(s)) is not None]
+            legs = [books[s] for s in tri.syms if s in books]
             if len(legs) < len(tri.syms):  # some leg's book not seen yet
                 continue
             net_amt, gross_amt = n0, n0
