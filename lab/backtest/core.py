@@ -245,48 +245,6 @@ def _next_price(bits, meta, i, r, side, p):
 
 
 @njit(cache=True)
-def book_set(bq, bits, meta, b, i, side, p, q):
-    """Set level ``p`` of ``side`` to ``q`` (0 deletes); return the previous size (-1: outside the window)."""
-    lo = meta[i, M_LO]
-    w = meta[i, M_W]
-    x = p - lo
-    if x < 0 or x >= w:
-        return -1.0
-    r = 2 * b + side
-    c = meta[i, M_OFF] + r * w + x
-    prev = bq[c]
-    top = meta[i, M_TOP + r]
-    if q <= 0.0:
-        if prev == 0.0:
-            return 0.0
-        bq[c] = 0.0
-        bits[c >> 6] &= ~(_ONE << np.uint64(c & 63))
-        if p == top:
-            t = _next_price(bits, meta, i, r, side, p)
-            meta[i, M_TOP + r] = t
-            if t < 0:
-                meta[i, M_EXT + r] = -1
-        return prev
-    bq[c] = q
-    if prev == 0.0:
-        bits[c >> 6] |= _ONE << np.uint64(c & 63)
-    if top < 0:
-        meta[i, M_TOP + r] = p
-        meta[i, M_EXT + r] = p
-    elif side == BID:
-        if p > top:
-            meta[i, M_TOP + r] = p
-        elif p < meta[i, M_EXT + r]:
-            meta[i, M_EXT + r] = p
-    else:
-        if p < top:
-            meta[i, M_TOP + r] = p
-        elif p > meta[i, M_EXT + r]:
-            meta[i, M_EXT + r] = p
-    return prev
-
-
-@njit(cache=True)
 def book_clear(bq, bits, meta, b, i):
     """Empty both sides of book ``b`` of instrument ``i``."""
     lo = meta[i, M_LO]
@@ -305,18 +263,6 @@ def book_clear(bq, bits, meta, b, i):
                 bits[wd] = 0
         meta[i, M_TOP + r] = -1
         meta[i, M_EXT + r] = -1
-
-
-@njit(cache=True)
-def _apply_book(bq, bits, meta, b, kind, i, side, p, q, t):
-    """Apply one depth row to book ``b`` (rows of one snapshot share ``t`` and replace the book)."""
-    if kind == EV_SNAPSHOT:
-        if meta[i, M_SNAP + b] != t:
-            book_clear(bq, bits, meta, b, i)
-            meta[i, M_SNAP + b] = t
-    else:
-        meta[i, M_SNAP + b] = -1
-    return book_set(bq, bits, meta, b, i, side, p, q)
 
 
 @njit(cache=True)
@@ -730,25 +676,6 @@ def _exch_trade(st, i, aggr, p, qty):
                 _fill(st, slot, st.ctr[C_NOW], opx, min(ex, st.of[slot, OF_LEAVES]), True)
 
 
-@njit(cache=True)
-def _touches(oi, hw, i, side, p, q, is_trade):
-    """Does a depth change (or trade) at ``p`` concern any resting order of ours?"""
-    for slot in range(hw):
-        if oi[slot, OI_XST] != X_RESTING or oi[slot, OI_INST] != i:
-            continue
-        oside = oi[slot, OI_SIDE]
-        opx = oi[slot, OI_PX]
-        if is_trade:
-            if oside != side and ((oside == BUY and opx >= p) or (oside == SELL and opx <= p)):
-                return True
-        elif (oside == BUY and side == BID) or (oside == SELL and side == ASK):
-            if opx == p:
-                return True
-        elif q > 0.0 and ((oside == BUY and p <= opx) or (oside == SELL and p >= opx)):
-            return True
-    return False
-
-
 # -- local side ---------------------------------------------------------------------
 @njit(cache=True)
 def _free_if_done(st, slot):
@@ -973,62 +900,123 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
         code = CB_NONE
         touched = False
         while True:
+            # the next market row: exchange (book 0) or local (book 1)
             if tx <= tl:
                 if tx > hx or tx >= INF:
                     break
+                k = ix
+                b = 0
                 now = tx
-                i = inst[ix]
-                p = px[ix]
-                if kind[ix] == EV_TRADE:
-                    if hw > 0 and _touches(oi, hw, i, side[ix], p, qty[ix], True):
-                        ctr[C_NOW] = tx
-                        _exch_trade(st, i, side[ix], p, qty[ix])
-                        touched = True
-                else:
-                    sd = BID if side[ix] == BUY else ASK
-                    q = qty[ix]
-                    prev = _apply_book(bq, bits, meta, 0, kind[ix], i, sd, p, q, tx)
-                    if prev < 0.0:
-                        ctr[C_DROPPED] += 1
-                        prev = 0.0
-                    if hw > 0 and _touches(oi, hw, i, sd, p, q, False):
-                        ctr[C_NOW] = tx
-                        _exch_depth(st, i, sd, p, q, prev)
-                        touched = True
                 ix += 1
-                if touched:  # responses may be due now: schedule again
-                    break
                 tx = ts_x[ix] if ix < n else INF
             else:
                 if tl >= hl or tl > hlt:
                     break
-                now = tl
                 k = lorder[il]
+                b = 1
+                now = tl
                 il += 1
                 nev += 1
-                i = inst[k]
-                if kind[k] == EV_TRADE:
+                tl = ts_l[lorder[il]] if il < n else INF
+            i = inst[k]
+            kd = kind[k]
+            p = px[k]
+            q = qty[k]
+            if kd == EV_TRADE:
+                if b == 1:
                     if want_trade:
                         code = CB_TRADE
                 else:
-                    if _apply_book(bq, bits, meta, 1, kind[k], i,
-                                   BID if side[k] == BUY else ASK, px[k], qty[k], ts_x[k]) < 0.0:
-                        ctr[C_DROPPED] += 1
+                    aggr = side[k]
+                    for slot in range(hw):  # does the trade reach a resting order of ours?
+                        if oi[slot, OI_XST] != X_RESTING or oi[slot, OI_INST] != i:
+                            continue
+                        oside = oi[slot, OI_SIDE]
+                        opx = oi[slot, OI_PX]
+                        if oside != aggr and ((oside == BUY and opx >= p) or (oside == SELL and opx <= p)):
+                            touched = True
+                            break
+                    if touched:
+                        ctr[C_NOW] = now
+                        _exch_trade(st, i, aggr, p, q)
+            else:
+                sd = BID if side[k] == BUY else ASK
+                # -- the depth change, inline (a call costs more than the update; see "books")
+                if kd == EV_SNAPSHOT:
+                    if meta[i, M_SNAP + b] != ts_x[k]:
+                        book_clear(bq, bits, meta, b, i)
+                        meta[i, M_SNAP + b] = ts_x[k]
+                else:
+                    meta[i, M_SNAP + b] = -1
+                x = p - meta[i, M_LO]
+                w = meta[i, M_W]
+                prev = 0.0
+                if x < 0 or x >= w:
+                    ctr[C_DROPPED] += 1
+                else:
+                    r = 2 * b + sd
+                    c = meta[i, M_OFF] + r * w + x
+                    prev = bq[c]
+                    top = meta[i, M_TOP + r]
+                    if q <= 0.0:
+                        if prev != 0.0:
+                            bq[c] = 0.0
+                            bits[c >> 6] &= ~(_ONE << np.uint64(c & 63))
+                            if p == top:
+                                t = _next_price(bits, meta, i, r, sd, p)
+                                meta[i, M_TOP + r] = t
+                                if t < 0:
+                                    meta[i, M_EXT + r] = -1
+                    else:
+                        bq[c] = q
+                        if prev == 0.0:
+                            bits[c >> 6] |= _ONE << np.uint64(c & 63)
+                        if top < 0:
+                            meta[i, M_TOP + r] = p
+                            meta[i, M_EXT + r] = p
+                        elif sd == BID:
+                            if p > top:
+                                meta[i, M_TOP + r] = p
+                            elif p < meta[i, M_EXT + r]:
+                                meta[i, M_EXT + r] = p
+                        else:
+                            if p < top:
+                                meta[i, M_TOP + r] = p
+                            elif p > meta[i, M_EXT + r]:
+                                meta[i, M_EXT + r] = p
+                if b == 1:
                     if want_book:
                         # one callback per message: wait for the last row with the same time and instrument
                         code = CB_BOOK
                         if il < n:
                             k2 = lorder[il]
-                            if ts_l[k2] == tl and inst[k2] == i and kind[k2] != EV_TRADE:
+                            if ts_l[k2] == now and inst[k2] == i and kind[k2] != EV_TRADE:
                                 code = CB_NONE
-                if code != CB_NONE:
-                    st.cb[0] = code
-                    st.cb[1] = i
-                    st.cb[2] = k
-                    st.cb[3] = -1
-                    st.cb[7] = side[k]
-                    break
-                tl = ts_l[lorder[il]] if il < n else INF
+                else:
+                    for slot in range(hw):  # does the change concern a resting order of ours?
+                        if oi[slot, OI_XST] != X_RESTING or oi[slot, OI_INST] != i:
+                            continue
+                        oside = oi[slot, OI_SIDE]
+                        opx = oi[slot, OI_PX]
+                        if (oside == BUY and sd == BID) or (oside == SELL and sd == ASK):
+                            if opx == p:
+                                touched = True
+                                break
+                        elif q > 0.0 and ((oside == BUY and p <= opx) or (oside == SELL and p >= opx)):
+                            touched = True
+                            break
+                    if touched:
+                        ctr[C_NOW] = now
+                        _exch_depth(st, i, sd, p, q, prev)
+            if touched:  # responses may be due now: schedule again
+                break
+            if code != CB_NONE:
+                st.cb[0] = code
+                st.cb[1] = i
+                st.cb[2] = k
+                st.cb[3] = -1
+                st.cb[7] = side[k]
+                break
         ctr[C_IEX] = ix
         ctr[C_ILO] = il
         ctr[C_NEVENTS] += nev
