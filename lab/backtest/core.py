@@ -876,13 +876,19 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
     ctr = st.ctr
     oi = st.oi
     bq, bits, meta = st.bq, st.bbits, st.bmeta
+    # the state fields the loop uses, read once: every read of a field of ``st`` is an atomic
+    # reference-count update, and those were most of the time spent per order event
+    rq, rqf, rp, rpf, cb, cbf = st.rq, st.rqf, st.rp, st.rpf, st.cb, st.cbf
+    margin = 2 * oi.shape[0] + MAX_WALK + 16
+    log_room = st.lg.shape[0] - margin  # the logs are enlarged only between calls
+    fill_room = st.fl.shape[0] - margin
     want_book = want[CB_BOOK] != 0
     want_trade = want[CB_TRADE] != 0
     while True:
-        if needs_room(st):
+        if ctr[C_NLOG] >= log_room or ctr[C_NFILL] >= fill_room:  # needs_room(st)
             return GROW
-        krq, trq = _min_idx(st.rq, ctr[C_NRQ], RQ_T, RQ_SEQ)
-        krp, trp = _min_idx(st.rp, ctr[C_NRP], RP_T, RP_SEQ)
+        krq, trq = _min_idx(rq, ctr[C_NRQ], RQ_T, RQ_SEQ)
+        krp, trp = _min_idx(rp, ctr[C_NRP], RP_T, RP_SEQ)
         tt = ctr[C_TIMER_NEXT]
         te = ctr[C_EQ_NEXT]
         hw = ctr[C_HW]
@@ -1011,11 +1017,11 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
             if touched:  # responses may be due now: schedule again
                 break
             if code != CB_NONE:
-                st.cb[0] = code
-                st.cb[1] = i
-                st.cb[2] = k
-                st.cb[3] = -1
-                st.cb[7] = side[k]
+                cb[0] = code
+                cb[1] = i
+                cb[2] = k
+                cb[3] = -1
+                cb[7] = side[k]
                 break
         ctr[C_IEX] = ix
         ctr[C_ILO] = il
@@ -1034,11 +1040,11 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
         ci = -1
         cslot = -1
         if trq == t:
-            rslot = st.rq[krq, RQ_SLOT]
+            rslot = rq[krq, RQ_SLOT]
             _arrive_request(st, krq, t)
             last = ctr[C_NRQ] - 1
-            st.rq[krq, :] = st.rq[last, :]
-            st.rqf[krq, :] = st.rqf[last, :]
+            rq[krq, :] = rq[last, :]
+            rqf[krq, :] = rqf[last, :]
             ctr[C_NRQ] = last
             _free_if_done(st, rslot)
             continue
@@ -1048,29 +1054,29 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
             continue
         if trp == t:
             code, cslot = _deliver(st, krp)
-            ci = st.oi[cslot, OI_INST]
-            st.cb[3] = st.oi[cslot, OI_ID]
-            st.cb[4] = st.rp[krp, RP_KIND]
-            st.cb[5] = st.rp[krp, RP_PX]
-            st.cb[6] = st.rp[krp, RP_MAKER]
-            st.cb[7] = st.oi[cslot, OI_SIDE]
-            st.cbf[0] = st.rpf[krp, 0]
-            st.cbf[1] = st.rpf[krp, 1]
+            ci = oi[cslot, OI_INST]
+            cb[3] = oi[cslot, OI_ID]
+            cb[4] = rp[krp, RP_KIND]
+            cb[5] = rp[krp, RP_PX]
+            cb[6] = rp[krp, RP_MAKER]
+            cb[7] = oi[cslot, OI_SIDE]
+            cbf[0] = rpf[krp, 0]
+            cbf[1] = rpf[krp, 1]
             last = ctr[C_NRP] - 1
-            st.rp[krp, :] = st.rp[last, :]
-            st.rpf[krp, :] = st.rpf[last, :]
+            rp[krp, :] = rp[last, :]
+            rpf[krp, :] = rpf[last, :]
             ctr[C_NRP] = last
             _free_if_done(st, cslot)
         else:
             code = CB_TIMER
             iv = ctr[C_TIMER_IV]
             ctr[C_TIMER_NEXT] = t + iv if iv > 0 else INF
-            st.cb[3] = -1
+            cb[3] = -1
         if want[code] == 0:
             continue
-        st.cb[0] = code
-        st.cb[1] = ci
-        st.cb[2] = cslot
+        cb[0] = code
+        cb[1] = ci
+        cb[2] = cslot
         return code
 
 
