@@ -420,20 +420,6 @@ def _push_rp(st, t, kind, slot, px, qty, fee, maker):
 
 
 @njit(cache=True)
-def _min_idx(q, n, tcol, scol):
-    best_i = -1
-    bt = INF
-    bs = INF
-    for k in range(n):
-        t = q[k, tcol]
-        if t < bt or (t == bt and q[k, scol] < bs):
-            bt = t
-            bs = q[k, scol]
-            best_i = k
-    return best_i, bt
-
-
-@njit(cache=True)
 def _resp_latency(st):
     k = st.ctr[C_LAT_R]
     st.ctr[C_LAT_R] = k + 1
@@ -678,17 +664,6 @@ def _exch_trade(st, i, aggr, p, qty):
 
 # -- local side ---------------------------------------------------------------------
 @njit(cache=True)
-def _free_if_done(st, slot):
-    if (st.oi[slot, OI_XST] == X_DONE and st.oi[slot, OI_LST] == L_DONE
-            and st.oi[slot, OI_PEND] == 0):
-        st.oi[slot, OI_XST] = X_FREE
-        st.oi[slot, OI_LST] = L_FREE
-        top = st.free[-1]
-        st.free[top] = slot
-        st.free[-1] = top + 1
-
-
-@njit(cache=True)
 def _deliver(st, k):
     """A response reaches the strategy; returns (callback code, slot)."""
     kind = st.rp[k, RP_KIND]
@@ -878,7 +853,7 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
     bq, bits, meta = st.bq, st.bbits, st.bmeta
     # the state fields the loop uses, read once: every read of a field of ``st`` is an atomic
     # reference-count update, and those were most of the time spent per order event
-    rq, rqf, rp, rpf, cb, cbf = st.rq, st.rqf, st.rp, st.rpf, st.cb, st.cbf
+    rq, rqf, rp, rpf, cb, cbf, free = st.rq, st.rqf, st.rp, st.rpf, st.cb, st.cbf, st.free
     margin = 2 * oi.shape[0] + MAX_WALK + 16
     log_room = st.lg.shape[0] - margin  # the logs are enlarged only between calls
     fill_room = st.fl.shape[0] - margin
@@ -887,8 +862,17 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
     while True:
         if ctr[C_NLOG] >= log_room or ctr[C_NFILL] >= fill_room:  # needs_room(st)
             return GROW
-        krq, trq = _min_idx(rq, ctr[C_NRQ], RQ_T, RQ_SEQ)
-        krp, trp = _min_idx(rp, ctr[C_NRP], RP_T, RP_SEQ)
+        # the earliest request and response in flight (inline: a call per item costs more)
+        krq, trq, sq = -1, INF, INF
+        for j in range(ctr[C_NRQ]):
+            tj = rq[j, RQ_T]
+            if tj < trq or (tj == trq and rq[j, RQ_SEQ] < sq):
+                krq, trq, sq = j, tj, rq[j, RQ_SEQ]
+        krp, trp, sq = -1, INF, INF
+        for j in range(ctr[C_NRP]):
+            tj = rp[j, RP_T]
+            if tj < trp or (tj == trp and rp[j, RP_SEQ] < sq):
+                krp, trp, sq = j, tj, rp[j, RP_SEQ]
         tt = ctr[C_TIMER_NEXT]
         te = ctr[C_EQ_NEXT]
         hw = ctr[C_HW]
@@ -943,8 +927,10 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
                             touched = True
                             break
                     if touched:
+                        nrp = ctr[C_NRP]
                         ctr[C_NOW] = now
                         _exch_trade(st, i, aggr, p, q)
+                        touched = ctr[C_NRP] != nrp  # a fill: its response may be due first
             else:
                 sd = BID if side[k] == BUY else ASK
                 # -- the depth change, inline (a call costs more than the update; see "books")
@@ -1012,9 +998,11 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
                             touched = True
                             break
                     if touched:
+                        nrp = ctr[C_NRP]
                         ctr[C_NOW] = now
                         _exch_depth(st, i, sd, p, q, prev)
-            if touched:  # responses may be due now: schedule again
+                        touched = ctr[C_NRP] != nrp  # a fill: its response may be due first
+            if touched:  # new responses may be due before the next row: schedule again
                 break
             if code != CB_NONE:
                 cb[0] = code
@@ -1046,7 +1034,13 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
             rq[krq, :] = rq[last, :]
             rqf[krq, :] = rqf[last, :]
             ctr[C_NRQ] = last
-            _free_if_done(st, rslot)
+            if (oi[rslot, OI_XST] == X_DONE and oi[rslot, OI_LST] == L_DONE
+                    and oi[rslot, OI_PEND] == 0):  # the slot is free again
+                oi[rslot, OI_XST] = X_FREE
+                oi[rslot, OI_LST] = L_FREE
+                top = free[-1]
+                free[top] = rslot
+                free[-1] = top + 1
             continue
         if te == t:
             _sample_equity(st, t)
@@ -1066,7 +1060,13 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
             rp[krp, :] = rp[last, :]
             rpf[krp, :] = rpf[last, :]
             ctr[C_NRP] = last
-            _free_if_done(st, cslot)
+            if (oi[cslot, OI_XST] == X_DONE and oi[cslot, OI_LST] == L_DONE
+                    and oi[cslot, OI_PEND] == 0):  # the slot is free again
+                oi[cslot, OI_XST] = X_FREE
+                oi[cslot, OI_LST] = L_FREE
+                top = free[-1]
+                free[top] = cslot
+                free[-1] = top + 1
         else:
             code = CB_TIMER
             iv = ctr[C_TIMER_IV]
