@@ -944,7 +944,7 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
                 w = meta[i, M_W]
                 prev = 0.0
                 if x < 0 or x >= w:
-                    ctr[C_DROPPED] += 1
+                    ctr[C_DROPPED] += 1 - b  # count each row once (both books drop it)
                 else:
                     r = 2 * b + sd
                     c = meta[i, M_OFF] + r * w + x
