@@ -13,7 +13,7 @@ import pytest
 
 from lab.backtest import BacktestConfig, Engine, Strategy, build_events, core, run_backtest
 from lab.backtest.data import Instrument
-from tests.backtest.scenario import S, T0, V, book
+from tests.backtest.scenario import T0, S, V, book
 
 T0_US = int(T0.timestamp() * 1_000_000)
 
