@@ -162,7 +162,9 @@ class Context:
     def best_qty(self, venue: str, symbol: str, side: str) -> float:
         i = self.inst(venue, symbol)
         s = core.BID if side == "bid" else core.ASK
-        return float(core.best_qty(self._st, 1, i, s))
+        m = self._a.bmeta[i]  # the local book's row of instrument i (see core's books)
+        p = m[core.M_TOP + 2 + s]
+        return float(self._a.bq[m[core.M_OFF] + (2 + s) * m[core.M_W] + p - m[core.M_LO]]) if p >= 0 else 0.0
 
     def mid(self, venue: str, symbol: str) -> float | None:
         b, a = self.best_bid(venue, symbol), self.best_ask(venue, symbol)
