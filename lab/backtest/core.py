@@ -1110,6 +1110,12 @@ def run_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want, st
                     return core.GROW
                 if code != core.CB_NONE:
                     my_strategy(st, code, st.cb[1], st.cb[2], params, mem)
+
+    Numba's disk cache knows only the file a function is defined in: such a
+    twin's cached machine code embeds this module's ``step`` and is not
+    recompiled when only this file changes (unless the state's types change).
+    After editing this module, delete the twin module's ``__pycache__/*.nbi``
+    and ``*.nbc`` files.
     """
     while True:
         code = step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want)
