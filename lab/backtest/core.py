@@ -735,8 +735,11 @@ def submit(st, i, side, px, qty, otype, tif):
         st.ctr[C_HW] = slot + 1
     oid = st.ctr[C_NEXT_ID]
     st.ctr[C_NEXT_ID] = oid + 1
-    st.oi[slot, :] = 0
-    st.of[slot, :] = 0.0
+    oi, of = st.oi, st.of
+    for c in range(N_OI):  # element loops: a slice is a new array view, with reference counting
+        oi[slot, c] = 0
+    for c in range(N_OF):
+        of[slot, c] = 0.0
     st.oi[slot, OI_ID] = oid
     st.oi[slot, OI_INST] = i
     st.oi[slot, OI_SIDE] = side
@@ -1031,8 +1034,9 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
             rslot = rq[krq, RQ_SLOT]
             _arrive_request(st, krq, t)
             last = ctr[C_NRQ] - 1
-            rq[krq, :] = rq[last, :]
-            rqf[krq, :] = rqf[last, :]
+            for c in range(rq.shape[1]):  # element loops: no array views (see submit)
+                rq[krq, c] = rq[last, c]
+            rqf[krq, 0] = rqf[last, 0]
             ctr[C_NRQ] = last
             if (oi[rslot, OI_XST] == X_DONE and oi[rslot, OI_LST] == L_DONE
                     and oi[rslot, OI_PEND] == 0):  # the slot is free again
@@ -1057,8 +1061,10 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
             cbf[0] = rpf[krp, 0]
             cbf[1] = rpf[krp, 1]
             last = ctr[C_NRP] - 1
-            rp[krp, :] = rp[last, :]
-            rpf[krp, :] = rpf[last, :]
+            for c in range(rp.shape[1]):
+                rp[krp, c] = rp[last, c]
+            rpf[krp, 0] = rpf[last, 0]
+            rpf[krp, 1] = rpf[last, 1]
             ctr[C_NRP] = last
             if (oi[cslot, OI_XST] == X_DONE and oi[cslot, OI_LST] == L_DONE
                     and oi[cslot, OI_PEND] == 0):  # the slot is free again
