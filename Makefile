@@ -6,6 +6,14 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 export LAB_DATA ?= $(CURDIR)/data
+# Ports of `make demo` / `make demo-bg` (all on 127.0.0.1): make demo JUPYTER_PORT=8890
+JUPYTER_PORT ?= 8888
+STREAMLIT_PORT ?= 8501
+BUS_PORT ?= 50052
+SERVICE_PORT ?= 50053
+SIM_PORT_BASE ?= 9443
+DEMO_FLAGS = --jupyter-port $(JUPYTER_PORT) --streamlit-port $(STREAMLIT_PORT) --bus-port $(BUS_PORT) \
+             --service-port $(SERVICE_PORT) --sim-port-base $(SIM_PORT_BASE)
 
 .PHONY: help setup demo demo-bg stop test test-slow bench chromium lock clean
 
@@ -27,12 +35,12 @@ chromium:  ## Debian's headless Chromium for the browser tests (never `playwrigh
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 demo: setup  ## start simulator, recorders, Jupyter (:8888) and Streamlit (:8501); Ctrl-C stops all
-	$(VENV)/bin/lab demo
+	$(VENV)/bin/lab demo $(DEMO_FLAGS)
 
-demo-bg: setup  ## the same demo, in the background (stop it with `make stop`)
-	$(VENV)/bin/lab demo --background
+demo-bg: setup  ## the same demo, in the background (progress, then URLs; stop it with `make stop`)
+	$(VENV)/bin/lab demo --background $(DEMO_FLAGS)
 
-stop:  ## stop a demo started in the background
+stop:  ## stop a demo (background or foreground) through its pid file $(LAB_DATA)/run/demo.json
 	@test -x $(VENV)/bin/lab && $(VENV)/bin/lab demo --stop || true
 
 test: setup chromium  ## the whole suite (not the `slow` soak/scale runs); ~10 min on 2 cores

@@ -17,7 +17,7 @@ from lab.schema import TABLES, SchemaError
 from lab.sql import connect, refresh
 
 __all__ = ["Lake", "SchemaError", "TABLES", "connect", "refresh", "scan", "data_dir",
-           "default_lake", "start_recorder"]
+           "default_lake", "start_recorder", "subscribe"]
 
 
 def scan(
@@ -41,7 +41,15 @@ def start_recorder(*args, **kwargs):
     return _start(*args, **kwargs)
 
 
-_SUBMODULES = {"bars", "book", "micro", "volatility", "leadlag", "arbitrage", "risk", "backtest", "plots", "widgets", "reports", "bus", "errors"}
+def subscribe(table: str, url: str | None = None, **kwargs):
+    """Live rows of ``table`` from the data service (``$LAB_SERVICE`` by default), as an
+    async iterator of Arrow batches: see :func:`lab.service.subscribe`."""
+    from lab.service.client import subscribe as _subscribe
+
+    return _subscribe(table, url, **kwargs)
+
+
+_SUBMODULES = {"bars", "book", "micro", "volatility", "leadlag", "arbitrage", "risk", "backtest", "plots", "widgets", "reports", "bus", "errors", "service"}
 
 
 def __getattr__(name: str):

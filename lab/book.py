@@ -32,6 +32,8 @@ import numba as nb
 import numpy as np
 import polars as pl
 
+from lab.times import to_utc
+
 __all__ = [
     "rebuild",
     "rebuild_arrays",
@@ -244,14 +246,7 @@ def wide_columns(depth: int) -> list[str]:
             for c in (f"bid_px_{i}", f"bid_qty_{i}", f"ask_px_{i}", f"ask_qty_{i}")]
 
 
-def _to_utc(v: dt.datetime | str | None) -> dt.datetime | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
-        v = dt.datetime.fromisoformat(v)
-    if v.tzinfo is None:
-        v = v.replace(tzinfo=dt.timezone.utc)
-    return v.astimezone(dt.timezone.utc)
+_to_utc = to_utc
 
 
 def _every_ns(every: str | dt.timedelta) -> int:

@@ -5,6 +5,14 @@ Each subcommand is a module of :mod:`lab.apps` exposing ``HELP``,
 that module (no list to edit). Modules load lazily so ``lab --help`` is
 instant and a broken subcommand cannot break the others. A
 :class:`~lab.errors.LabError` from a command prints as one line and exits 2.
+
+``LAB_DATA`` (default ``./data``) is made absolute here, once, and put back in
+the environment, so every child (papermill kernels started in
+``notebooks/reports``, Jupyter, Streamlit, the services) sees the same folder
+whatever its working directory. A command module that writes there says so with
+``WRITES_DATA = True`` (or a function of the parsed arguments); such a command
+fails at start, in one line naming the path, when ``LAB_DATA`` is not a
+writable directory.
 """
 
 from __future__ import annotations
@@ -12,10 +20,13 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import os
 import sys
+import uuid
 from importlib import resources
+from pathlib import Path
 
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError
 
 
 def _discover() -> dict[str, tuple[str, str]]:
@@ -73,6 +84,41 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def resolve_data_env() -> Path:
+    """Make ``$LAB_DATA`` (and ``$LAB_LAKE``, ``$LAB_REPORTS`` when set) absolute in ``os.environ``.
+
+    Relative values are read against the current directory, as the user meant
+    them; children that start elsewhere (a report kernel runs in
+    ``notebooks/reports``) then find the same folder.
+    """
+    data = Path(os.environ.get("LAB_DATA") or "data").expanduser().resolve()
+    os.environ["LAB_DATA"] = str(data)
+    for var in ("LAB_LAKE", "LAB_REPORTS"):
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
+    return data
+
+
+def check_writable_dir(path: Path, what: str = "LAB_DATA") -> None:
+    """Raise a one-line :class:`ConfigError` unless ``path`` is (or can be made) a writable directory."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what}={path}: not a directory (set {what} to a writable folder)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".lab-write-check-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ConfigError(f"{what}={path}: not a writable directory ({reason}); "
+                          f"set {what} to a folder you can write") from None
+
+
+def _writes_data(module, args: argparse.Namespace) -> bool:
+    w = getattr(module, "WRITES_DATA", False)
+    return bool(w(args) if callable(w) else w)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name = next((a for a in argv if not a.startswith("-")), None)
@@ -83,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 0
     m = _load(args.command)
+    saved = {k: os.environ.get(k) for k in ("LAB_DATA", "LAB_LAKE", "LAB_REPORTS")}
     try:
+        data = resolve_data_env()
+        if _writes_data(m, args):
+            check_writable_dir(data)
         return int(m.run(args) or 0)
     except KeyboardInterrupt:
         return 130
@@ -93,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `lab status | head`: the reader went away, not an error
         sys.stderr.close()
         return 0
+    finally:  # main() called in-process (tests, notebooks) leaves the environment as it found it
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ __all__ = [
     "depth_figure",
     "heatmap_figure",
     "to_html",
+    "html_page",
     "SIDE_COLORS",
 ]
 
@@ -355,10 +356,38 @@ def heatmap_figure(
     return _finish(fig, title, widget, height)
 
 
-def to_html(fig: go.Figure, *, include_plotlyjs: bool | str = "cdn") -> str:
-    """The figure as an HTML fragment (``include_plotlyjs=True`` embeds plotly.js, ~4 MB).
+def to_html(fig: go.Figure, *, include_plotlyjs: bool | str = True) -> str:
+    """The figure as an HTML fragment; plotly.js is embedded (~4 MB) unless ``include_plotlyjs=False``.
+
+    Embedded by default so a page works offline: a ``"cdn"`` script tag draws a
+    blank page on a machine without internet.
 
     >>> "plotly-graph-div" in to_html(go.Figure(), include_plotlyjs=False)
     True
     """
     return fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs)
+
+
+def html_page(title: str, parts: Sequence[go.Figure | str]) -> str:
+    """A complete, self-contained HTML page: ``title``, then each figure or HTML snippet in order.
+
+    plotly.js is embedded once (before the first figure), never fetched from a
+    CDN, so the page draws offline and from a file:// URL.
+
+    >>> page = html_page("t", ["<p>hi</p>", go.Figure()])
+    >>> "src='http" in page.replace('"', "'"), page.count("plotly-graph-div") >= 1
+    (False, True)
+    """
+    import html as _html
+
+    body: list[str] = []
+    sent = False
+    for part in parts:
+        if isinstance(part, go.Figure):
+            body.append(part.to_html(full_html=False, include_plotlyjs=not sent))
+            sent = True
+        else:
+            body.append(str(part))
+    t = _html.escape(title)
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{t}</title></head>'
+            f"<body><h2>{t}</h2>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -17,6 +17,8 @@ import polars as pl
 
 __all__ = [
     "day_range",
+    "require_rows",
+    "newest",
     "market_summary",
     "volatility_summary",
     "spread_summary",
@@ -37,6 +39,48 @@ def day_range(date: str | dt.date) -> tuple[dt.datetime, dt.datetime]:
     d = dt.date.fromisoformat(str(date)) if not isinstance(date, dt.date) else date
     t0 = dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc)
     return t0, t0 + dt.timedelta(days=1)
+
+
+def newest(lake: Any, table: str, column: str = "ts_exchange") -> dt.datetime:
+    """The newest ``column`` time of ``table``; :class:`~lab.errors.DataError` naming the lake when
+    the table is missing or empty (a notebook then stops with one clear line, not an AttributeError)."""
+    from lab.errors import DataError
+    from lab.lake import Lake, default_lake
+    from lab.widgets import latest_time
+
+    lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else default_lake()
+    t = latest_time(lk, table, column)
+    if t is None:
+        raise DataError(f"the lake at {lk.root.resolve()} has no {table}: record some (lab record), or seed "
+                        "simulated history (lab simulate --to-lake --days 1, or lab demo)")
+    return t
+
+
+def require_rows(frame: pl.DataFrame | pl.LazyFrame, table: str, date: str | dt.date, lake: Any = None) -> None:
+    """Stop a report that would render empty: raise :class:`~lab.errors.DataError` if ``frame``
+    has no rows, naming the day, the lake and the days the lake does have.
+
+    ``lab report`` turns the error into one line and a non-zero exit, and
+    writes no page.
+    """
+    n = frame.height if isinstance(frame, pl.DataFrame) else frame.select(pl.len()).collect().item()
+    if n:
+        return
+    from lab.errors import DataError
+    from lab.lake import Lake, default_lake
+    from lab.schema import table_spec
+
+    lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else default_lake()
+    where = f"the lake at {lk.root.resolve()}"
+    if not lk.exists(table):
+        raise DataError(f"no {table} on {date} (UTC): {where} has no {table} table")
+    tc = table_spec(table).time_column
+    span = lk.scan(table).select(pl.col(tc).min().alias("a"), pl.col(tc).max().alias("b")).collect()
+    a, b = span["a"][0], span["b"][0]
+    if a is None:
+        raise DataError(f"no {table} on {date} (UTC): the {table} table of {where} is empty")
+    raise DataError(f"no {table} on {date} (UTC) for the venues/symbols asked in {where}; "
+                    f"it has {table} from {a:%Y-%m-%d %H:%M} to {b:%Y-%m-%d %H:%M} UTC")
 
 
 def _need(lf: pl.LazyFrame, cols: Sequence[str], who: str) -> None:

@@ -242,3 +242,19 @@ register_table(TableSpec(
     "ts",
     "one imported file (lab import): its content hash makes re-importing it a no-op",
 ))
+
+# --- backtest_runs (issue 19, owner: cluster): one row per (parameter set, data split) of a sweep ---
+register_table(TableSpec(
+    "backtest_runs",
+    {
+        "ts": TS, "run_id": pl.String(), "strategy": pl.String(), "params": pl.String(),
+        "split_start": TS, "split_end": TS,
+        "pnl": pl.Float64(), "total_return": pl.Float64(), "sharpe": pl.Float64(),
+        "max_drawdown": pl.Float64(), "turnover": pl.Float64(), "fees_paid": pl.Float64(),
+        "n_orders": pl.Int64(), "n_fills": pl.Int64(), "events": pl.Int64(),
+        "stats": pl.String(), "versions": pl.String(), "executor": pl.String(), "error": pl.String(),
+    },
+    "ts",
+    "one backtest of a sweep: params and stats are JSON text; versions = the lake versions read "
+    "(JSON {table: version}); error is null unless the task failed",
+))

@@ -10,8 +10,10 @@ a :class:`~lab.lake.LakeWarning` naming each damaged table, file and cause, and
 
 from __future__ import annotations
 
+import os
 import warnings
 import weakref
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -118,6 +120,15 @@ def _source(name: str, t: DeltaTable | None) -> str:
     return f"read_parquet([{quoted}])"
 
 
+def _remote_source(con: duckdb.DuckDBPyConnection, name: str, t: DeltaTable | None) -> str:
+    """An object-store table (``s3://``): DuckDB cannot install httpfs here, so the
+    snapshot is registered as a pyarrow dataset (delta-rs' file list and credentials)."""
+    if t is None or not t.file_uris():
+        return _empty(name)
+    con.register(f"__lake_{name}", t.to_pyarrow_dataset())
+    return f'"__lake_{name}"'
+
+
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
@@ -156,6 +167,8 @@ def _bind(con: duckdb.DuckDBPyConnection, lake: Lake) -> list[Damage]:
         if bad:
             damage.extend(bad)
             src = _damaged_source(name, bad)
+        elif getattr(lake, "remote", False):
+            src = _remote_source(con, name, t)
         else:
             src = _source(name, t)
         con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} FROM {src}')
@@ -174,8 +187,13 @@ def _bind(con: duckdb.DuckDBPyConnection, lake: Lake) -> list[Damage]:
     return damage
 
 
-def connect(lake: Lake | str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(lake: Lake | str | None = None, *, token: str | None = None,
+            tls_root_certs: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection where each lake table is a view.
+
+    ``lake`` may also be a data-service URL (``grpc://host:50053``,
+    ``grpc+tls://...``; ``token`` or ``$LAB_SERVICE_TOKEN``; a private CA in
+    ``tls_root_certs`` or ``$LAB_SERVICE_CA``): see :func:`_remote`.
 
     A damaged table's view raises when read and a :class:`LakeWarning` names it
     (see the module docstring and :func:`damaged`). The views read the snapshot committed when ``connect`` (or
@@ -187,6 +205,11 @@ def connect(lake: Lake | str | None = None) -> duckdb.DuckDBPyConnection:
     >>> con.sql("select count(*) from trades").fetchall()
     [(0,)]
     """
+    url = _remote(lake)
+    if url is not None:
+        from lab.service.client import RemoteConnection
+
+        return RemoteConnection(url, token, tls_root_certs=tls_root_certs)  # type: ignore[return-value]
     lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else Lake()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -211,5 +234,29 @@ def damaged(con: duckdb.DuckDBPyConnection) -> list[Damage]:
 
 def refresh(con: duckdb.DuckDBPyConnection, lake: Lake | str | None = None) -> None:
     """Rebind every view of ``con`` to the latest committed snapshot."""
+    if not isinstance(con, duckdb.DuckDBPyConnection):  # a data-service connection: always fresh
+        return
     lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else _LAKES.get(con, Lake())
     _bind(con, lk)
+
+
+def _remote(lake: Lake | str | os.PathLike[str] | None) -> str | None:
+    """The data-service URL ``connect(lake)`` goes to, or None for a local lake.
+
+    ``lake`` itself when it is ``grpc://`` / ``grpc+tls://`` (``grpc+tcp://``);
+    ``$LAB_SERVICE`` when that is set and ``lake`` names the default lake (None,
+    ``$LAB_LAKE`` or ``$LAB_DATA/lake``): so dashboards and notebooks that open
+    the default lake read from a remote service instead, unchanged. An explicit
+    other path stays local.
+    """
+    if isinstance(lake, str) and lake.split("://", 1)[0] in ("grpc", "grpc+tls", "grpc+tcp") and "://" in lake:
+        return lake
+    service = os.environ.get("LAB_SERVICE")
+    if not service or isinstance(lake, Lake):
+        return None
+    if lake is None:
+        return service
+    from lab.lake import data_dir
+
+    defaults = {Path(p).expanduser().absolute() for p in (os.environ.get("LAB_LAKE"), data_dir() / "lake") if p}
+    return service if Path(lake).expanduser().absolute() in defaults else None

@@ -44,14 +44,19 @@ from lab.venues import USD_LIKE
 __all__ = ["LiveMarket", "BookReplay", "recorder_status", "status_html", "latest_time", "market_of"]
 
 
-def latest_time(lake: Lake, table: str, column: str = "ts_exchange") -> dt.datetime | None:
+def latest_time(lake: Lake, table: str, column: str = "ts_exchange", *,
+                delta: Any = None) -> dt.datetime | None:
     """Newest ``column`` value of a lake table, from the Delta file statistics (no data read).
+
+    ``delta``: an already open ``DeltaTable`` of that table (a long-running
+    reader such as the dashboards keeps one and updates it incrementally),
+    instead of opening it again.
 
     >>> import tempfile
     >>> latest_time(Lake(tempfile.mkdtemp()), "quotes") is None
     True
     """
-    t = lake.delta(table)
+    t = delta if delta is not None else lake.delta(table)
     if t is None:
         return None
     try:
@@ -59,14 +64,14 @@ def latest_time(lake: Lake, table: str, column: str = "ts_exchange") -> dt.datet
     except Exception:  # noqa: BLE001 - stats unavailable: read the column instead
         acts = None
     col = f"max.{column}"
+    v = None
     if isinstance(acts, pl.DataFrame) and col in acts.columns and acts.height:
         v = acts[col].max()
-        if v is not None:
-            if isinstance(v, dt.datetime) and v.tzinfo is None:
-                v = v.replace(tzinfo=dt.timezone.utc)
-            return v
-    v = lake.scan(table).select(pl.col(column).max()).collect().item()
-    return v
+    if v is None:
+        v = lake.scan(table).select(pl.col(column).max()).collect().item()
+    if not isinstance(v, dt.datetime):
+        return None
+    return v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)
 
 
 _USD = USD_LIKE

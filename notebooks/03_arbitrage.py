@@ -32,7 +32,7 @@ latencies_ms = [5.0, 50.0, 200.0]
 # fees for the "what if I paid almost nothing" view (bps a leg)
 low_fee_bps = 0.5
 
-# %%
+# %% tags=["app"]
 import datetime as dt
 from pathlib import Path
 
@@ -41,69 +41,70 @@ import polars as pl
 
 import lab
 from lab.arbitrage import cross_venue, episodes, load_config, summary, triangular
+from lab.reports import newest
 
 cfg = load_config("config/arbitrage.toml" if Path("config/arbitrage.toml").exists() else None)
 fees = fees if fees is not None else cfg.fees_bps
 sizes = sizes if sizes is not None else cfg.sizes
 lk = lab.Lake(lake) if lake else lab.default_lake()
-last = lk.scan("quotes").select(pl.col("ts_local").max()).collect().item()
-start = None if hours is None or last is None else last - dt.timedelta(hours=hours)
+last = newest(lk, "quotes", "ts_local")  # an empty lake stops here with one line
+start = None if hours is None else last - dt.timedelta(hours=hours)
 quotes = lk.scan("quotes", start=start)
 print(f"quotes from {start or 'the start'} to {last}; fees {fees} bps; sizes {sizes}")
 
-# %% [markdown]
+# %% [markdown] tags=["app"]
 # ## Signals at real taker fees
 # Rows of the `arbitrage_signals` layout: net edge after both fees and the walk.
 
-# %%
+# %% tags=["app"]
 signals = cross_venue(quotes, fees=fees, size=sizes, max_age=max_age_ms).collect()
 print(f"{signals.height} moments with a positive net edge at the configured fees")
 signals.sort("net_edge_bps", descending=True).head(20)
 
-# %% [markdown]
+# %% [markdown] tags=["app"]
 # ## Episodes at low fees
 # At real fees the simulated venues rarely cross; at `low_fee_bps` a leg the
 # lead-lag windows show up. One row per episode: start, end, duration, peak and
 # time-weighted average net edge, size, profit at the start, who opened and who
 # closed it.
 
-# %%
+# %% tags=["app"]
 timeline = cross_venue(quotes, fees=low_fee_bps, size=sizes, max_age=max_age_ms,
                        keep="episodes").collect()
 eps = episodes(timeline.lazy()).collect()
 print(f"{eps.height} episodes")
 eps.sort("peak_net_edge_bps", descending=True).head(10)
 
-# %%
+# %% tags=["app"]
 s = {k: v.collect() for k, v in summary(timeline.lazy(), latencies_ms=latencies_ms).items()}
 s["per_hour"]
 
-# %%
+# %% tags=["app"]
 s["duration"]
 
-# %% [markdown]
+# %% [markdown] tags=["app"]
 # ## Which venue lags?
 # The venue whose update closes a window is catching up with the leader.
 
-# %%
+# %% tags=["app"]
 s["lagging"]
 
-# %%
+# %% tags=["app"]
 px.histogram(eps.to_pandas() if eps.height else None, x="duration_ms", color="closed_by",
              nbins=60, title="Episode duration by the venue that closed it") if eps.height else None
 
-# %% [markdown]
+# %% [markdown] tags=["app"]
 # ## How much edge survives latency?
 # Share of episodes still profitable, and the mean net edge, when an order
 # reaches the venue this many ms after the window opened.
 
-# %%
+# %% tags=["app"]
 s["latency"]
 
-# %% [markdown]
+# %% [markdown] tags=["app"]
 # ## Triangular cycles within each venue
 
-# %%
+# %% tags=["app"]
 tri = triangular(quotes, cycles=cfg.triangles, fees=low_fee_bps,
                  notional=cfg.triangle_notional, max_age=max_age_ms).collect()
 tri.group_by("buy_venue", "asset").agg(pl.len().alias("moments"),

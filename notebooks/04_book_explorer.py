@@ -31,13 +31,15 @@ import datetime as dt
 
 import lab
 from lab.book import rebuild
-from lab.widgets import BookReplay, latest_time
+from lab.reports import newest, require_rows
+from lab.widgets import BookReplay
 
 lk = lab.Lake(lake) if lake else lab.default_lake()
-t1 = dt.datetime.fromisoformat(start) + dt.timedelta(minutes=minutes) if start else latest_time(lk, "book_updates")
+t1 = dt.datetime.fromisoformat(start) + dt.timedelta(minutes=minutes) if start else newest(lk, "book_updates")
 t0 = t1 - dt.timedelta(minutes=minutes)
 books = rebuild(lk.scan("book_updates", venue=venue, symbol=symbol, end=t1 + dt.timedelta(seconds=1)),
                 depth=depth, every=every, start=t0, end=t1).collect()
+require_rows(books, "book_updates", f"{venue} {symbol} {t0:%Y-%m-%d %H:%M}-{t1:%H:%M}", lk)
 books.shape
 
 # %%

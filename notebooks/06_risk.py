@@ -36,13 +36,14 @@ import plotly.express as px
 import polars as pl
 
 import lab
+from lab.reports import newest
 from lab.risk import (load_positions, load_risk_config, marks, positions_from_paper,
                       returns_matrix, snapshot)
 
 cfg = load_risk_config("config/risk.toml" if Path("config/risk.toml").exists() else None)
 cfg = msgspec.structs.replace(cfg, mark=mark)
 lk = lab.Lake(lake) if lake else lab.default_lake()
-now = lk.scan("quotes").select(pl.col("ts_local").max()).collect().item()
+now = newest(lk, "quotes", "ts_local")  # an empty lake stops here with one line
 parts = []
 pf = positions_file or cfg.positions_file
 if pf:

@@ -49,6 +49,7 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lake: str | None = None               # lake root; None = $LAB_DATA/lake
     flush_interval: float = 0.5           # seconds between lake appends
     queue_batches: int = 16               # batches waiting for the writer before loss
+    write_buffer_mb: float = 256.0        # rows kept in memory while lake appends fail, then counted losses
     max_batch_rows: int = 2_000_000       # a batch this large is handed over early
     bus: str | None = None                # publish to the live bus at this URL
     status_dir: str | None = None         # None = $LAB_DATA/run
@@ -61,6 +62,7 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     maintain_every: float = 120.0         # compact the lake this often (0 = never)
     seed_hours: float = 6.0               # trade ids of this many hours seeded for dedupe
     duration: float | None = None         # stop after this many seconds (tests, benches)
+    no_data_after: float = 60.0           # a symbol silent this long is a no_data feed event (0 = never)
 
     def __post_init__(self) -> None:
         if not self.venues:

@@ -23,7 +23,8 @@ __all__ = ["rebuild", "replay_journal"]
 
 TABLES = ("trades", "book_updates", "quotes", "book_snapshots", "feed_events")
 _PARSE_EVENTS = ("gap", "resync", "checksum_failure", "rejected_message", "snapshot_stale",
-                 "out_of_order", "venue_error")
+                 "out_of_order", "venue_error", "bad_value", "crossed_book", "silence", "lag",
+                 "lag_end")
 
 
 def _journal(lake: Lake, venue: str | None) -> pl.DataFrame:

@@ -37,6 +37,7 @@ from recorders.writer import Writer
 __all__ = ["Recorder", "run_recorder"]
 
 log = logging.getLogger("recorders")
+_STATUS_SLACK = 8192  # bytes of padding in the status file (room to grow when rewritten in place)
 
 
 def _now_us() -> int:
@@ -76,6 +77,7 @@ class Session:
             self.opened_at = time.monotonic()
             self.last_recv_us = time.time_ns() // 1000
             r.on_open(self)
+            self.adapter.on_open(self.last_recv_us)
             for m in self.adapter.subscribe_messages():
                 await ws.send(m)
             self._spawn(self._watchdog())
@@ -110,6 +112,8 @@ class Session:
             finally:
                 for t in list(self._tasks):
                     t.cancel()
+                adapter.out = rec.rows
+                adapter.on_close(time_ns() // 1000)
 
     def _act(self, ts: int) -> None:
         acts, self.adapter.actions = self.adapter.actions, []
@@ -193,6 +197,7 @@ class VenueRunner:
         self.last_error = ""
         self._closed_stats: dict[str, int] = {}
         self.last_seen: dict[str, int] = {}  # symbol -> last message (µs) of retired sessions
+        self.duplicates_reported = 0
 
     def _conn_id(self) -> str:
         self.n += 1
@@ -304,7 +309,8 @@ class Recorder:
         self.seq = 0
         self.stopping = asyncio.Event()
         self.writer = Writer(self.lake, max_batches=cfg.queue_batches,
-                             maintain_every=cfg.maintain_every, delay=writer_delay)
+                             maintain_every=cfg.maintain_every, delay=writer_delay,
+                             max_pending_bytes=int(cfg.write_buffer_mb * 2**20))
         self.rest = RestClient(cfg.rest_min_interval)
         self.runners = [VenueRunner(self, vc) for vc in cfg.venues]
         self.status_file = status_path(cfg.name, cfg.status_dir)
@@ -313,6 +319,7 @@ class Recorder:
         self._bus_marks: dict[str, int] = {}
         self._msg_hist: dict[str, tuple[float, int]] = {}
         self.lost_batches_reported = 0
+        self._silent: set[tuple[str, str]] = set()  # (venue, symbol) reported as no_data, until it speaks
 
     # -- startup ------------------------------------------------------------
     def seed_trade_ids(self) -> None:
@@ -332,9 +339,14 @@ class Recorder:
 
     # -- periodic work --------------------------------------------------------
     def flush(self) -> None:
-        while self.writer.events:  # losses the writer could not write itself
-            ts, kind, detail = self.writer.events.pop(0)
-            self.rows.event(ts, "recorder", None, kind, detail)
+        if self.writer.restate:  # book rows were lost: the lake's books restart from a known state
+            self.writer.restate = False
+            now = _now_us()
+            for r in self.runners:
+                for s in r.sessions:
+                    s.adapter.out = self.rows
+                    s.adapter.restate_books(now)
+        self.report_duplicates()
         self.publish_bus()
         batch, self.rows = self.rows, Rows()
         self._bus_marks = {}
@@ -342,14 +354,23 @@ class Recorder:
             for s in r.sessions:
                 s.adapter.out = self.rows
         if len(batch) >= 0 and len(batch):
-            if not self.writer.submit(batch):
+            if not self.writer.submit(batch):  # the writer notes the loss (a feed event)
                 now = _now_us()
-                self.rows.event(now, "recorder", None, "loss",
-                                f"writer queue full ({self.cfg.queue_batches} batches): dropped "
-                                f"{json.dumps(batch.counts())}")
                 for r in self.runners:  # the lake's books restart from a known state
                     for s in r.sessions:
                         s.adapter.restate_books(now)
+
+    def report_duplicates(self) -> None:
+        """One ``duplicates`` event per venue and flush in which the venue repeated
+        messages (counted by the adapters, not applied twice)."""
+        now = None
+        for r in self.runners:
+            n = r.stats().get("duplicate_messages", 0)
+            if n > r.duplicates_reported:
+                now = now or _now_us()
+                self.rows.event(now, r.venue, None, "duplicates",
+                                f"{n - r.duplicates_reported} duplicate messages ignored (total {n})")
+                r.duplicates_reported = n
 
     def publish_bus(self) -> None:
         pub = self.publisher
@@ -370,6 +391,32 @@ class Recorder:
         now = _now_us()
         rows = [x for r in self.runners for s in r.sessions for x in s.adapter.book_rows(now)]
         self.publisher.publish_nowait("book_updates", rows, to=row.get("to"))
+
+    def check_silent_symbols(self) -> None:
+        """A subscribed symbol with no message for ``no_data_after`` seconds (since its last one,
+        or since the recorder started) is one ``no_data`` feed event and a warning, until it speaks
+        again: a symbol the venue does not list, a halted market, a subscription that went nowhere."""
+        limit = self.cfg.no_data_after
+        if not limit or limit <= 0:
+            return
+        now_us = _now_us()
+        start_us = int(self.started * 1e6)
+        for r in self.runners:
+            for sym in (x.upper() for x in r.vc.symbols):
+                last = max([s.adapter.last_msg_us.get(sym, 0) for s in r.sessions] + [r.last_seen.get(sym, 0)])
+                key = (r.venue, sym)
+                if now_us - max(last, start_us) <= limit * 1e6:
+                    self._silent.discard(key)
+                    continue
+                if key in self._silent:
+                    continue
+                self._silent.add(key)
+                why = ("venue not connected" if not r.connected else
+                       "nothing since the recorder started: is it listed on the venue?" if not last else
+                       "silent since its last message")
+                detail = f"no message for {sym} in {limit:g} s ({why})"
+                self.rows.event(now_us, r.venue, sym, "no_data", detail)
+                log.warning("%s %s: %s", r.venue, sym, detail)
 
     def status(self) -> dict:
         now = time.time()
@@ -395,6 +442,8 @@ class Recorder:
                 "gaps": st.get("gaps", 0), "resyncs": st.get("resyncs", 0),
                 "checksum_failures": st.get("checksum_failures", 0),
                 "rejected": st.get("rejected", 0), "duplicate_trades": st.get("duplicates", 0),
+                "duplicate_messages": st.get("duplicate_messages", 0),
+                "bad_values": st.get("bad_values", 0), "crossed_books": st.get("crossed_books", 0),
                 "reconnects": r.reconnects, "rotations": r.rotations, "stale": r.stale,
                 "last_error": r.last_error, "symbols": syms,
             }
@@ -410,7 +459,9 @@ class Recorder:
             "lake": str(self.lake.root), "bus": self.cfg.bus, "lag_s": lag,
             "queue_depth": w.depth(), "queue_bound": self.cfg.queue_batches,
             "rows_written": w.rows_written, "commits": w.commits, "lost_rows": w.lost_rows,
-            "lost_batches": w.lost_batches, "write_errors": w.errors,
+            "lost_batches": w.lost_batches, "lost_by_table": dict(w.lost_by_table),
+            "write_errors": w.errors, "pending_rows": w.pending_rows(),
+            "write_outage": w.outage(),
             "last_write_age_s": round(now - w.last_write, 3) if w.last_write else None,
             "rest_calls": self.rest.calls, "rest_errors": self.rest.errors,
             "bus_dropped": getattr(self.publisher, "dropped", 0) if self.publisher else 0,
@@ -431,11 +482,28 @@ class Recorder:
         return None if best is None else round((best[0] - best[1]) / 1e6, 3)
 
     def write_status(self) -> None:
+        """Write the status file atomically; padded with spaces (valid JSON) so that on
+        a full disk it can still be rewritten in place, in blocks it already owns."""
         p = self.status_file
         p.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.status(), indent=1).encode()
+        pad = -(-(len(text) + _STATUS_SLACK) // 4096) * 4096
+        data = text + b" " * (pad - len(text))
         tmp = p.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.status(), indent=1))
-        os.replace(tmp, p)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, p)
+            return
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            try:
+                size = p.stat().st_size
+            except OSError:
+                raise
+            if len(text) > size:
+                raise
+        with open(p, "r+b") as f:  # disk full: overwrite the old file's own blocks
+            f.write(text + b" " * (size - len(text)))
 
     async def _ticker(self) -> None:
         next_status = 0.0
@@ -451,6 +519,7 @@ class Recorder:
                 self.publish_bus()
             if now >= next_status:
                 next_status = now + 1.0
+                self.check_silent_symbols()
                 try:
                     self.write_status()
                 except OSError as e:
@@ -507,4 +576,8 @@ class Recorder:
 
 def run_recorder(cfg: RecorderConfig, **kw) -> int:
     """Run a recorder in this thread until SIGINT/SIGTERM (or ``cfg.duration``)."""
+    # A failing lake append (disk full) makes the storage library's Rust threads panic;
+    # the writer reports the failure once per interval, so keep their backtraces out
+    # of the log (the one-line panic message stays).
+    os.environ["RUST_BACKTRACE"] = "0"
     return asyncio.run(Recorder(cfg, **kw).run())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from streamlit_apps import warm
+from streamlit_apps import warm, widgets
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
@@ -61,4 +61,9 @@ warm.start()  # import/JIT-load the heavy lab helpers while the first page rende
 nav = st.navigation(build_navigation())
 with st.sidebar:
     st.caption("HFThot Research Lab")
-nav.run()
+try:
+    nav.run()
+except widgets.PASS_THROUGH:
+    raise
+except BaseException as e:  # noqa: BLE001 - any page: one line on the page, the traceback in the server log
+    widgets.page_error(nav.title, e)

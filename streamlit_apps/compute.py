@@ -1,20 +1,19 @@
-"""Polars computations behind the pages, lazy in and lazy out, ``by`` venue/symbol.
+"""Polars reshaping behind the pages, lazy in and lazy out, ``by`` venue/symbol.
 
-What ``lab`` does not (yet) offer in the shape a page needs: depth from the
-long ``book_snapshots`` layout, top-of-book edges of the latest quotes, a
-1-second edge grid for charts, ingestion rates. Spreads, OFI, lead-lag and
-arbitrage episodes come from ``lab.micro``, ``lab.leadlag`` and
-``lab.arbitrage`` like in the notebooks. Each docstring names the columns
-needed and added.
+What ``lab`` does not (yet) offer in the shape a page needs: depth and wide
+books from the long ``book_snapshots`` layout, a 1-second grid of arbitrage
+edges for charts, ingestion rates. Spreads, OFI, lead-lag and arbitrage
+opportunities themselves come from ``lab.micro``, ``lab.leadlag`` and
+``lab.arbitrage`` like in the notebooks and the live detector. Each docstring
+names the columns needed and added.
 
 >>> import polars as pl, datetime as dt
 >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
->>> q = pl.LazyFrame({"ts_exchange": [t, t, t], "venue": ["a", "b", "c"],
-...     "symbol": ["X-USD"] * 3, "bid_px": [100.0, 101.0, 99.0], "bid_qty": [1.0, 2.0, 3.0],
-...     "ask_px": [100.5, 101.5, 99.4], "ask_qty": [1.0, 1.0, 1.0]})
->>> e = cross_edges(q, fees_bps={"a": 10.0, "b": 10.0, "c": 10.0}, size=1.0).collect()
->>> e.filter(pl.col("net_edge_bps") > 0).select("buy_venue", "sell_venue").rows()
-[('c', 'b'), ('c', 'a'), ('a', 'b')]
+>>> s = pl.LazyFrame({"ts_local": [t] * 4, "ts_exchange": [t] * 4, "venue": "a", "symbol": "X-USD",
+...     "level": [0, 1, 0, 1], "side": ["bid", "bid", "ask", "ask"], "price": [99.0, 98.0, 101.0, 102.0],
+...     "qty": [1.0, 2.0, 3.0, 4.0]})
+>>> books_from_snapshots(s, 2).select("bid_px_0", "bid_px_1", "ask_px_0", "ask_qty_1").collect().row(0)
+(99.0, 98.0, 101.0, 4.0)
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ import polars as pl
 __all__ = [
     "downsample_quotes",
     "depth",
-    "cross_edges",
-    "edge_history",
+    "books_from_snapshots",
+    "edge_grid",
     "ingestion_rate",
 ]
 
@@ -63,81 +62,40 @@ def depth(lf_snapshots: pl.LazyFrame, levels: int = 10,
     )
 
 
-def cross_edges(latest: pl.LazyFrame, *, fees_bps: dict[str, float], size: float,
-                default_fee_bps: float = 10.0) -> pl.LazyFrame:
-    """Every ordered venue pair's edge for buying at one venue's ask and selling at another's bid.
+def books_from_snapshots(snapshots: pl.LazyFrame, depth: int,
+                         by: tuple[str, ...] = ("venue", "symbol")) -> pl.LazyFrame:
+    """``book_snapshots`` (long: one row per level and side) → wide books (``bid_px_0``, …).
 
-    ``latest`` holds one (latest) quote per venue of one market. Taker fees
-    are paid on both legs::
-
-        net_edge_bps = (bid_sell * (1 - f_sell) / (ask_buy * (1 + f_buy)) - 1) * 1e4
-
-    ``gross_edge_bps`` is the same without fees. ``fillable`` says whether
-    ``size`` fits in both top-of-book quantities. Output: ``buy_venue``,
-    ``sell_venue``, ``buy_px``, ``sell_px``, ``gross_edge_bps``, ``net_edge_bps``,
-    ``max_size``, ``fillable``, ``profit_quote`` (net, for ``min(size, max_size)``).
+    One row per sampled book (``*by``, ``ts_local``, ``ts_exchange``) with the top
+    ``depth`` levels per side, the layout :func:`lab.arbitrage.cross_venue` walks
+    (:func:`lab.book.to_long` is the inverse). A missing level is null.
     """
-    fee = pl.col("venue").replace_strict(fees_bps, default=default_fee_bps, return_dtype=pl.Float64) / 1e4
-    base = latest.select("venue", "bid_px", "bid_qty", "ask_px", "ask_qty", fee.alias("fee"))
-    buy = base.select(pl.col("venue").alias("buy_venue"), pl.col("ask_px").alias("buy_px"),
-                      pl.col("ask_qty").alias("buy_qty"), pl.col("fee").alias("buy_fee"))
-    sell = base.select(pl.col("venue").alias("sell_venue"), pl.col("bid_px").alias("sell_px"),
-                       pl.col("bid_qty").alias("sell_qty"), pl.col("fee").alias("sell_fee"))
-    net_px = pl.col("sell_px") * (1 - pl.col("sell_fee"))
-    cost_px = pl.col("buy_px") * (1 + pl.col("buy_fee"))
+    lf = snapshots.filter(pl.col("level") < depth)
+    keys = [*by, "ts_local", "ts_exchange"]
+    cols = []
+    for side in ("bid", "ask"):
+        for i in range(depth):
+            sel = (pl.col("side") == side) & (pl.col("level") == i)
+            cols += [pl.col("price").filter(sel).first().alias(f"{side}_px_{i}"),
+                     pl.col("qty").filter(sel).first().alias(f"{side}_qty_{i}")]
+    return lf.group_by(keys).agg(cols).sort("ts_local")
+
+
+def edge_grid(timeline: pl.LazyFrame, every: str = "1s") -> pl.LazyFrame:
+    """Net edge per ordered venue pair on an ``every`` grid: the last comparison of each bucket.
+
+    ``timeline``: :func:`lab.arbitrage.cross_venue` with ``keep="all"``. Output
+    ``ts``, ``pair`` (``buy->sell``), ``net_edge_bps``.
+    """
     return (
-        buy.join(sell, how="cross")
-        .filter(pl.col("buy_venue") != pl.col("sell_venue"))
-        .with_columns(
-            gross_edge_bps=(pl.col("sell_px") / pl.col("buy_px") - 1) * 1e4,
-            net_edge_bps=(net_px / cost_px - 1) * 1e4,
-            max_size=pl.min_horizontal("buy_qty", "sell_qty"),
-        )
-        .with_columns(
-            fillable=pl.col("max_size") >= size,
-            profit_quote=(net_px - cost_px) * pl.min_horizontal(pl.lit(size), pl.col("max_size")),
-        )
-        .select("buy_venue", "sell_venue", "buy_px", "sell_px", "gross_edge_bps", "net_edge_bps",
-                "max_size", "fillable", "profit_quote")
-        .sort("net_edge_bps", descending=True)
+        timeline.filter(pl.col("fresh"))
+        .with_columns(pair=pl.format("{}->{}", "buy_venue", "sell_venue"))
+        .sort("ts")
+        .group_by_dynamic("ts", every=every, group_by="pair")
+        .agg(pl.col("net_edge_bps").last())
+        .drop_nulls("net_edge_bps")
+        .sort("pair", "ts")
     )
-
-
-def edge_history(quotes: pl.DataFrame, *, fees_bps: dict[str, float], every: str = "1s",
-                 default_fee_bps: float = 10.0) -> pl.LazyFrame:
-    """Net edge per ordered venue pair on an ``every`` grid (last quote of each venue, carried forward).
-
-    Needs ``ts_exchange``, ``venue``, ``bid_px``, ``ask_px`` of one market.
-    Output ``ts``, ``pair`` (``buy->sell``), ``net_edge_bps`` (fees as in
-    :func:`cross_edges`). Takes a collected frame: the pivot to one column per
-    venue needs the venue list.
-    """
-    last = (
-        quotes.lazy().sort("ts_exchange")
-        .group_by_dynamic("ts_exchange", every=every, group_by="venue")
-        .agg(pl.col("bid_px", "ask_px").last())
-        .rename({"ts_exchange": "ts"})
-        .collect()
-    )
-    wide_bid = last.pivot(on="venue", index="ts", values="bid_px").sort("ts").fill_null(strategy="forward")
-    wide_ask = last.pivot(on="venue", index="ts", values="ask_px").sort("ts").fill_null(strategy="forward")
-    venues = [c for c in wide_bid.columns if c != "ts"]
-    out = []
-    for b in venues:
-        for s in venues:
-            if b == s:
-                continue
-            fb = fees_bps.get(b, default_fee_bps) / 1e4
-            fs = fees_bps.get(s, default_fee_bps) / 1e4
-            out.append(pl.DataFrame({
-                "ts": wide_bid["ts"],
-                "pair": f"{b}->{s}",
-                "net_edge_bps": (wide_bid[s] * (1 - fs) / (wide_ask[b] * (1 + fb)) - 1) * 1e4,
-            }))
-    if not out:
-        return pl.LazyFrame(schema={"ts": quotes.schema["ts_exchange"], "pair": pl.String,
-                                    "net_edge_bps": pl.Float64})
-    return pl.concat(out).lazy().drop_nulls("net_edge_bps")
 
 
 def _seconds(every: str) -> float:

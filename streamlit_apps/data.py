@@ -27,15 +27,19 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import streamlit as st
-from deltalake import DeltaTable
 
 import lab
 from lab.lake import Lake, data_dir, scan_filtered
 from lab.schema import table_spec
+from lab.venues import USD_LIKE
+from lab.widgets import latest_time, market_of
+
+if TYPE_CHECKING:  # tables are opened by lab.lake (Lake.delta), never here
+    from deltalake import DeltaTable
 
 __all__ = [
     "UTC",
@@ -52,10 +56,12 @@ __all__ = [
     "sql",
     "scan_window",
     "retry_read",
+    "venues_of",
+    "arbitrage_config_path",
 ]
 
 UTC = dt.timezone.utc
-QUOTE_ALIASES = ("USD", "USDT", "USDC")  # one quote asset across venues (CONTRACTS.md)
+QUOTE_ALIASES = USD_LIKE  # one quote asset across venues (lab.venues)
 
 
 def lake_root() -> str:
@@ -105,10 +111,10 @@ def _open(root: str, table: str) -> tuple[DeltaTable, threading.Lock, list[float
     with _OPEN_LOCK:
         entry = _OPEN.get(key)
         if entry is None:
-            lk = Lake(root)
-            if not lk.exists(table):
+            t = Lake(root).delta(table)
+            if t is None:
                 return None
-            entry = _OPEN[key] = (DeltaTable(lk.path(table)), threading.Lock(), [time.monotonic()])
+            entry = _OPEN[key] = (t, threading.Lock(), [time.monotonic()])
     return entry
 
 
@@ -127,21 +133,9 @@ def _with_table(root: str, table: str, fn: Callable[[DeltaTable | None], Any]) -
 
 # -- time anchors -------------------------------------------------------------
 def _max_stat(root: str, table: str, column: str) -> dt.datetime | None:
-    return retry_read(_with_table, root, table, lambda t: _max_of(t, column))
-
-
-def _max_of(t: DeltaTable | None, column: str) -> dt.datetime | None:
-    if t is None:
-        return None
-    # through Polars (Arrow C stream): pyarrow.table() on a foreign table first imports pandas (~3 s)
-    actions = pl.DataFrame(t.get_add_actions(flatten=True))
-    name = f"max.{column}"
-    if actions.height == 0 or name not in actions.columns:
-        return None
-    v = actions[name].max()
-    if v is None:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
+    """:func:`lab.widgets.latest_time` on the process's open table (file statistics, no scan)."""
+    return retry_read(_with_table, root, table,
+                      lambda t: None if t is None else latest_time(Lake(root), table, column, delta=t))
 
 
 @st.cache_data(ttl=1, show_spinner=False)
@@ -171,10 +165,6 @@ def window_end(*tables: str, fresh_s: float = 120.0) -> dt.datetime:
 
 
 # -- listings -----------------------------------------------------------------
-def _market_of(symbol: str) -> str:
-    base, _, quote = symbol.partition("-")
-    return f"{base}-USD" if quote in QUOTE_ALIASES else symbol
-
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _recent_symbols(root: str, table: str) -> pl.DataFrame:
@@ -192,7 +182,7 @@ def markets(table: str = "quotes") -> list[str]:
     a cross pair such as ``ETH-BTC`` stays itself.
     """
     syms = _recent_symbols(lake_root(), table)["symbol"].to_list()
-    out = sorted({_market_of(s) for s in syms})
+    out = sorted({market_of(s) for s in syms})
     # Majors first: BTC, ETH, then the rest alphabetically.
     rank = {"BTC-USD": 0, "ETH-USD": 1}
     return sorted(out, key=lambda m: (rank.get(m, 2), m))
@@ -210,6 +200,29 @@ def market_symbols(market: str) -> list[str]:
     if quote in QUOTE_ALIASES:
         return [f"{base}-{q}" for q in QUOTE_ALIASES]
     return [market]
+
+
+def venues_of(market: str, table: str = "quotes") -> list[str]:
+    """Venues with rows of ``market`` in the last 10 minutes of ``table`` (the venue pickers' options)."""
+    df = _recent_symbols(lake_root(), table)
+    syms = set(market_symbols(market))
+    return sorted({v for v, s in df.iter_rows() if s in syms})
+
+
+def arbitrage_config_path() -> str | None:
+    """The live detector's config: ``$LAB_ARBITRAGE_CONFIG`` (``lab demo`` sets it to the file its
+    detector runs with), else the project's ``config/arbitrage.toml``, else ``None`` (defaults)."""
+    env = os.environ.get("LAB_ARBITRAGE_CONFIG")
+    if env:
+        return env
+    from lab.apps._project import project_dir
+    from lab.errors import ConfigError
+
+    try:
+        p = project_dir() / "config" / "arbitrage.toml"
+    except ConfigError:
+        return None
+    return str(p) if p.exists() else None
 
 
 # -- reads --------------------------------------------------------------------

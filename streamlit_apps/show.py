@@ -8,6 +8,7 @@ cells that call IPython's ``display(a, b, ...)``.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import polars as pl
@@ -37,13 +38,32 @@ def kind_of(obj: Any) -> str | None:
     return None
 
 
+def _title(fig: Any) -> str:
+    t = fig.layout.title.text if fig.layout.title is not None else None
+    return t or "this figure"
+
+
 def show(obj: Any, *, key: str | None = None) -> None:
-    """Render a figure or a frame; drop anything else."""
+    """Render a figure or a frame; drop anything else. An empty one says so instead of drawing nothing."""
     kind = kind_of(obj)
     if kind == "figure":
+        if not any(getattr(t, "x", None) is not None and len(t.x) for t in obj.data):
+            st.info(f"No data for {_title(obj)} in this selection.")
+            return
         st.plotly_chart(obj, key=key)
     elif kind == "frame":
-        st.dataframe(obj.collect() if isinstance(obj, pl.LazyFrame) else obj, hide_index=True, key=key)
+        df = obj.collect() if isinstance(obj, pl.LazyFrame) else obj
+        if len(df) == 0:
+            st.info("No data for this table in this selection.")
+            return
+        if isinstance(df, pl.Series):
+            df = df.to_frame()
+        elif not isinstance(df, pl.DataFrame):  # pandas
+            df = pl.from_pandas(df.to_frame() if type(df).__name__ == "Series" else df)
+        from streamlit_apps import widgets  # the page pieces (imports data: not at module import)
+
+        name = key or "table_" + hashlib.sha1(",".join(df.columns).encode()).hexdigest()[:8]
+        widgets.table(st, df, name)
 
 
 def display(*objs: Any) -> None:

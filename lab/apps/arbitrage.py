@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from lab.apps._stop import Stop
 
 HELP = "live arbitrage detector"
+WRITES_DATA = True  # signals into $LAB_DATA/lake (see lab.cli)
 
 __all__ = ["add_arguments", "run"]
 

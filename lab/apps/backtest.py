@@ -3,6 +3,7 @@
 Examples::
 
     lab backtest mm --start 2026-11-22T12:00 --end 2026-11-22T13:00 -p venue=binance -p symbol=BTC-USDT
+    lab backtest mm --last 1h -p venue=binance -p symbol=BTC-USDT          # the newest hour of data
     lab backtest arb -p legs=binance:BTC-USDT,coinbase:BTC-USD,kraken:BTC-USD --taker-fee 0.0005
     lab backtest imbalance -p threshold=0.4 --out reports/bt_imbalance     # + parquet, stats.json, HTML
     lab backtest list                                                       # strategies and parameters
@@ -13,12 +14,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
 from pathlib import Path
 
+from lab.errors import ConfigError
+
 HELP = "backtest a strategy on lake data"
 
-__all__ = ["add_arguments", "run", "add_model_arguments", "config_from_args", "parse_params", "make_strategy"]
+__all__ = ["add_arguments", "run", "add_model_arguments", "config_from_args", "parse_params", "make_strategy",
+           "parse_time", "parse_duration", "time_range"]
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,21 +51,28 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    p.add_argument("--start", default=None, help="first exchange time (ISO, UTC); default: start of the data")
+    p.add_argument("--start", default=None, help="first exchange time (ISO, UTC, e.g. 2026-11-22T12:00); "
+                   "default: start of the data")
     p.add_argument("--end", default=None, help="end exchange time, exclusive (ISO, UTC); default: end of data")
+    p.add_argument("--last", default=None, metavar="DURATION",
+                   help="the newest DURATION of data of the strategy's instruments, e.g. 30m, 1h, 2d "
+                   "(instead of --start; ends at --end or at the newest row)")
     p.add_argument("--quotes", action="store_true",
                    help="replay quotes as a one-level book instead of book_updates (faster, coarser)")
     p.add_argument("--capital", type=float, default=10_000.0, help="capital base for returns (quote units)")
     p.add_argument("--out", type=Path, default=None,
                    help="directory for fills/orders/equity parquet, stats.json and report.html")
     p.add_argument("--json", action="store_true", help="print the stats as JSON")
+    from lab.apps._sweep import add_sweep_arguments
+
+    add_sweep_arguments(p)  # --sweep/--cluster (lab.distributed)
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
     out = {}
     for it in items:
         if "=" not in it:
-            raise SystemExit(f"-p expects KEY=VALUE, got {it!r}")
+            raise ConfigError(f"-p expects KEY=VALUE, got {it!r}")
         k, v = it.split("=", 1)
         out[k.strip()] = v.strip()
     return out
@@ -70,11 +82,73 @@ def make_strategy(name: str, params: dict[str, str]):
     from lab.backtest.strategies import STRATEGIES
 
     if name not in STRATEGIES:
-        raise SystemExit(f"unknown strategy {name!r}; choose from {sorted(STRATEGIES)} (or 'list')")
+        raise ConfigError(f"unknown strategy {name!r}; choose from {sorted(STRATEGIES)} (or 'list')")
     try:
-        return STRATEGIES[name](**params)
+        strat = STRATEGIES[name](**params)
+        strat.instruments()  # checks params such as arb's legs
+    except ConfigError:
+        raise
     except ValueError as e:
-        raise SystemExit(str(e)) from None
+        raise ConfigError(str(e)) from None
+    return strat
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)\s*$")
+
+
+def parse_duration(flag: str, text: str) -> dt.timedelta:
+    """``30m``, ``1h``, ``2d``, ``90s`` as a positive timedelta (the error names ``flag``).
+
+    >>> parse_duration("--last", "90m")
+    datetime.timedelta(seconds=5400)
+    """
+    m = _DURATION.match(text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(f"{flag} {text!r}: expected a positive duration such as 30m, 1h or 2d")
+    unit = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[m.group(2)]
+    return dt.timedelta(seconds=float(m.group(1)) * unit)
+
+
+def parse_time(flag: str, text: str | None) -> dt.datetime | None:
+    """An ISO date or date-time (naive = UTC) as an aware datetime; the error names ``flag``.
+
+    >>> parse_time("--start", "2026-11-22T12:00").isoformat()
+    '2026-11-22T12:00:00+00:00'
+    """
+    if text is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: not an ISO date or time (UTC), e.g. 2026-11-22 or "
+                          "2026-11-22T12:00") from None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+
+
+def time_range(a: argparse.Namespace, keys: list[tuple[str, str]], lake) -> tuple[dt.datetime | None,
+                                                                                   dt.datetime | None]:
+    """``--start/--end/--last`` checked and resolved (``--last`` against the newest row of ``keys``)."""
+    start, end = parse_time("--start", a.start), parse_time("--end", a.end)
+    last = getattr(a, "last", None)
+    if last is not None:
+        if start is not None:
+            raise ConfigError("give --start or --last, not both")
+        span = parse_duration("--last", last)
+        if end is None:
+            from lab.backtest.data import coverage, no_data_message
+
+            table = "quotes" if a.quotes else "book_updates"
+            cov = coverage(table, venues=sorted({v for v, _ in keys}), symbols=sorted({s for _, s in keys}),
+                           lake=lake)
+            if cov.height == 0:
+                from lab.errors import DataError
+
+                raise DataError(no_data_message(table, keys, None, None, lake))
+            end = cov["last"].max() + dt.timedelta(microseconds=1)
+        start = end - span
+    if start is not None and end is not None and end <= start:
+        raise ConfigError(f"--end {a.end} is not after --start {a.start}")
+    return start, end
 
 
 def config_from_args(a: argparse.Namespace):
@@ -86,7 +160,7 @@ def config_from_args(a: argparse.Namespace):
             v, rates = f.split("=", 1)
             m, t = (float(x) for x in rates.split(","))
         except ValueError:
-            raise SystemExit(f"--fee expects VENUE=MAKER,TAKER (fractions), got {f!r}") from None
+            raise ConfigError(f"--fee expects VENUE=MAKER,TAKER (fractions), got {f!r}") from None
         fees[v] = Fees(m, t)
     lat = Latency(entry_us=a.latency_us[0], response_us=a.latency_us[1], dist=a.latency_dist,
                   sigma=a.latency_sigma, seed=a.seed)
@@ -111,6 +185,10 @@ def print_strategies() -> int:
 def run(a: argparse.Namespace) -> int:
     if a.strategy == "list":
         return print_strategies()
+    if getattr(a, "sweep", None):
+        from lab.apps._sweep import run_sweep
+
+        return run_sweep(a)
     from lab.backtest import load_events, run_backtest
     from lab.lake import Lake
 
@@ -118,17 +196,10 @@ def run(a: argparse.Namespace) -> int:
     cfg = config_from_args(a)
     keys = strat.instruments()
     lake = Lake(a.lake) if a.lake else None
+    start, end = time_range(a, keys, lake)
     print(f"loading {', '.join(f'{v}:{s}' for v, s in keys)} from {lake or 'the lake'} ...", file=sys.stderr)
-    try:
-        ev = load_events(venues=sorted({v for v, _ in keys}), symbols=sorted({s for _, s in keys}),
-                         start=a.start, end=a.end, lake=lake, use_quotes=a.quotes)
-    except ValueError as e:
-        print(f"lab backtest: {e}", file=sys.stderr)
-        return 1
-    missing = [k for k in keys if k not in {(i.venue, i.symbol) for i in ev.instruments}]
-    if missing:
-        print(f"lab backtest: no data for {missing} in that range", file=sys.stderr)
-        return 1
+    ev = load_events(venues=sorted({v for v, _ in keys}), symbols=sorted({s for _, s in keys}),
+                     start=start, end=end, lake=lake, use_quotes=a.quotes, require=keys)
     res = run_backtest(strat, ev, cfg)
     st = res.stats() if a.capital == 10_000.0 else __import__("lab.backtest.stats", fromlist=["summary"]).summary(
         res, a.capital)
@@ -153,10 +224,11 @@ def run(a: argparse.Namespace) -> int:
         res.equity.write_parquet(a.out / "equity.parquet")
         (a.out / "stats.json").write_text(json.dumps(st, indent=2, default=str))
         from lab.backtest.plots import equity_figure, fills_figure, venue_pnl_figure
+        from lab.plots import html_page
 
-        html = "".join(f.to_html(full_html=False, include_plotlyjs="cdn" if i == 0 else False)
-                       for i, f in enumerate([equity_figure(res, a.capital), venue_pnl_figure(res),
-                                              fills_figure(res)]))
-        (a.out / "report.html").write_text(f"<html><body><h2>{strat.name}</h2>{html}</body></html>")
+        # plotly.js embedded: the page must draw offline (no CDN)
+        page = html_page(f"{strat.name} backtest {t0:%Y-%m-%d %H:%M} → {t1:%H:%M} UTC",
+                         [equity_figure(res, a.capital), venue_pnl_figure(res), fills_figure(res)])
+        (a.out / "report.html").write_text(page, encoding="utf-8")
         print(f"wrote {a.out}/", file=sys.stderr)
     return 0

@@ -24,6 +24,7 @@ from lab.lake import Lake, data_dir
 from lab.schema import TABLES
 
 HELP = "check every lake table (log, files, schema); --repair fixes damaged ones"
+WRITES_DATA = lambda a: a.repair and a.lake is None  # noqa: E731  (--repair rewrites $LAB_DATA/lake)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

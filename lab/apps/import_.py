@@ -22,6 +22,7 @@ from lab.errors import ConfigError
 from lab.lake import Lake, default_lake
 
 HELP = "import vendor data (tardis.dev CSV) into the lake"
+WRITES_DATA = lambda a: a.lake is None  # noqa: E731  (appends to $LAB_DATA/lake; see lab.cli)
 
 __all__ = ["add_arguments", "run", "import_tardis"]
 

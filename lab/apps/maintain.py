@@ -10,6 +10,7 @@ import time
 from lab.lake import Lake
 
 HELP = "compact, checkpoint and vacuum the lake (once or continuously)"
+WRITES_DATA = lambda a: a.lake is None  # noqa: E731  (compacts $LAB_DATA/lake; see lab.cli)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,6 +48,12 @@ def run_loop(lake: Lake, every: float, grace: dt.timedelta, table: str | None = 
 
 
 def run(args: argparse.Namespace) -> int:
+    from lab.errors import ConfigError
+
+    if args.every < 0 or args.every != args.every:
+        raise ConfigError(f"--every {args.every:g}: expected seconds between passes > 0, or 0 for one pass")
+    if args.grace_hours < 0 or args.grace_hours != args.grace_hours:
+        raise ConfigError(f"--grace-hours {args.grace_hours:g}: expected >= 0")
     lake = Lake(args.lake) if args.lake else Lake()
     grace = dt.timedelta(hours=args.grace_hours)
     if args.every <= 0:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from lab.apps._stop import Stop
 
 HELP = "paper-trade a strategy on the live stream"
+WRITES_DATA = True  # paper_* tables into $LAB_DATA/lake (see lab.cli)
 
 __all__ = ["add_arguments", "run"]
 

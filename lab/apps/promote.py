@@ -21,15 +21,18 @@ A parameter named ``lake`` defaults to the dashboards' lake
 body in order: code is kept as written (IPython magics dropped); the value a
 notebook would display (a cell's last bare expression, ``fig.show()``,
 ``display(...)``, ``show(...)``) goes through ``page.show`` (:mod:`streamlit_apps.show`), which draws
-plotly figures with ``st.plotly_chart`` and frames with ``st.dataframe``;
+plotly figures with ``st.plotly_chart`` and frames with ``st.dataframe``; a top-level
+``print(...)`` becomes ``st.caption``;
 markdown cells tagged ``app`` become ``st.markdown``. Every other cell is
 dropped, except its top-level ``import`` statements (the tagged cells need
 them). The title is the notebook's first ``# heading``.
 
 The page is written to ``streamlit_apps/pages/nb_<name>.py``; the app lists
 every ``nb_*.py`` page under "Promoted notebooks". It is plain code meant to
-be read and polished by hand, so an existing page is only replaced with
-``--force``.
+be read and polished by hand, so an existing page with hand edits is only
+replaced with ``--force``; one that is still exactly what ``lab promote`` wrote
+(only its date differs) is regenerated, so promoting a notebook again after
+editing it just works.
 
 >>> src = promote_source({"cells": [
 ...     {"cell_type": "markdown", "metadata": {}, "source": "# Spreads\\nwhat we look at"},
@@ -197,6 +200,11 @@ def _body(code: str, cell_no: int) -> str:
         if (isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and v.func.attr == "show"
                 and not v.args):
             edits.append((node.lineno, node.end_lineno, f"page.show({ast.get_source_segment(code, v.func.value)})"))
+        elif _is_call_to(v, ("print",)) and v.args and not v.keywords:
+            # what a notebook prints under a cell is read there: on the page it is a caption
+            args = [ast.get_source_segment(code, a) or "" for a in v.args]
+            text = args[0] if len(args) == 1 else f'" ".join(map(str, ({", ".join(args)},)))'
+            edits.append((node.lineno, node.end_lineno, f"st.caption({text})"))
         elif _is_call_to(v, ("show", "display")):
             # the notebook's own display helper (IPython's display, a show() of a report module)
             args = ", ".join(ast.get_source_segment(code, a) or "" for a in v.args)
@@ -309,6 +317,20 @@ def promote_source(nb: dict[str, Any], *, name: str, origin: str | None = None,
     return text
 
 
+_STAMP = re.compile(r"^(Promoted from .* by `lab promote`) \(\d{4}-\d{2}-\d{2}\)", re.M)
+
+
+def _untouched(existing: str, generated: str) -> bool:
+    """Whether ``existing`` is a page ``lab promote`` generated, unedited: equal to ``generated``
+    but for the date in its docstring.
+
+    >>> a = "Promoted from n.ipynb by `lab promote` (2026-11-22); edit freely.\\nx = 1\\n"
+    >>> _untouched(a, a.replace("2026-11-22", "2026-11-29")), _untouched(a, a.replace("x = 1", "x = 2"))
+    (True, False)
+    """
+    return _STAMP.sub(r"\1", existing) == _STAMP.sub(r"\1", generated)
+
+
 def page_path(notebook: str | Path, pages: Path | None = None) -> Path:
     """``notebooks/01_Live market.ipynb`` -> ``streamlit_apps/pages/nb_01_live_market.py``."""
     stem = re.sub(r"[^0-9a-zA-Z]+", "_", Path(notebook).stem).strip("_").lower()
@@ -321,13 +343,14 @@ def promote(notebook: str | Path, *, out: str | Path | None = None, force: bool 
     nb_path = Path(notebook)
     nb = read_notebook(nb_path)
     target = Path(out) if out else page_path(nb_path)
-    if target.exists() and not force:
-        raise PromoteError(f"{target} exists (it may have been polished by hand); pass --force to replace it")
     try:
         origin = str(nb_path.resolve().relative_to(project_dir()))
     except (ValueError, ConfigError):
         origin = str(nb_path)
     src = promote_source(nb, name=nb_path.stem, origin=origin, title=title, cells_=cells)
+    if target.exists() and not force and not _untouched(target.read_text(), src):
+        raise PromoteError(f"{target} exists and has hand edits; pass --force to replace it "
+                           "(or --out another page)")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(src)
     return target

@@ -18,6 +18,7 @@ from recorders.config import ConfigError, RecorderConfig, VenueConfig, load_conf
 from recorders.venues import ADAPTERS
 
 HELP = "record venue feeds into the lake"
+WRITES_DATA = True  # the lake, the journal and the status file under $LAB_DATA (see lab.cli)
 
 __all__ = ["add_arguments", "run"]
 
@@ -48,7 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bus-serve", action="store_true", help="also run the bus hub in this process "
                    "(on --bus's port, default 50052)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--no-data-after", type=float, help="seconds a subscribed symbol may stay silent before a "
+                   "no_data feed event and a warning (0 = never; default 60)")
     p.add_argument("--writer-delay", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--no-symbol-check", action="store_true",
+                   help="do not check the symbols against the venue's listing before connecting")
     p.add_argument("-v", "--verbose", action="store_true", help="log connection events to stderr")
 
 
@@ -56,7 +61,7 @@ def build_config(args: argparse.Namespace) -> RecorderConfig:
     over = dict(lake=args.lake, name=args.name, status_dir=args.status_dir,
                 flush_interval=args.flush_interval, queue_batches=args.queue_batches,
                 rotate_after=args.rotate_after, maintain_every=args.maintain_every,
-                bus=args.bus, duration=args.duration)
+                bus=args.bus, duration=args.duration, no_data_after=args.no_data_after)
     if args.config:
         if args.venue or args.symbols:
             raise ConfigError("give either --config or --venue/--symbols, not both")
@@ -79,6 +84,22 @@ def build_config(args: argparse.Namespace) -> RecorderConfig:
                          rest_url=args.rest_url, depth=args.depth)
     over["name"] = over["name"] or args.venue
     return RecorderConfig(venues=[vc], **{k: v for k, v in over.items() if v is not None})
+
+
+def check_symbols(cfg: RecorderConfig) -> None:
+    """Refuse, before connecting, symbols the venue's listing lacks (when the listing is known)."""
+    from lab.errors import ConfigError as LabConfigError
+    from recorders.listings import fetch_listing, unknown_symbols
+
+    for vc in cfg.venues:
+        listing = fetch_listing(vc)
+        if listing is None:
+            continue
+        bad = unknown_symbols(vc, listing)
+        if bad:
+            some = ", ".join(sorted(listing)[:8]) + (", ..." if len(listing) > 8 else "")
+            raise LabConfigError(f"{vc.venue} does not list {', '.join(bad)}; it lists {len(listing)} symbols: "
+                                 f"{some} (--no-symbol-check to record anyway)")
 
 
 async def _main(cfg: RecorderConfig, args: argparse.Namespace) -> int:
@@ -109,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as e:
         print(f"lab record: {e}", file=sys.stderr)
         return 2
+    if not args.no_symbol_check:
+        check_symbols(cfg)
     names = ", ".join(f"{v.venue}[{','.join(v.symbols)}]" for v in cfg.venues)
     print(f"recording {names} -> {cfg.lake or '$LAB_DATA/lake'} (status: lab status)", file=sys.stderr)
     return asyncio.run(_main(cfg, args))

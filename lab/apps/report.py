@@ -110,10 +110,18 @@ def parse_param(key: str, value: str) -> tuple[str, Any]:
 
 
 def _check_date(date: str) -> str:
+    """``YYYY-MM-DD``, or ``today``, ``yesterday``, ``today-N`` (UTC) resolved to one.
+
+    >>> _check_date("2026-11-22")
+    '2026-11-22'
+    """
+    from lab.apps.schedule import ScheduleError, resolve_date
+
     try:
-        return dt.date.fromisoformat(str(date)).isoformat()
-    except ValueError:
-        raise ReportError(f"--date {date!r}: expected YYYY-MM-DD") from None
+        day = resolve_date(str(date), dt.datetime.now(dt.timezone.utc))
+        return dt.date.fromisoformat(day).isoformat()
+    except (ValueError, ScheduleError):
+        raise ReportError(f"--date {date!r}: expected YYYY-MM-DD, today, yesterday or today-N") from None
 
 
 # --------------------------------------------------------------------------- running
@@ -164,14 +172,20 @@ def run_report(
     html_out = out_dir / f"{day}.html"
     p = dict(params or {})
     p["date"] = day
-    if lake is not None:
-        p["lake"] = str(Path(lake).resolve())
+    # Absolute: the kernel runs in notebooks/reports, where a relative ./data is another folder.
+    from lab.lake import default_lake
+
+    p["lake"] = str(Path(lake).resolve() if lake is not None else default_lake().root.resolve())
     failure: Exception | None = None
     try:
         pm.execute_notebook(str(src), str(nb_out), parameters=p, progress_bar=progress,
                             cwd=str(src.parent), execution_timeout=timeout, kernel_name=kernel,
                             log_output=False, report_mode=False)
     except PapermillExecutionError as e:
+        if e.ename == "DataError":  # nothing to report on: say so, leave no empty page behind
+            nb_out.unlink(missing_ok=True)
+            html_out.unlink(missing_ok=True)
+            raise ReportError(f"report {stem} for {day}: {e.evalue}") from None
         failure = e
     if html or failure is not None:
         render_html(nb_out, html_out, title=f"{stem} {day}")
@@ -223,11 +237,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "day and render it to a self-contained HTML page: OUT/<name>/<date>.ipynb and "
                      "OUT/<name>/<date>.html. A failing cell is named in the error (exit 1) and the "
                      "partial notebook and page are kept. Example: lab report daily_market_report "
-                     "--date 2026-11-22 -p venues '[binance, kraken]'")
+                     "--date yesterday -p venues '[binance, kraken]'. A day without trades in the lake is an "
+                     "error (exit 1), not an empty page.")
     p.add_argument("name", nargs="?", help="report name (a notebook under notebooks/reports) "
                    "or a path to a notebook; see --list")
     p.add_argument("--date", default=None,
-                   help="the day the report covers, YYYY-MM-DD (UTC); default: yesterday")
+                   help="the day the report covers (UTC): YYYY-MM-DD, today, yesterday or today-N; "
+                   "default: yesterday")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="set a notebook parameter; VALUE is read as YAML, e.g. "
                    "-p venues '[binance, kraken]' -p symbols '[BTC-USDT]'")
@@ -251,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
             print("lab report: give a report NAME (above) and --date YYYY-MM-DD", file=sys.stderr)
             return 2
         return 0
-    date = args.date or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    date = args.date or "yesterday"
     try:
         params = dict(parse_param(k, v) for k, v in args.param)
         res = run_report(args.name, date, params, out=args.out, lake=args.lake,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from lab.apps._stop import Stop
 
 HELP = "live risk monitor"
+WRITES_DATA = True  # risk_snapshots into $LAB_DATA/lake (see lab.cli)
 
 __all__ = ["add_arguments", "run", "build_monitor"]
 

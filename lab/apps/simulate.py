@@ -15,9 +15,12 @@ import argparse
 import asyncio
 import datetime as dt
 import signal
-import sys
+from pathlib import Path
+
+from lab.errors import ConfigError, ServiceError
 
 HELP = "run the local exchange simulator (or bulk-write simulated days to the lake)"
+WRITES_DATA = lambda a: a.to_lake and a.lake is None  # noqa: E731  (see lab.cli)
 
 __all__ = ["add_arguments", "run"]
 
@@ -80,33 +83,45 @@ def _parse_lags(s: str | None) -> dict[str, float] | None:
         try:
             out[k.strip()] = float(v)
         except ValueError:
-            raise SystemExit(f"--lags: bad entry {part!r}; expected venue=ms") from None
+            raise ConfigError(f"--lags: bad entry {part!r}; expected venue=ms") from None
     return out
 
 
 def make_config(args: argparse.Namespace):
 
-    from recorders.sim.config import DEFAULT_LAGS_MS, FAULT_PRESETS, SimConfig
+    from recorders.sim.config import ASSETS, DEFAULT_LAGS_MS, FAULT_PRESETS, VENUES, SimConfig
 
     lags = dict(DEFAULT_LAGS_MS)
     lags.update(_parse_lags(args.lags) or {})
-    return SimConfig(
-        seed=args.seed, venues=tuple(args.venues), assets=tuple(args.assets), speed=args.speed,
+    for flag, given, known in (("--venues", args.venues, VENUES), ("--assets", args.assets, ASSETS)):
+        bad = [x for x in given if x not in known]
+        if bad or not given:
+            raise ConfigError(f"{flag} {','.join(given)!r}: unknown {', '.join(bad) or '(empty)'}; "
+                              f"choose from {','.join(known)}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    try:
+        return SimConfig(
+            seed=args.seed, venues=tuple(args.venues), assets=tuple(args.assets), speed=args.speed,
         host=args.host, port_base=args.port_base, faults=FAULT_PRESETS[args.faults],
         arbitrage=not args.no_arbitrage, lags_ms=lags, lifetime_s=args.lifetime,
         truth_dir=args.truth_dir, tls_cert=args.tls_cert, tls_key=args.tls_key,
-    )
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _run_bulk(args: argparse.Namespace) -> int:
     from lab.lake import Lake, default_lake
     from recorders.sim.bulk import write_to_lake
 
-    if args.days <= 0:
-        print(f"--days must be > 0, got {args.days}", file=sys.stderr)
-        return 2
+    if not args.days > 0:
+        raise ConfigError(f"--days must be > 0, got {args.days}")
     if args.start:
-        start = dt.datetime.fromisoformat(args.start)
+        try:
+            start = dt.datetime.fromisoformat(args.start)
+        except ValueError:
+            raise ConfigError(f"--start {args.start!r}: not an ISO date or time (UTC)") from None
         if start.tzinfo is None:
             start = start.replace(tzinfo=dt.timezone.utc)
     else:
@@ -125,6 +140,11 @@ def _run_bulk(args: argparse.Namespace) -> int:
     return 0
 
 
+def server_host(server) -> str:
+    cfg = getattr(server, "cfg", None) or getattr(server, "config", None)
+    return str(getattr(cfg, "host", None) or getattr(server, "host", "127.0.0.1"))
+
+
 async def _serve(server, duration: float | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -133,7 +153,15 @@ async def _serve(server, duration: float | None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    await server.start()
+    try:
+        await server.start()
+    except OSError as e:
+        import errno
+
+        if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise ServiceError(f"cannot serve on {server_host(server)} (ports from --port-base): "
+                               f"{e.strerror or e}; pick free ports with --port-base N") from None
+        raise ServiceError(f"cannot start the simulator: {e}") from None
     for name, url in server.urls().items():
         print(f"{name:>14}: {url}", flush=True)
     try:
@@ -149,13 +177,25 @@ async def _serve(server, duration: float | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.duration is not None and not args.duration > 0:
+        raise ConfigError(f"--duration must be > 0 seconds, got {args.duration}")
+    if not 0 <= args.port_base <= 65535 - 5:
+        raise ConfigError(f"--port-base {args.port_base}: expected 0 (free ports) to 65530")
     if args.to_lake:
         return _run_bulk(args)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{flag} {path}: no such file")
     if args.replay:
         from recorders.sim.replay import Replayer
 
-        server = Replayer(args.replay, host=args.host, port_base=args.port_base,
-                          speed=args.speed, start=args.replay_start, end=args.replay_end)
+        try:
+            server = Replayer(args.replay, host=args.host, port_base=args.port_base,
+                              speed=args.speed, start=args.replay_start, end=args.replay_end)
+        except FileNotFoundError as e:
+            raise ConfigError(f"--replay {args.replay}: {e}; record a journal first (lab record)") from None
     else:
         from recorders.sim.server import Simulator
 

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from lab.arbitrage.config import DEFAULT_TAKER_BPS
-from lab.schema import TS
+from lab.schema import TS, table_spec
 from lab.venues import usd_rates
 
 __all__ = [
@@ -39,14 +39,8 @@ __all__ = [
     "SIGNAL_COLUMNS",
 ]
 
-SIGNAL_COLUMNS: dict[str, pl.DataType] = {
-    "ts": TS, "kind": pl.String(), "asset": pl.String(),
-    "buy_venue": pl.String(), "sell_venue": pl.String(),
-    "buy_symbol": pl.String(), "sell_symbol": pl.String(),
-    "size": pl.Float64(), "buy_px": pl.Float64(), "sell_px": pl.Float64(),
-    "gross_edge_bps": pl.Float64(), "net_edge_bps": pl.Float64(),
-    "profit_quote": pl.Float64(), "volume_usd": pl.Float64(),
-}
+#: The ``arbitrage_signals`` table's columns (from :mod:`lab.schema`, the one home of columns).
+SIGNAL_COLUMNS: dict[str, pl.DataType] = dict(table_spec("arbitrage_signals").columns)
 
 _DEFAULT_RATES = usd_rates()
 

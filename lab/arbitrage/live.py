@@ -38,7 +38,6 @@ import math
 import time
 from bisect import bisect_left, insort
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -46,22 +45,16 @@ import polars as pl
 from lab.alerts import Alert, Sink, emit
 from lab.arbitrage.config import ArbConfig
 from lab.arbitrage.historical import SIGNAL_COLUMNS, _pair_symbol
+from lab.times import EPOCH, epoch_us
 
 __all__ = ["Detector", "run_live", "signals_frame", "replay_rows", "bus_tables"]
 
 log = logging.getLogger("lab.arbitrage")
 NAN = float("nan")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def _us(v: Any) -> int:
-    if isinstance(v, int):
-        return v
-    if isinstance(v, dt.datetime):
-        if v.tzinfo is None:
-            v = v.replace(tzinfo=dt.timezone.utc)
-        return (v - _EPOCH) // dt.timedelta(microseconds=1)
-    return int(v)
+
+_us = epoch_us
 
 
 def _walk_qty(px: float, qty: float, size: float) -> float:
@@ -708,7 +701,7 @@ async def run_live(
 
 
 def _alert(s: dict) -> Alert:
-    ts = _EPOCH + dt.timedelta(microseconds=s["ts"])
+    ts = EPOCH + dt.timedelta(microseconds=s["ts"])
     if s["kind"] == "cross_venue":
         key = f"{s['asset']} {s['buy_venue']}>{s['sell_venue']}"
         msg = (f"buy {s['size']:g} {s['asset']} on {s['buy_venue']} at {s['buy_px']:.6g}, sell on "

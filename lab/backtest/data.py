@@ -23,7 +23,7 @@ from lab.backtest import core
 from lab.venues import USD_LIKE as _USD_LIKE
 
 __all__ = ["Instrument", "Events", "infer_tick", "build_events", "load_events", "quotes_as_book",
-           "USD_LIKE"]
+           "coverage", "no_data_message", "USD_LIKE"]
 
 USD_LIKE = frozenset(_USD_LIKE)
 
@@ -158,10 +158,13 @@ def build_events(
                 tk = infer_tick(p.to_numpy())
             instruments.append(Instrument(venue, symbol, tk))
     instruments = list(instruments)
+    # An explicit schema: with no instruments (no rows) the lists are empty and
+    # polars would type them Null, and the join below would fail on its keys.
     key = pl.DataFrame({"venue": [i.venue for i in instruments],
                         "symbol": [i.symbol for i in instruments],
                         "inst": np.arange(len(instruments), dtype=np.int32),
-                        "_tick": [i.tick for i in instruments]})
+                        "_tick": [i.tick for i in instruments]},
+                       schema={"venue": pl.String, "symbol": pl.String, "inst": pl.Int32, "_tick": pl.Float64})
     df = df.join(key, on=["venue", "symbol"], how="left", maintain_order="left")
     if df["inst"].null_count():
         bad = df.filter(pl.col("inst").is_null()).select("venue", "symbol").unique().rows()
@@ -181,6 +184,70 @@ def build_events(
     )
 
 
+def _names(v: str | Iterable[str] | None) -> list[str] | None:
+    return None if v is None else [v] if isinstance(v, str) else sorted(v)
+
+
+def _fmt_range(t0: dt.datetime | None, t1: dt.datetime | None) -> str:
+    """``between 2026-11-22 12:00 and 13:00 UTC`` (the end's date only when it differs)."""
+    def f(t: dt.datetime) -> str:
+        return f"{t:%Y-%m-%d %H:%M}" + (f":{t:%S}" if t.second else "")
+
+    if t0 is None and t1 is None:
+        return "in the lake"
+    if t1 is None:
+        return f"from {f(t0)} UTC on"
+    if t0 is None:
+        return f"before {f(t1)} UTC"
+    end = f(t1) if t1.date() != t0.date() else f(t1)[11:]
+    return f"between {f(t0)} and {end} UTC"
+
+
+def coverage(table: str, *, venues: str | Iterable[str] | None = None,
+             symbols: str | Iterable[str] | None = None, lake=None) -> pl.DataFrame:
+    """First and last time of ``table`` per venue and symbol: ``venue, symbol, first, last, rows``.
+
+    What the lake holds, to tell a user who asked for something it lacks.
+    """
+    from lab import scan
+    from lab.schema import table_spec
+
+    tc = table_spec(table).time_column
+    return (scan(table, venue=venues, symbol=symbols, lake=lake)
+            .group_by("venue", "symbol")
+            .agg(pl.col(tc).min().alias("first"), pl.col(tc).max().alias("last"), pl.len().alias("rows"))
+            .sort("venue", "symbol").collect())
+
+
+def no_data_message(table: str, keys: Sequence[tuple[str, str]], start: dt.datetime | None,
+                    end: dt.datetime | None, lake=None) -> str:
+    """One line for a user: what was asked, and what the lake has instead.
+
+    ``no quotes for binance BTC-USDT between 2026-11-22 12:00 and 13:00 UTC; the lake
+    has binance BTC-USDT from 2026-11-29 14:00 to 15:00 UTC``.
+    """
+    from lab.lake import Lake, default_lake
+
+    lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else default_lake()
+    asked = ", ".join(f"{v} {s}" for v, s in keys)
+    head = f"no {table} for {asked} {_fmt_range(start, end)}"
+    if not lk.exists(table):
+        return f"{head}; the lake at {lk.root} has no {table} table (record or seed some data first)"
+    have = coverage(table, lake=lk)
+    if have.height == 0:
+        return f"{head}; the {table} table of {lk.root} is empty"
+    parts = []
+    for v, s in keys:
+        row = have.filter((pl.col("venue") == v) & (pl.col("symbol") == s))
+        if row.height:
+            t0, t1 = row["first"][0], row["last"][0]
+            parts.append(f"{v} {s} {_fmt_range(t0, t1).replace('between', 'from').replace(' and ', ' to ')}")
+    if parts:
+        return f"{head}; the lake has {'; '.join(parts)}"
+    listed = ", ".join(f"{v} {s}" for v, s in have.select("venue", "symbol").rows())
+    return f"{head}; the lake has no such venue/symbol, it has: {listed}"
+
+
 def load_events(
     *,
     venues: str | Iterable[str] | None = None,
@@ -190,14 +257,31 @@ def load_events(
     lake=None,
     ticks: dict[tuple[str, str], float] | None = None,
     use_quotes: bool = False,
+    require: Sequence[tuple[str, str]] | None = None,
 ) -> Events:
-    """Read ``book_updates`` (or ``quotes`` as a one-level book) and ``trades`` from the lake."""
-    from lab import scan
+    """Read ``book_updates`` (or ``quotes`` as a one-level book) and ``trades`` from the lake.
 
-    kw = dict(venue=venues, symbol=symbols, start=start, end=end, lake=lake)
-    book = quotes_as_book(scan("quotes", **kw)) if use_quotes else scan("book_updates", **kw)
+    Raises :class:`~lab.errors.DataError` (one line naming what the lake has
+    instead) when there is no book data for the range, or none for one of the
+    ``require``d ``(venue, symbol)`` pairs (default: every venue x symbol asked
+    for when both are single names).
+    """
+    from lab import scan
+    from lab.errors import DataError
+    from lab.lake import _as_datetime
+
+    t0, t1 = _as_datetime(start), _as_datetime(end)
+    kw = dict(venue=venues, symbol=symbols, start=t0, end=t1, lake=lake)
+    table = "quotes" if use_quotes else "book_updates"
+    book = quotes_as_book(scan(table, **kw)) if use_quotes else scan(table, **kw)
+    if require is None:
+        vs, ss = _names(venues), _names(symbols)
+        require = [(vs[0], ss[0])] if vs and ss and len(vs) == len(ss) == 1 else []
     ev = build_events(book, scan("trades", **kw), ticks=ticks)
-    if len(ev) == 0:
-        raise ValueError(f"no book_updates/trades in the lake for venues={venues} symbols={symbols} "
-                         f"between {start} and {end}")
+    have = {(i.venue, i.symbol) for i in ev.instruments}
+    missing = [k for k in require if k not in have]
+    if len(ev) == 0 or missing:
+        keys = missing or require or [(v, s) for v in (_names(venues) or ["any venue"])
+                                      for s in (_names(symbols) or ["any symbol"])]
+        raise DataError(no_data_message(table, keys, t0, t1, lake))
     return ev

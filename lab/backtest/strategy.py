@@ -71,6 +71,43 @@ class OrderUpdate:
     ts_local: int
 
 
+def _cast(key: str, value: Any, default: Any) -> Any:
+    """``value`` (often CLI text) as the type of ``default``; a bad value names the parameter.
+
+    >>> _cast("qty", "0.5", 0.01), _cast("half_spread", "2", 0), _cast("on", "yes", False)
+    (0.5, 2, True)
+    >>> _cast("qty", "lots", 0.01)
+    Traceback (most recent call last):
+    ...
+    lab.errors.ConfigError: -p qty='lots': expected a number (default 0.01)
+    """
+    from lab.errors import ConfigError
+
+    if isinstance(default, bool):
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"-p {key}={value!r}: expected true or false (default {default})")
+    if isinstance(default, (int, float)):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"-p {key}={value!r}: expected a number (default {default})") from None
+        if x != x or x in (float("inf"), float("-inf")):
+            raise ConfigError(f"-p {key}={value!r}: expected a finite number (default {default})")
+        if isinstance(default, int):
+            if x != int(x):
+                raise ConfigError(f"-p {key}={value!r}: expected a whole number (default {default})")
+            return int(x)
+        return x
+    text = str(value).strip()
+    if isinstance(default, str) and not text:
+        raise ConfigError(f"-p {key}=: empty value (default {default!r})")
+    return type(default)(text)
+
+
 class Strategy:
     """Base class for Python strategies; every callback is optional.
 
@@ -88,10 +125,8 @@ class Strategy:
         if unknown:
             raise ValueError(f"{type(self).__name__}: unknown parameter(s) {unknown}; "
                              f"known: {sorted(self.defaults)}")
-        self.params: dict[str, Any] = {
-            k: (type(v)(params[k]) if k in params and not isinstance(v, bool)
-                else (str(params[k]).lower() in ("1", "true", "yes") if k in params else v))
-            for k, v in self.defaults.items()}
+        self.params: dict[str, Any] = {k: _cast(k, params[k], v) if k in params else v
+                                       for k, v in self.defaults.items()}
 
     def instruments(self) -> list[tuple[str, str]]:
         """``(venue, symbol)`` pairs the strategy needs data for (from its ``venue``/``symbol`` params)."""

@@ -21,19 +21,14 @@ import polars as pl
 from lab.alerts import Latch, Sink
 from lab.risk.core import RiskConfig, snapshot
 from lab.schema import TS
+from lab.times import epoch_us
 
 __all__ = ["RiskMonitor", "run_monitor"]
 
 log = logging.getLogger("lab.risk")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def _us(v) -> int:
-    if isinstance(v, int):
-        return v
-    if isinstance(v, dt.datetime):
-        return (v - _EPOCH) // dt.timedelta(microseconds=1)
-    return int(v)
+_us = epoch_us
 
 
 class RiskMonitor:

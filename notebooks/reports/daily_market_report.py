@@ -41,6 +41,7 @@ def day(table: str) -> pl.LazyFrame:
 
 
 trades = day("trades").select("ts_exchange", "venue", "symbol", "trade_id", "price", "qty", "side").collect().lazy()
+reports.require_rows(trades, "trades", date, lake)  # an empty day is an error, not an empty report
 summary = reports.market_summary(trades).collect()
 show(f"<p>Day <b>{date}</b> (UTC): {summary['trades'].sum():,} trades on "
      f"{summary['venue'].n_unique()} venue(s), {summary['symbol'].n_unique()} symbol(s).</p>")

@@ -11,6 +11,7 @@ book with ``lastUpdateId``. Numbers are strings with 8 decimals.
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 
 import numpy as np
@@ -204,6 +205,15 @@ class BinanceEncoder(Encoder):
         return f
 
     # -- REST -----------------------------------------------------------
+    def exchange_info(self) -> tuple[int, str]:
+        """``GET /api/v3/exchangeInfo``: the listing, in the real endpoint's shape (the fields a
+        client reads to check symbols: ``symbol``, ``status``, ``baseAsset``, ``quoteAsset``)."""
+        syms = [{"symbol": l.venue_symbol, "status": "TRADING", "baseAsset": l.base, "quoteAsset": l.quote,
+                 "baseAssetPrecision": 8, "quoteAssetPrecision": 8}
+                for l in (self.by_idx[i] for i in sorted(self.by_sym.values()))]
+        return 200, json.dumps({"timezone": "UTC", "serverTime": int(time.time() * 1000),
+                                "rateLimits": [], "exchangeFilters": [], "symbols": syms})
+
     def depth(self, query: str, books: dict[int, LiveBook]) -> tuple[int, str]:
         qs = urllib.parse.parse_qs(query)
         sym = (qs.get("symbol") or [""])[0]

@@ -139,12 +139,24 @@ class CoinbaseEncoder(Encoder):
     def wants(self, c: Client, o: Out) -> bool:
         return o.key in c.subs
 
-    def skip(self, c: Client, o: Out) -> None:
-        c.seq += 1  # a dropped message still used its sequence number: the client sees a gap
-
-    def render(self, c: Client, o: Out) -> bytes:
-        c.seq += 1
-        if o.text is not None:  # malformed injection: raw text, still consumes a number
-            return frame(o.text.encode())
-        head, tail = o.parts
-        return frame((head + str(c.seq - 1) + tail).encode())
+    def render_many(self, c: Client, outs: list[Out]) -> list[bytes]:
+        """Frame this client's messages of a tick. ``sequence_num`` is the venue's
+        count of the messages it produced for the connection, in the order it
+        produced them (:attr:`Out.pos`): a dropped message (``ghost``: gap, silence)
+        still uses its number, a repeated one carries the same number again, and a
+        reordered pair keeps its numbers, so the client can see all three, as the
+        venue documents ``sequence_num`` for."""
+        order = sorted({o.pos for o in outs})
+        base = c.seq
+        num = {p: base + k for k, p in enumerate(order)}
+        c.seq = base + len(order)
+        frames = []
+        for o in outs:
+            if o.kind == "ghost":
+                continue
+            if o.text is not None:  # malformed injection: raw text, still uses a number
+                frames.append(frame(o.text.encode()))
+                continue
+            head, tail = o.parts
+            frames.append(frame((head + str(num[o.pos]) + tail).encode()))
+        return frames

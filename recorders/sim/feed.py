@@ -19,7 +19,7 @@ from typing import Any
 
 from recorders.sim.wire import frame, frames_blob
 
-__all__ = ["LiveBook", "Out", "Client", "Encoder", "Prepared", "Batch"]
+__all__ = ["LiveBook", "Out", "Client", "Encoder", "Prepared", "Batch", "position"]
 
 
 class LiveBook:
@@ -50,17 +50,21 @@ class Out:
     """One outgoing message: ``key`` selects the subscribers, ``text`` is the
     JSON (or ``parts`` = (head, tail) around a per-connection sequence number)."""
 
-    __slots__ = ("key", "text", "kind", "symbol", "parts", "_frame", "alt")
+    __slots__ = ("key", "text", "kind", "symbol", "parts", "_frame", "alt", "pos")
 
     def __init__(self, key: Any, text: str | None, kind: str, symbol: str,
-                 parts: tuple[str, str] | None = None) -> None:
+                 parts: tuple[str, str] | None = None, pos: int | None = None) -> None:
         self.key = key
         self.text = text
-        self.kind = kind  # book, trade, ticker, heartbeat, control
+        self.kind = kind  # book, trade, ticker, heartbeat, control, ghost (dropped), malformed
         self.symbol = symbol  # canonical
         self.parts = parts
         self._frame: bytes | None = None
         self.alt: bytes | None = None  # e.g. Binance combined-stream frame
+        # the order in which the venue produced the message: a fault that reorders,
+        # repeats or drops messages keeps it, so a per-connection sequence number
+        # (Coinbase) stays the venue's, not the order of sending
+        self.pos = next(_positions) if pos is None else pos
 
     def frame(self) -> bytes:
         f = self._frame
@@ -69,7 +73,12 @@ class Out:
         return f
 
     def copy(self) -> Out:
-        return Out(self.key, self.text, self.kind, self.symbol, self.parts)
+        """The same message again (same position: a duplicate carries the same number)."""
+        return Out(self.key, self.text, self.kind, self.symbol, self.parts, self.pos)
+
+    def ghost(self) -> Out:
+        """A dropped message: sent to nobody, but it used its place in the sequence."""
+        return Out(self.key, None, "ghost", self.symbol, None, self.pos)
 
 
 class Prepared:
@@ -138,13 +147,19 @@ class Batch:
 
 
 _conn_ids = itertools.count(1)
+_positions = itertools.count(1)
+
+
+def position() -> int:
+    """The next production position (see :attr:`Out.pos`)."""
+    return next(_positions)
 
 
 class Client:
     """One connected WebSocket client."""
 
     __slots__ = ("ws", "venue", "conn_id", "subs", "combined", "seq", "pending", "opened",
-                 "meta", "closed")
+                 "meta", "closed", "since")
 
     def __init__(self, ws: Any, venue: str, opened: float) -> None:
         self.ws = ws
@@ -157,6 +172,9 @@ class Client:
         self.opened = opened
         self.meta: dict = {}
         self.closed = False
+        # key -> production position when the client subscribed to it: a message produced
+        # before (held by a stall, say) is not part of this subscription's stream
+        self.since: dict = {}
 
     def queue(self, text: str) -> None:
         self.pending.append(frame(text.encode()))

@@ -45,7 +45,7 @@ from recorders.sim.binance import BinanceEncoder
 from recorders.sim.bybit import BybitEncoder
 from recorders.sim.coinbase import CoinbaseEncoder
 from recorders.sim.config import FAULT_KINDS, SimConfig
-from recorders.sim.feed import Batch, Client, Encoder, LiveBook, Out
+from recorders.sim.feed import Batch, Client, Encoder, LiveBook, Out, position
 from recorders.sim.kraken import KrakenEncoder
 from recorders.sim.market import Market
 from recorders.sim.okx import OkxEncoder
@@ -308,6 +308,8 @@ class Simulator:
             r = conn.respond(status, body)
             r.headers["Content-Type"] = "application/json;charset=UTF-8"
             return r
+        if u.path == "/api/v3/exchangeInfo":  # the listing (lab record checks symbols against it)
+            return resp(*enc.exchange_info())
         if u.path != "/api/v3/depth":
             return resp(404, json.dumps({"code": -1, "msg": f"unknown endpoint {u.path}"}))
         if self.rest_errors.get(enc.venue, 0) > 0:
@@ -337,7 +339,12 @@ class Simulator:
                     async for msg in ws:
                         if isinstance(msg, bytes):
                             msg = msg.decode("utf-8", "replace")
+                        before = set(c.subs)
                         enc.on_text(c, msg)
+                        if c.subs != before:
+                            at = position()
+                            for k in c.subs - before:
+                                c.since[k] = at
             except TimeoutError:
                 detail = f"lifetime {self.cfg.lifetime_s:g} s reached"
                 await ws.close(1000, "connection lifetime reached")
@@ -515,8 +522,12 @@ class Simulator:
             out = [x for o in out for x in (o.outs() if isinstance(o, Batch) else (o,))]
         wall = time.perf_counter()
         keep: list[str] = []
+        silent = wall < self._silent_until[v]
         for kind in pend:
             if kind in ("gap", "duplicate", "out_of_order", "malformed", "bad_checksum"):
+                if silent:  # nothing is sent while silent: a message fault waits until the venue speaks
+                    keep.append(kind)
+                    continue
                 idx = [n for n, o in enumerate(out) if o.kind == "book" and any(enc.wants(c, o) for c in enc.clients)]
                 if kind == "bad_checksum":
                     idx = [n for n in idx if enc.bad_checksum(out[n]) is not None]
@@ -526,8 +537,7 @@ class Simulator:
                 n = idx[0]
                 o = out[n]
                 if kind == "gap":
-                    ghost = Out(o.key, None, "ghost", o.symbol)
-                    out[n] = ghost
+                    out[n] = o.ghost()
                     self._fault(v, o.symbol, kind, f"dropped a book message on {o.key}")
                 elif kind == "duplicate":
                     out.insert(n + 1, o.copy())
@@ -541,7 +551,7 @@ class Simulator:
                     self._fault(v, o.symbol, kind, f"swapped two book messages on {o.key}")
                 elif kind == "malformed":
                     full = o.text if o.text is not None else (o.parts[0] + "0" + o.parts[1])
-                    bad = Out(o.key, full[: max(1, len(full) // 2)], "malformed", o.symbol, o.parts)
+                    bad = Out(o.key, full[: max(1, len(full) // 2)], "malformed", o.symbol, o.parts, o.pos)
                     out[n] = bad
                     self._fault(v, o.symbol, kind, f"sent truncated JSON instead of a book message on {o.key}")
                 else:
@@ -580,7 +590,10 @@ class Simulator:
             if self.cfg.faults.any():
                 out = self._inject(enc, out, dt_min)
             if wall < self._silent_until[v]:
-                out = []
+                # nothing reaches the clients, but the venue produced these messages: a
+                # per-connection sequence (Coinbase sequence_num) moves on, so the client
+                # sees the loss as a gap when the venue speaks again
+                out = [o.ghost() for o in out if type(o) is Out]
             if wall < self._slow_until[v]:
                 self._held[v].extend(out)
                 out = []
@@ -596,7 +609,17 @@ class Simulator:
                 var = enc.variant(c)
                 nmsg = len(frames)
                 subs = c.subs
-                for o in out:
+                render_many = getattr(enc, "render_many", None)
+                since = c.since
+                if render_many is not None:  # numbered per connection (non-vectorised encoders)
+                    got = render_many(c, [o for o in out if type(o) is not Batch and wants(c, o)
+                                          and o.pos > since.get(o.key, 0)])
+                    frames += got
+                    nmsg += len(got)
+                    out_c: list = []
+                else:
+                    out_c = out
+                for o in out_c:
                     if type(o) is Batch:
                         p = o.prep
                         if p.keyset <= subs:
@@ -611,7 +634,7 @@ class Simulator:
                                 frames.append(blob[off[a]:off[b]])
                                 nmsg += b - a
                         continue
-                    if wants(c, o):
+                    if wants(c, o) and o.pos > since.get(o.key, 0):
                         if o.kind == "ghost":
                             skip = getattr(enc, "skip", None)
                             if skip:

@@ -16,30 +16,27 @@ from typing import ClassVar
 
 import polars as pl
 
+from lab.schema import table_spec
 from recorders.book import Book
 
 _NAN = float("nan")
+_INF = float("inf")
 
 __all__ = [
-    "Rows", "TradeIds", "Adapter", "COLUMNS", "rfc3339_us", "ms_us", "split_symbol",
+    "Rows", "TradeIds", "Adapter", "COLUMNS", "rfc3339_us", "ms_us", "split_symbol", "bad_number",
 ]
 
 # Column order per table (timestamps are int microseconds here; the writer casts).
+# Column order and dtypes come from the one home of columns, lab/schema.py; the adapters fill
+# them positionally (times as µs integers until the frame is built). Optional columns (filled
+# with nulls by the lake) are not the adapters' to fill.
+_ROW_TABLES = ("trades", "book_updates", "quotes", "book_snapshots", "raw_messages", "feed_events")
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "trades": ("ts_exchange", "ts_local", "venue", "symbol", "trade_id", "price", "qty", "side"),
-    "book_updates": ("ts_exchange", "ts_local", "venue", "symbol", "side", "price", "qty",
-                     "is_snapshot", "seq"),
-    "quotes": ("ts_exchange", "ts_local", "venue", "symbol", "bid_px", "bid_qty", "ask_px", "ask_qty"),
-    "book_snapshots": ("ts_exchange", "ts_local", "venue", "symbol", "level", "side", "price", "qty"),
-    "raw_messages": ("ts_local", "venue", "conn_id", "recv_seq", "payload"),
-    "feed_events": ("ts_local", "venue", "symbol", "kind", "detail"),
-}
+    t: tuple(c for c in table_spec(t).columns if c not in table_spec(t).optional) for t in _ROW_TABLES}
 _TS_COLS = {"ts_exchange", "ts_local"}
 _DTYPES: dict[str, pl.DataType] = {
-    "ts_exchange": pl.Int64(), "ts_local": pl.Int64(), "price": pl.Float64(), "qty": pl.Float64(),
-    "bid_px": pl.Float64(), "bid_qty": pl.Float64(), "ask_px": pl.Float64(), "ask_qty": pl.Float64(),
-    "seq": pl.Int64(), "recv_seq": pl.Int64(), "level": pl.Int32(), "is_snapshot": pl.Boolean(),
-}
+    name: (pl.Int64() if name in _TS_COLS else dtype)
+    for t in _ROW_TABLES for name, dtype in table_spec(t).columns.items() if dtype != pl.String()}
 
 
 class Rows:
@@ -191,6 +188,21 @@ def split_symbol(symbol: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def bad_number(value: float, *, allow_zero: bool) -> bool:
+    """True if ``value`` cannot be a price (``allow_zero=False``) or a size
+    (``allow_zero=True``: 0 deletes a book level): NaN, infinite (an overflowing
+    ``"1e309"`` parses to inf), negative, or zero where zero means nothing.
+
+    >>> [bad_number(x, allow_zero=False) for x in (1.5, 0.0, -1.0, float("nan"), float("1e309"))]
+    [False, True, True, True, True]
+    >>> bad_number(0.0, allow_zero=True), bad_number(-0.5, allow_zero=True)
+    (False, True)
+    """
+    if allow_zero:
+        return not (0.0 <= value < _INF)
+    return not (0.0 < value < _INF)
+
+
 class Adapter:
     """One connection's worth of venue state: books, sequence checks, parsing.
 
@@ -204,6 +216,15 @@ class Adapter:
     rest_snapshots: ClassVar[bool] = False
     keepalive_every: ClassVar[float] = 0.0  # seconds; 0 = the venue needs no client ping
     silence_timeout: ClassVar[float] = 30.0
+    # a ``silence`` event when a connection was quiet this long before a message arrived
+    # (venues with heartbeats never are; a stalled or silent venue is)
+    quiet_after: ClassVar[float] = 2.0
+    # a ``lag`` event when receive time minus exchange time rises this much above its
+    # recent floor (the least delay of the last 3-6 s, or 0 if that is negative),
+    # ``lag_end`` when it is back under half of that: a stalled venue or a slow link,
+    # seen even on top of a steady offset between the venue's clock and ours
+    lag_after: ClassVar[float] = 0.5
+    lag_window: ClassVar[float] = 3.0
 
     def __init__(
         self,
@@ -231,10 +252,18 @@ class Adapter:
         self.actions: list[tuple[str, str]] = []
         self.book_enabled = True  # False while draining an old connection (trades only)
         self.stats: dict[str, int] = {"messages": 0, "gaps": 0, "resyncs": 0,
-                                      "checksum_failures": 0, "rejected": 0, "duplicates": 0}
+                                      "checksum_failures": 0, "rejected": 0, "duplicates": 0,
+                                      "bad_values": 0, "crossed_books": 0,
+                                      "duplicate_messages": 0}
         self.last_msg_us: dict[str, int] = {}
         self._last_top: dict[str, tuple] = {}
         self._next_sample: dict[str, int] = {}
+        self._raw: bytes | str = ""  # the message being parsed (quoted in bad_value events)
+        self._last_feed_us = 0
+        self._quiet_us = int(self.quiet_after * 1e6)
+        self._lag_us = int(self.lag_after * 1e6)
+        self._lagging: tuple[int, int] | None = None  # (since µs, worst delay µs) of a lag episode
+        self._lag_win = (0, 1 << 62, 1 << 62)  # (window start µs, least delay in it, in the one before)
 
     # -- interface -------------------------------------------------------
     def url(self, base_url: str) -> str:
@@ -255,6 +284,24 @@ class Adapter:
     def snapshot_url(self, rest_base: str, symbol: str) -> str:
         raise NotImplementedError(f"{self.venue} takes no REST snapshots")
 
+    def on_open(self, ts_local: int) -> None:
+        """The connection is open: a venue that then says nothing for :attr:`quiet_after`
+        is silent too (the first message reports it)."""
+        self._last_feed_us = ts_local
+
+    def on_close(self, ts_local: int) -> None:
+        """The connection is closing: a silence it ends is a silence too (a planned
+        rotation can retire a connection the venue had stopped talking on)."""
+        last = self._last_feed_us
+        if last and ts_local - last > self._quiet_us:
+            self.event(ts_local, None, "silence",
+                       f"no message for {(ts_local - last) / 1e6:.1f} s on this connection before it closed")
+
+    def request_book(self, symbol: str) -> None:
+        """Ask the venue for a fresh book of ``symbol`` (a resubscription or a REST
+        snapshot), after :meth:`resync` forgot it."""
+        raise NotImplementedError
+
     # -- helpers for subclasses -------------------------------------------
     def _sym(self, venue_sym: str) -> str:
         sym = self._by_venue.get(venue_sym)  # type: ignore[attr-defined]
@@ -265,6 +312,12 @@ class Adapter:
     def feed(self, raw: bytes | str, ts_local: int) -> None:
         """:meth:`on_message` that quarantines anything unparseable as a
         ``rejected_message`` feed event instead of raising."""
+        self._raw = raw
+        last = self._last_feed_us
+        if last and ts_local - last > self._quiet_us:
+            self.event(ts_local, None, "silence",
+                       f"no message for {(ts_local - last) / 1e6:.1f} s on this connection")
+        self._last_feed_us = ts_local
         try:
             self.on_message(raw, ts_local)
         except Exception as e:  # noqa: BLE001 - any bad input is data, never a crash
@@ -293,11 +346,102 @@ class Adapter:
         self._last_top.pop(symbol, None)
         self.event(ts_local, symbol, "resync", detail)
 
+    # -- values from the wire ------------------------------------------------
+    def bad_value(self, ts_local: int, symbol: str | None, field: str, value: object,
+                  *, book: bool = False) -> None:
+        """Record a value no venue can mean (``bad_value`` feed event naming the
+        field and the value); for a book message, the book is lost: resync it."""
+        self.stats["bad_values"] += 1
+        raw = to_text(self._raw)
+        self.event(ts_local, symbol, "bad_value",
+                   f"{field}={value!r}" + (f" | raw: {raw[:2000]}" if raw else ""))
+        if book and symbol is not None and self.synced.get(symbol):
+            self.resync(ts_local, symbol, f"bad {field} in a book message")
+            self.request_book(symbol)
+
+    def levels_ok(self, ts_local: int, symbol: str, side: str,
+                  levels: Iterable[tuple[float, float]]) -> bool:
+        """True if every (price, size) of ``levels`` can be real; else a
+        ``bad_value`` event, the book resynced, and False (apply nothing)."""
+        for px, qty in levels:
+            if not (0.0 < px < _INF):
+                self.bad_value(ts_local, symbol, f"{side} price", px, book=True)
+                return False
+            if not (0.0 <= qty < _INF):
+                self.bad_value(ts_local, symbol, f"{side} qty", qty, book=True)
+                return False
+        return True
+
+    def commit_book(self, symbol: str, mark: int, ts_ex: int, ts_local: int) -> bool:
+        """After one venue message changed ``symbol``'s book: a crossed book (best
+        bid >= best ask) is a lost book: the message's ``book_updates`` rows (from
+        row ``mark`` on) are taken back, a ``crossed_book`` event is written and the
+        book resynced. Otherwise the quote/snapshot bookkeeping of
+        :meth:`book_changed`. True if the book is good."""
+        book = self.books[symbol]
+        if book.bid_px and book.ask_px and book.bid_px[-1] >= book.ask_px[0]:
+            for col in self.out.book_updates:
+                del col[mark:]
+            self.stats["crossed_books"] += 1
+            bp, bq, ap, aq = book.top()
+            self.event(ts_local, symbol, "crossed_book",
+                       f"best bid {bp!r} >= best ask {ap!r} after a venue message")
+            self.resync(ts_local, symbol, "crossed book")
+            self.request_book(symbol)
+            return False
+        self.book_changed(symbol, ts_ex, ts_local)
+        return True
+
+    def mark(self) -> int:
+        """Where this message's ``book_updates`` rows start (for :meth:`commit_book`)."""
+        return len(self.out.book_updates[0])
+
+    def lag(self, ts_ex: int, ts_local: int, symbol: str) -> None:
+        """Track the receive delay (``ts_local - ts_exchange``) against its recent floor:
+        one ``lag`` event when it passes the floor by :attr:`lag_after`, one ``lag_end``
+        when it is back under half of that."""
+        d = ts_local - ts_ex
+        w0, cur, prev = self._lag_win
+        if ts_local - w0 > self.lag_window * 1e6:
+            w0, cur, prev = ts_local, d, cur
+        elif d < cur:
+            cur = d
+        self._lag_win = (w0, cur, prev)
+        floor = max(min(cur, prev), 0)
+        if floor > 1 << 60:
+            floor = 0
+        ep = self._lagging
+        if ep is None:
+            if d > floor + self._lag_us:
+                self._lagging = (ts_local, d)
+                self.event(ts_local, symbol, "lag",
+                           f"receive delay {d / 1e6:.3f} s, {(d - floor) / 1e6:.3f} s over its recent floor "
+                           f"(threshold {self.lag_after:g} s)")
+        elif d < floor + self._lag_us // 2:
+            self._lagging = None
+            self.event(ts_local, symbol, "lag_end",
+                       f"receive delay back to {d / 1e6:.3f} s after {(ts_local - ep[0]) / 1e6:.1f} s "
+                       f"(worst {max(ep[1], d) / 1e6:.3f} s)")
+        elif d > ep[1]:
+            self._lagging = (ep[0], d)
+
+    def duplicate(self) -> None:
+        """A message the venue sent twice: counted (the recorder reports the counts as
+        ``duplicates`` events), not applied again."""
+        self.stats["duplicate_messages"] += 1
+
     def trade(self, ts_ex: int, ts_local: int, symbol: str, trade_id: str, price: float,
               qty: float, side: str) -> None:
+        if not (0.0 < price < _INF):
+            self.bad_value(ts_local, symbol, "trade price", price)
+            return
+        if not (0.0 < qty < _INF):
+            self.bad_value(ts_local, symbol, "trade qty", qty)
+            return
         if not self.trade_ids.add(symbol, trade_id):
             self.stats["duplicates"] += 1
             return
+        self.lag(ts_ex, ts_local, symbol)
         c = self.out.trades
         c[0].append(ts_ex); c[1].append(ts_local); c[2].append(self.venue); c[3].append(symbol)
         c[4].append(trade_id); c[5].append(price); c[6].append(qty); c[7].append(side)
@@ -337,6 +481,7 @@ class Adapter:
         """After a book message: a quote row if the top changed, a top-N
         snapshot if the sampling interval has passed (sampled on receive time,
         so replaying the journal reproduces it)."""
+        self.lag(ts_ex, ts_local, symbol)
         book = self.books[symbol]
         bpx, apx = book.bid_px, book.ask_px
         if bpx:

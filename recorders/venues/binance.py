@@ -72,6 +72,49 @@ class Snapshot(msgspec.Struct):
     asks: list[tuple[float, float]]
 
 
+# The same messages with the numbers kept as text: msgspec refuses a decimal string
+# that overflows a float ("1e309"); read that way, float() gives inf and the value
+# check names it (a bad_value event) instead of rejecting the whole message.
+class _TradeText(msgspec.Struct, tag_field="e", tag="trade"):
+    E: int
+    s: str
+    t: int
+    p: str
+    q: str
+    m: bool
+    T: int = 0
+
+
+class _DepthText(msgspec.Struct, tag_field="e", tag="depthUpdate"):
+    E: int
+    s: str
+    U: int
+    u: int
+    b: list[tuple[str, str]]
+    a: list[tuple[str, str]]
+
+
+class _EnvelopeText(msgspec.Struct):
+    stream: str
+    data: _TradeText | _DepthText
+
+
+def _loose(raw: bytes | str) -> Trade | DepthUpdate | None:
+    """Decode ``raw`` with text numbers and convert them with ``float`` (None if it
+    is not a trade or depth message at all)."""
+    try:
+        m = msgspec.json.decode(raw, type=_EnvelopeText).data
+    except msgspec.ValidationError:
+        try:
+            m = msgspec.json.decode(raw, type=_TradeText | _DepthText)
+        except msgspec.ValidationError:
+            return None
+    if isinstance(m, _TradeText):
+        return Trade(E=m.E, s=m.s, t=m.t, p=float(m.p), q=float(m.q), m=m.m, T=m.T)
+    conv = lambda ls: [(float(p), float(q)) for p, q in ls]  # noqa: E731
+    return DepthUpdate(E=m.E, s=m.s, U=m.U, u=m.u, b=conv(m.b), a=conv(m.a))
+
+
 _env = msgspec.json.Decoder(Envelope, strict=False)
 _bare = msgspec.json.Decoder(Trade | DepthUpdate, strict=False)
 _reply = msgspec.json.Decoder(Reply)
@@ -108,6 +151,11 @@ class BinanceAdapter(Adapter):
     def snapshot_url(self, rest_base: str, symbol: str) -> str:
         return f"{rest_base.rstrip('/')}/api/v3/depth?symbol={venue_symbol(symbol)}&limit={self.depth}"
 
+    def request_book(self, symbol: str) -> None:
+        self._buffer[symbol] = []
+        self._fresh.discard(symbol)
+        self._request_snapshot(symbol)
+
     def _request_snapshot(self, sym: str) -> None:
         if sym not in self._pending:
             self._pending.add(sym)
@@ -120,10 +168,12 @@ class BinanceAdapter(Adapter):
             try:
                 msg = _bare.decode(raw)  # a /ws/<stream> connection sends bare payloads
             except msgspec.ValidationError:
-                rep = _reply.decode(raw)  # subscription replies; anything else is rejected
-                if rep.error is not None:
-                    self.event(ts_local, None, "venue_error", str(rep.error))
-                return
+                msg = _loose(raw)  # a number out of float range, say
+                if msg is None:
+                    rep = _reply.decode(raw)  # subscription replies; anything else is rejected
+                    if rep.error is not None:
+                        self.event(ts_local, None, "venue_error", str(rep.error))
+                    return
         self.stats["messages"] += 1
         sym = self._by_venue.get(msg.s)
         if sym is None:
@@ -135,6 +185,7 @@ class BinanceAdapter(Adapter):
                        "sell" if msg.m else "buy")
             return
         if not self.book_enabled:
+            self.lag(msg.E * 1000, ts_local, sym)  # still a sample of the receive delay
             return
         if not self.synced[sym]:
             buf = self._buffer[sym]
@@ -145,7 +196,8 @@ class BinanceAdapter(Adapter):
             return
         last = self._last_u[sym]
         if msg.u <= last:
-            return  # an old (duplicate) diff
+            self.duplicate()  # a diff already applied, sent again
+            return
         if msg.U != last + 1 and not (sym in self._fresh and msg.U <= last + 1):
             self.gap(ts_local, sym, f"U={msg.U} expected {last + 1} (previous u={last})")
             self.resync(ts_local, sym, "depth diff sequence gap")
@@ -154,12 +206,16 @@ class BinanceAdapter(Adapter):
             return
         self._apply(sym, msg, ts_local)
 
-    def _apply(self, sym: str, d: DepthUpdate, ts_local: int) -> None:
+    def _apply(self, sym: str, d: DepthUpdate, ts_local: int) -> bool:
+        """Apply one diff; False if it was refused (bad value, crossed book: resyncing)."""
+        if not (self.levels_ok(ts_local, sym, "bid", d.b) and self.levels_ok(ts_local, sym, "ask", d.a)):
+            return False
         self._fresh.discard(sym)
         book = self.books[sym]
         ts_ex = d.E * 1000
         seq = d.u
         c0, c1, c2, c3, c4, c5, c6, c7, c8 = self.out.book_updates
+        mark = len(c0)
         venue = self.venue
         bset = book.set
         for side, levels in (("bid", d.b), ("ask", d.a)):
@@ -168,7 +224,7 @@ class BinanceAdapter(Adapter):
                 c0.append(ts_ex); c1.append(ts_local); c2.append(venue); c3.append(sym)
                 c4.append(side); c5.append(px); c6.append(qty); c7.append(False); c8.append(seq)
         self._last_u[sym] = d.u
-        self.book_changed(sym, ts_ex, ts_local)
+        return self.commit_book(sym, mark, ts_ex, ts_local)
 
     def on_snapshot(self, symbol: str, body: bytes | str, ts_local: int) -> None:
         """Apply a REST depth snapshot, then the buffered diffs that follow it."""
@@ -184,9 +240,14 @@ class BinanceAdapter(Adapter):
                        f"lastUpdateId={snap.lastUpdateId} < first buffered U={buf[0].U}")
             self._request_snapshot(sym)
             return
+        if not (self.levels_ok(ts_local, sym, "bid", snap.bids)
+                and self.levels_ok(ts_local, sym, "ask", snap.asks)):
+            self._request_snapshot(sym)  # the diffs stay buffered for the next one
+            return
         book = self.books[sym]
         book.clear()
         self._last_top.pop(sym, None)
+        mark = self.mark()
         for side, levels in (("bid", snap.bids), ("ask", snap.asks)):
             for px, qty in levels:
                 if qty:
@@ -195,7 +256,9 @@ class BinanceAdapter(Adapter):
         self._last_u[sym] = snap.lastUpdateId
         self.synced[sym] = True
         self._fresh.add(sym)  # the first diff may straddle lastUpdateId + 1
-        self.book_changed(sym, ts_local, ts_local)
+        if not self.commit_book(sym, mark, ts_local, ts_local):
+            self._buffer[sym] = buf  # a crossed snapshot: the next one needs these diffs
+            return
         self._buffer[sym] = []
         for d in buf:
             last = self._last_u[sym]
@@ -208,4 +271,6 @@ class BinanceAdapter(Adapter):
                 self._buffer[sym] = [d] + [x for x in buf if x.u > d.u]
                 self._request_snapshot(sym)
                 return
-            self._apply(sym, d, ts_local)
+            if not self._apply(sym, d, ts_local):
+                self._buffer[sym] = [x for x in buf if x.u > d.u]
+                return

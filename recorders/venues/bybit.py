@@ -86,6 +86,9 @@ class BybitAdapter(Adapter):
     def keepalive_message(self) -> str | None:
         return json.dumps({"op": "ping"})
 
+    def request_book(self, symbol: str) -> None:
+        self._resubscribe(symbol)
+
     def _resubscribe(self, sym: str) -> None:
         a = [f"orderbook.{self.depth}.{venue_symbol(sym)}"]
         self.actions.append(("send", json.dumps({"op": "unsubscribe", "args": a})))
@@ -114,6 +117,8 @@ class BybitAdapter(Adapter):
         sym = self._sym(d.s)
         self.last_msg_us[sym] = ts_local
         if not self.book_enabled:
+            if msg.cts or msg.ts:
+                self.lag(ms_us(msg.cts or msg.ts), ts_local, sym)  # still a delay sample
             return
         book = self.books[sym]
         is_snap = msg.type == "snapshot" or d.u == 1
@@ -126,7 +131,10 @@ class BybitAdapter(Adapter):
         else:
             prev = self._u.get(sym)
             if prev is not None and d.u != prev + 1:
-                if d.u <= prev:
+                if d.u == prev:
+                    self.duplicate()
+                    return
+                if d.u < prev:
                     self.event(ts_local, sym, "out_of_order", f"u={d.u} after {prev}")
                     return
                 self.gap(ts_local, sym, f"u={d.u} expected {prev + 1}")
@@ -134,10 +142,14 @@ class BybitAdapter(Adapter):
                 self._resubscribe(sym)
                 return
         ts_ex = ms_us(msg.cts or msg.ts) if (msg.cts or msg.ts) else ts_local
-        for side, levels in (("bid", d.b), ("ask", d.a)):
-            for p, q in levels:
-                px, qty = float(p), float(q)
-                book.set(side, px, qty)
-                self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, d.u)
+        parsed = [(side, float(p), float(q)) for side, levels in (("bid", d.b), ("ask", d.a))
+                  for p, q in levels]
+        for side, px, qty in parsed:
+            if not self.levels_ok(ts_local, sym, side, ((px, qty),)):
+                return
+        mark = self.mark()
+        for side, px, qty in parsed:
+            book.set(side, px, qty)
+            self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, d.u)
         self._u[sym] = d.u
-        self.book_changed(sym, ts_ex, ts_local)
+        self.commit_book(sym, mark, ts_ex, ts_local)

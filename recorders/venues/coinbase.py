@@ -94,8 +94,11 @@ class CoinbaseAdapter(Adapter):
         return [json.dumps({"type": "subscribe", "product_ids": ids, "channel": ch})
                 for ch in ("heartbeats", "level2", "market_trades")]
 
-    def _resubscribe(self) -> None:
-        ids = [venue_symbol(s) for s in self.symbols]
+    def request_book(self, symbol: str) -> None:
+        self._resubscribe([venue_symbol(symbol)])
+
+    def _resubscribe(self, ids: list[str] | None = None) -> None:
+        ids = ids or [venue_symbol(s) for s in self.symbols]
         self.actions.append(("send", json.dumps({"type": "unsubscribe", "product_ids": ids,
                                                  "channel": "level2"})))
         self.actions.append(("send", json.dumps({"type": "subscribe", "product_ids": ids,
@@ -115,9 +118,15 @@ class CoinbaseAdapter(Adapter):
         self._seq = msg.sequence_num
         if prev is not None and msg.sequence_num != prev + 1:
             if msg.sequence_num <= prev:
-                self.event(ts_local, None, "out_of_order",
-                           f"sequence_num={msg.sequence_num} after {prev}")
                 self._seq = prev
+                if msg.sequence_num == prev:  # the same message again: counted, not applied
+                    self.duplicate()
+                    return
+                # older than one applied: its book update was already a gap (resynced), so
+                # it is ignored; its trades still count (ids de-duplicate them)
+                self.event(ts_local, None, "out_of_order", f"sequence_num={msg.sequence_num} after {prev}")
+                if msg.channel == "market_trades":
+                    self._trades(msg, ts_local)
                 return
             self.gap(ts_local, None, f"sequence_num={msg.sequence_num} expected {prev + 1}")
             for s in self.symbols:
@@ -129,13 +138,10 @@ class CoinbaseAdapter(Adapter):
             if self.book_enabled:
                 for ev in msg.events:
                     self._book(ev, ts_local, msg.sequence_num)
+            elif msg.timestamp and msg.events:  # still a sample of the receive delay
+                self.lag(rfc3339_us(msg.timestamp), ts_local, self._sym(msg.events[0].product_id))
         elif ch == "market_trades":
-            for ev in msg.events:
-                for t in ev.trades:
-                    sym = self._sym(t.product_id)
-                    self.last_msg_us[sym] = ts_local
-                    self.trade(rfc3339_us(t.time), ts_local, sym, t.trade_id, float(t.price),
-                               float(t.size), _TAKER[t.side.upper()])
+            self._trades(msg, ts_local)
         elif ch in ("heartbeats", "subscriptions"):
             return
         elif ch == "error":
@@ -143,6 +149,14 @@ class CoinbaseAdapter(Adapter):
                        "; ".join(e.message for e in msg.events) or "error")
         else:
             raise ValueError(f"unexpected channel {ch!r}")
+
+    def _trades(self, msg: Envelope, ts_local: int) -> None:
+        for ev in msg.events:
+            for t in ev.trades:
+                sym = self._sym(t.product_id)
+                self.last_msg_us[sym] = ts_local
+                self.trade(rfc3339_us(t.time), ts_local, sym, t.trade_id, float(t.price),
+                           float(t.size), _TAKER[t.side.upper()])
 
     def _sym(self, v: str) -> str:
         sym = self._by_venue.get(v)
@@ -162,10 +176,14 @@ class CoinbaseAdapter(Adapter):
         elif not self.synced[sym]:
             return
         ts_ex = ts_local
-        for u in ev.updates:
-            side = _SIDES[u.side]
-            px, qty = float(u.price_level), float(u.new_quantity)
-            ts_ex = rfc3339_us(u.event_time) if u.event_time else ts_local
+        levels = [(_SIDES[u.side], float(u.price_level), float(u.new_quantity), u.event_time)
+                  for u in ev.updates]
+        for side, px, qty, _ in levels:
+            if not self.levels_ok(ts_local, sym, side, ((px, qty),)):
+                return  # resyncing (a snapshot too: synced above, so it is asked again)
+        mark = self.mark()
+        for side, px, qty, et in levels:
+            ts_ex = rfc3339_us(et) if et else ts_local
             book.set(side, px, qty)
             self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, seq)
-        self.book_changed(sym, ts_ex, ts_local)
+        self.commit_book(sym, mark, ts_ex, ts_local)

@@ -61,6 +61,7 @@ class KrakenAdapter(Adapter):
             raise ValueError(f"kraken: depth must be one of 10, 25, 100, 500, 1000, got {self.depth}")
         self._by_venue = {venue_symbol(s): s for s in self.symbols}
         self._req = 0
+        self._last_book: bytes | str = ""
 
     def subscribe_messages(self) -> list[str]:
         syms = [venue_symbol(s) for s in self.symbols]
@@ -69,6 +70,9 @@ class KrakenAdapter(Adapter):
                                                           "depth": self.depth}}),
             json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": syms}}),
         ]
+
+    def request_book(self, symbol: str) -> None:
+        self._resubscribe(symbol)
 
     def _resubscribe(self, sym: str) -> None:
         v = venue_symbol(sym)
@@ -95,6 +99,12 @@ class KrakenAdapter(Adapter):
         typ = msg["type"]
         data = msg["data"]
         if ch == "book":
+            if raw == self._last_book:
+                # Kraken v2 numbers nothing: the same book message twice in a row is a
+                # repeat (applying absolute sizes again would change nothing anyway)
+                self.duplicate()
+                return
+            self._last_book = raw
             for entry in data:
                 self._book(entry, typ, ts_local)
         elif ch == "trade":
@@ -116,6 +126,8 @@ class KrakenAdapter(Adapter):
         sym = self._sym(e["symbol"])
         self.last_msg_us[sym] = ts_local
         if not self.book_enabled:
+            if e.get("timestamp"):
+                self.lag(rfc3339_us(e["timestamp"]), ts_local, sym)  # still a delay sample
             return
         book = self.books[sym]
         is_snap = typ == "snapshot"
@@ -127,13 +139,18 @@ class KrakenAdapter(Adapter):
             return  # waiting for the snapshot of a resubscription
         ts = e.get("timestamp")
         ts_ex = rfc3339_us(ts) if ts else ts_local
-        changes = []
+        parsed = []
         for side, key in (("bid", "bids"), ("ask", "asks")):
             for lv in e.get(key, ()):
                 pt, qt = _txt(lv["price"]), _txt(lv["qty"])
                 px, qty = float(pt), float(qt)
-                book.set(side, px, qty, (pt, qt))
-                changes.append((side, px, qty))
+                if not self.levels_ok(ts_local, sym, side, ((px, qty),)):
+                    return
+                parsed.append((side, px, qty, pt, qt))
+        changes = []
+        for side, px, qty, pt, qt in parsed:
+            book.set(side, px, qty, (pt, qt))
+            changes.append((side, px, qty))
         # levels pushed past the subscribed depth are gone for the venue too (it never
         # sends their removal): write the removal, so a book rebuilt from book_updates
         # keeps no phantom level that would resurface when the better levels go
@@ -148,6 +165,7 @@ class KrakenAdapter(Adapter):
                 self._resubscribe(sym)
                 return
         # rows only for messages that passed the checksum: the lake never holds a known-bad book
+        mark = self.mark()
         for side, px, qty in changes:
             self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, None)
-        self.book_changed(sym, ts_ex, ts_local)
+        self.commit_book(sym, mark, ts_ex, ts_local)

@@ -98,6 +98,9 @@ class OkxAdapter(Adapter):
     def keepalive_message(self) -> str | None:
         return "ping"
 
+    def request_book(self, symbol: str) -> None:
+        self._resubscribe(symbol)
+
     def _resubscribe(self, sym: str) -> None:
         a = [{"channel": "books", "instId": venue_symbol(sym)}]
         self.actions.append(("send", json.dumps({"op": "unsubscribe", "args": a})))
@@ -142,6 +145,9 @@ class OkxAdapter(Adapter):
             return
         else:
             prev = self._seq.get(sym)
+            if d.seqId is not None and d.seqId == prev and d.prevSeqId != prev:
+                self.duplicate()  # the message just applied, again
+                return
             if d.prevSeqId is not None and prev is not None and d.prevSeqId != prev:
                 self.gap(ts_local, sym, f"prevSeqId={d.prevSeqId} expected {prev}")
                 self.resync(ts_local, sym, "seqId chain broken: resubscribing")
@@ -149,13 +155,18 @@ class OkxAdapter(Adapter):
                 return
         ts_ex = ms_us(d.ts)
         seq = d.seqId
-        changes = []
+        parsed = []
         for side, levels in (("bid", d.bids), ("ask", d.asks)):
             for lv in levels:
                 pt, qt = lv[0], lv[1]
                 px, qty = float(pt), float(qt)
-                book.set(side, px, qty, (pt, qt))
-                changes.append((side, px, qty))
+                if not self.levels_ok(ts_local, sym, side, ((px, qty),)):
+                    return
+                parsed.append((side, px, qty, pt, qt))
+        changes = []
+        for side, px, qty, pt, qt in parsed:
+            book.set(side, px, qty, (pt, qt))
+            changes.append((side, px, qty))
         if seq is not None:
             self._seq[sym] = seq
         if d.checksum is not None:
@@ -166,6 +177,7 @@ class OkxAdapter(Adapter):
                 self.resync(ts_local, sym, "checksum mismatch: resubscribing")
                 self._resubscribe(sym)
                 return
+        mark = self.mark()
         for side, px, qty in changes:  # only rows of messages that passed the checksum
             self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, seq)
-        self.book_changed(sym, ts_ex, ts_local)
+        self.commit_book(sym, mark, ts_ex, ts_local)

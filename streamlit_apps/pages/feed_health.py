@@ -13,7 +13,8 @@ from lab import plots
 from streamlit_apps import compute, data, widgets
 
 KINDS = [("gap", "Gaps"), ("resync", "Resyncs"), ("reconnect", "Reconnects"),
-         ("rejected_message", "Rejected messages"), ("checksum_failure", "Checksum failures")]
+         ("rejected_message", "Rejected messages"), ("checksum_failure", "Checksum failures"),
+         ("service_restart", "Service restarts")]  # the demo supervisor restarting a crashed service
 
 st.title("Feed health")
 
@@ -27,6 +28,7 @@ widgets.health_strip(stale_s)
 end = data.window_end("quotes", "trades", "feed_events")
 start = end - dt.timedelta(minutes=int(minutes))
 widgets.window_caption(start, end)
+where = widgets.window_text(start, end)
 
 counts = data.sql(
     "SELECT venue, kind, count(*) AS events FROM feed_events "
@@ -34,21 +36,19 @@ counts = data.sql(
     [start, end],
 )
 totals = dict(counts.group_by("kind").agg(pl.col("events").sum()).iter_rows())
-cols = st.columns(len(KINDS) + 1)
-for col, (kind, label) in zip(cols, KINDS):
-    col.metric(label, f"{totals.get(kind, 0):,}")
 other = sum(v for k, v in totals.items() if k not in dict(KINDS))
-cols[-1].metric("Other events", f"{other:,}")
+widgets.metric_rows([{"label": label, "value": f"{totals.get(kind, 0):,}"} for kind, label in KINDS]
+                    + [{"label": "Other events", "value": f"{other:,}"}], per_row=7)
 
 left, right = st.columns(2)
 if counts.is_empty():
     left.success("No feed events in this window.")
 else:
     widgets.chart(left, plots.bar_figure(counts, x="venue", y="events", color="kind",
-                                        title="Feed events per venue", height=340), key="events_bar")
+                                        title="Feed events per venue", height=340), key="events_bar",
+                  what="feed events", where=where)
     right.subheader("Events per venue and kind")
-    right.dataframe(counts.pivot(on="kind", index="venue", values="events").fill_null(0),
-                    hide_index=True)
+    widgets.table(right, counts.pivot(on="kind", index="venue", values="events").fill_null(0), "feed_event_counts")
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -69,7 +69,7 @@ def _rates(root: str, start: dt.datetime, end: dt.datetime, every: str) -> pl.Da
 rates = _rates(data.lake_root(), start, end, f"{int(bucket_s)}s")
 st.subheader("Ingestion rate")
 if rates.is_empty():
-    st.info("Nothing ingested in this window.")
+    widgets.no_data("quotes, trades or raw messages received", where)
 else:
     per_venue = rates.filter(pl.col("table") != "raw_messages").group_by("venue", "ts") \
         .agg(pl.col("rows_per_s").sum()).sort("venue", "ts")
@@ -78,12 +78,12 @@ else:
         else per_venue
     last_min = per_venue.filter(pl.col("ts") >= per_venue["ts"].max() - dt.timedelta(seconds=60)) \
         .group_by("venue").agg(pl.col("rows_per_s").mean()).sort("venue")
-    rcols = st.columns(max(len(last_min), 1))
-    for col, r in zip(rcols, last_min.iter_rows(named=True)):
-        col.metric(f"{r['venue']} rows/s", f"{r['rows_per_s']:,.1f}", help="quotes + trades, last minute")
+    widgets.metric_rows([{"label": f"{r['venue']} rows/s", "value": f"{r['rows_per_s']:,.1f}",
+                          "help": "quotes + trades, last minute"} for r in last_min.iter_rows(named=True)])
     widgets.chart(st, plots.lines_figure(per_venue, x="ts", y="rows_per_s", by=("venue",),
                                        title="Rows per second (quotes + trades) per venue",
-                                       xlabel="received (UTC)", ylabel="rows/s", height=340), key="rate_lines")
+                                       xlabel="received (UTC)", ylabel="rows/s", height=340), key="rate_lines",
+                  what="quotes and trades received", where=where)
 
 recent = data.sql(
     "SELECT ts_local, venue, symbol, kind, detail FROM feed_events "
@@ -91,12 +91,15 @@ recent = data.sql(
     [start, end],
 )
 st.subheader("Latest events")
-st.dataframe(recent, hide_index=True, height=280)
+if recent.is_empty():
+    widgets.no_data("feed events", where)
+else:
+    widgets.table(st, recent, "feed_events", height=280)
 
 status = data.recorder_status()
 st.subheader("Recorders")
 if status:
     st.caption("From the recorders' status files ($LAB_DATA/run/recorder-*.json), counters since each started.")
-    st.dataframe(pl.DataFrame(status, strict=False), hide_index=True)
+    widgets.table(st, pl.DataFrame(status, strict=False), "recorder_status")
 else:
     st.caption("No recorder status files under $LAB_DATA/run (no recorder running on this machine).")

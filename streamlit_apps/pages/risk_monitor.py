@@ -27,13 +27,28 @@ def _snapshots(root: str, start: dt.datetime) -> pl.DataFrame:
     return data.scan_window("risk_snapshots", start=start)
 
 
+def wide(rows: pl.DataFrame, index: list[str]) -> pl.DataFrame:
+    """One row per figure group, one column per metric.
+
+    Two positions can share a key (the paper runner's ``binance:BTC`` and the
+    positions file's ``binance:BTC`` are separate holdings): each keeps its
+    own row, told apart by ``n`` (its order within the snapshot), instead of
+    failing the pivot on duplicate values.
+    """
+    rows = rows.with_columns(n=pl.int_range(pl.len()).over([*index, "metric"]))
+    out = rows.pivot(on="metric", index=[*index, "n"], values="value").sort([*index, "n"])
+    return out if out["n"].max() else out.drop("n")
+
+
 @st.fragment(run_every=1.0 if live else None)
+@widgets.guarded("Risk monitor")
 def view() -> None:
     end = data.window_end("risk_snapshots")
     start = end - dt.timedelta(minutes=int(minutes))
     rows = _snapshots(data.lake_root(), start.replace(microsecond=0))
     if rows.is_empty():
-        st.info("No risk snapshots yet: the live risk monitor (`lab risk`) writes one every second.")
+        st.info(f"No data for risk snapshots in the {int(minutes)} minutes up to {end:%Y-%m-%d %H:%M:%S} UTC: "
+                "the live risk monitor (`lab risk`) writes one every second.")
         return
     last_ts = rows["ts"].max()
     now_rows = rows.filter(pl.col("ts") == last_ts)
@@ -43,50 +58,47 @@ def view() -> None:
 
     port = dict(now_rows.filter(pl.col("scope") == "portfolio").select("metric", "value").iter_rows())
     shown = [(m, label, fmt) for m, label, fmt in HEADLINE if port.get(m) is not None]
-    cols = st.columns(max(len(shown), 1))
-    for col, (m, label, fmt) in zip(cols, shown):
-        col.metric(label, fmt.format(port[m]))
+    widgets.metric_rows([{"label": label, "value": fmt.format(port[m])} for m, label, fmt in shown])
     var = {m: v for m, v in port.items() if "var" in m or "es_" in m}
     if var:
-        vcols = st.columns(len(var))
-        for col, (m, v) in zip(vcols, sorted(var.items())):
-            col.metric(m.replace("_", " "), f"{v:,.2f}" if v is not None else "—")
+        widgets.metric_rows([{"label": m.replace("_", " "), "value": f"{v:,.2f}" if v is not None else "—"}
+                             for m, v in sorted(var.items())])
 
     limits = now_rows.filter(pl.col("scope") == "limit")
     st.subheader("Limits")
     if limits.is_empty():
         st.caption("No limits configured.")
     else:
-        lim = limits.pivot(on="metric", index=["key", "detail"], values="value")
+        lim = wide(limits, ["key", "detail"])
         breached = lim.filter(pl.col("breached") > 0) if "breached" in lim.columns else lim.clear()
         for r in breached.iter_rows(named=True):
             st.markdown(f":red[**BREACH {r['key']}**: {r['detail']}]")
         if breached.is_empty():
             st.markdown(":green[All limits within bounds.]")
-        st.dataframe(lim, hide_index=True)
+        widgets.table(st, lim, "risk_limits")
 
     left, right = st.columns(2)
     hist = rows.filter((pl.col("scope") == "portfolio")
                        & pl.col("metric").is_in(["equity", "total_pnl", "net_exposure", "gross_exposure"]))
     pnl = hist.filter(pl.col("metric") == "total_pnl").rename({"metric": "series"})
     widgets.chart(left, plots.lines_figure(pnl, "ts", "value", by=("series",), title="Total PnL",
-                                           ylabel="quote currency", height=320), key="pnl")
+                                           ylabel="quote currency", height=320), key="pnl",
+                  what="total PnL", where=widgets.window_text(start, end))
     expo = hist.filter(pl.col("metric").is_in(["net_exposure", "gross_exposure"])).rename({"metric": "series"})
     widgets.chart(right, plots.lines_figure(expo, "ts", "value", by=("series",), title="Exposure",
-                                            ylabel="quote currency", height=320), key="exposure")
+                                            ylabel="quote currency", height=320), key="exposure",
+                  what="exposure", where=widgets.window_text(start, end))
 
     st.subheader("Positions")
     pos = now_rows.filter(pl.col("scope") == "position")
     if pos.is_empty():
         st.caption("No open positions.")
     else:
-        st.dataframe(pos.pivot(on="metric", index=["key", "detail"], values="value").sort("key"),
-                     hide_index=True)
+        widgets.table(st, wide(pos, ["key", "detail"]), "risk_positions")
     by = now_rows.filter(pl.col("scope").is_in(["asset", "venue"]))
     if not by.is_empty():
         st.subheader("Exposure by asset and venue")
-        st.dataframe(by.pivot(on="metric", index=["scope", "key"], values="value").sort("scope", "key"),
-                     hide_index=True)
+        widgets.table(st, wide(by, ["scope", "key"]), "risk_exposure")
 
 
 view()

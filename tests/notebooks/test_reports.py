@@ -173,6 +173,69 @@ def test_unknown_report_and_bad_date_are_clear_errors(tmp_path: Path, capsys) ->
     assert "expected YYYY-MM-DD" in capsys.readouterr().err
 
 
+def test_relative_lab_data_is_read_from_the_callers_folder_not_the_kernels(nb_data: Path, tmp_path: Path) -> None:
+    """`LAB_DATA=data lab report ...` from the folder holding data/: the kernel (cwd notebooks/reports)
+    must read that lake, not notebooks/reports/data (which rendered "0 trades on 0 venue(s)")."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(nb_data / "lake", tmp_path / "data" / "lake")
+    env = {**os.environ, "LAB_DATA": "data"}
+    env.pop("LAB_LAKE", None)
+    proc = subprocess.run([sys.executable, "-m", "lab.cli", "report", "daily_market_report", "--date", DAY,
+                           "--out", "out", "--no-progress"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    text = BeautifulSoup((tmp_path / "out" / "daily_market_report" / f"{DAY}.html").read_text(),
+                         "html.parser").get_text(" ")
+    m = re.search(r"([\d,]+) trades on (\d+) venue", text)
+    (n_sql,), = _sql(str(nb_data / "lake"), f"SELECT count(*) FROM trades WHERE ts_exchange::DATE = DATE '{DAY}'")
+    assert m and int(m.group(1).replace(",", "")) == n_sql > 0 and int(m.group(2)) == 3
+
+
+def test_report_on_a_day_without_data_fails_in_one_line_and_writes_no_page(nb_lake, tmp_path: Path,
+                                                                           capsys) -> None:
+    rc = lab_main(["report", "daily_market_report", "--date", "2026-11-23", "--lake", str(nb_lake.root),
+                   "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    line = [ln for ln in err.splitlines() if ln.startswith("lab report:")]
+    assert len(line) == 1 and "Traceback" not in err, err
+    assert "no trades on 2026-11-23" in line[0] and "it has trades from 2026-11-22 12:00" in line[0]
+    assert not list(tmp_path.rglob("*.html"))
+
+
+@pytest.mark.parametrize("lake_kind, needle", [("empty", "has no quotes: record some"),
+                                               ("other day", "no quotes on 2026-11-23 (UTC)")])
+def test_a_research_notebook_on_a_lake_or_day_without_data_stops_with_one_line(
+        nb_lake, tmp_path: Path, capsys, lake_kind: str, needle: str) -> None:
+    from tests.notebooks.conftest import NOTEBOOKS
+
+    lake = str(tmp_path / "empty_lake") if lake_kind == "empty" else str(nb_lake.root)
+    rc = lab_main(["report", str(NOTEBOOKS / "02_microstructure.ipynb"), "--date", "2026-11-23", "-p", "date",
+                   "2026-11-23", "--lake", lake, "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("lab report:")]
+    assert rc == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert needle in lines[0]
+    assert not list((tmp_path / "out").rglob("*.html"))
+
+
+def test_report_dates_can_be_relative() -> None:
+    import datetime as dt
+
+    from lab.apps.report import _check_date
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    assert _check_date("today") in (today.isoformat(), (today + dt.timedelta(days=1)).isoformat())
+    assert _check_date("yesterday") in ((today - dt.timedelta(days=1)).isoformat(), today.isoformat())
+    with pytest.raises(ReportError, match="today, yesterday or today-N"):
+        _check_date("tomorrow-ish")
+
+
 def test_param_values_are_read_as_yaml() -> None:
     assert parse_param("venues", "[binance, kraken]") == ("venues", ["binance", "kraken"])
     assert parse_param("depth", "20") == ("depth", 20)
@@ -206,3 +269,16 @@ def test_report_page_draws_its_charts_offline_in_a_browser(report) -> None:
             browser.close()
     assert errors == [] and network == []
     assert drawn > 0
+
+
+@pytest.mark.parametrize("name", ["03_arbitrage", "06_risk"])
+def test_research_notebooks_on_an_empty_lake_stop_with_one_line(tmp_path: Path, capsys, name: str) -> None:
+    from tests.notebooks.conftest import NOTEBOOKS
+
+    rc = lab_main(["report", str(NOTEBOOKS / f"{name}.ipynb"), "--date", DAY, "--lake", str(tmp_path / "empty"),
+                   "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("lab report:")]
+    assert rc == 1 and len(lines) == 1, err
+    assert "has no quotes: record some (lab record)" in lines[0]
+    assert not list((tmp_path / "out").rglob("*.html"))

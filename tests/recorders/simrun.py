@@ -3,13 +3,13 @@ config for it, run ``lab record`` in a subprocess, read the ground truth."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from recorders.sim.truth import book_mismatches, iso_us, read_truth, replay_book, windows  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = {"binance": ["BTC-USDT", "ETH-USDT"], "coinbase": ["BTC-USD", "ETH-USD"],
@@ -45,34 +45,3 @@ def wait_for(pred, timeout: float = 60.0, every: float = 0.2, what: str = "condi
             return v
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def read_truth(d: Path) -> dict[str, list[dict]]:
-    out = {}
-    for k in ("faults", "trades", "books", "connections"):
-        p = d / f"{k}.jsonl"
-        out[k] = [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
-    return out
-
-
-def iso_us(s: str) -> int:
-    d = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.timezone.utc)
-    return int(d.timestamp()) * 1_000_000 + d.microsecond
-
-
-def windows(connections: list[dict], venue: str) -> list[tuple[int, int]]:
-    """(open, close) intervals in µs of every simulator connection of ``venue``."""
-    opened: dict[str, int] = {}
-    out = []
-    for c in connections:
-        if c["venue"] != venue:
-            continue
-        t = iso_us(c["ts"])
-        if c["event"] == "open":
-            opened[c["conn_id"]] = t
-        elif c["conn_id"] in opened:
-            out.append((opened.pop(c["conn_id"]), t))
-    out += [(t, 1 << 62) for t in opened.values()]
-    return out

@@ -18,14 +18,26 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from simrun import ROOT, SYMBOLS, iso_us, read_truth, sim_venues, start_recorder, wait_for, windows, write_config
+from simrun import (
+    ROOT,
+    SYMBOLS,
+    book_mismatches,
+    iso_us,
+    read_truth,
+    replay_book,
+    sim_venues,
+    start_recorder,
+    wait_for,
+    windows,
+    write_config,
+)
 
 from lab.lake import Lake
 
 RUN_S = 24.0
 # faults per minute per venue: every kind several times in one run
-FAULTS = lambda FaultConfig: FaultConfig(gap=8, duplicate=4, out_of_order=3, malformed=6, bad_checksum=6,
-                                         disconnect=3, slow=1, silent=0.5, rest_error=4, slow_s=1.0,
+FAULTS = lambda FaultConfig: FaultConfig(gap=8, duplicate=5, out_of_order=4, malformed=6, bad_checksum=6,
+                                         disconnect=3, slow=3, silent=2, rest_error=30, slow_s=1.0,
                                          silent_s=3.0)
 
 
@@ -99,6 +111,12 @@ def test_every_trade_sent_while_connected_is_recorded(run):
     simulator published between the first and the last trade we recorded in that
     stretch (per symbol) is in the lake, with its price, size and aggressor side."""
     got = {(r["venue"], r["symbol"], r["trade_id"]): r for r in run["trades"].iter_rows(named=True)}
+    # A silent venue sends nothing, trades included: those trades are lost to every client.
+    # The silence ends (in exchange time) where the first trade received after it was made.
+    te = run["trades"].with_columns(pl.col("ts_exchange").dt.epoch("us").alias("te"))
+    first_after = lambda v, t: te.filter((pl.col("venue") == v) & (pl.col("te") > t))["te"].min()  # noqa: E731
+    quiet = [(f["venue"], iso_us(f["ts"]) - 200_000, first_after(f["venue"], iso_us(f["ts"])) or 1 << 62)
+             for f in run["truth"]["faults"] if f["kind"] == "silent"]
     checked = 0
     for venue in run["venues"]:
         missing = []
@@ -110,6 +128,8 @@ def test_every_trade_sent_while_connected_is_recorded(run):
                 if not seen:
                     continue
                 for tr in sent[seen[0]:seen[-1] + 1]:
+                    if any(v == venue and a0 <= iso_us(tr["ts_exchange"]) < b0 for v, a0, b0 in quiet):
+                        continue
                     checked += 1
                     r = got.get((venue, sym, tr["trade_id"]))
                     if r is None:
@@ -133,23 +153,30 @@ def test_coinbase_trade_side_matches_truth(run):
                for r in t.iter_rows(named=True))
 
 
-# fault kind -> feed event kinds that must follow it, per venue
-def _expected(venue: str, kind: str) -> set[str] | None:
-    if kind == "disconnect":
-        return {"reconnect"}
-    if kind == "malformed":
-        return {"rejected_message"}
-    if kind == "bad_checksum":
-        return {"checksum_failure"} if venue in ("kraken", "okx") else None
-    if kind == "gap":
-        return {"checksum_failure"} if venue == "kraken" else {"gap"}
-    return None
+# fault kind -> feed event kinds that must follow it, per venue (every kind the simulator injects)
+def _expected(venue: str, kind: str) -> set[str]:
+    return {
+        "disconnect": {"reconnect"},
+        "malformed": {"rejected_message"},
+        "bad_checksum": {"checksum_failure"},  # injected only where there is one (Kraken, OKX)
+        # Kraken v2 numbers nothing: a lost or swapped update shows only through the checksum
+        "gap": {"checksum_failure"} if venue == "kraken" else {"gap"},
+        "out_of_order": {"checksum_failure"} if venue == "kraken" else {"gap", "out_of_order"},
+        "duplicate": {"duplicates"},  # counted per flush, not one event per message
+        "slow": {"lag", "silence"},  # a stall shows as receive delay (and as quiet when long)
+        # a quiet connection; on a sequenced venue the messages it did not send are a gap
+        # (and on Kraken a checksum failure) once it speaks again: a connection opened
+        # during the silence (a rotation) may see only that
+        "silent": {"silence", "gap", "checksum_failure"},
+        "rest_error": {"rest_error"},
+    }[kind]
 
 
 def _to_local(run):
-    """Map a simulator timestamp to our receive clock through the nearest recorded
-    trade of the venue (the simulator's clock can start behind the wall clock and
-    fall behind under load, so one fixed offset is not enough)."""
+    """Map a simulator timestamp to our receive clock through the recorded trades of
+    the venue around it: the least delay of those within 2 s (the simulator's clock can
+    start behind the wall clock and fall behind under load, so one fixed offset is not
+    enough; the least delay is the path without a stall, which a fault may add)."""
     import bisect
 
     truth = {(t["venue"], t["symbol"], t["trade_id"]): iso_us(t["ts_exchange"])
@@ -165,9 +192,13 @@ def _to_local(run):
 
     def local(venue: str, ts: int) -> int:
         p = pairs[venue]
-        k = min(max(bisect.bisect_left(p, (ts, 0)), 0), len(p) - 1)
-        best = min((p[j] for j in (k - 1, k) if 0 <= j < len(p)), key=lambda x: abs(x[0] - ts))
-        return ts + best[1] - best[0]
+        lo = bisect.bisect_left(p, (ts - 2_000_000, 0))
+        hi = bisect.bisect_right(p, (ts + 2_000_000, 1 << 62))
+        near = p[lo:hi]
+        if not near:  # none that close: the nearest one
+            k = min(max(bisect.bisect_left(p, (ts, 0)), 0), len(p) - 1)
+            near = [min((p[j] for j in (k - 1, k) if 0 <= j < len(p)), key=lambda x: abs(x[0] - ts))]
+        return ts + min(tl - te for te, tl in near)
 
     return local
 
@@ -180,22 +211,25 @@ def test_every_injected_fault_appears_in_feed_events(run):
         by[(r["venue"], r["kind"])].append(r["t"])
     checked = defaultdict(int)
     unmatched = []
+    kraken_explained = []
     stops = ev.filter(pl.col("kind") == "stop")["t"]
     assert stops.len() == 1
     run_end = stops[0]  # when the recorder was asked to stop
     for f in run["truth"]["faults"]:
         want = _expected(f["venue"], f["kind"])
-        if want is None or (f["symbol"] and f["symbol"] not in SYMBOLS[f["venue"]]):
+        if f["symbol"] and f["symbol"] not in SYMBOLS[f["venue"]]:
             continue
         ts = iso_us(f["ts"])
         local = to_local(f["venue"], ts)
         wins = windows(run["truth"]["connections"], f["venue"])
-        if not any(a + 500_000 <= ts <= b + 100_000 for a, b in wins) or local > run_end - 3_000_000:
-            continue  # while no connection of ours was open, or too close to the end of the run
+        if local > run_end - 3_000_000:
+            continue  # too close to the end of the run
+        if f["kind"] != "rest_error" and not any(a + 500_000 <= ts <= b + 100_000 for a, b in wins):
+            continue  # while no connection of ours was open (a REST error is always ours)
         checked[f["kind"]] += 1
         if any(local - 1_000_000 <= t <= local + 6_000_000 for k in want for t in by[(f["venue"], k)]):
             continue
-        if f["kind"] in ("bad_checksum", "gap") and any(
+        if f["kind"] in ("bad_checksum", "gap", "duplicate", "out_of_order") and any(
                 local - 10_000_000 <= t <= local
                 for k in ("resync", "gap", "checksum_failure", "reconnect", "connect")
                 for t in by[(f["venue"], k)]):
@@ -204,37 +238,23 @@ def test_every_injected_fault_appears_in_feed_events(run):
             # adapter rightly ignores: undetectable by any client, and harmless.
             checked["ignored_while_resyncing"] += 1
             continue
+        if f["venue"] == "kraken" and f["kind"] in ("gap", "out_of_order"):
+            # Explained: Kraken's checksum covers the top 10 levels only, so a lost or
+            # swapped update of deeper levels is invisible to any client (on the real venue
+            # too) until those levels reach the top 10. Asserted: the top 10 stayed right.
+            checked["kraken_deeper_than_checksum"] += 1
+            kraken_explained.append(f)
+            continue
         unmatched.append(f)
     assert not unmatched, unmatched
+    if kraken_explained:
+        compared, bad = book_mismatches(run["lake"], run["truth"]["books"], "kraken", SYMBOLS["kraken"], levels=10)
+        assert compared > 10 and not bad, bad[:3]
+    # every kind the simulator injected was checked here
+    from recorders.sim.config import FAULT_KINDS
+
+    assert set(FAULT_KINDS) <= set(checked), dict(checked)
     assert sum(checked.values()) >= 3, dict(checked)
-
-
-def _replay_book(bu: pl.DataFrame):
-    """Yield (seq, ts_exchange µs, next ts_exchange µs, bids, asks) after each recorded message."""
-    bids: dict[float, float] = {}
-    asks: dict[float, float] = {}
-    rows = bu.with_columns(pl.col("ts_local").dt.epoch("us").alias("tl"),
-                           pl.col("ts_exchange").dt.epoch("us").alias("te")).to_dicts()
-    i = 0
-    while i < len(rows):
-        j = i
-        tl = rows[i]["tl"]
-        while j < len(rows) and rows[j]["tl"] == tl:
-            j += 1
-        if rows[i]["is_snapshot"]:
-            bids.clear(); asks.clear()
-        for r in rows[i:j]:
-            side = bids if r["side"] == "bid" else asks
-            if r["qty"] == 0:
-                side.pop(r["price"], None)
-            else:
-                side[r["price"]] = r["qty"]
-        nxt = rows[j]["te"] if j < len(rows) else None
-        # a group can be a snapshot plus the buffered diffs applied after it: the state
-        # afterwards is that of the group's last row
-        yield (rows[j - 1]["seq"], rows[j - 1]["te"], nxt,
-               sorted(bids.items(), reverse=True)[:25], sorted(asks.items())[:25])
-        i = j
 
 
 def test_recorded_book_equals_true_book_at_every_aligned_checkpoint(run):
@@ -256,7 +276,7 @@ def test_recorded_book_equals_true_book_at_every_aligned_checkpoint(run):
                 index[b["seq"] if by_seq else iso_us(b["ts_exchange"]) // res * res] = b
             bu = lk.scan("book_updates", venue=venue, symbol=sym).collect()
             bu = bu.sort("ts_local", maintain_order=True)
-            for seq, te, nxt, bids, asks in _replay_book(bu):
+            for seq, te, nxt, bids, asks in replay_book(bu):
                 if by_seq:
                     cp = index.get(seq)
                 else:

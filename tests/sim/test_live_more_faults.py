@@ -50,3 +50,41 @@ def test_running_in_thread_serves_a_blocking_client():
             while "trade" not in kinds:
                 kinds.add(json.loads(ws.recv(timeout=20)).get("channel"))
     assert sim.truth.trades and sim.truth.trades[0]["symbol"] == "SOL-USD"
+
+
+def test_coinbase_sequence_num_keeps_the_venues_order_under_reorder_duplicate_and_silence():
+    """The venue numbers messages as it produces them: a swapped pair arrives with its
+    numbers swapped, a duplicate repeats its number (same bytes), a silent stretch
+    leaves a jump. Before, numbers were given at sending, hiding all three."""
+    faults = FaultConfig(out_of_order=120, duplicate=120, silent=30, silent_s=0.3)
+
+    async def main():
+        async with running(venues=("coinbase",), assets=("BTC",), speed=10, seed=4, faults=faults) as sim:
+            async with connect(sim.urls()["coinbase"]) as ws:
+                await ws.send(json.dumps({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "level2"}))
+                await ws.send(json.dumps({"type": "subscribe", "channel": "heartbeats"}))
+                prev = prev_raw = None
+                seen = {"back": 0, "repeat": 0, "jump": 0, "jump_after_silence": 0}
+                silenced = False
+                deadline = asyncio.get_running_loop().time() + 60
+                while not all(seen.values()):
+                    assert asyncio.get_running_loop().time() < deadline, seen
+                    if any(f["kind"] == "silent" for f in sim.truth.faults):
+                        silenced = True
+                    raw = await asyncio.wait_for(ws.recv(), 30)
+                    n = json.loads(raw)["sequence_num"]
+                    if prev is not None:
+                        if n == prev:
+                            assert raw == prev_raw  # a duplicate is the same message
+                            seen["repeat"] += 1
+                        elif n < prev:
+                            seen["back"] += 1
+                        elif n > prev + 1:
+                            seen["jump"] += 1
+                            if silenced and n > prev + 5:  # dozens of messages went unsent
+                                seen["jump_after_silence"] += 1
+                    prev, prev_raw = max(n, prev if prev is not None else n), raw
+            return {f["kind"] for f in sim.truth.faults}
+
+    kinds = asyncio.run(main())
+    assert {"out_of_order", "duplicate", "silent"} <= kinds

@@ -43,6 +43,8 @@ def app_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
             at.switch_page(page)
             at.run()
         assert not at.exception, [e.value for e in at.exception]
+        unplanned = [e.value for e in at.error if e.value.startswith("Page error")]
+        assert not unplanned, unplanned  # the app shows unexpected errors as one line: still a failure here
         return at
 
     return make

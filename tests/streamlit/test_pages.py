@@ -122,10 +122,14 @@ def _net_bps(buy: dict, sell: dict, f_buy: float, f_sell: float) -> float:
     return (sell["bid_px"] * (1 - f_sell / 1e4) / (buy["ask_px"] * (1 + f_buy / 1e4)) - 1) * 1e4
 
 
-def test_arbitrage_monitor_edges_net_of_fees_signals_and_history(synth_lake, app_on, tmp_path):
+def test_arbitrage_monitor_edges_net_of_fees_signals_and_history(synth_lake, app_on, tmp_path, monkeypatch):
     import json
 
     root, written = synth_lake
+    cfg = tmp_path / "arbitrage.toml"  # top of book, base-tier fees; the test edits two of them on the page
+    cfg.write_text("[arbitrage]\nfees_bps = { binance = 10.0, coinbase = 60.0, kraken = 40.0 }\n"
+                   "sizes = { BTC = 0.1, ETH = 1.0 }\ndepth = 0\nmin_edge_bps = 0.0\nmax_age_ms = 2000.0\n")
+    monkeypatch.setenv("LAB_ARBITRAGE_CONFIG", str(cfg))
     alerts = tmp_path / "data" / "alerts"  # app_on points LAB_DATA at tmp_path/data
     alerts.mkdir(parents=True)
     (alerts / "arbitrage.jsonl").write_text("\n".join(json.dumps(a) for a in [
@@ -149,11 +153,11 @@ def test_arbitrage_monitor_edges_net_of_fees_signals_and_history(synth_lake, app
     b, s, best = max(pairs, key=lambda p: p[2])
     assert (b, s) == ("kraken", "coinbase")
     m = metrics(at)
-    assert m["Best net edge (bps)"] == f"{best:.2f}"
+    assert m["Best net edge (bps)"] == f"{best:+.2f}"
     assert m["Best pair"] == f"{b} → {s}"
     size = 0.1
     profit = (last[s]["bid_px"] - last[b]["ask_px"]) * size  # no fees on either leg
-    assert math.isclose(float(m[f"Profit for {size:g} (quote)"].replace(",", "")), profit, abs_tol=0.006)
+    assert math.isclose(float(m[f"Profit for {size:g} BTC (USD)"].replace(",", "")), profit, abs_tol=0.006)
 
     # lab.arbitrage's episodes: only kraken -> coinbase pays, and it pays all along
     eps = next(d.value for d in at.dataframe if "peak_net_edge_bps" in d.value.columns)
