@@ -527,9 +527,11 @@ class Lake:
 
         ``start`` is inclusive and ``end`` exclusive, on the table's time
         column; naive datetimes are taken as UTC. Time filters prune files
-        and row groups by their min/max statistics.
+        and row groups by their min/max statistics. The table's log is read here,
+        so a damaged one raises :class:`DamagedTableError` naming it at once rather
+        than a raw engine error at ``collect()``.
         """
-        src = self.path(table) if self.exists(table) else None
+        src = self.delta(table)
         return scan_filtered(table, src, venue=venue, symbol=symbol, start=start, end=end)
 
     def read(self, table: str, **filters) -> pl.DataFrame:

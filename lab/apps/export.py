@@ -7,12 +7,12 @@ Writes ``FILE.npz`` (key ``data``) in hftbacktest's event format from the lake's
 
     lab export hftbacktest --venue binance --symbol BTC-USDT \\
         --start 2026-11-22T12:00 --end 2026-11-22T13:00 --out btc.npz
+    lab export hftbacktest --venue binance --symbol BTC-USDT --last 1h --out btc.npz
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +25,6 @@ HELP = "export lake data for other tools (hftbacktest .npz)"
 __all__ = ["add_arguments", "run"]
 
 
-def _time(flag: str, v: str) -> dt.datetime:
-    try:
-        t = dt.datetime.fromisoformat(v)
-    except ValueError:
-        raise ConfigError(f"{flag} {v!r}: expected an ISO date or time such as 2026-11-22T12:00") from None
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Export one venue/symbol's trades and L2 book updates between --start and --end as "
                      "hftbacktest's event array (.npz, key 'data'): trades, depth changes, and each book "
@@ -40,19 +32,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("format", choices=["hftbacktest"], help="the target format")
     p.add_argument("--venue", required=True, help="venue, e.g. binance")
     p.add_argument("--symbol", required=True, help="canonical symbol, e.g. BTC-USDT")
-    p.add_argument("--start", required=True, help="first time (inclusive, UTC), e.g. 2026-11-22T12:00")
-    p.add_argument("--end", required=True, help="last time (exclusive, UTC)")
+    p.add_argument("--start", default=None, help="first time (inclusive, UTC), e.g. 2026-11-22T12:00")
+    p.add_argument("--end", default=None, help="last time (exclusive, UTC)")
+    p.add_argument("--last", default=None, metavar="DURATION",
+                   help="instead of --start: this much before --end (default: the newest row), e.g. 1h")
     p.add_argument("--out", required=True, help="output file (.npz)")
     p.add_argument("--lake", default=None, help="lake directory (default: $LAB_DATA/lake)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from lab.apps.backtest import time_range
     from lab.backtest.export import to_hftbacktest_events
 
-    t0, t1 = _time("--start", args.start), _time("--end", args.end)
-    if t1 <= t0:
-        raise ConfigError(f"--end {args.end} is not after --start {args.start}")
     lake = Lake(args.lake) if args.lake else default_lake()
+    args.quotes = False  # --last counts back from the newest book_updates row
+    t0, t1 = time_range(args, [(args.venue, args.symbol)], lake)
+    if t0 is None or t1 is None:
+        raise ConfigError("give --start and --end, or --last")
     kw = {"venue": args.venue, "symbol": args.symbol, "start": t0, "end": t1}
     trades = lake.scan("trades", **kw).collect()
     book = lake.scan("book_updates", **kw).collect()

@@ -29,6 +29,7 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit, types
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 from numba.experimental import structref
 
 # -- constants (shared with the Python layer) ---------------------------------
@@ -61,7 +62,7 @@ N_OF = 7
 # ctr (int64 counters)
 (C_NOW, C_SEQ, C_NEXT_ID, C_NRQ, C_NRP, C_NFILL, C_NLOG, C_NEQ, C_IEX, C_ILO,
  C_TIMER_NEXT, C_TIMER_IV, C_LAT_E, C_LAT_R, C_EQ_NEXT, C_HW, C_NEVENTS, C_QMODEL,
- C_EQ_IV, C_OVERFLOW, C_NCB) = range(21)
+ C_EQ_IV, C_OVERFLOW, C_NCB, C_DROPPED) = range(22)
 N_CTR = 24
 # rq (requests in flight to the exchange): time, seq, kind, slot, px
 RQ_T, RQ_SEQ, RQ_KIND, RQ_SLOT, RQ_PX = range(5)
@@ -76,8 +77,8 @@ State = namedtuple("State", [
     # static
     "inst_venue", "inst_base", "inst_quote", "tick", "lot",
     "maker_fee", "taker_fee", "asset_inst", "asset_fixed", "lat_entry", "lat_resp", "qparam",
-    # books: [book(0 exchange, 1 local), inst, side, level]
-    "bpx", "bqty", "bn", "snap_ts",
+    # books: price-indexed vectors over a window per instrument (see "books" below)
+    "bq", "bbits", "bmeta",
     # orders
     "oi", "of", "free",
     # queues
@@ -105,14 +106,14 @@ structref.define_proxy(EngineState, _StateType, list(State._fields))
 @njit(cache=True)
 def _make_ref(
     inst_venue, inst_base, inst_quote, tick, lot, maker_fee, taker_fee, asset_inst,
-    asset_fixed, lat_entry, lat_resp, qparam, bpx, bqty, bn, snap_ts,
+    asset_fixed, lat_entry, lat_resp, qparam, bq, bbits, bmeta,
     oi, of, free, rq, rqf, rp, rpf, fl,
     flf, lg, lgf, eq_ts, eq_val, eq_pos, asset_px, bal,
     lpos, ctr, cb, cbf,
 ):
     return EngineState(
         inst_venue, inst_base, inst_quote, tick, lot, maker_fee, taker_fee, asset_inst,
-        asset_fixed, lat_entry, lat_resp, qparam, bpx, bqty, bn, snap_ts,
+        asset_fixed, lat_entry, lat_resp, qparam, bq, bbits, bmeta,
         oi, of, free, rq, rqf, rp, rpf, fl,
         flf, lg, lgf, eq_ts, eq_val, eq_pos, asset_px, bal,
         lpos, ctr, cb, cbf,
@@ -132,10 +133,14 @@ def new_state(
     asset_inst: np.ndarray, asset_fixed: np.ndarray, lat_entry: np.ndarray, lat_resp: np.ndarray,
     queue_model: int = Q_RISK_AVERSE, queue_param: float = 2.0,
     n_venues: int, n_assets: int, eq_interval: int, n_eq: int,
-    book_cap: int = 256, max_orders: int = 4096, max_inflight: int = 8192,
+    max_orders: int = 4096, max_inflight: int = 8192,
     max_fills: int = 200_000, max_log: int = 400_000,
 ) -> State:
-    """Allocate a fresh engine state (all books empty, all balances zero)."""
+    """Allocate a fresh engine state (all books empty, all balances zero).
+
+    The book windows start empty (width 0): :func:`resize_books` places them
+    (``Engine.feed`` does so from the prices of the events it is given).
+    """
     n = len(inst_venue)
     ctr = np.zeros(N_CTR, np.int64)
     ctr[C_NEXT_ID] = 1
@@ -145,6 +150,8 @@ def new_state(
     ctr[C_EQ_IV] = eq_interval
     ctr[C_NOW] = -INF
     free = np.arange(max_orders - 1, -1, -1, dtype=np.int64)  # a stack; top at the end
+    bmeta = np.full((n, N_META), -1, np.int64)
+    bmeta[:, [M_LO, M_W, M_OFF]] = 0
     return State(
         inst_venue.astype(np.int64), inst_base.astype(np.int64), inst_quote.astype(np.int64),
         tick.astype(np.float64), lot.astype(np.float64),
@@ -152,8 +159,7 @@ def new_state(
         asset_inst.astype(np.int64), asset_fixed.astype(np.float64),
         np.ascontiguousarray(lat_entry, np.int64), np.ascontiguousarray(lat_resp, np.int64),
         np.array([queue_param], np.float64),
-        np.zeros((2, n, 2, book_cap), np.int64), np.zeros((2, n, 2, book_cap), np.float64),
-        np.zeros((2, n, 2), np.int64), np.full((2, n), -1, np.int64),
+        np.zeros(0, np.float64), np.zeros(0, np.uint64), bmeta,
         np.zeros((max_orders, N_OI), np.int64), np.zeros((max_orders, N_OF), np.float64),
         np.concatenate([free, np.array([max_orders], np.int64)]),  # last cell: stack size
         np.zeros((max_inflight, 5), np.int64), np.zeros((max_inflight, 1), np.float64),
@@ -169,67 +175,207 @@ def new_state(
 
 
 # -- books ----------------------------------------------------------------------
-@njit(cache=True)
-def _find(pxs, n, side, p):
-    for j in range(n):
-        q = pxs[j]
-        if q == p:
-            return j, j
-        if (side == BID and q < p) or (side == ASK and q > p):
-            return -1, j
-    return -1, n
+# Each instrument's books live in one price-indexed vector over a window of
+# ``w`` ticks starting at ``lo`` (a "range of interest", as in hftbacktest's
+# ROIVector depth). Row ``r = 2 * b + side`` (book ``b``: 0 exchange, 1 local)
+# of instrument ``i`` holds the size at price ``p`` (ticks) in cell
+# ``c = off + r * w + p - lo`` of ``bq`` (0 = no level), and bit ``c`` of
+# ``bbits`` says whether that level exists. ``bmeta[i]`` holds ``lo, w, off``,
+# the best price of each row (-1 = empty side), its extent (the farthest price
+# set on that side since it was last empty: a bound for searches, not
+# necessarily a level) and the time of the snapshot being applied per book.
+# An update is one store and one bit flip; a deleted best level finds the
+# next one in the bitmap, 64 prices per word (the simulated books have levels
+# hundreds of ticks apart). Windows are multiples of 64 ticks, so a bitmap
+# word never spans two rows. The hot helpers take these three arrays rather
+# than the state: numba passes each array as a dozen words and reference
+# counts every field read from the state, which cost more than the update.
+# ``Engine.feed`` places the windows over the prices of the events it is
+# given, so no level is lost; a level outside the window (only when a window
+# would exceed ``BacktestConfig.book_ticks``) is dropped and counted in
+# ``ctr[C_DROPPED]``.
+M_LO, M_W, M_OFF, M_TOP, M_EXT, M_SNAP = 0, 1, 2, 3, 7, 11  # M_TOP/M_EXT + r, M_SNAP + b
+N_META = 16
+_ONE = np.uint64(1)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @njit(cache=True)
-def book_set(bpx, bqty, bn, b, i, side, p, q):
-    """Set level ``p`` of ``side`` to ``q`` (0 deletes); return the previous size."""
-    n = bn[b, i, side]
-    j = -1
-    k = n
-    for m in range(n):
-        x = bpx[b, i, side, m]
-        if x == p:
-            j = m
-            break
-        if (side == BID and x < p) or (side == ASK and x > p):
-            k = m
-            break
-    if j >= 0:
-        prev = bqty[b, i, side, j]
-        if q <= 0.0:
-            for m in range(j, n - 1):
-                bpx[b, i, side, m] = bpx[b, i, side, m + 1]
-                bqty[b, i, side, m] = bqty[b, i, side, m + 1]
-            bn[b, i, side] = n - 1
-        else:
-            bqty[b, i, side, j] = q
-        return prev
-    if q <= 0.0:
-        return 0.0
-    cap = bpx.shape[3]
-    if n == cap:
-        if k >= cap:
-            return 0.0
-        n -= 1
-    for m in range(n, k, -1):
-        bpx[b, i, side, m] = bpx[b, i, side, m - 1]
-        bqty[b, i, side, m] = bqty[b, i, side, m - 1]
-    bpx[b, i, side, k] = p
-    bqty[b, i, side, k] = q
-    bn[b, i, side] = n + 1
-    return 0.0
+def _below(bits, c, floor):
+    """The highest set cell ``<= c`` and ``>= floor`` (cell indices), or -1."""
+    if c < floor:
+        return np.int64(-1)
+    wd = c >> 6
+    r = c & 63
+    m = bits[wd] & (_ALL if r == 63 else ((_ONE << np.uint64(r + 1)) - _ONE))
+    stop = floor >> 6
+    while m == 0:
+        wd -= 1
+        if wd < stop:
+            return np.int64(-1)
+        m = bits[wd]
+    hit = (wd << 6) + 63 - np.int64(leading_zeros(m))
+    return hit if hit >= floor else np.int64(-1)
+
+
+@njit(cache=True)
+def _above(bits, c, ceil):
+    """The lowest set cell ``>= c`` and ``<= ceil`` (cell indices), or -1."""
+    if c > ceil:
+        return np.int64(-1)
+    wd = c >> 6
+    m = bits[wd] & ~((_ONE << np.uint64(c & 63)) - _ONE)
+    stop = ceil >> 6
+    while m == 0:
+        wd += 1
+        if wd > stop:
+            return np.int64(-1)
+        m = bits[wd]
+    hit = (wd << 6) + np.int64(trailing_zeros(m))
+    return hit if hit <= ceil else np.int64(-1)
+
+
+@njit(cache=True)
+def _next_price(bits, meta, i, r, side, p):
+    """The next price after level ``p`` of row ``r``, going away from the touch, or -1."""
+    base = meta[i, M_OFF] + r * meta[i, M_W] - meta[i, M_LO]
+    e = meta[i, M_EXT + r]
+    h = _below(bits, base + p - 1, base + e) if side == BID else _above(bits, base + p + 1, base + e)
+    return h - base if h >= 0 else np.int64(-1)
+
+
+@njit(cache=True)
+def book_clear(bq, bits, meta, b, i):
+    """Empty both sides of book ``b`` of instrument ``i``."""
+    lo = meta[i, M_LO]
+    w = meta[i, M_W]
+    for side in range(2):
+        r = 2 * b + side
+        top = meta[i, M_TOP + r]
+        if top >= 0:
+            base = meta[i, M_OFF] + r * w
+            ext = meta[i, M_EXT + r]
+            a, z = (ext, top) if side == BID else (top, ext)
+            a, z = base + max(a - lo, 0), base + min(z - lo, w - 1)
+            for c in range(a, z + 1):
+                bq[c] = 0.0
+            for wd in range(a >> 6, (z >> 6) + 1):
+                bits[wd] = 0
+        meta[i, M_TOP + r] = -1
+        meta[i, M_EXT + r] = -1
 
 
 @njit(cache=True)
 def level_qty(st, b, i, side, p):
-    j, _ = _find(st.bpx[b, i, side], st.bn[b, i, side], side, p)
-    return st.bqty[b, i, side, j] if j >= 0 else 0.0
+    """Size at price ``p`` (ticks) of a side (0 if no level)."""
+    m = st.bmeta
+    x = p - m[i, M_LO]
+    if x < 0 or x >= m[i, M_W]:
+        return 0.0
+    return st.bq[m[i, M_OFF] + (2 * b + side) * m[i, M_W] + x]
 
 
 @njit(cache=True)
 def best(st, b, i, side):
     """Best price (ticks) of a side, or -1 if the side is empty."""
-    return st.bpx[b, i, side, 0] if st.bn[b, i, side] > 0 else np.int64(-1)
+    return st.bmeta[i, M_TOP + 2 * b + side]
+
+
+@njit(cache=True)
+def best_qty(st, b, i, side):
+    """Size at the best price of a side (0 if the side is empty)."""
+    top = best(st, b, i, side)
+    return level_qty(st, b, i, side, top) if top >= 0 else 0.0
+
+
+@njit(cache=True)
+def _next_level(st, b, i, side, p):
+    """The next price after level ``p`` going away from the touch that has a level, or -1."""
+    return _next_price(st.bbits, st.bmeta, i, 2 * b + side, side, p)
+
+
+@njit(cache=True)
+def book_depth(st, b, i, side, levels):
+    """The best ``levels`` levels of a side as (prices in ticks, sizes), best first."""
+    px = np.zeros(levels, np.int64)
+    qty = np.zeros(levels, np.float64)
+    p = best(st, b, i, side)
+    n = 0
+    while p >= 0 and n < levels:
+        px[n] = p
+        qty[n] = level_qty(st, b, i, side, p)
+        n += 1
+        p = _next_level(st, b, i, side, p)
+    return px[:n], qty[:n]
+
+
+@njit(cache=True)
+def price_bounds(kind, inst, px, n_inst):
+    """Lowest and highest book price (ticks) per instrument (-1, -2 where it has no book rows)."""
+    mn = np.full(n_inst, np.int64(2**62))
+    mx = np.full(n_inst, np.int64(-2))
+    for k in range(px.shape[0]):
+        if kind[k] == EV_TRADE:
+            continue
+        i = inst[k]
+        p = px[k]
+        if p < mn[i]:
+            mn[i] = p
+        if p > mx[i]:
+            mx[i] = p
+    for i in range(n_inst):
+        if mx[i] < -1:
+            mn[i] = -1
+    return mn, mx
+
+
+@njit(cache=True)
+def _refill(old, ometa, new, bits, meta):
+    """Copy the levels inside both windows; rebuild the bitmap and each side's ends."""
+    for i in range(meta.shape[0]):
+        olo, ow, nlo, nw = ometa[i, M_LO], ometa[i, M_W], meta[i, M_LO], meta[i, M_W]
+        a = max(olo, nlo)
+        z = min(olo + ow, nlo + nw)
+        for r in range(4):
+            so = ometa[i, M_OFF] + r * ow - olo
+            sn = meta[i, M_OFF] + r * nw - nlo
+            top = np.int64(-1)
+            ext = np.int64(-1)
+            for p in range(a, z):
+                v = old[so + p]
+                if v != 0.0:
+                    c = sn + p
+                    new[c] = v
+                    bits[c >> 6] |= _ONE << np.uint64(c & 63)
+                    if top < 0:
+                        top = p
+                        ext = p
+                    if r % 2 == BID:
+                        top = p  # ascending: the last level is the best bid, the first the extent
+                    else:
+                        ext = p
+            meta[i, M_TOP + r] = top
+            meta[i, M_EXT + r] = ext
+
+
+def resize_books(arrays: State, lo: np.ndarray, width: np.ndarray) -> State:
+    """A copy of ``arrays`` whose book windows start at ``lo`` and span ``width`` ticks (multiples of 64).
+
+    Levels inside both the old and the new window are kept; levels outside the
+    new one are dropped. Only the book arrays are new; the rest is shared.
+    """
+    lo = np.asarray(lo, np.int64)
+    width = np.asarray(width, np.int64)
+    if np.any(width % 64):
+        raise ValueError(f"book windows must be multiples of 64 ticks, got {width}")
+    meta = arrays.bmeta.copy()
+    meta[:, M_LO] = lo
+    meta[:, M_W] = width
+    meta[:, M_OFF] = np.concatenate([[0], np.cumsum(4 * width)[:-1]])
+    bq = np.zeros(int(4 * width.sum()), np.float64)
+    bits = np.zeros(len(bq) // 64, np.uint64)
+    _refill(arrays.bq, arrays.bmeta, bq, bits, meta)
+    return arrays._replace(bq=bq, bbits=bits, bmeta=meta)
 
 
 # -- in-flight queues -------------------------------------------------------------
@@ -271,20 +417,6 @@ def _push_rp(st, t, kind, slot, px, qty, fee, maker):
     st.rpf[n, 1] = fee
     st.ctr[C_NRP] = n + 1
     st.oi[slot, OI_PEND] += 1
-
-
-@njit(cache=True)
-def _min_idx(q, n, tcol, scol):
-    best_i = -1
-    bt = INF
-    bs = INF
-    for k in range(n):
-        t = q[k, tcol]
-        if t < bt or (t == bt and q[k, scol] < bs):
-            bt = t
-            bs = q[k, scol]
-            best_i = k
-    return best_i, bt
 
 
 @njit(cache=True)
@@ -360,11 +492,12 @@ def _available(st, i, side, limit_px, has_limit):
     """Quantity on the opposite side of ``side`` at prices no worse than ``limit_px``."""
     os = ASK if side == BUY else BID
     tot = 0.0
-    for j in range(st.bn[0, i, os]):
-        lp = st.bpx[0, i, os, j]
+    lp = best(st, 0, i, os)
+    while lp >= 0:
         if has_limit and ((side == BUY and lp > limit_px) or (side == SELL and lp < limit_px)):
             break
-        tot += st.bqty[0, i, os, j]
+        tot += level_qty(st, 0, i, os, lp)
+        lp = _next_level(st, 0, i, os, lp)
     return tot
 
 
@@ -374,16 +507,17 @@ def _take(st, slot, t, limit_px, has_limit):
     i = st.oi[slot, OI_INST]
     side = st.oi[slot, OI_SIDE]
     os = ASK if side == BUY else BID
-    for j in range(st.bn[0, i, os]):
-        lp = st.bpx[0, i, os, j]
+    lp = best(st, 0, i, os)
+    while lp >= 0:
         if has_limit and ((side == BUY and lp > limit_px) or (side == SELL and lp < limit_px)):
             break
         leaves = st.of[slot, OF_LEAVES]
         if leaves <= 0.0:
             break
-        q = min(leaves, st.bqty[0, i, os, j])
+        q = min(leaves, level_qty(st, 0, i, os, lp))
         if q > 0.0:
             _fill(st, slot, t, lp, q, False)
+        lp = _next_level(st, 0, i, os, lp)
 
 
 @njit(cache=True)
@@ -528,49 +662,7 @@ def _exch_trade(st, i, aggr, p, qty):
                 _fill(st, slot, st.ctr[C_NOW], opx, min(ex, st.of[slot, OF_LEAVES]), True)
 
 
-@njit(cache=True)
-def _apply_book(bpx, bqty, bn, snap_ts, b, kind, i, side, p, q, t):
-    if kind == EV_SNAPSHOT:
-        if snap_ts[b, i] != t:
-            bn[b, i, 0] = 0
-            bn[b, i, 1] = 0
-            snap_ts[b, i] = t
-    else:
-        snap_ts[b, i] = -1
-    return book_set(bpx, bqty, bn, b, i, side, p, q)
-
-
-@njit(cache=True)
-def _touches(oi, hw, i, side, p, q, is_trade):
-    """Does a depth change (or trade) at ``p`` concern any resting order of ours?"""
-    for slot in range(hw):
-        if oi[slot, OI_XST] != X_RESTING or oi[slot, OI_INST] != i:
-            continue
-        oside = oi[slot, OI_SIDE]
-        opx = oi[slot, OI_PX]
-        if is_trade:
-            if oside != side and ((oside == BUY and opx >= p) or (oside == SELL and opx <= p)):
-                return True
-        elif (oside == BUY and side == BID) or (oside == SELL and side == ASK):
-            if opx == p:
-                return True
-        elif q > 0.0 and ((oside == BUY and p <= opx) or (oside == SELL and p >= opx)):
-            return True
-    return False
-
-
 # -- local side ---------------------------------------------------------------------
-@njit(cache=True)
-def _free_if_done(st, slot):
-    if (st.oi[slot, OI_XST] == X_DONE and st.oi[slot, OI_LST] == L_DONE
-            and st.oi[slot, OI_PEND] == 0):
-        st.oi[slot, OI_XST] = X_FREE
-        st.oi[slot, OI_LST] = L_FREE
-        top = st.free[-1]
-        st.free[top] = slot
-        st.free[-1] = top + 1
-
-
 @njit(cache=True)
 def _deliver(st, k):
     """A response reaches the strategy; returns (callback code, slot)."""
@@ -643,8 +735,11 @@ def submit(st, i, side, px, qty, otype, tif):
         st.ctr[C_HW] = slot + 1
     oid = st.ctr[C_NEXT_ID]
     st.ctr[C_NEXT_ID] = oid + 1
-    st.oi[slot, :] = 0
-    st.of[slot, :] = 0.0
+    oi, of = st.oi, st.of
+    for c in range(N_OI):  # element loops: a slice is a new array view, with reference counting
+        oi[slot, c] = 0
+    for c in range(N_OF):
+        of[slot, c] = 0.0
     st.oi[slot, OI_ID] = oid
     st.oi[slot, OI_INST] = i
     st.oi[slot, OI_SIDE] = side
@@ -728,12 +823,13 @@ def noop_strategy(st, code, i, slot, params, mem):
 # -- the loop -------------------------------------------------------------------------
 DONE = -1
 GROW = -2  # the fill/order logs are nearly full: the caller enlarges them and calls again
+MAX_WALK = 1024  # levels a taker order is assumed to walk at most when reserving log room
 
 
 @njit(cache=True)
 def needs_room(st):
     """True when one more step could overflow the fill or order-event log."""
-    margin = 2 * st.oi.shape[0] + st.bpx.shape[3] + 16
+    margin = 2 * st.oi.shape[0] + MAX_WALK + 16
     return st.ctr[C_NLOG] + margin >= st.lg.shape[0] or st.ctr[C_NFILL] + margin >= st.fl.shape[0]
 
 
@@ -749,48 +845,206 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
     ``st.cbf = [qty, fee]`` describe it. Order
     slots are recycled as soon as both sides are done, so a fill/order callback
     must read ``st.cb``/``st.cbf``, not the slot.
+
+    Market events due before anything else are replayed in a tight inner loop
+    (the common case: most of a run is book rows that concern no order of
+    ours and no callback); the other items are scheduled one at a time.
     """
+    n = ts_x.shape[0]
+    ctr = st.ctr
+    oi = st.oi
+    bq, bits, meta = st.bq, st.bbits, st.bmeta
+    # the state fields the loop uses, read once: every read of a field of ``st`` is an atomic
+    # reference-count update, and those were most of the time spent per order event
+    rq, rqf, rp, rpf, cb, cbf, free = st.rq, st.rqf, st.rp, st.rpf, st.cb, st.cbf, st.free
+    margin = 2 * oi.shape[0] + MAX_WALK + 16
+    log_room = st.lg.shape[0] - margin  # the logs are enlarged only between calls
+    fill_room = st.fl.shape[0] - margin
+    want_book = want[CB_BOOK] != 0
+    want_trade = want[CB_TRADE] != 0
     while True:
-        if needs_room(st):
+        if ctr[C_NLOG] >= log_room or ctr[C_NFILL] >= fill_room:  # needs_room(st)
             return GROW
-        n = ts_x.shape[0]
-        ctr = st.ctr
+        # the earliest request and response in flight (inline: a call per item costs more)
+        krq, trq, sq = -1, INF, INF
+        for j in range(ctr[C_NRQ]):
+            tj = rq[j, RQ_T]
+            if tj < trq or (tj == trq and rq[j, RQ_SEQ] < sq):
+                krq, trq, sq = j, tj, rq[j, RQ_SEQ]
+        krp, trp, sq = -1, INF, INF
+        for j in range(ctr[C_NRP]):
+            tj = rp[j, RP_T]
+            if tj < trp or (tj == trp and rp[j, RP_SEQ] < sq):
+                krp, trp, sq = j, tj, rp[j, RP_SEQ]
+        tt = ctr[C_TIMER_NEXT]
+        te = ctr[C_EQ_NEXT]
+        hw = ctr[C_HW]
+        # -- market events. At equal times exchange data comes first; local data
+        # after requests, equity samples and responses, before the timer.
+        hx = min(min(trq, te), min(trp, tt), t_stop)  # an exchange row is due while tx <= hx (and <= tl)
+        hl = min(min(trq, te), trp)  # a local row is due while tl < hl, tl <= tt, tl <= t_stop
+        hlt = min(tt, t_stop)
         ix = ctr[C_IEX]
         il = ctr[C_ILO]
         tx = ts_x[ix] if ix < n else INF
         tl = ts_l[lorder[il]] if il < n else INF
-        krq, trq = _min_idx(st.rq, ctr[C_NRQ], RQ_T, RQ_SEQ)
-        krp, trp = _min_idx(st.rp, ctr[C_NRP], RP_T, RP_SEQ)
-        tt = ctr[C_TIMER_NEXT]
-        te = ctr[C_EQ_NEXT]
-        t = min(min(tx, trq), min(min(te, trp), min(tl, tt)))
+        now = ctr[C_NOW]
+        nev = 0
+        code = CB_NONE
+        touched = False
+        while True:
+            # the next market row: exchange (book 0) or local (book 1)
+            if tx <= tl:
+                if tx > hx or tx >= INF:
+                    break
+                k = ix
+                b = 0
+                now = tx
+                ix += 1
+                tx = ts_x[ix] if ix < n else INF
+            else:
+                if tl >= hl or tl > hlt:
+                    break
+                k = lorder[il]
+                b = 1
+                now = tl
+                il += 1
+                nev += 1
+                tl = ts_l[lorder[il]] if il < n else INF
+            i = inst[k]
+            kd = kind[k]
+            p = px[k]
+            q = qty[k]
+            if kd == EV_TRADE:
+                if b == 1:
+                    if want_trade:
+                        code = CB_TRADE
+                else:
+                    aggr = side[k]
+                    for slot in range(hw):  # does the trade reach a resting order of ours?
+                        if oi[slot, OI_XST] != X_RESTING or oi[slot, OI_INST] != i:
+                            continue
+                        oside = oi[slot, OI_SIDE]
+                        opx = oi[slot, OI_PX]
+                        if oside != aggr and ((oside == BUY and opx >= p) or (oside == SELL and opx <= p)):
+                            touched = True
+                            break
+                    if touched:
+                        nrp = ctr[C_NRP]
+                        ctr[C_NOW] = now
+                        _exch_trade(st, i, aggr, p, q)
+                        touched = ctr[C_NRP] != nrp  # a fill: its response may be due first
+            else:
+                sd = BID if side[k] == BUY else ASK
+                # -- the depth change, inline (a call costs more than the update; see "books")
+                if kd == EV_SNAPSHOT:
+                    if meta[i, M_SNAP + b] != ts_x[k]:
+                        book_clear(bq, bits, meta, b, i)
+                        meta[i, M_SNAP + b] = ts_x[k]
+                else:
+                    meta[i, M_SNAP + b] = -1
+                x = p - meta[i, M_LO]
+                w = meta[i, M_W]
+                prev = 0.0
+                if x < 0 or x >= w:
+                    ctr[C_DROPPED] += 1 - b  # count each row once (both books drop it)
+                else:
+                    r = 2 * b + sd
+                    c = meta[i, M_OFF] + r * w + x
+                    prev = bq[c]
+                    top = meta[i, M_TOP + r]
+                    if q <= 0.0:
+                        if prev != 0.0:
+                            bq[c] = 0.0
+                            bits[c >> 6] &= ~(_ONE << np.uint64(c & 63))
+                            if p == top:
+                                t = _next_price(bits, meta, i, r, sd, p)
+                                meta[i, M_TOP + r] = t
+                                if t < 0:
+                                    meta[i, M_EXT + r] = -1
+                    else:
+                        bq[c] = q
+                        if prev == 0.0:
+                            bits[c >> 6] |= _ONE << np.uint64(c & 63)
+                        if top < 0:
+                            meta[i, M_TOP + r] = p
+                            meta[i, M_EXT + r] = p
+                        elif sd == BID:
+                            if p > top:
+                                meta[i, M_TOP + r] = p
+                            elif p < meta[i, M_EXT + r]:
+                                meta[i, M_EXT + r] = p
+                        else:
+                            if p < top:
+                                meta[i, M_TOP + r] = p
+                            elif p > meta[i, M_EXT + r]:
+                                meta[i, M_EXT + r] = p
+                if b == 1:
+                    if want_book:
+                        # one callback per message: wait for the last row with the same time and instrument
+                        code = CB_BOOK
+                        if il < n:
+                            k2 = lorder[il]
+                            if ts_l[k2] == now and inst[k2] == i and kind[k2] != EV_TRADE:
+                                code = CB_NONE
+                else:
+                    for slot in range(hw):  # does the change concern a resting order of ours?
+                        if oi[slot, OI_XST] != X_RESTING or oi[slot, OI_INST] != i:
+                            continue
+                        oside = oi[slot, OI_SIDE]
+                        opx = oi[slot, OI_PX]
+                        if (oside == BUY and sd == BID) or (oside == SELL and sd == ASK):
+                            if opx == p:
+                                touched = True
+                                break
+                        elif q > 0.0 and ((oside == BUY and p <= opx) or (oside == SELL and p >= opx)):
+                            touched = True
+                            break
+                    if touched:
+                        nrp = ctr[C_NRP]
+                        ctr[C_NOW] = now
+                        _exch_depth(st, i, sd, p, q, prev)
+                        touched = ctr[C_NRP] != nrp  # a fill: its response may be due first
+            if touched:  # new responses may be due before the next row: schedule again
+                break
+            if code != CB_NONE:
+                cb[0] = code
+                cb[1] = i
+                cb[2] = k
+                cb[3] = -1
+                cb[7] = side[k]
+                break
+        ctr[C_IEX] = ix
+        ctr[C_ILO] = il
+        ctr[C_NEVENTS] += nev
+        ctr[C_NOW] = now
+        if code != CB_NONE:
+            return code
+        if touched:
+            continue
+        # -- one order request, equity sample, response or timer tick
+        t = min(min(trq, te), min(trp, tt))
         if t > t_stop or t >= INF:
             return DONE
         ctr[C_NOW] = t
         code = CB_NONE
         ci = -1
         cslot = -1
-        if tx == t:
-            k = ix
-            ctr[C_IEX] = ix + 1
-            i = inst[k]
-            if kind[k] == EV_TRADE:
-                if _touches(st.oi, ctr[C_HW], i, side[k], px[k], qty[k], True):
-                    _exch_trade(st, i, side[k], px[k], qty[k])
-            else:
-                sd = BID if side[k] == BUY else ASK
-                prev = _apply_book(st.bpx, st.bqty, st.bn, st.snap_ts, 0, kind[k], i, sd, px[k], qty[k], ts_x[k])
-                if _touches(st.oi, ctr[C_HW], i, sd, px[k], qty[k], False):
-                    _exch_depth(st, i, sd, px[k], qty[k], prev)
-            continue
         if trq == t:
-            rslot = st.rq[krq, RQ_SLOT]
+            rslot = rq[krq, RQ_SLOT]
             _arrive_request(st, krq, t)
             last = ctr[C_NRQ] - 1
-            st.rq[krq, :] = st.rq[last, :]
-            st.rqf[krq, :] = st.rqf[last, :]
+            for c in range(rq.shape[1]):  # element loops: no array views (see submit)
+                rq[krq, c] = rq[last, c]
+            rqf[krq, 0] = rqf[last, 0]
             ctr[C_NRQ] = last
-            _free_if_done(st, rslot)
+            if (oi[rslot, OI_XST] == X_DONE and oi[rslot, OI_LST] == L_DONE
+                    and oi[rslot, OI_PEND] == 0):  # the slot is free again
+                oi[rslot, OI_XST] = X_FREE
+                oi[rslot, OI_LST] = L_FREE
+                top = free[-1]
+                free[top] = rslot
+                free[-1] = top + 1
             continue
         if te == t:
             _sample_equity(st, t)
@@ -798,49 +1052,37 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
             continue
         if trp == t:
             code, cslot = _deliver(st, krp)
-            ci = st.oi[cslot, OI_INST]
-            st.cb[3] = st.oi[cslot, OI_ID]
-            st.cb[4] = st.rp[krp, RP_KIND]
-            st.cb[5] = st.rp[krp, RP_PX]
-            st.cb[6] = st.rp[krp, RP_MAKER]
-            st.cb[7] = st.oi[cslot, OI_SIDE]
-            st.cbf[0] = st.rpf[krp, 0]
-            st.cbf[1] = st.rpf[krp, 1]
+            ci = oi[cslot, OI_INST]
+            cb[3] = oi[cslot, OI_ID]
+            cb[4] = rp[krp, RP_KIND]
+            cb[5] = rp[krp, RP_PX]
+            cb[6] = rp[krp, RP_MAKER]
+            cb[7] = oi[cslot, OI_SIDE]
+            cbf[0] = rpf[krp, 0]
+            cbf[1] = rpf[krp, 1]
             last = ctr[C_NRP] - 1
-            st.rp[krp, :] = st.rp[last, :]
-            st.rpf[krp, :] = st.rpf[last, :]
+            for c in range(rp.shape[1]):
+                rp[krp, c] = rp[last, c]
+            rpf[krp, 0] = rpf[last, 0]
+            rpf[krp, 1] = rpf[last, 1]
             ctr[C_NRP] = last
-            _free_if_done(st, cslot)
-        elif tl == t:
-            k = lorder[il]
-            ctr[C_ILO] = il + 1
-            ctr[C_NEVENTS] += 1
-            i = inst[k]
-            if kind[k] == EV_TRADE:
-                code = CB_TRADE
-            else:
-                _apply_book(st.bpx, st.bqty, st.bn, st.snap_ts, 1, kind[k], i, BID if side[k] == BUY else ASK,
-                            px[k], qty[k], ts_x[k])
-                # one callback per message: wait for the last row with the same time and instrument
-                if il + 1 < n:
-                    k2 = lorder[il + 1]
-                    if ts_l[k2] == t and inst[k2] == i and kind[k2] != EV_TRADE:
-                        continue
-                code = CB_BOOK
-            cslot = k
-            ci = i
-            st.cb[3] = -1
-            st.cb[7] = side[k]
+            if (oi[cslot, OI_XST] == X_DONE and oi[cslot, OI_LST] == L_DONE
+                    and oi[cslot, OI_PEND] == 0):  # the slot is free again
+                oi[cslot, OI_XST] = X_FREE
+                oi[cslot, OI_LST] = L_FREE
+                top = free[-1]
+                free[top] = cslot
+                free[-1] = top + 1
         else:
             code = CB_TIMER
             iv = ctr[C_TIMER_IV]
             ctr[C_TIMER_NEXT] = t + iv if iv > 0 else INF
-            st.cb[3] = -1
+            cb[3] = -1
         if want[code] == 0:
             continue
-        st.cb[0] = code
-        st.cb[1] = ci
-        st.cb[2] = cslot
+        cb[0] = code
+        cb[1] = ci
+        cb[2] = cslot
         return code
 
 
@@ -874,6 +1116,12 @@ def run_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want, st
                     return core.GROW
                 if code != core.CB_NONE:
                     my_strategy(st, code, st.cb[1], st.cb[2], params, mem)
+
+    Numba's disk cache knows only the file a function is defined in: such a
+    twin's cached machine code embeds this module's ``step`` and is not
+    recompiled when only this file changes (unless the state's types change).
+    After editing this module, delete the twin module's ``__pycache__/*.nbi``
+    and ``*.nbc`` files.
     """
     while True:
         code = step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want)

@@ -90,6 +90,10 @@ class BacktestConfig(msgspec.Struct, frozen=True):
     ``fees`` by venue; venues not listed use :data:`DEFAULT_FEES` (0 if unknown).
     ``equity_interval_s`` is the equity sampling interval: Sharpe and Sortino
     are computed from returns over this interval, annualised with 365 days.
+    ``book_ticks`` bounds the price window (in ticks) one instrument's book
+    keeps: the window covers every price of the data fed so far, unless that
+    would exceed ``book_ticks`` (a bad price far away); then it is centred on
+    the data and levels outside it are dropped (counted, with a warning).
     """
 
     fees: dict[str, Fees] = {}
@@ -97,7 +101,7 @@ class BacktestConfig(msgspec.Struct, frozen=True):
     queue: str = "risk_averse"
     queue_param: float = 2.0
     equity_interval_s: float = 1.0
-    book_levels: int = 256
+    book_ticks: int = 1 << 23
     max_orders: int = 4096
 
     def fee(self, venue: str) -> Fees:
@@ -181,7 +185,7 @@ class Engine:
             asset_inst=asset_inst, asset_fixed=asset_fixed, lat_entry=lat_e, lat_resp=lat_r,
             queue_model=config.queue_code(), queue_param=config.queue_param,
             n_venues=len(self.venues), n_assets=len(self.assets), eq_interval=self.eq_iv, n_eq=n_eq,
-            book_cap=config.book_levels, max_orders=config.max_orders,
+            max_orders=config.max_orders,
             max_fills=max_fills, max_log=max_log)
         self.st = core.as_ref(self.arr)
         self.arr.ctr[core.C_NOW] = start_us
@@ -214,11 +218,12 @@ class Engine:
 
     def feed(self, ev: Events, t_stop: int) -> None:
         """Process ``ev`` (whole) and everything else due up to ``t_stop`` (µs)."""
+        t0 = time.perf_counter()
+        self._fit_books(ev)
         st, a = self.st, self.arr
         a.ctr[core.C_IEX] = 0
         a.ctr[core.C_ILO] = 0
         n0 = int(a.ctr[core.C_NEVENTS])
-        t0 = time.perf_counter()
         args = (ev.ts_x, ev.ts_l, ev.kind, ev.inst, ev.side, ev.px, ev.qty, ev.lorder)
         py = not isinstance(self.strategy, FastStrategy)
         while True:
@@ -238,6 +243,34 @@ class Engine:
                 self._dispatch(code, ev)
         self.elapsed += time.perf_counter() - t0
         self.events += int(a.ctr[core.C_NEVENTS]) - n0
+
+    def _fit_books(self, ev: Events) -> None:
+        """Widen the book windows (see ``core``'s books) to cover every book price of ``ev``.
+
+        A window grows with a margin of a quarter of its span, so a live feed
+        drifting in price reallocates rarely; past ``config.book_ticks`` it is
+        centred on the median price of ``ev`` instead.
+        """
+        a = self.arr
+        mn, mx = core.price_bounds(ev.kind, ev.inst, ev.px, len(self.instruments))
+        lo, w = a.bmeta[:, core.M_LO].copy(), a.bmeta[:, core.M_W].copy()
+        change = False
+        for i in range(len(self.instruments)):
+            if mx[i] < 0 or (w[i] > 0 and mn[i] >= lo[i] and mx[i] < lo[i] + w[i]):
+                continue
+            a0, z0 = (min(mn[i], lo[i]), max(mx[i], lo[i] + w[i] - 1)) if w[i] > 0 else (mn[i], mx[i])
+            margin = max(1024, (z0 - a0) // 4)
+            a0, z0 = max(a0 - margin, 0), z0 + margin
+            if z0 - a0 + 1 > self.config.book_ticks:
+                mid = int(np.median(ev.px[(ev.inst == i) & (ev.kind != core.EV_TRADE)]))
+                a0 = max(mid - self.config.book_ticks // 2, 0)
+                z0 = a0 + self.config.book_ticks - 1
+            lo[i], w[i] = a0, (z0 - a0 + 64) // 64 * 64
+            change = True
+        if change:
+            self.arr = core.resize_books(a, lo, w)
+            self.st = core.as_ref(self.arr)
+            self.ctx._st, self.ctx._a = self.st, self.arr
 
     def _grow(self) -> None:
         """Double the fill and order-event logs (the compiled loop asked for room)."""
@@ -350,4 +383,10 @@ def run_backtest(strategy: Strategy | FastStrategy, events: Events, config: Back
 
         warnings.warn(f"backtest buffers overflowed (code {int(eng.arr.ctr[core.C_OVERFLOW])}); "
                       "raise max_orders/max_fills/max_log", stacklevel=2)
+    if eng.arr.ctr[core.C_DROPPED]:
+        import warnings
+
+        warnings.warn(f"{int(eng.arr.ctr[core.C_DROPPED]):,} book rows fell outside the book window and were "
+                      f"dropped (prices spread over more than book_ticks={config.book_ticks:,} ticks)",
+                      stacklevel=2)
     return eng.result()

@@ -191,14 +191,15 @@ class Context:
 
     def _best(self, venue: str, symbol: str, side: int) -> float | None:
         i = self.inst(venue, symbol)
-        if self._a.bn[1, i, side] == 0:
-            return None
-        return float(self._a.bpx[1, i, side, 0] * self.instruments[i].tick)
+        p = self._a.bmeta[i, core.M_TOP + 2 + side]  # the local book's best price
+        return None if p < 0 else float(p * self.instruments[i].tick)
 
     def best_qty(self, venue: str, symbol: str, side: str) -> float:
         i = self.inst(venue, symbol)
         s = core.BID if side == "bid" else core.ASK
-        return float(self._a.bqty[1, i, s, 0]) if self._a.bn[1, i, s] else 0.0
+        m = self._a.bmeta[i]  # the local book's row of instrument i (see core's books)
+        p = m[core.M_TOP + 2 + s]
+        return float(self._a.bq[m[core.M_OFF] + (2 + s) * m[core.M_W] + p - m[core.M_LO]]) if p >= 0 else 0.0
 
     def mid(self, venue: str, symbol: str) -> float | None:
         b, a = self.best_bid(venue, symbol), self.best_ask(venue, symbol)
@@ -209,9 +210,8 @@ class Context:
         i = self.inst(venue, symbol)
         out = []
         for s in (core.BID, core.ASK):
-            n = min(levels, int(self._a.bn[1, i, s]))
-            out.append(np.column_stack([self._a.bpx[1, i, s, :n] * self.instruments[i].tick,
-                                        self._a.bqty[1, i, s, :n]]))
+            px, qty = core.book_depth(self._st, 1, i, s, levels)
+            out.append(np.column_stack([px * self.instruments[i].tick, qty]))
         return out[0], out[1]
 
     def position(self, venue: str, symbol: str) -> float:

@@ -587,6 +587,36 @@ def check_serve(s: Session, line: str) -> None:
     assert_clean_stop(p, codes=(0, -signal.SIGTERM))
 
 
+def check_import_tardis(s: Session, line: str) -> None:
+    import csv
+    import gzip
+
+    folder = s.proj / "data" / "tardis"  # the README's relative path, in the project folder
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = 1_700_006_400_000_000
+    with gzip.open(folder / "binance_trades_2023-11-15_BTCUSDT.csv.gz", "wt", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount"])
+        for i in range(50):
+            w.writerow(["binance", "BTCUSDT", t0 + i * 1000, t0 + i * 1000 + 500, str(9_000_000 + i),
+                        "buy" if i % 2 else "sell", "37000.5", "0.01"])
+    out = s.run(line).stdout
+    assert "50 rows -> trades" in out, out
+    imported = s.rows("trades").filter(pl.col("trade_id").is_in([str(9_000_000 + i) for i in range(50)]))
+    assert imported.height == 50 and set(imported["symbol"]) == {"BTC-USDT"}
+    assert "already imported" in s.run(line).stdout  # idempotent
+
+
+def check_export(s: Session, line: str) -> None:
+    import numpy as np
+
+    s.run(line)
+    data = np.load(s.proj / "data" / "btc.npz")["data"]
+    kinds = data["ev"] & 0xFF
+    assert len(data) > 100 and (kinds == 1).any() and (kinds == 2).any()  # depth and trade events
+    assert (np.diff(data["exch_ts"][(data["ev"] & (1 << 31)) != 0]) >= 0).all()
+
+
 CHECKS: dict[str, Callable[[Session, str], None]] = {
     "lab simulate": check_simulate,
     "lab simulate --to-lake --days 1": check_to_lake,
@@ -606,6 +636,8 @@ CHECKS: dict[str, Callable[[Session, str], None]] = {
     "lab schedule": check_schedule,
     "lab promote notebooks/03_arbitrage.ipynb": check_promote,
     "lab serve": check_serve,
+    "lab import tardis data/tardis/": check_import_tardis,
+    "lab export hftbacktest --venue binance --symbol BTC-USDT --last 1h --out data/btc.npz": check_export,
 }
 
 
