@@ -202,13 +202,12 @@ class Engine:
         self.strategy = strategy
         names = {"book": core.CB_BOOK, "trade": core.CB_TRADE, "fill": core.CB_FILL,
                  "order": core.CB_ORDER, "timer": core.CB_TIMER}
-        fast = isinstance(strategy, FastStrategy)
         self._mask = np.zeros(8, np.int64)
         for c in strategy.callbacks:
             if c not in names:
                 raise ValueError(f"{strategy!r}.callbacks: unknown {c!r}; known {sorted(names)}")
             self._mask[names[c]] = 1
-        if fast:
+        if isinstance(strategy, FastStrategy):
             self._fn, self._params = strategy.fn, np.ascontiguousarray(strategy.params, np.float64)
             self._mem = np.zeros(strategy.mem_size, np.float64)
             self._fn(self.st, core.CB_START, -1, -1, self._params, self._mem)
@@ -282,6 +281,7 @@ class Engine:
 
     def _dispatch(self, code: int, ev: Events) -> None:
         st, s, ctx = self.arr, self.strategy, self.ctx
+        assert isinstance(s, Strategy)  # a FastStrategy's callbacks run inside the compiled loop
         _, i, slot, oid = (int(x) for x in st.cb[:4])
         if code == core.CB_BOOK:
             ins = self.instruments[i]

@@ -131,7 +131,7 @@ class CrossVenueArb(Strategy):
 
     def on_start(self, ctx: Context) -> None:
         self.legs = [leg for leg in self.instruments() if leg in ctx._index]
-        self.fees = {}
+        self.fees: dict[str, float] = {}
         from lab.backtest.engine import BacktestConfig
 
         self.cfg = getattr(ctx, "config", None) or BacktestConfig()
@@ -183,7 +183,7 @@ class ImbalanceSignal(Strategy):
     callbacks = frozenset({"book", "fill"})
 
     def on_start(self, ctx: Context) -> None:
-        self.entered = None
+        self.entered: int | None = None
         self.pending = False
 
     def on_fill(self, ctx: Context, fill: Fill) -> None:

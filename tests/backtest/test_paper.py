@@ -62,7 +62,7 @@ async def _session(lake: Lake, frames, cfg: BacktestConfig) -> PaperRunner:
         total = sum(len(r) for _, r in frames)
         task = asyncio.create_task(runner.run(hub.url, duration_s=120, flush_s=0.2, max_rows=3_000,
                                               stop_after_rows=total))
-        await hub.wait_subscribers(1)
+        await hub.wait_subscribers(1, timeout=240)  # a cold numba cache compiles the engine first
         pub = Publisher(hub.url + "/publish", max_pending=100_000)
         await pub.start()
         for table, rows in frames:
