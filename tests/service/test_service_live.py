@@ -201,6 +201,8 @@ def test_book_updates_stream_that_lost_rows_gets_its_books_restated(seed_lake):
             pub.publish_nowait("book_updates", snap, to=row["to"])
 
         pub.on_control = on_control
+        while not hub.pubs:  # the publisher connects in the background: the restate ask must find it
+            await asyncio.sleep(0.01)
         client = fl.FlightClient(svc.url)
         opts = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
         reader = client.do_get(fl.Ticket(live_ticket("book_updates", restate=True)), opts)
