@@ -81,11 +81,13 @@ def _cpu(p: psutil.Process) -> float:
     return t.user + t.system
 
 
-def _commits(status: Path) -> int:
+def _counts(status: Path) -> tuple[int, int]:
+    """(lake commits, messages received) from the recorder's status file."""
     try:
-        return int(json.loads(status.read_text())["commits"])
+        st = json.loads(status.read_text())
+        return int(st["commits"]), sum(int(v["messages"]) for v in st["venues"].values())
     except (OSError, ValueError, KeyError):
-        return 0
+        return 0, 0
 
 
 def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pause: float,
@@ -111,7 +113,7 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
             time.sleep(0.2)
         time.sleep(warmup)
         prec, pmnt = psutil.Process(rec.pid), psutil.Process(mnt.pid)
-        c_rec0, c_mnt0, n0, t0 = _cpu(prec), _cpu(pmnt), _commits(status), time.monotonic()
+        c_rec0, c_mnt0, (n0, m0), t0 = _cpu(prec), _cpu(pmnt), _counts(status), time.monotonic()
         t_start = time.time()
         seen_file = tmp / "seen.json"
         poll = subprocess.Popen([sys.executable, "-c", POLLER, str(lake), str(secs), str(seen_file),
@@ -121,7 +123,7 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
         while poll.poll() is None:
             offsets.append(time.time_ns() - sim.now_ns())
             time.sleep(0.25)
-        c_rec1, c_mnt1, n1, t1 = _cpu(prec), _cpu(pmnt), _commits(status), time.monotonic()
+        c_rec1, c_mnt1, (n1, m1), t1 = _cpu(prec), _cpu(pmnt), _counts(status), time.monotonic()
         rss = prec.memory_info().rss / 2**20
         out = json.loads(seen_file.read_text())
     finally:
@@ -143,7 +145,7 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
     lat_a = np.array(lat) if lat else np.array([np.inf])
     shutil.rmtree(tmp, ignore_errors=True)
     return {"interval": interval, "rec_cores": (c_rec1 - c_rec0) / wall, "mnt_cores": (c_mnt1 - c_mnt0) / wall,
-            "commits_s": (n1 - n0) / wall, "p50": float(np.percentile(lat_a, 50)),
+            "commits_s": (n1 - n0) / wall, "msgs_s": (m1 - m0) / wall, "p50": float(np.percentile(lat_a, 50)),
             "p99": float(np.percentile(lat_a, 99)), "trades": len(lat), "unseen": int(np.isinf(lat_a).sum()),
             "poll_s": float(np.median(out["costs"])) if out["costs"] else float("nan"), "rss": rss,
             "load": os.getloadavg()[0]}
@@ -166,19 +168,17 @@ def main() -> int:
     sim = Simulator(SimConfig(venues=VENUES, assets=ASSETS, cross=False, port_base=0, seed=3))
     rows = []
     with sim.running_in_thread():
-        m0, t0 = sim.stats["messages"], time.monotonic()  # noqa: F841
-        time.sleep(3.0)
-        rate = (sim.stats["messages"] - m0) / (time.monotonic() - t0)
-        print(f"simulator: {len(VENUES)} venues x {len(ASSETS)} assets, ~{rate:.0f} msgs/s sent; "
+        print(f"simulator: {len(VENUES)} venues x {len(ASSETS)} assets; "
               f"lab maintain --every {a.maintain_every:g}; {a.seconds:g} s per point; "
               f"load {os.getloadavg()[0]:.2f}", flush=True)
         print(f"{'interval s':>10} {'recorder cores':>14} {'maintainer cores':>16} {'commits/s':>9} "
-              f"{'fresh p50 s':>11} {'fresh p99 s':>11} {'unseen':>6} {'RSS MiB':>7} {'load':>5}", flush=True)
+              f"{'fresh p50 s':>11} {'fresh p99 s':>11} {'unseen':>6} {'msgs/s':>6} {'RSS MiB':>7} {'load':>5}", flush=True)
         for iv in intervals:
             r = run_point(sim, iv, a.seconds, a.maintain_every, a.poll_pause, a.warmup)
             rows.append(r)
             print(f"{iv:>10g} {r['rec_cores']:>14.3f} {r['mnt_cores']:>16.3f} {r['commits_s']:>9.2f} "
-                  f"{r['p50']:>11.3f} {r['p99']:>11.3f} {r['unseen']:>6d} {r['rss']:>7.0f} {r['load']:>5.2f}",
+                  f"{r['p50']:>11.3f} {r['p99']:>11.3f} {r['unseen']:>6d} {r['msgs_s']:>6.0f} {r['rss']:>7.0f} "
+                  f"{r['load']:>5.2f}",
                   flush=True)
     if a.choose is not None:
         pick = min(rows, key=lambda r: abs(r["interval"] - a.choose))

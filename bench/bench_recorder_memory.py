@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_recorder_throughput import start_server  # noqa: E402
 
-
 STEADY_VENUES = ("binance", "coinbase", "kraken", "okx", "bybit")
 TARGET_MIB = 150.0
 
@@ -56,7 +55,8 @@ def steady(minutes: float) -> None:
                for v in STEADY_VENUES}
     samples: list[tuple[float, float]] = []
     with sim.running_in_thread():
-        cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, tmp / "lake", "mem", maintain_every=0.0)  # as in lab demo (a separate lab maintain)
+        # maintain_every=0: as in lab demo, where a separate `lab maintain` compacts
+        cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, tmp / "lake", "mem", maintain_every=0.0)
         env = dict(os.environ, PYTHONPATH=str(ROOT), LAB_DATA=str(tmp))
         rec = subprocess.Popen([sys.executable, "-m", "lab.cli", "record", "--config", str(cfg),
                                 "--no-symbol-check", "--duration", str(minutes * 60)], cwd=ROOT, env=env,
