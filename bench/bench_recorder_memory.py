@@ -1,7 +1,7 @@
 """Recorder memory: RSS at the demo's rates (the target line), and under pressure.
 
-Part 1 (steady): the simulator (5 venues x 3 assets, ~370 msgs/s) and ``lab record``
-with the default commit cadence for ``--minutes`` (default 3; the target says flat
+Part 1 (steady): the simulator (5 venues x 3 assets, ~370 msgs/s), ``lab record``
+with the default commit cadence and ``lab maintain --every 30`` (as ``lab demo``) for ``--minutes`` (default 3; the target says flat
 over an hour: ``--minutes 60``); RSS sampled every 5 s. Prints RSS after start-up,
 the peak, the growth rate over the run's second half (MiB/hour) and the target line
 (<= 150 MiB for 5 venues x 3 symbols; baseline 393-570 MiB, cryptofeed 48-122 MiB).
@@ -55,21 +55,28 @@ def steady(minutes: float) -> None:
                for v in STEADY_VENUES}
     samples: list[tuple[float, float]] = []
     with sim.running_in_thread():
-        # maintain_every=0: as in lab demo, where a separate `lab maintain` compacts
+        # maintain_every=0: as in lab demo, where a separate `lab maintain --every 30` compacts
         cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, tmp / "lake", "mem", maintain_every=0.0)
         env = dict(os.environ, PYTHONPATH=str(ROOT), LAB_DATA=str(tmp))
         rec = subprocess.Popen([sys.executable, "-m", "lab.cli", "record", "--config", str(cfg),
                                 "--no-symbol-check", "--duration", str(minutes * 60)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        mnt = subprocess.Popen([sys.executable, "-m", "lab.cli", "maintain", "--lake", str(tmp / "lake"),
+                                "--every", "30"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         p = psutil.Process(rec.pid)
         t0 = time.time()
-        while rec.poll() is None:
-            try:
-                samples.append((time.time() - t0, p.memory_info().rss / 2**20))
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(5.0)
-        rec.wait(120)
+        try:
+            while rec.poll() is None:
+                try:
+                    samples.append((time.time() - t0, p.memory_info().rss / 2**20))
+                except psutil.NoSuchProcess:
+                    break
+                time.sleep(5.0)
+            rec.wait(120)
+        finally:
+            mnt.terminate()
+            mnt.wait(60)
     st = [r for t, r in samples if t >= 15]  # after start-up (connect, first commits)
     if len(st) < 2:
         print("steady: too short a run")
