@@ -1,4 +1,12 @@
-"""Memory under pressure: peak RSS of ``lab record`` during 10x bursts with a
+"""Recorder memory: RSS at the demo's rates (the target line), and under pressure.
+
+Part 1 (steady): the simulator (5 venues x 3 assets, ~370 msgs/s), ``lab record``
+with the default commit cadence and ``lab maintain --every 30`` (as ``lab demo``) for ``--minutes`` (default 3; the target says flat
+over an hour: ``--minutes 60``); RSS sampled every 5 s. Prints RSS after start-up,
+the peak, the growth rate over the run's second half (MiB/hour) and the target line
+(<= 150 MiB for 5 venues x 3 symbols; baseline 393-570 MiB, cryptofeed 48-122 MiB).
+
+Part 2 (burst): peak RSS of ``lab record`` during 10x bursts with a
 deliberately slowed lake writer.
 
 A Binance-shaped stream runs at ``--rate`` msgs/s with 1 s bursts at 10x every
@@ -8,7 +16,7 @@ second half of the run peaks no higher than the first, within noise) and the
 rows that could not be queued are recorded as ``loss`` feed events, not
 silently dropped. Prints RSS figures and the recorded losses.
 
-    .venv/bin/python bench/bench_recorder_memory.py [--quick]
+    .venv/bin/python bench/bench_recorder_memory.py [--quick] [--minutes M] [--part steady|burst|all]
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import psutil
 
@@ -30,14 +39,73 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_recorder_throughput import start_server  # noqa: E402
 
+STEADY_VENUES = ("binance", "coinbase", "kraken", "okx", "bybit")
+TARGET_MIB = 150.0
+
+
+def steady(minutes: float) -> None:
+    """Part 1: RSS of a recorder of 5 venues x 3 symbols at the simulator's rates."""
+    from recorders.config import write_config
+    from recorders.sim import SimConfig, Simulator
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mem-steady-"))
+    sim = Simulator(SimConfig(venues=STEADY_VENUES, assets=("BTC", "ETH", "SOL"), cross=False, port_base=0,
+                              seed=4))
+    symbols = {v: [f"{a}-{'USD' if v in ('coinbase', 'kraken') else 'USDT'}" for a in ("BTC", "ETH", "SOL")]
+               for v in STEADY_VENUES}
+    samples: list[tuple[float, float]] = []
+    with sim.running_in_thread():
+        # maintain_every=0: as in lab demo, where a separate `lab maintain --every 30` compacts
+        cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, tmp / "lake", "mem", maintain_every=0.0)
+        env = dict(os.environ, PYTHONPATH=str(ROOT), LAB_DATA=str(tmp))
+        rec = subprocess.Popen([sys.executable, "-m", "lab.cli", "record", "--config", str(cfg),
+                                "--no-symbol-check", "--duration", str(minutes * 60)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        mnt = subprocess.Popen([sys.executable, "-m", "lab.cli", "maintain", "--lake", str(tmp / "lake"),
+                                "--every", "30"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = psutil.Process(rec.pid)
+        t0 = time.time()
+        try:
+            while rec.poll() is None:
+                try:
+                    samples.append((time.time() - t0, p.memory_info().rss / 2**20))
+                except psutil.NoSuchProcess:
+                    break
+                time.sleep(5.0)
+            rec.wait(120)
+        finally:
+            mnt.terminate()
+            mnt.wait(60)
+    st = [r for t, r in samples if t >= 15]  # after start-up (connect, first commits)
+    if len(st) < 2:
+        print("steady: too short a run")
+        return
+    half = [(t, r) for t, r in samples if t >= samples[-1][0] / 2]
+    ts, rs = np.array([t for t, _ in half]), np.array([r for _, r in half])
+    slope = float(np.polyfit(ts, rs, 1)[0]) * 3600 if len(half) >= 3 else float("nan")
+    peak = max(st)
+    print(f"steady: 5 venues x 3 symbols from the simulator for {minutes:g} min; RSS after start-up "
+          f"{st[0]:.0f} MiB, at the end {st[-1]:.0f} MiB, peak {peak:.0f} MiB; second-half growth "
+          f"{slope:+.0f} MiB/hour")
+    print(f"TARGET recorder RSS (MiB): peak {peak:.0f} vs target <= {TARGET_MIB:g}: ratio {peak / TARGET_MIB:.2f} "
+          f"({'met' if peak <= TARGET_MIB else 'NOT met'}); baseline 393-570 MiB: ratio {peak / 393:.2f}; "
+          f"cryptofeed 48-122 MiB")
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="20 s instead of 40 s")
+    ap.add_argument("--part", choices=("steady", "burst", "all"), default="all")
+    ap.add_argument("--minutes", type=float, default=3.0, help="steady part: minutes to record")
+    ap.add_argument("--quick", action="store_true", help="burst part: 20 s instead of 40 s; steady: 1 min")
     ap.add_argument("--rate", type=float, default=4000.0, help="base msgs/s (bursts are 10x)")
     ap.add_argument("--writer-delay", type=float, default=1.5, help="seconds the writer sleeps per batch")
     ap.add_argument("--queue-batches", type=int, default=4)
     a = ap.parse_args()
+    if a.part in ("steady", "all"):
+        steady(1.0 if a.quick else a.minutes)
+    if a.part == "steady":
+        return 0
     secs = 20.0 if a.quick else 40.0
     n = int(secs * a.rate * 2.8) + 10_000  # base + 10x for 1 s in 5
     server, port = start_server(n, rate=a.rate, burst=1.0)

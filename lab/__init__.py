@@ -14,7 +14,9 @@ import polars as pl
 
 from lab.lake import Lake, data_dir, default_lake
 from lab.schema import TABLES, SchemaError
-from lab.sql import connect, refresh
+
+# lab.sql (DuckDB, ~28 MiB) loads on first use of lab.connect / lab.refresh (module
+# __getattr__ below), so processes that never query (the recorder) do not carry it.
 
 __all__ = ["Lake", "SchemaError", "TABLES", "connect", "refresh", "scan", "data_dir",
            "default_lake", "start_recorder", "subscribe"]
@@ -58,4 +60,9 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f"lab.{name}")
+    if name in ("connect", "refresh"):
+        from lab import sql
+
+        globals()["connect"], globals()["refresh"] = sql.connect, sql.refresh
+        return globals()[name]
     raise AttributeError(f"module 'lab' has no attribute {name!r}")

@@ -310,7 +310,8 @@ class Recorder:
         self.stopping = asyncio.Event()
         self.writer = Writer(self.lake, max_batches=cfg.queue_batches,
                              maintain_every=cfg.maintain_every, delay=writer_delay,
-                             max_pending_bytes=int(cfg.write_buffer_mb * 2**20))
+                             max_pending_bytes=int(cfg.write_buffer_mb * 2**20),
+                             slow_every=cfg.slow_flush_interval)
         self.rest = RestClient(cfg.rest_min_interval)
         self.runners = [VenueRunner(self, vc) for vc in cfg.venues]
         self.status_file = status_path(cfg.name, cfg.status_dir)

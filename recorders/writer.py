@@ -46,6 +46,11 @@ log = logging.getLogger("recorders.writer")
 _ORDER = ("raw_messages", "trades", "book_updates", "quotes", "book_snapshots", "feed_events")
 _JOURNAL = "raw_messages"
 _MIN_FREE = 4 * 2**20  # bytes: below this free space (plus the batch) an append is not tried
+# Tables nobody waits for within a second: sampled top-N books (one sample per second
+# per symbol) and feed events. Committing them every ``slow_every`` seconds instead of
+# every flush saves a lake commit per flush (the recorder's cost is mostly commits:
+# bench/bench_recorder_cost.py); live consumers get rows from the bus, not the lake.
+SLOW_TABLES = frozenset({"book_snapshots", "feed_events"})
 
 
 def _first_line(e: BaseException, n: int = 300) -> str:
@@ -74,8 +79,10 @@ class _Pending:
 class Writer:
     def __init__(self, lake: Lake, *, max_batches: int = 16, maintain_every: float = 0.0,
                  delay: float = 0.0, max_pending_bytes: int = 256 * 2**20, log_every: float = 30.0,
-                 retry_max: float = 5.0) -> None:
+                 retry_max: float = 5.0, slow_every: float = 0.0) -> None:
         self.lake = lake
+        self.slow_every = slow_every  # seconds between commits of SLOW_TABLES (0 = every batch)
+        self._slow_due: dict[str, float] = {}
         self.q: queue.Queue[Rows | None] = queue.Queue(maxsize=max_batches)
         self.maintain_every = maintain_every
         self.delay = delay  # artificial slowness per write (benchmarks of back-pressure)
@@ -170,7 +177,7 @@ class Writer:
                 batch.extend(more)
             self._write(batch, final=stop)
             if self.maintain_every and time.monotonic() - self._last_maintain > self.maintain_every \
-                    and not self.pending:
+                    and not self.failing:
                 self._last_maintain = time.monotonic()
                 try:
                     self.lake.maintain(min_files=16)
@@ -184,8 +191,17 @@ class Writer:
         if not self.pending:
             return 1.0
         now = time.monotonic()
-        due = min((self._retry_at.get(t, now) for t in self._pending_tables()), default=now + 1.0)
+        due = min((self._due(t, now) for t in self._pending_tables()), default=now + 1.0)
         return min(max(due - now, 0.05), 1.0)
+
+    def _due(self, table: str, now: float) -> float:
+        """When ``table``'s kept rows are next tried: its retry time while it fails,
+        its slow cadence for the tables written less often, else now."""
+        if table in self._retry_at:
+            return self._retry_at[table]
+        if self.slow_every and table in SLOW_TABLES:
+            return self._slow_due.get(table, now)
+        return now
 
     def _write(self, batch: Rows, final: bool = False) -> None:
         c0 = time.thread_time()
@@ -222,6 +238,12 @@ class Writer:
                 continue
             if not force and now < self._retry_at.get(table, 0.0):
                 continue
+            if (not force and self.slow_every and table in SLOW_TABLES
+                    and not any(p.keep for p in ready)):
+                due = self._slow_due.get(table, now)  # a fresh writer's first rows go at once
+                if now < due:
+                    continue  # kept in `pending` until due: one commit for several batches
+                self._slow_due[table] = now + self.slow_every
             if table in self.failing:
                 ready = ready[:1]  # probe with the oldest batch, not everything kept
             frames = [p.frames[table] for p in ready]

@@ -138,7 +138,7 @@ def _max_stat(root: str, table: str, column: str) -> dt.datetime | None:
                       lambda t: None if t is None else latest_time(Lake(root), table, column, delta=t))
 
 
-@st.cache_data(ttl=1, show_spinner=False)
+@st.cache_data(ttl=1, show_spinner=False, max_entries=64)
 def _latest_ts_cached(root: str, table: str, column: str) -> dt.datetime | None:
     return _max_stat(root, table, column)
 
@@ -166,7 +166,7 @@ def window_end(*tables: str, fresh_s: float = 120.0) -> dt.datetime:
 
 # -- listings -----------------------------------------------------------------
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner=False, max_entries=32)
 def _recent_symbols(root: str, table: str) -> pl.DataFrame:
     end = _max_stat(root, table, table_spec(table).time_column)
     if end is None:
@@ -247,7 +247,7 @@ def scan_window(
     return retry_read(_with_table, lake_root(), table, read)
 
 
-@st.cache_data(ttl=5, show_spinner=False)
+@st.cache_data(ttl=5, show_spinner=False, max_entries=32)
 def _sql_cached(root: str, query: str, params: tuple) -> pl.DataFrame:
     def run() -> pl.DataFrame:
         con = lab.connect(root)
@@ -284,7 +284,7 @@ def _last_rows(root: str, since: dt.datetime) -> pl.DataFrame:
     return df.group_by("venue").agg(pl.col("last_local").max(), pl.col("rows_last_min").sum())
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner=False, max_entries=8)
 def _venues_seen(root: str, end_key: str) -> pl.DataFrame:
     """Every venue of the last 10 minutes of data (the slow, rarely refreshed part of the health)."""
     end = dt.datetime.fromisoformat(end_key)
@@ -306,7 +306,7 @@ def _health(root: str, t_now: dt.datetime, stale_s: float) -> pl.DataFrame:
     )
 
 
-@st.cache_data(ttl=1, show_spinner=False)
+@st.cache_data(ttl=1, show_spinner=False, max_entries=8)
 def _health_cached(root: str, bucket: int, stale_s: float) -> pl.DataFrame:
     return _health(root, now(), stale_s)
 

@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", help="lake directory (default: $LAB_DATA/lake)")
     p.add_argument("--name", help="recorder name, used for the status file (default: venue or config name)")
     p.add_argument("--status-dir", help="where the status file goes (default: $LAB_DATA/run)")
-    p.add_argument("--flush-interval", type=float, help="seconds between lake appends (default 0.5)")
+    p.add_argument("--flush-interval", type=float, help="seconds between lake appends (default 1.0)")
     p.add_argument("--queue-batches", type=int, help="batches queued for the writer before rows are "
                    "dropped (and the loss recorded) (default 16)")
     p.add_argument("--rotate-after", type=float, help="planned, overlapped reconnect after this many "

@@ -60,7 +60,7 @@ if not venues:
     st.stop()
 
 
-@st.cache_data(ttl=2, show_spinner=False)
+@st.cache_data(ttl=2, show_spinner=False, max_entries=8)
 def _timeline(root: str, market: str, venues: tuple[str, ...], start: dt.datetime, end: dt.datetime,
               fees: tuple[tuple[str, float], ...], size: float, threshold: float, stale_s: float,
               depth: int, default_fee: float, rates: tuple[tuple[str, float], ...]) -> pl.DataFrame:

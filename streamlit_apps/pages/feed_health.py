@@ -51,7 +51,7 @@ else:
     widgets.table(right, counts.pivot(on="kind", index="venue", values="events").fill_null(0), "feed_event_counts")
 
 
-@st.cache_data(ttl=5, show_spinner=False)
+@st.cache_data(ttl=5, show_spinner=False, max_entries=8)
 def _rates(root: str, start: dt.datetime, end: dt.datetime, every: str) -> pl.DataFrame:
     frames = []
     for table in ("quotes", "trades", "raw_messages"):

@@ -28,7 +28,7 @@ with st.sidebar:
     live = st.toggle("Auto refresh", value=True)
 
 
-@st.cache_data(ttl=1, show_spinner=False)
+@st.cache_data(ttl=1, show_spinner=False, max_entries=8)
 def _frames(root: str, market: str, venues: tuple[str, ...], window_s: int,
             end_key: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     end = dt.datetime.fromisoformat(end_key)

@@ -31,7 +31,7 @@ if not venues:
     st.stop()
 
 
-@st.cache_data(ttl=10, show_spinner="Reading quotes and books ...")
+@st.cache_data(ttl=10, show_spinner="Reading quotes and books ...", max_entries=4)
 def _load(root: str, market: str, venues: tuple[str, ...], start: dt.datetime, end: dt.datetime, bucket: str,
           levels: int) -> dict[str, pl.DataFrame]:
     syms = data.market_symbols(market)
@@ -56,7 +56,7 @@ def _load(root: str, market: str, venues: tuple[str, ...], start: dt.datetime, e
     return {"quotes": q, "per_bucket": per_bucket, "summary": summary, "ofi": flow, "depth": dep}
 
 
-@st.cache_data(ttl=30, show_spinner="Estimating lead-lag (Hayashi-Yoshida) ...")
+@st.cache_data(ttl=30, show_spinner="Estimating lead-lag (Hayashi-Yoshida) ...", max_entries=4)
 def _leadership(root: str, market: str, venues: tuple[str, ...], start: dt.datetime, end: dt.datetime,
                 max_lag_ms: int) -> pl.DataFrame:
     q = data.scan_window("quotes", start=start, end=end, symbols=data.market_symbols(market), venues=list(venues),

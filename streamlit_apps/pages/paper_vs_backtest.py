@@ -15,14 +15,14 @@ st.title("Paper vs backtest")
 LAGGING_FEED_MS = 1_000.0
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@st.cache_data(ttl=10, show_spinner=False, max_entries=4)
 def _sessions(root: str) -> pl.DataFrame:
     if not data.lake().exists("paper_orders"):
         return pl.DataFrame()
     return data.retry_read(compare.sessions, root)
 
 
-@st.cache_data(ttl=60, show_spinner="Replaying the session's recording through the backtest ...")
+@st.cache_data(ttl=60, show_spinner="Replaying the session's recording through the backtest ...", max_entries=4)
 def _compare(root: str, session: str) -> dict:
     c = compare.compare_session(session, root)
     return {"summary": c.summary, "equity": c.equity, "fills": c.fills, "explanations": c.explanations,

@@ -22,7 +22,7 @@ with st.sidebar:
     live = st.toggle("Auto refresh", value=True)
 
 
-@st.cache_data(ttl=1, show_spinner=False)
+@st.cache_data(ttl=1, show_spinner=False, max_entries=8)
 def _snapshots(root: str, start: dt.datetime) -> pl.DataFrame:
     return data.scan_window("risk_snapshots", start=start)
 
