@@ -138,6 +138,10 @@ def test_clients_share_the_generated_token_file_and_refusal_is_explained(lab_dat
 
 def test_the_token_never_reaches_a_log_even_at_debug(caplog, lab_data):
     caplog.set_level(logging.DEBUG)  # websockets logs every handshake header at DEBUG
+    # A library imported by an earlier test may have run logging.config.dictConfig, which disables
+    # every logger it does not name: this test needs websockets' own loggers live.
+    for name in ("websockets", "websockets.client", "websockets.server"):
+        logging.getLogger(name).disabled = False
 
     async def main():
         hub = await Hub("127.0.0.1", 0, token=TOKEN).start()
