@@ -434,7 +434,7 @@ class Lake:
                 t = self._writers.get(table)
                 if t is None:
                     self._refuse_damaged_log(table)
-                    t = self._writers[table] = DeltaTable(self.path(table))
+                    t = self._writers[table] = self._with_optional(table, DeltaTable(self.path(table)))
                 write_deltalake(t, arrow, mode="append", writer_properties=_WRITER_PROPS)
                 return t.version()
             except (CommitFailedError, DeltaError) as e:  # rare: too many concurrent commits
@@ -443,6 +443,23 @@ class Lake:
                 self._refuse_damaged_log(table)
                 time.sleep(0.01 * (attempt + 1))
         raise LakeError(f"{table}: append failed after retries: {last}")
+
+    def _with_optional(self, table: str, t: DeltaTable) -> DeltaTable:
+        """Add the spec's optional columns a table created before them lacks (e.g. trades'
+        ``source``): old rows read them as null, new batches can be appended."""
+        spec = table_spec(table)
+        have = set(t.schema().to_arrow().names)
+        new = [c for c in spec.columns if c in spec.optional and c not in have]
+        if new:
+            from deltalake.schema import Field
+
+            arrow = spec.schema.to_arrow()
+            try:
+                t.alter.add_columns([Field.from_arrow(arrow.field(c)) for c in new])
+            except DeltaError:  # another process added them first
+                pass
+            t = DeltaTable(self.path(table))
+        return t
 
     def _append_bulk(self, table: str, df: pl.DataFrame) -> int:
         """One large batch: Polars writes the Parquet file (all cores), one Delta commit adds it.
@@ -466,7 +483,7 @@ class Lake:
                 t = self._writers.get(table)
                 if t is None:
                     self._refuse_damaged_log(table)
-                    t = self._writers[table] = DeltaTable(self.path(table))
+                    t = self._writers[table] = self._with_optional(table, DeltaTable(self.path(table)))
                 else:
                     t.update_incremental()
                 t.create_write_transaction([add], mode="append", schema=t.schema())

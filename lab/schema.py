@@ -72,9 +72,12 @@ register_table(TableSpec(
         "ts_exchange": TS, "ts_local": TS,
         "venue": pl.String(), "symbol": pl.String(), "trade_id": pl.String(),
         "price": pl.Float64(), "qty": pl.Float64(), "side": pl.String(),
+        "source": pl.String(),
     },
     "ts_exchange",
-    "one public trade; side is the aggressor (taker) side: buy or sell",
+    "one public trade; side is the aggressor (taker) side: buy or sell; source is null for "
+    "trades received live (WebSocket) and 'rest' for trades backfilled from the venue's REST history",
+    optional=frozenset({"source"}),
 ))
 
 register_table(TableSpec(
