@@ -280,6 +280,21 @@ class Backfiller:
                 break
             await asyncio.sleep(0.25)
 
+    def _ts_of(self, runner, sym: str, trade_id: int) -> int:
+        """Exchange time (µs) of the last trade held before the hole, for the venues that page by
+        time: from the lake, else the last message seen on the symbol, else 10 minutes ago."""
+        try:
+            df = (self.lake.scan("trades", venue=runner.venue, symbol=sym)
+                  .filter(pl.col("trade_id") == str(trade_id)).select(pl.col("ts_exchange").dt.epoch("us"))
+                  .collect())
+            if df.height:
+                return int(df.item(0, 0))
+        except Exception:  # noqa: BLE001 - fall back below
+            pass
+        seen = max([s.adapter.last_msg_us.get(sym, 0) for s in runner.sessions] + [runner.last_seen.get(sym, 0)])
+        now = time.time_ns() // 1000
+        return seen - 5_000_000 if seen else now - 600_000_000
+
     async def _fill(self, runner, sym: str, lo: int, hi: int) -> None:
         rec = self.rec
         venue = runner.venue
@@ -290,8 +305,9 @@ class Backfiller:
         async def get(url: str) -> str:
             return await rec.rest.get(url, on_error)
 
+        lo_ts = await asyncio.to_thread(self._ts_of, runner, sym, lo - 1)
         try:
-            r = await fetch_between(venue, runner.rest_url, sym, lo, hi, get)
+            r = await fetch_between(venue, runner.rest_url, sym, lo, hi, get, lo_ts_us=lo_ts)
         except Exception as e:  # noqa: BLE001 - a failed backfill is a recorded hole, not a crash
             rec.rows.event(time.time_ns() // 1000, venue, sym, "backfill",
                            f"ids {lo}..{hi} asked ({hi - lo + 1}); failed: {type(e).__name__}: {e}; "
