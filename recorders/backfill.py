@@ -28,7 +28,8 @@ from typing import NamedTuple
 
 import polars as pl
 
-__all__ = ["Trade", "Result", "fetch_between", "parse_page", "Backfiller", "PAGE_LIMITS", "venue_symbol"]
+__all__ = ["Trade", "Result", "fetch_between", "fetch_window", "parse_page", "Backfiller", "PAGE_LIMITS",
+           "venue_symbol", "result_frame", "parse_time"]
 
 log = logging.getLogger("recorders.backfill")
 
@@ -210,6 +211,97 @@ async def fetch_between(venue: str, rest_url: str, symbol: str, lo: int, hi: int
     else:
         raise ValueError(f"no trade history for venue {venue!r}")
     return Result(venue, symbol, lo, hi, sorted(got.values()), requests)
+
+
+async def _id_at(venue: str, base: str, vs: str, x: int, get: Get) -> Trade | None:
+    """Binance: the first trade with id >= x; OKX: the last trade with id <= x (one row)."""
+    if venue == "binance":
+        tr = parse_page(venue, await get(f"{base}/api/v3/historicalTrades?symbol={vs}&fromId={x}&limit=1"))
+    else:
+        tr = parse_page(venue, await get(f"{base}/api/v5/market/history-trades?instId={vs}&type=1&after={x + 1}&limit=1"))
+    return tr[0] if tr else None
+
+
+async def fetch_window(venue: str, rest_url: str, symbol: str, start_us: int, end_us: int, get: Get, *,
+                       progress: Callable[[int], None] | None = None,
+                       total: Callable[[int], None] | None = None) -> Result:
+    """Every trade of ``symbol`` with ``start_us <= ts < end_us`` the venue still serves.
+
+    Id-paged venues (Binance, OKX) first find the window's id range by bisection on
+    one-row requests (about 2 x log2(ids) requests), then page it with
+    :func:`fetch_between`; time-paged venues (Kraken, Coinbase) page the window
+    directly; Bybit returns what its recent window holds. ``total(n)`` is told the
+    number of ids once known (for a progress bar).
+    """
+    base = rest_url.rstrip("/")
+    vs = venue_symbol(venue, symbol)
+    requests = 0
+
+    async def counted(url: str) -> str:
+        nonlocal requests
+        requests += 1
+        return await get(url)
+
+    if venue in ("binance", "okx"):
+        newest = parse_page(venue, await counted(
+            f"{base}/api/v3/historicalTrades?symbol={vs}&limit=1" if venue == "binance"
+            else f"{base}/api/v5/market/history-trades?instId={vs}&type=1&limit=1"))
+        if not newest:
+            return Result(venue, symbol, 0, -1, [], requests)
+
+        async def first_at(t_us: int) -> int:
+            """The smallest id whose trade time is >= t_us (newest id + 1 if none)."""
+            a, b = 0, newest[-1].trade_id + 1  # invariant: time(id < a) < t_us <= time(id >= b)
+            oldest = await _id_at(venue, base, vs, 0, counted) if venue == "binance" else None
+            if oldest is not None:
+                a = oldest.trade_id
+                if oldest.ts_us >= t_us:
+                    return a
+            while a < b:
+                m = (a + b) // 2
+                tr = await _id_at(venue, base, vs, m, counted)
+                if tr is None or (venue == "okx" and tr.trade_id < m):  # not served: treat as before t
+                    a = m + 1
+                elif tr.ts_us >= t_us:
+                    b = tr.trade_id if venue == "binance" else m
+                else:
+                    a = (tr.trade_id if venue == "binance" else m) + 1
+            return a
+
+        lo = await first_at(start_us)
+        hi = await first_at(end_us) - 1
+        if total is not None:
+            total(max(0, hi - lo + 1))
+        r = await fetch_between(venue, rest_url, symbol, lo, hi, get, progress=progress)
+        return r._replace(requests=r.requests + requests)
+    got: dict[int, Trade] = {}
+    if venue == "kraken":
+        since = start_us * 1000 - 1
+        while True:
+            tr = parse_page(venue, await counted(f"{base}/0/public/Trades?pair={vs}&since={since}&count=1000"))
+            new = [t for t in tr if start_us <= t.ts_us < end_us and t.trade_id not in got]
+            for t in new:
+                got[t.trade_id] = t
+            if progress is not None and new:
+                progress(len(new))
+            if not tr or tr[-1].ts_us >= end_us:
+                break
+            nxt = max(t.ts_us for t in tr) * 1000 - 1
+            since = nxt if nxt > since else since + 1000
+    elif venue in ("coinbase", "bybit"):
+        lo_ts = {"coinbase": start_us, "bybit": None}[venue]
+        r = await fetch_between(venue, rest_url, symbol, 0, 1 << 62, counted, lo_ts_us=lo_ts,
+                                hi_ts_us=end_us - 1)
+        for t in r.trades:
+            if start_us <= t.ts_us < end_us:
+                got[t.trade_id] = t
+        if progress is not None and got:
+            progress(len(got))
+    else:
+        raise ValueError(f"no trade history for venue {venue!r}")
+    trades = sorted(got.values())
+    lo, hi = (trades[0].trade_id, trades[-1].trade_id) if trades else (0, -1)
+    return Result(venue, symbol, lo, hi, [t for t in trades if lo <= t.trade_id <= hi], requests)
 
 
 def result_frame(r: Result, ts_local_us: int) -> pl.DataFrame:

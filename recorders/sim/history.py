@@ -24,6 +24,7 @@ Exceeding a venue's rate limit answers HTTP 429 (with ``Retry-After``).
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.parse
 from collections import deque
@@ -80,26 +81,38 @@ class RateLimit:
 
 
 class TradeHistory:
-    """Every published trade of one listing, as numpy columns (append in chunks)."""
+    """Every published trade of one listing, as numpy columns (append in chunks).
+
+    Thread-safe: the simulator's loop appends while a test thread may read.
+    """
 
     def __init__(self) -> None:
         self._parts: list[tuple[np.ndarray, ...]] = []
         self._cols: tuple[np.ndarray, ...] | None = None
+        self._lock = threading.Lock()
 
     def add(self, t: np.ndarray, px: np.ndarray, q: np.ndarray, side: np.ndarray, tid: np.ndarray) -> None:
         if t.shape[0]:
-            self._parts.append((t.copy(), px.copy(), q.copy(), side.copy(), tid.copy()))
+            part = (t.copy(), px.copy(), q.copy(), side.copy(), tid.copy())
+            with self._lock:
+                self._parts.append(part)
 
     def cols(self, since_ns: int | None = None) -> tuple[np.ndarray, ...]:
         """(t, px, q, side, id) in publication order; only trades at or after ``since_ns``."""
-        if self._parts:
-            parts = ([self._cols] if self._cols is not None else []) + self._parts
-            self._cols = tuple(np.concatenate([p[k] for p in parts]) for k in range(5))
-            self._parts = []
-        if self._cols is None:
+        with self._lock:
+            if self._parts:
+                parts = ([self._cols] if self._cols is not None else []) + self._parts
+                self._cols = tuple(np.concatenate([p[k] for p in parts]) for k in range(5))
+                self._parts = []
+            cols = self._cols
+        return self._since(cols, since_ns)
+
+    @staticmethod
+    def _since(cols: tuple[np.ndarray, ...] | None, since_ns: int | None) -> tuple[np.ndarray, ...]:
+        if cols is None:
             e = np.zeros(0, np.int64)
             return (e, e, e, e, e)
-        c = self._cols
+        c = cols
         if since_ns is not None:
             i = int(np.searchsorted(c[0], since_ns, side="left"))
             c = tuple(x[i:] for x in c)

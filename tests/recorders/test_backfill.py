@@ -132,3 +132,40 @@ def test_backfill_over_many_pages_meets_429s_and_completes_within_the_weight(tmp
     assert r.missing == 0 and r.requests == 4  # 3401 ids in pages of 1000
     assert any("HTTP 429" in e for e in errors)  # it went faster than the limit and was told so
     assert lim.refused > 0 and lim.max_used <= lim.limit
+
+
+def test_lab_backfill_fetches_exactly_the_window_and_adds_nothing_twice(tmp_path):
+    import subprocess
+    import sys
+
+    from simrun import ROOT, iso_us
+
+    sim = _sim(tmp_path, speed=10.0)
+    with sim.running_in_thread():
+        wait_for(lambda: all(sim.history[i].cols()[4].shape[0] > 400 for i in sim.history), 120,
+                 what="history on every venue")
+        sim.truth.flush()
+        truth = read_truth(sim.truth_dir)["trades"]
+        lake = tmp_path / "lake"
+        for v in VENUES:
+            sym = SYMS[v][0]
+            mine = [t for t in truth if t["venue"] == v and t["symbol"] == sym]
+            t0 = iso_us(mine[len(mine) // 4]["ts_exchange"]) // 1_000_000 + 1  # whole seconds
+            t1 = iso_us(mine[3 * len(mine) // 4]["ts_exchange"]) // 1_000_000
+            start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))
+            end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t1))
+            cmd = [sys.executable, "-m", "lab.cli", "backfill", "--venue", v, "--symbols", sym, "--start", start,
+                   "--end", end, "--rest-url", sim.urls()[v + "_rest"], "--lake", str(lake), "--no-progress"]
+            for _ in range(2):  # the second run adds nothing
+                out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+                assert out.returncode == 0, out.stderr[-2000:]
+            want = {t["trade_id"] for t in mine if t0 * 10**6 <= iso_us(t["ts_exchange"]) < t1 * 10**6}
+            got = Lake(lake).read("trades").filter(pl.col("venue") == v)
+            assert got["trade_id"].n_unique() == got.height  # nothing twice
+            absent = sorted(want - set(got["trade_id"]))
+            extra = sorted(set(got["trade_id"]) - want)
+            assert not absent and not extra, (v, start, end, len(want), got.height, min(want), max(want),
+                                              [t for t in mine if t["trade_id"] in absent[:3] + extra[:3]])
+            assert set(got["source"]) == {"rest"}
+    ev = Lake(lake).read("feed_events").filter(pl.col("kind") == "backfill")
+    assert ev.height == 2 * len(VENUES) and ev["detail"].str.contains("0 new in the lake").sum() == len(VENUES)
