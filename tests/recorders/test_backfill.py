@@ -62,10 +62,32 @@ def _events(lake) -> pl.DataFrame:
         schema={"kind": pl.String, "venue": pl.String, "symbol": pl.String, "detail": pl.String})
 
 
-def test_kill_9_three_times_backfill_leaves_no_hole_and_no_duplicate(tmp_path):
+@pytest.mark.parametrize("kills", [3, pytest.param(6, marks=pytest.mark.slow)])
+def test_kill_9_repeatedly_backfill_leaves_no_hole_and_no_duplicate(tmp_path, kills):
     sim = _sim(tmp_path)
     with sim.running_in_thread():
-        trades, events = _kill_restart(sim, tmp_path, kills=3, outage_s=2.0)
+        trades, events = _kill_restart(sim, tmp_path, kills=kills, outage_s=2.0)
+    _assert_complete(sim, trades, events, min_backfills=kills)
+
+
+def test_disconnects_are_backfilled(tmp_path):
+    from recorders.sim.config import FaultConfig
+
+    sim = _sim(tmp_path, faults=FaultConfig(disconnect=8.0))
+    with sim.running_in_thread():
+        lake = tmp_path / "lake"
+        cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in VENUES}, lake, "bfd",
+                            flush_interval=0.2, maintain_every=0, rest_min_interval=0.05)
+        p = start_recorder(cfg, "--duration", "25", log=tmp_path / "rec.log")
+        assert p.wait(120) == 0, (tmp_path / "rec.log").read_text()[-2000:]
+        sim.truth.flush()
+    trades, events = Lake(lake).read("trades"), _events(lake)
+    assert events.filter(pl.col("kind") == "reconnect").height >= 2  # the faults happened
+    assert events.filter(pl.col("kind") == "backfill").height >= 2  # and left holes that were filled
+    _assert_complete(sim, trades, events, min_backfills=0)
+
+
+def _assert_complete(sim, trades: pl.DataFrame, events: pl.DataFrame, min_backfills: int) -> None:
     truth = read_truth(sim.truth_dir)["trades"]
     assert trades.select("venue", "symbol", "trade_id").is_duplicated().sum() == 0
     bf = events.filter(pl.col("kind") == "backfill")
@@ -79,9 +101,10 @@ def test_kill_9_three_times_backfill_leaves_no_hole_and_no_duplicate(tmp_path):
         missing = sorted(set(span) - set(ids))
         assert not missing, (v, len(missing), missing[:5])
         rows = bf.filter(pl.col("venue") == v)["detail"].to_list()
-        assert len(rows) >= 3, (v, rows)  # one per restart (each restart left a hole)
+        assert len(rows) >= min_backfills, (v, rows)  # one per restart (each restart left a hole)
         assert all("hole closed" in d for d in rows), rows
-        assert mine.filter(pl.col("source") == "rest").height > 0
+        if min_backfills:
+            assert mine.filter(pl.col("source") == "rest").height > 0
         assert mine.filter(pl.col("source").is_null()).height > 0
 
 
