@@ -130,6 +130,10 @@ def test_truncated_history_records_the_remaining_hole_exactly(tmp_path):
     sent = sorted(int(t["trade_id"]) for t in truth if t["venue"] == "binance" and t["symbol"] == "BTC-USDT")
     lost = [i for i in sent if min(ids) <= i <= max(ids) and i not in ids]
     assert len(lost) == recorded  # nothing missing that is not recorded
+    from lab.apps.status import tape_holes  # what `lab status` shows
+
+    tape = tape_holes(Lake(tmp_path / "lake"))
+    assert tape.filter(pl.col("venue") == "binance").select("trades_missing", "remaining_holes").row(0)[0] == recorded
 
 
 def test_backfill_over_many_pages_meets_429s_and_completes_within_the_weight(tmp_path):
