@@ -33,6 +33,9 @@ __all__ = ["Trade", "Result", "fetch_between", "fetch_window", "parse_page", "Ba
 
 log = logging.getLogger("recorders.backfill")
 
+#: venues whose trade ids are consecutive integers per symbol (a gap between two ids is a hole)
+CONSECUTIVE_IDS = frozenset({"binance", "okx", "kraken", "coinbase"})
+
 #: rows per request the backfill asks for (each venue's documented maximum)
 PAGE_LIMITS: dict[str, int] = {"binance": 1000, "okx": 100, "kraken": 1000, "coinbase": 1000, "bybit": 60}
 
@@ -334,17 +337,29 @@ class Backfiller:
     new connection, then fills the ids in between.
     """
 
-    def __init__(self, rec, wait_live_s: float = 30.0) -> None:
+    def __init__(self, rec, wait_live_s: float = 30.0, scan_every: float = 2.0) -> None:
         self.rec = rec
         self.lake = type(rec.lake)(rec.lake.root)  # its own handles: the writer thread owns rec.lake's
         self.wait_live_s = wait_live_s
+        self.scan_every = scan_every
         self.tasks: set[asyncio.Task] = set()
         self.results: list[Result] = []
+        self.busy: set[tuple[str, str]] = set()  # (venue, symbol) with a fill in flight
+        self._scanner: asyncio.Task | None = None
+        self._seen_gaps: set[tuple[str, str, int, int]] = set()
+        self._done: dict[tuple[str, str], list[tuple[int, int]]] = {}  # ranges already backfilled
+        self._baseline: dict[tuple[str, str], int] = {}  # newest id held when scanning began
 
     def on_open(self, runner) -> None:
         rest = runner.rest_url
         if not rest or runner.venue not in PAGE_LIMITS:
             return
+        if self._scanner is None and self.scan_every > 0:
+            for r in self.rec.runners:  # holes older than this process are not the scanner's
+                for sym in (x.upper() for x in r.vc.symbols):
+                    ids = [i for i in map(_int_id, r.trade_ids.recent(sym, 5000)) if i is not None]
+                    self._baseline[(r.venue, sym)] = max(ids) if ids else -1
+            self._scanner = asyncio.get_running_loop().create_task(self._scan())
         last = {}
         for sym in (s.upper() for s in runner.vc.symbols):
             ids = [i for i in map(_int_id, runner.trade_ids.recent(sym, 2000)) if i is not None]
@@ -356,10 +371,58 @@ class Backfiller:
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
 
+    async def _scan(self) -> None:
+        """Trade-id gaps on a live stream (no reconnect: e.g. messages lost while a venue was
+        silent): a gap between two ids held, seen in two scans in a row (so not a trade merely
+        in flight out of order), is filled like a reconnect's hole. Only venues whose ids are
+        consecutive integers per symbol (:data:`CONSECUTIVE_IDS`)."""
+        rec = self.rec
+        while not rec.stopping.is_set():
+            await asyncio.sleep(self.scan_every)
+            gaps_now: set[tuple[str, str, int, int]] = set()
+            for runner in rec.runners:
+                if runner.venue not in CONSECUTIVE_IDS or not runner.rest_url:
+                    continue
+                for sym in (x.upper() for x in runner.vc.symbols):
+                    if (runner.venue, sym) in self.busy:
+                        continue
+                    key = (runner.venue, sym)
+                    base = self._baseline.get(key, -1)
+                    if base < 0:  # nothing held when scanning began: the first ids set the baseline
+                        ids0 = [i for i in map(_int_id, runner.trade_ids.recent(sym, 5000)) if i is not None]
+                        self._baseline[key] = base = min(ids0) if ids0 else -1
+                    ids = sorted({i for i in map(_int_id, runner.trade_ids.recent(sym, 5000))
+                                  if i is not None and i >= base})
+                    done = self._done.get(key, [])
+                    for a, b in zip(ids, ids[1:]):
+                        if b > a + 1 and not any(lo <= a + 1 and b - 1 <= hi for lo, hi in done):
+                            gaps_now.add((runner.venue, sym, a + 1, b - 1))
+            for g in gaps_now & self._seen_gaps:
+                venue, sym, lo, hi = g
+                runner = next(r for r in rec.runners if r.venue == venue)
+                if (venue, sym) in self.busy:
+                    continue
+                self.busy.add((venue, sym))
+                try:
+                    await self._fill(runner, sym, lo, hi)
+                finally:
+                    self.busy.discard((venue, sym))
+            self._seen_gaps = gaps_now - self._seen_gaps
+
     async def _run(self, runner, last: dict[str, int]) -> None:
         rec = self.rec
         deadline = time.monotonic() + self.wait_live_s
         pending = dict(last)
+        for sym in pending:
+            self.busy.add((runner.venue, sym))
+        try:
+            await self._wait_and_fill(runner, pending, deadline)
+        finally:
+            for sym in last:
+                self.busy.discard((runner.venue, sym))
+
+    async def _wait_and_fill(self, runner, pending: dict[str, int], deadline: float) -> None:
+        rec = self.rec
         while pending and not rec.stopping.is_set():
             for sym, before in list(pending.items()):
                 newer = [i for i in map(_int_id, runner.trade_ids.recent(sym, 2000)) if i is not None and i > before]
@@ -390,6 +453,7 @@ class Backfiller:
     async def _fill(self, runner, sym: str, lo: int, hi: int) -> None:
         rec = self.rec
         venue = runner.venue
+        self._done.setdefault((venue, sym), []).append((lo, hi))  # one record per hole, never twice
 
         def on_error(detail: str) -> None:
             rec.rows.event(time.time_ns() // 1000, venue, sym, "rest_error", detail)

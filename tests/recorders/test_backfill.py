@@ -87,11 +87,32 @@ def test_disconnects_are_backfilled(tmp_path):
     _assert_complete(sim, trades, events, min_backfills=0)
 
 
-def _assert_complete(sim, trades: pl.DataFrame, events: pl.DataFrame, min_backfills: int) -> None:
+def test_trade_id_gap_on_a_live_stream_is_backfilled(tmp_path):
+    from recorders.sim.config import FaultConfig
+
+    # the venue goes silent for 1.5 s now and then (sockets stay open, no reconnect): trades are lost
+    venues = ("binance", "okx")
+    sim = _sim(tmp_path, venues=venues, faults=FaultConfig(silent=6.0, silent_s=1.5))
+    with sim.running_in_thread():
+        lake = tmp_path / "lake"
+        cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in venues}, lake, "bfg",
+                            flush_interval=0.2, maintain_every=0, rest_min_interval=0.05)
+        p = start_recorder(cfg, "--duration", "25", log=tmp_path / "rec.log")
+        assert p.wait(120) == 0, (tmp_path / "rec.log").read_text()[-2000:]
+        sim.truth.flush()
+    faults = [f for f in read_truth(sim.truth_dir)["faults"] if f["kind"] == "silent"]
+    assert faults  # the venue did go silent
+    trades, events = Lake(lake).read("trades"), _events(lake)
+    _assert_complete(sim, trades, events, min_backfills=0, venues=venues)
+    assert events.filter(pl.col("kind") == "backfill").height >= 1
+
+
+def _assert_complete(sim, trades: pl.DataFrame, events: pl.DataFrame, min_backfills: int,
+                     venues: tuple[str, ...] = VENUES) -> None:
     truth = read_truth(sim.truth_dir)["trades"]
     assert trades.select("venue", "symbol", "trade_id").is_duplicated().sum() == 0
     bf = events.filter(pl.col("kind") == "backfill")
-    for v in VENUES:
+    for v in venues:
         sym = SYMS[v][0]
         mine = trades.filter((pl.col("venue") == v) & (pl.col("symbol") == sym))
         ids = sorted(int(i) for i in mine["trade_id"])
