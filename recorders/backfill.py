@@ -371,43 +371,60 @@ class Backfiller:
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
 
+    async def close(self, timeout: float = 10.0) -> None:
+        """At a stop: fill the live gaps seen so far (a gap seen once is filled now rather than
+        left unrecorded), within ``timeout`` seconds; other backfills in flight are cancelled."""
+        if self._scanner is not None:
+            self._scanner.cancel()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.sleep(0.5)  # a trade in flight out of order lands
+                await self._scan_once(final=True)
+        except TimeoutError:
+            log.warning("backfill: stop reached before every gap was filled")
+        for t in list(self.tasks):
+            t.cancel()
+
     async def _scan(self) -> None:
         """Trade-id gaps on a live stream (no reconnect: e.g. messages lost while a venue was
         silent): a gap between two ids held, seen in two scans in a row (so not a trade merely
         in flight out of order), is filled like a reconnect's hole. Only venues whose ids are
         consecutive integers per symbol (:data:`CONSECUTIVE_IDS`)."""
-        rec = self.rec
-        while not rec.stopping.is_set():
+        while not self.rec.stopping.is_set():
             await asyncio.sleep(self.scan_every)
-            gaps_now: set[tuple[str, str, int, int]] = set()
-            for runner in rec.runners:
-                if runner.venue not in CONSECUTIVE_IDS or not runner.rest_url:
+            await self._scan_once()
+
+    async def _scan_once(self, final: bool = False) -> None:
+        rec = self.rec
+        gaps_now: set[tuple[str, str, int, int]] = set()
+        for runner in rec.runners:
+            if runner.venue not in CONSECUTIVE_IDS or not runner.rest_url:
+                continue
+            for sym in (x.upper() for x in runner.vc.symbols):
+                if (runner.venue, sym) in self.busy:
                     continue
-                for sym in (x.upper() for x in runner.vc.symbols):
-                    if (runner.venue, sym) in self.busy:
-                        continue
-                    key = (runner.venue, sym)
-                    base = self._baseline.get(key, -1)
-                    if base < 0:  # nothing held when scanning began: the first ids set the baseline
-                        ids0 = [i for i in map(_int_id, runner.trade_ids.recent(sym, 5000)) if i is not None]
-                        self._baseline[key] = base = min(ids0) if ids0 else -1
-                    ids = sorted({i for i in map(_int_id, runner.trade_ids.recent(sym, 5000))
-                                  if i is not None and i >= base})
-                    done = self._done.get(key, [])
-                    for a, b in zip(ids, ids[1:]):
-                        if b > a + 1 and not any(lo <= a + 1 and b - 1 <= hi for lo, hi in done):
-                            gaps_now.add((runner.venue, sym, a + 1, b - 1))
-            for g in gaps_now & self._seen_gaps:
-                venue, sym, lo, hi = g
-                runner = next(r for r in rec.runners if r.venue == venue)
-                if (venue, sym) in self.busy:
-                    continue
-                self.busy.add((venue, sym))
-                try:
-                    await self._fill(runner, sym, lo, hi)
-                finally:
-                    self.busy.discard((venue, sym))
-            self._seen_gaps = gaps_now - self._seen_gaps
+                key = (runner.venue, sym)
+                base = self._baseline.get(key, -1)
+                if base < 0:  # nothing held when scanning began: the first ids set the baseline
+                    ids0 = [i for i in map(_int_id, runner.trade_ids.recent(sym, 5000)) if i is not None]
+                    self._baseline[key] = base = min(ids0) if ids0 else -1
+                ids = sorted({i for i in map(_int_id, runner.trade_ids.recent(sym, 5000))
+                              if i is not None and i >= base})
+                done = self._done.get(key, [])
+                for a, b in zip(ids, ids[1:]):
+                    if b > a + 1 and not any(lo <= a + 1 and b - 1 <= hi for lo, hi in done):
+                        gaps_now.add((runner.venue, sym, a + 1, b - 1))
+        for g in sorted(gaps_now if final else gaps_now & self._seen_gaps):
+            venue, sym, lo, hi = g
+            runner = next(r for r in rec.runners if r.venue == venue)
+            if (venue, sym) in self.busy:
+                continue
+            self.busy.add((venue, sym))
+            try:
+                await self._fill(runner, sym, lo, hi)
+            finally:
+                self.busy.discard((venue, sym))
+        self._seen_gaps = gaps_now - self._seen_gaps
 
     async def _run(self, runner, last: dict[str, int]) -> None:
         rec = self.rec

@@ -560,6 +560,8 @@ class Recorder:
         finally:
             for t in tasks:
                 t.cancel()
+            if self.backfiller is not None:  # fill the trade-id gaps seen last (bounded wait)
+                await self.backfiller.close()
             ticker.cancel()
             self.flush()
             await asyncio.to_thread(self.writer.close)
