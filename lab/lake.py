@@ -238,7 +238,9 @@ def _footer_problem(path: Path, num_records: int | None) -> str | None:
 def _schema_damage(table: str, t: DeltaTable) -> list[Damage]:
     """The table's Delta schema against :mod:`lab.schema` (names, order-free, and dtypes)."""
     got = pl.DataFrame(pa.schema(t.schema().to_arrow()).empty_table()).schema
-    want = table_spec(table).schema
+    spec = table_spec(table)
+    want = pl.Schema({c: d for c, d in spec.columns.items()
+                      if c not in spec.optional or c in got})  # an optional column may be absent
     out = []
     for c, d in want.items():
         if c not in got:
@@ -314,6 +316,7 @@ class Lake:
         # updates its snapshot incrementally instead of re-reading the log
         # (measured: p50 54 -> 14 ms per 1,000-row commit).
         self._writers: dict[str, DeltaTable] = {}
+        self._table_cols: dict[str, set[str]] = {}  # column names per table (optional columns come and go)
 
     def __repr__(self) -> str:
         return f"Lake({str(self.root)!r})"
@@ -333,7 +336,8 @@ class Lake:
     def _ensure(self, table: str) -> None:
         if self.exists(table):
             return
-        schema = table_spec(table).schema.to_arrow()
+        spec = table_spec(table)
+        schema = pl.Schema({c: d for c, d in spec.columns.items() if c not in spec.optional}).to_arrow()
         for attempt in range(20):
             try:
                 DeltaTable.create(self.path(table), schema, mode="ignore",
@@ -421,17 +425,19 @@ class Lake:
         df = data if isinstance(data, pl.DataFrame) else pl.from_arrow(data)
         if not isinstance(df, pl.DataFrame):
             raise SchemaError(f"{table}: expected a table, got {type(data).__name__}")
-        if list(df.schema.items()) != list(table_spec(table).schema.items()):  # recorder frames conform
-            df = conform(table, df)
+        spec = table_spec(table)
+        want = [(c, d) for c, d in spec.columns.items() if c not in spec.optional or c in df.columns]
+        if list(df.schema.items()) != want:  # recorder frames are already canonical: skip the check
+            df = conform(table, df, fill_optional=False)
         if df.height == 0:
             return self.version(table)
         self._ensure(table)
         if df.height >= BULK_ROWS:
-            return self._append_bulk(table, df)
-        arrow = df.to_arrow()
+            return self._append_bulk(table, self._align(table, df))
         last: Exception | None = None
         for attempt in range(10):
             try:
+                arrow = self._align(table, df).to_arrow()
                 t = self._writers.get(table)
                 if t is None:
                     self._refuse_damaged_log(table)
@@ -441,9 +447,38 @@ class Lake:
             except (CommitFailedError, DeltaError) as e:  # rare: too many concurrent commits
                 last = e
                 self._writers.pop(table, None)
+                self.__dict__.get("_table_cols", {}).pop(table, None)  # another process may have added a column
                 self._refuse_damaged_log(table)
                 time.sleep(0.01 * (attempt + 1))
         raise LakeError(f"{table}: append failed after retries: {last}")
+
+    def _align(self, table: str, df: pl.DataFrame) -> pl.DataFrame:
+        """Match ``df`` to the table's optional columns (e.g. trades' ``source``): a table gains
+        an optional column when a batch first carries one (old rows read it as null); a batch
+        without a column the table has gets nulls. Tables never given one keep their schema."""
+        spec = table_spec(table)
+        opt = [c for c in spec.columns if c in spec.optional]
+        if not opt:
+            return df
+        cache = self.__dict__.setdefault("_table_cols", {})  # subclasses (ObjectLake) have their own __init__
+        have = cache.get(table)
+        if have is None:
+            have = cache[table] = set(self.delta(table).schema().to_arrow().names)
+        new = [c for c in opt if c in df.columns and c not in have]
+        if new:
+            from deltalake.schema import Field
+
+            arrow = spec.schema.to_arrow()
+            try:
+                self.delta(table).alter.add_columns([Field.from_arrow(arrow.field(c)) for c in new])
+            except DeltaError:  # another writer added them first
+                pass
+            self._writers.pop(table, None)
+            have = cache[table] = set(self.delta(table).schema().to_arrow().names)
+        fill = [pl.lit(None, spec.columns[c]).alias(c) for c in opt if c in have and c not in df.columns]
+        if fill:
+            df = df.with_columns(fill)
+        return df.select([c for c in spec.columns if c in df.columns])
 
     def _append_bulk(self, table: str, df: pl.DataFrame) -> int:
         """One large batch: Polars writes the Parquet file (all cores), one Delta commit adds it.

@@ -72,9 +72,12 @@ register_table(TableSpec(
         "ts_exchange": TS, "ts_local": TS,
         "venue": pl.String(), "symbol": pl.String(), "trade_id": pl.String(),
         "price": pl.Float64(), "qty": pl.Float64(), "side": pl.String(),
+        "source": pl.String(),
     },
     "ts_exchange",
-    "one public trade; side is the aggressor (taker) side: buy or sell",
+    "one public trade; side is the aggressor (taker) side: buy or sell; source is null for "
+    "trades received live (WebSocket) and 'rest' for trades backfilled from the venue's REST history",
+    optional=frozenset({"source"}),
 ))
 
 register_table(TableSpec(
@@ -149,13 +152,15 @@ register_table(TableSpec(
 ))
 
 
-def conform(table: str, df: pl.DataFrame) -> pl.DataFrame:
+def conform(table: str, df: pl.DataFrame, *, fill_optional: bool = True) -> pl.DataFrame:
     """Check ``df`` against ``table``'s schema and return it in canonical order.
 
     Raises :class:`SchemaError` naming the first missing, unexpected or
     mistyped column. Timestamps in ns or ms, or naive-but-UTC, are cast to
     the canonical ``Datetime("us", "UTC")``; any other dtype mismatch is an
-    error (nothing is silently coerced).
+    error (nothing is silently coerced). An absent optional column is added as
+    nulls, or left out with ``fill_optional=False`` (the lake adds it to a table
+    only once a batch carries it).
     """
     spec = table_spec(table)
     cols = set(df.columns)
@@ -168,7 +173,8 @@ def conform(table: str, df: pl.DataFrame) -> pl.DataFrame:
     exprs = []
     for name, dtype in spec.columns.items():
         if name not in df.columns:
-            exprs.append(pl.lit(None, dtype).alias(name))
+            if fill_optional or name not in spec.optional:
+                exprs.append(pl.lit(None, dtype).alias(name))
             continue
         got = df.schema[name]
         if got == dtype:

@@ -9,7 +9,7 @@ venue (``recorders/sim/NAME.py``) and one :class:`Venue` entry below.
 >>> VENUES["kraken"].ws_url
 'wss://ws.kraken.com/v2'
 >>> sim_urls("kraken")
-('ws://127.0.0.1:9445/v2', None)
+('ws://127.0.0.1:9445/v2', 'http://127.0.0.1:9445')
 >>> taker_bps("coinbase"), taker_bps("somewhere-new")
 (60.0, 10.0)
 """
@@ -25,8 +25,9 @@ __all__ = ["Venue", "VENUES", "names", "sim_urls", "taker_bps", "fees", "QUOTE_A
 class Venue(msgspec.Struct, frozen=True):
     """Facts about one venue.
 
-    ``ws_url``/``rest_url``: the real public endpoints (``rest_url`` only where the
-    recorder needs REST, e.g. Binance snapshots). ``sim_offset``: the simulator's
+    ``ws_url``/``rest_url``: the real public endpoints (REST: Binance snapshots and
+    every venue's public trade history, used by the backfill; the simulator serves
+    REST on the venue's WebSocket port). ``sim_offset``: the simulator's
     port is ``port_base + sim_offset``; ``sim_path``: the WebSocket path a client
     appends to the simulator's base; ``sim_ws_paths``: every path the simulator
     serves. ``maker``/``taker``: base-tier spot fees as fractions of notional
@@ -50,13 +51,13 @@ class Venue(msgspec.Struct, frozen=True):
 VENUES: dict[str, Venue] = {v.name: v for v in (
     Venue("binance", "wss://stream.binance.com:9443", "https://api.binance.com", 0, "",
           ("/ws", "/stream"), 0.001, 0.001, 0.0, 20.0),
-    Venue("coinbase", "wss://advanced-trade-ws.coinbase.com", None, 1, "",
+    Venue("coinbase", "wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com", 1, "",
           ("/",), 0.004, 0.006, 50.0, 15.0),
-    Venue("kraken", "wss://ws.kraken.com/v2", None, 2, "/v2",
+    Venue("kraken", "wss://ws.kraken.com/v2", "https://api.kraken.com", 2, "/v2",
           ("/v2",), 0.0025, 0.004, 150.0, 30.0),
-    Venue("okx", "wss://ws.okx.com:8443/ws/v5/public", None, 3, "/ws/v5/public",
+    Venue("okx", "wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com", 3, "/ws/v5/public",
           ("/ws/v5/public",), 0.0008, 0.001, 25.0, 25.0),
-    Venue("bybit", "wss://stream.bybit.com/v5/public/spot", None, 4, "/v5/public/spot",
+    Venue("bybit", "wss://stream.bybit.com/v5/public/spot", "https://api.bybit.com", 4, "/v5/public/spot",
           ("/v5/public/spot",), 0.001, 0.001, 35.0, 22.0),
 )}
 

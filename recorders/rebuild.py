@@ -120,4 +120,26 @@ def rebuild(src: Lake, dst: Lake, *, venue: str | None = None, symbols: dict[str
             bar.update(n)
     if bar is not None:
         bar.close()
+    _carry_backfill(src, dst, venue, counts)
     return counts
+
+
+def _carry_backfill(src: Lake, dst: Lake, venue: str | None, counts: dict[str, int]) -> None:
+    """Trades backfilled over REST (``source = 'rest'``, recorders/backfill.py) are not in the
+    journal: copy them (and their ``backfill`` feed events) from ``src``, minus any id the
+    journal already gave."""
+    if not src.exists("trades") or "source" not in src.scan("trades").collect_schema().names():
+        return
+    rest = src.scan("trades", venue=venue).filter(pl.col("source") == "rest").collect()
+    if rest.height:
+        if dst.exists("trades"):
+            have = dst.scan("trades", venue=venue).select("venue", "symbol", "trade_id").collect()
+            rest = rest.join(have, on=["venue", "symbol", "trade_id"], how="anti")
+        if rest.height:
+            dst.append("trades", rest)
+            counts["trades"] = counts.get("trades", 0) + rest.height
+    if src.exists("feed_events"):
+        ev = src.scan("feed_events", venue=venue).filter(pl.col("kind") == "backfill").collect()
+        if ev.height:
+            dst.append("feed_events", ev)
+            counts["feed_events"] = counts.get("feed_events", 0) + ev.height

@@ -28,6 +28,7 @@ from picows.websockets import connect as ws_connect
 
 from lab.lake import Lake, data_dir
 from lab.recorder import status_path
+from recorders.backfill import Backfiller
 from recorders.config import RecorderConfig, VenueConfig
 from recorders.rest import RestClient
 from recorders.venues import adapter_for
@@ -206,6 +207,8 @@ class VenueRunner:
     def on_open(self, s: Session) -> None:
         self.connected = True
         self.rec.rows.event(_now_us(), self.venue, None, "connect", f"{s.conn_id} {self.ws_url}")
+        if self.rec.backfiller is not None:  # fill the trades missed while away (recorders/backfill.py)
+            self.rec.backfiller.on_open(self)
 
     def on_first_message(self, s: Session) -> None:
         # The newest connection owns the books; older ones only add trades (deduped).
@@ -313,6 +316,7 @@ class Recorder:
                              max_pending_bytes=int(cfg.write_buffer_mb * 2**20),
                              slow_every=cfg.slow_flush_interval)
         self.rest = RestClient(cfg.rest_min_interval)
+        self.backfiller = Backfiller(self) if cfg.backfill else None
         self.runners = [VenueRunner(self, vc) for vc in cfg.venues]
         self.status_file = status_path(cfg.name, cfg.status_dir)
         self.started = time.time()
@@ -557,6 +561,8 @@ class Recorder:
         finally:
             for t in tasks:
                 t.cancel()
+            if self.backfiller is not None:  # fill the trade-id gaps seen last (bounded wait)
+                await self.backfiller.close()
             ticker.cancel()
             self.flush()
             await asyncio.to_thread(self.writer.close)

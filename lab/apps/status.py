@@ -79,6 +79,19 @@ def lake_summary(lake: Lake) -> pl.DataFrame:
                         schema=schema)
 
 
+def tape_holes(lake: Lake) -> pl.DataFrame | None:
+    """Per venue and symbol, the backfills of the trade tape and the holes left (:mod:`lab.tape`);
+    None when the lake has no readable ``feed_events``."""
+    from lab.tape import hole_summary
+
+    if not lake.exists("feed_events"):
+        return None
+    try:
+        return hole_summary(lake.scan("feed_events")).collect()
+    except Exception:  # noqa: BLE001 - a status command reports, never crashes
+        return None
+
+
 def _fmt_age(v) -> str:
     return "-" if v is None else f"{v:.1f}s"
 
@@ -120,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         st = [s for s in st if s["alive"]]
     lake = Lake(args.lake) if args.lake else Lake(data_dir() / "lake")
     summ = None if args.no_lake else lake_summary(lake)
+    tape = None if args.no_lake or (summ is not None and any(
+        r["damage"] for r in summ.iter_rows(named=True) if r["table"] == "feed_events")) else tape_holes(lake)
     bad = [] if summ is None else [r for r in summ.iter_rows(named=True) if r["damage"]]
     code = 1 if bad else 0
     if args.json:
@@ -127,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         if summ is not None:
             out["lake"] = [{**r, "newest": r["newest"].isoformat() if r["newest"] else None}
                            for r in summ.to_dicts()]
+        if tape is not None:
+            out["trade_holes"] = tape.to_dicts()
         print(json.dumps(out, indent=1, default=str))
         return code
     print(format_status(st))
@@ -141,6 +158,13 @@ def run(args: argparse.Namespace) -> int:
                     print(f"      {d}")
             else:
                 print(f"  {r['table']:18s} {r['rows']:>12} rows  newest {r['newest'] or '-'}")
+        if tape is not None and tape.height:
+            print("\ntrade tape (backfills after restarts/reconnects; lab.tape):")
+            for r in tape.iter_rows(named=True):
+                left = (f"{r['remaining_holes']} hole(s) NOT recoverable, {r['trades_missing']} trade(s) missing"
+                        if r["remaining_holes"] else "no hole left")
+                print(f"  {r['venue']:9s} {r['symbol']:10s} {r['backfills']} backfill(s), "
+                      f"{r['trades_recovered']} trade(s) recovered over REST; {left}")
         if bad:
             print(f"\n{len(bad)} damaged table(s): {', '.join(r['table'] for r in bad)}; "
                   "`lab doctor` for details, `lab doctor --repair` to fix")

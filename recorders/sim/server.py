@@ -46,6 +46,7 @@ from recorders.sim.bybit import BybitEncoder
 from recorders.sim.coinbase import CoinbaseEncoder
 from recorders.sim.config import FAULT_KINDS, SimConfig
 from recorders.sim.feed import Batch, Client, Encoder, LiveBook, Out, position
+from recorders.sim.history import RATE_LIMITS, WEIGHTS, RateLimit, TradeHistory, is_history_path, serve_history
 from recorders.sim.kraken import KrakenEncoder
 from recorders.sim.market import Market
 from recorders.sim.okx import OkxEncoder
@@ -167,6 +168,14 @@ class Simulator:
         self._silent_until: dict[str, float] = {v: 0.0 for v in self.cfg.venues}
         self._held: dict[str, list[Out]] = {v: [] for v in self.cfg.venues}
         self.rest_errors: dict[str, int] = {v: 0 for v in self.cfg.venues}
+        # public trade history over REST (recorders/sim/history.py): every published trade per
+        # listing; ``history_s`` serves only the last N simulated seconds (None: everything);
+        # ``rate_limits[venue]`` is the venue's weight budget (429 beyond it)
+        self.history: dict[int, TradeHistory] = {i: TradeHistory() for i in range(len(self.market.listings))}
+        self.history_s: float | None = None
+        self.rate_limits: dict[str, RateLimit] = {v: RateLimit(*RATE_LIMITS[v]) for v in self.cfg.venues
+                                                  if v in RATE_LIMITS}
+        self.history_requests: dict[str, int] = {v: 0 for v in self.cfg.venues}
         self.stats = {"messages": 0, "bytes": 0}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -187,8 +196,7 @@ class Simulator:
         for v, p in self.ports.items():
             base = f"ws{s}://{h}:{p}"
             out[v] = base + REGISTRY[v].sim_path
-            if v == "binance":
-                out["binance_rest"] = f"http{s}://{h}:{p}"
+            out[v + "_rest"] = f"http{s}://{h}:{p}"  # REST on the venue's WebSocket port
         return out
 
     async def start(self) -> None:
@@ -296,12 +304,42 @@ class Simulator:
     def _process_request(self, enc: Encoder):
         def process(conn: ServerConnection, request) -> Response | None:
             u = urllib.parse.urlsplit(request.path)
+            if is_history_path(enc.venue, u.path):
+                return self._history(conn, enc, u)
             if enc.venue == "binance" and u.path.startswith("/api/"):
                 return self._rest(conn, enc, u)
             if not enc.accepts(request.path):
                 return conn.respond(HTTPStatus.NOT_FOUND, f"no such path {u.path!r}\n")
             return None
         return process
+
+    def _history(self, conn: ServerConnection, enc: Encoder, u) -> Response:
+        """A public trade-history request: rate-limited per venue, answered from :attr:`history`."""
+        v = enc.venue
+        self.history_requests[v] = self.history_requests.get(v, 0) + 1
+        lim = self.rate_limits.get(v)
+        wait = lim.take(WEIGHTS.get(v, 1.0)) if lim is not None else 0.0
+        if wait > 0:
+            r = conn.respond(429, json.dumps({"code": -1003, "msg": "Too many requests (simulated rate limit)."}))
+            r.headers["Retry-After"] = f"{max(1, int(wait + 0.999))}"
+            r.headers["Content-Type"] = "application/json"
+            return r
+        by_text: dict[str, int] = {}
+        for li, l in enc.by_idx.items():
+            by_text[l.venue_symbol] = li
+            by_text[l.venue_symbol.replace("/", "")] = li
+
+        def listing_of(text: str):
+            li = by_text.get(text)
+            return None if li is None else (enc.by_idx[li], li)
+
+        status, body = serve_history(v, u.path, u.query, listing_of, self.history.__getitem__,
+                                     self._sim_t, self.history_s)
+        r = conn.respond(status, body)
+        r.headers["Content-Type"] = "application/json"
+        if lim is not None and v == "binance":
+            r.headers["X-MBX-USED-WEIGHT-1M"] = f"{lim.used:g}"
+        return r
 
     def _rest(self, conn: ServerConnection, enc: Encoder, u) -> Response:
         def resp(status: int, body: str) -> Response:
@@ -404,6 +442,8 @@ class Simulator:
                 eq = int(np.searchsorted(c.quote_t, now, side="right"))
                 if et > f.pt:
                     self.truth.add_many("trades", tt[f.pt:et])
+                    self.history[li].add(c.trade_t[f.pt:et], c.trade_px[f.pt:et], c.trade_q[f.pt:et],
+                                         c.trade_side[f.pt:et], c.trade_id[f.pt:et])
                 if prep is not None:
                     self._publish_fast(li, enc, book, c, f.pu, eu, prep, now, every)
                 else:

@@ -135,6 +135,14 @@ class TradeIds:
             seen.discard(order.popleft())
         return True
 
+    def recent(self, symbol: str, n: int) -> list[str]:
+        """The ``n`` ids of ``symbol`` remembered last (the backfill looks for its hole there)."""
+        order = self._order.get(symbol)
+        if not order:
+            return []
+        k = len(order)
+        return [order[i] for i in range(max(0, k - n), k)]
+
     def seed(self, symbol: str, trade_ids: Iterable[str]) -> None:
         for t in trade_ids:
             self.add(symbol, t)

@@ -14,8 +14,8 @@ def test_example_and_demo_configs_load_with_expected_urls():
     demo = load_config(ROOT / "recorders" / "demo.toml")
     assert {v.venue: v.urls() for v in demo.venues} == {
         "binance": ("ws://127.0.0.1:9443", "http://127.0.0.1:9443"),
-        "coinbase": ("ws://127.0.0.1:9444", None),
-        "kraken": ("ws://127.0.0.1:9445/v2", None)}
+        "coinbase": ("ws://127.0.0.1:9444", "http://127.0.0.1:9444"),
+        "kraken": ("ws://127.0.0.1:9445/v2", "http://127.0.0.1:9445")}
 
 
 def test_bad_config_names_the_problem(tmp_path):

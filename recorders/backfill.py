@@ -1,0 +1,514 @@
+"""Backfill: fetch the trades a recorder missed from the venue's public REST history.
+
+After a reconnect or a restart the recorder knows the last trade id it had per
+symbol (seeded from the lake on restart) and sees the first trade id received
+live; :func:`fetch_between` pages the venue's trade history between the two,
+within the venue's page limit (docs/CONTRACTS.md, "Backfill"), through
+:class:`recorders.rest.RestClient` (HTTP 429 -> back off, ``Retry-After``
+honoured). :class:`Backfiller` is the recorder's hook: it dedups against live
+rows by trade id, writes the rows to ``trades`` with ``source = 'rest'`` and
+records one ``feed_events`` row of kind ``backfill`` per (symbol, hole): the
+ids asked for, the rows found and whether the hole is closed or how many
+trades remain missing (never a silent hole).
+
+Trade ids are taken as consecutive integers per symbol (true on Binance, OKX,
+Kraken v2 and Coinbase, and in the simulator), so a hole's size is exact: ids
+asked minus ids found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
+
+import polars as pl
+
+__all__ = ["Trade", "Result", "fetch_between", "fetch_window", "parse_page", "Backfiller", "PAGE_LIMITS",
+           "venue_symbol", "result_frame", "parse_time"]
+
+log = logging.getLogger("recorders.backfill")
+
+#: venues whose trade ids are consecutive integers per symbol (a gap between two ids is a hole)
+CONSECUTIVE_IDS = frozenset({"binance", "okx", "kraken", "coinbase"})
+
+#: rows per request the backfill asks for (each venue's documented maximum)
+PAGE_LIMITS: dict[str, int] = {"binance": 1000, "okx": 100, "kraken": 1000, "coinbase": 1000, "bybit": 60}
+
+Get = Callable[[str], Awaitable[str]]
+
+
+class Trade(NamedTuple):
+    ts_us: int
+    trade_id: int
+    price: float
+    qty: float
+    side: str  # aggressor: buy / sell
+
+
+class Result(NamedTuple):
+    """One backfilled hole: ids ``lo..hi`` (inclusive) were asked for."""
+
+    venue: str
+    symbol: str
+    lo: int
+    hi: int
+    trades: list[Trade]
+    requests: int
+
+    @property
+    def asked(self) -> int:
+        return max(0, self.hi - self.lo + 1)
+
+    @property
+    def missing(self) -> int:
+        return self.asked - len({t.trade_id for t in self.trades if self.lo <= t.trade_id <= self.hi})
+
+    def detail(self) -> str:
+        found = len(self.trades)
+        head = (f"ids {self.lo}..{self.hi} asked ({self.asked}); found {found} over REST "
+                f"in {self.requests} request(s); ")
+        if self.missing == 0:
+            return head + "hole closed"
+        have = {t.trade_id for t in self.trades}
+        miss = [i for i in range(self.lo, self.hi + 1) if i not in have]
+        return head + f"hole remains: {self.missing} trade(s) missing, ids {miss[0]}..{miss[-1]}"
+
+
+def venue_symbol(venue: str, symbol: str) -> str:
+    """The REST symbol text for a canonical ``BASE-QUOTE`` symbol.
+
+    >>> venue_symbol("binance", "BTC-USDT"), venue_symbol("kraken", "BTC-USD"), venue_symbol("okx", "BTC-USDT")
+    ('BTCUSDT', 'BTC/USD', 'BTC-USDT')
+    """
+    s = symbol.upper()
+    if venue in ("binance", "bybit"):
+        return s.replace("-", "")
+    if venue == "kraken":
+        return s.replace("-", "/")
+    return s
+
+
+def _ms(v: str | int) -> int:
+    return int(v) * 1000
+
+
+def _iso_us(s: str) -> int:
+    from recorders.venues.base import rfc3339_us
+
+    return rfc3339_us(s)
+
+
+def parse_page(venue: str, body: str) -> list[Trade]:
+    """One REST trade-history answer as trades, oldest first.
+
+    >>> parse_page("binance", '[{"id":7,"price":"1.5","qty":"2","quoteQty":"3","time":1000,'
+    ...            '"isBuyerMaker":true,"isBestMatch":true}]')
+    [Trade(ts_us=1000000, trade_id=7, price=1.5, qty=2.0, side='sell')]
+    """
+    d = json.loads(body)
+    out: list[Trade] = []
+    if venue == "binance":
+        out = [Trade(_ms(r["time"]), int(r["id"]), float(r["price"]), float(r["qty"]),
+                     "sell" if r["isBuyerMaker"] else "buy") for r in d]
+    elif venue == "okx":
+        if d.get("code") not in ("0", 0):
+            raise ValueError(f"OKX error {d.get('code')}: {d.get('msg')}")
+        out = [Trade(_ms(r["ts"]), int(r["tradeId"]), float(r["px"]), float(r["sz"]), r["side"])
+               for r in d["data"]]
+    elif venue == "kraken":
+        if d.get("error"):
+            raise ValueError(f"Kraken error: {d['error']}")
+        res = d["result"]
+        rows = next(v for k, v in res.items() if k != "last")
+        out = [Trade(int(round(float(r[2]) * 1e6)), int(r[6]), float(r[0]), float(r[1]),
+                     "buy" if r[3] == "b" else "sell") for r in rows]
+    elif venue == "coinbase":
+        out = [Trade(_iso_us(r["time"]), int(r["trade_id"]), float(r["price"]), float(r["size"]),
+                     r["side"].lower()) for r in d["trades"]]
+    elif venue == "bybit":
+        if d.get("retCode") != 0:
+            raise ValueError(f"Bybit error {d.get('retCode')}: {d.get('retMsg')}")
+        out = [Trade(_ms(r["time"]), int(r["execId"]), float(r["price"]), float(r["size"]),
+                     r["side"].lower()) for r in d["result"]["list"]]
+    else:
+        raise ValueError(f"no trade history for venue {venue!r}")
+    out.sort(key=lambda t: t.trade_id)
+    return out
+
+
+async def fetch_between(venue: str, rest_url: str, symbol: str, lo: int, hi: int, get: Get, *,
+                        lo_ts_us: int | None = None, hi_ts_us: int | None = None,
+                        progress: Callable[[int], None] | None = None) -> Result:
+    """Fetch trades with ids ``lo..hi`` (inclusive) of ``symbol``, paging within the venue's limit.
+
+    ``lo_ts_us``/``hi_ts_us`` bound the hole in time for the venues that page by time
+    (Kraken, Coinbase). ``get(url) -> body`` is the HTTP client (429 back-off inside).
+    """
+    base = rest_url.rstrip("/")
+    vs = venue_symbol(venue, symbol)
+    limit = PAGE_LIMITS[venue]
+    got: dict[int, Trade] = {}
+    requests = 0
+
+    async def page(url: str) -> list[Trade]:
+        nonlocal requests
+        requests += 1
+        trades = parse_page(venue, await get(url))
+        n0 = len(got)
+        for t in trades:
+            if lo <= t.trade_id <= hi:
+                got[t.trade_id] = t
+        if progress is not None and len(got) > n0:
+            progress(len(got) - n0)
+        return trades
+
+    if hi < lo:
+        return Result(venue, symbol, lo, hi, [], 0)
+    if venue == "binance":  # forward by id: fromId, oldest first
+        nxt = lo
+        while nxt <= hi:
+            n = min(limit, hi - nxt + 1)
+            tr = await page(f"{base}/api/v3/historicalTrades?symbol={vs}&fromId={nxt}&limit={n}")
+            if not tr:
+                break
+            nxt = tr[-1].trade_id + 1
+    elif venue == "okx":  # backward by id: after=<id> gives older trades, newest first
+        cursor = hi + 1
+        while cursor > lo:
+            tr = await page(f"{base}/api/v5/market/history-trades?instId={vs}&type=1&after={cursor}&limit={limit}")
+            if not tr:
+                break
+            cursor = tr[0].trade_id
+    elif venue == "kraken":  # forward by time: since=<ns>, oldest first, ``last`` is the cursor
+        since = ((lo_ts_us or 0) - 1) * 1000
+        while True:
+            tr = await page(f"{base}/0/public/Trades?pair={vs}&since={since}&count={limit}")
+            if not tr or tr[-1].trade_id >= hi:
+                break
+            nxt = max(t.ts_us for t in tr) * 1000 - 1  # re-ask the last microsecond (ids dedup)
+            if nxt <= since:
+                nxt = since + 1000
+            since = nxt
+    elif venue == "coinbase":  # backward by time: end (exclusive, UNIX s), newest first
+        end = (hi_ts_us // 1_000_000 + 1) if hi_ts_us else int(time.time()) + 1
+        floor = (lo_ts_us // 1_000_000) if lo_ts_us else 0
+        while end > floor:
+            tr = await page(f"{base}/api/v3/brokerage/market/products/{vs}/ticker?limit={limit}"
+                            f"&start={floor}&end={end}")
+            if not tr:
+                break
+            s = tr[0].ts_us // 1_000_000
+            if len(tr) >= limit:  # the page may have cut second s short: fetch that second alone
+                await page(f"{base}/api/v3/brokerage/market/products/{vs}/ticker?limit={limit}"
+                           f"&start={s}&end={s + 1}")
+            if tr[0].trade_id <= lo:
+                break
+            end = s
+    elif venue == "bybit":  # the recent window only: one request, no cursor
+        await page(f"{base}/v5/market/recent-trade?category=spot&symbol={vs}&limit={limit}")
+    else:
+        raise ValueError(f"no trade history for venue {venue!r}")
+    return Result(venue, symbol, lo, hi, sorted(got.values()), requests)
+
+
+async def _id_at(venue: str, base: str, vs: str, x: int, get: Get) -> Trade | None:
+    """Binance: the first trade with id >= x; OKX: the last trade with id <= x (one row)."""
+    if venue == "binance":
+        tr = parse_page(venue, await get(f"{base}/api/v3/historicalTrades?symbol={vs}&fromId={x}&limit=1"))
+    else:
+        tr = parse_page(venue, await get(f"{base}/api/v5/market/history-trades?instId={vs}&type=1&after={x + 1}&limit=1"))
+    return tr[0] if tr else None
+
+
+async def fetch_window(venue: str, rest_url: str, symbol: str, start_us: int, end_us: int, get: Get, *,
+                       progress: Callable[[int], None] | None = None,
+                       total: Callable[[int], None] | None = None) -> Result:
+    """Every trade of ``symbol`` with ``start_us <= ts < end_us`` the venue still serves.
+
+    Id-paged venues (Binance, OKX) first find the window's id range by bisection on
+    one-row requests (about 2 x log2(ids) requests), then page it with
+    :func:`fetch_between`; time-paged venues (Kraken, Coinbase) page the window
+    directly; Bybit returns what its recent window holds. ``total(n)`` is told the
+    number of ids once known (for a progress bar).
+    """
+    base = rest_url.rstrip("/")
+    vs = venue_symbol(venue, symbol)
+    requests = 0
+
+    async def counted(url: str) -> str:
+        nonlocal requests
+        requests += 1
+        return await get(url)
+
+    if venue in ("binance", "okx"):
+        newest = parse_page(venue, await counted(
+            f"{base}/api/v3/historicalTrades?symbol={vs}&limit=1" if venue == "binance"
+            else f"{base}/api/v5/market/history-trades?instId={vs}&type=1&limit=1"))
+        if not newest:
+            return Result(venue, symbol, 0, -1, [], requests)
+
+        async def first_at(t_us: int) -> int:
+            """The smallest id whose trade time is >= t_us (newest id + 1 if none)."""
+            a, b = 0, newest[-1].trade_id + 1  # invariant: time(id < a) < t_us <= time(id >= b)
+            oldest = await _id_at(venue, base, vs, 0, counted) if venue == "binance" else None
+            if oldest is not None:
+                a = oldest.trade_id
+                if oldest.ts_us >= t_us:
+                    return a
+            while a < b:
+                m = (a + b) // 2
+                tr = await _id_at(venue, base, vs, m, counted)
+                if tr is None or (venue == "okx" and tr.trade_id < m):  # not served: treat as before t
+                    a = m + 1
+                elif tr.ts_us >= t_us:
+                    b = tr.trade_id if venue == "binance" else m
+                else:
+                    a = (tr.trade_id if venue == "binance" else m) + 1
+            return a
+
+        lo = await first_at(start_us)
+        hi = await first_at(end_us) - 1
+        if total is not None:
+            total(max(0, hi - lo + 1))
+        r = await fetch_between(venue, rest_url, symbol, lo, hi, get, progress=progress)
+        return r._replace(requests=r.requests + requests)
+    got: dict[int, Trade] = {}
+    if venue == "kraken":
+        since = start_us * 1000 - 1
+        while True:
+            tr = parse_page(venue, await counted(f"{base}/0/public/Trades?pair={vs}&since={since}&count=1000"))
+            new = [t for t in tr if start_us <= t.ts_us < end_us and t.trade_id not in got]
+            for t in new:
+                got[t.trade_id] = t
+            if progress is not None and new:
+                progress(len(new))
+            if not tr or tr[-1].ts_us >= end_us:
+                break
+            nxt = max(t.ts_us for t in tr) * 1000 - 1
+            since = nxt if nxt > since else since + 1000
+    elif venue in ("coinbase", "bybit"):
+        lo_ts = {"coinbase": start_us, "bybit": None}[venue]
+        r = await fetch_between(venue, rest_url, symbol, 0, 1 << 62, counted, lo_ts_us=lo_ts,
+                                hi_ts_us=end_us - 1)
+        for t in r.trades:
+            if start_us <= t.ts_us < end_us:
+                got[t.trade_id] = t
+        if progress is not None and got:
+            progress(len(got))
+    else:
+        raise ValueError(f"no trade history for venue {venue!r}")
+    trades = sorted(got.values())
+    lo, hi = (trades[0].trade_id, trades[-1].trade_id) if trades else (0, -1)
+    return Result(venue, symbol, lo, hi, [t for t in trades if lo <= t.trade_id <= hi], requests)
+
+
+def result_frame(r: Result, ts_local_us: int) -> pl.DataFrame:
+    """A backfill's trades as ``trades`` rows with ``source = 'rest'``."""
+    n = len(r.trades)
+    return pl.DataFrame({
+        "ts_exchange": pl.Series([t.ts_us for t in r.trades], dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
+        "ts_local": pl.Series([ts_local_us] * n, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
+        "venue": [r.venue] * n, "symbol": [r.symbol] * n,
+        "trade_id": [str(t.trade_id) for t in r.trades],
+        "price": pl.Series([t.price for t in r.trades], dtype=pl.Float64),
+        "qty": pl.Series([t.qty for t in r.trades], dtype=pl.Float64),
+        "side": [t.side for t in r.trades], "source": ["rest"] * n,
+    }, schema_overrides={"venue": pl.String, "symbol": pl.String, "trade_id": pl.String,
+                         "side": pl.String, "source": pl.String})
+
+
+def _int_id(s: str) -> int | None:
+    try:
+        return int(s)
+    except (TypeError, ValueError):
+        return None
+
+
+class Backfiller:
+    """The recorder's backfill hook (one per recorder).
+
+    :meth:`on_open` is called when a venue connection opens: it notes the newest
+    trade id already held per symbol, waits for the first trade of each symbol on the
+    new connection, then fills the ids in between.
+    """
+
+    def __init__(self, rec, wait_live_s: float = 30.0, scan_every: float = 2.0) -> None:
+        self.rec = rec
+        self.lake = type(rec.lake)(rec.lake.root)  # its own handles: the writer thread owns rec.lake's
+        self.wait_live_s = wait_live_s
+        self.scan_every = scan_every
+        self.tasks: set[asyncio.Task] = set()
+        self.results: list[Result] = []
+        self.busy: set[tuple[str, str]] = set()  # (venue, symbol) with a fill in flight
+        self._scanner: asyncio.Task | None = None
+        self._seen_gaps: set[tuple[str, str, int, int]] = set()
+        self._done: dict[tuple[str, str], list[tuple[int, int]]] = {}  # ranges already backfilled
+        self._baseline: dict[tuple[str, str], int] = {}  # newest id held when scanning began
+
+    def on_open(self, runner) -> None:
+        rest = runner.rest_url
+        if not rest or runner.venue not in PAGE_LIMITS:
+            return
+        if self._scanner is None and self.scan_every > 0:
+            for r in self.rec.runners:  # holes older than this process are not the scanner's
+                for sym in (x.upper() for x in r.vc.symbols):
+                    ids = [i for i in map(_int_id, r.trade_ids.recent(sym, 5000)) if i is not None]
+                    self._baseline[(r.venue, sym)] = max(ids) if ids else -1
+            self._scanner = asyncio.get_running_loop().create_task(self._scan())
+        last = {}
+        for sym in (s.upper() for s in runner.vc.symbols):
+            ids = [i for i in map(_int_id, runner.trade_ids.recent(sym, 2000)) if i is not None]
+            if ids:
+                last[sym] = max(ids)
+        if not last:  # nothing held yet: no hole to speak of
+            return
+        t = asyncio.get_running_loop().create_task(self._run(runner, last))
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """At a stop: fill the live gaps seen so far (a gap seen once is filled now rather than
+        left unrecorded), within ``timeout`` seconds; other backfills in flight are cancelled."""
+        if self._scanner is not None:
+            self._scanner.cancel()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.sleep(0.5)  # a trade in flight out of order lands
+                await self._scan_once(final=True)
+        except TimeoutError:
+            log.warning("backfill: stop reached before every gap was filled")
+        for t in list(self.tasks):
+            t.cancel()
+
+    async def _scan(self) -> None:
+        """Trade-id gaps on a live stream (no reconnect: e.g. messages lost while a venue was
+        silent): a gap between two ids held, seen in two scans in a row (so not a trade merely
+        in flight out of order), is filled like a reconnect's hole. Only venues whose ids are
+        consecutive integers per symbol (:data:`CONSECUTIVE_IDS`)."""
+        while not self.rec.stopping.is_set():
+            await asyncio.sleep(self.scan_every)
+            await self._scan_once()
+
+    async def _scan_once(self, final: bool = False) -> None:
+        rec = self.rec
+        gaps_now: set[tuple[str, str, int, int]] = set()
+        for runner in rec.runners:
+            if runner.venue not in CONSECUTIVE_IDS or not runner.rest_url:
+                continue
+            for sym in (x.upper() for x in runner.vc.symbols):
+                if (runner.venue, sym) in self.busy:
+                    continue
+                key = (runner.venue, sym)
+                base = self._baseline.get(key, -1)
+                if base < 0:  # nothing held when scanning began: the first ids set the baseline
+                    ids0 = [i for i in map(_int_id, runner.trade_ids.recent(sym, 5000)) if i is not None]
+                    self._baseline[key] = base = min(ids0) if ids0 else -1
+                ids = sorted({i for i in map(_int_id, runner.trade_ids.recent(sym, 5000))
+                              if i is not None and i >= base})
+                done = self._done.get(key, [])
+                for a, b in zip(ids, ids[1:]):
+                    if b > a + 1 and not any(lo <= a + 1 and b - 1 <= hi for lo, hi in done):
+                        gaps_now.add((runner.venue, sym, a + 1, b - 1))
+        for g in sorted(gaps_now if final else gaps_now & self._seen_gaps):
+            venue, sym, lo, hi = g
+            runner = next(r for r in rec.runners if r.venue == venue)
+            if (venue, sym) in self.busy:
+                continue
+            self.busy.add((venue, sym))
+            try:
+                await self._fill(runner, sym, lo, hi)
+            finally:
+                self.busy.discard((venue, sym))
+        self._seen_gaps = gaps_now - self._seen_gaps
+
+    async def _run(self, runner, last: dict[str, int]) -> None:
+        rec = self.rec
+        deadline = time.monotonic() + self.wait_live_s
+        pending = dict(last)
+        for sym in pending:
+            self.busy.add((runner.venue, sym))
+        try:
+            await self._wait_and_fill(runner, pending, deadline)
+        finally:
+            for sym in last:
+                self.busy.discard((runner.venue, sym))
+
+    async def _wait_and_fill(self, runner, pending: dict[str, int], deadline: float) -> None:
+        rec = self.rec
+        while pending and not rec.stopping.is_set():
+            for sym, before in list(pending.items()):
+                newer = [i for i in map(_int_id, runner.trade_ids.recent(sym, 2000)) if i is not None and i > before]
+                if newer:
+                    first_live = min(newer)
+                    del pending[sym]
+                    if first_live > before + 1:
+                        await self._fill(runner, sym, before + 1, first_live - 1)
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
+
+    def _ts_of(self, runner, sym: str, trade_id: int) -> int:
+        """Exchange time (µs) of the last trade held before the hole, for the venues that page by
+        time: from the lake, else the last message seen on the symbol, else 10 minutes ago."""
+        try:
+            df = (self.lake.scan("trades", venue=runner.venue, symbol=sym)
+                  .filter(pl.col("trade_id") == str(trade_id)).select(pl.col("ts_exchange").dt.epoch("us"))
+                  .collect())
+            if df.height:
+                return int(df.item(0, 0))
+        except Exception:  # noqa: BLE001 - fall back below
+            pass
+        seen = max([s.adapter.last_msg_us.get(sym, 0) for s in runner.sessions] + [runner.last_seen.get(sym, 0)])
+        now = time.time_ns() // 1000
+        return seen - 5_000_000 if seen else now - 600_000_000
+
+    async def _fill(self, runner, sym: str, lo: int, hi: int) -> None:
+        rec = self.rec
+        venue = runner.venue
+        self._done.setdefault((venue, sym), []).append((lo, hi))  # one record per hole, never twice
+
+        def on_error(detail: str) -> None:
+            rec.rows.event(time.time_ns() // 1000, venue, sym, "rest_error", detail)
+
+        async def get(url: str) -> str:
+            return await rec.rest.get(url, on_error)
+
+        lo_ts = await asyncio.to_thread(self._ts_of, runner, sym, lo - 1)
+        try:
+            r = await fetch_between(venue, runner.rest_url, sym, lo, hi, get, lo_ts_us=lo_ts)
+        except Exception as e:  # noqa: BLE001 - a failed backfill is a recorded hole, not a crash
+            rec.rows.event(time.time_ns() // 1000, venue, sym, "backfill",
+                           f"ids {lo}..{hi} asked ({hi - lo + 1}); failed: {type(e).__name__}: {e}; "
+                           f"hole remains: {hi - lo + 1} trade(s) missing, ids {lo}..{hi}")
+            return
+        fresh = [t for t in r.trades if runner.trade_ids.add(sym, str(t.trade_id))]
+        r2 = r._replace(trades=fresh) if len(fresh) != len(r.trades) else r
+        now = time.time_ns() // 1000
+        if fresh:
+            df = result_frame(r2, now)
+            try:
+                await asyncio.to_thread(self.lake.append, "trades", df)
+            except Exception as e:  # noqa: BLE001
+                rec.rows.event(now, venue, sym, "backfill",
+                               f"ids {lo}..{hi}: {len(fresh)} trade(s) fetched but not written: {e}")
+                return
+        self.results.append(r)
+        rec.rows.event(now, venue, sym, "backfill", r.detail())
+        log.info("%s %s backfill: %s", venue, sym, r.detail())
+
+
+def parse_time(text: str) -> int:
+    """ISO-8601 text (UTC if no zone) to µs since the epoch.
+
+    >>> parse_time("2024-01-01T00:00:01Z")
+    1704067201000000
+    """
+    d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=dt.timezone.utc)
+    return int(d.timestamp() * 1_000_000)
