@@ -452,6 +452,13 @@ class Lake:
                 time.sleep(0.01 * (attempt + 1))
         raise LakeError(f"{table}: append failed after retries: {last}")
 
+    def _opened(self, table: str) -> DeltaTable:
+        """The latest snapshot of a table that must exist (appends create it first)."""
+        t = self.delta(table)
+        if t is None:
+            raise LakeError(f"lake table {table!r} does not exist in {self.root}")
+        return t
+
     def _align(self, table: str, df: pl.DataFrame) -> pl.DataFrame:
         """Match ``df`` to the table's optional columns (e.g. trades' ``source``): a table gains
         an optional column when a batch first carries one (old rows read it as null); a batch
@@ -463,18 +470,18 @@ class Lake:
         cache = self.__dict__.setdefault("_table_cols", {})  # subclasses (ObjectLake) have their own __init__
         have = cache.get(table)
         if have is None:
-            have = cache[table] = set(self.delta(table).schema().to_arrow().names)
+            have = cache[table] = set(self._opened(table).schema().to_arrow().names)
         new = [c for c in opt if c in df.columns and c not in have]
         if new:
             from deltalake.schema import Field
 
             arrow = spec.schema.to_arrow()
             try:
-                self.delta(table).alter.add_columns([Field.from_arrow(arrow.field(c)) for c in new])
+                self._opened(table).alter.add_columns([Field.from_arrow(arrow.field(c)) for c in new])
             except DeltaError:  # another writer added them first
                 pass
             self._writers.pop(table, None)
-            have = cache[table] = set(self.delta(table).schema().to_arrow().names)
+            have = cache[table] = set(self._opened(table).schema().to_arrow().names)
         fill = [pl.lit(None, spec.columns[c]).alias(c) for c in opt if c in have and c not in df.columns]
         if fill:
             df = df.with_columns(fill)

@@ -427,7 +427,6 @@ class Backfiller:
         self._seen_gaps = gaps_now - self._seen_gaps
 
     async def _run(self, runner, last: dict[str, int]) -> None:
-        rec = self.rec
         deadline = time.monotonic() + self.wait_live_s
         pending = dict(last)
         for sym in pending:
