@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from lab.distributed import cluster_file, ray_address
 from lab.errors import ConfigError, ServiceError
 
@@ -59,13 +61,7 @@ def _ray_bin() -> str:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    return pid > 0 and psutil.pid_exists(pid)
 
 
 def _read_state() -> dict | None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import polars as pl
+import psutil
 
 from lab.lake import Lake, data_dir
 from lab.schema import TABLES
@@ -26,13 +26,7 @@ __all__ = ["add_arguments", "run", "recorder_statuses", "lake_summary"]
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    return pid > 0 and psutil.pid_exists(pid)
 
 
 def recorder_statuses(run_dir: str | Path | None = None) -> list[dict]:
