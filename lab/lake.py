@@ -617,8 +617,12 @@ class Lake:
         root = self.path(name)
         added = removed = conflicts = 0
         last_conflict: str | None = None
+        cols = pa.schema(t.schema().to_arrow()).names  # files older than an added optional column lack it
         for b in bins:
-            df = pl.read_parquet([str(root / p) for p, _ in b]).sort(tcol, maintain_order=True)
+            parts = [pl.read_parquet(str(root / p)) for p, _ in b]
+            df = (pl.concat(parts, how="diagonal_relaxed") if len({tuple(x.columns) for x in parts}) > 1
+                  else pl.concat(parts))
+            df = df.select([c for c in cols if c in df.columns]).sort(tcol, maintain_order=True)
             stage = self.root / ".staging" / f"{name}-{uuid.uuid4().hex}"
             moved: list[Path] = []
             try:

@@ -331,7 +331,7 @@ def printed_urls(proc: Proc) -> dict[str, str]:
 def check_simulate(s: Session, line: str) -> None:
     p = s.start(line, "simulate")
     urls = p.wait_for("venue URLs", lambda: printed_urls(p).get("kraken") and printed_urls(p))
-    assert set(urls) == {"binance", "binance_rest", "coinbase", "kraken"}  # the README's default three
+    assert set(urls) == {"binance", "binance_rest", "coinbase", "coinbase_rest", "kraken", "kraken_rest"}  # the default three, WS + REST
     msg = json.loads(first_ws_message(f"{urls['binance']}/ws/btcusdt@trade"))
     assert msg["e"] == "trade" and msg["s"] == "BTCUSDT"
     # kept running for the recorders; stopped with SIGTERM (exit 0) at the end of the module
