@@ -371,7 +371,7 @@ class Backfiller:
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
 
-    async def close(self, timeout: float = 10.0) -> None:
+    async def close(self, timeout: float = 3.0) -> None:
         """At a stop: fill the live gaps seen so far (a gap seen once is filled now rather than
         left unrecorded), within ``timeout`` seconds; other backfills in flight are cancelled."""
         if self._scanner is not None:
