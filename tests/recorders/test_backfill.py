@@ -33,7 +33,7 @@ def _sim(tmp_path, venues=VENUES, **kw) -> Simulator:
 
 def _kill_restart(sim, tmp_path, kills: int, outage_s: float, venues=VENUES) -> tuple[pl.DataFrame, pl.DataFrame]:
     lake = tmp_path / "lake"
-    cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in venues}, lake, "bf",
+    cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in venues}, lake, "bf", backfill=True,
                         flush_interval=0.2, maintain_every=0, rest_min_interval=0.05)
     for k in range(kills):
         n0 = _events(lake).filter(pl.col("kind") == "backfill").height if k else 0
@@ -79,7 +79,7 @@ def test_disconnects_are_backfilled(tmp_path):
     sim = _sim(tmp_path, faults=FaultConfig(disconnect=8.0))
     with sim.running_in_thread():
         lake = tmp_path / "lake"
-        cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in VENUES}, lake, "bfd",
+        cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in VENUES}, lake, "bfd", backfill=True,
                             flush_interval=0.2, maintain_every=0, rest_min_interval=0.05)
         p = start_recorder(cfg, "--duration", "25", log=tmp_path / "rec.log")
         assert p.wait(120) == 0, (tmp_path / "rec.log").read_text()[-2000:]
@@ -98,7 +98,7 @@ def test_trade_id_gap_on_a_live_stream_is_backfilled(tmp_path):
     sim = _sim(tmp_path, venues=venues, faults=FaultConfig(silent=6.0, silent_s=1.5))
     with sim.running_in_thread():
         lake = tmp_path / "lake"
-        cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in venues}, lake, "bfg",
+        cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in venues}, lake, "bfg", backfill=True,
                             flush_interval=0.2, maintain_every=0, rest_min_interval=0.05)
         p = start_recorder(cfg, "--duration", "25", log=tmp_path / "rec.log")
         assert p.wait(120) == 0, (tmp_path / "rec.log").read_text()[-2000:]
