@@ -136,12 +136,28 @@ def test_clients_share_the_generated_token_file_and_refusal_is_explained(lab_dat
     assert all(path.read_text().strip() not in r.getMessage() for r in caplog.records)
 
 
-def test_the_token_never_reaches_a_log_even_at_debug(caplog, lab_data):
-    caplog.set_level(logging.DEBUG)  # websockets logs every handshake header at DEBUG
-    # A library imported by an earlier test may have run logging.config.dictConfig, which disables
-    # every logger it does not name: this test needs websockets' own loggers live.
-    for name in ("websockets", "websockets.client", "websockets.server"):
-        logging.getLogger(name).disabled = False
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_the_token_never_reaches_a_log_even_at_debug(lab_data):
+    # websockets logs every handshake header at DEBUG. Earlier tests' libraries (Ray, papermill)
+    # configure logging their own way (levels, disabled loggers, propagation), so this test
+    # attaches its own handler to websockets' loggers and sets them to DEBUG itself.
+    keep = _Keep()
+    names = ("websockets", "websockets.client", "websockets.server")
+    saved = [(lg, lg.level, lg.disabled, lg.propagate) for lg in map(logging.getLogger, names)]
+    saved_disable = logging.root.manager.disable
+    logging.disable(logging.NOTSET)
+    for lg, *_ in saved:
+        lg.setLevel(logging.DEBUG)
+        lg.disabled = False
+    logging.getLogger("websockets").addHandler(keep)
 
     async def main():
         hub = await Hub("127.0.0.1", 0, token=TOKEN).start()
@@ -155,15 +171,22 @@ def test_the_token_never_reaches_a_log_even_at_debug(caplog, lab_data):
         task = asyncio.create_task(main())
         await asyncio.sleep(0)
         for _ in range(200):
-            if any("Authorization" in r.getMessage() for r in caplog.records):
+            if any("Authorization" in m for m in keep.messages):
                 break
             await asyncio.sleep(0.02)
         task.cancel()
 
-    asyncio.run(run())
-    headers = [r.getMessage() for r in caplog.records if "Authorization" in r.getMessage()]
+    try:
+        asyncio.run(run())
+    finally:
+        logging.getLogger("websockets").removeHandler(keep)
+        for lg, level, disabled, propagate in saved:
+            lg.setLevel(level)
+            lg.disabled, lg.propagate = disabled, propagate
+        logging.disable(saved_disable)
+    headers = [m for m in keep.messages if "Authorization" in m]
     assert headers, "websockets did not log the handshake at DEBUG: nothing was checked"
-    assert all(TOKEN not in r.getMessage() for r in caplog.records)
+    assert all(TOKEN not in m for m in keep.messages)
 
 
 # ------------------------------------------------------------------------- validation
