@@ -274,12 +274,6 @@ def scan_filtered(
         lf = pl.LazyFrame(schema=spec.schema)
     else:
         lf = pl.scan_delta(source if isinstance(source, DeltaTable) else str(source))
-        if spec.optional:  # a table that never got an optional column reads it as nulls
-            have = set(lf.collect_schema().names())
-            lacking = [c for c in spec.columns if c in spec.optional and c not in have]
-            if lacking:
-                lf = lf.select(pl.col(c) if c in have else pl.lit(None, dtype=d).alias(c)
-                               for c, d in spec.columns.items() if c in have or c in lacking)
     t0, t1 = _as_datetime(start), _as_datetime(end)
     preds: list[pl.Expr] = []
     tc = pl.col(spec.time_column)
