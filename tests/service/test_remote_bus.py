@@ -158,3 +158,52 @@ def test_a_missing_service_is_retried_said_once_and_then_used(seed_lake, caplog)
     assert len([m for m in said if "cannot connect" in m]) == 1, said
     assert any("connected to" in m and "failed attempts" in m for m in said), said
     assert stats.connects == 1 and stats.failures >= 3
+
+
+def test_grpc_tls_with_the_private_ca_from_lab_service_ca(seed_lake, tmp_path, monkeypatch):
+    """``grpc+tls://``: the CA comes from ``$LAB_SERVICE_CA`` (or ``tls_root_certs=``) as for
+    ``lab.connect``; a CA that did not sign the service's certificate is never trusted (retried,
+    no rows)."""
+    import trustme
+
+    ca, other = trustme.CA(), trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    chain, key = tmp_path / "chain.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
+    cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    other.cert_pem.write_to_path(str(tmp_path / "other.pem"))
+    row = {"ts_exchange": T0, "ts_local": T0 + 1, "venue": "okx", "symbol": "BTC-USDT",
+           "bid_px": 1.0, "bid_qty": 2.0, "ask_px": 3.0, "ask_qty": 4.0}
+
+    async def main():
+        hub = Hub("127.0.0.1", 0, token=BUS_TOKEN)
+        await hub.start()
+        svc = start(seed_lake, bus_url=hub.url, bus_token=BUS_TOKEN, tls_cert=str(chain), tls_key=str(key))
+        pub = await Publisher(hub.url + "/publish", token=BUS_TOKEN).start()
+        untrusted = SubscribeStats()
+
+        async def consume(ca_file: str | None, stats: SubscribeStats):
+            async for table, rows in subscribe(["quotes"], url=svc.url, token=TOKEN, stats=stats,
+                                               tls_root_certs=ca_file):
+                return table, rows
+
+        monkeypatch.setenv("LAB_SERVICE_CA", str(tmp_path / "ca.pem"))
+        try:
+            bad = asyncio.create_task(consume(str(tmp_path / "other.pem"), untrusted))  # overrides the env
+            while untrusted.failures < 2:
+                await asyncio.sleep(0.05)
+            good = asyncio.create_task(consume(None, SubscribeStats()))
+            await hub.wait_subscribers(1)
+            await pub.publish("quotes", [row])
+            got = await asyncio.wait_for(good, 60)
+            assert not bad.done() and untrusted.connects == 0
+            bad.cancel()
+        finally:
+            await pub.close()
+            await asyncio.to_thread(svc.shutdown)
+            await hub.stop()
+        return svc.url, got
+
+    url, got = asyncio.run(main())
+    assert url.startswith("grpc+tls://") and got == ("quotes", [row])
