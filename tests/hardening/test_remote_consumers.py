@@ -256,3 +256,40 @@ def test_a_wrong_service_token_is_one_line_and_exit_2(setup, app, tmp_path):
                       "service's token (LAB_SERVICE_TOKEN, --token-file, or $LAB_DATA/run/service_token where "
                       "lab serve runs)"], out.stderr
     assert "Traceback" not in out.stderr and "not-the-service-token" not in out.stderr
+
+
+def test_lab_paper_trades_through_the_service_and_stops_cleanly(setup):
+    """``lab paper`` via the service: both of its tables arrive (the session starts only
+    once book_updates and trades of its instrument came), SIGTERM closes the session."""
+    from bus_fixtures import book_row, trade
+
+    tmp, hub = setup["tmp"], setup["hub"]
+    lake = Lake(tmp / "lake-paper")
+    log = tmp / "paper.log"
+    n0 = len(hub.subs)
+    proc = start_service(["paper", "mm", "-p", "venue=binance", "-p", "symbol=BTC-USDT", "--bus", setup["url"],
+                          "--lake", str(lake.root), "--flush", "0.2", "--quiet", "--session", "remote"],
+                         log, setup["env"])
+
+    def orders(status: str) -> int:
+        return lake.exists("paper_orders") and lake.scan("paper_orders").filter(
+            pl.col("status") == status).collect().height
+
+    try:
+        wait_until(lambda: len(hub.subs) >= n0 + 2, 180, "the service's two streams for lab paper", proc)
+        _publish(setup, "book_updates", [book_row("binance", "BTC-USDT", s, p, 1.0, True, 1)
+                                         for s, p in (("bid", 99.9), ("bid", 99.8), ("ask", 100.1), ("ask", 100.2))])
+        for i in range(600):
+            if orders("session_start"):
+                break
+            _publish(setup, "book_updates", [book_row("binance", "BTC-USDT", "bid", 99.9, 1.0 + i % 3, False, i + 2)])
+            _publish(setup, "trades", [trade("binance", "BTC-USDT", i, 100.1, 0.001, "buy")])
+            time.sleep(0.05)
+        assert orders("session_start"), log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+    assert rc == 0, log.read_text()
+    assert "from data service grpc://" in log.read_text()
+    ends = lake.scan("paper_orders").filter(pl.col("status") == "session_end").collect()
+    assert ends["session"].to_list() == ["remote"]
