@@ -207,3 +207,62 @@ def test_grpc_tls_with_the_private_ca_from_lab_service_ca(seed_lake, tmp_path, m
 
     url, got = asyncio.run(main())
     assert url.startswith("grpc+tls://") and got == ("quotes", [row])
+
+
+def test_a_service_restart_is_retried_and_books_are_restated_on_reconnection(seed_lake, caplog):
+    """The service goes away mid-stream and comes back on the same port: the subscriber
+    says so once, reconnects, and (``restate=True``) gets whole books again before the
+    updates that follow, as a ws subscriber does after a hub restart."""
+    caplog.set_level(logging.INFO, logger="lab.bus")
+    port = _free_port()
+    url = f"grpc://127.0.0.1:{port}"
+    snap = _book("kraken", "BTC-USD", T0, 1, [("bid", 99.0, 1.0), ("ask", 101.0, 1.0)], True)
+
+    def upd(i: int) -> list[dict]:
+        return _book("kraken", "BTC-USD", T0 + i, 1 + i, [("bid", 99.0, 1.0 + i)], False)
+
+    async def main():
+        hub = Hub("127.0.0.1", 0, token=BUS_TOKEN)
+        await hub.start()
+        pub = Publisher(hub.url + "/publish", token=BUS_TOKEN)
+        pub.on_control = lambda row: pub.publish_nowait("book_updates", snap, to=row["to"])
+        await pub.start()
+        cfg = ServiceConfig(lake=str(seed_lake.root), token=TOKEN, port=port, bus_url=hub.url, bus_token=BUS_TOKEN)
+        svc = DataService(cfg)
+        got: list[list[dict]] = []
+        stats = SubscribeStats()
+
+        async def consume():
+            async for _, rows in subscribe(["book_updates"], url=url, token=TOKEN, restate=True, stats=stats):
+                got.append(rows)
+                if len(got) == 4:
+                    return
+
+        task = asyncio.create_task(consume())
+        try:
+            while len(got) < 1:  # the restatement
+                await asyncio.sleep(0.02)
+            await pub.publish("book_updates", upd(1))
+            while len(got) < 2:
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(svc.shutdown)
+            while stats.failures < 1:
+                await asyncio.sleep(0.02)
+            await pub.publish("book_updates", upd(2))  # while it is away: lost (the restatement heals)
+            svc = DataService(cfg)
+            while len(got) < 3:
+                await asyncio.sleep(0.02)
+            await pub.publish("book_updates", upd(3))
+            await asyncio.wait_for(task, 60)
+        finally:
+            task.cancel()
+            await pub.close()
+            await asyncio.to_thread(svc.shutdown)
+            await hub.stop()
+        return got, stats
+
+    got, stats = asyncio.run(main())
+    assert got == [snap, upd(1), snap, upd(3)]
+    assert stats.connects == 2
+    said = [r.getMessage() for r in caplog.records if url in r.getMessage()]
+    assert len([m for m in said if "lost the connection" in m]) == 1, said
