@@ -503,7 +503,14 @@ def _available(st, i, side, limit_px, has_limit):
 
 @njit(cache=True)
 def _take(st, slot, t, limit_px, has_limit):
-    """Walk the exchange book for a taker order (the replayed book is not consumed)."""
+    """Walk the exchange book for a taker order (the replayed book is not consumed).
+
+    The engine's compiled twin of :func:`lab.l2.walk` (numba forces it: it runs
+    inside the engine's kernels), kept separate because it walks the engine's
+    tick-indexed book, stops at a limit price and fills the order level by
+    level (a fill row per level) instead of returning a price: for a market
+    order its fills average :func:`lab.l2.walk`'s price
+    (tests/micro/test_one_book.py checks it on random books)."""
     i = st.oi[slot, OI_INST]
     side = st.oi[slot, OI_SIDE]
     os = ASK if side == BUY else BID
