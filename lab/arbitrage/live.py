@@ -76,15 +76,15 @@ def _book_order(r: dict) -> tuple:
 
 class _L2(Book):
     """One venue/symbol's L2 book (:class:`lab.l2.Book`, kept as :func:`lab.book.rebuild`
-    keeps it) and the detector's state for it: ``synced`` (a snapshot seen) and ``top``
+    keeps it) and the detector's state for it: ``synced`` (a snapshot seen) and ``last_top``
     (the top levels last evaluated, :meth:`Book.top_levels`)."""
 
-    __slots__ = ("synced", "top")
+    __slots__ = ("synced", "last_top")
 
     def __init__(self) -> None:
         super().__init__()
         self.synced = False
-        self.top: tuple | None = None
+        self.last_top: tuple | None = None
 
 
 class _Tri:
@@ -275,8 +275,8 @@ class Detector:
                     if px is not None and px == px:  # a level without a price is not a level
                         bset(x["side"], px, 0.0 if qty is None else qty)
                 top = book.top_levels(depth)
-                if top != book.top:
-                    book.top = top
+                if top != book.last_top:
+                    book.last_top = top
                     usd, nsym = self._norm(sym)
                     if usd:
                         base, _, quote = sym.partition("-")

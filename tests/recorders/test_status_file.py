@@ -14,8 +14,16 @@ import pytest
 from simrun import ROOT
 
 from lab.errors import DataError
-from lab.recorder import (RecorderStatus, SymbolStatus, VenueStatus, WriteOutage, decode_status,
-                          encode_status, read_status, status_dict)
+from lab.recorder import (
+    RecorderStatus,
+    SymbolStatus,
+    VenueStatus,
+    WriteOutage,
+    decode_status,
+    encode_status,
+    read_status,
+    status_dict,
+)
 from lab.widgets import recorder_status
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
