@@ -36,17 +36,11 @@ def sides(draw: st.DrawFn) -> tuple[list[float], list[float]]:
 
 
 def _ref_walk(px: list[float], qty: list[float], size: float) -> float:
-    """Independent walk: fill level by level until ``size`` is met (NaN if the side is short)."""
-    if sum(qty) < size * (1 - 1e-12):
-        return math.nan
-    left, cost = size, 0.0
-    for p, q in zip(px, qty):
-        take = min(left, q)
-        cost += take * p
-        left -= take
-        if left <= 0:
-            break
-    return cost / size
+    """Independent walk, vectorised: level i fills clip(size - sizes before it, 0, q_i)."""
+    q = np.array(qty)
+    before = np.cumsum(q) - q
+    fills = np.clip(size - before, 0.0, q)
+    return math.nan if q.sum() < size * (1 - 1e-12) else float((fills * np.array(px)).sum() / size)
 
 
 # --------------------------------------------------------------------------- the book
