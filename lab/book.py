@@ -95,6 +95,17 @@ def _apply(keys: np.ndarray, qtys: np.ndarray, n: int, key: float, q: float) -> 
     return keys, qtys, n + 1
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _emit(k, depth, bk, bq, nb_, ak, aq, na, out_bpx, out_bq, out_apx, out_aq) -> None:
+    """Write the top ``depth`` levels of the sides (bids ``bk``/``bq``, asks keyed by
+    −price ``ak``/``aq``, best last) as output row ``k``; NaN past a side's last level."""
+    for lv in range(depth):
+        out_bpx[k, lv] = bk[nb_ - 1 - lv] if lv < nb_ else np.nan
+        out_bq[k, lv] = bq[nb_ - 1 - lv] if lv < nb_ else np.nan
+        out_apx[k, lv] = -ak[na - 1 - lv] if lv < na else np.nan
+        out_aq[k, lv] = aq[na - 1 - lv] if lv < na else np.nan
+
+
 @nb.njit(cache=True, nogil=True)
 def _kernel(gid, ts, seq, is_bid, px, qty, snap, depth, every, origin, start, end_grid,
             only_changes, require_snapshot, out_row, out_ts, out_bpx, out_bq, out_apx, out_aq):
@@ -134,11 +145,7 @@ def _kernel(gid, ts, seq, is_bid, px, qty, snap, depth, every, origin, start, en
             while synced and next_t < ts[i]:
                 out_row[k] = i - 1
                 out_ts[k] = next_t
-                for lv in range(depth):
-                    out_bpx[k, lv] = bk[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_bq[k, lv] = bq[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_apx[k, lv] = -ak[na - 1 - lv] if lv < na else np.nan
-                    out_aq[k, lv] = aq[na - 1 - lv] if lv < na else np.nan
+                _emit(k, depth, bk, bq, nb_, ak, aq, na, out_bpx, out_bq, out_apx, out_aq)
                 k += 1
                 next_t += every
             if not synced:
@@ -171,11 +178,7 @@ def _kernel(gid, ts, seq, is_bid, px, qty, snap, depth, every, origin, start, en
             if not same:
                 out_row[k] = j
                 out_ts[k] = ts[j]
-                for lv in range(depth):
-                    out_bpx[k, lv] = bk[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_bq[k, lv] = bq[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_apx[k, lv] = -ak[na - 1 - lv] if lv < na else np.nan
-                    out_aq[k, lv] = aq[na - 1 - lv] if lv < na else np.nan
+                _emit(k, depth, bk, bq, nb_, ak, aq, na, out_bpx, out_bq, out_apx, out_aq)
                 k += 1
         if every > 0 and last_of_group and synced:
             # the grid points up to end_grid (or this group's last row) see the final book
@@ -183,11 +186,7 @@ def _kernel(gid, ts, seq, is_bid, px, qty, snap, depth, every, origin, start, en
             while next_t <= stop:
                 out_row[k] = j
                 out_ts[k] = next_t
-                for lv in range(depth):
-                    out_bpx[k, lv] = bk[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_bq[k, lv] = bq[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_apx[k, lv] = -ak[na - 1 - lv] if lv < na else np.nan
-                    out_aq[k, lv] = aq[na - 1 - lv] if lv < na else np.nan
+                _emit(k, depth, bk, bq, nb_, ak, aq, na, out_bpx, out_bq, out_apx, out_aq)
                 k += 1
                 next_t += every
         i = j + 1
