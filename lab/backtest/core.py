@@ -840,6 +840,19 @@ def needs_room(st):
     return st.ctr[C_NLOG] + margin >= st.lg.shape[0] or st.ctr[C_NFILL] + margin >= st.fl.shape[0]
 
 
+
+@njit(cache=True, inline="always")
+def _release(oi, free, slot):
+    """Return order ``slot`` to the free list once the exchange and the strategy are both
+    done with it and no message about it is in flight."""
+    if oi[slot, OI_XST] == X_DONE and oi[slot, OI_LST] == L_DONE and oi[slot, OI_PEND] == 0:
+        oi[slot, OI_XST] = X_FREE
+        oi[slot, OI_LST] = L_FREE
+        top = free[-1]
+        free[top] = slot
+        free[-1] = top + 1
+
+
 @njit(cache=True, nogil=True)
 def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
     """Advance through scheduled items (market events, requests, responses, samples, timers).
@@ -1045,13 +1058,7 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
                 rq[krq, c] = rq[last, c]
             rqf[krq, 0] = rqf[last, 0]
             ctr[C_NRQ] = last
-            if (oi[rslot, OI_XST] == X_DONE and oi[rslot, OI_LST] == L_DONE
-                    and oi[rslot, OI_PEND] == 0):  # the slot is free again
-                oi[rslot, OI_XST] = X_FREE
-                oi[rslot, OI_LST] = L_FREE
-                top = free[-1]
-                free[top] = rslot
-                free[-1] = top + 1
+            _release(oi, free, rslot)
             continue
         if te == t:
             _sample_equity(st, t)
@@ -1073,13 +1080,7 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
             rpf[krp, 0] = rpf[last, 0]
             rpf[krp, 1] = rpf[last, 1]
             ctr[C_NRP] = last
-            if (oi[cslot, OI_XST] == X_DONE and oi[cslot, OI_LST] == L_DONE
-                    and oi[cslot, OI_PEND] == 0):  # the slot is free again
-                oi[cslot, OI_XST] = X_FREE
-                oi[cslot, OI_LST] = L_FREE
-                top = free[-1]
-                free[top] = cslot
-                free[-1] = top + 1
+            _release(oi, free, cslot)
         else:
             code = CB_TIMER
             iv = ctr[C_TIMER_IV]
