@@ -379,6 +379,8 @@ def resize_books(arrays: State, lo: np.ndarray, width: np.ndarray) -> State:
 
 
 # -- in-flight queues -------------------------------------------------------------
+# duplicates: _push_rq and _push_rp share a shape on purpose (two queues with their own columns;
+# a generic push would cost the engine's hot path an indirection).
 @njit(cache=True)
 def _push_rq(st, t, kind, slot, px, qty):
     n = st.ctr[C_NRQ]
