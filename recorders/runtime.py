@@ -17,6 +17,7 @@ import random
 import signal
 import time
 
+import msgspec
 import polars as pl
 
 # picows' websockets-compatible client: the same asyncio API as `websockets`,
@@ -467,7 +468,7 @@ class Recorder:
             rows_written=dict(w.rows_written), commits=w.commits, lost_rows=w.lost_rows,
             lost_batches=w.lost_batches, lost_by_table=dict(w.lost_by_table),
             write_errors=w.errors, pending_rows=w.pending_rows(),
-            write_outage=None if outage is None else WriteOutage(**outage),
+            write_outage=None if outage is None else msgspec.convert(outage, WriteOutage),
             last_write_age_s=round(now - w.last_write, 3) if w.last_write else None,
             rest_calls=self.rest.calls, rest_errors=self.rest.errors,
             bus_dropped=getattr(self.publisher, "dropped", 0) if self.publisher else 0,
