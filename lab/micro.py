@@ -618,6 +618,8 @@ def sign_autocorrelation(trades: pl.LazyFrame, max_lag: int = 20, *, by: By = ("
             .with_columns(pl.col("lag").cast(pl.Int64)).sort([*by, "lag"]))
 
 
+# duplicates: response_function's and summary's doctests build the same 3-row quotes on purpose
+# (each docstring example runs on its own).
 def response_function(trades: pl.LazyFrame, quotes: pl.LazyFrame, max_lag: int = 20, *,
                       by: By = ("venue", "symbol"), bps: bool = False) -> pl.LazyFrame:
     """Response function R(ℓ) = ⟨εₙ (m_{n+ℓ} − mₙ)⟩ in trade time, ℓ = 1 … ``max_lag``.
