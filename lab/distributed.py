@@ -588,23 +588,28 @@ def sweep(
 # -- long backtests: one day in memory at a time -----------------------------------------------
 def backtest_days(strategy: Any, start: dt.datetime | dt.date | str, end: dt.datetime | dt.date | str, *,
                   config: Any = None, lake: Any = None, use_quotes: bool = False,
-                  versions: dict[str, int] | None = None, progress: Callable[[dt.date, int], None] | None = None):
+                  versions: dict[str, int] | None = None, progress: Callable[[dt.date, int], None] | None = None,
+                  out: str | Path | None = None, keep_orders: bool = False,
+                  ticks: dict[tuple[str, str], float] | None = None):
     """Backtest ``strategy`` over ``[start, end)`` reading one UTC day of events at a time.
 
-    One :class:`lab.backtest.Engine` (books, orders, positions, timers) carries
-    over from day to day; only one day's events are in memory, so a 30-day L2
-    backtest needs the memory of its largest day plus the engine's fill and
-    order-event logs, which grow with the strategy's activity over the whole run
-    (a 1 s requoting market maker over 30 days logs ~15 M order events: most of
-    the bench's peak RSS; emptying them day by day is not done yet). Each
-    day is fed up to the later of its end and its last local (receive) time, so
-    the fills equal one run over the whole span whenever no event's receive time
-    crosses into a day whose exchange events it would precede; the last day stops at its
-    last event (like :func:`lab.backtest.run_backtest`). Tables are read
-    at ``versions`` (default: pinned now). Returns the engine's
-    :class:`lab.backtest.Result`. ``progress(day, events)`` after each day.
+    One engine (books, resting orders, requests and acks in flight, positions,
+    timers) carries over from day to day (:class:`lab.backtest.days.PieceRunner`):
+    only one day's events are in memory, and the fill log, order-event log and
+    equity samples are streamed to Parquet parts under ``out`` (default: a
+    temporary directory) as they fill up, so memory stays bounded however many
+    days. The fills, orders and equity equal one :func:`lab.backtest.run_backtest`
+    over the whole span, day boundaries included (an order sent before midnight
+    and acknowledged after it, a row received after midnight: see the runner).
+    Days are split on exchange time; each instrument's tick is inferred over the
+    whole span first (``ticks`` overrides it), as one run would. Tables are read at ``versions`` (default:
+    pinned now), under a :class:`lease`. Returns a :class:`lab.backtest.Result`
+    whose fills and equity are in memory; the order-event log stays on disk
+    (``result.orders_file``, ``result.scan_orders()``) unless ``keep_orders``.
+    ``progress(day, events)`` after each day (the rows that day added).
     """
-    from lab.backtest import BacktestConfig, Engine, build_events, quotes_as_book
+    from lab.backtest import build_events, quotes_as_book
+    from lab.backtest.days import PieceRunner, infer_ticks
 
     lk = _lake(lake)
     t0, t1 = as_utc(start), as_utc(end)
@@ -612,36 +617,27 @@ def backtest_days(strategy: Any, start: dt.datetime | dt.date | str, end: dt.dat
     pins = versions or pin_versions((book_table, "trades"), lk)
     keys = strategy.instruments()
     venues, symbols = sorted({v for v, _ in keys}), sorted({s for _, s in keys})
-    config = config or BacktestConfig()
-    eng = None
-    instruments = None
-    last_end = 0
-    with lease(lk, pins):
-        splits = day_splits(t0, t1)
-        for k, (d, lo, hi) in enumerate(splits):
-            def rd(t: str, lo: dt.datetime = lo, hi: dt.datetime = hi) -> pl.LazyFrame:
-                uri, so = _location(lk, t)
-                return read_pinned(t, uri, pins[t], so, venue=venues, symbol=symbols, start=lo, end=hi)
+    runner = PieceRunner(strategy, config, out=out, keep_orders=keep_orders)
 
-            book = quotes_as_book(rd(book_table)) if use_quotes else rd(book_table)
-            ev = build_events(book, rd("trades"), instruments=instruments)
-            if len(ev) == 0:
-                continue
-            if eng is None:
-                instruments = ev.instruments
-                missing = [k for k in keys if k not in {(i.venue, i.symbol) for i in instruments}]
+    def rd(t: str, lo: dt.datetime, hi: dt.datetime) -> pl.LazyFrame:
+        uri, so = _location(lk, t)
+        return read_pinned(t, uri, pins[t], so, venue=venues, symbol=symbols, start=lo, end=hi)
+
+    with lease(lk, pins):
+        # one tick per instrument for the whole span, as one run infers it (a streaming pass)
+        book_all = quotes_as_book(rd(book_table, t0, t1)) if use_quotes else rd(book_table, t0, t1)
+        ticks = {**infer_ticks(book_all, rd("trades", t0, t1)), **(ticks or {})}
+        for d, lo, hi in day_splits(t0, t1):
+            book = quotes_as_book(rd(book_table, lo, hi)) if use_quotes else rd(book_table, lo, hi)
+            ev = build_events(book, rd("trades", lo, hi), ticks=ticks, instruments=runner.instruments)
+            if len(ev) and runner.instruments is None:
+                missing = [k for k in keys if k not in {(i.venue, i.symbol) for i in ev.instruments}]
                 if missing:
                     raise DataError(f"backtest_days: no data for {missing} on {d} (the first day with data)")
-                eng = Engine(instruments, config, start_us=ev.start, end_us=int(t1.timestamp() * 1e6))
-                eng.start(strategy)
-            # the last day stops at its last event, as one run over the span does
-            t_stop = ev.end if k == len(splits) - 1 else max(int(hi.timestamp() * 1e6) - 1, ev.end)
-            eng.feed(ev, t_stop)
-            last_end = max(last_end, ev.end)
-            if progress:
-                progress(d, len(ev))
+            n = runner.feed(ev, int(hi.timestamp() * 1_000_000))
+            if progress and n:
+                progress(d, n)
             del ev, book
-    if eng is None:
-        raise DataError(f"backtest_days: no events for {keys} between {t0.isoformat()} and {t1.isoformat()}")
-    eng.finish(last_end)
-    return eng.result()
+        if runner.instruments is None:
+            raise DataError(f"backtest_days: no events for {keys} between {t0.isoformat()} and {t1.isoformat()}")
+        return runner.result()
