@@ -66,6 +66,7 @@ class Progress:
     done: int = 0
     failed: int = 0
     retried: int = 0
+    last: int = -1  # index (in the job's argument list) of the task that finished or was retried last
 
     def __str__(self) -> str:
         return f"{self.done}/{self.total} done, {self.failed} failed, {self.retried} retried"
@@ -114,7 +115,8 @@ class LocalExecutor:
             progress: ProgressFn | None = None) -> list[Any]:
         pr = Progress(len(args))
         out: list[Any] = []
-        for a in args:
+        for i, a in enumerate(args):
+            pr.last = i
             try:
                 out.append(fn(*a))
                 pr.done += 1
@@ -188,6 +190,7 @@ class RayExecutor:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=None)
             for ref in ready:
                 i = pending.pop(ref)
+                pr.last = i
                 try:
                     out[i] = ray.get(ref)
                     pr.done += 1
