@@ -663,7 +663,9 @@ def summary(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, by: By = ("venue", "s
     buckets per estimate), ``sign_acf_1``,
     ``rv`` / ``bv`` / ``tsrv`` of the log mid on a ``rv_every`` grid
     (:mod:`lab.volatility`), ``ofi_r2`` (R² of 1-second mid changes on OFI).
-    Everything stays lazy: one ``collect`` at the caller.
+    Everything stays lazy: one ``collect`` at the caller. Per day over a range
+    of the lake (one task per venue, symbol and day, on a cluster if there is
+    one): :func:`summary_days`.
 
     >>> import datetime as dt
     >>> t0 = dt.datetime(2026, 1, 1)
