@@ -35,6 +35,7 @@ __all__ = [
     "walk_sell",
     "walk_spend",
     "cross_venue",
+    "scan",
     "triangular",
     "episodes",
     "summary",
@@ -418,6 +419,69 @@ def cross_venue(
     if keep == "signals":
         return lazy.select(list(SIGNAL_COLUMNS))
     return lazy.select(*SIGNAL_COLUMNS, "fresh", "venue", "profitable")
+
+
+def _scan_day(quotes: pl.LazyFrame, *, day_start: dt.datetime, kw: dict) -> pl.DataFrame:
+    out = cross_venue(quotes, **kw)
+    return out.filter(pl.col("ts") >= day_start).collect()
+
+
+def scan(
+    start: dt.datetime | dt.date | str,
+    end: dt.datetime | dt.date | str,
+    *,
+    lake: object = None,
+    venues: Sequence[str] | None = None,
+    cluster: object = None,
+    warmup: float | dt.timedelta | str = dt.timedelta(hours=1),
+    time_column: str = "ts_local",
+    **kw: object,
+) -> pl.DataFrame:
+    """:func:`cross_venue` over the lake's ``quotes`` with ``time_column`` in ``[start, end)``, collected.
+
+    ``kw`` are :func:`cross_venue`'s options (``fees``, ``size``, ``max_age``,
+    ``keep``, ...); the rows are the ones one :func:`cross_venue` pass over the
+    whole range gives, in the same order, so :func:`episodes` and
+    :func:`summary` of the result see an opportunity open before midnight and
+    close after it as one episode. A range over more than one UTC day, or a
+    configured cluster, runs one task per day (every venue and symbol of that
+    day together) through :func:`lab.distributed.map_days` on a pinned version;
+    a one-day call with no cluster is one pass here.
+
+    Midnight: a pass carries each venue's last book over it. Each day's task
+    therefore first replays the ``warmup`` before the day (at least ``max_age``:
+    ms, ``"500ms"`` or a timedelta) and keeps only the rows from midnight on.
+    The signals (``keep="signals"``) equal one pass exactly; with ``keep="episodes"``
+    or ``"all"``, the rows equal it whenever every venue quotes within the
+    ``warmup`` before each midnight (a venue silent longer is stale then anyway:
+    only a row recording that staleness could be missing).
+    """
+    from lab.distributed import cluster_configured, map_days, spans_days
+
+    if time_column not in ("ts_local", "ts_exchange"):
+        raise ValueError(f"scan: time_column must be ts_local or ts_exchange, got {time_column!r}")
+    args = {**kw, "time_column": time_column}
+    if venues is not None:
+        args["venues"] = list(venues)
+    wu = max(_ms(warmup), _ms(args.get("max_age", 2000.0)))  # type: ignore[arg-type]
+    if not spans_days(start, end) and not cluster_configured(cluster):  # type: ignore[arg-type]
+        from lab.distributed import as_utc
+        from lab.lake import Lake, default_lake
+
+        lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else default_lake()  # type: ignore[arg-type]
+        t0, t1 = as_utc(start), as_utc(end)
+        q = lk.scan("quotes", venue=venues).filter(pl.col(time_column) >= t0, pl.col(time_column) < t1)
+        return cross_venue(q, **args).collect()  # type: ignore[arg-type]
+    import functools
+
+    job = map_days(functools.partial(_scan_day, kw=args), "quotes", start, end, venues=venues, by=(),
+                   on=time_column, warmup=dt.timedelta(milliseconds=wu), lake=lake, cluster=cluster)  # type: ignore[arg-type]
+    if job.failures:
+        from lab.errors import DataError
+
+        (key, err), more = job.failures[0], len(job.failures) - 1
+        raise DataError(f"arbitrage scan: day {key[-1]} failed: {err}" + (f" (and {more} more)" if more else ""))
+    return job.frame.drop("day") if "day" in job.frame.columns else job.frame
 
 
 def _arr(a: np.ndarray, dtype: type) -> np.ndarray:
