@@ -114,3 +114,35 @@ def test_past_the_memory_bound_the_oldest_batches_are_counted_losses(tmp_path):
     assert w.lost_by_table.keys() == {"trades"}  # the other tables lost nothing
     losses = [d for _, k, d in w.events if k == "loss"]
     assert len(losses) == lost // 50 and all("'trades': 50" in d for d in losses)
+
+
+def _quotes_only(k: int, n: int = 5) -> Rows:
+    r = Rows()
+    for i in range(n):
+        t = T0 + k * 10_000 + i
+        for col, v in zip(r.quotes, (t, t, "binance", "BTC-USDT", 99.0, 1.0, 101.0, 1.0)):
+            col.append(v)
+    return r
+
+
+def test_an_outage_whose_rows_were_all_lost_ends_when_the_table_heals(tmp_path):
+    # A kept trades batch dropped past the bound (a newer batch without trades came after it)
+    # leaves no trades row to retry with: the writer must still notice the healed table, or the
+    # status reports an outage forever (seen: the status said "failing" 40 s after the repair).
+    _lake_with_tables(tmp_path / "lake")
+    log, good = _damage(Lake(tmp_path / "lake"), "trades")
+    w = Writer(Lake(tmp_path / "lake"), retry_max=0.3, max_pending_bytes=1_000)
+    w.start()
+    try:
+        assert w.submit(_batch(1))
+        wait_for(lambda: "trades" in w.failing, 30, what="trades failing")
+        assert w.submit(_quotes_only(2))
+        wait_for(lambda: w.lost_by_table.get("trades", 0) == 50 and w.pending_rows() == 0, 30,
+                 what="the kept trades counted lost")
+        time.sleep(1.0)  # several retry periods: still damaged, so still an outage
+        assert w.outage() is not None and "trades" in w.outage()["failing_tables"]
+        log.write_text(good)
+        wait_for(lambda: w.outage() is None, 30, what="the outage to end once the table is readable")
+    finally:
+        w.close()
+    assert [k for _, k, _ in w.events if k == "write_recovered"]
