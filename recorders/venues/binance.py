@@ -157,9 +157,7 @@ class BinanceAdapter(Adapter):
                         self.event(ts_local, None, "venue_error", str(rep.error))
                     return
         self.stats["messages"] += 1
-        sym = self._by_venue.get(msg.s)
-        if sym is None:
-            raise ValueError(f"unsubscribed symbol {msg.s!r}")
+        sym = self._sym(msg.s)
         self.last_msg_us[sym] = ts_local
         if isinstance(msg, Trade):
             # m: the buyer was the maker, so the aggressor sold.

@@ -91,8 +91,7 @@ class BybitAdapter(Adapter):
 
     def _resubscribe(self, sym: str) -> None:
         a = [f"orderbook.{self.depth}.{venue_symbol(sym)}"]
-        self.actions.append(("send", json.dumps({"op": "unsubscribe", "args": a})))
-        self.actions.append(("send", json.dumps({"op": "subscribe", "args": a})))
+        self.send_json({"op": "unsubscribe", "args": a}, {"op": "subscribe", "args": a})
 
     def on_message(self, raw: bytes | str, ts_local: int) -> None:
         try:
@@ -123,9 +122,7 @@ class BybitAdapter(Adapter):
         book = self.books[sym]
         is_snap = msg.type == "snapshot" or d.u == 1
         if is_snap:
-            book.clear()
-            self._last_top.pop(sym, None)
-            self.synced[sym] = True
+            self.start_book(sym)
         elif not self.synced[sym]:
             return
         else:

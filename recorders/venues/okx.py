@@ -84,6 +84,7 @@ class OkxAdapter(Adapter):
     venue = "okx"
     keepalive_every = 20.0  # OKX closes a connection idle for 30 s; "ping" -> "pong"
     silence_timeout = 30.0
+    symbol_field = "instId"
 
     def __init__(self, symbols, out=None, **kw) -> None:
         super().__init__(symbols, out, **kw)
@@ -103,8 +104,7 @@ class OkxAdapter(Adapter):
 
     def _resubscribe(self, sym: str) -> None:
         a = [{"channel": "books", "instId": venue_symbol(sym)}]
-        self.actions.append(("send", json.dumps({"op": "unsubscribe", "args": a})))
-        self.actions.append(("send", json.dumps({"op": "subscribe", "args": a})))
+        self.send_json({"op": "unsubscribe", "args": a}, {"op": "subscribe", "args": a})
 
     def on_message(self, raw: bytes | str, ts_local: int) -> None:
         if raw == "pong" or raw == b"pong":
@@ -117,9 +117,7 @@ class OkxAdapter(Adapter):
                 self.event(ts_local, None, "venue_error", f"{rep.code}: {rep.msg}")
             return
         self.stats["messages"] += 1
-        sym = self._by_venue.get(msg.arg.instId)
-        if sym is None:
-            raise ValueError(f"unsubscribed instId {msg.arg.instId!r}")
+        sym = self._sym(msg.arg.instId)
         self.last_msg_us[sym] = ts_local
         if msg.arg.channel == "trades":
             for r in msg.data:
@@ -138,9 +136,7 @@ class OkxAdapter(Adapter):
         book = self.books[sym]
         is_snap = action == "snapshot"
         if is_snap:
-            book.clear()
-            self._last_top.pop(sym, None)
-            self.synced[sym] = True
+            self.start_book(sym)
         elif not self.synced[sym]:
             return
         else:
@@ -155,18 +151,10 @@ class OkxAdapter(Adapter):
                 return
         ts_ex = ms_us(d.ts)
         seq = d.seqId
-        parsed = []
-        for side, levels in (("bid", d.bids), ("ask", d.asks)):
-            for lv in levels:
-                pt, qt = lv[0], lv[1]
-                px, qty = float(pt), float(qt)
-                if not self.levels_ok(ts_local, sym, side, ((px, qty),)):
-                    return
-                parsed.append((side, px, qty, pt, qt))
-        changes = []
-        for side, px, qty, pt, qt in parsed:
-            book.set(side, px, qty, (pt, qt))
-            changes.append((side, px, qty))
+        changes = self.set_text_levels(ts_local, sym, (
+            (side, ((lv[0], lv[1]) for lv in levels)) for side, levels in (("bid", d.bids), ("ask", d.asks))))
+        if changes is None:
+            return
         if seq is not None:
             self._seq[sym] = seq
         if d.checksum is not None:
