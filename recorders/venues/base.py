@@ -437,6 +437,23 @@ class Adapter:
         self.book_changed(symbol, ts_ex, ts_local)
         return True
 
+    def checksum_failure(self, ts_local: int, symbol: str, want: object, got: int, detail: str) -> None:
+        """``symbol``'s book disagrees with the venue's checksum, so it is wrong: a
+        ``checksum_failure`` event, the book resynced (``detail``) and asked for again."""
+        self.stats["checksum_failures"] += 1
+        self.event(ts_local, symbol, "checksum_failure", f"expected {want}, computed {got}")
+        self.resync(ts_local, symbol, detail)
+        self.request_book(symbol)
+
+    def commit_levels(self, symbol: str, changes: Iterable[tuple[str, float, float]], ts_ex: int, ts_local: int,
+                      is_snapshot: bool, seq: int | None) -> bool:
+        """The ``book_updates`` rows of one message already applied to the book (the
+        (side, price, size) ``changes``), then :meth:`commit_book`."""
+        mark = self.mark()
+        for side, px, qty in changes:
+            self.level(ts_ex, ts_local, symbol, side, px, qty, is_snapshot, seq)
+        return self.commit_book(symbol, mark, ts_ex, ts_local)
+
     def mark(self) -> int:
         """Where this message's ``book_updates`` rows start (for :meth:`commit_book`)."""
         return len(self.out.book_updates[0])

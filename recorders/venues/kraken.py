@@ -143,13 +143,7 @@ class KrakenAdapter(Adapter):
         if want is not None:
             got = checksum(book.texts("ask", 10), book.texts("bid", 10))
             if got != int(want):
-                self.stats["checksum_failures"] += 1
-                self.event(ts_local, sym, "checksum_failure", f"expected {want}, computed {got}")
-                self.resync(ts_local, sym, "checksum mismatch: resubscribing to the book")
-                self._resubscribe(sym)
+                self.checksum_failure(ts_local, sym, want, got, "checksum mismatch: resubscribing to the book")
                 return
         # rows only for messages that passed the checksum: the lake never holds a known-bad book
-        mark = self.mark()
-        for side, px, qty in changes:
-            self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, None)
-        self.commit_book(sym, mark, ts_ex, ts_local)
+        self.commit_levels(sym, changes, ts_ex, ts_local, is_snap, None)

@@ -160,12 +160,6 @@ class OkxAdapter(Adapter):
         if d.checksum is not None:
             got = checksum(book.texts("bid", 25), book.texts("ask", 25))
             if got != d.checksum:
-                self.stats["checksum_failures"] += 1
-                self.event(ts_local, sym, "checksum_failure", f"expected {d.checksum}, computed {got}")
-                self.resync(ts_local, sym, "checksum mismatch: resubscribing")
-                self._resubscribe(sym)
+                self.checksum_failure(ts_local, sym, d.checksum, got, "checksum mismatch: resubscribing")
                 return
-        mark = self.mark()
-        for side, px, qty in changes:  # only rows of messages that passed the checksum
-            self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, seq)
-        self.commit_book(sym, mark, ts_ex, ts_local)
+        self.commit_levels(sym, changes, ts_ex, ts_local, is_snap, seq)  # only rows of messages that passed the checksum
