@@ -17,7 +17,7 @@ import urllib.parse
 import numpy as np
 import polars as pl
 
-from recorders.sim.feed import Client, Encoder, LiveBook, Out, Prepared
+from recorders.sim.feed import Client, Encoder, LiveBook, Out, Prepared, json_request
 from recorders.sim.wire import frame, scale_dec
 
 __all__ = ["BinanceEncoder"]
@@ -72,7 +72,6 @@ class BinanceEncoder(Encoder):
         self.lower = {i: l.venue_symbol.lower() for i, l in items}
         self.by_sym = {l.venue_symbol: i for i, l in items}
         self.agg_id = {i: 10**8 + 7 * i for i, _ in items}
-        self.wanted: dict[str, int] = {}
 
     # -- market events: pre-encoded per chunk, vectorised -----------------
     vectorised = True
@@ -141,15 +140,11 @@ class BinanceEncoder(Encoder):
 
     def _sub(self, c: Client, streams: list[str]) -> None:
         for s in streams:
-            if s not in c.subs:
-                c.subs.add(s)
-                self.wanted[s] = self.wanted.get(s, 0) + 1
+            self.subscribe(c, s)
 
     def _unsub(self, c: Client, streams: list[str]) -> None:
         for s in streams:
-            if s in c.subs:
-                c.subs.discard(s)
-                self.wanted[s] -= 1
+            self.unsubscribe(c, s)
 
     def accepts(self, path: str) -> bool:
         u = urllib.parse.urlsplit(path)
@@ -171,13 +166,12 @@ class BinanceEncoder(Encoder):
         self._unsub(c, list(c.subs))
 
     def on_text(self, c: Client, text: str) -> None:
-        try:
-            msg = json.loads(text)
-            method = msg["method"]
-            rid = msg.get("id")
-        except (ValueError, KeyError, TypeError):
+        req = json_request(text, "method")
+        if req is None:
             c.queue('{"error":{"code":3,"msg":"Invalid JSON: expected a method object"}}')
             return
+        msg, method = req
+        rid = msg.get("id")
         params = msg.get("params") or []
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             bad = [s for s in params if not isinstance(s, str) or not self._valid(s)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 from typing import Any
 
 from recorders.sim.wire import frame, frames_blob
@@ -155,6 +156,22 @@ def position() -> int:
     return next(_positions)
 
 
+def json_request(text: str, field: str) -> tuple[dict, Any] | None:
+    """A client's ``text`` as a JSON object and the value of its ``field``; None if it is not
+    JSON, not an object, or has no ``field`` (the encoder answers with its venue's error).
+
+    >>> json_request('{"op": "ping"}', "op"), json_request('["op"]', "op"), json_request("{", "op")
+    (({'op': 'ping'}, 'ping'), None, None)
+    """
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict) or field not in msg:
+        return None
+    return msg, msg[field]
+
+
 class Client:
     """One connected WebSocket client."""
 
@@ -192,6 +209,8 @@ class Encoder:
         self.by_idx = {i: l for i, l in items}
         self.out: list[Out] = []
         self.clients: set[Client] = set()
+        # subscription key -> how many clients want it (a message nobody wants is not encoded)
+        self.wanted: dict[Any, int] = {}
 
     def prepare(self, li: int, chunk: Any) -> Prepared | None:
         return None
@@ -209,6 +228,25 @@ class Encoder:
 
     def on_open(self, c: Client, path: str) -> None: ...
     def on_text(self, c: Client, text: str) -> None: ...
+
+    def on_close(self, c: Client) -> None:
+        for k in c.subs:
+            if k in self.wanted:
+                self.wanted[k] -= 1
+
+    def subscribe(self, c: Client, key: Any) -> bool:
+        """Subscribe ``c`` to ``key``; False if it already was."""
+        if key in c.subs:
+            return False
+        c.subs.add(key)
+        self.wanted[key] = self.wanted.get(key, 0) + 1
+        return True
+
+    def unsubscribe(self, c: Client, key: Any) -> None:
+        """Unsubscribe ``c`` from ``key`` (nothing if it was not subscribed)."""
+        if key in c.subs:
+            c.subs.discard(key)
+            self.wanted[key] -= 1
 
     def wants(self, c: Client, o: Out) -> bool:
         return o.key in c.subs
