@@ -23,7 +23,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from pathlib import Path
 import polars as pl
 import psutil
 
+from recorders.sim.harness import free_port_base
+
 ROOT = Path(__file__).resolve().parents[1]
 LAB = str(Path(sys.executable).parent / "lab")
 SYMBOLS = {"binance": ["BTC-USDT", "ETH-USDT", "SOL-USDT"], "coinbase": ["BTC-USD", "ETH-USD", "SOL-USD"],
@@ -41,25 +42,6 @@ SYMBOLS = {"binance": ["BTC-USDT", "ETH-USDT", "SOL-USDT"], "coinbase": ["BTC-US
 KEYS = {"trades": ["venue", "symbol", "trade_id"],
         "quotes": ["venue", "symbol", "ts_local", "bid_px", "bid_qty", "ask_px", "ask_qty"],
         "book_updates": ["venue", "symbol", "ts_local", "side", "price", "qty", "seq"]}
-
-
-def free_block(n: int) -> int:
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n < 65000 and all(_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no block of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def journal_covers_tables(data: Path, lake: Path, out: Path) -> tuple[bool, str]:
@@ -98,7 +80,7 @@ def main() -> int:
     data, truth = tmp / "data", tmp / "truth"
     lake = data / "lake"
     env = dict(os.environ, LAB_DATA=str(data), PYTHONUNBUFFERED="1")
-    base = free_block(len(venues) + 1)
+    base = free_port_base(len(venues) + 1)
     logs = tmp / "logs"
     logs.mkdir(parents=True)
     sim = subprocess.Popen([LAB, "simulate", "--venues", ",".join(venues), "--assets", "BTC,ETH,SOL",

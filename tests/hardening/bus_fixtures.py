@@ -50,6 +50,35 @@ def trade(venue: str, symbol: str, tid: int, price: float, qty: float, side: str
             "trade_id": str(tid), "price": price, "qty": qty, "side": side}
 
 
+def arb_config(tmp_path: Path, alerts: Path) -> Path:
+    """A ``lab arbitrage`` config: binance vs kraken BTC, no fees, top of book, alerts to the file
+    ``alerts``, signals written to the lake once an hour (so only a flush on stop writes them)."""
+    cfg = tmp_path / "arb.toml"
+    cfg.write_text(f"""
+[arbitrage]
+fees_bps = {{ binance = 0.0, kraken = 0.0 }}
+sizes = {{ BTC = 1.0 }}
+depth = 0
+triangles = []
+max_age_ms = 60000.0
+alerts = ["file:{alerts}"]
+flush_every_s = 3600.0
+""")
+    return cfg
+
+
+def risk_config(tmp_path: Path) -> tuple[Path, Path]:
+    """A ``lab risk`` config (no alerts, no paper positions) and a positions file: 1 BTC on
+    binance BTC-USDT bought at 100."""
+    cfg = tmp_path / "risk.toml"
+    cfg.write_text("[risk]\ncapital = 1000.0\nalerts = []\nstale_after_s = 60.0\npaper = false\n"
+                   "history_days = 1.0\n")
+    pos = tmp_path / "pos.toml"
+    pos.write_text('[[position]]\nvenue = "binance"\nasset = "BTC"\nsymbol = "BTC-USDT"\nqty = 1.0\n'
+                   "avg_entry = 100.0\n")
+    return cfg, pos
+
+
 def frame(table: str, rows: Any) -> bytes:
     return msgspec.msgpack.encode({"table": table, "rows": rows})
 
