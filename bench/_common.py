@@ -83,3 +83,18 @@ def send_to_visible(trades: list[dict], symbols: dict[str, list[str]], seen: dic
         out.append((np.inf, None) if s is None else (s[0] - te, s[0] - s[1]))
     return out
 
+
+def rss_samples(proc: subprocess.Popen, every: float) -> list[tuple[float, float]]:
+    """(seconds since the start, RSS in MiB) of ``proc`` every ``every`` seconds until it exits."""
+    import psutil
+
+    p = psutil.Process(proc.pid)
+    samples: list[tuple[float, float]] = []
+    t0 = time.time()
+    while proc.poll() is None:
+        try:
+            samples.append((time.time() - t0, p.memory_info().rss / 2**20))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(every)
+    return samples
