@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from recorders.sim.feed import Client, Encoder, LiveBook, Out, Prepared, json_request
+from recorders.sim.feed import Client, Encoder, LiveBook, Out, Prepared
 from recorders.sim.wire import frame, scale_dec
 
 __all__ = ["BinanceEncoder"]
@@ -66,6 +67,8 @@ def _d8(col: str) -> pl.Expr:
 
 class BinanceEncoder(Encoder):
     venue = "binance"
+    request_field = "method"
+    malformed_reply = '{"error":{"code":3,"msg":"Invalid JSON: expected a method object"}}'
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
@@ -165,12 +168,7 @@ class BinanceEncoder(Encoder):
     def on_close(self, c: Client) -> None:
         self._unsub(c, list(c.subs))
 
-    def on_text(self, c: Client, text: str) -> None:
-        req = json_request(text, "method")
-        if req is None:
-            c.queue('{"error":{"code":3,"msg":"Invalid JSON: expected a method object"}}')
-            return
-        msg, method = req
+    def on_request(self, c: Client, msg: dict, method: Any) -> None:
         rid = msg.get("id")
         params = msg.get("params") or []
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):

@@ -10,8 +10,9 @@ event id: ordered, not continuous), ``cts`` the matching-engine time. The
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from recorders.sim.feed import Client, Encoder, LiveBook, Out, json_request
+from recorders.sim.feed import Client, Encoder, LiveBook, Out
 from recorders.sim.wire import dec
 
 __all__ = ["BybitEncoder"]
@@ -21,6 +22,8 @@ DEPTH = 50
 
 class BybitEncoder(Encoder):
     venue = "bybit"
+    request_field = "op"
+    malformed_reply = '{"success":false,"ret_msg":"Invalid request","op":""}'
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
@@ -71,12 +74,7 @@ class BybitEncoder(Encoder):
     def accepts(self, path: str) -> bool:
         return path.split("?")[0].rstrip("/") == "/v5/public/spot"
 
-    def on_text(self, c: Client, text: str) -> None:
-        req = json_request(text, "op")
-        if req is None:
-            c.queue('{"success":false,"ret_msg":"Invalid request","op":""}')
-            return
-        msg, op = req
+    def on_request(self, c: Client, msg: dict, op: Any) -> None:
         req_id = msg.get("req_id", "")
         if op == "ping":
             c.queue(json.dumps({"success": True, "ret_msg": "pong", "conn_id": c.conn_id,

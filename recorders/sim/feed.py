@@ -202,6 +202,10 @@ class Encoder:
 
     venue = ""
     vectorised = False  # True: prepare() pre-encodes whole chunks, on_* are not called
+    # a client request is a JSON object naming its operation in this field; anything else gets
+    # the venue's answer to a malformed request
+    request_field = ""
+    malformed_reply = ""
 
     def __init__(self, sim: Any, items: list[tuple[int, Any]]) -> None:
         self.sim = sim
@@ -227,7 +231,18 @@ class Encoder:
         return True
 
     def on_open(self, c: Client, path: str) -> None: ...
-    def on_text(self, c: Client, text: str) -> None: ...
+
+    def on_text(self, c: Client, text: str) -> None:
+        if not self.request_field:
+            return  # a venue that takes no requests
+        req = json_request(text, self.request_field)
+        if req is None:
+            c.queue(self.malformed_reply)
+            return
+        self.on_request(c, *req)
+
+    def on_request(self, c: Client, msg: dict, op: Any) -> None:
+        """A client's request ``msg`` (a JSON object) for the operation ``op``."""
 
     def on_close(self, c: Client) -> None:
         for k in c.subs:

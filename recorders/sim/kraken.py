@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import Any
 
-from recorders.sim.feed import Client, Encoder, LiveBook, Out, json_request
+from recorders.sim.feed import Client, Encoder, LiveBook, Out
 from recorders.sim.wire import dec, iso_us
 
 __all__ = ["KrakenEncoder", "kraken_checksum"]
@@ -63,6 +64,8 @@ class _View:
 
 class KrakenEncoder(Encoder):
     venue = "kraken"
+    request_field = "method"
+    malformed_reply = '{"error":"malformed request","success":false}'
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
@@ -155,12 +158,7 @@ class KrakenEncoder(Encoder):
             m["req_id"] = req_id
         c.queue(json.dumps(m, separators=(",", ":")))
 
-    def on_text(self, c: Client, text: str) -> None:
-        req = json_request(text, "method")
-        if req is None:
-            c.queue('{"error":"malformed request","success":false}')
-            return
-        msg, method = req
+    def on_request(self, c: Client, msg: dict, method: Any) -> None:
         req_id = msg.get("req_id")
         if method == "ping":
             self._reply(c, "pong", True, req_id=req_id)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import Any
 
-from recorders.sim.feed import Client, Encoder, LiveBook, Out, json_request
+from recorders.sim.feed import Client, Encoder, LiveBook, Out
 from recorders.sim.wire import dec, dec_strip
 
 __all__ = ["OkxEncoder", "okx_checksum"]
@@ -35,6 +36,8 @@ def okx_checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> in
 
 class OkxEncoder(Encoder):
     venue = "okx"
+    request_field = "op"
+    malformed_reply = '{"event":"error","code":"60012","msg":"Invalid request"}'
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
@@ -98,11 +101,9 @@ class OkxEncoder(Encoder):
         if text == "ping":
             c.queue("pong")
             return
-        req = json_request(text, "op")
-        if req is None:
-            c.queue('{"event":"error","code":"60012","msg":"Invalid request"}')
-            return
-        msg, op = req
+        super().on_text(c, text)
+
+    def on_request(self, c: Client, msg: dict, op: Any) -> None:
         args = msg.get("args") or []
         for a in args:
             ch, inst = a.get("channel"), a.get("instId")
