@@ -67,13 +67,10 @@ def _d8(col: str) -> pl.Expr:
 
 class BinanceEncoder(Encoder):
     venue = "binance"
-    request_field = "method"
-    malformed_reply = '{"error":{"code":3,"msg":"Invalid JSON: expected a method object"}}'
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
         self.lower = {i: l.venue_symbol.lower() for i, l in items}
-        self.by_sym = {l.venue_symbol: i for i, l in items}
         self.agg_id = {i: 10**8 + 7 * i for i, _ in items}
 
     # -- market events: pre-encoded per chunk, vectorised -----------------
@@ -167,6 +164,9 @@ class BinanceEncoder(Encoder):
 
     def on_close(self, c: Client) -> None:
         self._unsub(c, list(c.subs))
+
+    request_field = "method"
+    malformed_reply = '{"error":{"code":3,"msg":"Invalid JSON: expected a method object"}}'
 
     def on_request(self, c: Client, msg: dict, method: Any) -> None:
         rid = msg.get("id")

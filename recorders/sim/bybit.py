@@ -22,12 +22,9 @@ DEPTH = 50
 
 class BybitEncoder(Encoder):
     venue = "bybit"
-    request_field = "op"
-    malformed_reply = '{"success":false,"ret_msg":"Invalid request","op":""}'
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
-        self.by_sym = {l.venue_symbol: i for i, l in items}
         self.views: dict[int, tuple[dict, dict]] = {}
         self.u: dict[int, int] = {}
 
@@ -73,6 +70,9 @@ class BybitEncoder(Encoder):
 
     def accepts(self, path: str) -> bool:
         return path.split("?")[0].rstrip("/") == "/v5/public/spot"
+
+    request_field = "op"
+    malformed_reply = '{"success":false,"ret_msg":"Invalid request","op":""}'
 
     def on_request(self, c: Client, msg: dict, op: Any) -> None:
         req_id = msg.get("req_id", "")

@@ -29,7 +29,6 @@ class CoinbaseEncoder(Encoder):
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
-        self.by_sym = {l.venue_symbol: i for i, l in items}
         self.next_hb = 0
         self.hb_counter = 0
 

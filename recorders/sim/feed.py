@@ -211,6 +211,7 @@ class Encoder:
         self.sim = sim
         self.items = items  # (listing index, Listing)
         self.by_idx = {i: l for i, l in items}
+        self.by_sym = {l.venue_symbol: i for i, l in items}  # the venue's symbol -> listing index
         self.out: list[Out] = []
         self.clients: set[Client] = set()
         # subscription key -> how many clients want it (a message nobody wants is not encoded)

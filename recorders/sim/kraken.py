@@ -64,12 +64,9 @@ class _View:
 
 class KrakenEncoder(Encoder):
     venue = "kraken"
-    request_field = "method"
-    malformed_reply = '{"error":"malformed request","success":false}'
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
-        self.by_sym = {l.venue_symbol: i for i, l in items}
         self.views: dict[tuple[int, int], _View] = {}
         self.next_hb = 0
 
@@ -157,6 +154,9 @@ class KrakenEncoder(Encoder):
         if req_id is not None:
             m["req_id"] = req_id
         c.queue(json.dumps(m, separators=(",", ":")))
+
+    request_field = "method"
+    malformed_reply = '{"error":"malformed request","success":false}'
 
     def on_request(self, c: Client, msg: dict, method: Any) -> None:
         req_id = msg.get("req_id")

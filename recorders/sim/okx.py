@@ -36,12 +36,9 @@ def okx_checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> in
 
 class OkxEncoder(Encoder):
     venue = "okx"
-    request_field = "op"
-    malformed_reply = '{"event":"error","code":"60012","msg":"Invalid request"}'
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
-        self.by_sym = {l.venue_symbol: i for i, l in items}
         # seqId of the last book event per listing (the book's update id when it starts)
         self.last_seq: dict[int, int] = {i: sim.books[i].seq for i, _ in items}
 
@@ -102,6 +99,9 @@ class OkxEncoder(Encoder):
             c.queue("pong")
             return
         super().on_text(c, text)
+
+    request_field = "op"
+    malformed_reply = '{"event":"error","code":"60012","msg":"Invalid request"}'
 
     def on_request(self, c: Client, msg: dict, op: Any) -> None:
         args = msg.get("args") or []
