@@ -45,19 +45,21 @@ def trade(venue: str, symbol: str, tid: int, price: float, qty: float, side: str
             "trade_id": str(tid), "price": price, "qty": qty, "side": side}
 
 
-def arb_config(tmp_path: Path, alerts: Path) -> Path:
-    """A ``lab arbitrage`` config: binance vs kraken BTC, no fees, top of book, alerts to the file
-    ``alerts``, signals written to the lake once an hour (so only a flush on stop writes them)."""
-    cfg = tmp_path / "arb.toml"
+def arb_config(tmp_path: Path, alerts: Path, *, name: str = "arb.toml", fees_bps: str = "binance = 0.0, kraken = 0.0",
+               depth: int = 0, max_age_ms: float = 60000.0, flush_every_s: float = 3600.0) -> Path:
+    """A ``lab arbitrage`` config ``tmp_path/name``: binance vs kraken BTC, alerts to the file
+    ``alerts``; by default no fees, top of book, and signals written to the lake once an hour
+    (so only a flush on stop writes them)."""
+    cfg = tmp_path / name
     cfg.write_text(f"""
 [arbitrage]
-fees_bps = {{ binance = 0.0, kraken = 0.0 }}
+fees_bps = {{ {fees_bps} }}
 sizes = {{ BTC = 1.0 }}
-depth = 0
+depth = {depth}
 triangles = []
-max_age_ms = 60000.0
+max_age_ms = {max_age_ms}
 alerts = ["file:{alerts}"]
-flush_every_s = 3600.0
+flush_every_s = {flush_every_s}
 """)
     return cfg
 
