@@ -327,6 +327,22 @@ class Adapter:
         for m in messages:
             self.actions.append(("send", json.dumps(m)))
 
+    def accept_book_message(self, symbol: str, is_snapshot: bool) -> bool:
+        """Whether to apply a book message of ``symbol``: a snapshot starts the book afresh
+        (:meth:`start_book`); an update is skipped (False) while the book waits for its
+        snapshot (after a resync, or before the first one)."""
+        if is_snapshot:
+            self.start_book(symbol)
+            return True
+        return self.synced[symbol]
+
+    def lost_message(self, ts_local: int, symbol: str, gap: str, why: str) -> None:
+        """A book message of ``symbol`` was lost (its sequence says so, ``gap``): a ``gap``
+        event, the book resynced (``why``) and asked for again."""
+        self.gap(ts_local, symbol, gap)
+        self.resync(ts_local, symbol, why)
+        self.request_book(symbol)
+
     def start_book(self, symbol: str) -> None:
         """A snapshot message starts ``symbol``'s book afresh: empty it, forget its last
         quote, and count it synced (the snapshot's levels follow)."""

@@ -162,9 +162,7 @@ class CoinbaseAdapter(Adapter):
         self.last_msg_us[sym] = ts_local
         book = self.books[sym]
         is_snap = ev.type == "snapshot"
-        if is_snap:
-            self.start_book(sym)
-        elif not self.synced[sym]:
+        if not self.accept_book_message(sym, is_snap):
             return
         ts_ex = ts_local
         levels = [(_SIDES[u.side], float(u.price_level), float(u.new_quantity), u.event_time)

@@ -124,9 +124,7 @@ class KrakenAdapter(Adapter):
             return
         book = self.books[sym]
         is_snap = typ == "snapshot"
-        if is_snap:
-            self.start_book(sym)
-        elif not self.synced[sym]:
+        if not self.accept_book_message(sym, is_snap):
             return  # waiting for the snapshot of a resubscription
         ts = e.get("timestamp")
         ts_ex = rfc3339_us(ts) if ts else ts_local

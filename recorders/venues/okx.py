@@ -135,19 +135,16 @@ class OkxAdapter(Adapter):
     def _book(self, sym: str, action: str, d: BookData, ts_local: int) -> None:
         book = self.books[sym]
         is_snap = action == "snapshot"
-        if is_snap:
-            self.start_book(sym)
-        elif not self.synced[sym]:
+        if not self.accept_book_message(sym, is_snap):
             return
-        else:
+        if not is_snap:
             prev = self._seq.get(sym)
             if d.seqId is not None and d.seqId == prev and d.prevSeqId != prev:
                 self.duplicate()  # the message just applied, again
                 return
             if d.prevSeqId is not None and prev is not None and d.prevSeqId != prev:
-                self.gap(ts_local, sym, f"prevSeqId={d.prevSeqId} expected {prev}")
-                self.resync(ts_local, sym, "seqId chain broken: resubscribing")
-                self._resubscribe(sym)
+                self.lost_message(ts_local, sym, f"prevSeqId={d.prevSeqId} expected {prev}",
+                                  "seqId chain broken: resubscribing")
                 return
         ts_ex = ms_us(d.ts)
         seq = d.seqId
