@@ -42,18 +42,21 @@ def _damage(lake: Lake, table: str) -> tuple[Path, str]:
     return log, text
 
 
-def _lake_with_tables(root: Path) -> None:
+def _damaged_writer(root: Path, table: str, **kw: float) -> tuple[Writer, Path, str]:
+    """A started writer on a lake of one row per table whose ``table`` is then damaged; also the
+    damaged commit file and its good text (to repair it)."""
     seed = _batch(0, 1)
     lk = Lake(root)
     for t in ("trades", "quotes", "raw_messages"):
         lk.append(t, seed.frame(t))
+    log, good = _damage(Lake(root), table)
+    w = Writer(Lake(root), retry_max=0.3, **kw)
+    w.start()
+    return w, log, good
 
 
 def test_a_damaged_table_keeps_its_rows_and_gets_them_when_healed(tmp_path):
-    _lake_with_tables(tmp_path / "lake")
-    log, good = _damage(Lake(tmp_path / "lake"), "trades")
-    w = Writer(Lake(tmp_path / "lake"), retry_max=0.3, log_every=0.5)
-    w.start()
+    w, log, good = _damaged_writer(tmp_path / "lake", "trades", log_every=0.5)
     try:
         for k in range(1, 6):
             assert w.submit(_batch(k))
@@ -76,10 +79,7 @@ def test_a_damaged_table_keeps_its_rows_and_gets_them_when_healed(tmp_path):
 
 
 def test_nothing_of_a_batch_is_written_before_its_journal(tmp_path):
-    _lake_with_tables(tmp_path / "lake")
-    log, good = _damage(Lake(tmp_path / "lake"), "raw_messages")
-    w = Writer(Lake(tmp_path / "lake"), retry_max=0.3)
-    w.start()
+    w, log, good = _damaged_writer(tmp_path / "lake", "raw_messages")
     try:
         for k in range(1, 4):
             assert w.submit(_batch(k))
@@ -94,10 +94,7 @@ def test_nothing_of_a_batch_is_written_before_its_journal(tmp_path):
 
 
 def test_past_the_memory_bound_the_oldest_batches_are_counted_losses(tmp_path):
-    _lake_with_tables(tmp_path / "lake")
-    log, good = _damage(Lake(tmp_path / "lake"), "trades")
-    w = Writer(Lake(tmp_path / "lake"), retry_max=0.3, max_pending_bytes=20_000)
-    w.start()
+    w, log, good = _damaged_writer(tmp_path / "lake", "trades", max_pending_bytes=20_000)
     try:
         for k in range(1, 11):
             assert w.submit(_batch(k))

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 from st_helpers import APP, ROOT
-from st_live import Recording, free_port
+
+from recorders.sim.harness import Recording, free_port
 
 pytestmark = pytest.mark.browser
 
