@@ -129,10 +129,7 @@ def test_an_outage_whose_rows_were_all_lost_ends_when_the_table_heals(tmp_path):
     # A kept trades batch dropped past the bound (a newer batch without trades came after it)
     # leaves no trades row to retry with: the writer must still notice the healed table, or the
     # status reports an outage forever (seen: the status said "failing" 40 s after the repair).
-    _lake_with_tables(tmp_path / "lake")
-    log, good = _damage(Lake(tmp_path / "lake"), "trades")
-    w = Writer(Lake(tmp_path / "lake"), retry_max=0.3, max_pending_bytes=1_000)
-    w.start()
+    w, log, good = _damaged_writer(tmp_path / "lake", "trades", max_pending_bytes=1_000)
     try:
         assert w.submit(_batch(1))
         wait_for(lambda: "trades" in w.failing, 30, what="trades failing")
