@@ -19,10 +19,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-__all__ = ["holes", "hole_summary", "ranges", "RANGE_SCHEMA", "WHY"]
+if TYPE_CHECKING:
+    from lab.lake import Lake
+
+__all__ = ["holes", "hole_summary", "ranges", "lake_ranges", "overlapping", "RANGE_SCHEMA", "WHY"]
 
 _RE = (r"ids (\d+)\.\.(\d+) asked \((\d+)\); (?:found (\d+)|failed)[^;]*;.*?"
        r"(hole closed|hole remains: (\d+) trade\(s\) missing, ids (\d+)\.\.(\d+))")
@@ -219,3 +223,26 @@ def ranges(feed_events: pl.LazyFrame | pl.DataFrame, *, attach_within_s: float =
     rows = [r for tp in tapes.values() for r in tp.out]
     return (pl.DataFrame(rows, schema=RANGE_SCHEMA) if rows else pl.DataFrame(schema=RANGE_SCHEMA)) \
         .sort("venue", "symbol", "start", nulls_last=True)
+
+
+def lake_ranges(lake: Lake | str | None = None) -> pl.DataFrame:
+    """:func:`ranges` of a lake's ``feed_events`` (empty, with :data:`RANGE_SCHEMA`, when it has none):
+    what ``lab status`` and the Feed health page show."""
+    from lab.lake import Lake, default_lake
+
+    lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else default_lake()
+    if not lk.exists("feed_events"):
+        return pl.DataFrame(schema=RANGE_SCHEMA)
+    return ranges(lk.scan("feed_events"))
+
+
+def overlapping(rng: pl.DataFrame, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """The ranges that overlap ``[start, end]`` (an open range, ``end`` null, reaches now).
+
+    >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    >>> r = pl.DataFrame([{"start": t, "end": t + dt.timedelta(seconds=5)}, {"start": t, "end": None}])
+    >>> overlapping(r, t + dt.timedelta(seconds=6), t + dt.timedelta(seconds=9)).height
+    1
+    """
+    return rng.filter((pl.col("start").is_null() | (pl.col("start") <= end))
+                      & (pl.col("end").is_null() | (pl.col("end") >= start)))

@@ -93,12 +93,12 @@ def tape_holes(lake: Lake) -> pl.DataFrame | None:
 def tape_ranges(lake: Lake) -> pl.DataFrame | None:
     """Per venue and symbol, the ranges of the trade tape with no live data and why
     (:func:`lab.tape.ranges`); None when the lake has no readable ``feed_events``."""
-    from lab.tape import ranges
+    from lab.tape import lake_ranges
 
     if not lake.exists("feed_events"):
         return None
     try:
-        return ranges(lake.scan("feed_events"))
+        return lake_ranges(lake)
     except Exception:  # noqa: BLE001 - a status command reports, never crashes
         return None
 
