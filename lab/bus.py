@@ -764,9 +764,10 @@ class Publisher:
 
 
 class SubscribeStats:
-    """What :func:`subscribe` saw: frames yielded, bad frames skipped, connections."""
+    """What :func:`subscribe` saw: frames yielded, bad frames skipped, connections, and
+    (from a data service) rows the service dropped for this subscriber (``dropped``)."""
 
-    __slots__ = ("frames", "bad_frames", "connects", "failures", "connected")
+    __slots__ = ("frames", "bad_frames", "connects", "failures", "connected", "dropped")
 
     def __init__(self) -> None:
         self.frames = 0
@@ -774,6 +775,7 @@ class SubscribeStats:
         self.connects = 0
         self.failures = 0
         self.connected = False
+        self.dropped = 0
 
     def __repr__(self) -> str:
         return (f"SubscribeStats(frames={self.frames}, bad_frames={self.bad_frames}, "
@@ -789,8 +791,16 @@ async def subscribe(tables: Iterable[str], url: str = DEFAULT_URL, *, reconnect:
                     restate: bool = False, token: str | None = None,
                     stats: SubscribeStats | None = None,
                     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                    tls_root_certs: str | None = None,
                     ) -> AsyncIterator[tuple[str, list[dict]]]:
     """Yield ``(table, rows)`` from the hub at ``url`` for ``tables`` (reconnecting).
+
+    ``url`` may also be a data service (``grpc://host:50053``, ``grpc+tls://...``,
+    ``lab serve``), for a consumer on another machine: the same frames and rows
+    come through its live Flight streams (see :func:`_subscribe_service`);
+    ``token`` is then the service's token (default ``$LAB_SERVICE_TOKEN``, else
+    ``$LAB_DATA/run/service_token``) and ``tls_root_certs`` a private CA (PEM text
+    or file; default ``$LAB_SERVICE_CA``).
 
     Never dies of data: a frame that does not match its table's schema
     (:func:`check_frame`) is skipped, counted in ``stats.bad_frames`` and
@@ -805,6 +815,11 @@ async def subscribe(tables: Iterable[str], url: str = DEFAULT_URL, *, reconnect:
     start after the recorder or reconnect; frames lost meanwhile are then healed).
     """
     tables = list(tables)
+    if urlsplit(url).scheme in _SERVICE_SCHEMES:
+        async for item in _subscribe_service(tables, url, reconnect=reconnect, restate=restate,
+                                             token=token, stats=stats, tls_root_certs=tls_root_certs):
+            yield item
+        return
     target = f"{_base(url)}/subscribe?tables={','.join(tables)}" + ("&restate=1" if restate else "")
     st = stats if stats is not None else SubscribeStats()
     series = _Series("subscriber", _base(url))
@@ -849,6 +864,102 @@ async def subscribe(tables: Iterable[str], url: str = DEFAULT_URL, *, reconnect:
             series.failed(ConnectionError("the hub closed the connection"), lost)
         await asyncio.sleep(backoff * (0.5 + random.random()))
         backoff = min(backoff * 2, 5.0)
+
+
+_SERVICE_SCHEMES = ("grpc", "grpc+tcp", "grpc+tls")
+
+
+async def _subscribe_service(tables: list[str], url: str, *, reconnect: bool, restate: bool,
+                             token: str | None, stats: SubscribeStats | None,
+                             tls_root_certs: str | None) -> AsyncIterator[tuple[str, list[dict]]]:
+    """:func:`subscribe` through a data service: one live Flight stream per table.
+
+    Each stream's batches carry the bus frames' boundaries, so the frames come out
+    as the service's own bus subscription received them, rows as bus dicts (int µs
+    timestamps). ``restate`` applies to ``book_updates`` (the service subscribes to
+    the bus with ``restate=1`` on each stream it opens, i.e. on each reconnection).
+    Across two tables the order is each stream's own (frames of one table never
+    reorder). A refused token raises :class:`lab.service.client.TokenRefused` (a
+    wrong token stays wrong); the service being away, or going away, is retried
+    with backoff and said once per series, as for the hub.
+    """
+    from lab.schema import TABLES
+    from lab.service.client import _OPENED, Subscription, TokenRefused, service_token
+
+    unknown = [t for t in tables if t not in TABLES or t.startswith("_")]
+    if unknown or not tables:
+        raise ConfigError(f"no live table {', '.join(unknown) or '(none)'} on {url}; tables: "
+                          f"{', '.join(sorted(TABLES))}")
+    tok = service_token(token)
+    st = stats if stats is not None else SubscribeStats()
+    series = _Series("subscriber", url)
+    backoff = 0.2
+    while True:
+        subs = [Subscription(t, url, tok, None, None, restate and t == "book_updates", False,
+                             tls_root_certs, 64) for t in tables]
+        q: asyncio.Queue = asyncio.Queue(64)
+        end = object()
+
+        async def feed(sub: Subscription) -> None:
+            chunks = sub._chunks()
+            try:
+                async for item in chunks:
+                    await q.put((sub, item))
+                await q.put((sub, end))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - handed to the reader below
+                await q.put((sub, e))
+            finally:
+                await chunks.aclose()  # type: ignore[attr-defined]  # stops its reader thread now
+
+        tasks = [asyncio.create_task(feed(sub)) for sub in subs]
+        lost = False
+        opened = 0
+        try:
+            while True:
+                sub, item = await q.get()
+                if isinstance(item, TokenRefused):
+                    st.failures += 1
+                    raise item
+                if isinstance(item, Exception):
+                    raise item
+                if item is end:
+                    raise ConnectionError("the data service ended the stream")
+                if item is _OPENED:
+                    opened += 1
+                    if opened == len(subs):
+                        series.connected()
+                        st.connects += 1
+                        st.connected = True
+                        lost = True
+                        backoff = 0.2
+                    continue
+                batch, frames = item
+                st.dropped = sum(s.dropped for s in subs)
+                for rows in _service_rows(sub.table, batch, frames):
+                    st.frames += 1
+                    yield sub.table, rows
+        except TokenRefused:
+            raise
+        except Exception as e:  # noqa: BLE001 - away, restarting, busy: retried like the hub
+            st.connected = False
+            st.failures += 1
+            if not reconnect:
+                raise
+            series.failed(e, lost)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(backoff * (0.5 + random.random()))
+        backoff = min(backoff * 2, 5.0)
+
+
+def _service_rows(table: str, batch: Any, frames: list[int] | None) -> list[list[dict]]:
+    from lab.service.client import rows_of, split_frames
+
+    return split_frames(rows_of(batch, table), frames)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -254,6 +254,9 @@ def _schema_damage(table: str, t: DeltaTable) -> list[Damage]:
     return out
 
 
+WRITER_REOPEN_EVERY = 250  # commits per table before a writer re-opens its DeltaTable (bounded memory)
+
+
 def scan_filtered(
     table: str,
     source: str | os.PathLike[str] | DeltaTable | None,
@@ -443,7 +446,9 @@ class Lake:
                     self._refuse_damaged_log(table)
                     t = self._writers[table] = DeltaTable(self.path(table))
                 write_deltalake(t, arrow, mode="append", writer_properties=_WRITER_PROPS)
-                return t.version()
+                v = t.version()
+                self._aged(table)
+                return v
             except (CommitFailedError, DeltaError) as e:  # rare: too many concurrent commits
                 last = e
                 self._writers.pop(table, None)
@@ -451,6 +456,20 @@ class Lake:
                 self._refuse_damaged_log(table)
                 time.sleep(0.01 * (attempt + 1))
         raise LakeError(f"{table}: append failed after retries: {last}")
+
+    def _aged(self, table: str) -> None:
+        """Count a commit of this writer; after :data:`WRITER_REOPEN_EVERY` of them, drop the
+        writer's DeltaTable so the next append opens it afresh (from the newest checkpoint).
+
+        delta-rs' incremental snapshot keeps growing with every commit it applies (measured:
+        ~50 MiB per 1,000 small commits of one table, 338 -> 876 MiB over a 30-minute soak);
+        a fresh open reads one checkpoint plus < 100 commits (``checkpointInterval``).
+        """
+        n = self.__dict__.setdefault("_commits", {})
+        n[table] = n.get(table, 0) + 1
+        if n[table] >= WRITER_REOPEN_EVERY:
+            n[table] = 0
+            self._writers.pop(table, None)
 
     def _opened(self, table: str) -> DeltaTable:
         """The latest snapshot of a table that must exist (appends create it first)."""
@@ -514,7 +533,9 @@ class Lake:
                     t.update_incremental()
                 t.create_write_transaction([add], mode="append", schema=t.schema())
                 t.update_incremental()
-                return t.version()
+                v = t.version()
+                self._aged(table)
+                return v
             except (CommitFailedError, DeltaError) as e:
                 last = e
                 self._writers.pop(table, None)

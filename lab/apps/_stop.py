@@ -12,13 +12,18 @@ together); SIGKILL remains the way to force it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
-__all__ = ["Stop"]
+__all__ = ["Stop", "service"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
 
 
 class Stop:
@@ -75,6 +80,18 @@ class Stop:
             self.event.set()
         return self.event
 
+    def run(self, work: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+        """``asyncio.run`` of ``work(event)``, the loop taking the signals meanwhile
+        (:meth:`attach`, then :meth:`detach` whatever happens)."""
+
+        async def main() -> T:
+            try:
+                return await work(self.attach())
+            finally:
+                self.detach()
+
+        return asyncio.run(main())
+
     def detach(self) -> None:
         """Back to catching signals outside the loop (e.g. while the service writes its last rows)."""
         if self._loop is not None and not self._loop.is_closed():
@@ -86,3 +103,21 @@ class Stop:
         if was:
             signal.signal(signal.SIGINT, self._early)
             signal.signal(signal.SIGTERM, self._early)
+
+
+
+@contextmanager
+def service(name: str, *, verbose: bool = False) -> Iterator[Stop]:
+    """The start-up of a long-running command: catch SIGINT/SIGTERM as a stop request
+    at once (a :class:`Stop`, put back on the way out) and set up logging (INFO with
+    ``verbose``, else WARNING).
+
+    ``with service("lab risk", verbose=args.verbose) as stop: ... stop.run(work)``.
+    """
+    stop = Stop(name).install()
+    try:
+        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        yield stop
+    finally:
+        stop.restore()

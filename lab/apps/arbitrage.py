@@ -16,13 +16,13 @@ Examples::
     lab arbitrage --alerts log,file:alerts/arbitrage.jsonl --min-edge 1     # file under $LAB_DATA
     lab arbitrage --replay --start 2026-11-22T12:00 --end 2026-11-22T13:00   # replay the lake
     lab arbitrage --depth 10                        # walk 10 levels of book_updates for the size
+    lab arbitrage --bus grpc+tls://lab-host:50053 --token-file ~/.lab/service_token   # another machine
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import time
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from lab.bus import DEFAULT_URL
+from lab.apps._bus import add_bus_arguments
 
 if TYPE_CHECKING:
     from lab.apps._stop import Stop
@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None,
                    help=f"TOML config (fees, sizes, thresholds, sinks); default {DEFAULT_CONFIG} "
                    "when it exists, else built-in defaults")
-    p.add_argument("--bus", default=DEFAULT_URL, help="live bus URL to subscribe to")
+    add_bus_arguments(p, "quotes or book_updates")
     p.add_argument("--lake", default=None, help="lake directory (default: $LAB_DATA/lake)")
     p.add_argument("--alerts", default=None,
                    help="comma-separated sinks overriding the config: log, bell, stdout, "
@@ -106,24 +106,21 @@ async def _replay_source(lake, table, start, end):
 
 
 def run(args: argparse.Namespace) -> int:
-    from lab.apps._stop import Stop
+    from lab.apps._stop import service
 
-    stop = Stop("lab arbitrage").install()  # SIGINT/SIGTERM: write pending signals, exit 0
-    try:
+    with service("lab arbitrage", verbose=args.verbose) as stop:  # SIGINT/SIGTERM: write pending signals, exit 0
         return _run(args, stop)
-    finally:
-        stop.restore()
 
 
 def _run(args: argparse.Namespace, stop: Stop) -> int:
     from lab.alerts import describe_sinks, make_sinks
+    from lab.apps._bus import describe_source, subscribe_kwargs
     from lab.arbitrage.live import bus_tables, run_live
     from lab.lake import Lake, default_lake
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         cfg = _config(args)
+        live = None if args.replay else subscribe_kwargs(args)
         sinks = make_sinks(cfg.alerts)
     except (ValueError, FileNotFoundError) as e:
         print(f"lab arbitrage: {e}", file=sys.stderr)
@@ -138,8 +135,8 @@ def _run(args: argparse.Namespace, stop: Stop) -> int:
         from lab.bus import SubscribeStats, subscribe
 
         bus_stats = SubscribeStats()
-        source = subscribe(bus_tables(cfg), url=args.bus, restate=cfg.depth > 0, stats=bus_stats)
-        where = f"bus {args.bus}"
+        source = subscribe(bus_tables(cfg), restate=cfg.depth > 0, stats=bus_stats, **(live or {}))
+        where = describe_source(args.bus)
     mode = f"book_updates, {cfg.depth} levels" if cfg.depth else "quotes (top of book)"
     print(f"lab arbitrage: {where}; cross-venue and triangles on {mode}; "
           f"min edge {cfg.min_edge_bps} bps, max age {cfg.max_age_ms} ms, "
@@ -148,15 +145,9 @@ def _run(args: argparse.Namespace, stop: Stop) -> int:
           file=sys.stderr, flush=True)
     t0 = time.monotonic()
 
-    async def main():
-        try:
-            return await run_live(cfg, source, sinks=sinks, write=write, duration=args.duration,
-                                  stats_every=10.0 if args.verbose else 0.0, stop=stop.attach())
-        finally:
-            stop.detach()
-
     try:
-        det = asyncio.run(main())
+        det = stop.run(lambda ev: run_live(cfg, source, sinks=sinks, write=write, duration=args.duration,
+                                           stats_every=10.0 if args.verbose else 0.0, stop=ev))
     finally:
         for s in sinks:
             s.close()

@@ -9,18 +9,17 @@ under one session id. Compare a session with its backtest afterwards::
     lab paper mm -p venue=binance -p symbol=BTC-USDT            # until Ctrl-C
     lab paper mm -p venue=binance -p symbol=BTC-USDT --duration 600 --session demo-mm
     python -c "from lab.backtest.compare import compare_session; print(compare_session('demo-mm').summary)"
+    lab paper mm -p venue=binance -p symbol=BTC-USDT --bus grpc://lab-host:50053   # via lab serve
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import sys
 from typing import TYPE_CHECKING
 
+from lab.apps._bus import add_bus_arguments
 from lab.apps.backtest import add_model_arguments, config_from_args, make_strategy, parse_params, print_strategies
-from lab.bus import DEFAULT_URL
 
 if TYPE_CHECKING:
     from lab.apps._stop import Stop
@@ -33,7 +32,7 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    p.add_argument("--bus", default=DEFAULT_URL, help="live data bus URL (lab.bus hub)")
+    add_bus_arguments(p, "book_updates and trades")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     p.add_argument("--session", default=None, help="session id written with every row (default: time + random)")
     p.add_argument("--flush", type=float, default=1.0, help="seconds between engine steps and lake writes")
@@ -41,35 +40,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from lab.apps._stop import Stop
+    from lab.apps._stop import service
 
-    stop = Stop("lab paper").install()  # SIGINT/SIGTERM: process what arrived, write session_end, exit 0
-    try:
+    with service("lab paper") as stop:  # SIGINT/SIGTERM: process what arrived, write session_end, exit 0
         return _run(a, stop)
-    finally:
-        stop.restore()
 
 
 def _run(a: argparse.Namespace, stop: Stop) -> int:
     if a.strategy == "list":
         return print_strategies()
+    from lab.apps._bus import describe_source, subscribe_kwargs
     from lab.backtest.paper import PaperRunner
     from lab.lake import Lake, default_lake
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    live = subscribe_kwargs(a)
     strat = make_strategy(a.strategy, parse_params(a.param))
     lake = Lake(a.lake) if a.lake else default_lake()
     runner = PaperRunner(strat, strat.instruments(), config_from_args(a), lake=lake, session=a.session)
     print(f"paper session {runner.session}: {strat.name} on "
-          f"{', '.join(f'{v}:{s}' for v, s in strat.instruments())} from {a.bus} → {lake.root}", flush=True)
-    async def main() -> None:
-        try:
-            await runner.run(a.bus, duration_s=a.duration, flush_s=a.flush, progress=not a.quiet,
-                             stop=stop.attach())
-        finally:
-            stop.detach()
-
-    asyncio.run(main())
+          f"{', '.join(f'{v}:{s}' for v, s in strat.instruments())} from {describe_source(a.bus)} "
+          f"→ {lake.root}", flush=True)
+    stop.run(lambda ev: runner.run(live["url"], duration_s=a.duration, flush_s=a.flush, progress=not a.quiet,
+                                   stop=ev, token=live["token"], tls_root_certs=live["tls_root_certs"]))
     try:
         res = runner.finish()
     except RuntimeError as e:

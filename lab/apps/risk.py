@@ -10,14 +10,13 @@ Examples::
 
     lab risk --positions config/positions.example.toml          # bus ws://127.0.0.1:50052
     lab risk --config config/risk.toml --alerts log,webhook:http://127.0.0.1:9000/hook
+    lab risk --positions pos.toml --bus grpc+tls://lab-host:50053   # another machine, via lab serve
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import polars as pl
 
-from lab.bus import DEFAULT_URL
+from lab.apps._bus import add_bus_arguments
 
 if TYPE_CHECKING:
     from lab.apps._stop import Stop
@@ -49,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="positions file (TOML [[position]] tables or CSV), overriding the config's")
     p.add_argument("--no-paper", action="store_true",
                    help="ignore the paper runner's paper_positions table")
-    p.add_argument("--bus", default=DEFAULT_URL, help="live bus URL for quotes")
+    add_bus_arguments(p, "quotes (marks)")
     p.add_argument("--lake", default=None, help="lake directory (default: $LAB_DATA/lake)")
     p.add_argument("--alerts", default=None,
                    help="comma-separated sinks overriding the config: log, bell, stdout, "
@@ -127,22 +126,18 @@ def _day_start(lake) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lab.apps._stop import Stop
+    from lab.apps._stop import service
 
-    stop = Stop("lab risk").install()  # SIGINT/SIGTERM: finish the snapshot being written, exit 0
-    try:
+    with service("lab risk", verbose=args.verbose) as stop:  # SIGINT/SIGTERM: finish the snapshot being written, exit 0
         return _run(args, stop)
-    finally:
-        stop.restore()
 
 
 def _run(args: argparse.Namespace, stop: Stop) -> int:
-
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from lab.apps._bus import describe_source, subscribe_kwargs
     from lab.risk.live import run_monitor
 
     try:
+        live = subscribe_kwargs(args)
         cfg, lake, mon, sinks, returns = build_monitor(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"lab risk: {e}", file=sys.stderr)
@@ -151,7 +146,7 @@ def _run(args: argparse.Namespace, stop: Stop) -> int:
     from lab.bus import subscribe
 
     write = None if args.no_write else (lambda df: lake.append("risk_snapshots", df))
-    print(f"lab risk: {mon.positions.height} positions, quotes from {args.bus}, snapshot every "
+    print(f"lab risk: {mon.positions.height} positions, quotes from {describe_source(args.bus)}, snapshot every "
           f"{cfg.every_s:g} s -> {'(not written)' if write is None else lake.root}; sinks "
           f"{describe_sinks(cfg.alerts)}", file=sys.stderr, flush=True)
 
@@ -162,16 +157,10 @@ def _run(args: argparse.Namespace, stop: Stop) -> int:
                   f"{v.get('gross_exposure', 0):,.0f}  VaR99 {v.get('hist_var_99', 0):,.2f}  "
                   f"stale {v.get('stale_positions', 0):.0f}  ({secs * 1e3:.0f} ms)", file=sys.stderr)
 
-    async def main() -> None:
-        try:
-            await run_monitor(mon, subscribe(["quotes"], url=args.bus), write=write,
-                              every_s=cfg.every_s, duration=args.duration,
-                              returns_loader=returns, on_tick=show, stop=stop.attach())
-        finally:
-            stop.detach()
-
     try:
-        asyncio.run(main())
+        stop.run(lambda ev: run_monitor(mon, subscribe(["quotes"], **live), write=write,
+                                        every_s=cfg.every_s, duration=args.duration,
+                                        returns_loader=returns, on_tick=show, stop=ev))
     finally:
         for s in sinks:
             s.close()

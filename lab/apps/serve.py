@@ -1,7 +1,8 @@
 """``lab serve``: the data service on 127.0.0.1:50053 (remote SQL + live streams over Arrow Flight).
 
 Clients: ``lab.connect("grpc://host:50053", token=...)``, any ADBC / Flight SQL
-client, ``lab.subscribe("quotes", url="grpc://host:50053")``. The token comes from
+client, ``lab.subscribe("quotes", url="grpc://host:50053")``, and ``lab arbitrage``, ``lab risk``,
+``lab paper`` on another machine with ``--bus grpc://host:50053``. The token comes from
 ``$LAB_SERVICE_TOKEN``, else ``$LAB_DATA/run/service_token`` (generated, mode 0600).
 """
 

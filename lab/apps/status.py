@@ -10,14 +10,16 @@ and makes the command exit 1.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 import polars as pl
 import psutil
 
+from lab.errors import DataError
 from lab.lake import Lake, data_dir
+from lab.recorder import read_status, status_dict
 from lab.schema import TABLES
 
 HELP = "recorder health and lake table counts"
@@ -33,19 +35,24 @@ def _alive(pid: int) -> bool:
     return pid > 0 and psutil.pid_exists(pid)
 
 
-def recorder_statuses(run_dir: str | Path | None = None) -> list[dict]:
-    """Every recorder status file under ``run_dir`` (default ``$LAB_DATA/run``), with
-    ``alive`` (process exists) and ``age_s`` (seconds since the last refresh) added."""
+def recorder_statuses(run_dir: str | Path | None = None, errors: list[str] | None = None) -> list[dict]:
+    """Every recorder status file under ``run_dir`` (default ``$LAB_DATA/run``), decoded as a
+    :class:`lab.recorder.RecorderStatus` and returned as a dict with ``alive`` (process
+    exists), ``age_s`` (seconds since the last refresh) and ``file`` added. A file that is
+    not a status is skipped; its one-line reason goes to ``errors`` when given."""
     d = Path(run_dir) if run_dir else data_dir() / "run"
     out = []
     for p in sorted(d.glob("recorder-*.json")):
         try:
-            s = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
+            st = read_status(p)
+        except (OSError, DataError) as e:
+            if errors is not None:
+                errors.append(str(e))
             continue
-        s["alive"] = _alive(int(s.get("pid", -1)))
-        upd = dt.datetime.fromisoformat(s["updated"])
-        s["age_s"] = round((dt.datetime.now(dt.timezone.utc) - upd).total_seconds(), 1)
+        s = status_dict(st)
+        s["alive"] = _alive(st.pid)
+        age = st.age_s()
+        s["age_s"] = None if age is None else round(age, 1)
         s["file"] = str(p)
         out.append(s)
     return out
@@ -140,7 +147,8 @@ def format_status(statuses: list[dict]) -> str:
         return "no recorders found (start one with `lab record`)"
     lines = []
     for s in statuses:
-        state = "running" if s["alive"] and s["age_s"] < 5 else ("stale" if s["alive"] else "stopped")
+        fresh = s["age_s"] is not None and s["age_s"] < 5
+        state = "running" if s["alive"] and fresh else ("stale" if s["alive"] else "stopped")
         lines.append(f"recorder {s['name']} pid {s['pid']} [{state}] updated {s['age_s']}s ago; "
                      f"queue {s['queue_depth']}/{s['queue_bound']}, lag {_fmt_age(s.get('lag_s'))}, "
                      f"lost rows {s['lost_rows']}, write errors {s['write_errors']}, lake {s['lake']}")
@@ -168,7 +176,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    st = recorder_statuses(args.run_dir)
+    unreadable: list[str] = []
+    st = recorder_statuses(args.run_dir, unreadable)
+    for msg in unreadable:
+        print(f"lab status: skipped {msg}", file=sys.stderr)
     if not args.all:
         st = [s for s in st if s["alive"]]
     lake = Lake(args.lake) if args.lake else Lake(data_dir() / "lake")

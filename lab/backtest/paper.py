@@ -305,9 +305,13 @@ class PaperRunner:
     async def run(self, url: str, *, duration_s: float | None = None, flush_s: float = 1.0,
                   max_rows: int = 20_000, tables: Iterable[str] = ("book_updates", "trades"),
                   progress: bool = False, stop_after_rows: int | None = None,
-                  stop: asyncio.Event | None = None) -> None:
+                  stop: asyncio.Event | None = None, token: str | None = None,
+                  tls_root_certs: str | None = None) -> None:
         """Subscribe at ``url`` and trade until ``duration_s`` wall seconds pass (or forever,
         or until ``stop_after_rows`` rows of its instruments have arrived, or ``stop`` is set).
+
+        ``url`` is the bus (``ws://``) or a data service (``grpc[+tls]://``, with its
+        ``token`` and ``tls_root_certs``): see :func:`lab.bus.subscribe`.
 
         Never dies of data: a frame or batch the engine cannot take is skipped,
         counted in :attr:`bad_batches` and logged. Call :meth:`finish`
@@ -321,7 +325,7 @@ class PaperRunner:
         stop = stop if stop is not None else asyncio.Event()
 
         async def pump() -> None:  # a separate task: a timeout must not cancel the subscription
-            async for item in subscribe(list(tables), url=url):
+            async for item in subscribe(list(tables), url=url, token=token, tls_root_certs=tls_root_certs):
                 await q.put(item)
 
         await asyncio.to_thread(warm_up)

@@ -31,7 +31,8 @@ import pyarrow as pa
 
 from lab.errors import ConfigError, ServiceError
 
-__all__ = ["RemoteConnection", "RemoteResult", "connect", "subscribe", "is_remote", "Subscription"]
+__all__ = ["RemoteConnection", "RemoteResult", "connect", "subscribe", "is_remote", "Subscription",
+           "TokenRefused", "rows_of", "split_frames", "service_token"]
 
 SCHEMES = ("grpc", "grpc+tcp", "grpc+tls")
 
@@ -39,6 +40,12 @@ SCHEMES = ("grpc", "grpc+tcp", "grpc+tls")
 def is_remote(target: object) -> bool:
     """True for a data-service URL (``grpc://``, ``grpc+tls://``)."""
     return isinstance(target, str) and urlsplit(target).scheme in SCHEMES and "://" in target
+
+
+def service_token(token: str | None = None) -> str:
+    """``token``, else ``$LAB_SERVICE_TOKEN``, else ``$LAB_DATA/run/service_token``
+    (:class:`~lab.errors.ConfigError` when there is none)."""
+    return _token(token)
 
 
 def _token(token: str | None) -> str:
@@ -192,8 +199,64 @@ def connect(url: str, token: str | None = None, **kwargs: Any) -> RemoteConnecti
 # -- live ---------------------------------------------------------------------------
 
 
+class TokenRefused(ServiceError):
+    """The data service refused the token (missing or wrong): retrying cannot help, so a
+    command exits 2 with this one line (as for any other bad setting)."""
+
+    exit_code = 2
+
+
+_OPENED = object()  # a Subscription's stream is open (the server accepted the call)
+
+
+def rows_of(batch: pa.RecordBatch, table: str) -> list[dict]:
+    """A live batch as the bus's row dicts: timestamps int µs, and an optional column
+    (:attr:`lab.schema.TableSpec.optional`) left out when the batch has no value for it,
+    as a publisher that never sets it leaves it out.
+
+    >>> import datetime as dt
+    >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    >>> b = pa.RecordBatch.from_pylist([{"ts_local": t, "price": 1.5, "source": None}])
+    >>> rows_of(b, "trades")
+    [{'ts_local': 1767225600000000, 'price': 1.5}]
+    """
+    from lab.schema import TABLES
+
+    spec = TABLES.get(table)
+    optional = spec.optional if spec is not None else ()
+    names, cols = [], []
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        if name in optional and col.null_count == len(col):
+            continue
+        if pa.types.is_timestamp(col.type):
+            col = col.cast(pa.timestamp("us", col.type.tz)).cast(pa.int64())
+        names.append(name)
+        cols.append(col)
+    return pa.RecordBatch.from_arrays(cols, names=names).to_pylist()
+
+
+def split_frames(rows: list[dict], frames: list[int] | None) -> list[list[dict]]:
+    """``rows`` cut into the bus frames they came in (row counts ``frames``; one frame
+    when the counts are missing or do not add up).
+
+    >>> split_frames([1, 2, 3], [2, 1]), split_frames([1, 2, 3], None), split_frames([1, 2], [5])
+    ([[1, 2], [3]], [[1, 2, 3]], [[1, 2]])
+    """
+    if not frames or sum(frames) != len(rows) or any(n <= 0 for n in frames):
+        return [rows] if rows else []
+    out, i = [], 0
+    for n in frames:
+        out.append(rows[i:i + n])
+        i += n
+    return out
+
+
 class Subscription:
-    """An async iterator of live batches; :attr:`dropped` counts rows the server had to drop."""
+    """An async iterator of live batches; :attr:`dropped` counts rows the server had to drop.
+
+    :meth:`frames` iterates ``(table, rows)`` as :func:`lab.bus.subscribe` does (the
+    bus frames, rows as dicts with int µs timestamps) instead of Arrow batches.
+    """
 
     def __init__(self, table: str, url: str, token: str | None, venues: Iterable[str] | None,
                  symbols: Iterable[str] | None, restate: bool, as_polars: bool,
@@ -201,6 +264,7 @@ class Subscription:
         from lab.service.server import live_ticket
 
         self.url = url
+        self.table = table
         self.ticket = live_ticket(table, list(venues) if venues else None, list(symbols) if symbols else None,
                                   restate)
         self._token = _token(token)
@@ -220,46 +284,95 @@ class Subscription:
         self._client = fl.FlightClient(self.url, **kw)
         opts = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {self._token}".encode())])
         self._reader = self._client.do_get(fl.Ticket(self.ticket), opts)
+        self._reader.schema  # noqa: B018 - waits for the server's answer: refusals surface here
 
-    def _next(self):
+    def _error(self, e: Exception) -> ServiceError:
+        import pyarrow.flight as fl
+
+        if isinstance(e, fl.FlightUnauthenticatedError):
+            return TokenRefused(f"data service {self.url} refused the token ({_message(e)}): use the "
+                                "service's token (LAB_SERVICE_TOKEN, --token-file, or "
+                                "$LAB_DATA/run/service_token where lab serve runs)")
+        return ServiceError(f"data service {self.url}: {_message(e)}")
+
+    def _next(self) -> tuple[pa.RecordBatch, list[int] | None] | None:
+        """The next batch and its bus frames' row counts (None: the stream ended)."""
         import pyarrow.flight as fl
 
         try:
-            if self._reader is None:
-                self._open()
             chunk = self._reader.read_chunk()
         except StopIteration:
             return None
         except fl.FlightError as e:
-            raise ServiceError(f"data service {self.url}: {_message(e)}") from None
+            raise self._error(e) from None
+        frames = None
         if chunk.app_metadata is not None:
             try:
-                self.dropped = int(json.loads(chunk.app_metadata.to_pybytes()).get("dropped", 0))
-            except ValueError:
+                meta = json.loads(chunk.app_metadata.to_pybytes())
+                self.dropped = int(meta.get("dropped", 0))
+                frames = meta.get("frames")
+            except (ValueError, TypeError, AttributeError):
                 pass
-        return chunk.data
+        return chunk.data, frames
 
     def __aiter__(self) -> AsyncIterator[pa.RecordBatch | pl.DataFrame]:
         return self._iter()
 
     async def _iter(self) -> AsyncIterator[pa.RecordBatch | pl.DataFrame]:
+        async for item in self._chunks():
+            if item is not _OPENED:
+                yield pl.from_arrow(item[0]) if self.as_polars else item[0]  # type: ignore[index]
+
+    async def frames(self) -> AsyncIterator[tuple[str, list[dict]]]:
+        """``(table, rows)`` per bus frame, rows as the bus's dicts (see :func:`rows_of`)."""
+        async for item in self._chunks():
+            if item is not _OPENED:
+                batch, frames = item  # type: ignore[misc]
+                for rows in split_frames(rows_of(batch, self.table), frames):
+                    yield self.table, rows
+
+    async def _chunks(self) -> AsyncIterator[Any]:
+        """``_OPENED`` once the server accepted the call, then ``(batch, frames)`` items."""
         # The Flight reader blocks: a thread reads into a bounded queue the loop awaits.
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue(self._max)
         stop = threading.Event()
         _END = object()
 
+        def put(item: object) -> bool:
+            """Hand ``item`` to the loop; False once the consumer is gone (never blocks for good)."""
+            fut = asyncio.run_coroutine_threadsafe(q.put(item), loop)
+            while True:
+                try:
+                    fut.result(timeout=0.5)
+                    return True
+                except TimeoutError:
+                    if stop.is_set() or loop.is_closed():
+                        fut.cancel()
+                        return False
+
         def pump() -> None:
+            try:
+                self._open()
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer
+                import pyarrow.flight as fl
+
+                if not stop.is_set():
+                    put(self._error(e) if isinstance(e, fl.FlightError) else e)
+                return
+            if not put(_OPENED):
+                return
             try:
                 while not stop.is_set():
                     b = self._next()
                     if b is None:
                         break
-                    asyncio.run_coroutine_threadsafe(q.put(b), loop).result()
-                asyncio.run_coroutine_threadsafe(q.put(_END), loop).result()
+                    if not put(b):
+                        return
+                put(_END)
             except BaseException as e:  # noqa: BLE001 - handed to the consumer
                 if not stop.is_set():
-                    asyncio.run_coroutine_threadsafe(q.put(e), loop)
+                    put(e)
 
         t = threading.Thread(target=pump, name="lab-subscribe", daemon=True)
         t.start()
@@ -270,7 +383,7 @@ class Subscription:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield pl.from_arrow(item) if self.as_polars else item
+                yield item
         finally:
             stop.set()
             self.close()
@@ -282,7 +395,10 @@ class Subscription:
             except Exception:  # noqa: BLE001
                 pass
         if self._client is not None:
-            self._client.close()
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def subscribe(table: str, url: str | None = None, *, token: str | None = None,

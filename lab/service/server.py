@@ -12,7 +12,8 @@ One ``pyarrow.flight`` server speaks two things:
   the live bus (:mod:`lab.bus`) for that table, filters on venue and symbol, and
   sends Arrow record batches of the canonical columns. Batches queue up to a
   bound per stream; a client slower than the feed loses batches, counted, and
-  every batch's ``app_metadata`` carries ``{"dropped": rows lost so far}``.
+  every batch's ``app_metadata`` carries ``{"dropped": rows lost so far,
+  "frames": [rows of each bus frame in the batch]}``.
 
 Every call carries ``authorization: Bearer <token>`` (checked by a server
 middleware; anything else is UNAUTHENTICATED). Every refusal is a Flight error
@@ -572,12 +573,14 @@ class DataService(fl.FlightServerBase):
                 if fut.done():
                     exc = fut.exception()
                     raise fl.FlightUnavailableError(f"live bus subscription ended: {exc}")
-                rows = stream.take(0.25)
-                if rows is None:
+                got = stream.take(0.25)
+                if got is None:
                     continue
+                rows, frames = got
                 batch = pa.RecordBatch.from_pylist(rows, schema=stream.schema)
                 self.stats["live_rows"] += batch.num_rows
-                yield batch, pa.py_buffer(json.dumps({"dropped": stream.dropped}).encode())
+                meta = {"dropped": stream.dropped, "frames": frames}
+                yield batch, pa.py_buffer(json.dumps(meta).encode())
         finally:
             stream.closed = True
             self.stats["live_dropped"] += stream.dropped
@@ -595,12 +598,17 @@ class DataService(fl.FlightServerBase):
 
 
 class _LiveStream:
-    """Rows waiting for one remote subscriber; bounded, counts what it drops."""
+    """Rows waiting for one remote subscriber; bounded, counts what it drops.
+
+    It also keeps the bus frames' boundaries (rows per frame), sent with each batch,
+    so a client can hand its consumer the frames the bus delivered, not merged ones.
+    """
 
     def __init__(self, schema: pa.Schema, max_rows: int) -> None:
         self.schema = schema
         self.max_rows = max_rows
         self._rows: list[dict] = []
+        self._frames: list[int] = []
         self._cv = threading.Condition()
         self.dropped = 0
         self.peak = 0  # most rows ever queued (bounded by max_rows)
@@ -614,21 +622,24 @@ class _LiveStream:
                 self.lost = True
                 return
             self._rows.extend(rows)
+            self._frames.append(len(rows))
             self.peak = max(self.peak, len(self._rows))
             self._cv.notify()
 
     def has_room(self) -> bool:
         return len(self._rows) <= self.max_rows // 2
 
-    def take(self, timeout: float) -> list[dict] | None:
-        """Everything queued (one micro-batch), or None after ``timeout`` s of nothing."""
+    def take(self, timeout: float) -> tuple[list[dict], list[int]] | None:
+        """Everything queued (one micro-batch) and its frames' row counts, or None after
+        ``timeout`` s of nothing."""
         with self._cv:
             if not self._rows:
                 self._cv.wait(timeout)
             if not self._rows:
                 return None
             rows, self._rows = self._rows, []
-            return rows
+            frames, self._frames = self._frames, []
+            return rows, frames
 
 
 def _arrow_schema(spec) -> pa.Schema:

@@ -79,8 +79,16 @@ def replay_book(bu: pl.DataFrame):
 def book_mismatches(lake, truth_books: list[dict], venue: str, symbols: list[str],
                     levels: int = 25) -> tuple[int, list[tuple]]:
     """Compare the book rebuilt from the lake's ``book_updates`` with every truth
-    checkpoint it lines up with (by the venue's update id where that is the
-    simulator's sequence, else by exchange time); return (compared, mismatches)."""
+    checkpoint it lines up with; return (compared, mismatches).
+
+    Binance and OKX carry the simulator's sequence, so a checkpoint lines up with one
+    recorded message. The others line up by exchange time, which Bybit and OKX send in
+    milliseconds: a checkpoint taken between two events of the same millisecond sits
+    between two recorded messages of that millisecond. A time-keyed checkpoint is right
+    when the recorded book passed through its state at its time: the state after one of
+    the messages of that time unit, or the state just before the first of them (the
+    checkpoint's event changed nothing the venue shows).
+    """
     books: dict[str, list[dict]] = {}
     for b in truth_books:
         if b["venue"] == venue:
@@ -92,13 +100,26 @@ def book_mismatches(lake, truth_books: list[dict], venue: str, symbols: list[str
         index = {(b["seq"] if by_seq else iso_us(b["ts_exchange"]) // res * res): b
                  for b in books.get(sym, [])}
         bu = lake.scan("book_updates", venue=venue, symbol=sym).collect().sort("ts_local", maintain_order=True)
-        for seq, te, nxt, bids, asks in replay_book(bu):
-            cp = index.get(seq) if by_seq else (index.get(te) if nxt != te else None)
+        states = list(replay_book(bu))
+        if by_seq:
+            groups = [(seq, [st]) for st in states for seq in (st[0],)]
+        else:  # consecutive states of one time unit, with the state before them
+            groups, prev = [], None
+            for st in states:
+                key = st[1] // res * res
+                if groups and groups[-1][0] == key:
+                    groups[-1][1].append(st)
+                else:
+                    groups.append((key, ([prev] if prev is not None else []) + [st]))
+                prev = st
+        for key, cands in groups:
+            cp = index.get(key)
             if cp is None:
                 continue
             compared += 1
             want_b = [tuple(x) for x in cp["bids"][:levels]]
             want_a = [tuple(x) for x in cp["asks"][:levels]]
-            if bids[:levels] != want_b or asks[:levels] != want_a:
+            if not any(st[3][:levels] == want_b and st[4][:levels] == want_a for st in cands):
+                seq, te, _, bids, asks = cands[-1]
                 bad.append((sym, seq, te, bids[:3], want_b[:3], asks[:3], want_a[:3]))
     return compared, bad

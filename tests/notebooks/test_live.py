@@ -93,12 +93,12 @@ def test_book_replay_slider_draws_the_book_at_that_time(tmp_path: Path) -> None:
 
 def test_recorder_status_html_lists_venues(tmp_path: Path) -> None:
     f = tmp_path / "recorder-r.json"
-    f.write_text('{"name": "r", "updated": "2000-01-01T00:00:00+00:00", "rows_written": 7, '
+    f.write_text('{"name": "r", "updated": "2000-01-01T00:00:00+00:00", "rows_written": {"trades": 7}, '
                  '"venues": {"kraken": {"connected": false, "msgs_per_s": 0, "gaps": 2}}}')
     st = recorder_status(f)
     assert st["state"].startswith("silent for")
     html = status_html(st)
-    assert "kraken" in html and "🔴" in html and "rows written 7" in html
+    assert "kraken" in html and "🔴" in html and "rows written trades 7" in html
 
 
 @pytest.fixture

@@ -35,9 +35,11 @@ from simrun import (
 from lab.lake import Lake
 
 RUN_S = 24.0
-# faults per minute per venue: every kind several times in one run
-FAULTS = lambda FaultConfig: FaultConfig(gap=8, duplicate=5, out_of_order=4, malformed=6, bad_checksum=6,
-                                         disconnect=3, slow=3, silent=2, rest_error=30, slow_s=1.0,
+# faults per minute per venue: every kind several times in one run, even on a loaded machine
+# (bad_checksum only lands on the two checksum venues, Kraken and OKX; a loaded simulator ticks
+# less often and each tick draws at most one fault of a kind)
+FAULTS = lambda FaultConfig: FaultConfig(gap=8, duplicate=5, out_of_order=4, malformed=6, bad_checksum=15,
+                                         disconnect=3, slow=6, silent=3, rest_error=30, slow_s=1.0,
                                          silent_s=3.0)
 
 

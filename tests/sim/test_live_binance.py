@@ -1,5 +1,5 @@
 """Binance protocol conformance, checked by a tiny client written here from the
-documented rules (PROTOCOLS.md), not from the simulator's code."""
+documented rules (docs/CONTRACTS.md, Venue rules), not from the simulator's code."""
 
 from __future__ import annotations
 

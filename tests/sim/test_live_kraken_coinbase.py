@@ -1,5 +1,5 @@
 """Kraken v2 and Coinbase Advanced Trade conformance, with independent minimal
-clients written from the venues' documented rules (PROTOCOLS.md)."""
+clients written from the venues' documented rules (docs/CONTRACTS.md, Venue rules)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OKX v5 and Bybit v5 conformance with independent minimal clients (PROTOCOLS.md)."""
+"""OKX v5 and Bybit v5 conformance with independent minimal clients (docs/CONTRACTS.md, Venue rules)."""
 
 from __future__ import annotations
 
