@@ -540,7 +540,7 @@ class Recorder:
                 loop.add_signal_handler(sig, self.stop)
             except (NotImplementedError, RuntimeError):
                 pass
-        self.seed_trade_ids()
+        await asyncio.to_thread(self.seed_trade_ids)  # a lake read: off the loop (signals stay live)
         self.rows.event(_now_us(), "recorder", None, "start",
                         f"{self.cfg.name} pid {os.getpid()} run {self.run_id}: "
                         + ", ".join(f"{r.venue}[{','.join(r.vc.symbols)}]" for r in self.runners))
