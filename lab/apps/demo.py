@@ -97,7 +97,8 @@ def services(a: argparse.Namespace, token: str) -> list[Service]:
     out = [
         Service("simulator", _lab("simulate", "--venues", ",".join(SIM_VENUES),
                                   "--assets", "BTC,ETH,SOL", "--faults", "gentle",
-                                  "--seed", str(a.seed), *_sim_port_args(a, "--port-base")),
+                                  "--seed", str(a.seed), "--continue-ids", str(Lake().root),
+                                  *_sim_port_args(a, "--port-base")),
                 needs="lab.apps.simulate", port=getattr(a, "sim_port_base", 9443)),
         # The recorder hosts the live bus hub (--bus-serve) and publishes to it.
         Service("recorder", _lab("record", "--config", str(root / "recorders" / "demo.toml"),
@@ -430,8 +431,8 @@ def _seed_history(minutes: int, seed: int, say: Say) -> None:
 
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     say(f"seeding {minutes} minutes of simulated history into {lake.root} ...")
-    # Another seed than the live simulator's: its trade ids must not collide with
-    # the live ones (the recorder drops trade ids it has already stored).
+    # Another seed than the live simulator's (another market path); the live simulator then
+    # continues these trade ids (--continue-ids), so the tape has no false hole to backfill.
     write_to_lake(lake, start=now - dt.timedelta(minutes=minutes),
                   duration=dt.timedelta(minutes=minutes), seed=seed + 1, progress=True)
     say("seeded.")

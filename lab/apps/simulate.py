@@ -59,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write ground truth (faults/trades/books/connections .jsonl) into this directory")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many wall-clock seconds (default: run until Ctrl-C)")
+    p.add_argument("--continue-ids", default=None, metavar="LAKE",
+                   help="start each listing's trade ids after the largest one in LAKE's trades (the demo "
+                        "passes its lake, so history and live trades form one tape: no false backfill hole)")
     g = p.add_argument_group("bulk history (--to-lake)")
     g.add_argument("--to-lake", action="store_true",
                    help="write simulated history straight into the lake instead of serving sockets")
@@ -106,9 +109,27 @@ def make_config(args: argparse.Namespace):
         host=args.host, port_base=args.port_base, faults=FAULT_PRESETS[args.faults],
         arbitrage=not args.no_arbitrage, lags_ms=lags, lifetime_s=args.lifetime,
         truth_dir=args.truth_dir, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        first_trade_ids=_next_trade_ids(getattr(args, "continue_ids", None)),
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def _next_trade_ids(lake_dir: str | None) -> dict[str, int]:
+    """``{"venue:SYMBOL": largest numeric trade id + 1}`` of ``lake_dir``'s trades ({} without)."""
+    if not lake_dir:
+        return {}
+    import polars as pl
+
+    from lab.lake import Lake
+
+    lake = Lake(lake_dir)
+    if not lake.exists("trades"):
+        return {}
+    last = (lake.scan("trades").group_by("venue", "symbol")
+            .agg(pl.col("trade_id").cast(pl.Int64, strict=False).max().alias("last"))
+            .drop_nulls("last").collect())
+    return {f"{v}:{s}": int(n) + 1 for v, s, n in last.iter_rows()}
 
 
 def _run_bulk(args: argparse.Namespace) -> int:

@@ -117,6 +117,9 @@ class SimConfig(msgspec.Struct, frozen=True):
     truth_dir: str | None = None
     truth_book_every: int = 50  # books.jsonl checkpoint every N updates per symbol
     start_ns: int | None = None  # simulated clock start (None: now)
+    # "venue:SYMBOL" -> the first trade id of that listing (default: random); `lab simulate
+    # --continue-ids LAKE` continues a lake's ids, so a recorder's backfill sees no false hole
+    first_trade_ids: dict[str, int] = msgspec.field(default_factory=dict)
     # live model step, whole simulated seconds; None: 1 s, longer at high speed so per-chunk
     # encoding costs amortise. The stream is reproducible for a given seed, speed and chunk_s.
     chunk_s: float | None = None

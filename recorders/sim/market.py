@@ -362,7 +362,10 @@ class _Book:
             pa += 1 + int(rng.exponential(self.gap))
         n0 = NMIN + 8
         seq0 = int(rng.integers(10**8, 10**9))
-        tid0 = int(rng.integers(10**8, 10**9))
+        tid0 = int(rng.integers(10**8, 10**9))  # drawn even when overridden: same market either way
+        first = cfg.first_trade_ids.get(f"{listing.venue}:{listing.symbol}")
+        if first is not None:
+            tid0 = int(first) - 1  # the kernel numbers a trade after incrementing
         self.st = np.array([n0, n0, seq0, tid0, 0], np.int64)
         self.hawkes_excess = 0.0
         self.noise = 0.0
