@@ -11,11 +11,12 @@ loses a file).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -602,6 +603,33 @@ class Lake:
         return self.scan(table, **filters).collect()
 
     # -- upkeep ---------------------------------------------------------
+    @contextlib.contextmanager
+    def _compaction_lock(self, name: str) -> Iterator[bool]:
+        """An exclusive, non-blocking lock per table for compaction, across processes.
+
+        A compaction commit removes the small files and adds the merged one in a
+        Delta ``WRITE``; delta-rs checks such a commit against concurrent appends
+        but not against a concurrent remove of the same files, so two maintainers
+        (``lab maintain`` and a recorder's own upkeep, or two ``lab maintain``)
+        that merged the same files would both commit and every row of them would be
+        in the table twice (seen in a soak: raw_messages and book_updates doubled).
+        Yields False when another process holds it: that round skips the table.
+        """
+        import fcntl
+
+        d = self.root / ".staging"
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / f"{name}.compact.lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def _compact_sorted(self, name: str, t: DeltaTable, target_size: int) -> dict[str, int | str]:
         """Merge small files into files sorted by the table's time column.
 
@@ -658,6 +686,14 @@ class Lake:
                     moved.append(dest)
                     adds.append(AddAction(a["path"], a["size"], {}, a["modificationTime"], False,
                                           a.get("stats") or ""))
+                # files another writer removed meanwhile (one without the lock: an older version,
+                # another host) must not be merged twice
+                t.update_incremental()
+                live = set(pl.DataFrame(t.get_add_actions(flatten=True))["path"].to_list())
+                if not all(p in live for p, _ in b):
+                    conflicts += 1
+                    last_conflict = "files of this bin were removed by another writer meanwhile"
+                    continue
                 now_ms = int(time.time() * 1000)
                 removes = [RemoveAction(p, False, now_ms, size, {}) for p, size in b]
                 t.create_write_transaction([*adds, *removes], mode="append", schema=t.schema(),
@@ -710,7 +746,12 @@ class Lake:
             info: dict = {"version_before": t.version()}
             nfiles = len(t.file_uris())
             if nfiles >= min_files:
-                info["compacted"] = self._compact_sorted(name, t, target_size)
+                with self._compaction_lock(name) as locked:
+                    if locked:
+                        t = DeltaTable(self.path(name))  # the snapshot after any compaction just done
+                        info["compacted"] = self._compact_sorted(name, t, target_size)
+                    else:
+                        info["compacted"] = {"skipped": "another process is compacting this table"}
                 t = DeltaTable(self.path(name))
             t.create_checkpoint()
             held = _lease_hours(self, name)  # a running lab.distributed job reads an older version
