@@ -177,6 +177,9 @@ def report(a, venues, lake_dir: Path, truth_dir: Path, kills, journal_ok, rss, t
     print(f"   not recorded outside connected stretches (down after kill -9, uncommitted last flush, "
           f"reconnects, silences; only backfill recovers them): {outside}")
     print(f"TARGET duplicated trades: {dups} (must be 0)")
+    twice = {t: lake.scan(t).select(pl.len() - pl.struct(pl.all()).n_unique()).collect().item()
+             for t in ("raw_messages", "book_updates") if lake.exists(t)}
+    print(f"TARGET rows stored twice (journal, book_updates; compaction races): {twice} (must be 0)")
     for v in venues:
         # Kraken's checksum covers the top 10 levels: a lost update deeper than that is invisible to any
         # client (docs/CONTRACTS.md), so its books are compared on the levels the venue lets one verify.
