@@ -18,6 +18,7 @@ caches and imports have filled), and the load average. The issue's figure:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -74,7 +75,8 @@ def main() -> int:
                   flush=True)
             time.sleep(a.warmup)
             port = free_port()
-            env = os.environ | {"LAB_DATA": str(base / "data")}
+            memreport = base / "memreport.jsonl"  # streamlit_apps.memory.report() before each trim
+            env = os.environ | {"LAB_DATA": str(base / "data"), "LAB_STREAMLIT_MEMREPORT": str(memreport)}
             log = open(base / "streamlit.log", "w")
             st = subprocess.Popen(
                 [str(Path(sys.executable).parent / "streamlit"), "run", str(ROOT / "streamlit_apps" / "app.py"),
@@ -112,7 +114,13 @@ def main() -> int:
                     b.close()
             finally:
                 os.killpg(st.pid, signal.SIGTERM)
-                st.wait(timeout=30)
+                try:
+                    st.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(st.pid, signal.SIGKILL)
+                    st.wait(timeout=30)
+            reports = ([json.loads(x) for x in memreport.read_text().splitlines() if x.strip()]
+                       if memreport.exists() else [])
     rss = [r for _, r in series]
     half = [(t, r) for t, r in series if t >= series[-1][0] / 2]
     slope = 0.0
@@ -126,6 +134,13 @@ def main() -> int:
     print(f"  RSS: first sample {rss[0]:.0f} MiB, end {rss[-1]:.0f} MiB, peak {max(rss):.0f} MiB, "
           f"median of the second half {sorted(r for _, r in half)[len(half) // 2]:.0f} MiB")
     print(f"  growth over the second half: {slope:+.1f} MiB per 10 min (issue's figure: 520-630 MiB; target flat)")
+    if reports:
+        r = reports[-1]
+        print(f"  what holds it (the server's own report, last of {len(reports)}, before a trim; MiB): "
+              f"glibc heap in use {r.get('glibc_in_use', float('nan')):.0f}, free {r.get('glibc_free', float('nan')):.0f}; "
+              f"gc-tracked Python objects {r['python_objects']:.0f} (top {r['python_top']}); "
+              f"live Polars frames {r['polars_frames']:.1f}; st.cache_data {r['st_cache_data']:.1f}; "
+              f"threads {r['threads']}, tokio workers {r['tokio_threads']}")
     print(f"  pages showing an exception at the end: {errors or 'none'}")
     print(f"  load average (1/5/15 min) at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} cores")
