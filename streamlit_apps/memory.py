@@ -66,12 +66,14 @@ def report() -> dict:
     by: collections.Counter = collections.Counter()
     frames = 0.0
     cache = 0
+    import polars as pl
+
     for o in objs:
-        by[type(o).__qualname__] += sys.getsizeof(o, 0)
-        mod = type(o).__module__
-        if mod.startswith("polars") and type(o).__name__ == "DataFrame":
+        cls = type(o)
+        by[cls.__qualname__] += sys.getsizeof(o, 0)
+        if cls is pl.DataFrame:
             frames += o.estimated_size()
-        elif type(o).__name__ == "InMemoryCacheStorageWrapper":
+        elif cls.__name__ == "InMemoryCacheStorageWrapper":
             cache += sum(len(v) for v in getattr(o, "_mem_cache", {}).values() if isinstance(v, bytes))
     out["python_objects"] = sum(by.values()) / 2**20
     out["python_top"] = {k: round(v / 2**20, 1) for k, v in by.most_common(5)}
@@ -94,10 +96,13 @@ def _trim_loop(libc: ctypes.CDLL, every_s: float) -> None:
     dump = os.environ.get("LAB_STREAMLIT_MEMREPORT")
     while True:
         time.sleep(every_s)
-        try:
-            if dump:  # before the trim: what the trim has to work with
+        if dump:  # before the trim: what the trim has to work with
+            try:
                 with open(dump, "a") as f:
                     f.write(json.dumps({"t": time.time(), **report()}) + "\n")
+            except Exception as e:  # noqa: BLE001 - a diagnostic; never stops the trim
+                log.info("memory report failed: %s", e)
+        try:
             libc.malloc_trim(0)
         except Exception as e:  # noqa: BLE001 - memory upkeep must never take the server down
             log.info("malloc_trim failed: %s", e)
