@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,26 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def free_port(n: int = 1) -> int:
-    """A base port with ``n`` consecutive free ports."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65000:
-            continue
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free ports")
+from recorders.sim.harness import free_port, free_port_base  # noqa: E402
 
 
 def pct(a: list[float], q: float) -> float:
@@ -105,8 +85,8 @@ def main() -> int:
                     help="0: quotes (top of book); N: book_updates, walking N levels")
     a = ap.parse_args()
     seconds = a.seconds or (20.0 if a.quick else 60.0)
-    sim_base = free_port(5)
-    bus_port = free_port(1)
+    sim_base = free_port_base(5)
+    bus_port = free_port()
     bus = f"ws://127.0.0.1:{bus_port}"
     tmp = tempfile.mkdtemp(prefix="arb_bench_")
     os.environ["LAB_DATA"] = tmp  # this process subscribes too: one bus token file for all

@@ -9,7 +9,16 @@
    simulated days: local vs each cluster;
 3. 1,000-row appends to a Delta table on a local S3 server (SeaweedFS, loopback) vs
    the local-disk lake: p50/p99, and a fresh ``lab.connect()`` + query over the last
-   5 minutes on each.
+   5 minutes on each;
+4. a market-maker backtest over 30 simulated days of binance BTC-USDT L2 (``--bt-days``,
+   ``--bt-minutes`` of data per day), each mode in a fresh process: day by day
+   (``lab.distributed.backtest_days``: one day of events in memory, outputs streamed to
+   Parquet) vs one span (``run_backtest`` over all events): events/s, peak RSS, and
+   whether the fills and the number of order events are the same.
+   ``--only bt --bt-days 5 --bt-minutes 2`` is a one-minute run;
+5. the multi-day callers of ``map_days`` (``lab.micro.summary_days``, the arbitrage
+   ``scan``) against one pass over the same rows: a one-day call must cost what the
+   pass costs (it is that pass), a multi-day call pays the per-task overhead.
 
 The machine has 2 cores shared with others: the Ray figures measure overhead more than
 speed-up; the per-task overhead is what projects to a real cluster.
@@ -135,13 +144,15 @@ def bt_child(mode: str, root: str, days: int) -> None:
     mm = MarketMaker(interval_s="1")
     t = time.perf_counter()
     if mode == "days":
-        res = backtest_days(mm, DAY0, end, lake=lake)
+        res = backtest_days(mm, DAY0, end, lake=lake, out=Path(root).parent / "out")
     else:
         res = run_backtest(mm, load_events(venues=["binance"], symbols=["BTC-USDT"], start=DAY0, end=end, lake=lake))
     wall = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n_orders = res.scan_orders().select(pl.len()).collect().item()  # days: the log streamed to disk
     print(json.dumps({"events": res.events, "wall": wall, "engine_s": res.elapsed_s, "fills": res.fills.height,
-                      "fills_sum": float(res.fills["qty"].sum()), "rss_mb": rss}))
+                      "fills_sum": float(res.fills["qty"].sum()), "orders": n_orders,
+                      "fills_hash": int(res.fills.hash_rows().sum()), "rss_mb": rss}))
 
 
 def bench_long_backtest(days: int, per_day: dt.timedelta) -> None:
@@ -156,18 +167,66 @@ def bench_long_backtest(days: int, per_day: dt.timedelta) -> None:
         write_to_lake(lake, start=DAY0 + dt.timedelta(days=d, hours=12), duration=per_day,
                       venues=("binance",), assets=("BTC",), seed=d)
     out = {}
-    for mode in ("days", "span"):
-        r = subprocess.run([sys.executable, __file__, "--bt-child", mode, str(root), str(days)],
-                           capture_output=True, text=True, check=True)
-        out[mode] = json.loads(r.stdout.strip().splitlines()[-1])
-    same = out["days"]["fills"] == out["span"]["fills"] and out["days"]["fills_sum"] == out["span"]["fills_sum"]
+    try:
+        for mode in ("days", "span"):
+            r = subprocess.run([sys.executable, __file__, "--bt-child", mode, str(root), str(days)],
+                               capture_output=True, text=True, check=True)
+            out[mode] = json.loads(r.stdout.strip().splitlines()[-1])
+    finally:
+        import shutil
+
+        shutil.rmtree(root.parent, ignore_errors=True)
+    same = all(out["days"][k] == out["span"][k] for k in ("fills", "fills_sum", "fills_hash", "orders"))
     print(f"\n4. mm backtest over {days} simulated days x {per_day} of binance BTC-USDT L2 "
           f"({out['span']['events']:,} events)")
-    print("   mode               events/s (engine)   wall s   peak RSS MB   fills")
+    print("   mode               events/s (engine)   wall s   peak RSS MB   fills   order events")
     for mode, label in (("days", "day by day"), ("span", "one span")):
         o = out[mode]
-        print(f"   {label:18s} {o['events'] / o['engine_s']:18,.0f} {o['wall']:8.1f} {o['rss_mb']:13.0f} {o['fills']:7d}")
-    print(f"   same fills: {same}")
+        print(f"   {label:18s} {o['events'] / o['engine_s']:18,.0f} {o['wall']:8.1f} {o['rss_mb']:13.0f} {o['fills']:7d} "
+              f"{o['orders']:14,d}")
+    print(f"   same fills and order count: {same}")
+
+
+def bench_day_calls(days: int, per_day: dt.timedelta) -> None:
+    """Multi-day callers of map_days vs one pass: micro.summary_days and the arbitrage scan."""
+    from lab import micro
+    from lab.arbitrage.historical import cross_venue, scan
+    from recorders.sim.bulk import write_to_lake
+
+    root = Path(tempfile.mkdtemp(prefix="bench-days-")) / "lake"
+    lake = Lake(root)
+    for d in range(days):
+        write_to_lake(lake, start=DAY0 + dt.timedelta(days=d, hours=12), duration=per_day,
+                      venues=("binance", "coinbase"), assets=("BTC", "ETH"), seed=d)
+    day = pl.col("ts_exchange").dt.date().alias("day")
+    kw = dict(fees=0.0, size=0.01, keep="episodes")
+
+    def best(f, n: int = 3) -> float:
+        return min(timed(f)[1] for _ in range(n))
+
+    d1, d2, end = DAY0, DAY0 + dt.timedelta(days=1), DAY0 + dt.timedelta(days=days)
+    micro.summary_days(d1, d2, lake=lake), scan(d1, d2, lake=lake, **kw)  # warm (kernel, imports)
+    rows = [
+        ("micro summary, 1 day", best(lambda: micro.summary_days(d1, d2, lake=lake)),
+         best(lambda: micro.summary(lake.scan("trades", start=d1, end=d2).with_columns(day),
+                                    lake.scan("quotes", start=d1, end=d2).with_columns(day),
+                                    by=("venue", "symbol", "day")).collect())),
+        (f"micro summary, {days} days", best(lambda: micro.summary_days(d1, end, lake=lake, cluster="local"), 1),
+         best(lambda: micro.summary(lake.scan("trades").with_columns(day), lake.scan("quotes").with_columns(day),
+                                    by=("venue", "symbol", "day")).collect(), 1)),
+        ("arbitrage scan, 1 day", best(lambda: scan(d1, d2, lake=lake, **kw)),
+         best(lambda: cross_venue(lake.scan("quotes").filter(pl.col("ts_local") >= d1, pl.col("ts_local") < d2),
+                                  **kw).collect())),
+        (f"arbitrage scan, {days} days", best(lambda: scan(d1, end, lake=lake, cluster="local", **kw), 1),
+         best(lambda: cross_venue(lake.scan("quotes"), **kw).collect(), 1)),
+    ]
+    print(f"\n5. multi-day callers ({days} days x {per_day} of 2 venues x 3 symbols), local executor")
+    print("   call                               entry point s   one pass s   ratio")
+    for name, a, b in rows:
+        print(f"   {name:34s} {a:13.3f} {b:12.3f} {a / b:7.2f}")
+    import shutil
+
+    shutil.rmtree(root.parent, ignore_errors=True)
 
 
 def main() -> None:
@@ -180,7 +239,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=None)
     ap.add_argument("--bt-days", type=int, default=None, help="days of the long backtest (default 3 quick, 30)")
     ap.add_argument("--bt-minutes", type=float, default=None, help="simulated minutes per day of it (2 quick, 10)")
-    ap.add_argument("--only", choices=["ray", "s3", "bt"], default=None, help="run one part")
+    ap.add_argument("--only", choices=["ray", "s3", "bt", "days"], default=None, help="run one part")
     a = ap.parse_args()
     days = a.days or (3 if a.quick else 7)
     per_day = dt.timedelta(seconds=60 if a.quick else 600)
@@ -194,6 +253,9 @@ def main() -> None:
         return
     if a.only == "s3":
         bench_object_store(appends)
+        return
+    if a.only == "days":
+        bench_day_calls(days, per_day)
         return
     from recorders.sim.bulk import write_to_lake
 
@@ -237,6 +299,7 @@ def main() -> None:
     bench_object_store(appends)
     bench_long_backtest(a.bt_days or (3 if a.quick else 30),
                         dt.timedelta(minutes=a.bt_minutes or (2 if a.quick else 10)))
+    bench_day_calls(days, per_day)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,31 +31,9 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _free_run(n: int) -> int:
-    """The first of ``n`` consecutive free ports (the simulator's venues)."""
-    for _ in range(200):
-        base = _free_port()
-        if base + n >= 65535:
-            continue
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no run of free ports")
+from recorders.sim.harness import free_port, free_port_base  # noqa: E402
 
 
 def _tree_cpu(root: psutil.Process, names: dict[int, str]) -> dict[str, float]:
@@ -105,8 +82,8 @@ def main() -> int:
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-demo-"))
     env = dict(os.environ, LAB_DATA=str(tmp), PYTHONUNBUFFERED="1")
-    ports = {"--bus-port": _free_port(), "--service-port": _free_port(), "--streamlit-port": _free_port(),
-             "--sim-port-base": _free_run(3)}
+    ports = {"--bus-port": free_port(), "--service-port": free_port(), "--streamlit-port": free_port(),
+             "--sim-port-base": free_port_base(3)}
     argv = [str(BIN / "lab"), "demo", "--no-jupyter", "--history-minutes", str(a.history_minutes),
             "--seed", "7", *[x for k, v in ports.items() for x in (k, str(v))]]
     log = open(tmp / "bench-demo.log", "wb")

@@ -33,7 +33,6 @@ figures move with it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import shutil
@@ -49,33 +48,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import poll_freshness, send_to_visible  # noqa: E402
+
 VENUES = ("binance", "coinbase", "kraken", "okx", "bybit")
 ASSETS = ("BTC", "ETH", "SOL")
-
-# A fresh lab.connect() + query in a loop (as bench_recorder_freshness.py), with a short pause
-# so the poller does not take a whole core from the processes being measured.
-POLLER = r'''
-import json, sys, time
-import lab
-lake, seconds, out_path, pause = sys.argv[1], float(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-seen, costs = {}, []
-end = time.time() + seconds
-while time.time() < end:
-    t0 = time.time()
-    try:
-        con = lab.connect(lake)
-        rows = con.execute("SELECT venue, symbol, trade_id, epoch_us(ts_local) FROM trades "
-                           "WHERE ts_local > now() - INTERVAL 20 SECOND").fetchall()
-        con.close()
-    except Exception as e:
-        print("poll error:", e, file=sys.stderr); time.sleep(0.2); continue
-    costs.append(time.time() - t0)
-    for r in rows:
-        seen.setdefault("|".join(r[:3]), (t0, r[3] / 1e6))
-    time.sleep(pause)
-open(out_path, "w").write(json.dumps({"seen": seen, "costs": costs}))
-'''
-
 
 def _symbols(venue: str) -> list[str]:
     quote = "USDT" if venue in ("binance", "okx", "bybit") else "USD"
@@ -131,19 +107,11 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
         c_base0 = _cpu(pbase) if pbase is not None else 0.0
         c_rec0, c_mnt0, (n0, m0), t0 = _cpu(prec), _cpu(pmnt), _counts(status), time.monotonic()
         t_start = time.time()
-        seen_file = tmp / "seen.json"
-        poll = subprocess.Popen([sys.executable, "-c", POLLER, str(lake), str(secs), str(seen_file),
-                                 str(poll_pause)], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        offsets = []
-        while poll.poll() is None:
-            offsets.append(time.time_ns() - sim.now_ns())
-            time.sleep(0.25)
+        poll = poll_freshness(sim, lake, secs, tmp / "seen.json", env, pause=poll_pause)
         c_rec1, c_mnt1, (n1, m1), t1 = _cpu(prec), _cpu(pmnt), _counts(status), time.monotonic()
         rss = prec.memory_info().rss / 2**20
         c_base1 = _cpu(pbase) if pbase is not None else 0.0
         rss_base = pbase.memory_info().rss / 2**20 if pbase is not None else float("nan")
-        out = json.loads(seen_file.read_text())
     finally:
         procs = [p for p in (mnt, rec, base) if p is not None]
         for p in procs:
@@ -151,22 +119,13 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
         for p in procs:
             p.wait(60)
     wall = t1 - t0
-    offset = float(np.median(offsets)) / 1e9 if offsets else 0.0
-    lat = []
-    for t in list(sim.truth.trades):
-        if t["symbol"] not in symbols.get(t["venue"], ()):
-            continue
-        te = dt.datetime.fromisoformat(t["ts_exchange"].replace("Z", "+00:00")).timestamp() + offset
-        if te < t_start + 1.0 or te > t_start + secs - 3.0:
-            continue
-        s = out["seen"].get(f"{t['venue']}|{t['symbol']}|{t['trade_id']}")
-        lat.append(np.inf if s is None else s[0] - te)
+    lat = [s for s, _ in send_to_visible(list(sim.truth.trades), symbols, poll.seen, poll.offset, t_start, secs)]
     lat_a = np.array(lat) if lat else np.array([np.inf])
     shutil.rmtree(tmp, ignore_errors=True)
     return {"interval": interval, "rec_cores": (c_rec1 - c_rec0) / wall, "mnt_cores": (c_mnt1 - c_mnt0) / wall,
             "commits_s": (n1 - n0) / wall, "msgs_s": (m1 - m0) / wall, "p50": float(np.percentile(lat_a, 50)),
             "p99": float(np.percentile(lat_a, 99)), "trades": len(lat), "unseen": int(np.isinf(lat_a).sum()),
-            "poll_s": float(np.median(out["costs"])) if out["costs"] else float("nan"), "rss": rss,
+            "poll_s": float(np.median(poll.costs)) if poll.costs else float("nan"), "rss": rss,
             "load": os.getloadavg()[0],
             "base_cores": (c_base1 - c_base0) / wall if base is not None else float("nan"), "base_rss": rss_base}
 

@@ -15,8 +15,6 @@ the cost of one fresh ``lab.connect()``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -29,26 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-POLLER = r'''
-import json, sys, time
-import lab
-lake, seconds, out_path = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-seen, costs = {}, []
-end = time.time() + seconds
-while time.time() < end:
-    t0 = time.time()
-    try:
-        con = lab.connect(lake)
-        rows = con.execute("SELECT venue, symbol, trade_id, epoch_us(ts_local) FROM trades "
-                           "WHERE ts_local > now() - INTERVAL 20 SECOND").fetchall()
-        con.close()
-    except Exception as e:
-        print("poll error:", e, file=sys.stderr); time.sleep(0.2); continue
-    costs.append(time.time() - t0)
-    for r in rows:
-        seen.setdefault("|".join(r[:3]), (t0, r[3] / 1e6))
-open(out_path, "w").write(json.dumps({"seen": seen, "costs": costs}))
-'''
+from _common import poll_freshness, send_to_visible  # noqa: E402
 
 
 def main() -> int:
@@ -78,32 +57,16 @@ def main() -> int:
                 time.sleep(0.2)
             time.sleep(2.0)
             t_start = time.time()
-            seen_file = tmp / "seen.json"
-            poll = subprocess.Popen([sys.executable, "-c", POLLER, str(lake), str(secs), str(seen_file)],
-                                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            offsets = []  # wall clock minus the simulator's clock (it may start behind)
-            while poll.poll() is None:
-                offsets.append(time.time_ns() - sim.now_ns())
-                time.sleep(0.25)
-            out = json.loads(seen_file.read_text())
+            poll = poll_freshness(sim, lake, secs, tmp / "seen.json", env)
         finally:
             rec.terminate()
             rec.wait(60)
         trades = list(sim.truth.trades)
-    offset = float(np.median(offsets)) / 1e9 if offsets else 0.0
-    lat, lat_rx = [], []
-    for t in trades:
-        if t["symbol"] not in symbols[t["venue"]]:
-            continue
-        te = dt.datetime.fromisoformat(t["ts_exchange"].replace("Z", "+00:00")).timestamp() + offset
-        if te < t_start + 1.0 or te > t_start + secs - 3.0:
-            continue  # trades the poller had time to see
-        s = out["seen"].get(f"{t['venue']}|{t['symbol']}|{t['trade_id']}")
-        lat.append(np.inf if s is None else s[0] - te)
-        if s is not None:
-            lat_rx.append(s[0] - s[1])
-    lat, lat_rx = np.array(lat), np.array(lat_rx)
-    costs = np.array(out["costs"])
+    offset, offsets = poll.offset, poll.offsets
+    pairs = send_to_visible(trades, symbols, poll.seen, offset, t_start, secs)
+    lat = np.array([s for s, _ in pairs])
+    lat_rx = np.array([r for _, r in pairs if r is not None])
+    costs = np.array(poll.costs)
     print(f"trades measured: {len(lat)} over {secs:.0f} s; never seen: {int(np.isinf(lat).sum())}")
     q = np.percentile(lat_rx, [50, 90, 99])
     print(f"recorder receive -> visible in a fresh lab.connect(): p50 {q[0]:.3f} s, p90 {q[1]:.3f} s, "

@@ -26,17 +26,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _common import rss_samples  # noqa: E402
 from bench_recorder_throughput import start_server  # noqa: E402
 
 STEADY_VENUES = ("binance", "coinbase", "kraken", "okx", "bybit")
@@ -64,15 +63,8 @@ def steady(minutes: float) -> None:
         mnt = subprocess.Popen([sys.executable, "-m", "lab.cli", "maintain", "--lake", str(tmp / "lake"),
                                 "--every", "30"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        p = psutil.Process(rec.pid)
-        t0 = time.time()
         try:
-            while rec.poll() is None:
-                try:
-                    samples.append((time.time() - t0, p.memory_info().rss / 2**20))
-                except psutil.NoSuchProcess:
-                    break
-                time.sleep(5.0)
+            samples = rss_samples(rec, every=5.0)
             rec.wait(120)
         finally:
             mnt.terminate()
@@ -118,16 +110,8 @@ def main() -> int:
                             "--writer-delay", str(a.writer_delay), "--maintain-every", "0",
                             "--duration", str(secs)], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    p = psutil.Process(rec.pid)
-    samples: list[tuple[float, float]] = []
-    t0 = time.time()
     try:
-        while rec.poll() is None:
-            try:
-                samples.append((time.time() - t0, p.memory_info().rss / 2**20))
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.1)
+        samples = rss_samples(rec, every=0.1)
     finally:
         server.kill()
     rec.wait(120)

@@ -23,7 +23,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from pathlib import Path
 import polars as pl
 import psutil
 
+from recorders.sim.harness import free_port_base
+
 ROOT = Path(__file__).resolve().parents[1]
 LAB = str(Path(sys.executable).parent / "lab")
 SYMBOLS = {"binance": ["BTC-USDT", "ETH-USDT", "SOL-USDT"], "coinbase": ["BTC-USD", "ETH-USD", "SOL-USD"],
@@ -41,25 +42,6 @@ SYMBOLS = {"binance": ["BTC-USDT", "ETH-USDT", "SOL-USDT"], "coinbase": ["BTC-US
 KEYS = {"trades": ["venue", "symbol", "trade_id"],
         "quotes": ["venue", "symbol", "ts_local", "bid_px", "bid_qty", "ask_px", "ask_qty"],
         "book_updates": ["venue", "symbol", "ts_local", "side", "price", "qty", "seq"]}
-
-
-def free_block(n: int) -> int:
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n < 65000 and all(_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no block of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def journal_covers_tables(data: Path, lake: Path, out: Path) -> tuple[bool, str]:
@@ -98,7 +80,7 @@ def main() -> int:
     data, truth = tmp / "data", tmp / "truth"
     lake = data / "lake"
     env = dict(os.environ, LAB_DATA=str(data), PYTHONUNBUFFERED="1")
-    base = free_block(len(venues) + 1)
+    base = free_port_base(len(venues) + 1)
     logs = tmp / "logs"
     logs.mkdir(parents=True)
     sim = subprocess.Popen([LAB, "simulate", "--venues", ",".join(venues), "--assets", "BTC,ETH,SOL",
@@ -167,51 +149,25 @@ def main() -> int:
 
 def report(a, venues, lake_dir: Path, truth_dir: Path, kills, journal_ok, rss, t0) -> None:
     from lab.lake import Lake
-    from recorders.sim.truth import book_mismatches, iso_us, read_truth, windows
+    from recorders.sim.truth import book_mismatches, read_truth, silences, trades_due
 
     lake = Lake(lake_dir)
     truth = read_truth(truth_dir)
     trades = lake.scan("trades").collect()
     dups = trades.height - trades.unique(["venue", "symbol", "trade_id"]).height
     have = set(zip(trades["venue"], trades["symbol"], trades["trade_id"].cast(pl.String), strict=True))
-    # As tests/recorders/test_recorder_sim.py: within each stretch of connected time (simulator
-    # connection windows merged), every trade published between the first and the last trade we
-    # recorded in it (per symbol) must be there; a silent venue's trades reach no client. Trades
-    # outside those spans (down time after a kill -9, the uncommitted last flush, reconnects) are
-    # counted apart: only a REST backfill brings them back.
-    te = trades.with_columns(pl.col("ts_exchange").dt.epoch("us").alias("te"))
-    quiet = []
-    for f in truth["faults"]:
-        if f["kind"] == "silent":
-            after = te.filter((pl.col("venue") == f["venue"]) & (pl.col("te") > iso_us(f["ts"])))["te"].min()
-            quiet.append((f["venue"], iso_us(f["ts"]) - 200_000, after or 1 << 62))
+    # As tests/recorders/test_recorder_sim.py: within each stretch of connected time, every trade
+    # published between the first and the last trade we recorded in it (per symbol) must be there
+    # (recorders.sim.truth.trades_due); a silent venue's trades reach no client. Trades outside
+    # those spans (down time after a kill -9, the uncommitted last flush, reconnects) are counted
+    # apart: only a REST backfill brings them back.
+    quiet = silences(truth["faults"], trades)
     lost, published, outside = 0, 0, 0
     for v in venues:
-        merged: list[list[int]] = []
-        for o, c in sorted(windows(truth["connections"], v)):
-            if merged and o <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], c)
-            else:
-                merged.append([o, c])
-        by_sym: dict[str, list[dict]] = {}
-        for t in truth["trades"]:
-            if t["venue"] == v:
-                by_sym.setdefault(t["symbol"], []).append(t)
-        for sym, sent_all in by_sym.items():
-            covered = 0
-            for o, c in merged:
-                sent = [t for t in sent_all if o <= iso_us(t["ts_exchange"]) <= c]
-                seen = [i for i, t in enumerate(sent) if (v, sym, str(t["trade_id"])) in have]
-                if not seen:
-                    continue
-                for t in sent[seen[0]:seen[-1] + 1]:
-                    if any(qv == v and a0 <= iso_us(t["ts_exchange"]) < b0 for qv, a0, b0 in quiet):
-                        continue
-                    covered += 1
-                    if (v, sym, str(t["trade_id"])) not in have:
-                        lost += 1
-            published += covered
-            outside += sum(1 for t in sent_all if (v, sym, str(t["trade_id"])) not in have)
+        due = trades_due(truth, v, have, quiet)
+        published += len(due)
+        lost += sum(1 for t in due if (v, t["symbol"], str(t["trade_id"])) not in have)
+        outside += sum(1 for t in truth["trades"] if t["venue"] == v and (v, t["symbol"], str(t["trade_id"])) not in have)
     outside -= lost
     print(f"\n== soak: {a.minutes:g} min, {len(venues)} venues x 3 symbols, --faults heavy, "
           f"{len(kills)} kill -9 of the recorder, load {os.getloadavg()[0]:.1f}")

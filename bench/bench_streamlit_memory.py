@@ -27,8 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "streamlit"))
 sys.path.insert(0, str(ROOT / "bench"))

@@ -31,9 +31,9 @@ import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "streamlit"))
+sys.path.insert(0, str(ROOT))
 
-from st_live import Recording, free_port  # noqa: E402
+from recorders.sim.harness import Recording, free_port  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic"]

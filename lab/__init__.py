@@ -51,7 +51,7 @@ def subscribe(table: str, url: str | None = None, **kwargs):
     return _subscribe(table, url, **kwargs)
 
 
-_SUBMODULES = {"bars", "book", "micro", "volatility", "leadlag", "arbitrage", "risk", "backtest", "plots", "widgets", "reports", "bus", "errors", "service"}
+_SUBMODULES = {"bars", "book", "l2", "micro", "volatility", "leadlag", "arbitrage", "risk", "backtest", "plots", "widgets", "reports", "bus", "errors", "service"}
 
 
 def __getattr__(name: str):

@@ -32,6 +32,7 @@ import numba as nb
 import numpy as np
 import polars as pl
 
+from lab.l2 import THIN
 from lab.times import to_utc
 
 __all__ = [
@@ -39,7 +40,10 @@ __all__ = [
     "rebuild_arrays",
     "wide_columns",
     "to_long",
+    "from_long",
     "mid",
+    "walk_nb",
+    "walk_expr",
     "walk_vwap",
     "walk_cost_bps",
     "with_walk",
@@ -53,7 +57,11 @@ __all__ = [
 @nb.njit(cache=True, nogil=True)
 def _apply(keys: np.ndarray, qtys: np.ndarray, n: int, key: float, q: float) -> tuple:
     """Set level ``key`` to size ``q`` in a side kept ascending by key
-    (best level last). Returns the (possibly grown) arrays and the new count."""
+    (best level last). Returns the (possibly grown) arrays and the new count.
+
+    The compiled twin of :meth:`lab.l2.Book.set` (numba cannot call it): the same
+    rules (not > 0 deletes; deleting a missing level does nothing), checked
+    against it on random update streams in tests/micro/test_one_book.py."""
     # binary search for the first index with keys[i] >= key
     lo, hi = 0, n
     while lo < hi:
@@ -85,6 +93,17 @@ def _apply(keys: np.ndarray, qtys: np.ndarray, n: int, key: float, q: float) -> 
     keys[lo] = key
     qtys[lo] = q
     return keys, qtys, n + 1
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _emit(k, depth, bk, bq, nb_, ak, aq, na, out_bpx, out_bq, out_apx, out_aq) -> None:
+    """Write the top ``depth`` levels of the sides (bids ``bk``/``bq``, asks keyed by
+    −price ``ak``/``aq``, best last) as output row ``k``; NaN past a side's last level."""
+    for lv in range(depth):
+        out_bpx[k, lv] = bk[nb_ - 1 - lv] if lv < nb_ else np.nan
+        out_bq[k, lv] = bq[nb_ - 1 - lv] if lv < nb_ else np.nan
+        out_apx[k, lv] = -ak[na - 1 - lv] if lv < na else np.nan
+        out_aq[k, lv] = aq[na - 1 - lv] if lv < na else np.nan
 
 
 @nb.njit(cache=True, nogil=True)
@@ -126,11 +145,7 @@ def _kernel(gid, ts, seq, is_bid, px, qty, snap, depth, every, origin, start, en
             while synced and next_t < ts[i]:
                 out_row[k] = i - 1
                 out_ts[k] = next_t
-                for lv in range(depth):
-                    out_bpx[k, lv] = bk[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_bq[k, lv] = bq[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_apx[k, lv] = -ak[na - 1 - lv] if lv < na else np.nan
-                    out_aq[k, lv] = aq[na - 1 - lv] if lv < na else np.nan
+                _emit(k, depth, bk, bq, nb_, ak, aq, na, out_bpx, out_bq, out_apx, out_aq)
                 k += 1
                 next_t += every
             if not synced:
@@ -163,11 +178,7 @@ def _kernel(gid, ts, seq, is_bid, px, qty, snap, depth, every, origin, start, en
             if not same:
                 out_row[k] = j
                 out_ts[k] = ts[j]
-                for lv in range(depth):
-                    out_bpx[k, lv] = bk[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_bq[k, lv] = bq[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_apx[k, lv] = -ak[na - 1 - lv] if lv < na else np.nan
-                    out_aq[k, lv] = aq[na - 1 - lv] if lv < na else np.nan
+                _emit(k, depth, bk, bq, nb_, ak, aq, na, out_bpx, out_bq, out_apx, out_aq)
                 k += 1
         if every > 0 and last_of_group and synced:
             # the grid points up to end_grid (or this group's last row) see the final book
@@ -175,11 +186,7 @@ def _kernel(gid, ts, seq, is_bid, px, qty, snap, depth, every, origin, start, en
             while next_t <= stop:
                 out_row[k] = j
                 out_ts[k] = next_t
-                for lv in range(depth):
-                    out_bpx[k, lv] = bk[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_bq[k, lv] = bq[nb_ - 1 - lv] if lv < nb_ else np.nan
-                    out_apx[k, lv] = -ak[na - 1 - lv] if lv < na else np.nan
-                    out_aq[k, lv] = aq[na - 1 - lv] if lv < na else np.nan
+                _emit(k, depth, bk, bq, nb_, ak, aq, na, out_bpx, out_bq, out_apx, out_aq)
                 k += 1
                 next_t += every
         i = j + 1
@@ -400,6 +407,85 @@ def to_long(books: pl.LazyFrame, *, depth: int | None = None,
             .drop("__r"))
 
 
+def from_long(snapshots: pl.LazyFrame, depth: int,
+              by: Sequence[str] = ("venue", "symbol")) -> pl.LazyFrame:
+    """The ``book_snapshots`` layout → wide books (the inverse of :func:`to_long`).
+
+    Needs ``ts_exchange, *by, level, side, price, qty``. Emits ``*by,
+    ts_exchange`` and the first ``depth`` levels of each sample in ``level``
+    order as ``bid_px_i, bid_qty_i, ask_px_i, ask_qty_i`` (null past a side's
+    last level), sorted by ``by`` and time.
+
+    >>> import polars as pl
+    >>> s = pl.LazyFrame({"ts_exchange": [1, 1, 1], "venue": "x", "symbol": "s",
+    ...     "level": [1, 0, 0], "side": ["ask", "ask", "bid"], "price": [102.0, 101.0, 99.0],
+    ...     "qty": [3.0, 2.0, 1.0]})
+    >>> from_long(s, 2).select("ask_px_0", "ask_px_1", "bid_px_0", "bid_px_1").collect().row(0)
+    (101.0, 102.0, 99.0, None)
+    """
+    by = list(by)
+    bid, ask = pl.col("side") == "bid", pl.col("side") == "ask"
+    lists = (snapshots.sort([*by, "ts_exchange", "level"])
+             .group_by([*by, "ts_exchange"])
+             .agg(pl.col("price").filter(bid).alias("__bp"), pl.col("qty").filter(bid).alias("__bq"),
+                  pl.col("price").filter(ask).alias("__ap"), pl.col("qty").filter(ask).alias("__aq")))
+    names = {"bid_px": "__bp", "bid_qty": "__bq", "ask_px": "__ap", "ask_qty": "__aq"}
+    return (lists.select(*by, "ts_exchange", *[
+        pl.col(names[c.rsplit("_", 1)[0]]).list.get(int(c.rsplit("_", 1)[1]), null_on_oob=True).alias(c)
+        for c in wide_columns(depth)]).sort([*by, "ts_exchange"]))
+
+
+# --------------------------------------------------------------------------- walks
+@nb.njit(cache=True, nogil=True)
+def walk_nb(prices: np.ndarray, sizes: np.ndarray, size: float) -> float:
+    """Average price of a market order of ``size`` over levels best first; NaN when too thin.
+
+    The compiled twin of :func:`lab.l2.walk` for numba kernels (they cannot call
+    Python): the same float operations in the same order, so both give the same
+    bits (tests/micro/test_one_book.py checks it on random books). A NaN size
+    is an empty level (a missing level of a wide book).
+
+    >>> import numpy as np
+    >>> walk_nb(np.array([100.0, 102.0]), np.array([1.0, 3.0]), 2.0)
+    101.0
+    """
+    cum = 0.0
+    notional = 0.0
+    for i in range(prices.shape[0]):
+        q = sizes[i]
+        if q == q:
+            if cum < size and q > 0.0:
+                left = size - cum
+                notional += (left if left < q else q) * prices[i]
+            cum += q
+    return notional / size if size > 0 and cum >= size * THIN else np.nan
+
+
+def walk_expr(size: pl.Expr | float, depth: int, side: str) -> pl.Expr:
+    """VWAP of a market order of ``size`` walking the wide levels ``{side}_px_i``/``{side}_qty_i``
+    (``i < depth``); null when they hold less than ``size`` or ``size`` is not > 0.
+
+    The Polars twin of :func:`lab.l2.walk` (columnar: no Python per row), the
+    same operations in the same order; a null size is an empty level. ``side``
+    is the column prefix: ``"ask"`` to buy, ``"bid"`` to sell (or
+    ``"x_ask"``, … for prefixed books). ``size`` may be an expression.
+
+    >>> import polars as pl
+    >>> b = pl.DataFrame({"ask_px_0": [100.0], "ask_qty_0": [1.0], "ask_px_1": [102.0], "ask_qty_1": [3.0]})
+    >>> b.select(walk_expr(2.0, 2, "ask")).item(), b.select(walk_expr(5.0, 2, "ask")).item()
+    (101.0, None)
+    """
+    s = size if isinstance(size, pl.Expr) else pl.lit(float(size))
+    cum = pl.lit(0.0)
+    notional = pl.lit(0.0)
+    for i in range(depth):
+        p, q = pl.col(f"{side}_px_{i}"), pl.col(f"{side}_qty_{i}").fill_null(0.0)
+        fill = pl.min_horizontal(pl.max_horizontal(s - cum, pl.lit(0.0)), q)
+        notional = notional + pl.when(fill > 0).then(p * fill).otherwise(0.0)
+        cum = cum + q
+    return pl.when((cum >= s * THIN) & (s > 0)).then(notional / s).otherwise(None)
+
+
 # --------------------------------------------------------------------------- features
 def mid() -> pl.Expr:
     """Mid price ``(bid_px_0 + ask_px_0) / 2`` of a wide book (quote units).
@@ -422,6 +508,7 @@ def walk_vwap(size: float, side: str = "buy", depth: int = 10) -> pl.Expr:
     ``side="buy"`` lifts the asks (levels 0…depth-1), ``"sell"`` hits the bids.
     VWAP = Σ pᵢ·fᵢ / size with fᵢ = clip(size − Σ_{j<i} qⱼ, 0, qᵢ). Null when
     the visible ``depth`` levels hold less than ``size``. Quote units.
+    (:func:`walk_expr`, the Polars twin of :func:`lab.l2.walk`, with a name.)
 
     >>> import polars as pl
     >>> b = pl.DataFrame({"ask_px_0": [100.0], "ask_qty_0": [1.0], "ask_px_1": [101.0],
@@ -434,15 +521,7 @@ def walk_vwap(size: float, side: str = "buy", depth: int = 10) -> pl.Expr:
     book_side = {"buy": "ask", "sell": "bid"}.get(side)
     if book_side is None:
         raise ValueError(f"walk_vwap: side must be 'buy' or 'sell', got {side!r}")
-    pxs, qtys = _levels(book_side, depth)
-    cum = pl.lit(0.0)
-    notional = pl.lit(0.0)
-    for p, q in zip(pxs, qtys):
-        fill = pl.min_horizontal(pl.max_horizontal(pl.lit(size) - cum, pl.lit(0.0)), q)
-        notional = notional + pl.when(fill > 0).then(p * fill).otherwise(0.0)
-        cum = cum + q
-    return (pl.when(cum >= size * (1 - 1e-12)).then(notional / size).otherwise(None)
-            .alias(f"walk_vwap_{side}"))
+    return walk_expr(size, depth, book_side).alias(f"walk_vwap_{side}")
 
 
 def walk_cost_bps(size: float, side: str = "buy", depth: int = 10) -> pl.Expr:

@@ -32,6 +32,7 @@ Two pieces, both small on purpose:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -47,7 +48,8 @@ from lab.errors import ConfigError, DataError, ServiceError
 
 __all__ = [
     "Executor", "LocalExecutor", "RayExecutor", "Progress", "TaskFailure", "JobResult",
-    "executor", "map_days", "day_splits", "as_utc", "sweep", "parse_grid", "pin_versions", "read_pinned",
+    "executor", "map_days", "day_splits", "spans_days", "cluster_configured", "as_utc", "sweep", "parse_grid",
+    "pin_versions", "read_pinned",
     "cluster_file", "ray_address", "lease", "leased_versions", "lease_hours", "backtest_days",
 ]
 
@@ -64,6 +66,7 @@ class Progress:
     done: int = 0
     failed: int = 0
     retried: int = 0
+    last: int = -1  # index (in the job's argument list) of the task that finished or was retried last
 
     def __str__(self) -> str:
         return f"{self.done}/{self.total} done, {self.failed} failed, {self.retried} retried"
@@ -112,7 +115,8 @@ class LocalExecutor:
             progress: ProgressFn | None = None) -> list[Any]:
         pr = Progress(len(args))
         out: list[Any] = []
-        for a in args:
+        for i, a in enumerate(args):
+            pr.last = i
             try:
                 out.append(fn(*a))
                 pr.done += 1
@@ -186,6 +190,7 @@ class RayExecutor:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=None)
             for ref in ready:
                 i = pending.pop(ref)
+                pr.last = i
                 try:
                     out[i] = ray.get(ref)
                     pr.done += 1
@@ -242,13 +247,11 @@ def executor(cluster: Executor | str | None = None) -> Executor:
     if cluster == "local":
         return LocalExecutor()
     if cluster in (None, "auto", "ray"):
-        try:
-            import ray
+        import sys
 
-            if ray.is_initialized():
-                return RayExecutor()
-        except ImportError:  # pragma: no cover
-            pass
+        ray = sys.modules.get("ray")  # not imported: not connected (and importing it costs ~1 s)
+        if ray is not None and ray.is_initialized():
+            return RayExecutor()
         addr = ray_address()
         if addr is not None:
             return RayExecutor(addr)
@@ -282,12 +285,21 @@ def read_pinned(table: str, uri: str, version: int, storage_options: dict[str, s
                 start: dt.datetime | dt.date | str | None = None,
                 end: dt.datetime | dt.date | str | None = None) -> pl.LazyFrame:
     """A LazyFrame over ``table`` exactly as of ``version`` (``-1``: empty), with the lake's filters."""
-    from deltalake import DeltaTable
-
     from lab.lake import scan_filtered
 
-    src = None if version < 0 else DeltaTable(uri, version=version, storage_options=storage_options)
+    so = tuple(sorted(storage_options.items())) if storage_options else None
+    src = None if version < 0 else _delta_at(uri, version, so)
     return scan_filtered(table, src, venue=venue, symbol=symbol, start=start, end=end)
+
+
+@functools.lru_cache(maxsize=64)
+def _delta_at(uri: str, version: int, so: tuple[tuple[str, str], ...] | None) -> Any:
+    """``DeltaTable(uri, version)``, opened once per process: a version never changes, and
+    replaying its log per task was most of a small task's time (the tasks of one job, or of
+    jobs one after the other, on this process or on one Ray worker, share it)."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(uri, version=version, storage_options=dict(so) if so else None)
 
 
 # -- leases: vacuum keeps what running jobs read ----------------------------------------------
@@ -419,11 +431,17 @@ class JobResult:
     executor: str = "local"
 
 
-def _day_task(fn: Callable[[pl.LazyFrame], Any], table: str, uri: str, version: int,
-              so: dict[str, str] | None, venue: str, symbol: str, t0: dt.datetime,
-              t1: dt.datetime) -> pl.DataFrame | None:
-    lf = read_pinned(table, uri, version, so, venue=venue, symbol=symbol, start=t0, end=t1)
-    res = fn(lf)
+def _day_task(fn: Callable[..., Any], specs: list[tuple[str, str, int, dict[str, str] | None]],
+              filters: dict[str, Any], on: str | None, lo: dt.datetime, t0: dt.datetime, t1: dt.datetime,
+              warmup: bool) -> pl.DataFrame | None:
+    lfs = []
+    for table, uri, version, so in specs:
+        if on is None:
+            lfs.append(read_pinned(table, uri, version, so, start=lo, end=t1, **filters))
+        else:  # cut on another time column (e.g. ts_local): filter it here, pushed down by the scan
+            lf = read_pinned(table, uri, version, so, **filters)
+            lfs.append(lf.filter(pl.col(on) >= lo, pl.col(on) < t1))
+    res = fn(*lfs, day_start=t0) if warmup else fn(*lfs)
     if isinstance(res, pl.LazyFrame):
         res = res.collect()
     if not isinstance(res, pl.DataFrame):
@@ -454,18 +472,36 @@ def day_splits(t0: dt.datetime, t1: dt.datetime) -> list[tuple[dt.date, dt.datet
     return out
 
 
+def spans_days(start: dt.datetime | dt.date | str, end: dt.datetime | dt.date | str) -> bool:
+    """True when ``[start, end)`` touches more than one UTC day (callers then go through
+    :func:`map_days`; a one-day call runs in one pass, with no job around it).
+
+    >>> spans_days("2026-11-20", "2026-11-21"), spans_days("2026-11-20T12:00", "2026-11-21T00:00:01")
+    (False, True)
+    """
+    return len(day_splits(as_utc(start), as_utc(end))) > 1
+
+
+def cluster_configured(cluster: Executor | str | None = None) -> bool:
+    """True when ``cluster`` resolves to something other than this process (see :func:`executor`)."""
+    return not isinstance(executor(cluster), LocalExecutor)
+
+
 def map_days(
-    fn: Callable[[pl.LazyFrame], pl.DataFrame | pl.LazyFrame],
-    table: str,
+    fn: Callable[..., pl.DataFrame | pl.LazyFrame],
+    table: str | Sequence[str],
     start: dt.datetime | dt.date | str,
     end: dt.datetime | dt.date | str,
     *,
     venues: str | Iterable[str] | None = None,
     symbols: str | Iterable[str] | None = None,
-    version: int | None = None,
+    version: int | dict[str, int] | None = None,
     cluster: Executor | str | None = None,
     lake: Any = None,
     progress: ProgressFn | None = None,
+    by: Sequence[str] = ("venue", "symbol"),
+    on: str | None = None,
+    warmup: dt.timedelta | None = None,
 ) -> JobResult:
     """Run ``fn`` on each (venue, symbol, UTC day) slice of ``table`` in ``[start, end)``.
 
@@ -478,38 +514,66 @@ def map_days(
     default to those present in the range. ``cluster``: see :func:`executor`
     (local unless a Ray cluster is configured). A slice whose ``fn`` raised is
     listed in :attr:`JobResult.failures`; the others still count.
+
+    Several tables (``table=("trades", "quotes")``): ``fn`` gets one LazyFrame
+    per table, each cut to the same slice, each table pinned (``version``: a
+    dict by table). ``by``: the columns a task is split on besides the day
+    (``()``: one task per day with every venue and symbol, e.g. a cross-venue
+    scan). ``on``: the time column days are cut on (default: each table's own,
+    ``ts_exchange`` for market data). ``warmup``: each slice also holds the rows
+    of the ``warmup`` before its day (state a one-pass computation would carry
+    over midnight), and ``fn`` is called with ``day_start=`` the day's first
+    instant so it can drop its output before it.
     """
     lk = _lake(lake)
     t0, t1 = as_utc(start), as_utc(end)
     if t1 <= t0:
         raise ConfigError(f"map_days: end {t1.isoformat()} must be after start {t0.isoformat()}")
-    uri, so = _location(lk, table)
-    v = lk.version(table) if version is None else int(version)
-    current = lk.version(table)
-    if v > current:
-        raise DataError(f"map_days: {table} has no version {v} (latest is {current})")
-    pairs = (read_pinned(table, uri, v, so, venue=venues, symbol=symbols, start=t0, end=t1)
-             .select("venue", "symbol").unique().sort("venue", "symbol").collect().rows())
-    keys = [(ve, sy, d, lo, hi) for ve, sy in pairs for d, lo, hi in day_splits(t0, t1)]
+    tables = [table] if isinstance(table, str) else list(table)
+    asked = version if isinstance(version, dict) else {tables[0]: version} if version is not None else {}
+    specs, pins = [], {}
+    for t in tables:
+        uri, so = _location(lk, t)
+        current = lk.version(t)
+        v = int(asked[t]) if asked.get(t) is not None else current
+        if v > current:
+            raise DataError(f"map_days: {t} has no version {v} (latest is {current})")
+        specs.append((t, uri, v, so))
+        pins[t] = v
+    by = list(by)
+    if by:
+        found: set[tuple] = set()
+        for t, uri, v, so in specs:
+            lf = read_pinned(t, uri, v, so, venue=venues, symbol=symbols, start=None if on else t0,
+                             end=None if on else t1)
+            if on:
+                lf = lf.filter(pl.col(on) >= t0, pl.col(on) < t1)
+            found |= set(lf.select(by).unique().collect().rows())
+        groups = sorted(found, key=lambda g: tuple("" if x is None else str(x) for x in g))
+    else:
+        groups = [()]
+    base = {"venue": venues, "symbol": symbols}
+    keys = [(g, d, lo, hi) for g in groups for d, lo, hi in day_splits(t0, t1)]
     ex = executor(cluster)
     track = _Tracker(progress)
-    with lease(lk, {table: v}):
-        outs = ex.run(_day_task, [(fn, table, uri, v, so, ve, sy, lo, hi) for ve, sy, _, lo, hi in keys],
-                      progress=track)
+    with lease(lk, pins):
+        outs = ex.run(_day_task, [(fn, specs, {**base, **dict(zip(by, g, strict=True))}, on,
+                                   max(lo - warmup, t0) if warmup is not None else lo, lo, hi, warmup is not None)
+                                  for g, _, lo, hi in keys], progress=track)
     frames, failures = [], []
     pr = Progress(len(keys), retried=track.retried)
-    for (ve, sy, d, _, _), res in zip(keys, outs, strict=True):
+    for (g, d, _, _), res in zip(keys, outs, strict=True):
         if isinstance(res, TaskFailure):
-            failures.append(((ve, sy, d), res.error))
+            failures.append(((*g, d), res.error))
             pr.failed += 1
             continue
         pr.done += 1
         if res.height == 0:
             continue
-        front = [pl.lit(x).alias(c) for c, x in (("venue", ve), ("symbol", sy), ("day", d)) if c not in res.columns]
+        front = [pl.lit(x).alias(c) for c, x in (*zip(by, g, strict=True), ("day", d)) if c not in res.columns]
         frames.append(res.select(*front, pl.all()) if front else res)
     frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-    return JobResult(frame, {table: v}, pr, failures, ex.name)
+    return JobResult(frame, pins, pr, failures, ex.name)
 
 
 
@@ -588,23 +652,28 @@ def sweep(
 # -- long backtests: one day in memory at a time -----------------------------------------------
 def backtest_days(strategy: Any, start: dt.datetime | dt.date | str, end: dt.datetime | dt.date | str, *,
                   config: Any = None, lake: Any = None, use_quotes: bool = False,
-                  versions: dict[str, int] | None = None, progress: Callable[[dt.date, int], None] | None = None):
+                  versions: dict[str, int] | None = None, progress: Callable[[dt.date, int], None] | None = None,
+                  out: str | Path | None = None, keep_orders: bool = False,
+                  ticks: dict[tuple[str, str], float] | None = None):
     """Backtest ``strategy`` over ``[start, end)`` reading one UTC day of events at a time.
 
-    One :class:`lab.backtest.Engine` (books, orders, positions, timers) carries
-    over from day to day; only one day's events are in memory, so a 30-day L2
-    backtest needs the memory of its largest day plus the engine's fill and
-    order-event logs, which grow with the strategy's activity over the whole run
-    (a 1 s requoting market maker over 30 days logs ~15 M order events: most of
-    the bench's peak RSS; emptying them day by day is not done yet). Each
-    day is fed up to the later of its end and its last local (receive) time, so
-    the fills equal one run over the whole span whenever no event's receive time
-    crosses into a day whose exchange events it would precede; the last day stops at its
-    last event (like :func:`lab.backtest.run_backtest`). Tables are read
-    at ``versions`` (default: pinned now). Returns the engine's
-    :class:`lab.backtest.Result`. ``progress(day, events)`` after each day.
+    One engine (books, resting orders, requests and acks in flight, positions,
+    timers) carries over from day to day (:class:`lab.backtest.days.PieceRunner`):
+    only one day's events are in memory, and the fill log, order-event log and
+    equity samples are streamed to Parquet parts under ``out`` (default: a
+    temporary directory) as they fill up, so memory stays bounded however many
+    days. The fills, orders and equity equal one :func:`lab.backtest.run_backtest`
+    over the whole span, day boundaries included (an order sent before midnight
+    and acknowledged after it, a row received after midnight: see the runner).
+    Days are split on exchange time; each instrument's tick is inferred over the
+    whole span first (``ticks`` overrides it), as one run would. Tables are read at ``versions`` (default:
+    pinned now), under a :class:`lease`. Returns a :class:`lab.backtest.Result`
+    whose fills and equity are in memory; the order-event log stays on disk
+    (``result.orders_file``, ``result.scan_orders()``) unless ``keep_orders``.
+    ``progress(day, events)`` after each day (the rows that day added).
     """
-    from lab.backtest import BacktestConfig, Engine, build_events, quotes_as_book
+    from lab.backtest import build_events, quotes_as_book
+    from lab.backtest.days import PieceRunner, infer_ticks
 
     lk = _lake(lake)
     t0, t1 = as_utc(start), as_utc(end)
@@ -612,36 +681,27 @@ def backtest_days(strategy: Any, start: dt.datetime | dt.date | str, end: dt.dat
     pins = versions or pin_versions((book_table, "trades"), lk)
     keys = strategy.instruments()
     venues, symbols = sorted({v for v, _ in keys}), sorted({s for _, s in keys})
-    config = config or BacktestConfig()
-    eng = None
-    instruments = None
-    last_end = 0
-    with lease(lk, pins):
-        splits = day_splits(t0, t1)
-        for k, (d, lo, hi) in enumerate(splits):
-            def rd(t: str, lo: dt.datetime = lo, hi: dt.datetime = hi) -> pl.LazyFrame:
-                uri, so = _location(lk, t)
-                return read_pinned(t, uri, pins[t], so, venue=venues, symbol=symbols, start=lo, end=hi)
+    runner = PieceRunner(strategy, config, out=out, keep_orders=keep_orders)
 
-            book = quotes_as_book(rd(book_table)) if use_quotes else rd(book_table)
-            ev = build_events(book, rd("trades"), instruments=instruments)
-            if len(ev) == 0:
-                continue
-            if eng is None:
-                instruments = ev.instruments
-                missing = [k for k in keys if k not in {(i.venue, i.symbol) for i in instruments}]
+    def rd(t: str, lo: dt.datetime, hi: dt.datetime) -> pl.LazyFrame:
+        uri, so = _location(lk, t)
+        return read_pinned(t, uri, pins[t], so, venue=venues, symbol=symbols, start=lo, end=hi)
+
+    with lease(lk, pins):
+        # one tick per instrument for the whole span, as one run infers it (a streaming pass)
+        book_all = quotes_as_book(rd(book_table, t0, t1)) if use_quotes else rd(book_table, t0, t1)
+        ticks = {**infer_ticks(book_all, rd("trades", t0, t1)), **(ticks or {})}
+        for d, lo, hi in day_splits(t0, t1):
+            book = quotes_as_book(rd(book_table, lo, hi)) if use_quotes else rd(book_table, lo, hi)
+            ev = build_events(book, rd("trades", lo, hi), ticks=ticks, instruments=runner.instruments)
+            if len(ev) and runner.instruments is None:
+                missing = [k for k in keys if k not in {(i.venue, i.symbol) for i in ev.instruments}]
                 if missing:
                     raise DataError(f"backtest_days: no data for {missing} on {d} (the first day with data)")
-                eng = Engine(instruments, config, start_us=ev.start, end_us=int(t1.timestamp() * 1e6))
-                eng.start(strategy)
-            # the last day stops at its last event, as one run over the span does
-            t_stop = ev.end if k == len(splits) - 1 else max(int(hi.timestamp() * 1e6) - 1, ev.end)
-            eng.feed(ev, t_stop)
-            last_end = max(last_end, ev.end)
-            if progress:
-                progress(d, len(ev))
+            n = runner.feed(ev, int(hi.timestamp() * 1_000_000))
+            if progress and n:
+                progress(d, n)
             del ev, book
-    if eng is None:
-        raise DataError(f"backtest_days: no events for {keys} between {t0.isoformat()} and {t1.isoformat()}")
-    eng.finish(last_end)
-    return eng.result()
+        if runner.instruments is None:
+            raise DataError(f"backtest_days: no events for {keys} between {t0.isoformat()} and {t1.isoformat()}")
+        return runner.result()

@@ -108,6 +108,8 @@ def _groups(df: pl.DataFrame, by: Sequence[str]) -> list[tuple[dict[str, object]
     return out
 
 
+# duplicates: the *_figure functions share their keyword signature on purpose (the same
+# time_column/by/title/widget/height options everywhere).
 def quotes_figure(
     quotes: pl.DataFrame | pl.LazyFrame,
     *,

@@ -5,12 +5,24 @@
 >>> rec.status()["venues"]["binance"]["msgs_per_s"]                             # doctest: +SKIP
 >>> rec.widget()     # live ipywidget in Jupyter                                # doctest: +SKIP
 >>> rec.stop()                                                                  # doctest: +SKIP
+
+A running recorder rewrites its status file every second: one
+:class:`RecorderStatus` (``recorders/runtime.py`` builds it) as JSON, which
+``lab status``, the notebook widgets and the dashboards decode with
+:func:`read_status`. Decoding is lenient, so files of older or newer
+recorders still read: unknown fields are ignored, missing ones defaulted.
+
+>>> st = decode_status(b'{"name": "r", "pid": 7, "venues": {"kraken": {"gaps": 2}}, "new_field": 1}')
+>>> st.name, st.venues["kraken"].gaps, st.venues["kraken"].connected
+('r', 2, False)
+>>> decode_status(encode_status(st)) == st
+True
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import html
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +33,9 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+import msgspec
+
+from lab.errors import DataError
 from lab.lake import Lake, data_dir
 
 
@@ -29,7 +44,127 @@ def status_path(name: str, status_dir: str | Path | None = None) -> Path:
     d = Path(status_dir) if status_dir else data_dir() / "run"
     return d / f"recorder-{name}.json"
 
-__all__ = ["RecorderHandle", "start_recorder", "status_path"]
+__all__ = ["RecorderHandle", "start_recorder", "status_path", "RecorderStatus", "VenueStatus",
+           "SymbolStatus", "WriteOutage", "decode_status", "encode_status", "read_status",
+           "status_dict"]
+
+
+# --------------------------------------------------------------------------- the status file
+class SymbolStatus(msgspec.Struct, kw_only=True):
+    """One symbol of a venue: seconds since its last message (None: none yet), book synced."""
+
+    last_msg_age_s: float | None = None
+    book_synced: bool = False
+
+
+class VenueStatus(msgspec.Struct, kw_only=True):
+    """One venue of a recorder: connection, message rate, feed-problem counters, symbols."""
+
+    lag_s: float | None = None  # receive minus exchange time of its newest trade/quote
+    connected: bool = False
+    connections: int = 0
+    url: str = ""
+    msgs_per_s: float = 0.0
+    messages: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    checksum_failures: int = 0
+    rejected: int = 0
+    duplicate_trades: int = 0
+    duplicate_messages: int = 0
+    bad_values: int = 0
+    crossed_books: int = 0
+    reconnects: int = 0
+    rotations: int = 0
+    stale: int = 0
+    last_error: str | None = ""
+    symbols: dict[str, SymbolStatus] = {}
+
+
+class WriteOutage(msgspec.Struct, kw_only=True):
+    """While lake appends fail (disk full, read-only mount): since when, what is held."""
+
+    since: str = ""
+    for_s: float = 0.0
+    failing_tables: dict[str, str] = {}
+    pending_rows: int = 0
+    pending_bytes: int = 0
+    lost_rows: int = 0
+
+
+class RecorderStatus(msgspec.Struct, kw_only=True):
+    """What a running recorder says about itself (``$LAB_DATA/run/recorder-NAME.json``).
+
+    Field order is the file's key order. Times are UTC; ``updated`` is the last
+    refresh (a recorder whose file stops updating is dead or stuck).
+    """
+
+    name: str = ""
+    pid: int = -1
+    run_id: str = ""
+    started: dt.datetime | None = None
+    updated: dt.datetime | None = None
+    lake: str = ""
+    bus: str | None = None
+    lag_s: float | None = None
+    queue_depth: int = 0
+    queue_bound: int = 0
+    rows_written: dict[str, int] = {}
+    commits: int = 0
+    lost_rows: int = 0
+    lost_batches: int = 0
+    lost_by_table: dict[str, int] = {}
+    write_errors: int = 0
+    pending_rows: int = 0
+    write_outage: WriteOutage | None = None
+    last_write_age_s: float | None = None
+    rest_calls: int = 0
+    rest_errors: int = 0
+    bus_dropped: int = 0
+    venues: dict[str, VenueStatus] = {}
+
+    def age_s(self, now: dt.datetime | None = None) -> float | None:
+        """Seconds since the last refresh (None if the file has no ``updated``)."""
+        if self.updated is None:
+            return None
+        upd = self.updated if self.updated.tzinfo else self.updated.replace(tzinfo=dt.timezone.utc)
+        return ((now or dt.datetime.now(dt.timezone.utc)) - upd).total_seconds()
+
+
+_decoder = msgspec.json.Decoder(RecorderStatus)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_status(data: bytes | str, source: str = "recorder status") -> RecorderStatus:
+    """A status file's bytes → :class:`RecorderStatus`; :class:`DataError` (one line, naming
+    ``source``) when they are not a recorder status."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as e:
+        raise DataError(f"{source} is not a recorder status file: {e}") from None
+
+
+def encode_status(st: RecorderStatus) -> bytes:
+    """:class:`RecorderStatus` → the file's JSON (indented, the layout ``json.dumps(indent=1)`` wrote)."""
+    return msgspec.json.format(_encoder.encode(st), indent=1)
+
+
+def read_status(path: str | Path) -> RecorderStatus:
+    """Decode the status file at ``path``. Raises ``FileNotFoundError`` when there is none
+    (yet) and :class:`DataError` when it cannot be read or is not a status file."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise DataError(f"{p}: cannot read the recorder status ({e})") from None
+    return decode_status(data, str(p))
+
+
+def status_dict(st: RecorderStatus) -> dict:
+    """The status as plain JSON types (times as ISO text): what ``lab status --json`` prints."""
+    return msgspec.to_builtins(st)
 
 
 def _ages(venue_status: dict) -> str:
@@ -54,10 +189,11 @@ class RecorderHandle:
         return self.proc.poll() is None
 
     def status(self) -> dict:
-        """The recorder's latest status (see ``lab status``); ``{}`` before the first refresh."""
+        """The recorder's latest status (:class:`RecorderStatus` as a dict, see ``lab status``),
+        with ``running``; ``{}`` (and ``running``) before the first refresh."""
         try:
-            s = json.loads(self.status_file.read_text())
-        except (OSError, json.JSONDecodeError):
+            s = status_dict(read_status(self.status_file))
+        except (OSError, DataError):
             s = {}
         s["running"] = self.running()
         return s

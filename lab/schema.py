@@ -66,6 +66,7 @@ def table_spec(name: str) -> TableSpec:
         ) from None
 
 
+# duplicates: the register_table blocks below share a shape on purpose (one declaration per table).
 register_table(TableSpec(
     "trades",
     {

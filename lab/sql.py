@@ -36,7 +36,7 @@ _ALIASES: dict[str, str] = {
 }
 
 # Derived views, defined in SQL so any client sees the same numbers.
-# Bars (issue 5): the same columns and numbers as ``lab.bars`` (trades ordered
+# Bars: the same columns and numbers as ``lab.bars`` (trades ordered
 # by ts_exchange then trade_id; buckets aligned on the Unix epoch like Polars).
 _BAR_AGGS = """
     first(price ORDER BY ts_exchange, trade_id) AS open, max(price) AS high,
@@ -56,7 +56,7 @@ EXTRA_VIEWS: dict[str, str] = {
     """,
 }
 
-# Table macros (issue 5), e.g. ``SELECT * FROM ohlcv(INTERVAL 1 MINUTE)``,
+# Table macros, e.g. ``SELECT * FROM ohlcv(INTERVAL 1 MINUTE)``,
 # ``ohlcv_rolling(INTERVAL 1 SECOND, INTERVAL 5 SECOND)``, ``tick_bars(100)``,
 # ``volume_bars(10.0)``, ``dollar_bars(1e6)``: see lab.bars for the semantics.
 MACROS: dict[str, str] = {

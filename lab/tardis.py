@@ -217,14 +217,21 @@ def _read(path: Path, kind: str) -> pl.DataFrame:
     return df
 
 
+def _normalised(df: pl.DataFrame, column: str, fn: Callable[[str], str]) -> pl.Expr:
+    """``fn`` applied to ``column``: a constant when the file holds one value (tardis writes one
+    exchange and symbol per file; a constant costs nothing per row), else a lookup per distinct value."""
+    s = df[column]
+    if s.len() and (s == s[0]).all():
+        return pl.lit(fn(s[0]), pl.String())
+    return pl.col(column).replace_strict({v: fn(v) for v in s.unique().to_list()}, return_dtype=pl.String())
+
+
 def _ids(df: pl.DataFrame) -> list[pl.Expr]:
-    venues = {v: canonical_venue(v) for v in df["exchange"].unique().to_list()}
-    symbols = {s: canonical_symbol(s) for s in df["symbol"].unique().to_list()}
     return [
         pl.from_epoch("timestamp", "us").dt.replace_time_zone("UTC").cast(TS).alias("ts_exchange"),
         pl.from_epoch("local_timestamp", "us").dt.replace_time_zone("UTC").cast(TS).alias("ts_local"),
-        pl.col("exchange").replace_strict(venues, return_dtype=pl.String()).alias("venue"),
-        pl.col("symbol").replace_strict(symbols, return_dtype=pl.String()).alias("symbol"),
+        _normalised(df, "exchange", canonical_venue).alias("venue"),
+        _normalised(df, "symbol", canonical_symbol).alias("symbol"),
     ]
 
 
@@ -244,10 +251,10 @@ def _trades(path: Path, df: pl.DataFrame) -> pl.DataFrame:
 
 def _book_updates(path: Path, df: pl.DataFrame) -> pl.DataFrame:
     _check_values(path, df, "side", ("bid", "ask"))
-    key = [pl.col("timestamp"), pl.col("local_timestamp"), pl.col("is_snapshot")]
-    new_msg = pl.any_horizontal([k != k.shift(1) for k in key]).fill_null(True)
+    # one message = one run of equal (timestamp, local_timestamp, is_snapshot): its run id is the seq
+    msg = pl.struct("timestamp", "local_timestamp", "is_snapshot").rle_id().cast(pl.Int64)
     return df.select(*_ids(df), pl.col("side"), pl.col("price"), pl.col("amount").alias("qty"),
-                     pl.col("is_snapshot"), (new_msg.cum_sum() - 1).cast(pl.Int64).alias("seq"))
+                     pl.col("is_snapshot"), msg.alias("seq"))
 
 
 def _quotes(path: Path, df: pl.DataFrame) -> pl.DataFrame:

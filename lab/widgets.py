@@ -27,10 +27,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import html
-import json
 import os
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -38,7 +36,9 @@ from typing import Any, cast
 import polars as pl
 
 from lab import plots
+from lab.errors import DataError
 from lab.lake import Lake, data_dir, default_lake
+from lab.recorder import read_status, status_dict
 from lab.venues import USD_LIKE
 
 __all__ = ["LiveMarket", "BookReplay", "recorder_status", "status_html", "latest_time", "market_of"]
@@ -293,16 +293,14 @@ def recorder_status(source: Any = None) -> dict:
         return {"recorders": [recorder_status(f) for f in files]}
     p = Path(source)
     try:
-        st = json.loads(p.read_text())
+        status = read_status(p)
     except FileNotFoundError:
         return {"name": p.stem.removeprefix("recorder-"), "state": "no status file yet"}
-    except (OSError, ValueError) as e:
+    except (OSError, DataError) as e:
         return {"name": p.stem.removeprefix("recorder-"), "state": f"unreadable status: {e}"}
-    try:
-        age = time.time() - dt.datetime.fromisoformat(st["updated"]).timestamp()
-        st["state"] = "running" if age < 5 else f"silent for {age:.0f} s"
-    except (KeyError, ValueError, TypeError):
-        st.setdefault("state", "unknown")
+    st = status_dict(status)
+    age = status.age_s()
+    st["state"] = "unknown" if age is None else ("running" if age < 5 else f"silent for {age:.0f} s")
     return st
 
 
@@ -316,8 +314,11 @@ def status_html(st: dict) -> str:
     if "recorders" in st:
         return "".join(status_html(s) for s in st["recorders"]) or "<i>no recorder status found</i>"
     e = html.escape
+    written = st.get("rows_written", "—")
+    if isinstance(written, dict):  # per table, as the status file has it
+        written = ", ".join(f"{k} {n}" for k, n in written.items()) or "none"
     head = (f"<b>recorder {e(str(st.get('name', '?')))}</b>: {e(str(st.get('state', st.get('process', ''))))}"
-            f" · rows written {st.get('rows_written', '—')} · lag {st.get('lag_s', '—')} s"
+            f" · rows written {e(str(written))} · lag {st.get('lag_s', '—')} s"
             f" · lost rows {st.get('lost_rows', 0)}")
     rows = []
     for venue, v in (st.get("venues") or {}).items():

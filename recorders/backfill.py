@@ -36,6 +36,11 @@ log = logging.getLogger("recorders.backfill")
 #: venues whose trade ids are consecutive integers per symbol (a gap between two ids is a hole)
 CONSECUTIVE_IDS = frozenset({"binance", "okx", "kraken", "coinbase"})
 
+#: requests one hole may cost the recorder (the REST client is shared with book snapshots, so
+#: a week-long outage must not hold their slots for an hour): 200 Binance pages = 200,000 trades;
+#: what lies beyond stays a recorded hole, for ``lab backfill`` to fetch on demand
+MAX_REQUESTS_PER_HOLE = 200
+
 #: rows per request the backfill asks for (each venue's documented maximum)
 PAGE_LIMITS: dict[str, int] = {"binance": 1000, "okx": 100, "kraken": 1000, "coinbase": 1000, "bybit": 60}
 
@@ -64,19 +69,44 @@ class Result(NamedTuple):
     def asked(self) -> int:
         return max(0, self.hi - self.lo + 1)
 
+    def _found(self) -> list[int]:
+        return sorted({t.trade_id for t in self.trades if self.lo <= t.trade_id <= self.hi})
+
     @property
     def missing(self) -> int:
-        return self.asked - len({t.trade_id for t in self.trades if self.lo <= t.trade_id <= self.hi})
+        return self.asked - len(self._found())
+
+    def missing_span(self) -> tuple[int, int] | None:
+        """The first and last id not found (``None`` if the hole is closed), in time linear in
+        the ids *found*: a hole can be hundreds of millions of ids wide (a lake holding another
+        market run's ids, a week-long outage), and walking it id by id stalled the recorder.
+
+        >>> Result("x", "S", 10, 10**12, [Trade(0, 10, 1.0, 1.0, "buy"), Trade(0, 10**12, 1.0, 1.0, "buy")], 1).missing_span()
+        (11, 999999999999)
+        """
+        found = self._found()
+        if len(found) == self.asked:
+            return None
+        first = self.lo
+        for i in found:
+            if i != first:
+                break
+            first += 1
+        last = self.hi
+        for i in reversed(found):
+            if i != last:
+                break
+            last -= 1
+        return first, last
 
     def detail(self) -> str:
         found = len(self.trades)
         head = (f"ids {self.lo}..{self.hi} asked ({self.asked}); found {found} over REST "
                 f"in {self.requests} request(s); ")
-        if self.missing == 0:
+        span = self.missing_span()
+        if span is None:
             return head + "hole closed"
-        have = {t.trade_id for t in self.trades}
-        miss = [i for i in range(self.lo, self.hi + 1) if i not in have]
-        return head + f"hole remains: {self.missing} trade(s) missing, ids {miss[0]}..{miss[-1]}"
+        return head + f"hole remains: {self.missing} trade(s) missing, ids {span[0]}..{span[1]}"
 
 
 def venue_symbol(venue: str, symbol: str) -> str:
@@ -143,11 +173,14 @@ def parse_page(venue: str, body: str) -> list[Trade]:
 
 async def fetch_between(venue: str, rest_url: str, symbol: str, lo: int, hi: int, get: Get, *,
                         lo_ts_us: int | None = None, hi_ts_us: int | None = None,
-                        progress: Callable[[int], None] | None = None) -> Result:
+                        progress: Callable[[int], None] | None = None,
+                        max_requests: int | None = None) -> Result:
     """Fetch trades with ids ``lo..hi`` (inclusive) of ``symbol``, paging within the venue's limit.
 
     ``lo_ts_us``/``hi_ts_us`` bound the hole in time for the venues that page by time
     (Kraken, Coinbase). ``get(url) -> body`` is the HTTP client (429 back-off inside).
+    ``max_requests`` stops paging after that many requests (what was found is returned;
+    the rest of the hole stays missing and is reported so by :meth:`Result.detail`).
     """
     base = rest_url.rstrip("/")
     vs = venue_symbol(venue, symbol)
@@ -157,6 +190,8 @@ async def fetch_between(venue: str, rest_url: str, symbol: str, lo: int, hi: int
 
     async def page(url: str) -> list[Trade]:
         nonlocal requests
+        if max_requests is not None and requests >= max_requests:
+            raise _Capped
         requests += 1
         trades = parse_page(venue, await get(url))
         n0 = len(got)
@@ -169,6 +204,21 @@ async def fetch_between(venue: str, rest_url: str, symbol: str, lo: int, hi: int
 
     if hi < lo:
         return Result(venue, symbol, lo, hi, [], 0)
+    try:
+        await _page_all(venue, base, vs, lo, hi, limit, page, lo_ts_us, hi_ts_us)
+    except _Capped:
+        log.info("%s %s backfill: stopped after %d request(s)", venue, symbol, requests)
+    return Result(venue, symbol, lo, hi, sorted(got.values()), requests)
+
+
+class _Capped(Exception):
+    """fetch_between's request budget is spent."""
+
+
+async def _page_all(venue: str, base: str, vs: str, lo: int, hi: int, limit: int,
+                    page: Callable[[str], Awaitable[list[Trade]]], lo_ts_us: int | None,
+                    hi_ts_us: int | None) -> None:
+    """Page the venue's trade history over ids ``lo..hi`` (each venue's own cursor rules)."""
     if venue == "binance":  # forward by id: fromId, oldest first
         nxt = lo
         while nxt <= hi:
@@ -213,7 +263,6 @@ async def fetch_between(venue: str, rest_url: str, symbol: str, lo: int, hi: int
         await page(f"{base}/v5/market/recent-trade?category=spot&symbol={vs}&limit={limit}")
     else:
         raise ValueError(f"no trade history for venue {venue!r}")
-    return Result(venue, symbol, lo, hi, sorted(got.values()), requests)
 
 
 async def _id_at(venue: str, base: str, vs: str, x: int, get: Get) -> Trade | None:
@@ -453,9 +502,15 @@ class Backfiller:
 
     def _ts_of(self, runner, sym: str, trade_id: int) -> int:
         """Exchange time (µs) of the last trade held before the hole, for the venues that page by
-        time: from the lake, else the last message seen on the symbol, else 10 minutes ago."""
+        time: from the lake, else the last message seen on the symbol, else 10 minutes ago.
+
+        Blocking (a lake read): called through ``asyncio.to_thread``. The read covers only the
+        window the recorder seeded its trade ids from (``seed_hours``, plus an hour), which the
+        time filter prunes to the newest files by their statistics, so a large lake costs no more
+        than a small one."""
+        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=self.rec.cfg.seed_hours + 1)
         try:
-            df = (self.lake.scan("trades", venue=runner.venue, symbol=sym)
+            df = (self.lake.scan("trades", venue=runner.venue, symbol=sym, start=since)
                   .filter(pl.col("trade_id") == str(trade_id)).select(pl.col("ts_exchange").dt.epoch("us"))
                   .collect())
             if df.height:
@@ -479,7 +534,8 @@ class Backfiller:
 
         lo_ts = await asyncio.to_thread(self._ts_of, runner, sym, lo - 1)
         try:
-            r = await fetch_between(venue, runner.rest_url, sym, lo, hi, get, lo_ts_us=lo_ts)
+            r = await fetch_between(venue, runner.rest_url, sym, lo, hi, get, lo_ts_us=lo_ts,
+                                    max_requests=MAX_REQUESTS_PER_HOLE)
         except Exception as e:  # noqa: BLE001 - a failed backfill is a recorded hole, not a crash
             rec.rows.event(time.time_ns() // 1000, venue, sym, "backfill",
                            f"ids {lo}..{hi} asked ({hi - lo + 1}); failed: {type(e).__name__}: {e}; "

@@ -68,7 +68,7 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seed_hours: float = 6.0               # trade ids of this many hours seeded for dedupe
     duration: float | None = None         # stop after this many seconds (tests, benches)
     no_data_after: float = 60.0           # a symbol silent this long is a no_data feed event (0 = never)
-    backfill: bool = False                # opt-in: after a reconnect/restart, fetch missed trades over REST
+    backfill: bool = True                 # after a reconnect/restart/gap, fetch missed trades over REST
 
     def __post_init__(self) -> None:
         if not self.venues:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import os
 import random
 import signal
 import time
 
+import msgspec
 import polars as pl
 
 # picows' websockets-compatible client: the same asyncio API as `websockets`,
@@ -27,7 +27,7 @@ from picows.websockets import ConnectionClosed
 from picows.websockets import connect as ws_connect
 
 from lab.lake import Lake, data_dir
-from lab.recorder import status_path
+from lab.recorder import RecorderStatus, SymbolStatus, VenueStatus, WriteOutage, encode_status, status_path
 from recorders.backfill import Backfiller
 from recorders.config import RecorderConfig, VenueConfig
 from recorders.rest import RestClient
@@ -423,7 +423,8 @@ class Recorder:
                 self.rows.event(now_us, r.venue, sym, "no_data", detail)
                 log.warning("%s %s: %s", r.venue, sym, detail)
 
-    def status(self) -> dict:
+    def status(self) -> RecorderStatus:
+        """This recorder's :class:`lab.recorder.RecorderStatus` (what the status file holds)."""
         now = time.time()
         now_us = _now_us()
         venues = {}
@@ -438,40 +439,41 @@ class Recorder:
                 last = max([s.adapter.last_msg_us.get(sym, 0) for s in r.sessions]
                            + [r.last_seen.get(sym, 0)])
                 synced = any(s.adapter.synced.get(sym) and s.adapter.book_enabled for s in r.sessions)
-                syms[sym] = {"last_msg_age_s": round((now_us - last) / 1e6, 3) if last else None,
-                             "book_synced": synced}
-            venues[r.venue] = {
-                "lag_s": self._lag(r.venue),
-                "connected": r.connected, "connections": len(r.sessions), "url": r.ws_url,
-                "msgs_per_s": round(rate, 1), "messages": st.get("messages", 0),
-                "gaps": st.get("gaps", 0), "resyncs": st.get("resyncs", 0),
-                "checksum_failures": st.get("checksum_failures", 0),
-                "rejected": st.get("rejected", 0), "duplicate_trades": st.get("duplicates", 0),
-                "duplicate_messages": st.get("duplicate_messages", 0),
-                "bad_values": st.get("bad_values", 0), "crossed_books": st.get("crossed_books", 0),
-                "reconnects": r.reconnects, "rotations": r.rotations, "stale": r.stale,
-                "last_error": r.last_error, "symbols": syms,
-            }
+                syms[sym] = SymbolStatus(last_msg_age_s=round((now_us - last) / 1e6, 3) if last else None,
+                                         book_synced=bool(synced))
+            venues[r.venue] = VenueStatus(
+                lag_s=self._lag(r.venue),
+                connected=r.connected, connections=len(r.sessions), url=r.ws_url,
+                msgs_per_s=round(rate, 1), messages=st.get("messages", 0),
+                gaps=st.get("gaps", 0), resyncs=st.get("resyncs", 0),
+                checksum_failures=st.get("checksum_failures", 0),
+                rejected=st.get("rejected", 0), duplicate_trades=st.get("duplicates", 0),
+                duplicate_messages=st.get("duplicate_messages", 0),
+                bad_values=st.get("bad_values", 0), crossed_books=st.get("crossed_books", 0),
+                reconnects=r.reconnects, rotations=r.rotations, stale=r.stale,
+                last_error=r.last_error, symbols=syms,
+            )
         lag = None
         q = self.rows.quotes
         if q[0]:
             lag = round((q[1][-1] - q[0][-1]) / 1e6, 3)
         w = self.writer
-        return {
-            "name": self.cfg.name, "pid": os.getpid(), "run_id": self.run_id,
-            "started": dt.datetime.fromtimestamp(self.started, dt.timezone.utc).isoformat(),
-            "updated": dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(),
-            "lake": str(self.lake.root), "bus": self.cfg.bus, "lag_s": lag,
-            "queue_depth": w.depth(), "queue_bound": self.cfg.queue_batches,
-            "rows_written": w.rows_written, "commits": w.commits, "lost_rows": w.lost_rows,
-            "lost_batches": w.lost_batches, "lost_by_table": dict(w.lost_by_table),
-            "write_errors": w.errors, "pending_rows": w.pending_rows(),
-            "write_outage": w.outage(),
-            "last_write_age_s": round(now - w.last_write, 3) if w.last_write else None,
-            "rest_calls": self.rest.calls, "rest_errors": self.rest.errors,
-            "bus_dropped": getattr(self.publisher, "dropped", 0) if self.publisher else 0,
-            "venues": venues,
-        }
+        outage = w.outage()
+        return RecorderStatus(
+            name=self.cfg.name, pid=os.getpid(), run_id=self.run_id,
+            started=dt.datetime.fromtimestamp(self.started, dt.timezone.utc),
+            updated=dt.datetime.fromtimestamp(now, dt.timezone.utc),
+            lake=str(self.lake.root), bus=self.cfg.bus, lag_s=lag,
+            queue_depth=w.depth(), queue_bound=self.cfg.queue_batches,
+            rows_written=dict(w.rows_written), commits=w.commits, lost_rows=w.lost_rows,
+            lost_batches=w.lost_batches, lost_by_table=dict(w.lost_by_table),
+            write_errors=w.errors, pending_rows=w.pending_rows(),
+            write_outage=None if outage is None else msgspec.convert(outage, WriteOutage),
+            last_write_age_s=round(now - w.last_write, 3) if w.last_write else None,
+            rest_calls=self.rest.calls, rest_errors=self.rest.errors,
+            bus_dropped=getattr(self.publisher, "dropped", 0) if self.publisher else 0,
+            venues=venues,
+        )
 
     def _lag(self, venue: str) -> float | None:
         """Receive time minus exchange time of the venue's newest trade or quote in this batch."""
@@ -491,7 +493,7 @@ class Recorder:
         a full disk it can still be rewritten in place, in blocks it already owns."""
         p = self.status_file
         p.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.status(), indent=1).encode()
+        text = encode_status(self.status())
         pad = -(-(len(text) + _STATUS_SLACK) // 4096) * 4096
         data = text + b" " * (pad - len(text))
         tmp = p.with_suffix(f".tmp{os.getpid()}")
@@ -538,7 +540,7 @@ class Recorder:
                 loop.add_signal_handler(sig, self.stop)
             except (NotImplementedError, RuntimeError):
                 pass
-        self.seed_trade_ids()
+        await asyncio.to_thread(self.seed_trade_ids)  # a lake read: off the loop (signals stay live)
         self.rows.event(_now_us(), "recorder", None, "start",
                         f"{self.cfg.name} pid {os.getpid()} run {self.run_id}: "
                         + ", ".join(f"{r.venue}[{','.join(r.vc.symbols)}]" for r in self.runners))

@@ -35,6 +35,7 @@ from collections import deque
 
 import polars as pl
 
+from lab.errors import DataError
 from lab.lake import Lake
 from recorders.venues.base import Rows
 
@@ -235,6 +236,8 @@ class Writer:
             ready = [p for p in self.pending if table in p.frames
                      and (table == _JOURNAL or _JOURNAL not in p.frames)]
             if not ready:
+                if table in self.failing and (force or now >= self._retry_at.get(table, 0.0)):
+                    self._probe(table)  # every kept row became a counted loss: is the table back?
                 continue
             if not force and now < self._retry_at.get(table, 0.0):
                 continue
@@ -265,6 +268,18 @@ class Writer:
             self.pending.popleft()
         if self.outage_since is not None and not self.failing:
             self._recovered()
+
+    def _probe(self, table: str) -> None:
+        """A failing table with no rows left to retry (all dropped past the memory bound) is
+        checked on its retry schedule without writing: healthy again ends its outage."""
+        try:
+            _, damage = self.lake.inspect(table)
+            if damage:
+                raise DataError(f"lake table {table!r} is still damaged: {damage[0]}")
+        except Exception as e:  # noqa: BLE001 - the probe fails as an append would
+            self._failed(table, e)
+            return
+        self._ok(table)
 
     def _space_check(self, nbytes: int) -> None:
         """Refuse early when the disk is visibly full (less than a few MB plus half the

@@ -22,7 +22,6 @@ True
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import threading
 import time
@@ -33,7 +32,9 @@ import polars as pl
 import streamlit as st
 
 import lab
+from lab.errors import DataError
 from lab.lake import WRITER_REOPEN_EVERY, Lake, data_dir, scan_filtered
+from lab.recorder import read_status
 from lab.schema import table_spec
 from lab.venues import USD_LIKE
 from lab.widgets import latest_time, market_of
@@ -347,17 +348,19 @@ def recorder_status() -> list[dict[str, Any]]:
     t = now()
     for f in sorted(run.glob("recorder-*.json")) if run.is_dir() else []:
         try:
-            d = json.loads(f.read_text())
-            updated = dt.datetime.fromisoformat(d["updated"])
-        except (OSError, ValueError, KeyError, TypeError):
+            d = read_status(f)
+        except (OSError, DataError):
             continue
-        for venue, v in (d.get("venues") or {}).items():
+        age = d.age_s(t)
+        if age is None:
+            continue
+        for venue, v in d.venues.items():
             out.append({
-                "recorder": d.get("name", f.stem), "venue": venue,
-                "connected": bool(v.get("connected")), "msgs_per_s": v.get("msgs_per_s"),
-                "gaps": v.get("gaps"), "resyncs": v.get("resyncs"), "reconnects": v.get("reconnects"),
-                "rejected": v.get("rejected"), "checksum_failures": v.get("checksum_failures"),
-                "stale": v.get("stale"), "last_error": v.get("last_error") or "",
-                "updated_age_s": round((t - updated).total_seconds(), 1),
+                "recorder": d.name or f.stem, "venue": venue,
+                "connected": v.connected, "msgs_per_s": v.msgs_per_s,
+                "gaps": v.gaps, "resyncs": v.resyncs, "reconnects": v.reconnects,
+                "rejected": v.rejected, "checksum_failures": v.checksum_failures,
+                "stale": v.stale, "last_error": v.last_error or "",
+                "updated_age_s": round(age, 1),
             })
     return out

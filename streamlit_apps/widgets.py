@@ -7,6 +7,8 @@ import datetime as dt
 import functools
 import io
 import logging
+import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -200,3 +202,13 @@ def guarded(where: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
                 page_error(where, e)
         return run
     return wrap
+
+
+def log_refresh(wall_ms: float, cpu_ms: float) -> None:
+    """Append one refresh's server-side wall and CPU time to ``$LAB_STREAMLIT_TIMINGS``
+    (``unix_time wall_ms cpu_ms`` per line), when set: how a page's refresh cost is measured
+    (bench/bench_streamlit_refresh.py sets it; docs/CONTRACTS.md)."""
+    path = os.environ.get("LAB_STREAMLIT_TIMINGS")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{time.time():.3f} {wall_ms:.3f} {cpu_ms:.3f}\n")

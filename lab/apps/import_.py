@@ -63,8 +63,8 @@ def import_tardis(lake: Lake, paths: list[str], *, progress: bool = True) -> lis
                 out.append({"path": str(f), "kind": kind, "table": None, "rows": 0, "skipped": True})
                 continue
         table, df = read_file(f, kind)
+        lake.append(table, df)  # the hash (its own thread) goes on meanwhile: it is only needed for the record
         digest = digest_f.result()
-        lake.append(table, df)
         lake.append("imports", pl.DataFrame({
             "ts": [dt.datetime.now(dt.timezone.utc)], "source": ["tardis"], "path": [str(f.resolve())],
             "sha256": [digest], "kind": [kind], "target": [table], "rows": [df.height]}))

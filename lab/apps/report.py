@@ -35,8 +35,8 @@ from lab.errors import LabError
 
 HELP = "run a papermill report to HTML"
 
-__all__ = ["ReportError", "ReportResult", "report_path", "available_reports", "run_report",
-           "render_html", "parse_param", "add_arguments", "run"]
+__all__ = ["ReportError", "ReportResult", "report_path", "available_reports", "run_report", "run_reports",
+           "date_range", "render_html", "parse_param", "add_arguments", "run"]
 
 
 
@@ -196,6 +196,59 @@ def run_report(
                         time.perf_counter() - t0)
 
 
+def date_range(first: str, last: str) -> list[str]:
+    """Every day from ``first`` to ``last``, both included (each as :func:`_check_date` reads it).
+
+    >>> date_range("2026-11-29", "2026-12-01")
+    ['2026-11-29', '2026-11-30', '2026-12-01']
+    """
+    a, b = dt.date.fromisoformat(_check_date(first)), dt.date.fromisoformat(_check_date(last))
+    if b < a:
+        raise ReportError(f"--until {b} is before --date {a}")
+    return [(a + dt.timedelta(days=k)).isoformat() for k in range((b - a).days + 1)]
+
+
+def _report_task(name: str, day: str, params: dict[str, Any] | None, out: str | None, lake: str | None,
+                 html: bool, timeout: float | None, kernel: str | None) -> ReportResult:
+    return run_report(name, day, params, out=out, lake=lake, html=html, progress=False, timeout=timeout,
+                      kernel=kernel)
+
+
+def run_reports(
+    name: str,
+    dates: list[str],
+    params: dict[str, Any] | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    lake: str | os.PathLike[str] | None = None,
+    html: bool = True,
+    timeout: float | None = None,
+    kernel: str | None = None,
+    cluster: Any = None,
+    progress: Any = None,
+) -> list[tuple[str, ReportResult | str]]:
+    """Run report ``name`` once per date, as tasks of :func:`lab.distributed.executor` (in this
+    process one after the other unless a Ray cluster is configured: its workers then need this
+    project and a shared ``out`` and lake). Returns ``(date, result or error text)`` per date, in
+    order; a failing date does not stop the others. ``progress(Progress, date)`` after each.
+    """
+    from lab.distributed import TaskFailure, executor
+
+    ex = executor(cluster)
+    # absolute paths: a task may run in another working directory (a Ray worker)
+    o = str(Path(out if out is not None else os.environ.get("LAB_REPORTS", "reports")).resolve())
+    lk = str(Path(lake).resolve()) if lake is not None else None
+    src = str(Path(name).resolve()) if Path(name).suffix in (".ipynb", ".py") and Path(name).exists() else name
+    days = [_check_date(d) for d in dates]
+
+    def tick(pr: Any) -> None:
+        if progress is not None:
+            progress(pr, days[pr.last])
+
+    outs = ex.run(_report_task, [(src, d, params, o, lk, html, timeout, kernel) for d in days], progress=tick)
+    return [(d, r.error if isinstance(r, TaskFailure) else r) for d, r in zip(days, outs, strict=True)]
+
+
 _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
@@ -244,6 +297,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--date", default=None,
                    help="the day the report covers (UTC): YYYY-MM-DD, today, yesterday or today-N; "
                    "default: yesterday")
+    p.add_argument("--until", default=None, metavar="DATE",
+                   help="also run it for every day after --date up to DATE (included): one page per day, "
+                   "a progress line per day; a day that fails is reported and the others still run")
+    p.add_argument("--cluster", default=None,
+                   help="with --until: where the days run: local (default when no cluster is configured), "
+                   "ray (the configured cluster: its workers need this project, the lake and --out), "
+                   "or a Ray address")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="set a notebook parameter; VALUE is read as YAML, e.g. "
                    "-p venues '[binance, kraken]' -p symbols '[BTC-USDT]'")
@@ -268,6 +328,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return 0
     date = args.date or "yesterday"
+    if args.until is not None:
+        return _run_range(args, date)
     try:
         params = dict(parse_param(k, v) for k, v in args.param)
         res = run_report(args.name, date, params, out=args.out, lake=args.lake,
@@ -280,3 +342,35 @@ def run(args: argparse.Namespace) -> int:
     if res.html:
         print(res.html)
     return 0
+
+
+def _run_range(args: argparse.Namespace, first: str) -> int:
+    """``--date A --until B``: one report per day, a progress line each, exit 1 if any failed."""
+    import time
+
+    from lab.errors import LabError
+
+    t0 = time.perf_counter()
+    try:
+        params = dict(parse_param(k, v) for k, v in args.param)
+        dates = date_range(first, args.until)
+        report_path(args.name)  # an unknown report fails once, not once per day
+
+        def line(pr: Any, day: str) -> None:
+            print(f"lab report: {day} ({pr}, {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+        res = run_reports(args.name, dates, params, out=args.out, lake=args.lake, html=not args.no_html,
+                          timeout=args.timeout, kernel=args.kernel, cluster=args.cluster, progress=line)
+    except LabError as e:
+        print(f"lab report: {e}", file=sys.stderr)
+        return 1
+    failed = 0
+    for day, r in res:
+        if isinstance(r, ReportResult):
+            print(r.html or r.notebook)
+        else:
+            failed += 1
+            print(f"lab report: {day}: {r.removeprefix('ReportError: ')}", file=sys.stderr)
+    if failed:
+        print(f"lab report: {failed} of {len(res)} day(s) failed", file=sys.stderr)
+    return 1 if failed else 0

@@ -10,38 +10,49 @@ and makes the command exit 1.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 import polars as pl
 import psutil
 
+from lab.errors import DataError
 from lab.lake import Lake, data_dir
+from lab.recorder import read_status, status_dict
 from lab.schema import TABLES
 
 HELP = "recorder health and lake table counts"
 
-__all__ = ["add_arguments", "run", "recorder_statuses", "lake_summary"]
+__all__ = ["add_arguments", "run", "recorder_statuses", "lake_summary", "tape_holes", "tape_ranges",
+           "format_ranges"]
+
+#: ranges of the trade tape printed by the text output (the newest; --json has all)
+SHOW_RANGES = 30
 
 
 def _alive(pid: int) -> bool:
     return pid > 0 and psutil.pid_exists(pid)
 
 
-def recorder_statuses(run_dir: str | Path | None = None) -> list[dict]:
-    """Every recorder status file under ``run_dir`` (default ``$LAB_DATA/run``), with
-    ``alive`` (process exists) and ``age_s`` (seconds since the last refresh) added."""
+def recorder_statuses(run_dir: str | Path | None = None, errors: list[str] | None = None) -> list[dict]:
+    """Every recorder status file under ``run_dir`` (default ``$LAB_DATA/run``), decoded as a
+    :class:`lab.recorder.RecorderStatus` and returned as a dict with ``alive`` (process
+    exists), ``age_s`` (seconds since the last refresh) and ``file`` added. A file that is
+    not a status is skipped; its one-line reason goes to ``errors`` when given."""
     d = Path(run_dir) if run_dir else data_dir() / "run"
     out = []
     for p in sorted(d.glob("recorder-*.json")):
         try:
-            s = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
+            st = read_status(p)
+        except (OSError, DataError) as e:
+            if errors is not None:
+                errors.append(str(e))
             continue
-        s["alive"] = _alive(int(s.get("pid", -1)))
-        upd = dt.datetime.fromisoformat(s["updated"])
-        s["age_s"] = round((dt.datetime.now(dt.timezone.utc) - upd).total_seconds(), 1)
+        s = status_dict(st)
+        s["alive"] = _alive(st.pid)
+        age = st.age_s()
+        s["age_s"] = None if age is None else round(age, 1)
         s["file"] = str(p)
         out.append(s)
     return out
@@ -67,8 +78,8 @@ def lake_summary(lake: Lake) -> pl.DataFrame:
             rows.append({"table": name, "rows": df["rows"][0], "newest": df["newest"][0], "damage": []})
         except Exception as e:  # noqa: BLE001 - a status command reports, never crashes
             rows.append({"table": name, "damage": [f"{name}: read failed: {str(e).splitlines()[0][:300]}"]})
-    schema = {"table": pl.String, "rows": pl.Int64, "newest": pl.Datetime("us", "UTC"),
-              "damage": pl.List(pl.String)}
+    schema: dict[str, pl.DataType] = {"table": pl.String(), "rows": pl.Int64(),
+                                      "newest": pl.Datetime("us", "UTC"), "damage": pl.List(pl.String)}
     return pl.DataFrame([{k: r.get(k, [] if k == "damage" else None) for k in schema} for r in rows],
                         schema=schema)
 
@@ -86,6 +97,47 @@ def tape_holes(lake: Lake) -> pl.DataFrame | None:
         return None
 
 
+def tape_ranges(lake: Lake) -> pl.DataFrame | None:
+    """Per venue and symbol, the ranges of the trade tape with no live data and why
+    (:func:`lab.tape.ranges`); None when the lake has no readable ``feed_events``."""
+    from lab.tape import lake_ranges
+
+    if not lake.exists("feed_events"):
+        return None
+    try:
+        return lake_ranges(lake)
+    except Exception:  # noqa: BLE001 - a status command reports, never crashes
+        return None
+
+
+def format_ranges(rng: pl.DataFrame, limit: int = SHOW_RANGES) -> str:
+    """The tape's holes as text lines, the newest ``limit`` (``lab status``).
+
+    >>> import datetime as dt
+    >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    >>> print(format_ranges(pl.DataFrame([{"venue": "okx", "symbol": "BTC-USDT", "start": t,
+    ...     "end": t + dt.timedelta(seconds=4), "why": "not recoverable", "trades_missing": 3,
+    ...     "trades_recovered": 9, "detail": "d"}])))
+    trade tape holes (no live data; lab.tape.ranges):
+      okx       BTC-USDT   2026-01-01 00:00:00 -> 00:00:04 (4.0 s)  not recoverable  3 missing, 9 recovered
+    """
+    if rng.height == 0:
+        return "trade tape: no holes (no downtime, disconnect or trade-id gap recorded)"
+    lines = ["trade tape holes (no live data; lab.tape.ranges):"]
+    newest = rng.sort("start", nulls_last=True).tail(limit).sort("venue", "symbol", "start", nulls_last=True)
+    for r in newest.iter_rows(named=True):
+        a, b = r["start"], r["end"]
+        when = (f"{a:%Y-%m-%d %H:%M:%S} -> " if a else "? -> ") + (
+            (f"{b:%H:%M:%S}" if a and b.date() == a.date() else f"{b:%Y-%m-%d %H:%M:%S}") if b else "now")
+        dur = f" ({(b - a).total_seconds():.1f} s)" if a and b else ""
+        lost = ("missing: not measured" if r["trades_missing"] is None
+                else f"{r['trades_missing']} missing, {r['trades_recovered']} recovered")
+        lines.append(f"  {r['venue']:9s} {r['symbol']:10s} {when}{dur}  {r['why']}  {lost}")
+    if rng.height > limit:
+        lines.append(f"  ... {rng.height - limit} older range(s): lab status --json lists them all")
+    return "\n".join(lines)
+
+
 def _fmt_age(v) -> str:
     return "-" if v is None else f"{v:.1f}s"
 
@@ -95,7 +147,8 @@ def format_status(statuses: list[dict]) -> str:
         return "no recorders found (start one with `lab record`)"
     lines = []
     for s in statuses:
-        state = "running" if s["alive"] and s["age_s"] < 5 else ("stale" if s["alive"] else "stopped")
+        fresh = s["age_s"] is not None and s["age_s"] < 5
+        state = "running" if s["alive"] and fresh else ("stale" if s["alive"] else "stopped")
         lines.append(f"recorder {s['name']} pid {s['pid']} [{state}] updated {s['age_s']}s ago; "
                      f"queue {s['queue_depth']}/{s['queue_bound']}, lag {_fmt_age(s.get('lag_s'))}, "
                      f"lost rows {s['lost_rows']}, write errors {s['write_errors']}, lake {s['lake']}")
@@ -113,7 +166,8 @@ def format_status(statuses: list[dict]) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Show every recorder's health (msgs/s, lag, last message age per venue/symbol, "
                      "gaps, resyncs, reconnects, queue depth, pid) and the lake's row counts and "
-                     "newest timestamp per table.")
+                     "newest timestamp per table, and the holes in the trade tape per venue and symbol "
+                     "(ranges with no live data and why: down, disconnected, backfilled, not recoverable).")
     p.add_argument("--lake", help="lake directory (default: $LAB_DATA/lake)")
     p.add_argument("--run-dir", help="where recorder status files are (default: $LAB_DATA/run)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead")
@@ -122,13 +176,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    st = recorder_statuses(args.run_dir)
+    unreadable: list[str] = []
+    st = recorder_statuses(args.run_dir, unreadable)
+    for msg in unreadable:
+        print(f"lab status: skipped {msg}", file=sys.stderr)
     if not args.all:
         st = [s for s in st if s["alive"]]
     lake = Lake(args.lake) if args.lake else Lake(data_dir() / "lake")
     summ = None if args.no_lake else lake_summary(lake)
-    tape = None if args.no_lake or (summ is not None and any(
-        r["damage"] for r in summ.iter_rows(named=True) if r["table"] == "feed_events")) else tape_holes(lake)
+    events_ok = not args.no_lake and not (summ is not None and any(
+        r["damage"] for r in summ.iter_rows(named=True) if r["table"] == "feed_events"))
+    tape = tape_holes(lake) if events_ok else None
+    rng = tape_ranges(lake) if events_ok else None
     bad = [] if summ is None else [r for r in summ.iter_rows(named=True) if r["damage"]]
     code = 1 if bad else 0
     if args.json:
@@ -138,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
                            for r in summ.to_dicts()]
         if tape is not None:
             out["trade_holes"] = tape.to_dicts()
+        if rng is not None:
+            out["tape_ranges"] = [{**r, "start": r["start"].isoformat() if r["start"] else None,
+                                   "end": r["end"].isoformat() if r["end"] else None} for r in rng.to_dicts()]
         print(json.dumps(out, indent=1, default=str))
         return code
     print(format_status(st))
@@ -152,8 +214,10 @@ def run(args: argparse.Namespace) -> int:
                     print(f"      {d}")
             else:
                 print(f"  {r['table']:18s} {r['rows']:>12} rows  newest {r['newest'] or '-'}")
+        if rng is not None:
+            print("\n" + format_ranges(rng))
         if tape is not None and tape.height:
-            print("\ntrade tape (backfills after restarts/reconnects; lab.tape):")
+            print("\ntrade tape backfills per symbol (after restarts, reconnects, gaps; lab.tape):")
             for r in tape.iter_rows(named=True):
                 left = (f"{r['remaining_holes']} hole(s) NOT recoverable, {r['trades_missing']} trade(s) missing"
                         if r["remaining_holes"] else "no hole left")

@@ -23,6 +23,8 @@ import numpy as np
 import polars as pl
 
 from lab.arbitrage.config import DEFAULT_TAKER_BPS
+from lab.book import walk_expr, walk_nb
+from lab.l2 import THIN
 from lab.schema import TS, table_spec
 from lab.venues import usd_rates
 
@@ -33,6 +35,7 @@ __all__ = [
     "walk_sell",
     "walk_spend",
     "cross_venue",
+    "scan",
     "triangular",
     "episodes",
     "summary",
@@ -129,13 +132,14 @@ def _fee(fees: float | Mapping[str, float] | None, venue: str, default: float) -
 def walk_buy(size: pl.Expr | float, depth: int, prefix: str = "") -> pl.Expr:
     """VWAP of buying ``size`` base units by lifting the asks (null if too thin).
 
-    Like :func:`lab.book.walk_vwap` but ``size`` may be an expression.
+    :func:`lab.book.walk_expr` (the Polars twin of :func:`lab.l2.walk`) on the asks;
+    ``size`` may be an expression.
 
     >>> b = pl.DataFrame({"ask_px_0": [100.0], "ask_qty_0": [1.0], "ask_px_1": [102.0], "ask_qty_1": [3.0]})
     >>> b.select(walk_buy(2.0, 2)).item(), b.select(walk_buy(5.0, 2)).item()
     (101.0, None)
     """
-    return _walk_qty(size, depth, f"{prefix}ask")
+    return walk_expr(size, depth, f"{prefix}ask")
 
 
 def walk_sell(size: pl.Expr | float, depth: int, prefix: str = "") -> pl.Expr:
@@ -145,23 +149,14 @@ def walk_sell(size: pl.Expr | float, depth: int, prefix: str = "") -> pl.Expr:
     >>> b.select(walk_sell(2.0, 2)).item()
     99.0
     """
-    return _walk_qty(size, depth, f"{prefix}bid")
-
-
-def _walk_qty(size: pl.Expr | float, depth: int, side: str) -> pl.Expr:
-    s = size if isinstance(size, pl.Expr) else pl.lit(float(size))
-    cum = pl.lit(0.0)
-    notional = pl.lit(0.0)
-    for i in range(depth):
-        p, q = pl.col(f"{side}_px_{i}"), pl.col(f"{side}_qty_{i}").fill_null(0.0)
-        fill = pl.min_horizontal(pl.max_horizontal(s - cum, pl.lit(0.0)), q)
-        notional = notional + pl.when(fill > 0).then(p * fill).otherwise(0.0)
-        cum = cum + q
-    return pl.when((cum >= s * (1 - 1e-12)) & (s > 0)).then(notional / s).otherwise(None)
+    return walk_expr(size, depth, f"{prefix}bid")
 
 
 def walk_spend(notional: pl.Expr | float, depth: int, prefix: str = "") -> pl.Expr:
     """Base units bought by spending ``notional`` quote units on the asks (null if too thin).
+
+    The Polars twin of :func:`lab.l2.spend` (columnar), the same operations in the
+    same order; tests/micro/test_one_book.py checks that they agree.
 
     >>> b = pl.DataFrame({"ask_px_0": [100.0], "ask_qty_0": [1.0], "ask_px_1": [200.0], "ask_qty_1": [1.0]})
     >>> b.select(walk_spend(200.0, 2)).item(), b.select(walk_spend(400.0, 2)).item()
@@ -176,7 +171,7 @@ def walk_spend(notional: pl.Expr | float, depth: int, prefix: str = "") -> pl.Ex
         take = pl.min_horizontal(pl.max_horizontal(n - spent, pl.lit(0.0)), p.fill_null(0.0) * q)
         got = got + pl.when(take > 0).then(take / p).otherwise(0.0)
         spent = spent + (p.fill_null(0.0) * q)
-    return pl.when(spent >= n * (1 - 1e-12)).then(got).otherwise(None)
+    return pl.when(spent >= n * THIN).then(got).otherwise(None)
 
 
 def _proceeds(qty: pl.Expr, depth: int, prefix: str = "") -> pl.Expr:
@@ -226,7 +221,6 @@ def _cross_kernel(ts: np.ndarray, order: np.ndarray, vphys: np.ndarray, sphys: n
     l_buy = np.zeros((n_a, n_v), np.float64)
     l_sell = np.zeros((n_a, n_v), np.float64)
     prev = np.zeros((n_a, n_v, n_v), np.bool_)
-    depth = ap.shape[1]
     cap = 1024
     o_row = np.empty(cap, np.int64)
     o_rb = np.empty(cap, np.int64)
@@ -245,26 +239,8 @@ def _cross_kernel(ts: np.ndarray, order: np.ndarray, vphys: np.ndarray, sphys: n
         a = s_asset[s]
         size = s_size[s]
         # walk both sides for the size (NaN when the visible levels are too thin)
-        cum_b = 0.0
-        not_b = 0.0
-        cum_s = 0.0
-        not_s = 0.0
-        for d in range(depth):
-            qa = aq[i, d]
-            if qa == qa and qa > 0 and cum_b < size:
-                f = min(size - cum_b, qa)
-                not_b += f * ap[i, d]
-            if qa == qa:
-                cum_b += qa
-            qb = bq[i, d]
-            if qb == qb and qb > 0 and cum_s < size:
-                f = min(size - cum_s, qb)
-                not_s += f * bpx[i, d]
-            if qb == qb:
-                cum_s += qb
-        thr = size * (1 - 1e-12)
-        buy = not_b / size * s_rate[s] if cum_b >= thr and size > 0 else np.nan
-        sell = not_s / size * s_rate[s] if cum_s >= thr and size > 0 else np.nan
+        buy = walk_nb(ap[i], aq[i], size) * s_rate[s]
+        sell = walk_nb(bpx[i], bq[i], size) * s_rate[s]
         last[a, v] = i
         l_ts[a, v] = ts[i]
         l_buy[a, v] = buy
@@ -443,6 +419,69 @@ def cross_venue(
     if keep == "signals":
         return lazy.select(list(SIGNAL_COLUMNS))
     return lazy.select(*SIGNAL_COLUMNS, "fresh", "venue", "profitable")
+
+
+def _scan_day(quotes: pl.LazyFrame, *, day_start: dt.datetime, kw: dict) -> pl.DataFrame:
+    out = cross_venue(quotes, **kw)
+    return out.filter(pl.col("ts") >= day_start).collect()
+
+
+def scan(
+    start: dt.datetime | dt.date | str,
+    end: dt.datetime | dt.date | str,
+    *,
+    lake: object = None,
+    venues: Sequence[str] | None = None,
+    cluster: object = None,
+    warmup: float | dt.timedelta | str = dt.timedelta(hours=1),
+    time_column: str = "ts_local",
+    **kw: object,
+) -> pl.DataFrame:
+    """:func:`cross_venue` over the lake's ``quotes`` with ``time_column`` in ``[start, end)``, collected.
+
+    ``kw`` are :func:`cross_venue`'s options (``fees``, ``size``, ``max_age``,
+    ``keep``, ...); the rows are the ones one :func:`cross_venue` pass over the
+    whole range gives, in the same order, so :func:`episodes` and
+    :func:`summary` of the result see an opportunity open before midnight and
+    close after it as one episode. A range over more than one UTC day, or a
+    configured cluster, runs one task per day (every venue and symbol of that
+    day together) through :func:`lab.distributed.map_days` on a pinned version;
+    a one-day call with no cluster is one pass here.
+
+    Midnight: a pass carries each venue's last book over it. Each day's task
+    therefore first replays the ``warmup`` before the day (at least ``max_age``:
+    ms, ``"500ms"`` or a timedelta) and keeps only the rows from midnight on.
+    The signals (``keep="signals"``) equal one pass exactly; with ``keep="episodes"``
+    or ``"all"``, the rows equal it whenever every venue quotes within the
+    ``warmup`` before each midnight (a venue silent longer is stale then anyway:
+    only a row recording that staleness could be missing).
+    """
+    from lab.distributed import cluster_configured, map_days, spans_days
+
+    if time_column not in ("ts_local", "ts_exchange"):
+        raise ValueError(f"scan: time_column must be ts_local or ts_exchange, got {time_column!r}")
+    args = {**kw, "time_column": time_column}
+    if venues is not None:
+        args["venues"] = list(venues)
+    wu = max(_ms(warmup), _ms(args.get("max_age", 2000.0)))  # type: ignore[arg-type]
+    if not spans_days(start, end) and not cluster_configured(cluster):  # type: ignore[arg-type]
+        from lab.distributed import as_utc
+        from lab.lake import Lake, default_lake
+
+        lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else default_lake()  # type: ignore[arg-type]
+        t0, t1 = as_utc(start), as_utc(end)
+        q = lk.scan("quotes", venue=venues).filter(pl.col(time_column) >= t0, pl.col(time_column) < t1)
+        return cross_venue(q, **args).collect()  # type: ignore[arg-type]
+    import functools
+
+    job = map_days(functools.partial(_scan_day, kw=args), "quotes", start, end, venues=venues, by=(),
+                   on=time_column, warmup=dt.timedelta(milliseconds=wu), lake=lake, cluster=cluster)  # type: ignore[arg-type]
+    if job.failures:
+        from lab.errors import DataError
+
+        (key, err), more = job.failures[0], len(job.failures) - 1
+        raise DataError(f"arbitrage scan: day {key[-1]} failed: {err}" + (f" (and {more} more)" if more else ""))
+    return job.frame.drop("day") if "day" in job.frame.columns else job.frame
 
 
 def _arr(a: np.ndarray, dtype: type) -> np.ndarray:

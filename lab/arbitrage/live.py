@@ -36,7 +36,6 @@ import datetime as dt
 import logging
 import math
 import time
-from bisect import bisect_left, insort
 from collections.abc import AsyncIterator, Callable, Iterable
 
 import numpy as np
@@ -45,6 +44,7 @@ import polars as pl
 from lab.alerts import Alert, Sink, emit
 from lab.arbitrage.config import ArbConfig
 from lab.arbitrage.historical import SIGNAL_COLUMNS, _pair_symbol
+from lab.l2 import THIN, Book, spend, walk
 from lab.times import EPOCH, epoch_us
 
 __all__ = ["Detector", "run_live", "signals_frame", "replay_rows", "bus_tables"]
@@ -58,67 +58,11 @@ _us = epoch_us
 
 
 def _walk_qty(px: float, qty: float, size: float) -> float:
-    """VWAP of ``size`` on a one-level book (NaN when too thin): as the historical walk."""
-    if px is None or qty is None or not (qty >= size * (1 - 1e-12)) or size <= 0:
+    """VWAP of ``size`` on a one-level book (NaN when too thin): :func:`lab.l2.walk` on one
+    level, without building lists for it (quote mode's hot path)."""
+    if px is None or qty is None or not (qty >= size * THIN) or size <= 0:
         return NAN
     return float(px)
-
-
-def _walk(keys: list[float], qtys: list[float], size: float, sign: float) -> float:
-    """VWAP of ``size`` over levels best first (price = ``sign·key``); NaN when too thin.
-
-    The float operations of the historical kernel, in its order.
-
-    >>> _walk([100.0, 102.0], [1.0, 3.0], 2.0, 1.0), _walk([100.0], [1.0], 2.0, 1.0)
-    (101.0, nan)
-    """
-    cum = 0.0
-    notional = 0.0
-    for k, q in zip(keys, qtys):
-        if cum < size:
-            left = size - cum
-            notional += (left if left < q else q) * (sign * k)
-        cum += q
-    return notional / size if cum >= size * (1 - 1e-12) and size > 0 else NAN
-
-
-def _spend(keys: tuple, qtys: tuple, n: float) -> float:
-    """Base units bought spending ``n`` quote units on asks best first (NaN when too thin).
-
-    The float operations of :func:`lab.arbitrage.walk_spend`, in its order.
-
-    >>> _spend((100.0, 200.0), (1.0, 1.0), 200.0), _spend((100.0,), (1.0,), 200.0)
-    (1.5, nan)
-    """
-    spent = 0.0
-    got = 0.0
-    for p, q in zip(keys, qtys):
-        cap = p * q
-        left = n - spent
-        take = left if left < cap else cap
-        if take > 0:
-            got += take / p
-        spent += cap
-    return got if spent >= n * (1 - 1e-12) else NAN
-
-
-def _proceeds(keys: tuple, qtys: tuple, size: float) -> float:
-    """Quote units got selling ``size`` into bids best first (keys −price; NaN when too thin).
-
-    The float operations of the historical ``walk_sell(size) * size``, in its order.
-
-    >>> _proceeds((-100.0, -98.0), (1.0, 3.0), 2.0), _proceeds((-100.0,), (1.0,), 2.0)
-    (198.0, nan)
-    """
-    cum = 0.0
-    notional = 0.0
-    for k, q in zip(keys, qtys):
-        left = size - cum
-        fill = left if left < q else q
-        if fill > 0:
-            notional += -k * fill
-        cum += q
-    return notional / size * size if cum >= size * (1 - 1e-12) and size > 0 else NAN
 
 
 def _seq(r: dict) -> int:
@@ -130,54 +74,17 @@ def _book_order(r: dict) -> tuple:
     return r["venue"], r["symbol"], _seq(r)
 
 
-class _L2:
-    """One venue/symbol's L2 book, kept as :func:`lab.book.rebuild` keeps it.
+class _L2(Book):
+    """One venue/symbol's L2 book (:class:`lab.l2.Book`, kept as :func:`lab.book.rebuild`
+    keeps it) and the detector's state for it: ``synced`` (a snapshot seen) and ``last_top``
+    (the top levels last evaluated, :meth:`Book.top_levels`)."""
 
-    Per side a dict key → size and the keys sorted best first (bids keyed
-    by −price, asks by price); ``qty`` is the absolute size, ``<= 0`` deletes.
-    ``top``: the top levels last evaluated (``(bid keys, bid sizes, ask keys,
-    ask sizes)``).
-
-    >>> b = _L2(); b.set(True, 99.0, 1.0); b.set(True, 100.0, 2.0); b.set(False, 101.0, 3.0)
-    >>> b.set(True, 99.0, 0.0); b.top_levels(2)
-    ((-100.0,), (2.0,), (101.0,), (3.0,))
-    """
-
-    __slots__ = ("bids", "asks", "bk", "ak", "synced", "top")
+    __slots__ = ("synced", "last_top")
 
     def __init__(self) -> None:
-        self.bids: dict[float, float] = {}
-        self.asks: dict[float, float] = {}
-        self.bk: list[float] = []
-        self.ak: list[float] = []
+        super().__init__()
         self.synced = False
-        self.top: tuple | None = None
-
-    def clear(self) -> None:
-        self.bids.clear()
-        self.asks.clear()
-        self.bk.clear()
-        self.ak.clear()
-
-    def set(self, is_bid: bool, price: float | None, qty: float | None) -> None:
-        if price is None or price != price:
-            return
-        if is_bid:
-            levels, keys, key = self.bids, self.bk, -price
-        else:
-            levels, keys, key = self.asks, self.ak, price
-        if qty is not None and qty > 0:
-            if key not in levels:
-                insort(keys, key)
-            levels[key] = qty
-        elif key in levels:
-            del levels[key]
-            del keys[bisect_left(keys, key)]
-
-    def top_levels(self, depth: int) -> tuple:
-        bk, ak = self.bk[:depth], self.ak[:depth]
-        bids, asks = self.bids, self.asks
-        return (tuple(bk), tuple([bids[k] for k in bk]), tuple(ak), tuple([asks[k] for k in ak]))
+        self.last_top: tuple | None = None
 
 
 class _Tri:
@@ -361,20 +268,23 @@ class Detector:
                 book.clear()
                 book.synced = True
             if book.synced:  # diffs before the first snapshot build an unknown book
+                bset = book.set
                 for k in range(i, j):
                     x = rows[k]
-                    book.set(x["side"] == "bid", x["price"], x["qty"])
+                    px, qty = x["price"], x["qty"]
+                    if px is not None and px == px:  # a level without a price is not a level
+                        bset(x["side"], px, 0.0 if qty is None else qty)
                 top = book.top_levels(depth)
-                if top != book.top:
-                    book.top = top
+                if top != book.last_top:
+                    book.last_top = top
                     usd, nsym = self._norm(sym)
                     if usd:
                         base, _, quote = sym.partition("-")
                         size = self.cfg.size_of(base)
                         rate = self.rates[quote]
                         out += self._cross(ts, venue, sym, base, size,
-                                           _walk(top[2], top[3], size, 1.0) * rate,
-                                           _walk(top[0], top[1], size, -1.0) * rate)
+                                           walk(top[2], top[3], size) * rate,
+                                           walk(top[0], top[1], size) * rate)
                     if nsym is not None:
                         self._triangular_depth(ts, venue, sym, nsym, top, tri_out)
             i = j
@@ -443,14 +353,14 @@ class Detector:
             if len(legs) < len(tri.syms):  # some leg's book not seen yet
                 continue
             net_amt, gross_amt = n0, n0
-            for spend, b in zip(tri.spend, legs):
+            for spends, b in zip(tri.spend, legs):
                 bk, bq, ak, aq = b[1]
-                if spend:
-                    net_amt = _spend(ak, aq, net_amt)
-                    gross_amt = _spend(ak, aq, gross_amt)
-                else:
-                    net_amt = _proceeds(bk, bq, net_amt)
-                    gross_amt = _proceeds(bk, bq, gross_amt)
+                if spends:
+                    net_amt = spend(ak, aq, net_amt)
+                    gross_amt = spend(ak, aq, gross_amt)
+                else:  # proceeds of selling: as the historical walk_sell(size) * size
+                    net_amt = walk(bk, bq, net_amt) * net_amt
+                    gross_amt = walk(bk, bq, gross_amt) * gross_amt
                 net_amt *= keep
             if net_amt != net_amt:
                 continue
@@ -467,11 +377,11 @@ class Detector:
             if tri.spend[0]:
                 buy_px = ft[2][0] if ft[2] else None
             else:
-                buy_px = -ft[0][0] if ft[0] else None
+                buy_px = ft[0][0] if ft[0] else None
             if tri.spend[-1]:
                 sell_px = lt[2][0] if lt[2] else None
             else:
-                sell_px = -lt[0][0] if lt[0] else None
+                sell_px = lt[0][0] if lt[0] else None
             row = {"ts": ts, "kind": "triangular", "asset": tri.label, "buy_venue": venue,
                    "sell_venue": venue, "buy_symbol": first[2], "sell_symbol": last[2],
                    "size": n0, "buy_px": buy_px, "sell_px": sell_px,

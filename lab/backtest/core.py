@@ -379,6 +379,8 @@ def resize_books(arrays: State, lo: np.ndarray, width: np.ndarray) -> State:
 
 
 # -- in-flight queues -------------------------------------------------------------
+# duplicates: _push_rq and _push_rp share a shape on purpose (two queues with their own columns;
+# a generic push would cost the engine's hot path an indirection).
 @njit(cache=True)
 def _push_rq(st, t, kind, slot, px, qty):
     n = st.ctr[C_NRQ]
@@ -503,7 +505,14 @@ def _available(st, i, side, limit_px, has_limit):
 
 @njit(cache=True)
 def _take(st, slot, t, limit_px, has_limit):
-    """Walk the exchange book for a taker order (the replayed book is not consumed)."""
+    """Walk the exchange book for a taker order (the replayed book is not consumed).
+
+    The engine's compiled twin of :func:`lab.l2.walk` (numba forces it: it runs
+    inside the engine's kernels), kept separate because it walks the engine's
+    tick-indexed book, stops at a limit price and fills the order level by
+    level (a fill row per level) instead of returning a price: for a market
+    order its fills average :func:`lab.l2.walk`'s price
+    (tests/micro/test_one_book.py checks it on random books)."""
     i = st.oi[slot, OI_INST]
     side = st.oi[slot, OI_SIDE]
     os = ASK if side == BUY else BID
@@ -833,6 +842,19 @@ def needs_room(st):
     return st.ctr[C_NLOG] + margin >= st.lg.shape[0] or st.ctr[C_NFILL] + margin >= st.fl.shape[0]
 
 
+
+@njit(cache=True, inline="always")
+def _release(oi, free, slot):
+    """Return order ``slot`` to the free list once the exchange and the strategy are both
+    done with it and no message about it is in flight."""
+    if oi[slot, OI_XST] == X_DONE and oi[slot, OI_LST] == L_DONE and oi[slot, OI_PEND] == 0:
+        oi[slot, OI_XST] = X_FREE
+        oi[slot, OI_LST] = L_FREE
+        top = free[-1]
+        free[top] = slot
+        free[-1] = top + 1
+
+
 @njit(cache=True, nogil=True)
 def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
     """Advance through scheduled items (market events, requests, responses, samples, timers).
@@ -1038,13 +1060,7 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
                 rq[krq, c] = rq[last, c]
             rqf[krq, 0] = rqf[last, 0]
             ctr[C_NRQ] = last
-            if (oi[rslot, OI_XST] == X_DONE and oi[rslot, OI_LST] == L_DONE
-                    and oi[rslot, OI_PEND] == 0):  # the slot is free again
-                oi[rslot, OI_XST] = X_FREE
-                oi[rslot, OI_LST] = L_FREE
-                top = free[-1]
-                free[top] = rslot
-                free[-1] = top + 1
+            _release(oi, free, rslot)
             continue
         if te == t:
             _sample_equity(st, t)
@@ -1066,13 +1082,7 @@ def step(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want):
             rpf[krp, 0] = rpf[last, 0]
             rpf[krp, 1] = rpf[last, 1]
             ctr[C_NRP] = last
-            if (oi[cslot, OI_XST] == X_DONE and oi[cslot, OI_LST] == L_DONE
-                    and oi[cslot, OI_PEND] == 0):  # the slot is free again
-                oi[cslot, OI_XST] = X_FREE
-                oi[cslot, OI_LST] = L_FREE
-                top = free[-1]
-                free[top] = cslot
-                free[-1] = top + 1
+            _release(oi, free, cslot)
         else:
             code = CB_TIMER
             iv = ctr[C_TIMER_IV]

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -131,6 +132,15 @@ class Result(msgspec.Struct):
     elapsed_s: float
     equity_interval_s: float
     overflow: int = 0
+    #: Where the order-event log went when it was streamed to disk instead of ``orders``
+    #: (a Parquet glob; :func:`lab.distributed.backtest_days`); ``orders`` is then empty.
+    orders_file: str | None = None
+
+    def scan_orders(self) -> pl.LazyFrame:
+        """The order-event log, lazily: from :attr:`orders_file` when it was streamed to disk."""
+        if self.orders_file is None:
+            return self.orders.lazy()
+        return pl.scan_parquet(self.orders_file, schema=self.orders.schema)
 
     def stats(self) -> dict[str, Any]:
         from lab.backtest.stats import summary
@@ -155,7 +165,12 @@ class Engine:
     """One simulated exchange + account, driven by events (a backtest or a paper session)."""
 
     def __init__(self, instruments: list, config: BacktestConfig, *, start_us: int, end_us: int,
-                 max_fills: int = 65_536, max_log: int = 262_144) -> None:
+                 max_fills: int = 65_536, max_log: int = 262_144,
+                 sink: Callable[[dict[str, pl.DataFrame]], None] | None = None) -> None:
+        """``sink``: stream the outputs instead of keeping them. When the fill or order-event
+        log fills up, and before a :meth:`feed` whose equity samples would not fit, the rows
+        logged so far go to ``sink(self.drain())`` and the logs start again empty, so memory
+        stays bounded however long the run; without a sink the logs double in place."""
         self.config = config
         self.instruments = list(instruments)
         self.venues = sorted({i.venue for i in self.instruments})
@@ -173,7 +188,9 @@ class Engine:
                     asset_inst[a] = k
         lat_e, lat_r = config.latency.arrays()
         self.eq_iv = max(1, int(round(config.equity_interval_s * 1e6)))
-        n_eq = int((end_us - start_us) // self.eq_iv) + 3
+        self.sink = sink
+        # streamed: the equity buffer is sized per feed (see _equity_room), not for the whole span
+        n_eq = 1024 if sink is not None else int((end_us - start_us) // self.eq_iv) + 3
         self.arr = core.new_state(
             inst_venue=np.array([vi[i.venue] for i in self.instruments]),
             inst_base=np.array([ai[i.base] for i in self.instruments]),
@@ -196,6 +213,7 @@ class Engine:
         self.elapsed = 0.0
         self._fills_taken = 0
         self._log_taken = 0
+        self._last_eq = -int(core.INF)  # time of the last equity sample (kept across drains)
 
     # -- driving ------------------------------------------------------------
     def start(self, strategy: Strategy | FastStrategy) -> None:
@@ -215,12 +233,21 @@ class Engine:
             self._fn, self._params, self._mem = core.noop_strategy, np.zeros(1), np.zeros(1)
             strategy.on_start(self.ctx)
 
-    def feed(self, ev: Events, t_stop: int) -> None:
-        """Process ``ev`` (whole) and everything else due up to ``t_stop`` (µs)."""
+    def feed(self, ev: Events, t_stop: int, *, skip_exchange: int = 0) -> None:
+        """Process the rows of ``ev`` and everything else due up to ``t_stop`` (µs).
+
+        Rows after ``t_stop`` on either timeline stay unprocessed: after the call,
+        ``ctr[C_IEX]`` rows (in exchange order) were replayed at the exchange and
+        ``lorder[:ctr[C_ILO]]`` locally. ``skip_exchange``: the first rows of ``ev``
+        were already replayed at the exchange by an earlier feed (only their local
+        side is still due): a run split in pieces carries them over this way.
+        """
         t0 = time.perf_counter()
+        if self.sink is not None:
+            self._equity_room(t_stop)
         self._fit_books(ev)
         st, a = self.st, self.arr
-        a.ctr[core.C_IEX] = 0
+        a.ctr[core.C_IEX] = skip_exchange
         a.ctr[core.C_ILO] = 0
         n0 = int(a.ctr[core.C_NEVENTS])
         args = (ev.ts_x, ev.ts_l, ev.kind, ev.inst, ev.side, ev.px, ev.qty, ev.lorder)
@@ -272,12 +299,60 @@ class Engine:
             self.ctx._st, self.ctx._a = self.st, self.arr
 
     def _grow(self) -> None:
-        """Double the fill and order-event logs (the compiled loop asked for room)."""
+        """Make room in the fill and order-event logs (the compiled loop asked for it):
+        hand their rows to the sink, or, without one (or if draining is not enough), double them."""
+        if self.sink is not None:
+            self.sink(self.drain())
+            if not core.needs_room(self.st):
+                return
         a = self.arr
         more = {k: np.concatenate([getattr(a, k), np.zeros_like(getattr(a, k))]) for k in ("fl", "flf", "lg", "lgf")}
-        self.arr = a._replace(**more)
+        self._swap(a._replace(**more))
+
+    def _swap(self, arrays: core.State) -> None:
+        self.arr = arrays
         self.st = core.as_ref(self.arr)
         self.ctx._st, self.ctx._a = self.st, self.arr
+
+    def _equity_room(self, t_stop: int) -> None:
+        """Room for every equity sample due up to ``t_stop`` (the compiled loop drops samples
+        that do not fit): drain the buffer to the sink first, enlarge it if one feed needs more."""
+        a = self.arr
+        nxt = int(a.ctr[core.C_EQ_NEXT])
+        need = 2 if nxt >= core.INF or t_stop < nxt else (t_stop - nxt) // self.eq_iv + 3
+        n, cap = int(a.ctr[core.C_NEQ]), a.eq_ts.shape[0]
+        if n + need <= cap:
+            return
+        if n and self.sink is not None:
+            self.sink(self.drain())
+            a = self.arr
+        if need > cap:
+            size = max(need, 2 * cap)
+            self._swap(a._replace(eq_ts=np.zeros(size, np.int64),
+                                  eq_val=np.zeros((size, a.eq_val.shape[1]), np.float64),
+                                  eq_pos=np.zeros((size, a.eq_pos.shape[1]), np.float64)))
+
+    def drain(self) -> dict[str, pl.DataFrame]:
+        """The rows logged since the last drain, and empty the logs.
+
+        ``fills`` and ``orders`` as in :class:`Result`; ``equity`` one wide row per
+        sample: ``ts`` (µs), ``v<k>`` (equity of venue ``k``), ``p<k>`` (position of
+        instrument ``k``) — :meth:`equity_frames` turns parts of it back into the
+        result's equity, venue_equity and positions frames.
+        """
+        a = self.arr
+        n = int(a.ctr[core.C_NEQ])
+        eq = {"ts": a.eq_ts[:n].copy()}
+        eq.update({f"v{k}": a.eq_val[:n, k].copy() for k in range(len(self.venues))})
+        eq.update({f"p{k}": a.eq_pos[:n, k].copy() for k in range(len(self.instruments))})
+        out = {"fills": self.fills_frame(), "orders": self.orders_frame(),
+               "equity": pl.DataFrame(eq, schema={c: pl.Int64 if c == "ts" else pl.Float64 for c in eq})}
+        if n:
+            self._last_eq = int(a.eq_ts[n - 1])
+        a.ctr[core.C_NFILL] = 0
+        a.ctr[core.C_NLOG] = 0
+        a.ctr[core.C_NEQ] = 0
+        return out
 
     def _dispatch(self, code: int, ev: Events) -> None:
         st, s, ctx = self.arr, self.strategy, self.ctx
@@ -303,8 +378,12 @@ class Engine:
             s.on_timer(ctx)
 
     def finish(self, t_end: int) -> None:
+        """A last equity sample at ``t_end`` unless one was taken there."""
         n = int(self.arr.ctr[core.C_NEQ])
-        if n == 0 or self.arr.eq_ts[n - 1] < t_end:
+        last = int(self.arr.eq_ts[n - 1]) if n else self._last_eq
+        if last < t_end:
+            if self.sink is not None:
+                self._equity_room(t_end)
             core._sample_equity(self.st, np.int64(t_end))
 
     # -- results ---------------------------------------------------------------
@@ -347,18 +426,25 @@ class Engine:
                               .alias("price"))
                 .select("ts", "order_id", "venue", "symbol", "side", "type", "tif", "event", "price", "qty"))
 
-    def result(self) -> Result:
-        st = self.arr
-        n = int(st.ctr[core.C_NEQ])
-        ts = pl.Series("ts", st.eq_ts[:n]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-        veq = st.eq_val[:n]
+    def equity_frames(self, ts_us: np.ndarray, veq: np.ndarray,
+                      pos: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """``equity``, ``venue_equity`` and ``positions`` of :class:`Result` from the samples'
+        times (µs), equity per venue (samples x venues) and position per instrument."""
+        n = len(ts_us)
+        ts = pl.Series("ts", ts_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         equity = pl.DataFrame({"ts": ts, "equity": veq.sum(axis=1) if veq.size else np.zeros(n)})
         venue_equity = pl.concat([
             pl.DataFrame({"ts": ts, "venue": [v] * n, "equity": veq[:, k]}) for k, v in enumerate(self.venues)
         ]) if self.venues else pl.DataFrame(schema={"ts": ts.dtype, "venue": pl.String, "equity": pl.Float64})
         positions = pl.concat([
             pl.DataFrame({"ts": ts, "venue": [ins.venue] * n, "symbol": [ins.symbol] * n,
-                          "qty": st.eq_pos[:n, k]}) for k, ins in enumerate(self.instruments)])
+                          "qty": pos[:, k]}) for k, ins in enumerate(self.instruments)])
+        return equity, venue_equity, positions
+
+    def result(self) -> Result:
+        st = self.arr
+        n = int(st.ctr[core.C_NEQ])
+        equity, venue_equity, positions = self.equity_frames(st.eq_ts[:n], st.eq_val[:n], st.eq_pos[:n])
         name = getattr(self.strategy, "name", type(self.strategy).__name__)
         return Result(name, self.fills_frame(), self.orders_frame(), equity, venue_equity, positions,
                       self.events, self.elapsed, self.eq_iv / 1e6, int(st.ctr[core.C_OVERFLOW]))

@@ -75,7 +75,9 @@ def summary(result: Any, capital: float = 10_000.0) -> dict[str, Any]:
     notional = float((f["price"] * f["qty"]).sum()) if f.height else 0.0
     maker = float(f.filter(pl.col("liquidity") == "maker").select((pl.col("price") * pl.col("qty")).sum()).item()) \
         if f.height else 0.0
-    sent = result.orders.filter(pl.col("event") == "new")
+    # a long run's order log may be on disk (Result.orders_file): only the sent quantities are read
+    orders = result.scan_orders() if hasattr(result, "scan_orders") else result.orders.lazy()
+    sent = orders.filter(pl.col("event") == "new").select("qty").collect().rechunk()
     sent_qty = float(sent["qty"].sum()) if sent.height else 0.0
     ve = result.venue_equity
     by_venue = {v: float(g["equity"][-1]) for (v,), g in ve.group_by("venue", maintain_order=True)} \

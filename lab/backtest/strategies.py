@@ -85,6 +85,8 @@ def mm_fast_fn(st, code, i, slot, p, mem):
         core.submit(st, inst, core.SELL, ask, p[1], core.LIMIT, core.POST_ONLY)
 
 
+# duplicates: core.run_loop's docstring shows this loop on purpose (a cached loop must name its
+# strategy as a global, so each fast strategy has its own copy).
 @njit(cache=True, nogil=True)
 def mm_fast_loop(st, ts_x, ts_l, kind, inst, side, px, qty, lorder, t_stop, want, params, mem):
     """The compiled loop calling :func:`mm_fast_fn` (cached on disk; see ``core.run_loop``)."""

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
+from lab.book import from_long, walk_expr
+
 __all__ = ["bars", "walk_prices", "with_walk_prices", "with_latency", "imbalance_positions", "pnl",
            "sweep", "summarise"]
 
@@ -63,12 +65,15 @@ def bars(quotes: pl.LazyFrame, every: str = "1s") -> pl.LazyFrame:
     )
 
 
-def walk_prices(snapshots: pl.LazyFrame, qty: float) -> pl.LazyFrame:
+def walk_prices(snapshots: pl.LazyFrame, qty: float, depth: int | None = None) -> pl.LazyFrame:
     """Average price of taking ``qty`` from each ``book_snapshots`` sample.
 
-    Walks levels in order (``level`` 0 first): buys lift asks, sells hit bids.
-    Returns ``ts_exchange, venue, symbol, buy_px, sell_px`` (null where the
-    sampled depth is smaller than ``qty``).
+    Walks levels in order (``level`` 0 first): buys lift asks, sells hit bids,
+    with :func:`lab.book.walk_expr` (the library's one walk, :func:`lab.l2.walk`)
+    on the samples made wide by :func:`lab.book.from_long`. Returns ``venue,
+    symbol, ts_exchange, buy_px, sell_px`` (null where the sampled depth is
+    smaller than ``qty``). ``depth``: levels per side to walk (default: all the
+    sampled ones, found with one small query).
 
     >>> import datetime as dt
     >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -78,17 +83,12 @@ def walk_prices(snapshots: pl.LazyFrame, qty: float) -> pl.LazyFrame:
     >>> walk_prices(s, 2.0).collect().select("buy_px", "sell_px").rows()
     [(101.5, 100.0)]
     """
-    w = (snapshots.sort([*_BY, "ts_exchange", "side", "level"])
-         .with_columns(pl.col("qty").cum_sum().over([*_BY, "ts_exchange", "side"]).alias("_cum"))
-         .with_columns((pl.col("_cum") - pl.col("qty")).alias("_before"))
-         .with_columns(pl.min_horizontal(pl.col("qty"), pl.max_horizontal(pl.lit(qty) - pl.col("_before"), 0.0))
-                       .alias("_take"))
-         .group_by([*_BY, "ts_exchange", "side"])
-         .agg((pl.col("_take") * pl.col("price")).sum().alias("_cost"), pl.col("_take").sum().alias("_got")))
-    px = pl.when(pl.col("_got") >= qty * (1 - 1e-12)).then(pl.col("_cost") / pl.col("_got"))
-    buy = w.filter(pl.col("side") == "ask").select(*_BY, "ts_exchange", px.alias("buy_px"))
-    sell = w.filter(pl.col("side") == "bid").select(*_BY, "ts_exchange", px.alias("sell_px"))
-    return buy.join(sell, on=[*_BY, "ts_exchange"], how="full", coalesce=True).sort([*_BY, "ts_exchange"])
+    if depth is None:  # the only eager step: how many levels the samples hold
+        top = snapshots.select(pl.col("level").max()).collect().item()
+        depth = 0 if top is None else int(top) + 1
+    return (from_long(snapshots, depth, _BY)
+            .select(*_BY, "ts_exchange", walk_expr(qty, depth, "ask").alias("buy_px"),
+                    walk_expr(qty, depth, "bid").alias("sell_px")))
 
 
 def with_walk_prices(bars_lf: pl.LazyFrame, snapshots: pl.LazyFrame | None, qty: float) -> pl.LazyFrame:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -70,9 +71,7 @@ class BinanceEncoder(Encoder):
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
         self.lower = {i: l.venue_symbol.lower() for i, l in items}
-        self.by_sym = {l.venue_symbol: i for i, l in items}
         self.agg_id = {i: 10**8 + 7 * i for i, _ in items}
-        self.wanted: dict[str, int] = {}
 
     # -- market events: pre-encoded per chunk, vectorised -----------------
     vectorised = True
@@ -141,15 +140,11 @@ class BinanceEncoder(Encoder):
 
     def _sub(self, c: Client, streams: list[str]) -> None:
         for s in streams:
-            if s not in c.subs:
-                c.subs.add(s)
-                self.wanted[s] = self.wanted.get(s, 0) + 1
+            self.subscribe(c, s)
 
     def _unsub(self, c: Client, streams: list[str]) -> None:
         for s in streams:
-            if s in c.subs:
-                c.subs.discard(s)
-                self.wanted[s] -= 1
+            self.unsubscribe(c, s)
 
     def accepts(self, path: str) -> bool:
         u = urllib.parse.urlsplit(path)
@@ -170,14 +165,11 @@ class BinanceEncoder(Encoder):
     def on_close(self, c: Client) -> None:
         self._unsub(c, list(c.subs))
 
-    def on_text(self, c: Client, text: str) -> None:
-        try:
-            msg = json.loads(text)
-            method = msg["method"]
-            rid = msg.get("id")
-        except (ValueError, KeyError, TypeError):
-            c.queue('{"error":{"code":3,"msg":"Invalid JSON: expected a method object"}}')
-            return
+    request_field = "method"
+    malformed_reply = '{"error":{"code":3,"msg":"Invalid JSON: expected a method object"}}'
+
+    def on_request(self, c: Client, msg: dict, method: Any) -> None:
+        rid = msg.get("id")
         params = msg.get("params") or []
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             bad = [s for s in params if not isinstance(s, str) or not self._valid(s)]

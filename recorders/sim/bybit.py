@@ -10,6 +10,7 @@ event id: ordered, not continuous), ``cts`` the matching-engine time. The
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from recorders.sim.feed import Client, Encoder, LiveBook, Out
 from recorders.sim.wire import dec
@@ -24,8 +25,6 @@ class BybitEncoder(Encoder):
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
-        self.by_sym = {l.venue_symbol: i for i, l in items}
-        self.wanted: dict[str, int] = {}
         self.views: dict[int, tuple[dict, dict]] = {}
         self.u: dict[int, int] = {}
 
@@ -72,18 +71,10 @@ class BybitEncoder(Encoder):
     def accepts(self, path: str) -> bool:
         return path.split("?")[0].rstrip("/") == "/v5/public/spot"
 
-    def on_close(self, c: Client) -> None:
-        for k in c.subs:
-            if k in self.wanted:
-                self.wanted[k] -= 1
+    request_field = "op"
+    malformed_reply = '{"success":false,"ret_msg":"Invalid request","op":""}'
 
-    def on_text(self, c: Client, text: str) -> None:
-        try:
-            msg = json.loads(text)
-            op = msg["op"]
-        except (ValueError, KeyError, TypeError):
-            c.queue('{"success":false,"ret_msg":"Invalid request","op":""}')
-            return
+    def on_request(self, c: Client, msg: dict, op: Any) -> None:
         req_id = msg.get("req_id", "")
         if op == "ping":
             c.queue(json.dumps({"success": True, "ret_msg": "pong", "conn_id": c.conn_id,
@@ -106,14 +97,10 @@ class BybitEncoder(Encoder):
         c.queue(json.dumps({"success": True, "ret_msg": "", "conn_id": c.conn_id, "req_id": req_id, "op": op}))
         for tp in topics:
             if op == "unsubscribe":
-                if tp in c.subs:
-                    c.subs.discard(tp)
-                    self.wanted[tp] -= 1
+                self.unsubscribe(c, tp)
                 continue
-            if tp in c.subs:
+            if not self.subscribe(c, tp):
                 continue
-            c.subs.add(tp)
-            self.wanted[tp] = self.wanted.get(tp, 0) + 1
             if tp.startswith("orderbook."):
                 li = self.by_sym[tp.rpartition(".")[2]]
                 l = self.by_idx[li]

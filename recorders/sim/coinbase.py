@@ -29,10 +29,8 @@ class CoinbaseEncoder(Encoder):
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
-        self.by_sym = {l.venue_symbol: i for i, l in items}
         self.next_hb = 0
         self.hb_counter = 0
-        self.wanted: dict[tuple[str, str], int] = {}
 
     def _parts(self, channel: str, t: int, events: str) -> tuple[str, str]:
         head, mid = _env(channel, iso_ns(t))
@@ -77,11 +75,6 @@ class CoinbaseEncoder(Encoder):
     def accepts(self, path: str) -> bool:
         return path.split("?")[0] in ("/", "")
 
-    def on_close(self, c: Client) -> None:
-        for k in c.subs:
-            if k in self.wanted:
-                self.wanted[k] -= 1
-
     def _send(self, c: Client, channel: str, events: str, t: int) -> None:
         c.seq += 1
         head, tail = self._parts(channel, t, events)
@@ -105,17 +98,11 @@ class CoinbaseEncoder(Encoder):
             self._send(c, "error", json.dumps([{"message": f"unknown product_ids {bad}"}]), now)
             return
         keys = [(channel,)] if channel == "heartbeats" else [(channel, p) for p in products]
-        if typ == "unsubscribe":
-            for k in keys:
-                if k in c.subs:
-                    c.subs.discard(k)
-                    self.wanted[k] -= 1
-        else:
-            for k in keys:
-                if k in c.subs:
-                    continue
-                c.subs.add(k)
-                self.wanted[k] = self.wanted.get(k, 0) + 1
+        for k in keys:
+            if typ == "unsubscribe":
+                self.unsubscribe(c, k)
+            else:
+                self.subscribe(c, k)
         subs: dict[str, list[str]] = {}
         for k in sorted(c.subs):
             subs.setdefault(k[0], []).extend(k[1:])

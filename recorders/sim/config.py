@@ -188,23 +188,29 @@ class Listing(msgspec.Struct, frozen=True):
         return f"{self.base}-{self.quote}"
 
 
-# venue -> quote for USD pairs, notation, {pair: (price_dec, qty_dec)}, spread, gap, rate scale
-_VENUE_RULES: dict[str, dict] = {
-    "binance": {"usd": "USDT", "fmt": "{b}{q}",
-                "dec": {"BTC": (2, 5), "ETH": (2, 4), "SOL": (2, 3), "ETH-BTC": (5, 4)},
-                "spread": 0.4, "gap": 0.15, "rate": 1.0},
-    "coinbase": {"usd": "USD", "fmt": "{b}-{q}",
-                 "dec": {"BTC": (2, 8), "ETH": (2, 8), "SOL": (2, 8), "ETH-BTC": (5, 8)},
-                 "spread": 0.6, "gap": 0.2, "rate": 0.8},
-    "kraken": {"usd": "USD", "fmt": "{b}/{q}",
-               "dec": {"BTC": (1, 8), "ETH": (2, 8), "SOL": (2, 8), "ETH-BTC": (5, 8)},
-               "spread": 1.2, "gap": 0.35, "rate": 0.5},
-    "okx": {"usd": "USDT", "fmt": "{b}-{q}",
-            "dec": {"BTC": (1, 8), "ETH": (2, 6), "SOL": (2, 6), "ETH-BTC": (5, 6)},
-            "spread": 0.5, "gap": 0.2, "rate": 0.8},
-    "bybit": {"usd": "USDT", "fmt": "{b}{q}",
-              "dec": {"BTC": (2, 6), "ETH": (2, 5), "SOL": (2, 3), "ETH-BTC": (5, 5)},
-              "spread": 0.5, "gap": 0.2, "rate": 0.7},
+_DEC_PAIRS = ("BTC", "ETH", "SOL", "ETH-BTC")  # "BTC": BTC against the venue's USD-like quote
+
+
+class _Rules(msgspec.Struct, frozen=True):
+    """How the simulator lists one venue's pairs."""
+
+    usd: str  # the quote asset of its USD pairs
+    fmt: str  # its notation of a pair ({b} base, {q} quote)
+    spread: float  # bps
+    gap: float  # bps between book levels
+    rate: float  # activity scale
+    dec: tuple[tuple[int, int], ...]  # (price decimals, size decimals) of each of _DEC_PAIRS
+
+    def decimals(self, pair: str) -> tuple[int, int]:
+        return self.dec[_DEC_PAIRS.index(pair)]
+
+
+_VENUE_RULES: dict[str, _Rules] = {
+    "binance": _Rules("USDT", "{b}{q}", 0.4, 0.15, 1.0, ((2, 5), (2, 4), (2, 3), (5, 4))),
+    "coinbase": _Rules("USD", "{b}-{q}", 0.6, 0.2, 0.8, ((2, 8), (2, 8), (2, 8), (5, 8))),
+    "kraken": _Rules("USD", "{b}/{q}", 1.2, 0.35, 0.5, ((1, 8), (2, 8), (2, 8), (5, 8))),
+    "okx": _Rules("USDT", "{b}-{q}", 0.5, 0.2, 0.8, ((1, 8), (2, 6), (2, 6), (5, 6))),
+    "bybit": _Rules("USDT", "{b}{q}", 0.5, 0.2, 0.7, ((2, 6), (2, 5), (2, 3), (5, 5))),
 }
 
 
@@ -213,18 +219,18 @@ def listings(cfg: SimConfig) -> list[Listing]:
     out: list[Listing] = []
     for v in cfg.venues:
         r = _VENUE_RULES[v]
-        pairs = [(a, r["usd"], a) for a in cfg.assets]
+        pairs = [(a, r.usd, a) for a in cfg.assets]
         if cfg.cross and "ETH" in cfg.assets and "BTC" in cfg.assets:
             pairs.append(("ETH", "BTC", "ETH-BTC"))
         for base, quote, key in pairs:
-            pd_, qd = r["dec"][key]
-            scale = r["rate"] * cfg.activity * (0.35 if quote == "BTC" else 1.0)
+            pd_, qd = r.decimals(key)
+            scale = r.rate * cfg.activity * (0.35 if quote == "BTC" else 1.0)
             out.append(Listing(
                 venue=v, base=base, quote=quote,
-                venue_symbol=r["fmt"].format(b=base, q=quote),
+                venue_symbol=r.fmt.format(b=base, q=quote),
                 price_dec=pd_, qty_dec=qd,
-                spread_bps=r["spread"] * (2.0 if quote == "BTC" else 1.0),
-                gap_bps=r["gap"],
+                spread_bps=r.spread * (2.0 if quote == "BTC" else 1.0),
+                gap_bps=r.gap,
                 book_rate=30.0 * scale, trade_rate=1.2 * scale,
             ))
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 from typing import Any
 
 from recorders.sim.wire import frame, frames_blob
@@ -155,6 +156,22 @@ def position() -> int:
     return next(_positions)
 
 
+def json_request(text: str, field: str) -> tuple[dict, Any] | None:
+    """A client's ``text`` as a JSON object and the value of its ``field``; None if it is not
+    JSON, not an object, or has no ``field`` (the encoder answers with its venue's error).
+
+    >>> json_request('{"op": "ping"}', "op"), json_request('["op"]', "op"), json_request("{", "op")
+    (({'op': 'ping'}, 'ping'), None, None)
+    """
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict) or field not in msg:
+        return None
+    return msg, msg[field]
+
+
 class Client:
     """One connected WebSocket client."""
 
@@ -185,13 +202,20 @@ class Encoder:
 
     venue = ""
     vectorised = False  # True: prepare() pre-encodes whole chunks, on_* are not called
+    # a client request is a JSON object naming its operation in this field; anything else gets
+    # the venue's answer to a malformed request
+    request_field = ""
+    malformed_reply = ""
 
     def __init__(self, sim: Any, items: list[tuple[int, Any]]) -> None:
         self.sim = sim
         self.items = items  # (listing index, Listing)
         self.by_idx = {i: l for i, l in items}
+        self.by_sym = {l.venue_symbol: i for i, l in items}  # the venue's symbol -> listing index
         self.out: list[Out] = []
         self.clients: set[Client] = set()
+        # subscription key -> how many clients want it (a message nobody wants is not encoded)
+        self.wanted: dict[Any, int] = {}
 
     def prepare(self, li: int, chunk: Any) -> Prepared | None:
         return None
@@ -208,7 +232,37 @@ class Encoder:
         return True
 
     def on_open(self, c: Client, path: str) -> None: ...
-    def on_text(self, c: Client, text: str) -> None: ...
+
+    def on_text(self, c: Client, text: str) -> None:
+        if not self.request_field:
+            return  # a venue that takes no requests
+        req = json_request(text, self.request_field)
+        if req is None:
+            c.queue(self.malformed_reply)
+            return
+        self.on_request(c, *req)
+
+    def on_request(self, c: Client, msg: dict, op: Any) -> None:
+        """A client's request ``msg`` (a JSON object) for the operation ``op``."""
+
+    def on_close(self, c: Client) -> None:
+        for k in c.subs:
+            if k in self.wanted:
+                self.wanted[k] -= 1
+
+    def subscribe(self, c: Client, key: Any) -> bool:
+        """Subscribe ``c`` to ``key``; False if it already was."""
+        if key in c.subs:
+            return False
+        c.subs.add(key)
+        self.wanted[key] = self.wanted.get(key, 0) + 1
+        return True
+
+    def unsubscribe(self, c: Client, key: Any) -> None:
+        """Unsubscribe ``c`` from ``key`` (nothing if it was not subscribed)."""
+        if key in c.subs:
+            c.subs.discard(key)
+            self.wanted[key] -= 1
 
     def wants(self, c: Client, o: Out) -> bool:
         return o.key in c.subs

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import Any
 
 from recorders.sim.feed import Client, Encoder, LiveBook, Out
 from recorders.sim.wire import dec, iso_us
@@ -66,9 +67,7 @@ class KrakenEncoder(Encoder):
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
-        self.by_sym = {l.venue_symbol: i for i, l in items}
         self.views: dict[tuple[int, int], _View] = {}
-        self.wanted: dict[tuple, int] = {}
         self.next_hb = 0
 
     def _lvl(self, l, p: int, q: int) -> str:
@@ -142,11 +141,6 @@ class KrakenEncoder(Encoder):
     def wants(self, c: Client, o: Out) -> bool:
         return o.key in c.subs or (o.kind == "heartbeat" and bool(c.subs))
 
-    def on_close(self, c: Client) -> None:
-        for k in c.subs:
-            if k in self.wanted:
-                self.wanted[k] -= 1
-
     def _reply(self, c: Client, method: str, ok: bool, result=None, error: str | None = None,
                req_id=None) -> None:
         ts = iso_us(self.sim.now_ns())
@@ -161,13 +155,10 @@ class KrakenEncoder(Encoder):
             m["req_id"] = req_id
         c.queue(json.dumps(m, separators=(",", ":")))
 
-    def on_text(self, c: Client, text: str) -> None:
-        try:
-            msg = json.loads(text)
-            method = msg["method"]
-        except (ValueError, KeyError, TypeError):
-            c.queue('{"error":"malformed request","success":false}')
-            return
+    request_field = "method"
+    malformed_reply = '{"error":"malformed request","success":false}'
+
+    def on_request(self, c: Client, msg: dict, method: Any) -> None:
         req_id = msg.get("req_id")
         if method == "ping":
             self._reply(c, "pong", True, req_id=req_id)
@@ -197,14 +188,10 @@ class KrakenEncoder(Encoder):
                 res["depth"] = depth
                 res["snapshot"] = True
             if method == "unsubscribe":
-                if key in c.subs:
-                    c.subs.discard(key)
-                    self.wanted[key] -= 1
+                self.unsubscribe(c, key)
                 self._reply(c, method, True, res, req_id=req_id)
                 continue
-            if key not in c.subs:
-                c.subs.add(key)
-                self.wanted[key] = self.wanted.get(key, 0) + 1
+            self.subscribe(c, key)
             self._reply(c, method, True, res, req_id=req_id)
             if channel == "book":
                 v = self.views.get((li, depth))

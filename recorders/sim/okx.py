@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import Any
 
 from recorders.sim.feed import Client, Encoder, LiveBook, Out
 from recorders.sim.wire import dec, dec_strip
@@ -20,6 +21,8 @@ from recorders.sim.wire import dec, dec_strip
 __all__ = ["OkxEncoder", "okx_checksum"]
 
 
+# Deliberately a second implementation of recorders/venues/okx.py checksum(): the simulator and
+# the adapter each follow OKX's rule on their own, so a misreading in one shows up against the other.
 def okx_checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:
     parts: list[str] = []
     for i in range(25):
@@ -36,8 +39,6 @@ class OkxEncoder(Encoder):
 
     def __init__(self, sim, items) -> None:
         super().__init__(sim, items)
-        self.by_sym = {l.venue_symbol: i for i, l in items}
-        self.wanted: dict[tuple, int] = {}
         # seqId of the last book event per listing (the book's update id when it starts)
         self.last_seq: dict[int, int] = {i: sim.books[i].seq for i, _ in items}
 
@@ -93,22 +94,17 @@ class OkxEncoder(Encoder):
     def accepts(self, path: str) -> bool:
         return path.split("?")[0].rstrip("/") == "/ws/v5/public"
 
-    def on_close(self, c: Client) -> None:
-        for k in c.subs:
-            if k in self.wanted:
-                self.wanted[k] -= 1
-
     def on_text(self, c: Client, text: str) -> None:
         if text == "ping":
             c.queue("pong")
             return
-        try:
-            msg = json.loads(text)
-            op = msg["op"]
-            args = msg.get("args") or []
-        except (ValueError, KeyError, TypeError):
-            c.queue('{"event":"error","code":"60012","msg":"Invalid request"}')
-            return
+        super().on_text(c, text)
+
+    request_field = "op"
+    malformed_reply = '{"event":"error","code":"60012","msg":"Invalid request"}'
+
+    def on_request(self, c: Client, msg: dict, op: Any) -> None:
+        args = msg.get("args") or []
         for a in args:
             ch, inst = a.get("channel"), a.get("instId")
             if ch not in ("books", "trades") or inst not in self.by_sym:
@@ -118,17 +114,13 @@ class OkxEncoder(Encoder):
             key = (ch, inst)
             arg = json.dumps({"channel": ch, "instId": inst}, separators=(",", ":"))
             if op == "unsubscribe":
-                if key in c.subs:
-                    c.subs.discard(key)
-                    self.wanted[key] -= 1
+                self.unsubscribe(c, key)
                 c.queue(f'{{"event":"unsubscribe","arg":{arg},"connId":"{c.conn_id}"}}')
                 continue
             if op != "subscribe":
                 c.queue('{"event":"error","code":"60012","msg":"Invalid request"}')
                 return
-            if key not in c.subs:
-                c.subs.add(key)
-                self.wanted[key] = self.wanted.get(key, 0) + 1
+            self.subscribe(c, key)
             c.queue(f'{{"event":"subscribe","arg":{arg},"connId":"{c.conn_id}"}}')
             if ch == "books":
                 li = self.by_sym[inst]

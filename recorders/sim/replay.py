@@ -30,7 +30,7 @@ from websockets.protocol import State
 
 from lab.venues import VENUES as REGISTRY
 from recorders.sim.config import PORT_OFFSET
-from recorders.sim.wire import frame
+from recorders.sim.wire import close_servers, frame
 
 __all__ = ["Replayer", "load_journal"]
 
@@ -99,12 +99,7 @@ class Replayer:
             self.ports[v] = srv.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        for s in self._servers:
-            s.close()
-        for s in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(s.wait_closed(), 5)
-        self._servers.clear()
+        await close_servers(self._servers)
 
     def _process(self, venue: str):
         def process(conn: ServerConnection, request) -> Response | None:

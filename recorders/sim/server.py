@@ -50,7 +50,7 @@ from recorders.sim.history import RATE_LIMITS, WEIGHTS, RateLimit, TradeHistory,
 from recorders.sim.kraken import KrakenEncoder
 from recorders.sim.market import Market
 from recorders.sim.okx import OkxEncoder
-from recorders.sim.wire import iso_us
+from recorders.sim.wire import close_servers, iso_us
 
 __all__ = ["Simulator", "Truth"]
 
@@ -259,12 +259,7 @@ class Simulator:
             for c in list(enc.clients):
                 with contextlib.suppress(Exception):
                     c.ws.transport.abort()
-        for s in self._servers:
-            s.close()
-        for s in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(s.wait_closed(), 5)
-        self._servers.clear()
+        await close_servers(self._servers)
         self.truth.flush()
 
     @contextlib.contextmanager

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-__all__ = ["read_truth", "iso_us", "windows", "replay_book", "book_mismatches"]
+__all__ = ["read_truth", "iso_us", "windows", "connected_stretches", "silences", "trades_due", "replay_book",
+           "book_mismatches"]
 
 
 def read_truth(d: Path) -> dict[str, list[dict]]:
@@ -44,6 +45,61 @@ def windows(connections: list[dict], venue: str) -> list[tuple[int, int]]:
         elif c["conn_id"] in opened:
             out.append((opened.pop(c["conn_id"]), t))
     out += [(t, 1 << 62) for t in opened.values()]
+    return out
+
+
+def connected_stretches(connections: list[dict], venue: str) -> list[tuple[int, int]]:
+    """The union of :func:`windows` of ``venue`` (overlapping connections merged), in order.
+
+    >>> c = [{"venue": "okx", "conn_id": i, "event": e, "ts": f"2026-01-01T00:00:{s:02d}Z"}
+    ...      for i, e, s in ((1, "open", 0), (2, "open", 5), (1, "close", 8), (2, "close", 9),
+    ...                      (3, "open", 20), (3, "close", 30))]
+    >>> [(a % 60_000_000 // 1_000_000, b % 60_000_000 // 1_000_000) for a, b in connected_stretches(c, "okx")]
+    [(0, 9), (20, 30)]
+    """
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(windows(connections, venue)):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def silences(faults: list[dict], trades: pl.DataFrame) -> list[tuple[str, int, int]]:
+    """(venue, start µs, end µs) of each ``silent`` fault: a silent venue sends nothing, trades
+    included, so those trades are lost to every client. It starts 200 ms before the fault's
+    time and ends where the first trade recorded after it was made (its exchange time)."""
+    te = trades.select("venue", pl.col("ts_exchange").dt.epoch("us").alias("te"))
+    out = []
+    for f in faults:
+        if f["kind"] == "silent":
+            t = iso_us(f["ts"])
+            after = te.filter((pl.col("venue") == f["venue"]) & (pl.col("te") > t))["te"].min()
+            out.append((f["venue"], t - 200_000, after or 1 << 62))
+    return out
+
+
+def trades_due(truth: dict[str, list[dict]], venue: str, recorded: set[tuple[str, str, str]],
+               quiet: list[tuple[str, int, int]]) -> list[dict]:
+    """The published trades of ``venue`` a recorder must hold (``recorded``: its (venue,
+    symbol, trade_id) keys): within each :func:`connected_stretches`, per symbol, every trade
+    published between the first and the last one it recorded there, except during the
+    :func:`silences` ``quiet``. Trades outside those spans (down time, the uncommitted last
+    flush, reconnects) only a REST backfill brings back."""
+    by_sym: dict[str, list[dict]] = {}
+    for t in truth["trades"]:
+        if t["venue"] == venue:
+            by_sym.setdefault(t["symbol"], []).append(t)
+    out = []
+    for a, b in connected_stretches(truth["connections"], venue):
+        for sym, sent_all in by_sym.items():
+            sent = [t for t in sent_all if a <= iso_us(t["ts_exchange"]) <= b]
+            seen = [i for i, t in enumerate(sent) if (venue, sym, str(t["trade_id"])) in recorded]
+            if not seen:
+                continue
+            out += [t for t in sent[seen[0]:seen[-1] + 1]
+                    if not any(v == venue and a0 <= iso_us(t["ts_exchange"]) < b0 for v, a0, b0 in quiet)]
     return out
 
 
@@ -79,8 +135,16 @@ def replay_book(bu: pl.DataFrame):
 def book_mismatches(lake, truth_books: list[dict], venue: str, symbols: list[str],
                     levels: int = 25) -> tuple[int, list[tuple]]:
     """Compare the book rebuilt from the lake's ``book_updates`` with every truth
-    checkpoint it lines up with (by the venue's update id where that is the
-    simulator's sequence, else by exchange time); return (compared, mismatches)."""
+    checkpoint it lines up with; return (compared, mismatches).
+
+    Binance and OKX carry the simulator's sequence, so a checkpoint lines up with one
+    recorded message. The others line up by exchange time, which Bybit and OKX send in
+    milliseconds: a checkpoint taken between two events of the same millisecond sits
+    between two recorded messages of that millisecond. A time-keyed checkpoint is right
+    when the recorded book passed through its state at its time: the state after one of
+    the messages of that time unit, or the state just before the first of them (the
+    checkpoint's event changed nothing the venue shows).
+    """
     books: dict[str, list[dict]] = {}
     for b in truth_books:
         if b["venue"] == venue:
@@ -92,13 +156,26 @@ def book_mismatches(lake, truth_books: list[dict], venue: str, symbols: list[str
         index = {(b["seq"] if by_seq else iso_us(b["ts_exchange"]) // res * res): b
                  for b in books.get(sym, [])}
         bu = lake.scan("book_updates", venue=venue, symbol=sym).collect().sort("ts_local", maintain_order=True)
-        for seq, te, nxt, bids, asks in replay_book(bu):
-            cp = index.get(seq) if by_seq else (index.get(te) if nxt != te else None)
+        states = list(replay_book(bu))
+        if by_seq:
+            groups = [(seq, [st]) for st in states for seq in (st[0],)]
+        else:  # consecutive states of one time unit, with the state before them
+            groups, prev = [], None
+            for st in states:
+                key = st[1] // res * res
+                if groups and groups[-1][0] == key:
+                    groups[-1][1].append(st)
+                else:
+                    groups.append((key, ([prev] if prev is not None else []) + [st]))
+                prev = st
+        for key, cands in groups:
+            cp = index.get(key)
             if cp is None:
                 continue
             compared += 1
             want_b = [tuple(x) for x in cp["bids"][:levels]]
             want_a = [tuple(x) for x in cp["asks"][:levels]]
-            if bids[:levels] != want_b or asks[:levels] != want_a:
+            if not any(st[3][:levels] == want_b and st[4][:levels] == want_a for st in cands):
+                seq, te, _, bids, asks = cands[-1]
                 bad.append((sym, seq, te, bids[:3], want_b[:3], asks[:3], want_a[:3]))
     return compared, bad

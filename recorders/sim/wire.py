@@ -17,10 +17,13 @@ b'\\x81\\x02hi'
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import struct
+from typing import Any
 
-__all__ = ["dec", "dec_strip", "frame", "frames_blob", "iso_ns", "iso_us", "scale_dec"]
+__all__ = ["close_servers", "dec", "dec_strip", "frame", "frames_blob", "iso_ns", "iso_us", "scale_dec"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -110,3 +113,14 @@ def iso_us(t_ns: int) -> str:
     """RFC 3339 UTC with microseconds (Kraken style)."""
     s, ns = divmod(t_ns, 10**9)
     return (_EPOCH + dt.timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns // 1000:06d}Z"
+
+
+async def close_servers(servers: list[Any]) -> None:
+    """Close every WebSocket server of ``servers`` (all first, then wait up to 5 s for each)
+    and empty the list."""
+    for s in servers:
+        s.close()
+    for s in servers:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(s.wait_closed(), 5)
+    servers.clear()

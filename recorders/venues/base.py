@@ -10,6 +10,7 @@ journal gives exactly the rows recorded live.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import deque
 from collections.abc import Iterable
 from typing import ClassVar
@@ -233,6 +234,8 @@ class Adapter:
     # seen even on top of a steady offset between the venue's clock and ours
     lag_after: ClassVar[float] = 0.5
     lag_window: ClassVar[float] = 3.0
+    # what the venue calls a symbol, as named in an "unsubscribed ..." rejection
+    symbol_field: ClassVar[str] = "symbol"
 
     def __init__(
         self,
@@ -312,10 +315,60 @@ class Adapter:
 
     # -- helpers for subclasses -------------------------------------------
     def _sym(self, venue_sym: str) -> str:
+        """Our symbol for the venue's (``_by_venue``); a ValueError (a rejected message) for
+        one this connection did not subscribe."""
         sym = self._by_venue.get(venue_sym)  # type: ignore[attr-defined]
         if sym is None:
-            raise ValueError(f"unsubscribed symbol {venue_sym!r}")
+            raise ValueError(f"unsubscribed {self.symbol_field} {venue_sym!r}")
         return sym
+
+    def send_json(self, *messages: object) -> None:
+        """Ask the connection loop to send ``messages`` to the venue as JSON, in order."""
+        for m in messages:
+            self.actions.append(("send", json.dumps(m)))
+
+    def accept_book_message(self, symbol: str, is_snapshot: bool) -> bool:
+        """Whether to apply a book message of ``symbol``: a snapshot starts the book afresh
+        (:meth:`start_book`); an update is skipped (False) while the book waits for its
+        snapshot (after a resync, or before the first one)."""
+        if is_snapshot:
+            self.start_book(symbol)
+            return True
+        return self.synced[symbol]
+
+    def lost_message(self, ts_local: int, symbol: str, gap: str, why: str) -> None:
+        """A book message of ``symbol`` was lost (its sequence says so, ``gap``): a ``gap``
+        event, the book resynced (``why``) and asked for again."""
+        self.gap(ts_local, symbol, gap)
+        self.resync(ts_local, symbol, why)
+        self.request_book(symbol)
+
+    def start_book(self, symbol: str) -> None:
+        """A snapshot message starts ``symbol``'s book afresh: empty it, forget its last
+        quote, and count it synced (the snapshot's levels follow)."""
+        self.books[symbol].clear()
+        self._last_top.pop(symbol, None)
+        self.synced[symbol] = True
+
+    def set_text_levels(self, ts_local: int, symbol: str,
+                        sides: Iterable[tuple[str, Iterable[tuple[str, str]]]]) -> list[tuple[str, float, float]] | None:
+        """For venues whose checksum is over the levels' text (Kraken, OKX): every (price
+        text, size text) of one message, per side, checked by :meth:`levels_ok` (None if one
+        is bad: resyncing, nothing applied), then set in ``symbol``'s book with its text.
+        Returns the (side, price, size) changes, in order."""
+        parsed = []
+        for side, levels in sides:
+            for pt, qt in levels:
+                px, qty = float(pt), float(qt)
+                if not self.levels_ok(ts_local, symbol, side, ((px, qty),)):
+                    return None
+                parsed.append((side, px, qty, pt, qt))
+        book = self.books[symbol]
+        changes = []
+        for side, px, qty, pt, qt in parsed:
+            book.set(side, px, qty, (pt, qt))
+            changes.append((side, px, qty))
+        return changes
 
     def feed(self, raw: bytes | str, ts_local: int) -> None:
         """:meth:`on_message` that quarantines anything unparseable as a
@@ -399,6 +452,23 @@ class Adapter:
             return False
         self.book_changed(symbol, ts_ex, ts_local)
         return True
+
+    def checksum_failure(self, ts_local: int, symbol: str, want: object, got: int, detail: str) -> None:
+        """``symbol``'s book disagrees with the venue's checksum, so it is wrong: a
+        ``checksum_failure`` event, the book resynced (``detail``) and asked for again."""
+        self.stats["checksum_failures"] += 1
+        self.event(ts_local, symbol, "checksum_failure", f"expected {want}, computed {got}")
+        self.resync(ts_local, symbol, detail)
+        self.request_book(symbol)
+
+    def commit_levels(self, symbol: str, changes: Iterable[tuple[str, float, float]], ts_ex: int, ts_local: int,
+                      is_snapshot: bool, seq: int | None) -> bool:
+        """The ``book_updates`` rows of one message already applied to the book (the
+        (side, price, size) ``changes``), then :meth:`commit_book`."""
+        mark = self.mark()
+        for side, px, qty in changes:
+            self.level(ts_ex, ts_local, symbol, side, px, qty, is_snapshot, seq)
+        return self.commit_book(symbol, mark, ts_ex, ts_local)
 
     def mark(self) -> int:
         """Where this message's ``book_updates`` rows start (for :meth:`commit_book`)."""

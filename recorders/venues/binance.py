@@ -19,6 +19,8 @@ Diffs received while the snapshot is in flight are kept in the buffer.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import msgspec
 
 from recorders.venues.base import Adapter, split_symbol
@@ -34,30 +36,33 @@ def venue_symbol(symbol: str) -> str:
     return b + q
 
 
-# Decimal strings are decoded straight to float by msgspec (strict=False), in C,
-# with the same result as float(text).
-class Trade(msgspec.Struct, tag_field="e", tag="trade"):
+# A number of the wire: float for the fast path (decimal strings decoded straight to float by
+# msgspec, strict=False, in C, with the same result as float(text)), str for the slow one.
+N = TypeVar("N", float, str)
+
+
+class Trade(msgspec.Struct, Generic[N], tag_field="e", tag="trade"):
     E: int
     s: str
     t: int
-    p: float
-    q: float
+    p: N
+    q: N
     m: bool
     T: int = 0
 
 
-class DepthUpdate(msgspec.Struct, tag_field="e", tag="depthUpdate"):
+class DepthUpdate(msgspec.Struct, Generic[N], tag_field="e", tag="depthUpdate"):
     E: int
     s: str
     U: int
     u: int
-    b: list[tuple[float, float]]
-    a: list[tuple[float, float]]
+    b: list[tuple[N, N]]
+    a: list[tuple[N, N]]
 
 
-class Envelope(msgspec.Struct):
+class Envelope(msgspec.Struct, Generic[N]):
     stream: str
-    data: Trade | DepthUpdate
+    data: Trade[N] | DepthUpdate[N]
 
 
 class Reply(msgspec.Struct):
@@ -72,51 +77,28 @@ class Snapshot(msgspec.Struct):
     asks: list[tuple[float, float]]
 
 
-# The same messages with the numbers kept as text: msgspec refuses a decimal string
-# that overflows a float ("1e309"); read that way, float() gives inf and the value
-# check names it (a bad_value event) instead of rejecting the whole message.
-class _TradeText(msgspec.Struct, tag_field="e", tag="trade"):
-    E: int
-    s: str
-    t: int
-    p: str
-    q: str
-    m: bool
-    T: int = 0
-
-
-class _DepthText(msgspec.Struct, tag_field="e", tag="depthUpdate"):
-    E: int
-    s: str
-    U: int
-    u: int
-    b: list[tuple[str, str]]
-    a: list[tuple[str, str]]
-
-
-class _EnvelopeText(msgspec.Struct):
-    stream: str
-    data: _TradeText | _DepthText
-
-
-def _loose(raw: bytes | str) -> Trade | DepthUpdate | None:
-    """Decode ``raw`` with text numbers and convert them with ``float`` (None if it
-    is not a trade or depth message at all)."""
+def _loose(raw: bytes | str) -> Trade[float] | DepthUpdate[float] | None:
+    """Decode ``raw`` with the numbers kept as text and convert them with ``float`` (None if
+    it is not a trade or depth message at all): msgspec refuses a decimal string that
+    overflows a float ("1e309"); read this way, float() gives inf and the value check names
+    it (a bad_value event) instead of rejecting the whole message."""
     try:
-        m = msgspec.json.decode(raw, type=_EnvelopeText).data
+        m = _env_text.decode(raw).data
     except msgspec.ValidationError:
         try:
-            m = msgspec.json.decode(raw, type=_TradeText | _DepthText)
+            m = _bare_text.decode(raw)
         except msgspec.ValidationError:
             return None
-    if isinstance(m, _TradeText):
+    if isinstance(m, Trade):
         return Trade(E=m.E, s=m.s, t=m.t, p=float(m.p), q=float(m.q), m=m.m, T=m.T)
     conv = lambda ls: [(float(p), float(q)) for p, q in ls]  # noqa: E731
     return DepthUpdate(E=m.E, s=m.s, U=m.U, u=m.u, b=conv(m.b), a=conv(m.a))
 
 
-_env = msgspec.json.Decoder(Envelope, strict=False)
-_bare = msgspec.json.Decoder(Trade | DepthUpdate, strict=False)
+_env = msgspec.json.Decoder(Envelope[float], strict=False)
+_bare = msgspec.json.Decoder(Trade[float] | DepthUpdate[float], strict=False)
+_env_text = msgspec.json.Decoder(Envelope[str])
+_bare_text = msgspec.json.Decoder(Trade[str] | DepthUpdate[str])
 _reply = msgspec.json.Decoder(Reply)
 _snap = msgspec.json.Decoder(Snapshot, strict=False)
 
@@ -175,9 +157,7 @@ class BinanceAdapter(Adapter):
                         self.event(ts_local, None, "venue_error", str(rep.error))
                     return
         self.stats["messages"] += 1
-        sym = self._by_venue.get(msg.s)
-        if sym is None:
-            raise ValueError(f"unsubscribed symbol {msg.s!r}")
+        sym = self._sym(msg.s)
         self.last_msg_us[sym] = ts_local
         if isinstance(msg, Trade):
             # m: the buyer was the maker, so the aggressor sold.

@@ -91,8 +91,7 @@ class BybitAdapter(Adapter):
 
     def _resubscribe(self, sym: str) -> None:
         a = [f"orderbook.{self.depth}.{venue_symbol(sym)}"]
-        self.actions.append(("send", json.dumps({"op": "unsubscribe", "args": a})))
-        self.actions.append(("send", json.dumps({"op": "subscribe", "args": a})))
+        self.send_json({"op": "unsubscribe", "args": a}, {"op": "subscribe", "args": a})
 
     def on_message(self, raw: bytes | str, ts_local: int) -> None:
         try:
@@ -122,25 +121,18 @@ class BybitAdapter(Adapter):
             return
         book = self.books[sym]
         is_snap = msg.type == "snapshot" or d.u == 1
-        if is_snap:
-            book.clear()
-            self._last_top.pop(sym, None)
-            self.synced[sym] = True
-        elif not self.synced[sym]:
+        if not self.accept_book_message(sym, is_snap):
             return
-        else:
-            prev = self._u.get(sym)
-            if prev is not None and d.u != prev + 1:
-                if d.u == prev:
-                    self.duplicate()
-                    return
-                if d.u < prev:
-                    self.event(ts_local, sym, "out_of_order", f"u={d.u} after {prev}")
-                    return
-                self.gap(ts_local, sym, f"u={d.u} expected {prev + 1}")
-                self.resync(ts_local, sym, "update id gap: resubscribing")
-                self._resubscribe(sym)
+        prev = None if is_snap else self._u.get(sym)
+        if prev is not None and d.u != prev + 1:
+            if d.u == prev:
+                self.duplicate()
                 return
+            if d.u < prev:
+                self.event(ts_local, sym, "out_of_order", f"u={d.u} after {prev}")
+                return
+            self.lost_message(ts_local, sym, f"u={d.u} expected {prev + 1}", "update id gap: resubscribing")
+            return
         ts_ex = ms_us(msg.cts or msg.ts) if (msg.cts or msg.ts) else ts_local
         parsed = [(side, float(p), float(q)) for side, levels in (("bid", d.b), ("ask", d.a))
                   for p, q in levels]

@@ -83,6 +83,7 @@ _TAKER = {"BUY": "sell", "SELL": "buy"} if SIDE_IS_MAKER else {"BUY": "buy", "SE
 class CoinbaseAdapter(Adapter):
     venue = "coinbase"
     silence_timeout = 20.0  # heartbeats arrive every second
+    symbol_field = "product"
 
     def __init__(self, symbols, out=None, **kw) -> None:
         super().__init__(symbols, out, **kw)
@@ -99,10 +100,8 @@ class CoinbaseAdapter(Adapter):
 
     def _resubscribe(self, ids: list[str] | None = None) -> None:
         ids = ids or [venue_symbol(s) for s in self.symbols]
-        self.actions.append(("send", json.dumps({"type": "unsubscribe", "product_ids": ids,
-                                                 "channel": "level2"})))
-        self.actions.append(("send", json.dumps({"type": "subscribe", "product_ids": ids,
-                                                 "channel": "level2"})))
+        self.send_json({"type": "unsubscribe", "product_ids": ids, "channel": "level2"},
+                       {"type": "subscribe", "product_ids": ids, "channel": "level2"})
 
     def on_message(self, raw: bytes | str, ts_local: int) -> None:
         try:
@@ -158,22 +157,12 @@ class CoinbaseAdapter(Adapter):
                 self.trade(rfc3339_us(t.time), ts_local, sym, t.trade_id, float(t.price),
                            float(t.size), _TAKER[t.side.upper()])
 
-    def _sym(self, v: str) -> str:
-        sym = self._by_venue.get(v)
-        if sym is None:
-            raise ValueError(f"unsubscribed product {v!r}")
-        return sym
-
     def _book(self, ev: Event, ts_local: int, seq: int) -> None:
         sym = self._sym(ev.product_id)
         self.last_msg_us[sym] = ts_local
         book = self.books[sym]
         is_snap = ev.type == "snapshot"
-        if is_snap:
-            book.clear()
-            self._last_top.pop(sym, None)
-            self.synced[sym] = True
-        elif not self.synced[sym]:
+        if not self.accept_book_message(sym, is_snap):
             return
         ts_ex = ts_local
         levels = [(_SIDES[u.side], float(u.price_level), float(u.new_quantity), u.event_time)

@@ -77,10 +77,9 @@ class KrakenAdapter(Adapter):
     def _resubscribe(self, sym: str) -> None:
         v = venue_symbol(sym)
         self._req += 1
-        self.actions.append(("send", json.dumps({"method": "unsubscribe", "params": {
-            "channel": "book", "symbol": [v], "depth": self.depth}, "req_id": self._req})))
-        self.actions.append(("send", json.dumps({"method": "subscribe", "params": {
-            "channel": "book", "symbol": [v], "depth": self.depth}, "req_id": self._req})))
+        params = {"channel": "book", "symbol": [v], "depth": self.depth}
+        self.send_json({"method": "unsubscribe", "params": params, "req_id": self._req},
+                       {"method": "subscribe", "params": params, "req_id": self._req})
 
     def on_message(self, raw: bytes | str, ts_local: int) -> None:
         msg = _dec.decode(raw)
@@ -116,12 +115,6 @@ class KrakenAdapter(Adapter):
         else:
             raise ValueError(f"unknown channel {ch!r}")
 
-    def _sym(self, v: str) -> str:
-        sym = self._by_venue.get(v)
-        if sym is None:
-            raise ValueError(f"unsubscribed symbol {v!r}")
-        return sym
-
     def _book(self, e: dict, typ: str, ts_local: int) -> None:
         sym = self._sym(e["symbol"])
         self.last_msg_us[sym] = ts_local
@@ -131,26 +124,15 @@ class KrakenAdapter(Adapter):
             return
         book = self.books[sym]
         is_snap = typ == "snapshot"
-        if is_snap:
-            book.clear()
-            self._last_top.pop(sym, None)
-            self.synced[sym] = True
-        elif not self.synced[sym]:
+        if not self.accept_book_message(sym, is_snap):
             return  # waiting for the snapshot of a resubscription
         ts = e.get("timestamp")
         ts_ex = rfc3339_us(ts) if ts else ts_local
-        parsed = []
-        for side, key in (("bid", "bids"), ("ask", "asks")):
-            for lv in e.get(key, ()):
-                pt, qt = _txt(lv["price"]), _txt(lv["qty"])
-                px, qty = float(pt), float(qt)
-                if not self.levels_ok(ts_local, sym, side, ((px, qty),)):
-                    return
-                parsed.append((side, px, qty, pt, qt))
-        changes = []
-        for side, px, qty, pt, qt in parsed:
-            book.set(side, px, qty, (pt, qt))
-            changes.append((side, px, qty))
+        changes = self.set_text_levels(ts_local, sym, (
+            (side, ((_txt(lv["price"]), _txt(lv["qty"])) for lv in e.get(key, ())))
+            for side, key in (("bid", "bids"), ("ask", "asks"))))
+        if changes is None:
+            return
         # levels pushed past the subscribed depth are gone for the venue too (it never
         # sends their removal): write the removal, so a book rebuilt from book_updates
         # keeps no phantom level that would resurface when the better levels go
@@ -159,13 +141,7 @@ class KrakenAdapter(Adapter):
         if want is not None:
             got = checksum(book.texts("ask", 10), book.texts("bid", 10))
             if got != int(want):
-                self.stats["checksum_failures"] += 1
-                self.event(ts_local, sym, "checksum_failure", f"expected {want}, computed {got}")
-                self.resync(ts_local, sym, "checksum mismatch: resubscribing to the book")
-                self._resubscribe(sym)
+                self.checksum_failure(ts_local, sym, want, got, "checksum mismatch: resubscribing to the book")
                 return
         # rows only for messages that passed the checksum: the lake never holds a known-bad book
-        mark = self.mark()
-        for side, px, qty in changes:
-            self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, None)
-        self.commit_book(sym, mark, ts_ex, ts_local)
+        self.commit_levels(sym, changes, ts_ex, ts_local, is_snap, None)

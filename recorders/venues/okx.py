@@ -84,6 +84,7 @@ class OkxAdapter(Adapter):
     venue = "okx"
     keepalive_every = 20.0  # OKX closes a connection idle for 30 s; "ping" -> "pong"
     silence_timeout = 30.0
+    symbol_field = "instId"
 
     def __init__(self, symbols, out=None, **kw) -> None:
         super().__init__(symbols, out, **kw)
@@ -103,8 +104,7 @@ class OkxAdapter(Adapter):
 
     def _resubscribe(self, sym: str) -> None:
         a = [{"channel": "books", "instId": venue_symbol(sym)}]
-        self.actions.append(("send", json.dumps({"op": "unsubscribe", "args": a})))
-        self.actions.append(("send", json.dumps({"op": "subscribe", "args": a})))
+        self.send_json({"op": "unsubscribe", "args": a}, {"op": "subscribe", "args": a})
 
     def on_message(self, raw: bytes | str, ts_local: int) -> None:
         if raw == "pong" or raw == b"pong":
@@ -117,9 +117,7 @@ class OkxAdapter(Adapter):
                 self.event(ts_local, None, "venue_error", f"{rep.code}: {rep.msg}")
             return
         self.stats["messages"] += 1
-        sym = self._by_venue.get(msg.arg.instId)
-        if sym is None:
-            raise ValueError(f"unsubscribed instId {msg.arg.instId!r}")
+        sym = self._sym(msg.arg.instId)
         self.last_msg_us[sym] = ts_local
         if msg.arg.channel == "trades":
             for r in msg.data:
@@ -137,47 +135,28 @@ class OkxAdapter(Adapter):
     def _book(self, sym: str, action: str, d: BookData, ts_local: int) -> None:
         book = self.books[sym]
         is_snap = action == "snapshot"
-        if is_snap:
-            book.clear()
-            self._last_top.pop(sym, None)
-            self.synced[sym] = True
-        elif not self.synced[sym]:
+        if not self.accept_book_message(sym, is_snap):
             return
-        else:
+        if not is_snap:
             prev = self._seq.get(sym)
             if d.seqId is not None and d.seqId == prev and d.prevSeqId != prev:
                 self.duplicate()  # the message just applied, again
                 return
             if d.prevSeqId is not None and prev is not None and d.prevSeqId != prev:
-                self.gap(ts_local, sym, f"prevSeqId={d.prevSeqId} expected {prev}")
-                self.resync(ts_local, sym, "seqId chain broken: resubscribing")
-                self._resubscribe(sym)
+                self.lost_message(ts_local, sym, f"prevSeqId={d.prevSeqId} expected {prev}",
+                                  "seqId chain broken: resubscribing")
                 return
         ts_ex = ms_us(d.ts)
         seq = d.seqId
-        parsed = []
-        for side, levels in (("bid", d.bids), ("ask", d.asks)):
-            for lv in levels:
-                pt, qt = lv[0], lv[1]
-                px, qty = float(pt), float(qt)
-                if not self.levels_ok(ts_local, sym, side, ((px, qty),)):
-                    return
-                parsed.append((side, px, qty, pt, qt))
-        changes = []
-        for side, px, qty, pt, qt in parsed:
-            book.set(side, px, qty, (pt, qt))
-            changes.append((side, px, qty))
+        changes = self.set_text_levels(ts_local, sym, (
+            (side, ((lv[0], lv[1]) for lv in levels)) for side, levels in (("bid", d.bids), ("ask", d.asks))))
+        if changes is None:
+            return
         if seq is not None:
             self._seq[sym] = seq
         if d.checksum is not None:
             got = checksum(book.texts("bid", 25), book.texts("ask", 25))
             if got != d.checksum:
-                self.stats["checksum_failures"] += 1
-                self.event(ts_local, sym, "checksum_failure", f"expected {d.checksum}, computed {got}")
-                self.resync(ts_local, sym, "checksum mismatch: resubscribing")
-                self._resubscribe(sym)
+                self.checksum_failure(ts_local, sym, d.checksum, got, "checksum mismatch: resubscribing")
                 return
-        mark = self.mark()
-        for side, px, qty in changes:  # only rows of messages that passed the checksum
-            self.level(ts_ex, ts_local, sym, side, px, qty, is_snap, seq)
-        self.commit_book(sym, mark, ts_ex, ts_local)
+        self.commit_levels(sym, changes, ts_ex, ts_local, is_snap, seq)  # only rows of messages that passed the checksum

@@ -1,4 +1,5 @@
-"""Feed health: gaps, resyncs, reconnects, rejected messages and ingestion rate per venue."""
+"""Feed health: gaps, resyncs, reconnects, rejected messages, ingestion rate and the holes in
+the trade tape per venue."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import streamlit as st
 
 import lab
 
-from lab import plots
+from lab import plots, tape
 from streamlit_apps import compute, data, widgets
 
 KINDS = [("gap", "Gaps"), ("resync", "Resyncs"), ("reconnect", "Reconnects"),
@@ -84,6 +85,28 @@ else:
                                        title="Rows per second (quotes + trades) per venue",
                                        xlabel="received (UTC)", ylabel="rows/s", height=340), key="rate_lines",
                   what="quotes and trades received", where=where)
+
+
+
+@st.cache_data(ttl=5, show_spinner=False, max_entries=8)
+def _holes(root: str) -> pl.DataFrame:
+    return data.retry_read(tape.lake_ranges, root)
+
+
+holes = tape.overlapping(_holes(data.lake_root()), start, end)
+st.subheader("Holes in the trade tape")
+if holes.is_empty():
+    st.success(f"No holes in the trade tape in {where}: no recorder downtime, disconnect or trade-id gap "
+               "recorded.")
+else:
+    st.caption("Ranges with no live trades per venue and symbol, and why: down (no recorder running), "
+               "disconnected, backfilled (the trades came from the venue's REST history), not recoverable "
+               "(the venue no longer served them). From the recorders' feed events (lab.tape.ranges).")
+    widgets.metric_rows([{"label": w.capitalize(), "value": f"{holes.filter(pl.col('why') == w).height:,}"}
+                         for w in tape.WHY]
+                        + [{"label": "Trades not recoverable", "value": f"{holes['trades_missing'].sum() or 0:,}"}],
+                        per_row=5)
+    widgets.table(st, holes.sort("start", descending=True, nulls_last=True), "tape_holes", height=240)
 
 recent = data.sql(
     "SELECT ts_local, venue, symbol, kind, detail FROM feed_events "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 
 import polars as pl
@@ -91,10 +90,7 @@ def view() -> None:
                       "trade_tape", width="stretch", height=330)
     ms = (time.perf_counter() - t0) * 1e3
     st.caption(f"data up to {shown['ts_exchange'].max():%H:%M:%S.%f} UTC · refreshed in {ms:.0f} ms")
-    log = os.environ.get("LAB_STREAMLIT_TIMINGS")
-    if log:  # the refresh bench collects the server-side time of each refresh
-        with open(log, "a") as f:
-            f.write(f"{time.time():.3f} {ms:.3f} {(time.process_time() - c0) * 1e3:.3f}\n")
+    widgets.log_refresh(ms, (time.process_time() - c0) * 1e3)
 
 
 view()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import polars as pl
 
+from lab.arbitrage import ArbConfig
 from lab.arbitrage.live import Detector
+from lab.lake import Lake
 
 T0_US = 1_790_000_000_000_000
 
@@ -59,3 +64,27 @@ def replay_into(det: Detector, updates: pl.LazyFrame) -> list[dict]:
         for r in rows:
             out += det.on_book_update(r)
     return out + det.flush()
+
+
+async def run_live_on_a_bus(cfg: ArbConfig, lake: Lake, tables: list[str], frames: list[tuple[str, list[dict]]],
+                            stop_after: tuple[str, int], **kw: Any) -> Any:
+    """``run_live`` subscribed to ``tables`` of a fresh hub, writing signals to ``lake``, while
+    ``frames`` ((table, rows), in order) are published there; it ends after ``stop_after``
+    (table, rows). Returns its detector; ``kw`` goes to ``run_live`` (sinks, on_signal)."""
+    from lab.arbitrage.live import run_live
+    from lab.bus import Hub, Publisher, subscribe
+
+    hub = await Hub("127.0.0.1", 0).start()
+    try:
+        source = subscribe(tables, url=hub.url)
+        task = asyncio.create_task(run_live(cfg, until(source, *stop_after),
+                                            write=lambda df: lake.append("arbitrage_signals", df), **kw))
+        await hub.wait_subscribers(1)
+        pub = await Publisher(hub.url + "/publish").start()
+        for table, rows in frames:
+            await pub.publish(table, rows)
+        det = await asyncio.wait_for(task, 60)
+        await pub.close()
+        return det
+    finally:
+        await hub.stop()

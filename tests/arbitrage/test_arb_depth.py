@@ -7,7 +7,7 @@ import asyncio
 
 import msgspec
 import pytest
-from arbrows import T0_US, quote, replay_into, until, update
+from arbrows import T0_US, quote, replay_into, run_live_on_a_bus, update
 from arbrows import feed as _feed
 from arbrows import frame as _frame
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 
 from lab.alerts import make_sinks
 from lab.arbitrage import ArbConfig, books_from_updates, cross_venue
-from lab.arbitrage.live import Detector, run_live, signals_frame
+from lab.arbitrage.live import Detector, signals_frame
 from lab.lake import Lake
 
 FEES = {"a": 5.0, "b": 5.0}
@@ -161,33 +161,16 @@ def test_live_depth_mode_equals_historical_on_random_streams(rows, size, depth):
 
 
 def test_run_live_in_depth_mode_reads_book_updates_from_a_real_bus(tmp_path):
-    from lab.bus import Hub, Publisher, subscribe
 
     lake = Lake(tmp_path / "lake")
     cfg = ArbConfig(fees_bps=FEES, sizes={"BTC": 1.0}, triangles=[], depth=10, alerts=[],
                     flush_every_s=0.0)
 
-    async def main():
-        hub = await Hub("127.0.0.1", 0).start()
-        try:
-            source = subscribe(["quotes", "book_updates"], url=hub.url)
-            task = asyncio.create_task(run_live(
-                cfg, until(source, "book_updates", len(THIN_TOP)), sinks=make_sinks([]),
-                write=lambda df: lake.append("arbitrage_signals", df)))
-            await hub.wait_subscribers(1)
-            pub = await Publisher(hub.url + "/publish").start()
-            # the top-of-book quotes are too thin: they are not what signals here
-            await pub.publish("quotes", [_q(0, "a", 99.0, 1.0, 100.0, 0.5)])
-            await pub.publish("book_updates", THIN_TOP[:3])
-            await pub.publish("quotes", [_q(10, "b", 101.0, 2.0, 101.5, 2.0)])
-            await pub.publish("book_updates", THIN_TOP[3:])
-            det = await asyncio.wait_for(task, 60)
-            await pub.close()
-            return det
-        finally:
-            await hub.stop()
-
-    det = asyncio.run(main())
+    # the top-of-book quotes are too thin: they are not what signals here
+    frames = [("quotes", [_q(0, "a", 99.0, 1.0, 100.0, 0.5)]), ("book_updates", THIN_TOP[:3]),
+              ("quotes", [_q(10, "b", 101.0, 2.0, 101.5, 2.0)]), ("book_updates", THIN_TOP[3:])]
+    det = asyncio.run(run_live_on_a_bus(cfg, lake, ["quotes", "book_updates"], frames,
+                                        ("book_updates", len(THIN_TOP)), sinks=make_sinks([])))
     got = lake.scan("arbitrage_signals").collect()
     assert got.select("buy_venue", "sell_venue").rows() == [("a", "b")]
     assert got["buy_px"].item() == pytest.approx(100.2)

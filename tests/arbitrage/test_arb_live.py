@@ -11,11 +11,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import polars as pl
 import pytest
-from arbrows import until
+from arbrows import run_live_on_a_bus
 
 from lab.alerts import Alert, FileSink, Latch, StreamSink, WebhookSink, make_sinks
 from lab.arbitrage import ArbConfig, cross_venue
-from lab.arbitrage.live import run_live
 from lab.lake import Lake
 
 T0_US = 1_790_000_000_000_000
@@ -119,7 +118,6 @@ ROWS = [
 
 
 def test_live_detector_on_a_real_bus_writes_signals_and_alerts_once_per_episode(tmp_path):
-    from lab.bus import Hub, Publisher, subscribe
 
     lake = Lake(tmp_path / "lake")
     alerts = tmp_path / "alerts.jsonl"
@@ -127,27 +125,11 @@ def test_live_detector_on_a_real_bus_writes_signals_and_alerts_once_per_episode(
                     alerts=[f"file:{alerts}"], flush_every_s=0.0)
     seen: list[tuple[dict, float]] = []
 
-    async def main():
-        hub = await Hub("127.0.0.1", 0).start()
-        try:
-            source = subscribe(["quotes"], url=hub.url)
-            task = asyncio.create_task(run_live(
-                cfg, until(source, "quotes", len(ROWS) + 1), sinks=make_sinks(cfg.alerts),
-                write=lambda df: lake.append("arbitrage_signals", df),
-                on_signal=lambda s, t: seen.append((s, t))))
-            await hub.wait_subscribers(1)
-            pub = await Publisher(hub.url + "/publish").start()
-            for r in ROWS:
-                await pub.publish("quotes", [r])
-            await pub.publish("trades", [{"venue": "a"}])  # other tables are ignored
-            await pub.publish("quotes", [_q(60, "b", "BTC-USD", 99.4, 99.5)])  # closes it
-            det = await asyncio.wait_for(task, 60)
-            await pub.close()
-            return det
-        finally:
-            await hub.stop()
-
-    det = asyncio.run(main())
+    frames = [("quotes", [r]) for r in ROWS]
+    frames += [("trades", [{"venue": "a"}]),  # other tables are ignored
+               ("quotes", [_q(60, "b", "BTC-USD", 99.4, 99.5)])]  # closes it
+    det = asyncio.run(run_live_on_a_bus(cfg, lake, ["quotes"], frames, ("quotes", len(ROWS) + 1),
+                                        sinks=make_sinks(cfg.alerts), on_signal=lambda s, t: seen.append((s, t))))
     assert det.rows_in == len(ROWS) + 1
     # reference: the historical scan of the same rows
     q = pl.DataFrame(ROWS + [_q(60, "b", "BTC-USD", 99.4, 99.5)]).with_columns(

@@ -10,11 +10,9 @@ import pytest
 
 from lab.backtest import BacktestConfig, Fees, Latency
 from lab.backtest.compare import compare_session, sessions
-from lab.backtest.paper import PaperRunner, positions_from_fills
-from lab.backtest.strategies import MarketMaker
+from lab.backtest.paper import positions_from_fills
 from lab.lake import Lake
-
-V, S = "binance", "BTC-USDT"
+from tests.backtest.paper_session import S, V, bus_frames, run_paper_session
 
 
 @pytest.fixture(scope="module")
@@ -28,62 +26,13 @@ def session_lake(sim_lake, tmp_path_factory):
     return lake
 
 
-def _frames(lake: Lake, size: int = 400, skip_s: float = 0.0) -> list[tuple[str, list[dict]]]:
-    """The recording as bus frames in receive order (runs of one table, <= size rows),
-    starting ``skip_s`` seconds in (a runner that joins mid-stream)."""
-    us = [pl.col("ts_exchange").dt.epoch("us"), pl.col("ts_local").dt.epoch("us")]
-    b = lake.scan("book_updates").with_columns(us).collect().with_columns(pl.lit("book_updates").alias("_t"))
-    t = lake.scan("trades").with_columns(us).collect().with_columns(pl.lit("trades").alias("_t"))
-    rows = pl.concat([b, t], how="diagonal").sort("ts_local", maintain_order=True)
-    rows = rows.filter(pl.col("ts_local") >= rows["ts_local"].min() + int(skip_s * 1e6))
-    frames: list[tuple[str, list[dict]]] = []
-    cur, buf = None, []
-    for r in rows.iter_rows(named=True):
-        table = r.pop("_t")
-        r = {k: v for k, v in r.items() if v is not None or k == "seq"}
-        if table != cur or len(buf) >= size:
-            if buf:
-                frames.append((cur, buf))
-            cur, buf = table, []
-        buf.append(r)
-    frames.append((cur, buf))
-    return frames
-
-
-async def _session(lake: Lake, frames, cfg: BacktestConfig) -> PaperRunner:
-    from lab.bus import Hub, Publisher
-
-    hub = Hub("127.0.0.1", 0)
-    await hub.start()
-    try:
-        mm = MarketMaker(venue=V, symbol=S, qty=0.01, half_spread=0, skew_ticks=1.0, max_position=0.05,
-                         interval_s=0.1)
-        runner = PaperRunner(mm, [(V, S)], cfg, lake=lake)
-        total = sum(len(r) for _, r in frames)
-        task = asyncio.create_task(runner.run(hub.url, duration_s=120, flush_s=0.2, max_rows=3_000,
-                                              stop_after_rows=total))
-        await hub.wait_subscribers(1, timeout=240)  # a cold numba cache compiles the engine first
-        pub = Publisher(hub.url + "/publish", max_pending=100_000)
-        await pub.start()
-        for table, rows in frames:
-            await pub.publish(table, rows)
-            # pace like a live feed: the hub is best effort and drops for a subscriber > 2,000 frames behind
-            while hub.frames_in - hub.frames_out - hub.dropped > 200 and not task.done():
-                await asyncio.sleep(0.005)
-        await asyncio.wait_for(task, 120)
-        await pub.close()
-        assert pub.dropped == 0 and hub.dropped == 0
-        assert runner.rows_in == total
-        runner.finish()
-        return runner
-    finally:
-        await hub.stop()
-
-
 def test_paper_session_agrees_with_backtest_on_its_recording(session_lake):
     cfg = BacktestConfig(fees={V: Fees(-0.0001, 0.0005)}, latency=Latency(1_000, 1_000))
     # the runner joins 30 s into the recording: its books start from the lake's last snapshot
-    runner = asyncio.run(_session(session_lake, _frames(session_lake, skip_s=30), cfg))
+    run = asyncio.run(run_paper_session(session_lake, bus_frames(session_lake, skip_s=30), cfg))
+    runner = run.runner
+    assert run.publisher_dropped == 0 and run.hub_dropped == 0
+    assert runner.rows_in == run.rows_published
     assert runner.batches > 1, "the live runner should have processed several batches"
     assert runner.seed_ts == {f"{V}:{S}": pytest.approx(runner.t_first_local, abs=10_000_000)}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import socket
 import sys
 
 import polars as pl
@@ -15,16 +14,11 @@ from polars.testing import assert_frame_equal
 
 from lab.cli import main
 from lab.distributed import RayExecutor, cluster_file, executor, map_days
+from recorders.sim.harness import free_port
 from tests.cluster.conftest import DAY0
 
 # Ray workers cannot import this test module: ship its functions by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _alive(pid: int) -> bool:
@@ -44,8 +38,8 @@ def test_cluster_up_status_auto_and_down(lab_data, lake3, capsys, monkeypatch):
     import ray
 
     monkeypatch.delenv("LAB_RAY_ADDRESS", raising=False)
-    assert main(["cluster", "up", "--workers", "1", "--port", str(_free_port()),
-                 "--client-port", str(_free_port()), "--object-store-mb", "100"]) == 0
+    assert main(["cluster", "up", "--workers", "1", "--port", str(free_port()),
+                 "--client-port", str(free_port()), "--object-store-mb", "100"]) == 0
     state = json.loads(cluster_file().read_text())
     try:
         assert len(state["pids"]) == 2 and all(_alive(p) for p in state["pids"])

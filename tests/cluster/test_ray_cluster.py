@@ -102,6 +102,18 @@ def test_ray_jobs_equal_local_runs_and_ignore_commits_made_while_running(small_c
     assert latest.frame["n"].sum() == local_v0.frame["n"].sum() + 50 * commits
 
 
+def test_summary_days_and_the_arbitrage_scan_on_ray_equal_local_runs(small_cluster, lake3):
+    from lab import micro
+    from lab.arbitrage.historical import scan
+
+    remote = micro.summary_days(DAY0, END, lake=lake3, cluster="ray")
+    assert_frame_equal(remote, micro.summary_days(DAY0, END, lake=lake3, cluster="local"))
+    assert remote.height == 2 * 3 * 3
+    kw = dict(fees=0.0, size=0.01, keep="episodes")
+    assert_frame_equal(scan(DAY0, END, lake=lake3, cluster="ray", **kw),
+                       scan(DAY0, END, lake=lake3, cluster="local", **kw))
+
+
 def _kill_when(c, node, pr, at: int, box: dict):
     """Once ``at`` tasks are done: SIGKILL the node's worker processes and remove the node at once."""
     if pr.done >= at and "killed" not in box:

@@ -46,6 +46,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from recorders.sim.harness import free_port_base
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 LAB = str(Path(sys.executable).parent / "lab")
@@ -73,30 +75,6 @@ def readme_commands() -> list[str]:
 
 
 # --------------------------------------------------------------------------- processes and ports
-def free_port_base(n: int) -> int:
-    """A port p such that p..p+n-1 are all free on 127.0.0.1 (never the demo's defaults)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535 or any(9443 <= base + i <= 9447 or base + i in (8888, 8501, 50052, 50053)
-                                   for i in range(n)):
-            continue
-        socks = []
-        try:
-            for i in range(n):
-                t = socket.socket()
-                socks.append(t)
-                t.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for t in socks:
-                t.close()
-    raise RuntimeError("no free port range")
-
-
 class Proc:
     """A ``lab`` command in its own process group; output in files under ``logs``."""
 
@@ -564,7 +542,6 @@ def check_promote(s: Session, line: str) -> None:
 
 
 def check_serve(s: Session, line: str) -> None:
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -8,6 +8,7 @@ deferred ones included, by reading the source.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,12 @@ def test_the_checker_sees_a_deferred_import(tmp_path):
     f = tmp_path / "probe.py"
     f.write_text("import os\n\n\ndef f():\n    from recorders.bus import subscribe\n")
     assert _violations([f], ("recorders",))[0] == "probe.py:5 imports recorders.bus"
+
+
+@pytest.mark.parametrize("bench", sorted((ROOT / "bench").glob("*.py")), ids=lambda p: p.name)
+def test_benches_import_nothing_from_tests(bench):
+    """A bench runs without the test suite: its helpers live in bench/_common.py or the package."""
+    assert _violations([bench], ("tests",)) == []
+    text = bench.read_text(encoding="utf-8")
+    assert not re.search(r"sys\.path\.(insert|append)\([^)]*[\"']tests[\"']", text), \
+        f"{bench.name} puts tests/ on sys.path"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,13 +17,9 @@ from typing import Any
 import msgspec
 import websockets
 
+from recorders.sim.harness import free_port  # noqa: F401 - the hardening tests take it from here
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def now_us() -> int:
@@ -48,6 +43,37 @@ def trade(venue: str, symbol: str, tid: int, price: float, qty: float, side: str
     ts = now_us() if ts is None else ts
     return {"ts_exchange": ts - 1000, "ts_local": ts, "venue": venue, "symbol": symbol,
             "trade_id": str(tid), "price": price, "qty": qty, "side": side}
+
+
+def arb_config(tmp_path: Path, alerts: Path, *, name: str = "arb.toml", fees_bps: str = "binance = 0.0, kraken = 0.0",
+               depth: int = 0, max_age_ms: float = 60000.0, flush_every_s: float = 3600.0) -> Path:
+    """A ``lab arbitrage`` config ``tmp_path/name``: binance vs kraken BTC, alerts to the file
+    ``alerts``; by default no fees, top of book, and signals written to the lake once an hour
+    (so only a flush on stop writes them)."""
+    cfg = tmp_path / name
+    cfg.write_text(f"""
+[arbitrage]
+fees_bps = {{ {fees_bps} }}
+sizes = {{ BTC = 1.0 }}
+depth = {depth}
+triangles = []
+max_age_ms = {max_age_ms}
+alerts = ["file:{alerts}"]
+flush_every_s = {flush_every_s}
+""")
+    return cfg
+
+
+def risk_config(tmp_path: Path) -> tuple[Path, Path]:
+    """A ``lab risk`` config (no alerts, no paper positions) and a positions file: 1 BTC on
+    binance BTC-USDT bought at 100."""
+    cfg = tmp_path / "risk.toml"
+    cfg.write_text("[risk]\ncapital = 1000.0\nalerts = []\nstale_after_s = 60.0\npaper = false\n"
+                   "history_days = 1.0\n")
+    pos = tmp_path / "pos.toml"
+    pos.write_text('[[position]]\nvenue = "binance"\nasset = "BTC"\nsymbol = "BTC-USDT"\nqty = 1.0\n'
+                   "avg_entry = 100.0\n")
+    return cfg, pos
 
 
 def frame(table: str, rows: Any) -> bytes:

@@ -14,10 +14,12 @@ import pytest
 from bus_fixtures import (
     HostileServer,
     LoopThread,
+    arb_config,
     book_row,
     frame,
     free_port,
     quote,
+    risk_config,
     start_service,
     trade,
     wait_until,
@@ -113,21 +115,6 @@ def test_subscribe_retries_a_missing_hub_says_so_once_and_recovers(lab_data, cap
 
 
 # ----------------------------------------------------------------------- the services
-def _arb_config(tmp_path, alerts):
-    cfg = tmp_path / "arb.toml"
-    cfg.write_text(f"""
-[arbitrage]
-fees_bps = {{ binance = 0.0, kraken = 0.0 }}
-sizes = {{ BTC = 1.0 }}
-depth = 0
-triangles = []
-max_age_ms = 60000.0
-alerts = ["file:{alerts}"]
-flush_every_s = 3600.0
-""")
-    return cfg
-
-
 def _crossing_quotes() -> list[bytes]:
     return [frame("quotes", [quote("binance", "BTC-USDT", 99.0, 100.0)]),
             frame("quotes", [quote("kraken", "BTC-USD", 101.0, 102.0)])]
@@ -148,7 +135,7 @@ def test_lab_arbitrage_survives_a_malformed_frame(tmp_path, lab_data, lt):
     alerts = tmp_path / "alerts.jsonl"
     log = tmp_path / "arb.log"
     proc = start_service(["arbitrage", "--bus", f"ws://127.0.0.1:{port}", "--lake", str(tmp_path / "lake"),
-                          "--config", str(_arb_config(tmp_path, alerts))], log)
+                          "--config", str(arb_config(tmp_path, alerts))], log)
     try:
         wait_until(lambda: srv.clients, 120, "lab arbitrage to subscribe", proc)
         for b in BAD:
@@ -171,7 +158,7 @@ def test_lab_arbitrage_keeps_retrying_a_missing_hub_and_says_so(tmp_path, lab_da
     alerts = tmp_path / "alerts.jsonl"
     log = tmp_path / "arb.log"
     proc = start_service(["arbitrage", "--bus", f"ws://127.0.0.1:{port}", "--lake", str(tmp_path / "lake"),
-                          "--config", str(_arb_config(tmp_path, alerts))], log)
+                          "--config", str(arb_config(tmp_path, alerts))], log)
     try:
         wait_until(lambda: "cannot connect" in log.read_text(), 120, "'cannot connect'", proc)
         # still there, still trying: a hub that appears later gets it
@@ -195,12 +182,7 @@ def test_lab_arbitrage_keeps_retrying_a_missing_hub_and_says_so(tmp_path, lab_da
 def test_lab_risk_keeps_marking_after_a_malformed_frame(tmp_path, lab_data, lt):
     port = free_port()
     srv = HostileServer(lt, port).start()
-    cfg = tmp_path / "risk.toml"
-    cfg.write_text("[risk]\ncapital = 1000.0\nalerts = []\nstale_after_s = 60.0\npaper = false\n"
-                   "history_days = 1.0\n")
-    pos = tmp_path / "pos.toml"
-    pos.write_text('[[position]]\nvenue = "binance"\nasset = "BTC"\nsymbol = "BTC-USDT"\nqty = 1.0\n'
-                   "avg_entry = 100.0\n")
+    cfg, pos = risk_config(tmp_path)
     lake = Lake(tmp_path / "lake")
     log = tmp_path / "risk.log"
     proc = start_service(["risk", "--bus", f"ws://127.0.0.1:{port}", "--lake", str(lake.root), "--config",

@@ -22,6 +22,7 @@ import websockets
 
 from lab.bus import CLOSE_TOO_SLOW, Hub, Publisher, subscribe
 from lab.schema import TABLES
+from recorders.sim.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "the-right-token-" + "x" * 20
@@ -37,12 +38,6 @@ def quote(i: int = 0, **kw) -> dict:
 
 def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------- authentication
@@ -254,7 +249,7 @@ def _raw_subscriber_that_never_reads(port: int, token: str) -> socket.socket:
 
 
 def test_a_subscriber_that_never_reads_keeps_the_hub_bounded_and_the_loss_counted(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LAB_BUS_TOKEN": TOKEN, "LAB_DATA": str(tmp_path)}
     hub = subprocess.Popen([sys.executable, "-m", "lab.bus", "--port", str(port), "--max-queue-bytes",
                             str(2_000_000), "--slow-after", "3600"], cwd=ROOT, env=env,

@@ -7,53 +7,35 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from test_demo_supervisor import _alive, _free_block
+from test_demo_supervisor import _alive, _read_until
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _read_until(proc: subprocess.Popen, text: str, lines: list[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ln = proc.stdout.readline()
-        if not ln:
-            break
-        lines.append(ln.rstrip("\n"))
-        if text in ln:
-            return
-    raise AssertionError(f"no {text!r} in the demo's output:\n" + "\n".join(lines))
+from recorders.sim.harness import free_port, free_port_base
 
 
 @pytest.mark.parametrize("stop_with", ["ctrl-c", "make stop"])
 def test_lab_demo_restarts_a_killed_service_and_stops_every_service(tmp_path, stop_with):
     data = tmp_path / "data"
     argv = [str(Path(sys.executable).parent / "lab"), "demo", "--no-jupyter", "--no-streamlit",
-            "--history-minutes", "0", "--sim-port-base", str(_free_block()), "--bus-port", str(_free_port()), "--service-port", str(_free_port()),
+            "--history-minutes", "0", "--sim-port-base", str(free_port_base(3)), "--bus-port", str(free_port()), "--service-port", str(free_port()),
             "--stop-timeout", "60"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=os.environ | {"LAB_DATA": str(data)}, start_new_session=True)
     lines: list[str] = []
     pids: dict[str, int] = {}
     try:
-        _read_until(proc, "demo is running", lines, timeout=180)
+        _read_until(proc, "demo is running", lines, timeout=180, anywhere=True)
         state = json.loads((data / "run" / "demo.json").read_text())
         pids = state["services"]
         assert {"simulator", "recorder", "maintainer"} <= set(pids), state
         assert (data / "run" / "demo.ready").stat().st_mode & 0o777 == 0o600
 
         os.kill(pids["maintainer"], signal.SIGKILL)  # a crash
-        _read_until(proc, "maintainer  restarted", lines, timeout=60)
+        _read_until(proc, "maintainer  restarted", lines, timeout=60, anywhere=True)
         restarted = json.loads((data / "run" / "demo.json").read_text())["services"]["maintainer"]
         assert restarted != pids["maintainer"] and _alive(restarted)
 

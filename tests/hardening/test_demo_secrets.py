@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -15,16 +14,11 @@ from pathlib import Path
 import pytest
 
 from lab.apps import demo
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from recorders.sim.harness import free_port
 
 
 def _args(**kw) -> argparse.Namespace:
-    a = dict(seed=1, bus_port=_free_port(), jupyter_port=_free_port(), streamlit_port=_free_port(),
+    a = dict(seed=1, bus_port=free_port(), jupyter_port=free_port(), streamlit_port=free_port(),
              no_jupyter=False, no_streamlit=False, arbitrage_config=Path("config/arbitrage.demo.toml"))
     return argparse.Namespace(**(a | kw))
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from recorders.sim.harness import free_port_base
+
 GOOD = ("import signal, sys, time, pathlib\n"
         "def bye(*_):\n"
         "    pathlib.Path(sys.argv[1]).write_text('flushed')\n"
@@ -94,16 +96,32 @@ def _start(tmp_path: Path, stop_timeout: float) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _read_until(proc: subprocess.Popen, prefix: str, lines: list[str], timeout: float = 60.0) -> str:
+def _read_until(proc: subprocess.Popen, text: str, lines: list[str], timeout: float = 60.0, *,
+                anywhere: bool = False) -> str:
+    """Read ``proc``'s output into ``lines`` up to the first line starting with ``text`` (or
+    containing it, ``anywhere``), and return that line."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ln = proc.stdout.readline()
         if not ln:
             break
         lines.append(ln.rstrip("\n"))
-        if ln.startswith(prefix):
+        if (text in ln) if anywhere else ln.startswith(text):
             return ln
-    raise AssertionError(f"no {prefix!r} line; output so far:\n" + "\n".join(lines))
+    raise AssertionError(f"no {text!r} line; output so far:\n" + "\n".join(lines))
+
+
+def _start_ready(tmp_path: Path) -> tuple[subprocess.Popen, list[str], dict[str, int]]:
+    """The supervisor started, its READY line read (the services' pids), the good service up."""
+    proc = _start(tmp_path, stop_timeout=3.0)
+    lines: list[str] = []
+    try:
+        pids = json.loads(_read_until(proc, "READY", lines).split(" ", 1)[1])
+        _wait_good_up(tmp_path)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc, lines, pids
 
 
 def test_supervisor_restarts_a_crash_with_backoff_then_stops_gracefully_and_reaps_everything(tmp_path):
@@ -139,11 +157,8 @@ def test_supervisor_restarts_a_crash_with_backoff_then_stops_gracefully_and_reap
 
 def test_services_stop_when_the_supervisor_is_killed(tmp_path):
     """`make demo | tee log`, Ctrl-C, `kill -9`: the parent-death signal stops every service."""
-    proc = _start(tmp_path, stop_timeout=3.0)
-    lines: list[str] = []
+    proc, lines, pids = _start_ready(tmp_path)
     try:
-        pids = json.loads(_read_until(proc, "READY", lines).split(" ", 1)[1])
-        _wait_good_up(tmp_path)
         assert all(_alive(p) for p in (pids["good"], pids["stubborn"]))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -153,7 +168,7 @@ def test_services_stop_when_the_supervisor_is_killed(tmp_path):
         assert not _alive(pids["good"]), "the service outlived its supervisor"
         assert (tmp_path / "good.flushed").read_text() == "flushed"  # SIGTERM: it flushed
     finally:
-        for p in pids.values() if "pids" in dir() else ():
+        for p in pids.values():
             try:
                 os.killpg(p, signal.SIGKILL)  # the stubborn one ignores SIGTERM by design
             except ProcessLookupError:
@@ -162,11 +177,8 @@ def test_services_stop_when_the_supervisor_is_killed(tmp_path):
 
 def test_a_closed_stdout_does_not_stop_the_supervisor_from_stopping_its_services(tmp_path):
     """`make demo | tee log` then Ctrl-C: tee dies first; printing must not abort the stop."""
-    proc = _start(tmp_path, stop_timeout=3.0)
-    lines: list[str] = []
+    proc, lines, pids = _start_ready(tmp_path)
     try:
-        pids = json.loads(_read_until(proc, "READY", lines).split(" ", 1)[1])
-        _wait_good_up(tmp_path)
         proc.stdout.close()  # the reader is gone: every later print hits EPIPE
         os.kill(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
@@ -180,28 +192,6 @@ def test_a_closed_stdout_does_not_stop_the_supervisor_from_stopping_its_services
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _free_block(n: int = 3) -> int:
-    """A base port with ``n`` consecutive free loopback ports (the demo's simulator uses base+0..2)."""
-    import random
-    import socket
-
-    for _ in range(200):
-        base = random.randint(20_000, 60_000)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no block of free ports")
-
-
 @pytest.mark.parametrize("flag,make_var,service", [("--jupyter-port", "JUPYTER_PORT", "Jupyter Lab"),
                                                    ("--streamlit-port", "STREAMLIT_PORT", "Streamlit"),
                                                    ("--bus-port", "BUS_PORT", "the live bus"),
@@ -210,7 +200,7 @@ def _free_block(n: int = 3) -> int:
 def test_a_busy_port_is_named_with_its_flag_before_anything_starts(tmp_path, flag, make_var, service):
     import socket
 
-    ports = {"--sim-port-base": _free_block()}
+    ports = {"--sim-port-base": free_port_base(3)}  # the demo's simulator uses base+0..2
     socks = []
     for f in ("--jupyter-port", "--streamlit-port", "--bus-port"):
         s = socket.socket()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from bus_fixtures import ROOT, LoopThread, free_port, now_us, start_service, wait_until
+from bus_fixtures import ROOT, LoopThread, arb_config, free_port, now_us, start_service, wait_until
 from polars.testing import assert_frame_equal
 
 from lab.bus import Hub, Publisher
@@ -142,17 +142,8 @@ def test_arbitrage_and_risk_via_the_service_write_what_they_write_on_the_bus(set
     env = {**s["env"], "LAB_SERVICE_TOKEN": ""}  # the arbitrage grpc run reads --token-file
     for via, url in (("ws", hub.url), ("grpc", s["url"])):
         alerts[via] = tmp / f"alerts-{via}.jsonl"
-        cfg = tmp / f"arb-{via}.toml"
-        cfg.write_text(f"""
-[arbitrage]
-fees_bps = {{ binance = 1.0, kraken = 2.0 }}
-sizes = {{ BTC = 1.0 }}
-depth = 5
-triangles = []
-max_age_ms = 600000.0
-alerts = ["file:{alerts[via]}"]
-flush_every_s = 0.5
-""")
+        cfg = arb_config(tmp, alerts[via], name=f"arb-{via}.toml", fees_bps="binance = 1.0, kraken = 2.0", depth=5,
+                         max_age_ms=600000.0, flush_every_s=0.5)
         lakes[f"arb-{via}"] = Lake(tmp / f"lake-arb-{via}")
         lakes[f"risk-{via}"] = Lake(tmp / f"lake-risk-{via}")
         extra = ["--token-file", str(token_file)] if via == "grpc" else []

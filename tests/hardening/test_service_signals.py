@@ -9,7 +9,17 @@ import time
 
 import polars as pl
 import pytest
-from bus_fixtures import LoopThread, book_row, free_port, quote, start_service, trade, wait_until
+from bus_fixtures import (
+    LoopThread,
+    arb_config,
+    book_row,
+    free_port,
+    quote,
+    risk_config,
+    start_service,
+    trade,
+    wait_until,
+)
 
 from lab.bus import Hub, Publisher
 from lab.lake import Lake
@@ -35,18 +45,7 @@ def _subscribed(h: Hub, n: int = 1):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_lab_arbitrage_writes_its_pending_signals_and_exits_0(tmp_path, hub, sig):
     alerts = tmp_path / "alerts.jsonl"
-    cfg = tmp_path / "arb.toml"
-    # signals are written every hour: only a graceful stop gets this one into the lake
-    cfg.write_text(f"""
-[arbitrage]
-fees_bps = {{ binance = 0.0, kraken = 0.0 }}
-sizes = {{ BTC = 1.0 }}
-depth = 0
-triangles = []
-max_age_ms = 60000.0
-alerts = ["file:{alerts}"]
-flush_every_s = 3600.0
-""")
+    cfg = arb_config(tmp_path, alerts)  # signals are written every hour: only a graceful stop gets this one in
     lake = Lake(tmp_path / "lake")
     log = tmp_path / "arb.log"
     proc = start_service(["arbitrage", "--bus", hub.url, "--lake", str(lake.root), "--config", str(cfg)], log)
@@ -65,12 +64,7 @@ flush_every_s = 3600.0
 
 
 def test_lab_risk_exits_0_on_sigterm(tmp_path, hub):
-    cfg = tmp_path / "risk.toml"
-    cfg.write_text("[risk]\ncapital = 1000.0\nalerts = []\nstale_after_s = 60.0\npaper = false\n"
-                   "history_days = 1.0\n")
-    pos = tmp_path / "pos.toml"
-    pos.write_text('[[position]]\nvenue = "binance"\nasset = "BTC"\nsymbol = "BTC-USDT"\nqty = 1.0\n'
-                   "avg_entry = 100.0\n")
+    cfg, pos = risk_config(tmp_path)
     lake = Lake(tmp_path / "lake")
     log = tmp_path / "risk.log"
     proc = start_service(["risk", "--bus", hub.url, "--lake", str(lake.root), "--config", str(cfg),

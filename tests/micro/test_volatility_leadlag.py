@@ -76,14 +76,20 @@ def _hy_brute(t1, p1, t2, p2) -> float:
     return s
 
 
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.integers(0, 200), min_size=2, max_size=30, unique=True),
-       st.lists(st.integers(0, 200), min_size=2, max_size=30, unique=True), st.integers(0, 10_000))
-def test_hayashi_yoshida_equals_the_double_sum(a, b, seed):
+def _two_walks(a: list[int], b: list[int], seed: int) -> tuple[np.ndarray, ...]:
+    """Two log-normal price walks observed at the (sorted) times ``a`` and ``b``."""
     rng = np.random.default_rng(seed)
     t1, t2 = np.sort(a), np.sort(b)
     p1 = np.exp(rng.normal(0, 0.01, t1.size).cumsum())
     p2 = np.exp(rng.normal(0, 0.01, t2.size).cumsum())
+    return t1, p1, t2, p2
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 200), min_size=2, max_size=30, unique=True),
+       st.lists(st.integers(0, 200), min_size=2, max_size=30, unique=True), st.integers(0, 10_000))
+def test_hayashi_yoshida_equals_the_double_sum(a, b, seed):
+    t1, p1, t2, p2 = _two_walks(a, b, seed)
     assert leadlag.hayashi_yoshida(t1, p1, t2, p2) == pytest.approx(_hy_brute(t1, p1, t2, p2), abs=1e-15)
 
 
@@ -122,10 +128,7 @@ def test_lead_lag_recovers_the_simulators_leader_and_lags(sim_lake):
 @given(st.lists(st.integers(0, 300), min_size=2, max_size=40, unique=True),
        st.lists(st.integers(0, 300), min_size=2, max_size=40, unique=True), st.integers(0, 10_000))
 def test_lag_profile_kernel_equals_the_double_sum_on_shifted_clocks(a, b, seed):
-    rng = np.random.default_rng(seed)
-    t1, t2 = np.sort(a), np.sort(b)
-    p1 = np.exp(rng.normal(0, 0.01, t1.size).cumsum())
-    p2 = np.exp(rng.normal(0, 0.01, t2.size).cumsum())
+    t1, p1, t2, p2 = _two_walks(a, b, seed)
     lags = np.array([-50, -7, 0, 3, 20, 100])
     r1, r2 = np.diff(np.log(p1)), np.diff(np.log(p2))
     d = math.sqrt(np.dot(r1, r1) * np.dot(r2, r2))

@@ -4,7 +4,6 @@ in this process and from a real recorder recording the simulator."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 
 import polars as pl
@@ -13,18 +12,9 @@ import pytest
 import lab
 from lab.lake import Lake
 from lab.widgets import BookReplay, LiveMarket, recorder_status, status_html
+from tests.recorders.simrun import wait_for
 
 T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
-
-
-def _wait(cond, timeout: float, what: str, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _quotes(venue: str, symbol: str, start: int, n: int, px: float) -> pl.DataFrame:
@@ -93,12 +83,12 @@ def test_book_replay_slider_draws_the_book_at_that_time(tmp_path: Path) -> None:
 
 def test_recorder_status_html_lists_venues(tmp_path: Path) -> None:
     f = tmp_path / "recorder-r.json"
-    f.write_text('{"name": "r", "updated": "2000-01-01T00:00:00+00:00", "rows_written": 7, '
+    f.write_text('{"name": "r", "updated": "2000-01-01T00:00:00+00:00", "rows_written": {"trades": 7}, '
                  '"venues": {"kraken": {"connected": false, "msgs_per_s": 0, "gaps": 2}}}')
     st = recorder_status(f)
     assert st["state"].startswith("silent for")
     html = status_html(st)
-    assert "kraken" in html and "🔴" in html and "rows written 7" in html
+    assert "kraken" in html and "🔴" in html and "rows written trades 7" in html
 
 
 @pytest.fixture
@@ -118,23 +108,23 @@ def test_live_figure_shows_new_points_from_a_recorder_on_the_simulator(simulator
                              extra_args=["--maintain-every", "0"])
     try:
         lake = Lake(lake_dir)
-        _wait(lambda: lake.exists("quotes") and lake.exists("trades"), 90,
-              "the recorder's first quotes and trades")
+        wait_for(lambda: lake.exists("quotes") and lake.exists("trades"), 90,
+                 what="the recorder's first quotes and trades")
         live = LiveMarket(lake, symbol="BTC-USDT", window=600, anchor="now", recorder=rec)
-        first = _wait(lambda: (r := live.refresh()).get("quotes") and r, 60, "quotes in the live figure")
+        first = wait_for(lambda: (r := live.refresh()).get("quotes") and r, 60, what="quotes in the live figure")
         n0, end0 = first["quotes"], first["end"]
         x0 = list(_trace(live.quotes_fig, "binance bid").x)
 
         live.start(interval=0.3)  # the notebook's one-second loop, faster
         try:
-            _wait(lambda: live.last.get("quotes", 0) > n0 and live.last["end"] > end0, 60,
-                  "new quotes in the live figure")
+            wait_for(lambda: live.last.get("quotes", 0) > n0 and live.last["end"] > end0, 60,
+                     what="new quotes in the live figure")
         finally:
             live.stop()
         bid = _trace(live.quotes_fig, "binance bid")
         assert len(bid.x) > len(x0) and max(bid.x) > max(x0)
         assert "binance" in live.status.value
-        st = _wait(lambda: (s := recorder_status(rec)).get("venues") and s, 30, "the recorder status file")
+        st = wait_for(lambda: (s := recorder_status(rec)).get("venues") and s, 30, what="the recorder status file")
         assert st["venues"]["binance"]["messages"] > 0 and st["state"] == "running"
     finally:
         rec.stop()

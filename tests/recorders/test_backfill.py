@@ -31,10 +31,24 @@ def _sim(tmp_path, venues=VENUES, **kw) -> Simulator:
     return sim
 
 
+def _config(sim, tmp_path, venues, name: str):
+    """A backfilling recorder's config for ``venues`` of ``sim``, its lake at ``tmp_path/lake``."""
+    return _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in venues}, tmp_path / "lake", name,
+                         backfill=True, flush_interval=0.2, maintain_every=0, rest_min_interval=0.05)
+
+
+def _record(sim, tmp_path, venues, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """25 s of one recorder on ``sim`` (run here); its trades and feed events."""
+    with sim.running_in_thread():
+        p = start_recorder(_config(sim, tmp_path, venues, name), "--duration", "25", log=tmp_path / "rec.log")
+        assert p.wait(120) == 0, (tmp_path / "rec.log").read_text()[-2000:]
+        sim.truth.flush()
+    return Lake(tmp_path / "lake").read("trades"), _events(tmp_path / "lake")
+
+
 def _kill_restart(sim, tmp_path, kills: int, outage_s: float, venues=VENUES) -> tuple[pl.DataFrame, pl.DataFrame]:
     lake = tmp_path / "lake"
-    cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in venues}, lake, "bf", backfill=True,
-                        flush_interval=0.2, maintain_every=0, rest_min_interval=0.05)
+    cfg = _config(sim, tmp_path, venues, "bf")
     for k in range(kills):
         n0 = _events(lake).filter(pl.col("kind") == "backfill").height if k else 0
         p = start_recorder(cfg, log=tmp_path / f"run{k}.log")
@@ -77,14 +91,7 @@ def test_disconnects_are_backfilled(tmp_path):
     from recorders.sim.config import FaultConfig
 
     sim = _sim(tmp_path, faults=FaultConfig(disconnect=8.0))
-    with sim.running_in_thread():
-        lake = tmp_path / "lake"
-        cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in VENUES}, lake, "bfd", backfill=True,
-                            flush_interval=0.2, maintain_every=0, rest_min_interval=0.05)
-        p = start_recorder(cfg, "--duration", "25", log=tmp_path / "rec.log")
-        assert p.wait(120) == 0, (tmp_path / "rec.log").read_text()[-2000:]
-        sim.truth.flush()
-    trades, events = Lake(lake).read("trades"), _events(lake)
+    trades, events = _record(sim, tmp_path, VENUES, "bfd")
     assert events.filter(pl.col("kind") == "reconnect").height >= 2  # the faults happened
     assert events.filter(pl.col("kind") == "backfill").height >= 2  # and left holes that were filled
     _assert_complete(sim, trades, events, min_backfills=0)
@@ -96,16 +103,9 @@ def test_trade_id_gap_on_a_live_stream_is_backfilled(tmp_path):
     # the venue goes silent for 1.5 s now and then (sockets stay open, no reconnect): trades are lost
     venues = ("binance", "okx")
     sim = _sim(tmp_path, venues=venues, faults=FaultConfig(silent=6.0, silent_s=1.5))
-    with sim.running_in_thread():
-        lake = tmp_path / "lake"
-        cfg = _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in venues}, lake, "bfg", backfill=True,
-                            flush_interval=0.2, maintain_every=0, rest_min_interval=0.05)
-        p = start_recorder(cfg, "--duration", "25", log=tmp_path / "rec.log")
-        assert p.wait(120) == 0, (tmp_path / "rec.log").read_text()[-2000:]
-        sim.truth.flush()
+    trades, events = _record(sim, tmp_path, venues, "bfg")
     faults = [f for f in read_truth(sim.truth_dir)["faults"] if f["kind"] == "silent"]
     assert faults  # the venue did go silent
-    trades, events = Lake(lake).read("trades"), _events(lake)
     _assert_complete(sim, trades, events, min_backfills=0, venues=venues)
     assert events.filter(pl.col("kind") == "backfill").height >= 1
 

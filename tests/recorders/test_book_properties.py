@@ -30,6 +30,16 @@ def _apply(book: dict[str, dict[float, float]], side: str, levels) -> None:
             book[side][float(p)] = float(q)
 
 
+def _snapshot(snap) -> tuple[list, list, dict[str, dict[float, float]]]:
+    """A snapshot's bid and ask levels (sizes of 0 dropped: a snapshot lists none) and the
+    reference book they make."""
+    bids, asks = ([lv for lv in levels if float(lv[1])] for levels in snap)
+    ref: dict[str, dict[float, float]] = {"bid": {}, "ask": {}}
+    _apply(ref, "bid", bids)
+    _apply(ref, "ask", asks)
+    return bids, asks, ref
+
+
 def _sorted(book):
     return (sorted(book["bid"].items(), reverse=True), sorted(book["ask"].items()))
 
@@ -37,11 +47,8 @@ def _sorted(book):
 @settings(max_examples=60, deadline=None)
 @given(snap=level_lists, diffs=diff_lists)
 def test_binance_snapshot_plus_diffs_equals_next_snapshot(snap, diffs):
-    ref = {"bid": {}, "ask": {}}
-    _apply(ref, "bid", [l for l in snap[0] if float(l[1])])
-    _apply(ref, "ask", [l for l in snap[1] if float(l[1])])
-    body = json.dumps({"lastUpdateId": 100, "bids": [l for l in snap[0] if float(l[1])],
-                       "asks": [l for l in snap[1] if float(l[1])]})
+    bids, asks, ref = _snapshot(snap)
+    body = json.dumps({"lastUpdateId": 100, "bids": bids, "asks": asks})
     msgs: list = [("BTC-USDT", body)]
     u = 100
     for b, a in diffs:
@@ -58,12 +65,10 @@ def test_binance_snapshot_plus_diffs_equals_next_snapshot(snap, diffs):
 @settings(max_examples=60, deadline=None)
 @given(snap=level_lists, diffs=diff_lists)
 def test_bybit_snapshot_plus_deltas_equals_next_snapshot(snap, diffs):
-    ref = {"bid": {}, "ask": {}}
-    _apply(ref, "bid", [l for l in snap[0] if float(l[1])])
-    _apply(ref, "ask", [l for l in snap[1] if float(l[1])])
+    bids, asks, ref = _snapshot(snap)
     m = lambda typ, b, a, u: json.dumps({"topic": "orderbook.50.BTCUSDT", "type": typ, "ts": 5,
                                          "data": {"s": "BTCUSDT", "b": b, "a": a, "u": u}})
-    msgs = [m("snapshot", [l for l in snap[0] if float(l[1])], [l for l in snap[1] if float(l[1])], 10)]
+    msgs = [m("snapshot", bids, asks, 10)]
     for i, (b, a) in enumerate(diffs):
         msgs.append(m("delta", b, a, 11 + i))
         _apply(ref, "bid", b); _apply(ref, "ask", a)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,12 +13,7 @@ from simrun import ROOT, wait_for
 
 import lab
 from lab.schema import TABLES
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from recorders.sim.harness import free_port
 
 
 async def _first_frames(url: str, tables: list[str], n: int) -> list[tuple[str, list[dict]]]:
@@ -34,7 +28,7 @@ async def _first_frames(url: str, tables: list[str], n: int) -> list[tuple[str, 
 
 
 def test_start_recorder_handle_status_and_bus(lab_data, tmp_path, quiet_sim):
-    bus_port = _free_port()
+    bus_port = free_port()
     bus = f"ws://127.0.0.1:{bus_port}"
     u = quiet_sim.urls()
     rec = lab.start_recorder(venue="binance", symbols=["BTC-USDT"], base_url=u["binance"],

@@ -6,6 +6,9 @@ lost on close, and the journal still leads every table of its batch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 from simrun import wait_for
 
 from lab.lake import Lake
@@ -34,22 +37,31 @@ def _versions(lake: Lake) -> dict[str, int]:
     return {t: lake.version(t) for t in ("raw_messages", "trades", "feed_events", "book_snapshots")}
 
 
-def test_slow_tables_commit_once_for_several_batches_and_flush_on_close(tmp_path):
-    lake = Lake(tmp_path / "lake")
-    w = Writer(lake, slow_every=3600.0)
+@contextmanager
+def _writing(lake: Lake, slow_every: float, batches: int,
+             written: Callable[[Writer, int], bool]) -> Iterator[Writer]:
+    """A started writer that has been given ``batches`` batches, each waited for until
+    ``written(writer, k)``; closed on exit."""
+    w = Writer(lake, slow_every=slow_every)
     w.start()
     try:
-        for k in range(3):
+        for k in range(batches):
             w.submit(_batch(k))
-            wait_for(lambda k=k: w.rows_written.get("trades", 0) == 20 * (k + 1), 30, what=f"batch {k}")
+            wait_for(lambda k=k: written(w, k), 30, what=f"batch {k}")
+        yield w
+    finally:
+        w.close()
+
+
+def test_slow_tables_commit_once_for_several_batches_and_flush_on_close(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    with _writing(lake, 3600.0, 3, lambda w, k: w.rows_written.get("trades", 0) == 20 * (k + 1)) as w:
         v = _versions(lake)
         # a fresh writer's first slow rows go at once (create + one append); the next wait
         assert v["feed_events"] == 1 and v["book_snapshots"] == 1
         assert lake.read("feed_events")["detail"].to_list() == ["batch 0"]
         assert v["trades"] == 3 and v["raw_messages"] == 3  # create + one commit per later batch
         assert w.pending_rows() == 4  # 2 events + 2 snapshot rows kept for one later commit
-    finally:
-        w.close()
     ev = lake.read("feed_events")
     snaps = lake.read("book_snapshots")
     assert sorted(ev["detail"].to_list()) == ["batch 0", "batch 1", "batch 2"]
@@ -60,13 +72,6 @@ def test_slow_tables_commit_once_for_several_batches_and_flush_on_close(tmp_path
 
 def test_without_slow_cadence_every_batch_commits_every_table(tmp_path):
     lake = Lake(tmp_path / "lake")
-    w = Writer(lake, slow_every=0.0)
-    w.start()
-    try:
-        for k in range(2):
-            w.submit(_batch(k))
-            wait_for(lambda k=k: lake.exists("feed_events") and lake.read("feed_events").height == k + 1,
-                     30, what=f"events of batch {k}")
-    finally:
-        w.close()
+    with _writing(lake, 0.0, 2, lambda w, k: lake.exists("feed_events") and lake.read("feed_events").height == k + 1):
+        pass
     assert lake.read("book_snapshots").height == 2

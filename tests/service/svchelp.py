@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import polars as pl
 
@@ -58,3 +59,18 @@ def run_client(code: str, *, timeout: float = 60, env: dict | None = None, args:
     p = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=timeout, env=e)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def private_ca(d: Path) -> tuple[Path, Path]:
+    """A private CA's certificate for 127.0.0.1/localhost in ``d``: returns (chain, key) for the
+    server; ``d/ca.pem`` is the CA that signed it, ``d/other.pem`` a CA that did not."""
+    import trustme
+
+    ca, other = trustme.CA(), trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    chain, key = d / "chain.pem", d / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
+    cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    other.cert_pem.write_to_path(str(d / "other.pem"))
+    return chain, key

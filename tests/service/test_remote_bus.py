@@ -11,7 +11,7 @@ import logging
 import socket
 
 import pytest
-from svchelp import TOKEN, start
+from svchelp import TOKEN, private_ca, start
 
 from lab.bus import Hub, Publisher, SubscribeStats, subscribe
 from lab.service import DataService, ServiceConfig
@@ -164,15 +164,7 @@ def test_grpc_tls_with_the_private_ca_from_lab_service_ca(seed_lake, tmp_path, m
     """``grpc+tls://``: the CA comes from ``$LAB_SERVICE_CA`` (or ``tls_root_certs=``) as for
     ``lab.connect``; a CA that did not sign the service's certificate is never trusted (retried,
     no rows)."""
-    import trustme
-
-    ca, other = trustme.CA(), trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    chain, key = tmp_path / "chain.pem", tmp_path / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
-    cert.private_key_pem.write_to_path(str(key))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    other.cert_pem.write_to_path(str(tmp_path / "other.pem"))
+    chain, key = private_ca(tmp_path)
     row = {"ts_exchange": T0, "ts_local": T0 + 1, "venue": "okx", "symbol": "BTC-USDT",
            "bid_px": 1.0, "bid_qty": 2.0, "ask_px": 3.0, "ask_qty": 4.0}
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-import trustme
 from polars.testing import assert_frame_equal
-from svchelp import TOKEN, run_client, start, trades_frame
+from svchelp import TOKEN, private_ca, run_client, start, trades_frame
 
 import lab
 
@@ -85,13 +84,7 @@ def test_missing_or_wrong_token_is_refused(service):
 
 
 def test_tls_with_private_ca_accepted_and_untrusted_ca_refused(seed_lake, tmp_path):
-    ca, other = trustme.CA(), trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    chain, key = tmp_path / "chain.pem", tmp_path / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
-    cert.private_key_pem.write_to_path(str(key))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    other.cert_pem.write_to_path(str(tmp_path / "other.pem"))
+    chain, key = private_ca(tmp_path)
     svc = start(seed_lake, tls_cert=str(chain), tls_key=str(key))
     try:
         assert svc.url.startswith("grpc+tls://")

@@ -1,5 +1,5 @@
 """Binance protocol conformance, checked by a tiny client written here from the
-documented rules (PROTOCOLS.md), not from the simulator's code."""
+documented rules (docs/CONTRACTS.md, Venue rules), not from the simulator's code."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 from decimal import Decimal
 
 import httpx
-from sim_helpers import START_NS, recv_json, running
+from sim_helpers import START_NS, pause_and_drain, recv_json, running, true_book, true_levels
 from websockets.asyncio.client import connect
 
 NUM8 = re.compile(r"^\d+\.\d{8}$")
@@ -162,25 +162,14 @@ def test_binance_snapshot_plus_diffs_equals_book_at_every_book_ticker():
                 while min(compared.values()) < 60:
                     handle(await recv_json(ws))
                 # the final state also equals the simulator's own book, level for level
-                await sim.pause()
-                for raw in await _drain(ws):
+                for raw in await pause_and_drain(sim, ws):
                     handle(json.loads(raw))
-                for i, l in enumerate(sim.market.listings):
+                for l in sim.market.listings:
                     s = l.venue_symbol.lower()
                     if s not in books:
                         continue
-                    truth = sim.books[i]
-                    scale, lot = Decimal(10) ** -l.price_dec, Decimal(10) ** -l.qty_dec
-                    assert {p: Decimal(q) for p, q in books[s].bids.items()} == {
-                        p * scale: q * lot for p, q in truth.bids.items()}
-                    assert {p: Decimal(q) for p, q in books[s].asks.items()} == {
-                        p * scale: q * lot for p, q in truth.asks.items()}
-                    assert books[s].last_u == truth.seq
+                    assert {p: Decimal(q) for p, q in books[s].bids.items()} == true_levels(sim, l.venue_symbol, 0)
+                    assert {p: Decimal(q) for p, q in books[s].asks.items()} == true_levels(sim, l.venue_symbol, 1)
+                    assert books[s].last_u == true_book(sim, l.venue_symbol).seq
 
     asyncio.run(main())
-
-
-async def _drain(ws) -> list[str]:
-    from sim_helpers import drain
-
-    return await drain(ws)

@@ -1,5 +1,5 @@
 """Kraken v2 and Coinbase Advanced Trade conformance, with independent minimal
-clients written from the venues' documented rules (PROTOCOLS.md)."""
+clients written from the venues' documented rules (docs/CONTRACTS.md, Venue rules)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import zlib
 from decimal import Decimal
 
-from sim_helpers import drain, recv_json, running
+from sim_helpers import pause_and_drain, recv_json, running, true_levels
 from websockets.asyncio.client import connect
 
 
@@ -101,19 +101,11 @@ def test_kraken_book_checksums_match_and_float_roundtrip_breaks_them():
                 while checked < 150 or trades < 3:
                     handle(await asyncio.wait_for(ws.recv(), 20))
                 assert float_broken > 0.9 * checked
-                await sim.pause()
-                for raw in await drain(ws):
+                for raw in await pause_and_drain(sim, ws):
                     handle(raw)
-                for i, l in enumerate(sim.market.listings):
-                    if l.venue_symbol not in books:
-                        continue
-                    scale, lot = Decimal(10) ** -l.price_dec, Decimal(10) ** -l.qty_dec
-                    truth = sim.books[i]
-                    mine = books[l.venue_symbol]
-                    assert {k: Decimal(v[1]) for k, v in mine.bids.items()} == {
-                        p * scale: q * lot for p, q in truth.top(0, 10)}
-                    assert {k: Decimal(v[1]) for k, v in mine.asks.items()} == {
-                        p * scale: q * lot for p, q in truth.top(1, 10)}
+                for sym, mine in books.items():
+                    assert {k: Decimal(v[1]) for k, v in mine.bids.items()} == true_levels(sim, sym, 0, 10)
+                    assert {k: Decimal(v[1]) for k, v in mine.asks.items()} == true_levels(sim, sym, 1, 10)
 
     asyncio.run(main())
 
@@ -165,16 +157,10 @@ def test_coinbase_sequence_snapshot_offer_side_and_final_book():
                 while counts["l2_data"] < 200 or counts["market_trades"] < 5 or counts["heartbeats"] < 3:
                     handle(await asyncio.wait_for(ws.recv(), 20))
                 assert hb == sorted(hb) and len(set(hb)) == len(hb)
-                await sim.pause()
-                for raw in await drain(ws):
+                for raw in await pause_and_drain(sim, ws):
                     handle(raw)
-                for i, l in enumerate(sim.market.listings):
-                    if l.venue_symbol not in books:
-                        continue
-                    scale, lot = Decimal(10) ** -l.price_dec, Decimal(10) ** -l.qty_dec
-                    truth = sim.books[i]
-                    bids, asks = books[l.venue_symbol]
-                    assert bids == {p * scale: q * lot for p, q in truth.bids.items()}
-                    assert asks == {p * scale: q * lot for p, q in truth.asks.items()}
+                for pid, (bids, asks) in books.items():
+                    assert bids == true_levels(sim, pid, 0)
+                    assert asks == true_levels(sim, pid, 1)
 
     asyncio.run(main())

@@ -1,4 +1,4 @@
-"""OKX v5 and Bybit v5 conformance with independent minimal clients (PROTOCOLS.md)."""
+"""OKX v5 and Bybit v5 conformance with independent minimal clients (docs/CONTRACTS.md, Venue rules)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import zlib
 from decimal import Decimal
 
-from sim_helpers import drain, recv_json, running
+from sim_helpers import pause_and_drain, recv_json, running, true_book, true_levels
 from websockets.asyncio.client import connect
 
 
@@ -67,15 +67,10 @@ def test_okx_books_sequence_and_signed_checksum():
                 while n_upd < 150 or n_trades < 3:
                     handle(await asyncio.wait_for(ws.recv(), 20))
                 assert events == 2
-                await sim.pause()
-                for raw in await drain(ws):
+                for raw in await pause_and_drain(sim, ws):
                     handle(raw)
-                li = next(i for i, l in enumerate(sim.market.listings) if l.venue_symbol == "BTC-USDT")
-                l = sim.market.listings[li]
-                sc, lot = Decimal(10) ** -l.price_dec, Decimal(10) ** -l.qty_dec
-                assert {k: Decimal(v[1]) for k, v in book["bids"].items()} == {
-                    p * sc: q * lot for p, q in sim.books[li].bids.items()}
-                assert last_seq == sim.books[li].seq
+                assert {k: Decimal(v[1]) for k, v in book["bids"].items()} == true_levels(sim, "BTC-USDT", 0)
+                assert last_seq == true_book(sim, "BTC-USDT").seq
 
     asyncio.run(main())
 
@@ -119,13 +114,9 @@ def test_bybit_orderbook50_snapshot_delta_u_continuous():
 
                 while n < 100 or trades < 2:
                     handle(await asyncio.wait_for(ws.recv(), 20))
-                await sim.pause()
-                for raw in await drain(ws):
+                for raw in await pause_and_drain(sim, ws):
                     handle(raw)
-                li = next(i for i, l in enumerate(sim.market.listings) if l.venue_symbol == "ETHBTC")
-                l = sim.market.listings[li]
-                sc, lot = Decimal(10) ** -l.price_dec, Decimal(10) ** -l.qty_dec
-                assert book["b"] == {p * sc: q * lot for p, q in sim.books[li].top(0, 50)}
-                assert book["a"] == {p * sc: q * lot for p, q in sim.books[li].top(1, 50)}
+                assert book["b"] == true_levels(sim, "ETHBTC", 0, 50)
+                assert book["a"] == true_levels(sim, "ETHBTC", 1, 50)
 
     asyncio.run(main())

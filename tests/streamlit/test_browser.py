@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 from st_helpers import APP, ROOT
-from st_live import Recording, free_port
+
+from recorders.sim.harness import Recording, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -174,6 +175,9 @@ def test_every_page_renders_charts_and_the_live_page_moves(server, browser):
         assert page.get_by_text("Page error").count() == 0, f"{title}: {page.get_by_text('Page error').first.inner_text()}"
         assert page.get_by_text("Deploy", exact=True).count() == 0, "the Deploy button is hidden"
         assert "HFThot Research Lab" in page.title() or title in page.title()
+        if path == "feed_health":  # the tape's holes: a table of ranges, or one line saying there are none
+            page.get_by_text("No holes in the trade tape").or_(
+                page.get_by_text("Ranges with no live trades")).first.wait_for(timeout=30_000)
 
         if path == "":
             # two looks a few seconds apart: the live chart's newest points move

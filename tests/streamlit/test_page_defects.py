@@ -6,8 +6,10 @@ Reference values come from the rows written here, computed with plain Python.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import polars as pl
+import pytest
 import st_synth as synth
 from st_helpers import metrics
 
@@ -51,15 +53,21 @@ def _edges_table(at) -> pl.DataFrame:
     return pl.from_pandas(df)
 
 
+def _monitor_with(cfg: Path, arbitrage: str, root: str, app_on, monkeypatch: pytest.MonkeyPatch):
+    """The arbitrage monitor on the lake ``root``, given the detector's config file ``cfg``
+    (``arbitrage``: the body of its ``[arbitrage]`` table) as `lab demo` passes it."""
+    cfg.write_text("[arbitrage]\n" + arbitrage)
+    monkeypatch.setenv("LAB_ARBITRAGE_CONFIG", str(cfg))
+    return app_on(root, "pages/arbitrage_monitor.py")
+
+
 def test_arbitrage_monitor_applies_the_detectors_config_file(synth_lake, app_on, tmp_path, monkeypatch):
     """`lab demo` runs the detector with 1 bp fees: the page must use those, not base-tier fees."""
     root, written = synth_lake
     cfg = tmp_path / "arbitrage.demo.toml"
-    cfg.write_text("[arbitrage]\nfees_bps = { binance = 1.0, coinbase = 1.0, kraken = 1.0 }\n"
-                   "sizes = { BTC = 0.05 }\ndepth = 0\nmin_edge_bps = 0.0\nmax_age_ms = 2000.0\n")
-    monkeypatch.setenv("LAB_ARBITRAGE_CONFIG", str(cfg))
-
-    at = app_on(root, "pages/arbitrage_monitor.py")
+    at = _monitor_with(cfg, "fees_bps = { binance = 1.0, coinbase = 1.0, kraken = 1.0 }\n"
+                       "sizes = { BTC = 0.05 }\ndepth = 0\nmin_edge_bps = 0.0\nmax_age_ms = 2000.0\n",
+                       root, app_on, monkeypatch)
 
     last = {v: _last(written, "quotes", v, "BTC").row(0, named=True) for v in synth.VENUES}
     f = 1.0 / 1e4
@@ -81,12 +89,8 @@ def test_arbitrage_monitor_walks_the_books_for_the_size_in_depth_mode(synth_lake
     """Depth N (the demo's detector walks 10 levels): a size beyond the best level is walked, as
     `lab.arbitrage.cross_venue` does on the detector's books, never priced at the top level."""
     root, written = synth_lake
-    cfg = tmp_path / "arbitrage.toml"
-    cfg.write_text("[arbitrage]\nfees_bps = { binance = 0.0, coinbase = 0.0, kraken = 0.0 }\n"
-                   "sizes = { BTC = 3.0 }\ndepth = 5\nmax_age_ms = 2000.0\n")
-    monkeypatch.setenv("LAB_ARBITRAGE_CONFIG", str(cfg))
-
-    at = app_on(root, "pages/arbitrage_monitor.py")
+    at = _monitor_with(tmp_path / "arbitrage.toml", "fees_bps = { binance = 0.0, coinbase = 0.0, kraken = 0.0 }\n"
+                       "sizes = { BTC = 3.0 }\ndepth = 5\nmax_age_ms = 2000.0\n", root, app_on, monkeypatch)
 
     def vwap(levels: list[tuple[float, float]], size: float) -> float:
         left, cost = size, 0.0

@@ -17,61 +17,10 @@ import datetime as dt
 import polars as pl
 import pytest
 
-V, S = "binance", "BTC-USDT"
+from lab.backtest.engine import BacktestConfig, Fees, Latency
+from tests.backtest.paper_session import V, bus_frames, run_paper_session
+
 T0 = dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc)
-
-
-def _frames(lake, size: int = 400) -> list[tuple[str, list[dict]]]:
-    """The recording as bus frames in receive order (runs of one table, <= size rows)."""
-    us = [pl.col("ts_exchange").dt.epoch("us"), pl.col("ts_local").dt.epoch("us")]
-    b = lake.scan("book_updates").with_columns(us).collect().with_columns(pl.lit("book_updates").alias("_t"))
-    t = lake.scan("trades").with_columns(us).collect().with_columns(pl.lit("trades").alias("_t"))
-    rows = pl.concat([b, t], how="diagonal").sort("ts_local", maintain_order=True)
-    rows = rows.filter(pl.col("ts_local") >= rows["ts_local"].min() + 30_000_000)  # joins 30 s in
-    frames: list[tuple[str, list[dict]]] = []
-    cur, buf = None, []
-    for r in rows.iter_rows(named=True):
-        table = r.pop("_t")
-        r = {k: v for k, v in r.items() if v is not None or k == "seq"}
-        if table != cur or len(buf) >= size:
-            if buf:
-                frames.append((cur, buf))
-            cur, buf = table, []
-        buf.append(r)
-    frames.append((cur, buf))
-    return frames
-
-
-async def _paper_session(lake) -> str:
-    from lab.backtest.engine import BacktestConfig, Fees, Latency
-    from lab.backtest.paper import PaperRunner
-    from lab.backtest.strategies import MarketMaker
-    from lab.bus import Hub, Publisher
-
-    cfg = BacktestConfig(fees={V: Fees(-0.0001, 0.0005)}, latency=Latency(1_000, 1_000))
-    frames = _frames(lake)
-    hub = Hub("127.0.0.1", 0)
-    await hub.start()
-    try:
-        mm = MarketMaker(venue=V, symbol=S, qty=0.01, half_spread=0, skew_ticks=1.0, max_position=0.05,
-                         interval_s=0.1)
-        runner = PaperRunner(mm, [(V, S)], cfg, lake=lake)
-        total = sum(len(r) for _, r in frames)
-        task = asyncio.create_task(runner.run(hub.url, duration_s=120, flush_s=0.2, max_rows=3_000,
-                                              stop_after_rows=total))
-        await hub.wait_subscribers(1, timeout=240)  # a cold numba cache compiles the engine first
-        pub = Publisher(hub.url + "/publish", max_pending=100_000)
-        await pub.start()
-        for table, rows in frames:
-            await pub.publish(table, rows)
-            while hub.frames_in - hub.frames_out - hub.dropped > 200 and not task.done():
-                await asyncio.sleep(0.005)
-        await asyncio.wait_for(task, 120)
-        await pub.close()
-        runner.finish()
-        return runner.session
-    finally:
-        await hub.stop()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +37,8 @@ def recordings(tmp_path_factory):
         lake = Lake(base / f"lag{lag_s}")
         for t in ("book_updates", "trades", "quotes", "book_snapshots"):
             lake.append(t, src.scan(t).collect().with_columns(pl.col("ts_local") + dt.timedelta(seconds=lag_s)))
-        asyncio.run(_paper_session(lake))
+        cfg = BacktestConfig(fees={V: Fees(-0.0001, 0.0005)}, latency=Latency(1_000, 1_000))
+        asyncio.run(run_paper_session(lake, bus_frames(lake, skip_s=30), cfg))  # joins 30 s in
         out[lag_s] = lake
     return out
 

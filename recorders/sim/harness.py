@@ -1,14 +1,14 @@
-"""A live recording for the dashboard browser test and the refresh bench.
+"""The simulator and a recorder as subprocesses on free loopback ports, for the tests and
+the benches (which must not import from tests/): free ports, and :class:`Recording`.
 
-``Recording`` starts ``lab simulate`` on free loopback ports and one
-``lab record`` process recording 3 venues x 3 assets from it into
-``$LAB_DATA/lake``, and stops both (by their own process ids) on exit.
+``Recording`` starts ``lab simulate`` on free loopback ports and one ``lab record``
+process recording its venues into ``$LAB_DATA/lake``, and stops both (by their own
+process ids) on exit.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -16,32 +16,48 @@ import sys
 import time
 from pathlib import Path
 
+__all__ = ["DEMO_PORTS", "free_port", "free_port_base", "Recording"]
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-QUOTE = {"binance": "USDT", "coinbase": "USD", "kraken": "USD"}
+QUOTE = {"binance": "USDT", "coinbase": "USD", "kraken": "USD", "okx": "USDT", "bybit": "USDT"}
+# the demo's default ports (Jupyter, Streamlit, the service, the bus, the simulator's venues):
+# a test or bench on this machine never takes one, so a running demo is left alone
+DEMO_PORTS = frozenset({8888, 8501, 50052, 50053, *range(9443, 9448)})
 
 
 def free_port() -> int:
+    """A free port on 127.0.0.1 (the OS's pick)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _free_block(n: int = 5) -> int:
-    """A base port with ``n`` consecutive free ports (the simulator uses base+0..4)."""
+def free_port_base(n: int) -> int:
+    """A port ``p`` such that ``p .. p+n-1`` are all free on 127.0.0.1 and none is one of
+    :data:`DEMO_PORTS` (the simulator serves venue ``i`` on ``port_base + i``).
+
+    >>> p = free_port_base(3)
+    >>> 1024 < p and p + 2 < 65536 and not DEMO_PORTS & set(range(p, p + 3))
+    True
+    """
     for _ in range(200):
-        base = random.randint(20_000, 60_000)
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
+        base = free_port()
+        if base + n > 65535 or DEMO_PORTS & set(range(base, base + n)):
+            continue
+        socks = []
+        try:
+            for i in range(n):
+                t = socket.socket()
+                socks.append(t)
+                t.bind(("127.0.0.1", base + i))
             return base
-    raise RuntimeError("no block of free ports found")
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
+    raise RuntimeError("no run of free ports")
 
 
 def _port_open(port: int) -> bool:
@@ -78,12 +94,12 @@ class Recording:
         return self.lab_data / "lake"
 
     def _config(self) -> Path:
-        from recorders.venues import SIM_URLS
+        from lab.venues import sim_urls
 
         lines = ['[recorder]', 'name = "st-test"', f"flush_interval = {self.flush_interval}",
                  f'lake = "{self.lake_root}"', ""]
         for v in self.venues:
-            ws, rest = SIM_URLS(v, self.port_base)
+            ws, rest = sim_urls(v, self.port_base)
             syms = ", ".join(f'"{a}-{QUOTE[v]}"' for a in self.assets)
             lines += ["[[venue]]", f'venue = "{v}"', f"symbols = [{syms}]", f'base_url = "{ws}"']
             if rest:
@@ -94,7 +110,7 @@ class Recording:
         return p
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(self.lab_data / f"{name}.log", "w")
+        log = open(self.lab_data / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
         env = os.environ | {"LAB_DATA": str(self.lab_data), "PYTHONUNBUFFERED": "1"}
         p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
@@ -107,7 +123,7 @@ class Recording:
 
     def __enter__(self) -> Recording:
         self.lab_data.mkdir(parents=True, exist_ok=True)
-        self.port_base = _free_block()
+        self.port_base = free_port_base(5)  # the simulator uses base+0..4
         sim = self._spawn("simulator", [str(BIN / "lab"), "simulate", "--port-base", str(self.port_base),
                                         "--venues", ",".join(self.venues), "--assets", ",".join(self.assets),
                                         "--seed", str(self.seed), "--faults", self.faults])
