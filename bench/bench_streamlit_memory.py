@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "streamlit"))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
 
-from bench_streamlit_refresh import CHROMIUM_ARGS, _rss_mb, _wait_http  # noqa: E402
-from st_live import Recording, free_port  # noqa: E402
+from bench_streamlit_refresh import CHROMIUM_ARGS, _rss_mb, _wait_http  # noqa: E402  (this folder)
+
+from recorders.sim.harness import Recording, free_port  # noqa: E402
 
 PAGES_DIR = ROOT / "streamlit_apps" / "pages"
 
