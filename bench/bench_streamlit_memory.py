@@ -13,6 +13,10 @@ caches and imports have filled), and the load average. The issue's figure:
     .venv/bin/python bench/bench_streamlit_memory.py                 # 5 minutes
     .venv/bin/python bench/bench_streamlit_memory.py --minutes 15
     .venv/bin/python bench/bench_streamlit_memory.py --hour          # the issue's hour
+
+``LAB_MALLOC_TRIM=0`` in the environment turns the server's trim thread off
+(``streamlit_apps/memory.py``): run one bench with it and one without at the
+same time for an A/B under the same load.
 """
 
 from __future__ import annotations
