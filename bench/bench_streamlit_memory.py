@@ -14,7 +14,7 @@ caches and imports have filled), and the load average. The issue's figure:
     .venv/bin/python bench/bench_streamlit_memory.py --minutes 15
     .venv/bin/python bench/bench_streamlit_memory.py --hour          # the issue's hour
 
-``LAB_MALLOC_TRIM=0`` in the environment turns the server's trim thread off
+``LAB_MALLOC_TRIM=1`` in the environment turns the server's glibc trim on
 (``streamlit_apps/memory.py``): run one bench with it and one without at the
 same time for an A/B under the same load.
 """

@@ -57,7 +57,7 @@ def build_navigation() -> dict[str, list]:
 
 st.set_page_config(page_title="HFThot Research Lab", page_icon=":material/candlestick_chart:",
                    layout="wide")
-memory.bound()  # cap glibc arenas before the readers' threads exist, trim free pages (see memory.py)
+memory.bound()  # the memory report / trim thread when the environment asks for it (see memory.py)
 warm.start()  # import/JIT-load the heavy lab helpers while the first page renders
 nav = st.navigation(build_navigation())
 with st.sidebar:

@@ -3,7 +3,7 @@
 The server keeps one DeltaTable per lake table and brings it up to date
 incrementally; delta-rs' incremental snapshot keeps every commit it applied, so
 after ``WRITER_REOPEN_EVERY`` commits the table is opened afresh, as the lake's
-writers do. And the glibc trim thread starts once per process.
+writers do. And the memory report thread starts once per process.
 """
 
 from __future__ import annotations
@@ -45,14 +45,23 @@ def test_cached_table_is_reopened_after_many_commits_and_stays_current(tmp_path)
     assert rows == WRITER_REOPEN_EVERY + 2
 
 
-def test_trim_thread_starts_once():
+def test_memory_report_thread_starts_once_and_says_where_the_memory_is(tmp_path, monkeypatch):
+    import json
     import threading
 
     from streamlit_apps import memory
 
-    # Act: the app calls bound() on every rerun
-    results = [memory.bound() for _ in range(3)]
+    out = tmp_path / "memreport.jsonl"
+    monkeypatch.setenv("LAB_STREAMLIT_MEMREPORT", str(out))
 
-    # Assert: glibc here takes it, and one trim thread runs however often it is called
+    # Act: the app calls bound() on every rerun
+    results = [memory.bound(every_s=0.2) for _ in range(3)]
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    # Assert: one thread however often it is called, and its report names the parts
     assert results == [True, True, True]
     assert sum(t.name == "lab-malloc-trim" for t in threading.enumerate()) == 1
+    rep = json.loads(out.read_text().splitlines()[0])
+    assert {"glibc_in_use", "python_objects", "polars_frames", "st_cache_data", "tokio_threads"} <= set(rep)
