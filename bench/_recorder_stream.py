@@ -22,6 +22,11 @@ def _frame(payload: bytes) -> bytes:
     return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
 
 
+EXCHANGE_INFO = json.dumps({"symbols": [{"symbol": "BTCUSDT", "baseAsset": "BTC", "quoteAsset": "USDT",
+                                          "status": "TRADING",
+                                          "filters": [{"filterType": "PRICE_FILTER", "tickSize": "0.01000000"}]}]})
+
+
 def build(n: int, seed: int = 0) -> tuple[list[str], dict]:
     rng = random.Random(seed)
     bids = {round(100.0 - i * 0.01, 2): 1.0 for i in range(1, 101)}
@@ -63,17 +68,33 @@ async def main() -> None:
     snapshot_served = asyncio.Event()
 
     def process_request(conn, req):
+        if req.path.startswith("/api/v3/exchangeInfo"):  # cryptofeed reads its symbol map first
+            return conn.respond(200, EXCHANGE_INFO)
         if req.path.startswith("/api/v3/depth"):
             snapshot_served.set()
             return conn.respond(200, body)
         return None
 
     frames = [_frame(m.encode()) for m in msgs]
+    agg_frames: list[bytes] = []
+
+    def frames_for(path: str) -> list[bytes]:
+        """The stream a client subscribed to: cryptofeed's Binance feed takes trades from
+        ``@aggTrade`` (``"e":"aggTrade"``, id in ``"a"``), the recorder from ``@trade``;
+        the same events either way, built once on first use."""
+        if "aggTrade" not in path:
+            return frames
+        if not agg_frames:
+            agg_frames.extend(_frame(m.replace('"stream":"btcusdt@trade"', '"stream":"btcusdt@aggTrade"')
+                                     .replace('"e":"trade"', '"e":"aggTrade"').replace(',"t":', ',"a":').encode())
+                              if '"e":"trade"' in m else f for m, f in zip(msgs, frames))
+        return agg_frames
 
     async def handler(ws):
         # Pre-framed text frames written straight to the transport in chunks, so the
         # server is never the bottleneck of the measurement.
         t0 = time.perf_counter()
+        frames = frames_for(ws.request.path)
         tr = ws.transport
         chunk = 50 if a.rate else 500
         sent = 0

@@ -18,7 +18,13 @@ gets a ``lab record`` subprocess (no in-process compaction) and a ``lab maintain
 Then one line per target with the figure and its ratio (targets: recorder <= 0.05
 core, maintainer <= 0.05 core, freshness p50 <= 1 s, p99 <= 2 s).
 
+``--baseline-root DIR`` (another checkout, e.g. ``/work/main``) runs that
+checkout's ``lab record`` at the same time on the same simulator, into a lake of
+its own: its CPU and RSS over the same window are printed next to ours, with
+the ratios, so a change is measured against its baseline under the same load.
+
     .venv/bin/python bench/bench_recorder_cost.py [--seconds 40] [--intervals 0.25,0.5,1,2] [--maintain-every 60]
+        [--baseline-root /work/main]
 
 The machine's load average is printed with each row: on 2 shared cores the
 figures move with it.
@@ -67,7 +73,7 @@ def _counts(status: Path) -> tuple[int, int]:
 
 
 def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pause: float,
-              warmup: float) -> dict:
+              warmup: float, baseline_root: Path | None = None) -> dict:
     """One commit interval: recorder + maintainer + poller for ``secs``; returns the figures."""
     from recorders.config import write_config
 
@@ -83,21 +89,34 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
     mnt = subprocess.Popen([*lab, "maintain", "--lake", str(lake), "--every", str(maintain_every)],
                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     status = tmp / "run" / "recorder-cost.json"
+    base = None
+    if baseline_root is not None:  # the other checkout's recorder, same simulator, same window
+        btmp = tmp / "baseline"
+        bcfg = write_config(tmp / "base.toml", sim.urls(), symbols, btmp / "lake", "base",
+                            flush_interval=interval, maintain_every=0.0)
+        base = subprocess.Popen([*lab, "record", "--config", str(bcfg), "--no-symbol-check"], cwd=baseline_root,
+                                env=dict(os.environ, PYTHONPATH=str(baseline_root), LAB_DATA=str(btmp)),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
         while not (lake / "trades" / "_delta_log").exists() and time.time() < deadline:
             time.sleep(0.2)
         time.sleep(warmup)
         prec, pmnt = psutil.Process(rec.pid), psutil.Process(mnt.pid)
+        pbase = psutil.Process(base.pid) if base is not None else None
+        c_base0 = _cpu(pbase) if pbase is not None else 0.0
         c_rec0, c_mnt0, (n0, m0), t0 = _cpu(prec), _cpu(pmnt), _counts(status), time.monotonic()
         t_start = time.time()
         poll = poll_freshness(sim, lake, secs, tmp / "seen.json", env, pause=poll_pause)
         c_rec1, c_mnt1, (n1, m1), t1 = _cpu(prec), _cpu(pmnt), _counts(status), time.monotonic()
         rss = prec.memory_info().rss / 2**20
+        c_base1 = _cpu(pbase) if pbase is not None else 0.0
+        rss_base = pbase.memory_info().rss / 2**20 if pbase is not None else float("nan")
     finally:
-        for p in (mnt, rec):
+        procs = [p for p in (mnt, rec, base) if p is not None]
+        for p in procs:
             p.terminate()
-        for p in (mnt, rec):
+        for p in procs:
             p.wait(60)
     wall = t1 - t0
     lat = [s for s, _ in send_to_visible(list(sim.truth.trades), symbols, poll.seen, poll.offset, t_start, secs)]
@@ -107,7 +126,8 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
             "commits_s": (n1 - n0) / wall, "msgs_s": (m1 - m0) / wall, "p50": float(np.percentile(lat_a, 50)),
             "p99": float(np.percentile(lat_a, 99)), "trades": len(lat), "unseen": int(np.isinf(lat_a).sum()),
             "poll_s": float(np.median(poll.costs)) if poll.costs else float("nan"), "rss": rss,
-            "load": os.getloadavg()[0]}
+            "load": os.getloadavg()[0],
+            "base_cores": (c_base1 - c_base0) / wall if base is not None else float("nan"), "base_rss": rss_base}
 
 
 def main() -> int:
@@ -117,6 +137,8 @@ def main() -> int:
     ap.add_argument("--maintain-every", type=float, default=60.0, help="lab maintain --every (s)")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds after the first commit before measuring")
     ap.add_argument("--poll-pause", type=float, default=0.1, help="pause between the poller's fresh connects (s)")
+    ap.add_argument("--baseline-root", type=Path, default=None,
+                    help="another checkout whose recorder runs alongside as the baseline (e.g. /work/main)")
     ap.add_argument("--choose", type=float, default=None,
                     help="the interval whose figures are checked against the targets (default: the "
                          "largest whose freshness p99 <= 2 s)")
@@ -133,11 +155,13 @@ def main() -> int:
         print(f"{'interval s':>10} {'recorder cores':>14} {'maintainer cores':>16} {'commits/s':>9} "
               f"{'fresh p50 s':>11} {'fresh p99 s':>11} {'unseen':>6} {'msgs/s':>6} {'RSS MiB':>7} {'load':>5}", flush=True)
         for iv in intervals:
-            r = run_point(sim, iv, a.seconds, a.maintain_every, a.poll_pause, a.warmup)
+            r = run_point(sim, iv, a.seconds, a.maintain_every, a.poll_pause, a.warmup, a.baseline_root)
             rows.append(r)
+            extra = (f"   baseline recorder {r['base_cores']:.3f} cores, RSS {r['base_rss']:.0f} MiB"
+                     if a.baseline_root else "")
             print(f"{iv:>10g} {r['rec_cores']:>14.3f} {r['mnt_cores']:>16.3f} {r['commits_s']:>9.2f} "
                   f"{r['p50']:>11.3f} {r['p99']:>11.3f} {r['unseen']:>6d} {r['msgs_s']:>6.0f} {r['rss']:>7.0f} "
-                  f"{r['load']:>5.2f}",
+                  f"{r['load']:>5.2f}{extra}",
                   flush=True)
     if a.choose is not None:
         pick = min(rows, key=lambda r: abs(r["interval"] - a.choose))
@@ -152,6 +176,12 @@ def main() -> int:
                             ("freshness p99 (s)", pick["p99"], 2.0)):
         print(f"TARGET {name}: {v:.3f} vs target <= {target:g}: ratio {v / target:.2f} "
               f"({'met' if v <= target else 'NOT met'})")
+    print(f"TARGET recorder RSS (MiB): {pick['rss']:.0f} vs target <= 150: ratio {pick['rss'] / 150:.2f} "
+          f"({'met' if pick['rss'] <= 150 else 'NOT met'})")
+    if a.baseline_root:
+        print(f"vs the baseline recorder ({a.baseline_root}) in the same window: CPU "
+              f"{pick['rec_cores']:.3f} / {pick['base_cores']:.3f} = {pick['rec_cores'] / pick['base_cores']:.2f}, "
+              f"RSS {pick['rss']:.0f} / {pick['base_rss']:.0f} MiB = {pick['rss'] / pick['base_rss']:.2f}")
     print("baseline (issue 17): recorder 0.34 core at ~370 msgs/s with flush 0.5 s; maintainer ~0.2 core")
     return 0
 

@@ -8,16 +8,24 @@ snapshots, columnar batches, the lake writer thread appending to a fresh Delta
 lake). The recorder receives through picows' websockets-compatible client, so
 bare loops on that library are printed too — its websockets API and its native
 listener API, the fastest way to receive with it: the ratio to that one is the
-honest cost of the recorder. Prints msgs/s, medians of interleaved runs, and the
-ratios (the issue's target: >= 0.70 of the websockets loop).
+honest cost of the recorder. The peer, cryptofeed (its Binance feed: Decimal JSON,
+snapshot + diff sync, C order book, callbacks keeping the top of book and a trade
+buffer, no storage: its handling rate), runs in the same rounds from a venv of
+its own that this bench creates under ``--venvs`` with the project's uv (see
+``bench/_cryptofeed_client.py``); if it cannot be installed or run, the output
+says why and the rest of the bench still runs. Prints msgs/s and msgs per
+CPU-second, medians of interleaved rounds, the load average, and the ratios
+(the issue's target: >= 0.70 of the websockets loop).
 
-    .venv/bin/python bench/bench_recorder_throughput.py [--quick] [-n N]
+    .venv/bin/python bench/bench_recorder_throughput.py [--quick] [-n N] [--repeat R] [--no-cryptofeed]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -114,13 +122,60 @@ async def recorder(port: int, n: int, lake: str) -> tuple[float, float, dict, fl
     return (n - 1) / (t_parse - t0), (n - 1) / (t_lake - t0), rec.writer.rows_written, (n - 1) / (c_lake - c0)
 
 
+DEFAULT_VENVS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hfthot-bench-venvs"
+
+
+def cryptofeed_python(venvs: Path) -> tuple[Path | None, str]:
+    """The python of a venv holding cryptofeed (created on first use with the project's uv),
+    or ``(None, why)`` with the installer's own error text."""
+    venv = venvs / "cryptofeed"
+    py = venv / "bin" / "python"
+    probe = [str(py), "-c", "import importlib.metadata as m, cryptofeed; print(m.version('cryptofeed'))"]
+    if py.exists():
+        r = subprocess.run(probe, capture_output=True, text=True)
+        if r.returncode == 0:
+            return py, r.stdout.strip()
+    uv = ROOT / ".venv" / "bin" / "uv"
+    venvs.mkdir(parents=True, exist_ok=True)
+    for cmd in ([str(uv), "venv", "--allow-existing", str(venv), "--python", sys.executable],
+                [str(uv), "pip", "install", "--python", str(py), "cryptofeed"]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            return None, f"`{' '.join(cmd)}` failed: {(r.stderr or r.stdout).strip()[-800:]}"
+    r = subprocess.run(probe, capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, f"cryptofeed installed but does not import: {r.stderr.strip()[-800:]}"
+    return py, r.stdout.strip()
+
+
+def run_cryptofeed(py: Path, port: int, n: int) -> tuple[float, float] | str:
+    """(msgs per wall second, msgs per CPU second) of cryptofeed, or the reason it failed."""
+    r = subprocess.run([str(py), str(ROOT / "bench" / "_cryptofeed_client.py"), "--port", str(port), "-n", str(n)],
+                       capture_output=True, text=True, timeout=1200)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        return f"exit {r.returncode}: {(r.stdout + r.stderr).strip()[-800:]}"
+    out = json.loads(lines[-1])
+    if "error" in out:
+        return out["error"]
+    return out["wall"], out["cpu"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller run (100k messages)")
     ap.add_argument("-n", type=int, default=None, help="messages per run (default 1M, quick 100k)")
-    ap.add_argument("--repeat", type=int, default=3, help="paired runs (bare, recorder); median reported")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds (bare loops, recorder, "
+                    "cryptofeed); medians reported")
+    ap.add_argument("--no-cryptofeed", action="store_true", help="skip the peer")
+    ap.add_argument("--venvs", type=Path, default=DEFAULT_VENVS,
+                    help=f"where the peer's venv is created and reused (default {DEFAULT_VENVS})")
     a = ap.parse_args()
     n = a.n or (100_000 if a.quick else 1_000_000)
+    cf_py, cf_why = (None, "skipped (--no-cryptofeed)") if a.no_cryptofeed else cryptofeed_python(a.venvs)
+    print(f"cryptofeed: {cf_why if cf_py is None else cf_why + ' from ' + str(cf_py.parent.parent)}", flush=True)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    cf_runs: list[tuple[float, float]] = []
     server, port = start_server(n)
     url = f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade/btcusdt@depth@100ms"
     pairs = []
@@ -132,10 +187,19 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as d:
                 parse, e2e, rows, e2e_cpu = asyncio.run(recorder(port, n, d + "/lake"))
             pairs.append((base, parse, e2e, base_cpu, e2e_cpu, pw, pn, pn_cpu))
+            cf = ""
+            if cf_py is not None:
+                got = run_cryptofeed(cf_py, port, n)
+                if isinstance(got, str):
+                    cf_py, cf_why = None, f"failed to run: {got}"
+                    cf = f", cryptofeed {cf_why}"
+                else:
+                    cf_runs.append(got)
+                    cf = f", cryptofeed {got[0]:,.0f}/s ({got[1]:,.0f}/CPU-s)"
             print(f"run {i + 1}: bare {base:,.0f}/s ({base_cpu:,.0f}/CPU-s), bare picows {pw:,.0f}/s, "
                   f"bare picows native {pn:,.0f}/s ({pn_cpu:,.0f}/CPU-s), "
                   f"recorder parse {parse:,.0f}/s, "
-                  f"end-to-end {e2e:,.0f}/s ({e2e_cpu:,.0f}/CPU-s)", flush=True)
+                  f"end-to-end {e2e:,.0f}/s ({e2e_cpu:,.0f}/CPU-s){cf}", flush=True)
     finally:
         server.kill()
     med = lambda xs: sorted(xs)[len(xs) // 2]
@@ -153,6 +217,16 @@ def main() -> int:
           f"{med([p[2] / p[6] for p in pairs]):.2f}; per CPU-second: {med([p[4] / p[7] for p in pairs]):.2f}")
     print(f"ratio per CPU-second (all recorder threads incl. the lake writer vs the bare loop): "
           f"{r_cpu:.2f}  (robust to other load on the machine; pessimistic on 2 idle cores)")
+    if cf_runs and len(cf_runs) == len(pairs):
+        print(f"cryptofeed (handling, no storage): {med([c[0] for c in cf_runs]):,.0f} msgs/s, "
+              f"{med([c[1] for c in cf_runs]):,.0f} msgs/CPU-s")
+        print(f"ratio end-to-end msgs/s, recorder (into the lake) / cryptofeed (handling only), same round: "
+              f"{med([p[2] / c[0] for p, c in zip(pairs, cf_runs)]):.2f}  (higher is better)")
+        print(f"ratio CPU per message, recorder (all threads, into the lake) / cryptofeed (handling only): "
+              f"{med([c[1] / p[4] for p, c in zip(pairs, cf_runs)]):.2f}  (lower is better)")
+    else:
+        print(f"cryptofeed: not measured: {cf_why}")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"rows written: {rows}")
     return 0
 

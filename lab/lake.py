@@ -18,16 +18,19 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import polars as pl
-import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from lab.errors import DataError
 from lab.schema import TABLES, SchemaError, conform, table_spec
 from lab.times import to_utc
+
+if TYPE_CHECKING:  # imported where used: the recorder writes without loading pyarrow (~40 MiB RSS)
+    import pyarrow as pa
 
 __all__ = ["Lake", "data_dir", "default_lake", "LakeError", "DamagedTableError", "Damage",
            "LakeWarning", "scan_filtered"]
@@ -225,6 +228,7 @@ _as_datetime = to_utc
 
 def _footer_problem(path: Path, num_records: int | None) -> str | None:
     """The Parquet footer parses and holds the row count the log recorded."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -238,6 +242,8 @@ def _footer_problem(path: Path, num_records: int | None) -> str | None:
 
 def _schema_damage(table: str, t: DeltaTable) -> list[Damage]:
     """The table's Delta schema against :mod:`lab.schema` (names, order-free, and dtypes)."""
+    import pyarrow as pa  # not at module level: the recorder writes without loading pyarrow (~40 MiB)
+
     got = pl.DataFrame(pa.schema(t.schema().to_arrow()).empty_table()).schema
     spec = table_spec(table)
     want = pl.Schema({c: d for c, d in spec.columns.items()
@@ -341,7 +347,9 @@ class Lake:
         if self.exists(table):
             return
         spec = table_spec(table)
-        schema = pl.Schema({c: d for c, d in spec.columns.items() if c not in spec.optional}).to_arrow()
+        # a Polars schema exports Arrow itself (__arrow_c_schema__): the same Delta schema as
+        # through pyarrow, and the recorder never loads pyarrow
+        schema = pl.Schema({c: d for c, d in spec.columns.items() if c not in spec.optional})
         for attempt in range(20):
             try:
                 DeltaTable.create(self.path(table), schema, mode="ignore",
@@ -441,7 +449,9 @@ class Lake:
         last: Exception | None = None
         for attempt in range(10):
             try:
-                arrow = self._align(table, df).to_arrow()
+                # the frame itself goes through the Arrow C stream: no pyarrow copy (to_arrow()
+                # turned every string column into a new large_string buffer)
+                arrow = self._align(table, df)
                 t = self._writers.get(table)
                 if t is None:
                     self._refuse_damaged_log(table)
@@ -666,6 +676,8 @@ class Lake:
         root = self.path(name)
         added = removed = conflicts = 0
         last_conflict: str | None = None
+        import pyarrow as pa
+
         cols = pa.schema(t.schema().to_arrow()).names  # files older than an added optional column lack it
         for b in bins:
             parts = [pl.read_parquet(str(root / p)) for p, _ in b]

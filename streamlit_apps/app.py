@@ -19,7 +19,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from streamlit_apps import warm, widgets
+from streamlit_apps import memory, warm, widgets
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
@@ -57,6 +57,7 @@ def build_navigation() -> dict[str, list]:
 
 st.set_page_config(page_title="HFThot Research Lab", page_icon=":material/candlestick_chart:",
                    layout="wide")
+memory.bound()  # the memory report / trim thread when the environment asks for it (see memory.py)
 warm.start()  # import/JIT-load the heavy lab helpers while the first page renders
 nav = st.navigation(build_navigation())
 with st.sidebar:

@@ -33,7 +33,7 @@ import streamlit as st
 
 import lab
 from lab.errors import DataError
-from lab.lake import Lake, data_dir, scan_filtered
+from lab.lake import WRITER_REOPEN_EVERY, Lake, data_dir, scan_filtered
 from lab.recorder import read_status
 from lab.schema import table_spec
 from lab.venues import USD_LIKE
@@ -115,12 +115,18 @@ def _open(root: str, table: str) -> tuple[DeltaTable, threading.Lock, list[float
             t = Lake(root).delta(table)
             if t is None:
                 return None
-            entry = _OPEN[key] = (t, threading.Lock(), [time.monotonic()])
+            entry = _OPEN[key] = (t, threading.Lock(), [time.monotonic(), t.version()])
     return entry
 
 
 def _with_table(root: str, table: str, fn: Callable[[DeltaTable | None], Any]) -> Any:
-    """Run ``fn`` on the table's latest snapshot (``None`` if the table does not exist yet)."""
+    """Run ``fn`` on the table's latest snapshot (``None`` if the table does not exist yet).
+
+    After :data:`lab.lake.WRITER_REOPEN_EVERY` commits applied incrementally the table is
+    opened afresh (from its newest checkpoint): delta-rs' incremental snapshot keeps every
+    commit it applied (the same growth that made writers re-open, ~50 MiB per 1,000 small
+    commits), and a server with the live pages open applies a recorder's commits all day.
+    """
     entry = _open(root, table)
     if entry is None:
         return fn(None)
@@ -129,6 +135,12 @@ def _with_table(root: str, table: str, fn: Callable[[DeltaTable | None], Any]) -
         if time.monotonic() - stamp[0] > _UPDATE_EVERY_S:
             t.update_incremental()
             stamp[0] = time.monotonic()
+            if t.version() - stamp[1] >= WRITER_REOPEN_EVERY:
+                fresh = Lake(root).delta(table)
+                if fresh is not None:
+                    t = fresh
+                    with _OPEN_LOCK:
+                        _OPEN[(str(root), table)] = (t, lock, [stamp[0], t.version()])
         return fn(t)
 
 
