@@ -97,7 +97,7 @@ def services(a: argparse.Namespace, token: str) -> list[Service]:
     out = [
         Service("simulator", _lab("simulate", "--venues", ",".join(SIM_VENUES),
                                   "--assets", "BTC,ETH,SOL", "--faults", "gentle",
-                                  "--seed", str(a.seed), "--continue-ids", str(Lake().root),
+                                  "--seed", str(a.seed), "--continue-ids",
                                   *_sim_port_args(a, "--port-base")),
                 needs="lab.apps.simulate", port=getattr(a, "sim_port_base", 9443)),
         # The recorder hosts the live bus hub (--bus-serve) and publishes to it.

@@ -59,9 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write ground truth (faults/trades/books/connections .jsonl) into this directory")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many wall-clock seconds (default: run until Ctrl-C)")
-    p.add_argument("--continue-ids", default=None, metavar="LAKE",
-                   help="start each listing's trade ids after the largest one in LAKE's trades (the demo "
-                        "passes its lake, so history and live trades form one tape: no false backfill hole)")
+    p.add_argument("--continue-ids", nargs="?", const="", default=None, metavar="LAKE",
+                   help="start each listing's trade ids after the largest one in LAKE's trades (no LAKE: "
+                        "$LAB_LAKE, else $LAB_DATA/lake); the demo uses it, so its seeded history and the "
+                        "live trades form one tape with no false backfill hole")
     g = p.add_argument_group("bulk history (--to-lake)")
     g.add_argument("--to-lake", action="store_true",
                    help="write simulated history straight into the lake instead of serving sockets")
@@ -116,14 +117,15 @@ def make_config(args: argparse.Namespace):
 
 
 def _next_trade_ids(lake_dir: str | None) -> dict[str, int]:
-    """``{"venue:SYMBOL": largest numeric trade id + 1}`` of ``lake_dir``'s trades ({} without)."""
-    if not lake_dir:
+    """``{"venue:SYMBOL": largest numeric trade id + 1}`` of ``lake_dir``'s trades ({} without;
+    ``""`` is the default lake)."""
+    if lake_dir is None:
         return {}
     import polars as pl
 
     from lab.lake import Lake
 
-    lake = Lake(lake_dir)
+    lake = Lake(lake_dir or None)
     if not lake.exists("trades"):
         return {}
     last = (lake.scan("trades").group_by("venue", "symbol")

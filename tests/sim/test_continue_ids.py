@@ -53,6 +53,8 @@ def test_live_trade_ids_start_right_after_the_lakes(tmp_path):
     assert all(abs(first_plain[k] - firsts[k]) > 1000 for k in firsts)
 
 
-def test_an_empty_or_missing_lake_continues_nothing(tmp_path):
+def test_an_empty_or_missing_lake_continues_nothing(tmp_path, monkeypatch):
     assert _next_trade_ids(None) == {}
     assert _next_trade_ids(str(tmp_path / "nolake")) == {}
+    monkeypatch.setenv("LAB_DATA", str(tmp_path / "data"))  # `--continue-ids` alone: the default lake
+    assert _next_trade_ids("") == {}
