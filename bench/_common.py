@@ -98,3 +98,13 @@ def rss_samples(proc: subprocess.Popen, every: float) -> list[tuple[float, float
             break
         time.sleep(every)
     return samples
+
+
+def start_streamlit(root: Path, port: int, env: dict[str, str], log: Any) -> subprocess.Popen:
+    """``streamlit run streamlit_apps/app.py`` on 127.0.0.1:``port`` (headless, no file watcher) in its
+    own session, as the dashboard benches run it; ``log`` takes its output."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "streamlit"), "run", str(root / "streamlit_apps" / "app.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

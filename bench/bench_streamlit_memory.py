@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import start_streamlit  # noqa: E402  (this folder)
 from bench_streamlit_refresh import CHROMIUM_ARGS, _rss_mb, _wait_http  # noqa: E402  (this folder)
 
 from recorders.sim.harness import Recording, free_port  # noqa: E402
@@ -80,11 +81,7 @@ def main() -> int:
             memreport = base / "memreport.jsonl"  # streamlit_apps.memory.report() before each trim
             env = os.environ | {"LAB_DATA": str(base / "data"), "LAB_STREAMLIT_MEMREPORT": str(memreport)}
             log = open(base / "streamlit.log", "w")
-            st = subprocess.Popen(
-                [str(Path(sys.executable).parent / "streamlit"), "run", str(ROOT / "streamlit_apps" / "app.py"),
-                 "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-                 "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            st = start_streamlit(ROOT, port, env, log)
             series: list[tuple[float, float]] = []
             try:
                 _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 90)

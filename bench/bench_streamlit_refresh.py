@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _common import start_streamlit  # noqa: E402  (this folder)
 
 from recorders.sim.harness import Recording, free_port  # noqa: E402
 
@@ -77,11 +78,7 @@ def main() -> int:
             port = free_port()
             env = os.environ | {"LAB_DATA": str(base / "data"), "LAB_STREAMLIT_TIMINGS": str(timings)}
             log = open(base / "streamlit.log", "w")
-            st = subprocess.Popen(
-                [str(Path(sys.executable).parent / "streamlit"), "run", str(ROOT / "streamlit_apps" / "app.py"),
-                 "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-                 "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            st = start_streamlit(ROOT, port, env, log)
             try:
                 _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 90)
                 with sync_playwright() as pw:
