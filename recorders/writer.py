@@ -35,7 +35,6 @@ from collections import deque
 
 import polars as pl
 
-from lab.errors import DataError
 from lab.lake import Lake
 from recorders.venues.base import Rows
 
@@ -271,11 +270,10 @@ class Writer:
 
     def _probe(self, table: str) -> None:
         """A failing table with no rows left to retry (all dropped past the memory bound) is
-        checked on its retry schedule without writing: healthy again ends its outage."""
+        checked on its retry schedule without writing, with the check an append makes before
+        writing (the log is readable): healthy again ends its outage."""
         try:
-            _, damage = self.lake.inspect(table)
-            if damage:
-                raise DataError(f"lake table {table!r} is still damaged: {damage[0]}")
+            self.lake._refuse_damaged_log(table)
         except Exception as e:  # noqa: BLE001 - the probe fails as an append would
             self._failed(table, e)
             return
