@@ -110,14 +110,14 @@ def main() -> int:
     t0 = time.time()
     end = t0 + a.minutes * 60
     next_kill = t0 + a.kill_every
-    rss: list[tuple[float, float]] = []
+    rss: list[tuple[float, float, int]] = []
     kills: list[float] = []
     journal_ok: list[tuple[bool, str]] = []
     try:
         while time.time() < end:
             time.sleep(2)
             try:
-                rss.append((time.time() - t0, psutil.Process(rec.pid).memory_info().rss / 2**20))
+                rss.append((time.time() - t0, psutil.Process(rec.pid).memory_info().rss / 2**20, rec.pid))
             except psutil.Error:
                 pass
             if time.time() >= next_kill and time.time() < end - 30:
@@ -200,8 +200,19 @@ def report(a, venues, lake_dir: Path, truth_dir: Path, kills, journal_ok, rss, t
     print(f"TARGET journal ⊇ tables after every kill: {'yes' if ok else 'NO'} ({len(journal_ok)} checks)")
     if rss:
         half = (rss[-1][0]) / 2
-        first = max((m for t, m in rss if t <= half), default=float("nan"))
-        second = max((m for t, m in rss if t > half), default=float("nan"))
+        first = max((m for t, m, _ in rss if t <= half), default=float("nan"))
+        second = max((m for t, m, _ in rss if t > half), default=float("nan"))
+        # per recorder process: RSS 20 s after its start (start-up reads done) and its peak, so a
+        # growth across restarts (start-up on a growing lake) shows apart from growth within one life
+        lives: dict[int, list[tuple[float, float]]] = {}
+        for t, m, pid in rss:
+            lives.setdefault(pid, []).append((t, m))
+        for i, life in enumerate(lives.values()):
+            t_start = life[0][0]
+            early = max((m for t, m in life if t - t_start <= 20), default=float("nan"))
+            peak_t, peak = max(life, key=lambda x: x[1])
+            print(f"   recorder #{i + 1} from {t_start:5.0f} s: {early:4.0f} MiB after 20 s, "
+                  f"peak {peak:4.0f} MiB at +{peak_t - t_start:.0f} s, last {life[-1][1]:4.0f} MiB")
         print(f"TARGET recorder peak RSS flat: first half {first:.0f} MiB, second half {second:.0f} MiB "
               f"(ratio {second / first:.2f}; must be <= 1.10)")
 

@@ -38,7 +38,8 @@ def sides(draw: st.DrawFn) -> tuple[list[float], list[float]]:
 def _ref_walk(px: list[float], qty: list[float], size: float) -> float:
     """Independent walk, vectorised: level i fills clip(size - sizes before it, 0, q_i)."""
     q = np.array(qty)
-    before = np.cumsum(q) - q
+    # the exclusive prefix sum (not cumsum - q: that cancels, 32.01 - 32 != 0.01)
+    before = np.concatenate(([0.0], np.cumsum(q)[:-1]))
     fills = np.clip(size - before, 0.0, q)
     return math.nan if q.sum() < size * (1 - 1e-12) else float((fills * np.array(px)).sum() / size)
 
