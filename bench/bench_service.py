@@ -10,7 +10,11 @@
    compacted every 30 s: p50/p99, remote vs local (local = a fresh ``lab.connect()``
    + the query, as a notebook or page does);
 3. live: publisher -> bus hub (own process) -> data service -> remote subscriber at
-   the demo's rate (~370 messages/s): p99 of receipt time minus publish time.
+   the demo's rate (~370 messages/s): p99 of receipt time minus publish time;
+4. live end to end, the issue's line: ``lab simulate`` (5 venues x 3 assets, the demo's
+   ~370 messages/s) -> ``lab record --bus-serve`` -> ``lab serve`` -> a remote subscriber of
+   ``quotes`` and ``trades``: p50/p99 of (arrival at the subscriber - the recorder's receipt
+   stamp ``ts_local``), so the recorder's own bus batching (every 50 ms) is counted.
 """
 
 from __future__ import annotations
@@ -225,6 +229,50 @@ def bench_live(seconds: float, rate: float) -> None:
             hub.wait(30)
 
 
+def bench_recorder_live(seconds: float) -> None:
+    from recorders.sim.harness import Recording, free_port
+
+    os.environ.setdefault("LAB_BUS_TOKEN", "bench-bus-" + os.urandom(8).hex())  # the hub and the service
+    bus = f"ws://127.0.0.1:{free_port()}"
+    with tempfile.TemporaryDirectory() as d, \
+            Recording(Path(d), venues=("binance", "coinbase", "kraken", "okx", "bybit"), flush_interval=1.0,
+                      record_args=("--bus", bus, "--bus-serve")) as rec:
+        rec.wait_rows("quotes")
+        p, url = serve(rec.lake_root, bus)
+        lat: dict[str, list[float]] = {"quotes": [], "trades": []}
+
+        async def one(table: str, until: float) -> None:
+            it = lab.subscribe(table, url=url, token=TOKEN).__aiter__()
+            while time.monotonic() < until:
+                try:
+                    b = await asyncio.wait_for(it.__anext__(), max(0.1, until - time.monotonic()))
+                except (TimeoutError, StopAsyncIteration):
+                    break
+                now = time.time() * 1e6
+                if b.num_rows:  # ts_local: timestamp[us], the recorder's receipt stamp
+                    ts = b.column("ts_local").cast("int64").to_numpy()
+                    lat[table].extend((now - ts) / 1e3)
+
+        async def main() -> None:
+            warm = time.monotonic() + 5  # the first seconds carry the restated books: not steady state
+            await asyncio.gather(one("quotes", warm), one("trades", warm))
+            for v in lat.values():
+                v.clear()
+            until = time.monotonic() + seconds
+            await asyncio.gather(one("quotes", until), one("trades", until))
+
+        try:
+            asyncio.run(main())
+            allv = lat["quotes"] + lat["trades"]
+            print(f"4. live end to end for {seconds:g} s (lab simulate, 5 venues x 3 assets -> lab record --bus-serve "
+                  f"-> lab serve -> remote subscriber): {len(lat['quotes']):,} quotes, {len(lat['trades']):,} trades; "
+                  f"recorder receipt -> remote subscriber p50 {pct(allv, 50):.1f} ms, p99 {pct(allv, 99):.1f} ms, "
+                  f"max {max(allv, default=0):.1f} ms (target p99 <= 100 ms); load {os.getloadavg()[0]:.2f}")
+        finally:
+            p.terminate()
+            p.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 fetch reps, 0.5 min fresh queries, 10 s live")
@@ -235,6 +283,7 @@ def main() -> None:
     bench_fetch(reps)
     bench_fresh(minutes)
     bench_live(live_s, 370.0)
+    bench_recorder_live(live_s)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,9 @@ class Recording:
 
     def __init__(self, lab_data: Path, *, venues: tuple[str, ...] = ("binance", "coinbase", "kraken"),
                  assets: tuple[str, ...] = ("BTC", "ETH", "SOL"), seed: int = 0, faults: str = "off",
-                 flush_interval: float = 0.5) -> None:
+                 flush_interval: float = 0.5, record_args: tuple[str, ...] = ()) -> None:
         self.lab_data = Path(lab_data)
+        self.record_args = record_args  # more ``lab record`` arguments, e.g. ("--bus", url, "--bus-serve")
         self.venues, self.assets, self.seed, self.faults = venues, assets, seed, faults
         self.flush_interval = flush_interval
         self.procs: list[subprocess.Popen] = []
@@ -133,7 +134,7 @@ class Recording:
                 self.__exit__()
                 raise RuntimeError(f"simulator did not start:\n{self.log('simulator')}")
             time.sleep(0.2)
-        self._spawn("recorder", [str(BIN / "lab"), "record", "--config", str(self._config())])
+        self._spawn("recorder", [str(BIN / "lab"), "record", "--config", str(self._config()), *self.record_args])
         return self
 
     def wait_rows(self, table: str = "quotes", venues: int | None = None, timeout: float = 120.0) -> None:
