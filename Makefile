@@ -47,11 +47,15 @@ lint: setup  ## ruff (whole tree) and mypy (the library, [tool.mypy] in pyprojec
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup lint chromium  ## lint first, then the whole suite (not the `slow` soak/scale runs); ~10 min on 2 cores
-	$(PY) -m pytest -m "not slow" -q
+# Two pytest workers, one test file each at a time (module fixtures are built once): most of the
+# suite waits on real services (simulator, recorders, kernels, a browser), so both cores stay busy.
+TEST_WORKERS ?= 2
+
+test: setup lint chromium  ## lint first, then the whole suite (not the `slow` soak/scale runs); ~8-11 min on 2 cores
+	$(PY) -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: setup lint chromium  ## soak and scale runs too
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup  ## every benchmark in bench/, figures printed
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
