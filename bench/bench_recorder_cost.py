@@ -89,14 +89,17 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
     mnt = subprocess.Popen([*lab, "maintain", "--lake", str(lake), "--every", str(maintain_every)],
                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     status = tmp / "run" / "recorder-cost.json"
-    base = None
+    base = bmnt = None
     if baseline_root is not None:  # the other checkout's recorder, same simulator, same window
         btmp = tmp / "baseline"
         bcfg = write_config(tmp / "base.toml", sim.urls(), symbols, btmp / "lake", "base",
                             flush_interval=interval, maintain_every=0.0)
+        benv = dict(os.environ, PYTHONPATH=str(baseline_root), LAB_DATA=str(btmp))
         base = subprocess.Popen([*lab, "record", "--config", str(bcfg), "--no-symbol-check"], cwd=baseline_root,
-                                env=dict(os.environ, PYTHONPATH=str(baseline_root), LAB_DATA=str(btmp)),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                env=benv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # its own maintainer, as for ours: the same maintenance cycle on both sides
+        bmnt = subprocess.Popen([*lab, "maintain", "--lake", str(btmp / "lake"), "--every", str(maintain_every)],
+                                cwd=baseline_root, env=benv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
         while not (lake / "trades" / "_delta_log").exists() and time.time() < deadline:
@@ -113,7 +116,7 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
         c_base1 = _cpu(pbase) if pbase is not None else 0.0
         rss_base = pbase.memory_info().rss / 2**20 if pbase is not None else float("nan")
     finally:
-        procs = [p for p in (mnt, rec, base) if p is not None]
+        procs = [p for p in (mnt, rec, base, bmnt) if p is not None]
         for p in procs:
             p.terminate()
         for p in procs:

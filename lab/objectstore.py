@@ -314,7 +314,7 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
         from deltalake import DeltaTable, write_deltalake
         from deltalake.exceptions import CommitFailedError, DeltaError
 
-        from lab.lake import _WRITER_PROPS, LakeError
+        from lab.lake import _WRITE_HOOKS, _WRITER_PROPS, LakeError
 
         last: Exception | None = None
         for attempt in range(10):
@@ -322,7 +322,8 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
                 t = self._writers.get(table)
                 if t is None:
                     t = self._writers[table] = DeltaTable(self.path(table), storage_options=self.storage_options)
-                write_deltalake(t, df.to_arrow(), mode="append", writer_properties=_WRITER_PROPS)
+                write_deltalake(t, df.to_arrow(), mode="append", writer_properties=_WRITER_PROPS,
+                                post_commithook_properties=_WRITE_HOOKS)
                 return t.version()
             except (CommitFailedError, DeltaError) as e:
                 last = e
@@ -349,6 +350,8 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
         """
         import datetime as dt
 
+        from lab.lake import _WRITE_HOOKS, _lease_hours, retune_log
+
         grace = dt.timedelta(hours=1) if grace is None else grace
         out: dict[str, dict] = {}
         for name in [table] if table else self.tables():
@@ -357,11 +360,10 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
                 continue
             info: dict = {"version_before": t.version()}
             if len(t.file_uris()) >= min_files:
-                info["compacted"] = t.optimize.compact(target_size=target_size)
+                info["compacted"] = t.optimize.compact(target_size=target_size, post_commithook_properties=_WRITE_HOOKS)
                 t = self.delta(name)
+            t = retune_log(t)
             t.create_checkpoint()
-            from lab.lake import _lease_hours
-
             held = _lease_hours(self, name)
             if held is None:
                 t.cleanup_metadata()
