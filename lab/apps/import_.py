@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,9 @@ HELP = "import vendor data (tardis.dev CSV) into the lake"
 WRITES_DATA = lambda a: a.lake is None  # noqa: E731  (appends to $LAB_DATA/lake; see lab.cli)
 
 __all__ = ["add_arguments", "run", "import_tardis"]
+
+ROWS_PER_PART = 1_000_000  # a book file is split in parts of at least this many rows,
+WRITERS = os.cpu_count() or 1  # written by this many threads at once
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,9 +111,19 @@ def _append_encoded(lake: Lake, table: str, df: pl.DataFrame) -> None:
         return
     if df.height == 0:
         return
-    path = lake.new_file(table)
-    write_parquet(df, path)
-    lake.commit_files(table, [(path, file_stats(df))])
+    # pyarrow writes a file on one core: consecutive slices go to their own files, written in
+    # parallel, all added by ONE commit (readers see the whole import or none of it)
+    n = max(1, min(WRITERS, df.height // ROWS_PER_PART))
+    size = -(-df.height // n)
+    parts = [(df.slice(i * size, size), lake.new_file(table)) for i in range(n)]
+
+    def write(part: tuple[pl.DataFrame, Path]) -> tuple[Path, str]:
+        write_parquet(*part)
+        return part[1], file_stats(part[0])
+
+    with ThreadPoolExecutor(n) as pool:
+        files = list(pool.map(write, parts))
+    lake.commit_files(table, files)
 
 
 def run(args: argparse.Namespace) -> int:

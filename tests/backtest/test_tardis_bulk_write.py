@@ -117,3 +117,19 @@ def test_bad_side_late_in_the_file_names_its_line_and_commits_no_file(tmp_path, 
     table = lake / "book_updates"
     assert not table.exists() or not list(table.glob("*.parquet"))  # nothing written, nothing visible
     assert not (lake / "imports").exists()  # and the file is not recorded as imported: a fix re-imports it
+
+
+def test_a_file_written_in_parallel_parts_is_one_commit_of_exactly_its_rows_in_order(tmp_path, monkeypatch):
+    import lab.apps.import_ as imp
+
+    monkeypatch.setattr(imp, "ROWS_PER_PART", 700)
+    monkeypatch.setattr(imp, "WRITERS", 3)
+    f = tmp_path / "mixed_incremental_book_L2_2023-11-15.csv"
+    _book_file(f, 2_500, seed=3)
+    lake = Lake(tmp_path / "lake")
+
+    assert _import(f, lake.root) == 0
+
+    t = DeltaTable(lake.path("book_updates"))
+    assert len(t.file_uris()) == 3 and t.version() == 1  # three files, added by the one commit after create
+    assert_frame_equal(lake.read("book_updates"), _expected(f))
