@@ -151,7 +151,9 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 def _schema(kind: str, header: list[str]) -> dict[str, pl.DataType]:
     out: dict[str, pl.DataType] = {}
     for c in header:
-        if c in ("exchange", "symbol", "id", "side"):
+        if c == "side" and kind == "incremental_book_L2":
+            out[c] = pl.Enum(["ask", "bid"])  # parsed straight to codes: checked and encoded in the parse
+        elif c in ("exchange", "symbol", "id", "side"):
             out[c] = pl.String()
         elif c in ("timestamp", "local_timestamp"):
             out[c] = pl.Int64()
@@ -177,7 +179,15 @@ def _bad_line(path: Path, schema: dict[str, pl.DataType], required: list[str]) -
         if c not in raw.columns:
             return f"line 1: missing column {c!r}"
         col = raw[c]
-        if dtype == pl.Boolean():
+        if isinstance(dtype, pl.Enum):
+            ok = col.is_null() | col.is_in(dtype.categories.to_list())
+            bad = (~ok).arg_true()
+            if len(bad):
+                i = int(bad[0])
+                return (f"line {i + 2}: column {c!r} has {col[i]!r}, "
+                        f"expected one of {', '.join(dtype.categories.to_list())}")
+            ok = pl.Series([True] * raw.height)  # an empty one: the required check below
+        elif dtype == pl.Boolean():
             ok = col.is_null() | col.str.to_lowercase().is_in(["true", "false"])
         elif dtype == pl.String():
             ok = pl.Series([True] * raw.height)
@@ -263,7 +273,7 @@ def _trades(path: Path, df: pl.DataFrame, enum: bool) -> pl.DataFrame:
 
 
 def _book_updates(path: Path, df: pl.DataFrame, enum: bool) -> pl.DataFrame:
-    side = _checked(path, df, "side", ("bid", "ask"))
+    side = df["side"]  # an Enum of bid, ask: the parse rejected any other value (see _schema)
     # one message = one run of equal (timestamp, local_timestamp, is_snapshot): its run id is the seq
     msg = pl.struct("timestamp", "local_timestamp", "is_snapshot").rle_id().cast(pl.Int64)
     return df.select(*_ids(df, enum), pl.lit(side if enum else side.cast(pl.String())).alias("side"),
