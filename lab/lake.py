@@ -542,13 +542,14 @@ class Lake:
         df.write_parquet(path, compression="zstd", compression_level=1, row_group_size=131_072, statistics=True)
         return self.commit_files(table, [(path, file_stats(df))])
 
-    def new_file(self, table: str) -> Path:
+    def new_file(self, table: str, codec: str = "zstd") -> Path:
         """A fresh data-file path in ``table``'s directory (the table is created if needed), for
-        a caller that writes Parquet itself and then adds it with :meth:`commit_files`."""
+        a caller that writes Parquet itself (compressed with ``codec``, named in the file name as
+        delta-rs does) and then adds it with :meth:`commit_files`."""
         import uuid
 
         self._ensure(table)
-        return self.path(table) / f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+        return self.path(table) / f"part-00000-{uuid.uuid4()}-c000{'' if codec == 'none' else '.' + codec}.parquet"
 
     def commit_files(self, table: str, files: list[tuple[Path, str]]) -> int:
         """Add Parquet files already written in ``table``'s directory, each with its Delta stats

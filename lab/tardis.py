@@ -326,16 +326,19 @@ def decoded(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(pl.col(c).cast(pl.String()) for c, d in df.schema.items() if isinstance(d, pl.Enum))
 
 
-def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> None:
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str], *, compression: str = "none") -> None:
     """Write a frame of :func:`read_file` (``encoded=True``) as one Parquet data file of the lake.
 
-    The file reads back exactly as the canonical frame (strings as strings: no Arrow schema is
-    stored, so no reader sees the dictionary type) with the lake's compression (zstd level 1,
-    128k-row groups, statistics); only the encodings differ from Polars' writer: the Enum columns'
-    dictionaries are written as they are (Polars hashes every string again), price columns are
-    dictionary-encoded (few distinct prices; pyarrow falls back to plain when there are many) and
-    integer and time columns are delta-encoded (times in order: small deltas). Measured on a
-    10 M-row incremental_book_L2 file: 1.0 s of CPU and 88 MB, against 1.5 s and 129 MB.
+    The file reads back exactly as the canonical frame: strings as strings (no Arrow schema is
+    stored, so no reader sees the dictionary type), 128k-row groups with statistics. Its
+    encodings are chosen for what tardis files hold: the Enum columns' dictionaries are written
+    as they are (Polars' writer hashes every string again), price columns are dictionary-encoded
+    (few distinct prices; pyarrow falls back to plain when there are many), integer and time
+    columns are delta-encoded (times in order: small deltas). With these encodings the file is
+    as small uncompressed as Polars' zstd file, so the import writes it uncompressed (a codec
+    every Parquet reader has). Measured on a 10 M-row incremental_book_L2 file (CPU seconds):
+    Polars zstd-1 1.5 s, 129 MB; here zstd-1 1.0 s, 88 MB; lz4 0.85 s, 99 MB; none 0.72 s,
+    131 MB. ``lab maintain`` rewrites files below its target size with the lake's zstd anyway.
     """
     import pyarrow.parquet as pq
 
@@ -343,5 +346,6 @@ def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> None:
                   if isinstance(d, pl.Enum) or d == pl.String() or (d.is_float() and c.endswith(("price", "_px")))]
     delta = {c: "DELTA_BINARY_PACKED" for c, d in df.schema.items()
              if (d.is_integer() or isinstance(d, pl.Datetime)) and c not in dictionary}
-    pq.write_table(df.to_arrow(), str(path), compression="zstd", compression_level=1, row_group_size=131_072,
+    pq.write_table(df.to_arrow(), str(path), compression=compression,
+                   compression_level=1 if compression == "zstd" else None, row_group_size=131_072,
                    use_dictionary=dictionary, column_encoding=delta, write_statistics=True, store_schema=False)

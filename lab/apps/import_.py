@@ -115,7 +115,7 @@ def _append_encoded(lake: Lake, table: str, df: pl.DataFrame) -> None:
     # parallel, all added by ONE commit (readers see the whole import or none of it)
     n = max(1, min(WRITERS, df.height // ROWS_PER_PART))
     size = -(-df.height // n)
-    parts = [(df.slice(i * size, size), lake.new_file(table)) for i in range(n)]
+    parts = [(df.slice(i * size, size), lake.new_file(table, "none")) for i in range(n)]  # see write_parquet
 
     def write(part: tuple[pl.DataFrame, Path]) -> tuple[Path, str]:
         write_parquet(*part)
