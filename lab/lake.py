@@ -216,10 +216,17 @@ def _ms_text(us: int, up: bool) -> str:
 def file_stats(df: pl.DataFrame) -> str:
     """Delta ``add`` stats of ``df``: numRecords, min/max (numbers, times, short strings), nullCount.
 
+    An ``Enum`` column (a string column a bulk writer dictionary-encodes) whose categories
+    are sorted gets the min/max of its values from its codes, without comparing strings.
+
     >>> import json
     >>> s = json.loads(file_stats(pl.DataFrame({"x": [2.0, float("nan"), 1.0], "s": ["b", None, "a"]})))
     >>> s["numRecords"], s["minValues"], s["maxValues"], s["nullCount"]
     (3, {'x': 1.0, 's': 'a'}, {'x': 2.0, 's': 'b'}, {'x': 0, 's': 1})
+    >>> e = pl.DataFrame({"side": ["bid", "bid"]}, schema={"side": pl.Enum(["ask", "bid"])})
+    >>> s = json.loads(file_stats(e))
+    >>> s["minValues"], s["maxValues"]
+    ({'side': 'bid'}, {'side': 'bid'})
     """
     mins: dict[str, object] = {}
     maxs: dict[str, object] = {}
@@ -230,6 +237,8 @@ def file_stats(df: pl.DataFrame) -> str:
             c = c.filter(c.is_finite())
         elif isinstance(dtype, pl.Datetime):
             c = c.dt.cast_time_unit("us").dt.epoch("us")
+        elif isinstance(dtype, pl.Enum) and dtype.categories.is_sorted():
+            c = c.to_physical()  # codes order as the (sorted) values: no string comparisons
         elif not (dtype.is_integer() or dtype == pl.String()):
             continue
         exprs += [c.min().alias(f"min:{name}"), c.max().alias(f"max:{name}")]
@@ -240,6 +249,10 @@ def file_stats(df: pl.DataFrame) -> str:
             continue
         if isinstance(dtype, pl.Datetime):
             lo, hi = _ms_text(lo, False), _ms_text(hi, True)
+        elif isinstance(dtype, pl.Enum):
+            lo, hi = dtype.categories[lo], dtype.categories[hi]
+            if len(lo) > 32 or len(hi) > 32 or not (lo + hi).isascii():
+                continue
         elif dtype == pl.String() and (len(lo) > 32 or len(hi) > 32 or not (lo + hi).isascii()):
             continue  # Delta truncates long strings; leaving them out keeps pruning exact
         mins[name], maxs[name] = lo, hi
@@ -551,14 +564,31 @@ class Lake:
         exactly as any other file. A failed commit leaves an unreferenced file that
         vacuum removes; no row is ever visible twice or half.
         """
+        path = self.new_file(table)
+        df.write_parquet(path, compression="zstd", compression_level=1, row_group_size=131_072, statistics=True)
+        return self.commit_files(table, [(path, file_stats(df))])
+
+    def new_file(self, table: str, codec: str = "zstd") -> Path:
+        """A fresh data-file path in ``table``'s directory (the table is created if needed), for
+        a caller that writes Parquet itself (compressed with ``codec``, named in the file name as
+        delta-rs does) and then adds it with :meth:`commit_files`."""
         import uuid
 
-        from deltalake.transaction import AddAction
+        self._ensure(table)
+        return self.path(table) / f"part-00000-{uuid.uuid4()}-c000{'' if codec == 'none' else '.' + codec}.parquet"
 
-        name = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
-        path = self.path(table) / name
-        df.write_parquet(path, compression="zstd", compression_level=1, row_group_size=131_072, statistics=True)
-        add = AddAction(name, path.stat().st_size, {}, int(time.time() * 1000), True, file_stats(df))
+    def commit_files(self, table: str, files: list[tuple[Path, str]]) -> int:
+        """Add Parquet files already written in ``table``'s directory, each with its Delta stats
+        (:func:`file_stats`), in ONE commit; return the new version.
+
+        The files must hold exactly the table's columns and types (the caller checks, as
+        :meth:`append` does). Readers see all of them or none: a failed commit leaves
+        unreferenced files that vacuum removes.
+        """
+        from deltalake.transaction import AddAction, RemoveAction
+
+        now = int(time.time() * 1000)
+        adds: list[AddAction | RemoveAction] = [AddAction(p.name, p.stat().st_size, {}, now, True, stats) for p, stats in files]
         last: Exception | None = None
         for attempt in range(10):
             try:
@@ -568,7 +598,7 @@ class Lake:
                     t = self._writers[table] = DeltaTable(self.path(table))
                 else:
                     t.update_incremental()
-                t.create_write_transaction([add], mode="append", schema=t.schema(),
+                t.create_write_transaction(adds, mode="append", schema=t.schema(),
                                            post_commithook_properties=_WRITE_HOOKS)
                 t.update_incremental()
                 v = t.version()

@@ -13,18 +13,24 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import polars as pl
 
 from lab.errors import ConfigError
 from lab.lake import Lake, default_lake
+from lab.schema import table_spec
 
 HELP = "import vendor data (tardis.dev CSV) into the lake"
 WRITES_DATA = lambda a: a.lake is None  # noqa: E731  (appends to $LAB_DATA/lake; see lab.cli)
 
 __all__ = ["add_arguments", "run", "import_tardis"]
+
+ROWS_PER_PART = 1_000_000  # a book file is split in parts of at least this many rows,
+WRITERS = os.cpu_count() or 1  # written by this many threads at once
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +48,7 @@ def import_tardis(lake: Lake, paths: list[str], *, progress: bool = True) -> lis
     """Import every tardis file under ``paths`` into ``lake``; one summary dict per file."""
     from tqdm import tqdm
 
-    from lab.tardis import detect_kind, file_digest, files_under, read_file
+    from lab.tardis import TABLE_OF, detect_kind, file_digest, files_under, read_file
 
     files = files_under(paths)
     if not files:
@@ -52,19 +58,27 @@ def import_tardis(lake: Lake, paths: list[str], *, progress: bool = True) -> lis
         done = set(lake.scan("imports").select("sha256").collect()["sha256"].to_list())
     out = []
     bar = tqdm(files, unit="file", disable=not progress, file=sys.stderr)
-    pool = ThreadPoolExecutor(1)  # hashing (GIL released) overlaps the parse
+    pool = ThreadPoolExecutor(1)  # hashing (GIL released) in its own thread
     for f in bar:
         bar.set_postfix_str(f.name[-40:])
         kind = detect_kind(f)
-        digest_f = pool.submit(file_digest, f)
-        if done:
-            digest = digest_f.result()
-            if digest in done:
+        digest_f = None
+        if done:  # the digest first: a file already imported is skipped unread
+            digest_f = pool.submit(file_digest, f)
+            if digest_f.result() in done:
                 out.append({"path": str(f), "kind": kind, "table": None, "rows": 0, "skipped": True})
                 continue
-        table, df = read_file(f, kind)
-        lake.append(table, df)  # the hash (its own thread) goes on meanwhile: it is only needed for the record
-        digest = digest_f.result()
+        table = TABLE_OF[kind]
+        if _writes_files(lake, table):
+            table, df = read_file(f, kind, encoded=True)
+            # hashed while the Parquet writer (one thread) leaves a core free; the parse uses all
+            digest_f = digest_f or pool.submit(file_digest, f)
+            _append_encoded(lake, table, df)
+        else:
+            digest_f = digest_f or pool.submit(file_digest, f)  # overlaps the parse
+            table, df = read_file(f, kind)
+            lake.append(table, df)
+        digest = digest_f.result()  # only needed for the record
         lake.append("imports", pl.DataFrame({
             "ts": [dt.datetime.now(dt.timezone.utc)], "source": ["tardis"], "path": [str(f.resolve())],
             "sha256": [digest], "kind": [kind], "target": [table], "rows": [df.height]}))
@@ -72,6 +86,44 @@ def import_tardis(lake: Lake, paths: list[str], *, progress: bool = True) -> lis
         out.append({"path": str(f), "kind": kind, "table": table, "rows": df.height, "skipped": False})
     pool.shutdown()
     return out
+
+
+def _writes_files(lake: Lake, table: str) -> bool:
+    """Whether the import writes ``table``'s Parquet file itself: a lake on local disk (an object
+    store lake writes through delta-rs) and a table without optional columns (those
+    :meth:`Lake.append` aligns with the table's current schema)."""
+    return isinstance(lake.path(table), Path) and not table_spec(table).optional
+
+
+def _append_encoded(lake: Lake, table: str, df: pl.DataFrame) -> None:
+    """Append a :func:`lab.tardis.read_file` ``encoded=True`` frame as one file in one commit.
+
+    Same guarantees as :meth:`Lake.append`: the frame's columns must be exactly the table's
+    (Enum standing for String), and readers see the whole file or nothing.
+    """
+    from lab.lake import file_stats
+    from lab.tardis import decoded, write_parquet
+
+    spec = table_spec(table)
+    have = [(c, pl.String() if isinstance(d, pl.Enum) else d) for c, d in df.schema.items()]
+    if have != list(spec.columns.items()):  # not expected: let append() name the bad column
+        lake.append(table, decoded(df))
+        return
+    if df.height == 0:
+        return
+    # pyarrow writes a file on one core: consecutive slices go to their own files, written in
+    # parallel, all added by ONE commit (readers see the whole import or none of it)
+    n = max(1, min(WRITERS, df.height // ROWS_PER_PART))
+    size = -(-df.height // n)
+    parts = [(df.slice(i * size, size), lake.new_file(table, "none")) for i in range(n)]  # see write_parquet
+
+    def write(part: tuple[pl.DataFrame, Path]) -> tuple[Path, str]:
+        write_parquet(*part)
+        return part[1], file_stats(part[0])
+
+    with ThreadPoolExecutor(n) as pool:
+        files = list(pool.map(write, parts))
+    lake.commit_files(table, files)
 
 
 def run(args: argparse.Namespace) -> int:
