@@ -14,7 +14,8 @@ end it prints:
 - duplicated trades, book checkpoints right per venue, crossed quotes without an event,
 - injected faults by kind beside the feed events that show them,
 - journal ⊇ tables after every kill,
-- recorder peak RSS, first half vs second half of the run.
+- recorder peak RSS, first half vs second half of the run (and, apart, the peak RSS of the
+  compaction processes: `lab maintain` and the recorder's maintenance passes, sampled every 2 s).
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ SYMBOLS = {"binance": ["BTC-USDT", "ETH-USDT", "SOL-USDT"], "coinbase": ["BTC-US
 KEYS = {"trades": ["venue", "symbol", "trade_id"],
         "quotes": ["venue", "symbol", "ts_local", "bid_px", "bid_qty", "ask_px", "ask_qty"],
         "book_updates": ["venue", "symbol", "ts_local", "side", "price", "qty", "seq"]}
+
+
+def _rss_mib(p: subprocess.Popen | psutil.Process) -> float:
+    try:
+        return psutil.Process(p.pid).memory_info().rss / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children()
+    except psutil.Error:
+        return []
 
 
 def journal_covers_tables(data: Path, lake: Path, out: Path) -> tuple[bool, str]:
@@ -111,6 +126,7 @@ def main() -> int:
     end = t0 + a.minutes * 60
     next_kill = t0 + a.kill_every
     rss: list[tuple[float, float, int]] = []
+    upkeep: list[tuple[float, float, float]] = []  # (t, lab maintain RSS, recorder's maintenance child RSS)
     kills: list[float] = []
     journal_ok: list[tuple[bool, str]] = []
     try:
@@ -120,6 +136,7 @@ def main() -> int:
                 rss.append((time.time() - t0, psutil.Process(rec.pid).memory_info().rss / 2**20, rec.pid))
             except psutil.Error:
                 pass
+            upkeep.append((time.time() - t0, _rss_mib(maint), max((_rss_mib(c) for c in _children(rec.pid)), default=0.0)))
             if time.time() >= next_kill and time.time() < end - 30:
                 rec.send_signal(signal.SIGKILL)
                 rec.wait()
@@ -139,7 +156,7 @@ def main() -> int:
                     p.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     p.kill()
-    report(a, venues, lake, truth, kills, journal_ok, rss, t0)
+    report(a, venues, lake, truth, kills, journal_ok, rss, t0, upkeep)
     if a.keep:
         print(f"kept {tmp}")
     else:
@@ -147,7 +164,7 @@ def main() -> int:
     return 0
 
 
-def report(a, venues, lake_dir: Path, truth_dir: Path, kills, journal_ok, rss, t0) -> None:
+def report(a, venues, lake_dir: Path, truth_dir: Path, kills, journal_ok, rss, t0, upkeep=()) -> None:
     from lab.lake import Lake
     from recorders.sim.truth import book_mismatches, read_truth, silences, trades_due
 
@@ -215,6 +232,14 @@ def report(a, venues, lake_dir: Path, truth_dir: Path, kills, journal_ok, rss, t
                   f"peak {peak:4.0f} MiB at +{peak_t - t_start:.0f} s, last {life[-1][1]:4.0f} MiB")
         print(f"TARGET recorder peak RSS flat: first half {first:.0f} MiB, second half {second:.0f} MiB "
               f"(ratio {second / first:.2f}; must be <= 1.10)")
+    if upkeep:
+        # compaction runs outside the recorder (its maintenance passes are child processes, and
+        # `lab maintain` is its own process): their memory, apart, so it is seen where it went
+        half = upkeep[-1][0] / 2
+        for i, what in ((1, "lab maintain --every 30"), (2, "recorder's maintenance passes (child processes)")):
+            f = max((x[i] for x in upkeep if x[0] <= half), default=0.0)
+            s = max((x[i] for x in upkeep if x[0] > half), default=0.0)
+            print(f"   {what}: peak RSS first half {f:.0f} MiB, second half {s:.0f} MiB")
 
 
 if __name__ == "__main__":
