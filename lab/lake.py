@@ -249,11 +249,9 @@ def file_stats(df: pl.DataFrame) -> str:
             continue
         if isinstance(dtype, pl.Datetime):
             lo, hi = _ms_text(lo, False), _ms_text(hi, True)
-        elif isinstance(dtype, pl.Enum):
+        elif isinstance(dtype, pl.Enum):  # codes back to their values: then checked as any string
             lo, hi = dtype.categories[lo], dtype.categories[hi]
-            if len(lo) > 32 or len(hi) > 32 or not (lo + hi).isascii():
-                continue
-        elif dtype == pl.String() and (len(lo) > 32 or len(hi) > 32 or not (lo + hi).isascii()):
+        if isinstance(lo, str) and (len(lo) > 32 or len(hi) > 32 or not (lo + hi).isascii()):
             continue  # Delta truncates long strings; leaving them out keeps pruning exact
         mins[name], maxs[name] = lo, hi
     nulls = df.null_count().row(0, named=True)
