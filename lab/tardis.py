@@ -42,11 +42,15 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from lab.errors import DataError
 from lab.schema import TS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["KINDS", "detect_kind", "read_file", "files_under", "file_digest", "canonical_symbol",
            "canonical_venue", "TABLE_OF", "write_parquet", "decoded"]
@@ -139,12 +143,21 @@ def files_under(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of the file's bytes (what makes an import idempotent)."""
-    h = hashlib.sha256()
+    """SHA-256 of the file's bytes (what makes an import idempotent).
+
+    :func:`hashlib.file_digest` (one reused buffer, GIL released) rather than a loop of our own.
+    SHA-256 runs at ~1.9 GB/s here (0.40 CPU-s on a 743 MB file), whichever way the bytes are
+    fed (read loop, readinto, mmap: within 0.01 s); BLAKE2b is slower (0.59 s). So the import
+    hides it behind the parse instead of making it cheaper.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     _ = f.write(b"abc"); f.flush()
+    ...     file_digest(f.name) == hashlib.sha256(b"abc").hexdigest()
+    True
+    """
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # --------------------------------------------------------------------------- reading
@@ -326,6 +339,33 @@ def decoded(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(pl.col(c).cast(pl.String()) for c, d in df.schema.items() if isinstance(d, pl.Enum))
 
 
+def _arrow(df: pl.DataFrame) -> pa.Table:
+    """``df`` as an Arrow table without copying its data.
+
+    ``DataFrame.to_arrow`` first makes every column one contiguous chunk (the parse leaves one
+    chunk per ~30k rows, the computed columns one): a copy of the whole frame into fresh pages
+    (0.09 CPU-s per 10 M book rows). The Parquet writer takes chunked columns as they are, so
+    numbers, times and booleans are handed over chunk by chunk through the Arrow C stream
+    interface; the small ``Enum`` code columns (and anything else) go through ``to_arrow``, which
+    gives the ``large_string`` dictionaries the writer knows.
+
+    >>> t = _arrow(pl.concat([pl.DataFrame({"x": [1.0], "s": ["a"]}), pl.DataFrame({"x": [2.0], "s": ["b"]})],
+    ...                      rechunk=False).with_columns(pl.col("s").cast(pl.Enum(["a", "b"]))))
+    >>> t.column("x").num_chunks, t.column("x").to_pylist(), t.column("s").to_pylist()
+    (2, [1.0, 2.0], ['a', 'b'])
+    """
+    import pyarrow as pa
+
+    return pa.table({c: pa.chunked_array(df[c]) if d.is_numeric() or d.is_temporal() or d == pl.Boolean()
+                     else df[c].to_arrow() for c, d in df.schema.items()})
+
+
+#: Rows pyarrow encodes per step (its default 1,024): larger steps cost 8 % less CPU on a 5 M-row
+#: book part (0.325 -> 0.300 s, median of 9) for a file of the same rows and size (pages still
+#: close at ~1 MiB, checked once per step).
+_WRITE_BATCH = 65_536
+
+
 def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str], *, compression: str = "none") -> None:
     """Write a frame of :func:`read_file` (``encoded=True``) as one Parquet data file of the lake.
 
@@ -346,6 +386,7 @@ def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str], *, compression
                   if isinstance(d, pl.Enum) or d == pl.String() or (d.is_float() and c.endswith(("price", "_px")))]
     delta = {c: "DELTA_BINARY_PACKED" for c, d in df.schema.items()
              if (d.is_integer() or isinstance(d, pl.Datetime)) and c not in dictionary}
-    pq.write_table(df.to_arrow(), str(path), compression=compression,
+    pq.write_table(_arrow(df), str(path), compression=compression,
                    compression_level=1 if compression == "zstd" else None, row_group_size=131_072,
-                   use_dictionary=dictionary, column_encoding=delta, write_statistics=True, store_schema=False)
+                   use_dictionary=dictionary, column_encoding=delta, write_statistics=True, store_schema=False,
+                   write_batch_size=_WRITE_BATCH)
