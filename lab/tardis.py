@@ -349,15 +349,24 @@ def _arrow(df: pl.DataFrame) -> pa.Table:
     interface; the small ``Enum`` code columns (and anything else) go through ``to_arrow``, which
     gives the ``large_string`` dictionaries the writer knows.
 
-    >>> t = _arrow(pl.concat([pl.DataFrame({"x": [1.0], "s": ["a"]}), pl.DataFrame({"x": [2.0], "s": ["b"]})],
+    A column without nulls is declared non-nullable, so Parquet stores it as ``REQUIRED``: no
+    definition levels to encode (16 % less writer CPU on a book file). Every reader of the lake
+    takes such a column for the table's nullable one (Polars and DuckDB have no non-null types;
+    pyarrow and delta-rs widen non-null to nullable), and a later file may hold nulls.
+
+    >>> t = _arrow(pl.concat([pl.DataFrame({"x": [1.0], "s": ["a"]}), pl.DataFrame({"x": [2.0], "s": [None]})],
     ...                      rechunk=False).with_columns(pl.col("s").cast(pl.Enum(["a", "b"]))))
     >>> t.column("x").num_chunks, t.column("x").to_pylist(), t.column("s").to_pylist()
-    (2, [1.0, 2.0], ['a', 'b'])
+    (2, [1.0, 2.0], ['a', None])
+    >>> t.schema.field("x").nullable, t.schema.field("s").nullable
+    (False, True)
     """
     import pyarrow as pa
 
-    return pa.table({c: pa.chunked_array(df[c]) if d.is_numeric() or d.is_temporal() or d == pl.Boolean()
-                     else df[c].to_arrow() for c, d in df.schema.items()})
+    cols = {c: pa.chunked_array(df[c]) if d.is_numeric() or d.is_temporal() or d == pl.Boolean()
+            else df[c].to_arrow() for c, d in df.schema.items()}
+    schema = pa.schema([pa.field(c, a.type, nullable=df[c].null_count() > 0) for c, a in cols.items()])
+    return pa.table(list(cols.values()), schema=schema)
 
 
 #: Rows pyarrow encodes per step (its default 1,024): larger steps cost 8 % less CPU on a 5 M-row

@@ -152,3 +152,55 @@ def test_imported_parts_compact_with_later_appends_into_the_same_rows(tmp_path, 
     got = lake.read("book_updates")
     want = pl.concat([_expected(f), extra])
     assert_frame_equal(got.sort(pl.all()), want.sort(pl.all()))
+
+
+def test_book_columns_are_stored_required_and_every_reader_gets_the_rows(tmp_path):
+    # the writer declares columns without nulls non-nullable (no definition levels to encode):
+    # readers must still see the table's rows, next to files delta-rs writes with nullable columns
+    f = tmp_path / "mixed_incremental_book_L2_2023-11-15.csv"
+    _book_file(f, 2_000, seed=11)
+    lake = Lake(tmp_path / "lake")
+    assert _import(f, lake.root) == 0
+    extra = _expected(f).tail(7)
+    lake.append("book_updates", extra)  # a small append: delta-rs' own writer, nullable columns
+    want = pl.concat([_expected(f), extra])
+
+    (imported,) = [p for p in lake.path("book_updates").glob("*.parquet") if p.stat().st_size > 10_000]
+    schema = pq.ParquetFile(imported).schema
+    assert {schema.column(i).max_definition_level for i in range(len(schema))} == {0}  # all REQUIRED
+    assert_frame_equal(lake.read("book_updates").sort(pl.all()), want.sort(pl.all()))
+    con = lab.connect(lake.root)  # DuckDB's Parquet reader over the snapshot's files
+    n_okx = want.filter(pl.col("venue") == "okx").height
+    assert con.sql("select count(*) from book_updates where venue = 'okx'").fetchall() == [(n_okx,)]
+    t = DeltaTable(lake.path("book_updates"))
+    assert t.to_pyarrow_dataset().count_rows() == want.height  # pyarrow, with the Delta schema
+    t.optimize.compact()  # delta-rs (DataFusion) reads both kinds of file into one
+    t = DeltaTable(lake.path("book_updates"))
+    assert len(t.file_uris()) == 1
+    assert_frame_equal(pl.from_arrow(t.to_pyarrow_table()).sort(pl.all()), want.sort(pl.all()))
+
+
+def test_a_quotes_column_with_empty_values_stays_nullable_and_reads_back_nulls(tmp_path):
+    f = tmp_path / "binance_quotes_2023-11-15_BTCUSDT.csv"
+    f.write_text("exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount\n"
+                 "binance,BTCUSDT,100,110,1.5,101.0,99.0,2.0\n"
+                 "binance,BTCUSDT,200,210,,,99.5,3.0\n"  # the ask side ran out
+                 "binance,BTCUSDT,300,310,0.5,100.5,99.5,1.0\n")
+    lake = Lake(tmp_path / "lake")
+    assert _import(f, lake.root) == 0
+
+    got = lake.read("quotes")
+
+    us = dt.timedelta(microseconds=1)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    want = pl.DataFrame({"ts_exchange": [epoch + 100 * us, epoch + 200 * us, epoch + 300 * us],
+                         "ts_local": [epoch + 110 * us, epoch + 210 * us, epoch + 310 * us],
+                         "venue": ["binance"] * 3, "symbol": ["BTC-USDT"] * 3,
+                         "bid_px": [99.0, 99.5, 99.5], "bid_qty": [2.0, 3.0, 1.0],
+                         "ask_px": [101.0, None, 100.5], "ask_qty": [1.5, None, 0.5]},
+                        schema=table_spec("quotes").schema)
+    assert_frame_equal(got, want)
+    (data,) = lake.path("quotes").glob("*.parquet")
+    arrow = pq.read_schema(data)
+    assert arrow.field("ask_px").nullable and arrow.field("ask_qty").nullable  # the nulls are kept
+    assert not arrow.field("bid_px").nullable  # a column without nulls is REQUIRED
