@@ -7,8 +7,11 @@ updates, deletes), then, interleaved ``--repeat`` times: ``pl.read_csv`` of the 
 (target >= 0.5 of the plain read), with the load average and the CPU seconds of each (all
 threads of this process: on a shared machine the wall-clock ratio follows the CPU ratio).
 The first import also pays for loading pyarrow (~0.3 s, once per process); medians leave it out.
+``--stages`` then times the import's stages one after the other (wall and CPU seconds, medians):
+where the time goes, and how much of it the import overlaps (the hash runs beside the parse,
+the Parquet parts beside each other).
 
-    .venv/bin/python bench/bench_tardis_import.py [--rows 10000000] [--repeat 3]
+    .venv/bin/python bench/bench_tardis_import.py [--rows 10000000] [--repeat 3] [--stages]
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from lab import tardis
+from lab.apps import import_
 from lab.apps.import_ import import_tardis
-from lab.lake import Lake
+from lab.lake import Lake, file_stats
 
 
 def make_file(path: Path, rows: int, seed: int = 0) -> None:
@@ -44,10 +50,47 @@ def make_file(path: Path, rows: int, seed: int = 0) -> None:
     }).write_csv(path)
 
 
+def _timed(fn: Callable[[], object]) -> tuple[object, float, float]:
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t, time.process_time() - c
+
+
+def stages(f: Path, tmp: Path, repeat: int) -> None:
+    """The import's stages run one after the other on ``f`` (what the import overlaps, serially)."""
+    kind = tardis.detect_kind(f)
+    times: dict[str, list[tuple[float, float]]] = {}
+    for i in range(repeat):
+        lake = Lake(tmp / f"stages{i}")
+        lake.new_file("book_updates", "none")  # the table exists: its creation is not a stage
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("read_csv (default settings)", lambda: pl.read_csv(f)),
+            ("parse + schema checks", lambda: tardis._read(f, kind)),
+            ("convert (names, seq, Enum)", lambda: tardis._CONVERT[kind](f, df, True)),
+            ("sha256 of the file", lambda: tardis.file_digest(f)),
+            ("Parquet write, 1 file, 1 thread", lambda: tardis.write_parquet(out, lake.new_file("book_updates", "none"))),
+            ("file_stats (Delta add stats)", lambda: file_stats(out)),
+            ("write parts in parallel + commit", lambda: import_._append_encoded(lake, "book_updates", out)),
+        ]
+        df = out = None
+        for name, fn in steps:
+            r, w, c = _timed(fn)
+            times.setdefault(name, []).append((w, c))
+            if name.startswith("parse"):
+                df = r
+            elif name.startswith("convert"):
+                out = r
+        shutil.rmtree(lake.root)
+    print(f"stages one after the other (medians of {repeat}; load average {os.getloadavg()[0]:.2f}):")
+    for name, v in times.items():
+        print(f"  {name:34s} wall {statistics.median(x[0] for x in v):5.2f} s  CPU {statistics.median(x[1] for x in v):5.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--stages", action="store_true", help="then time each stage of the import on its own")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_tardis_"))
     try:
@@ -75,6 +118,8 @@ def main() -> None:
         print(f"lab import tardis:          {o:6.2f} s  {a.rows / o / 1e6:6.2f} M rows/s  (CPU {oc:.2f} s)")
         print(f"ratio import / read_csv: {b / o:.2f}  (target >= 0.5); CPU-time ratio {bc / oc:.2f} "
               f"(what a busy machine leaves of it)")
+        if a.stages:
+            stages(f, tmp, a.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
