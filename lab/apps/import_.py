@@ -48,7 +48,7 @@ def import_tardis(lake: Lake, paths: list[str], *, progress: bool = True) -> lis
     """Import every tardis file under ``paths`` into ``lake``; one summary dict per file."""
     from tqdm import tqdm
 
-    from lab.tardis import TABLE_OF, detect_kind, file_digest, files_under, read_file
+    from lab.tardis import files_under
 
     files = files_under(paths)
     if not files:
@@ -59,33 +59,38 @@ def import_tardis(lake: Lake, paths: list[str], *, progress: bool = True) -> lis
     out = []
     bar = tqdm(files, unit="file", disable=not progress, file=sys.stderr)
     pool = ThreadPoolExecutor(1)  # hashing (GIL released) in its own thread
-    for f in bar:
-        bar.set_postfix_str(f.name[-40:])
-        kind = detect_kind(f)
-        digest_f = None
-        if done:  # the digest first: a file already imported is skipped unread
-            digest_f = pool.submit(file_digest, f)
-            if digest_f.result() in done:
-                out.append({"path": str(f), "kind": kind, "table": None, "rows": 0, "skipped": True})
-                continue
-        table = TABLE_OF[kind]
-        if _writes_files(lake, table):
-            table, df = read_file(f, kind, encoded=True)
-            # hashed while the Parquet writer (one thread) leaves a core free; the parse uses all
-            digest_f = digest_f or pool.submit(file_digest, f)
-            _append_encoded(lake, table, df)
-        else:
-            digest_f = digest_f or pool.submit(file_digest, f)  # overlaps the parse
-            table, df = read_file(f, kind)
-            lake.append(table, df)
-        digest = digest_f.result()  # only needed for the record
-        lake.append("imports", pl.DataFrame({
-            "ts": [dt.datetime.now(dt.timezone.utc)], "source": ["tardis"], "path": [str(f.resolve())],
-            "sha256": [digest], "kind": [kind], "target": [table], "rows": [df.height]}))
-        done.add(digest)
-        out.append({"path": str(f), "kind": kind, "table": table, "rows": df.height, "skipped": False})
-    pool.shutdown()
+    try:
+        for f in bar:
+            bar.set_postfix_str(f.name[-40:])
+            out.append(_import_one(lake, f, done, pool))
+    finally:  # a bad file stops the import: its hash, if still running, finishes unawaited
+        pool.shutdown(wait=False, cancel_futures=True)
     return out
+
+
+def _import_one(lake: Lake, f: Path, done: set[str], pool: ThreadPoolExecutor) -> dict:
+    """Import one file (skipped if its digest is in ``done``, which gets it); its summary dict."""
+    from lab.tardis import TABLE_OF, detect_kind, file_digest, read_file
+
+    kind = detect_kind(f)
+    # hashed during the parse: Polars' CSV reader keeps ~1.5 of 2 cores busy and the hash (one
+    # core) fills the rest, so the Parquet parts written after the parse get every core
+    digest_f = pool.submit(file_digest, f)
+    if done and digest_f.result() in done:  # a file already imported is skipped unread
+        return {"path": str(f), "kind": kind, "table": None, "rows": 0, "skipped": True}
+    table = TABLE_OF[kind]
+    if _writes_files(lake, table):
+        table, df = read_file(f, kind, encoded=True)
+        _append_encoded(lake, table, df)
+    else:
+        table, df = read_file(f, kind)
+        lake.append(table, df)
+    digest = digest_f.result()  # only needed for the record
+    lake.append("imports", pl.DataFrame({
+        "ts": [dt.datetime.now(dt.timezone.utc)], "source": ["tardis"], "path": [str(f.resolve())],
+        "sha256": [digest], "kind": [kind], "target": [table], "rows": [df.height]}))
+    done.add(digest)
+    return {"path": str(f), "kind": kind, "table": table, "rows": df.height, "skipped": False}
 
 
 def _writes_files(lake: Lake, table: str) -> bool:
