@@ -388,6 +388,9 @@ def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str], *, compression
     every Parquet reader has). Measured on a 10 M-row incremental_book_L2 file (CPU seconds):
     Polars zstd-1 1.5 s, 129 MB; here zstd-1 1.0 s, 88 MB; lz4 0.85 s, 99 MB; none 0.72 s,
     131 MB. ``lab maintain`` rewrites files below its target size with the lake's zstd anyway.
+    Since then (:func:`_arrow`: no rechunk copy, REQUIRED columns; 64k-row steps) the
+    uncompressed write costs 0.58 instead of 0.94 CPU-s on a parsed 10 M-row frame (median of 5,
+    the same 131 MB and rows).
     """
     import pyarrow.parquet as pq
 
