@@ -334,8 +334,8 @@ def scan_filtered(
             from lab.tail import uncommitted
 
             files = uncommitted(local, t)
-            if files:
-                lf = pl.concat([lf, pl.scan_parquet(files)], how="diagonal_relaxed")
+            if files:  # file by file: a tail may straddle a new optional column (trades' `source`)
+                lf = pl.concat([lf, *(pl.scan_parquet(f) for f in files)], how="diagonal_relaxed")
     t0, t1 = _as_datetime(start), _as_datetime(end)
     preds: list[pl.Expr] = []
     tc = pl.col(spec.time_column)

@@ -122,7 +122,10 @@ def _source(name: str, t: DeltaTable | None) -> str:
     if not files:
         return _empty(name)
     quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    return f"read_parquet([{quoted}])"
+    # a table that gained an optional column (trades' `source`, on the first backfill) has older
+    # files without it: match columns by name (by position, DuckDB refused the whole table)
+    by_name = ", union_by_name = true" if table_spec(name).optional else ""
+    return f"read_parquet([{quoted}]{by_name})"
 
 
 def _remote_source(con: duckdb.DuckDBPyConnection, name: str, t: DeltaTable | None) -> str:

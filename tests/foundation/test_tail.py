@@ -169,3 +169,26 @@ def test_the_writer_in_tail_mode_commits_everything_when_closed(lake_dir: Path) 
     w.close()
     assert _delta_rows(lake) == 20 and _count_sql(lake) == 20
     assert w.tail_commits >= 1 and uncommitted(lake.path("trades"), DeltaTable(lake.path("trades"))) == []
+
+
+def test_a_table_that_gains_an_optional_column_reads_whole(lake_dir: Path) -> None:
+    # trades gains `source` on the first backfill: older files (committed or in the tail) lack
+    # it. Every reader must still read every row, the old ones with a null source (DuckDB
+    # matched files by position and refused the table).
+    lake = Lake(lake_dir)
+    lake.append("trades", make_trades(3, T0, seed=1))
+    tw = TailWriter(lake, grace=3600)
+    tw.write("trades", make_trades(4, T0, seed=2))
+    rest = make_trades(2, T0, seed=3).with_columns(trade_id=pl.lit("r") + pl.col("trade_id"), source=pl.lit("rest"))
+    lake.append("trades", rest)  # the table gains `source`
+    tw.write("trades", make_trades(5, T0, seed=4))
+    want = [(None, 12), ("rest", 2)]
+    for step in ("tail", "committed"):
+        con = lab.connect(lake)
+        got = con.execute("SELECT source, count(*) FROM trades GROUP BY 1 ORDER BY 1 NULLS FIRST").fetchall()
+        con.close()
+        assert got == want, step
+        by = lake.scan("trades").group_by("source").len().sort("source", nulls_last=False).collect()
+        assert by.rows() == want, step
+        tw.commit("trades")
+    tw.close()
