@@ -125,20 +125,22 @@ def _locked(path: Path) -> Iterator[int | None]:
 
 
 def _commit(lake: Lake, table: str, writer: str, files: list[tuple[int, Path]],
-            fresh: bool = True) -> tuple[int, int]:
+            fresh: bool = True, frames: dict[int, pl.DataFrame] | None = None) -> tuple[int, int]:
     """One Delta commit of ``files`` (one writer's, in sequence order) with the transaction
     marker of the last one; returns (rows added, highest sequence now committed).
 
     The files already committed (by the table's newest snapshot) are left out, so a retry after
     a commit that landed but raised (its checkpoint failed on a full disk, say) adds nothing.
     ``fresh=False`` trusts the lake's open writer snapshot (only this process commits for
-    ``writer``, so it is exact unless a commit raised)."""
+    ``writer``, so it is exact unless a commit raised). ``frames`` holds rows of some files
+    already in memory (by sequence): those are not read back."""
     t = None if fresh else lake._writers.get(table)
     done = _committed(t if t is not None else lake.delta(table), writer)
     todo = [(s, p) for s, p in files if s > done]
     if not todo:
         return 0, done
-    df = pl.concat([pl.read_parquet(p) for _, p in todo], how="diagonal_relaxed")
+    frames = frames or {}
+    df = pl.concat([frames[s] if s in frames else pl.read_parquet(p) for s, p in todo], how="diagonal_relaxed")
     lake.append(table, df, txn=(app_id(writer), todo[-1][0]))
     return df.height, todo[-1][0]
 
@@ -203,6 +205,11 @@ class TailWriter:
         self._files: dict[str, list[tuple[int, Path, float]]] = {}  # table -> (seq, path, written)
         self._done: dict[str, int] = {}  # table -> highest sequence committed
         self._unsure: set[str] = set()  # tables whose last commit raised: it may have landed
+        # rows of the files not yet committed, kept so a commit need not read them back; over
+        # ``max_memory`` bytes (commits failing for a while) the files are read back instead
+        self._mem: dict[str, dict[int, pl.DataFrame]] = {}
+        self._mem_bytes = 0
+        self.max_memory = 32 * 2**20
 
     def _lock(self, table: str) -> Path:
         d = self.lake.path(table) / TAIL
@@ -230,6 +237,10 @@ class TailWriter:
             raise
         self._seq[table] = seq
         self._files.setdefault(table, []).append((seq, path, time.time()))
+        size = df.estimated_size()
+        if self._mem_bytes + size <= self.max_memory:
+            self._mem.setdefault(table, {})[seq] = df
+            self._mem_bytes += size
         return path
 
     def pending(self, table: str) -> int:
@@ -253,9 +264,12 @@ class TailWriter:
         if todo:
             unsure = table in self._unsure
             self._unsure.add(table)
-            rows, done = _commit(self.lake, table, self.id, todo, fresh=unsure)
+            rows, done = _commit(self.lake, table, self.id, todo, fresh=unsure, frames=self._mem.get(table))
             self._unsure.discard(table)
             self._done[table] = done
+            mem = self._mem.get(table, {})
+            for s in [s for s in mem if s <= done]:
+                self._mem_bytes -= mem.pop(s).estimated_size()
         now = time.time()
         keep = []
         for s, p, at in files:
