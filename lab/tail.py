@@ -208,8 +208,8 @@ class TailWriter:
         # rows of the files not yet committed, kept so a commit need not read them back; over
         # ``max_memory`` bytes (commits failing for a while) the files are read back instead
         self._mem: dict[str, dict[int, pl.DataFrame]] = {}
-        self._mem_bytes = 0
-        self.max_memory = 32 * 2**20
+        self._mem_bytes = 0.0
+        self.max_memory = 32.0 * 2**20
 
     def _lock(self, table: str) -> Path:
         d = self.lake.path(table) / TAIL
