@@ -1,8 +1,10 @@
 """The recorder's cost at real rates, as a curve over the lake commit interval.
 
 The simulator runs here (5 venues x 3 assets, no cross pairs: ~370 msgs/s, the
-demo's rate class). For each commit interval (``flush_interval``) a fresh lake
-gets a ``lab record`` subprocess (no in-process compaction) and a ``lab maintain
+demo's rate class). The recorder writes each flush (``--flush``, default 1 s) to
+the lake's tail (lab.tail: readable at once) and commits to Delta every
+``commit_interval`` seconds; 0 commits every flush (no tail, the old way). For
+each commit interval a fresh lake gets a ``lab record`` subprocess (no in-process compaction) and a ``lab maintain
 --every M`` subprocess, as ``lab demo`` runs them. After a warm-up, for
 ``--seconds`` it samples:
 
@@ -23,8 +25,11 @@ checkout's ``lab record`` at the same time on the same simulator, into a lake of
 its own: its CPU and RSS over the same window are printed next to ours, with
 the ratios, so a change is measured against its baseline under the same load.
 
-    .venv/bin/python bench/bench_recorder_cost.py [--seconds 40] [--intervals 0.25,0.5,1,2] [--maintain-every 60]
-        [--baseline-root /work/main]
+    .venv/bin/python bench/bench_recorder_cost.py [--seconds 40] [--intervals 0,5,15,30] [--flush 1]
+        [--maintain-every 60] [--baseline-root /work/main]
+
+The baseline checkout's recorder runs with the same ``--flush`` and its own defaults
+otherwise (a checkout without the tail commits every flush).
 
 The machine's load average is printed with each row: on 2 shared cores the
 figures move with it.
@@ -73,7 +78,7 @@ def _counts(status: Path) -> tuple[int, int]:
 
 
 def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pause: float,
-              warmup: float, baseline_root: Path | None = None) -> dict:
+              warmup: float, baseline_root: Path | None = None, flush: float = 1.0) -> dict:
     """One commit interval: recorder + maintainer + poller for ``secs``; returns the figures."""
     from recorders.config import write_config
 
@@ -81,7 +86,7 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
     lake = tmp / "lake"
     symbols = {v: _symbols(v) for v in VENUES}
     cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, lake, "cost",
-                       flush_interval=interval, maintain_every=0.0)
+                       flush_interval=flush, commit_interval=interval, maintain_every=0.0)
     env = dict(os.environ, PYTHONPATH=str(ROOT), LAB_DATA=str(tmp))
     lab = [sys.executable, "-m", "lab.cli"]
     rec = subprocess.Popen([*lab, "record", "--config", str(cfg), "--no-symbol-check"], cwd=ROOT, env=env,
@@ -93,7 +98,7 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
     if baseline_root is not None:  # the other checkout's recorder, same simulator, same window
         btmp = tmp / "baseline"
         bcfg = write_config(tmp / "base.toml", sim.urls(), symbols, btmp / "lake", "base",
-                            flush_interval=interval, maintain_every=0.0)
+                            flush_interval=flush, maintain_every=0.0)
         benv = dict(os.environ, PYTHONPATH=str(baseline_root), LAB_DATA=str(btmp))
         base = subprocess.Popen([*lab, "record", "--config", str(bcfg), "--no-symbol-check"], cwd=baseline_root,
                                 env=benv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -136,7 +141,9 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=40.0, help="measurement window per interval")
-    ap.add_argument("--intervals", default="0.25,0.5,1,2", help="commit intervals (s), comma-separated")
+    ap.add_argument("--intervals", default="0,5,15,30",
+                    help="Delta commit intervals (s), comma-separated; 0 = commit every flush (no tail)")
+    ap.add_argument("--flush", type=float, default=1.0, help="the recorder's flush interval (s)")
     ap.add_argument("--maintain-every", type=float, default=60.0, help="lab maintain --every (s)")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds after the first commit before measuring")
     ap.add_argument("--poll-pause", type=float, default=0.1, help="pause between the poller's fresh connects (s)")
@@ -153,12 +160,12 @@ def main() -> int:
     rows = []
     with sim.running_in_thread():
         print(f"simulator: {len(VENUES)} venues x {len(ASSETS)} assets; "
-              f"lab maintain --every {a.maintain_every:g}; {a.seconds:g} s per point; "
+              f"flush every {a.flush:g} s; lab maintain --every {a.maintain_every:g}; {a.seconds:g} s per point; "
               f"load {os.getloadavg()[0]:.2f}", flush=True)
-        print(f"{'interval s':>10} {'recorder cores':>14} {'maintainer cores':>16} {'commits/s':>9} "
+        print(f"{'commit s':>10} {'recorder cores':>14} {'maintainer cores':>16} {'commits/s':>9} "
               f"{'fresh p50 s':>11} {'fresh p99 s':>11} {'unseen':>6} {'msgs/s':>6} {'RSS MiB':>7} {'load':>5}", flush=True)
         for iv in intervals:
-            r = run_point(sim, iv, a.seconds, a.maintain_every, a.poll_pause, a.warmup, a.baseline_root)
+            r = run_point(sim, iv, a.seconds, a.maintain_every, a.poll_pause, a.warmup, a.baseline_root, a.flush)
             rows.append(r)
             extra = (f"   baseline recorder {r['base_cores']:.3f} cores, RSS {r['base_rss']:.0f} MiB"
                      if a.baseline_root else "")

@@ -289,7 +289,7 @@ def read_pinned(table: str, uri: str, version: int, storage_options: dict[str, s
 
     so = tuple(sorted(storage_options.items())) if storage_options else None
     src = None if version < 0 else _delta_at(uri, version, so)
-    return scan_filtered(table, src, venue=venue, symbol=symbol, start=start, end=end)
+    return scan_filtered(table, src, venue=venue, symbol=symbol, start=start, end=end, tail=False)
 
 
 @functools.lru_cache(maxsize=64)

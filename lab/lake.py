@@ -24,6 +24,7 @@ import msgspec
 import polars as pl
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.transaction import Transaction
 
 from lab.errors import DataError
 from lab.schema import TABLES, SchemaError, conform, table_spec
@@ -308,18 +309,33 @@ def scan_filtered(
     symbol: str | Iterable[str] | None = None,
     start: dt.datetime | dt.date | str | None = None,
     end: dt.datetime | dt.date | str | None = None,
+    tail: bool = True,
 ) -> pl.LazyFrame:
     """``pl.scan_delta(source)`` (an empty typed frame for ``None``) with the
     filters of :meth:`Lake.scan`: ``start`` inclusive, ``end`` exclusive on the
     table's time column, naive times as UTC; a str venue/symbol matches one
     value, an iterable any of them. Callers holding an open DeltaTable (the
     dashboards) pass it to skip re-reading the log.
+
+    ``tail`` (local tables): add the table's tail files not committed in this
+    snapshot (:mod:`lab.tail`: rows a recorder wrote in the last seconds). Pass
+    ``False`` for a pinned older version.
     """
     spec = table_spec(table)
     if source is None:
         lf = pl.LazyFrame(schema=spec.schema)
     else:
-        lf = pl.scan_delta(source if isinstance(source, DeltaTable) else str(source))
+        t = source if isinstance(source, DeltaTable) else None
+        if t is None and tail and "://" not in str(source):
+            t = DeltaTable(str(source))
+        lf = pl.scan_delta(t if t is not None else str(source))
+        local = local_dir(t) if tail and t is not None else None
+        if local is not None:
+            from lab.tail import uncommitted
+
+            files = uncommitted(local, t)
+            if files:  # file by file: a tail may straddle a new optional column (trades' `source`)
+                lf = pl.concat([lf, *(pl.scan_parquet(f) for f in files)], how="diagonal_relaxed")
     t0, t1 = _as_datetime(start), _as_datetime(end)
     preds: list[pl.Expr] = []
     tc = pl.col(spec.time_column)
@@ -332,6 +348,14 @@ def scan_filtered(
             continue
         preds.append(pl.col(col) == val if isinstance(val, str) else pl.col(col).is_in(list(val)))
     return lf.filter(*preds) if preds else lf
+
+
+def local_dir(t: DeltaTable) -> str | None:
+    """The folder of a table on the local file system (None for an object store)."""
+    uri = t.table_uri
+    if uri.startswith("file://"):
+        return uri[len("file://"):]
+    return None if "://" in uri else uri
 
 
 class Lake:
@@ -462,8 +486,11 @@ class Lake:
             return False
 
     # -- writing --------------------------------------------------------
-    def append(self, table: str, data: pl.DataFrame | pa.Table) -> int:
+    def append(self, table: str, data: pl.DataFrame | pa.Table, *, txn: tuple[str, int] | None = None) -> int:
         """Append one batch atomically; return the new table version.
+
+        ``txn`` = ``(app_id, version)`` records a Delta application transaction in the same
+        commit (:mod:`lab.tail` marks which of its files a commit holds that way).
 
         The batch must carry exactly the table's columns with its dtypes
         (see :mod:`lab.schema`); otherwise :class:`SchemaError` names the
@@ -480,8 +507,9 @@ class Lake:
         if df.height == 0:
             return self.version(table)
         self._ensure(table)
+        props = None if txn is None else CommitProperties(app_transactions=[Transaction(*txn)])
         if df.height >= BULK_ROWS:
-            return self._append_bulk(table, self._align(table, df))
+            return self._append_bulk(table, self._align(table, df), props)
         last: Exception | None = None
         for attempt in range(10):
             try:
@@ -493,7 +521,7 @@ class Lake:
                     self._refuse_damaged_log(table)
                     t = self._writers[table] = DeltaTable(self.path(table))
                 write_deltalake(t, arrow, mode="append", writer_properties=_WRITER_PROPS,
-                                post_commithook_properties=_WRITE_HOOKS)
+                                post_commithook_properties=_WRITE_HOOKS, commit_properties=props)
                 v = t.version()
                 self._aged(table)
                 return v
@@ -554,7 +582,7 @@ class Lake:
             df = df.with_columns(fill)
         return df.select([c for c in spec.columns if c in df.columns])
 
-    def _append_bulk(self, table: str, df: pl.DataFrame) -> int:
+    def _append_bulk(self, table: str, df: pl.DataFrame, props: CommitProperties | None = None) -> int:
         """One large batch: Polars writes the Parquet file (all cores), one Delta commit adds it.
 
         The file has the same layout as delta-rs writes (zstd level 1, 128k-row groups,
@@ -564,7 +592,7 @@ class Lake:
         """
         path = self.new_file(table)
         df.write_parquet(path, compression="zstd", compression_level=1, row_group_size=131_072, statistics=True)
-        return self.commit_files(table, [(path, file_stats(df))])
+        return self.commit_files(table, [(path, file_stats(df))], props)
 
     def new_file(self, table: str, codec: str = "zstd") -> Path:
         """A fresh data-file path in ``table``'s directory (the table is created if needed), for
@@ -575,7 +603,8 @@ class Lake:
         self._ensure(table)
         return self.path(table) / f"part-00000-{uuid.uuid4()}-c000{'' if codec == 'none' else '.' + codec}.parquet"
 
-    def commit_files(self, table: str, files: list[tuple[Path, str]]) -> int:
+    def commit_files(self, table: str, files: list[tuple[Path, str]],
+                     props: CommitProperties | None = None) -> int:
         """Add Parquet files already written in ``table``'s directory, each with its Delta stats
         (:func:`file_stats`), in ONE commit; return the new version.
 
@@ -597,7 +626,7 @@ class Lake:
                 else:
                     t.update_incremental()
                 t.create_write_transaction(adds, mode="append", schema=t.schema(),
-                                           post_commithook_properties=_WRITE_HOOKS)
+                                           post_commithook_properties=_WRITE_HOOKS, commit_properties=props)
                 t.update_incremental()
                 v = t.version()
                 self._aged(table)
@@ -803,6 +832,16 @@ class Lake:
         lose more than the damage did (``lab doctor --repair`` first).
         """
         out: dict[str, dict] = {}
+        from lab.tail import settle
+
+        try:  # a killed recorder's tail files: committed before compaction (lab.tail)
+            settled = settle(self, [table] if table else None)
+        except Exception as e:  # noqa: BLE001 - compaction goes on; the next pass retries
+            import logging
+
+            logging.getLogger("lab.lake").warning("committing tail files left by a stopped recorder "
+                                                  "failed: %s", str(e).splitlines()[0][:300])
+            settled = {}
         for name in [table] if table else self.tables():
             t, damage = self.inspect(name)
             if damage:
@@ -829,5 +868,7 @@ class Lake:
             info["vacuumed"] = len(t.vacuum(retention_hours=hours, dry_run=False,
                                             enforce_retention_duration=False))
             info["files"] = len(DeltaTable(self.path(name)).file_uris())
+            if name in settled:
+                info["tail"] = settled[name]
             out[name] = info
         return out

@@ -283,9 +283,9 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
         check_conditional_put(str(self.root), self.storage_options)
         super()._ensure(table)
 
-    def append(self, table, data) -> int:  # type: ignore[override]
+    def append(self, table, data, *, txn=None) -> int:  # type: ignore[override]
         check_conditional_put(str(self.root), self.storage_options)
-        return super().append(table, data)
+        return super().append(table, data, txn=txn)
 
     def version(self, table: str) -> int:
         t = self.delta(table)
@@ -306,9 +306,10 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             return None, [Damage(table, "_delta_log", f"log unreadable: {first[:300]}", "log")]
 
-    def _append_bulk(self, table: str, df):  # type: ignore[override]
+    def _append_bulk(self, table: str, df, props=None):  # type: ignore[override]
         """Large batches: delta-rs writes and commits them (the local lake's Polars
-        writer writes to a local path)."""
+        writer writes to a local path). ``props``: the commit's properties (application
+        transactions), as the local lake's."""
         import time
 
         from deltalake import DeltaTable, write_deltalake
@@ -323,7 +324,7 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
                 if t is None:
                     t = self._writers[table] = DeltaTable(self.path(table), storage_options=self.storage_options)
                 write_deltalake(t, df.to_arrow(), mode="append", writer_properties=_WRITER_PROPS,
-                                post_commithook_properties=_WRITE_HOOKS)
+                                post_commithook_properties=_WRITE_HOOKS, commit_properties=props)
                 return t.version()
             except (CommitFailedError, DeltaError) as e:
                 last = e

@@ -19,8 +19,9 @@ import duckdb
 import polars as pl
 from deltalake import DeltaTable
 
-from lab.lake import Damage, Lake, LakeWarning
+from lab.lake import Damage, Lake, LakeWarning, local_dir
 from lab.schema import TABLES, table_spec
+from lab.tail import uncommitted
 
 __all__ = ["connect", "refresh", "damaged", "EXTRA_VIEWS", "MACROS", "LakeWarning"]
 
@@ -111,13 +112,20 @@ def _source(name: str, t: DeltaTable | None) -> str:
     through a pyarrow Dataset instead crashed the interpreter at exit after a
     LIMIT query cut a scan short (pyarrow scanner threads left running).
     Our tables are append-and-compact only (reader version 1: no deletion
-    vectors, no column mapping), so the file list is the whole snapshot.
+    vectors, no column mapping), so the file list is the whole snapshot -
+    plus the tail files a recorder wrote since its last commit (:mod:`lab.tail`).
     """
     files = [] if t is None else t.file_uris()
+    local = None if t is None else local_dir(t)
+    if local is not None:
+        files = files + uncommitted(local, t)
     if not files:
         return _empty(name)
     quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    return f"read_parquet([{quoted}])"
+    # a table that gained an optional column (trades' `source`, on the first backfill) has older
+    # files without it: match columns by name (by position, DuckDB refused the whole table)
+    by_name = ", union_by_name = true" if table_spec(name).optional else ""
+    return f"read_parquet([{quoted}]{by_name})"
 
 
 def _remote_source(con: duckdb.DuckDBPyConnection, name: str, t: DeltaTable | None) -> str:

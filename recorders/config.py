@@ -47,12 +47,16 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     venues: list[VenueConfig]
     name: str = "recorder"
     lake: str | None = None               # lake root; None = $LAB_DATA/lake
-    # Seconds between lake commits (one per table). The recorder's cost is mostly commits:
-    # 1 s keeps freshness (send -> visible in a fresh lab.connect()) p50 ~0.6 s, p99 ~1.2 s
-    # at ~5 commits/s (bench/bench_recorder_cost.py prints the curve). Live consumers get
-    # rows within milliseconds from the bus, whatever this is.
+    # Seconds between lake writes: each flush's rows become visible to a fresh lab.connect()
+    # (freshness p50 ~0.6 s, p99 ~1.2 s at 1 s). Live consumers get rows within milliseconds
+    # from the bus, whatever this is.
     flush_interval: float = 1.0
-    slow_flush_interval: float = 5.0      # book_snapshots and feed_events: commit this often (0 = every flush)
+    # Seconds between Delta commits (one per table). A flush writes its rows as tail files
+    # (lab.tail: ~1 ms each, read by lab.connect() and Lake.scan at once), and the Delta commit,
+    # ~10 ms of CPU however few rows it adds, happens this often. 0 = commit every flush
+    # (no tail). bench/bench_recorder_cost.py prints the curve (interval -> CPU, freshness).
+    commit_interval: float = 15.0
+    slow_flush_interval: float = 5.0      # book_snapshots and feed_events: write this often (0 = every flush)
     queue_batches: int = 16               # batches waiting for the writer before loss
     write_buffer_mb: float = 256.0        # rows kept in memory while lake appends fail, then counted losses
     max_batch_rows: int = 2_000_000       # a batch this large is handed over early
@@ -80,6 +84,8 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise ConfigError(f"venue {v.venue!r}: no symbols")
         if self.flush_interval <= 0:
             raise ConfigError(f"flush_interval must be > 0, got {self.flush_interval}")
+        if self.commit_interval < 0:
+            raise ConfigError(f"commit_interval must be >= 0, got {self.commit_interval}")
         if self.slow_flush_interval < 0:
             raise ConfigError(f"slow_flush_interval must be >= 0, got {self.slow_flush_interval}")
 

@@ -319,7 +319,7 @@ class Recorder:
         self.writer = Writer(self.lake, max_batches=cfg.queue_batches,
                              maintain_every=0.0, delay=writer_delay,
                              max_pending_bytes=int(cfg.write_buffer_mb * 2**20),
-                             slow_every=cfg.slow_flush_interval)
+                             slow_every=cfg.slow_flush_interval, commit_every=cfg.commit_interval)
         self.rest = RestClient(cfg.rest_min_interval)
         self.backfiller = Backfiller(self) if cfg.backfill else None
         self.runners = [VenueRunner(self, vc) for vc in cfg.venues]
@@ -606,6 +606,23 @@ class Recorder:
             pass
 
     # -- main -----------------------------------------------------------------
+    def _settle_tail(self) -> None:
+        """Commit the tail files a killed recorder left (lab.tail.settle), the journal first."""
+        if getattr(self.lake, "remote", False):
+            return
+        from lab.tail import settle
+
+        try:
+            done = settle(self.lake)
+        except Exception as e:  # noqa: BLE001 - the maintainer retries; recording goes on
+            log.warning("could not commit the tail a previous recorder left: %s", str(e).splitlines()[0][:300])
+            return
+        adopted = {t: d["adopted"] for t, d in done.items() if d.get("adopted")}
+        if adopted:
+            log.info("committed the tail a previous recorder left: %s rows", adopted)
+            self.rows.event(_now_us(), "recorder", None, "tail_adopted",
+                            f"rows a stopped recorder wrote to the tail, now committed: {adopted}")
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -613,6 +630,7 @@ class Recorder:
                 loop.add_signal_handler(sig, self.stop)
             except (NotImplementedError, RuntimeError):
                 pass
+        await asyncio.to_thread(self._settle_tail)
         await asyncio.to_thread(self.seed_trade_ids)  # a lake read: off the loop (signals stay live)
         self.rows.event(_now_us(), "recorder", None, "start",
                         f"{self.cfg.name} pid {os.getpid()} run {self.run_id}: "

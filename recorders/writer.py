@@ -36,6 +36,7 @@ from collections import deque
 import polars as pl
 
 from lab.lake import Lake
+from lab.tail import TailWriter
 from recorders.venues.base import Rows
 
 __all__ = ["Writer"]
@@ -79,8 +80,16 @@ class _Pending:
 class Writer:
     def __init__(self, lake: Lake, *, max_batches: int = 16, maintain_every: float = 0.0,
                  delay: float = 0.0, max_pending_bytes: int = 256 * 2**20, log_every: float = 30.0,
-                 retry_max: float = 5.0, slow_every: float = 0.0) -> None:
+                 retry_max: float = 5.0, slow_every: float = 0.0, commit_every: float = 0.0) -> None:
         self.lake = lake
+        # commit_every > 0: tail mode (lab.tail): each flush's rows become tail files, visible to
+        # readers at once, and Delta commits happen every commit_every seconds (one per table)
+        self.commit_every = commit_every
+        self.tail = TailWriter(lake) if commit_every > 0 and not getattr(lake, "remote", False) else None
+        self._commit_due = time.monotonic() + commit_every
+        self.tail_commits = 0
+        self.commit_error = ""  # first line of the last failed tail commit ("" once one works)
+        self._commit_logged = 0.0
         self.slow_every = slow_every  # seconds between commits of SLOW_TABLES (0 = every batch)
         self._slow_due: dict[str, float] = {}
         self.q: queue.Queue[Rows | None] = queue.Queue(maxsize=max_batches)
@@ -186,6 +195,9 @@ class Writer:
         if self.pending:
             self._drain(force=True)
             self._give_up_pending("the recorder stopped")
+        if self.tail is not None:
+            self._commit_tail(force=True)
+            self.tail.close()
 
     def _idle_wait(self) -> float:
         if not self.pending:
@@ -219,6 +231,7 @@ class Writer:
                 self.pending.append(_Pending(r.frames(), keep=True))
             self._drain(force=final)
             self._bound()
+            self._commit_tail(force=final)
         finally:
             self.cpu_s += time.thread_time() - c0
 
@@ -252,7 +265,10 @@ class Writer:
             try:
                 self._space_check(sum(f.estimated_size() for f in frames))
                 df = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
-                self.lake.append(table, df)
+                if self.tail is not None:
+                    self.tail.write(table, df)
+                else:
+                    self.lake.append(table, df)
             except Exception as e:  # noqa: BLE001 - any failure keeps the rows
                 self._failed(table, e)
                 continue
@@ -260,13 +276,45 @@ class Writer:
                 p.drop(table)
             with self._lock:
                 self.rows_written[table] = self.rows_written.get(table, 0) + df.height
-                self.commits += 1
+                if self.tail is None:
+                    self.commits += 1
             self.last_write = time.time()
             self._ok(table)
         while self.pending and not self.pending[0].frames:
             self.pending.popleft()
         if self.outage_since is not None and not self.failing:
             self._recovered()
+
+    def _commit_tail(self, force: bool = False) -> None:
+        """Tail mode: every ``commit_every`` seconds (and at the end), add each table's tail
+        files to its Delta table, one commit per table, the journal first. A failed commit
+        keeps the files (on disk and readable) for the next round; a failed journal commit
+        holds back the other tables', so the Delta tables never get ahead of the journal."""
+        if self.tail is None:
+            return
+        now = time.monotonic()
+        if not force and now < self._commit_due:
+            return
+        self._commit_due = now + self.commit_every
+        for table in self.tail.tables():
+            try:
+                self.tail.commit(table)
+            except Exception as e:  # noqa: BLE001 - the files stay; retried next round
+                msg = f"{table}: {_first_line(e)}"
+                if not self.commit_error or now - self._commit_logged >= self.log_every:
+                    self._commit_logged = now
+                    log.warning("committing the tail of %s failed: %s; its rows stay readable in "
+                                "the tail and the commit is retried every %g s", table, msg, self.commit_every)
+                self.commit_error = msg
+                if table == _JOURNAL:
+                    return
+                continue
+            with self._lock:
+                self.commits += 1
+                self.tail_commits += 1
+            if self.commit_error.startswith(table + ":"):
+                log.warning("tail commits work again (%s)", table)
+                self.commit_error = ""
 
     def _probe(self, table: str) -> None:
         """A failing table with no rows left to retry (all dropped past the memory bound) is

@@ -38,7 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", help="lake directory (default: $LAB_DATA/lake)")
     p.add_argument("--name", help="recorder name, used for the status file (default: venue or config name)")
     p.add_argument("--status-dir", help="where the status file goes (default: $LAB_DATA/run)")
-    p.add_argument("--flush-interval", type=float, help="seconds between lake appends (default 1.0)")
+    p.add_argument("--flush-interval", type=float, help="seconds between lake writes: rows are visible to "
+                   "lab.connect() this soon (default 1.0)")
+    p.add_argument("--commit-interval", type=float, help="seconds between Delta commits of the rows written "
+                   "(they are readable before, from the table's _tail folder); 0 = commit every flush "
+                   "(default 15)")
     p.add_argument("--queue-batches", type=int, help="batches queued for the writer before rows are "
                    "dropped (and the loss recorded) (default 16)")
     p.add_argument("--rotate-after", type=float, help="planned, overlapped reconnect after this many "
@@ -59,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> RecorderConfig:
     over = dict(lake=args.lake, name=args.name, status_dir=args.status_dir,
-                flush_interval=args.flush_interval, queue_batches=args.queue_batches,
+                flush_interval=args.flush_interval, commit_interval=args.commit_interval,
+                queue_batches=args.queue_batches,
                 rotate_after=args.rotate_after, maintain_every=args.maintain_every,
                 bus=args.bus, duration=args.duration, no_data_after=args.no_data_after)
     if args.config:

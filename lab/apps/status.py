@@ -18,7 +18,7 @@ import polars as pl
 import psutil
 
 from lab.errors import DataError
-from lab.lake import Lake, data_dir
+from lab.lake import Lake, data_dir, scan_filtered
 from lab.recorder import read_status, status_dict
 from lab.schema import TABLES
 
@@ -73,7 +73,7 @@ def lake_summary(lake: Lake) -> pl.DataFrame:
             rows.append({"table": name, "damage": [str(d) for d in damage] or ["cannot open"]})
             continue
         try:
-            df = (pl.scan_delta(t).select(pl.len().alias("rows"),
+            df = (scan_filtered(name, t).select(pl.len().alias("rows"),
                                           pl.col(spec.time_column).max().alias("newest")).collect())
             rows.append({"table": name, "rows": df["rows"][0], "newest": df["newest"][0], "damage": []})
         except Exception as e:  # noqa: BLE001 - a status command reports, never crashes

@@ -46,7 +46,7 @@ def _compactions(table_dir) -> int:
 def test_recorder_compacts_the_lake_in_a_child_process(tmp_path, quiet_sim):
     lake = tmp_path / "lake"
     cfg = write_config(tmp_path / "rec.toml", quiet_sim.urls(), ("binance", "coinbase"), lake, "maint",
-                       flush_interval=0.1, maintain_every=3.0)
+                       flush_interval=0.1, commit_interval=0, maintain_every=3.0)  # many small commits
     rec = start_recorder(cfg, "--duration", "20", log=tmp_path / "rec.log")
     try:
         passes = wait_for(lambda: _maintain_children(rec.pid), 60, every=0.02,
