@@ -117,6 +117,10 @@ class RecorderStatus(msgspec.Struct, kw_only=True):
     write_errors: int = 0
     pending_rows: int = 0
     write_outage: WriteOutage | None = None
+    # tail mode (lab.tail): files written and readable but not yet in a Delta commit, and the
+    # first line of the last failed commit ("" when commits work)
+    tail_uncommitted: int = 0
+    tail_commit_error: str = ""
     last_write_age_s: float | None = None
     rest_calls: int = 0
     rest_errors: int = 0

@@ -476,6 +476,7 @@ class Recorder:
             rows_written=dict(w.rows_written), commits=w.commits, lost_rows=w.lost_rows,
             lost_batches=w.lost_batches, lost_by_table=dict(w.lost_by_table),
             write_errors=w.errors, pending_rows=w.pending_rows(),
+            tail_uncommitted=w.tail_uncommitted(), tail_commit_error=w.commit_error,
             write_outage=None if outage is None else msgspec.convert(outage, WriteOutage),
             last_write_age_s=round(now - w.last_write, 3) if w.last_write else None,
             rest_calls=self.rest.calls, rest_errors=self.rest.errors,

@@ -135,6 +135,11 @@ class Writer:
     def pending_bytes(self) -> int:
         return sum(p.nbytes for p in list(self.pending))
 
+    def tail_uncommitted(self) -> int:
+        """Tail files written and not yet committed to Delta (0 without a tail)."""
+        tw = self.tail
+        return 0 if tw is None else sum(tw.pending(t) for t in list(tw._files))
+
     def outage(self) -> dict | None:
         """What the status file says while appends fail (None when all is well)."""
         if self.outage_since is None:

@@ -152,6 +152,9 @@ def format_status(statuses: list[dict]) -> str:
         lines.append(f"recorder {s['name']} pid {s['pid']} [{state}] updated {s['age_s']}s ago; "
                      f"queue {s['queue_depth']}/{s['queue_bound']}, lag {_fmt_age(s.get('lag_s'))}, "
                      f"lost rows {s['lost_rows']}, write errors {s['write_errors']}, lake {s['lake']}")
+        if s.get("tail_commit_error"):
+            lines.append(f"  DELTA COMMITS FAILING: {s['tail_commit_error']}; {s.get('tail_uncommitted', 0)} tail "
+                         "files wait (their rows are readable; nothing is lost while the disk holds them)")
         for v, x in s["venues"].items():
             lines.append(f"  {v:9s} {'up' if x['connected'] else 'DOWN':4s} {x['msgs_per_s']:8.1f} msg/s  "
                          f"lag {_fmt_age(x.get('lag_s'))}  "

@@ -156,12 +156,7 @@ def test_the_writer_in_tail_mode_commits_everything_when_closed(lake_dir: Path) 
     w = Writer(lake, commit_every=3600)
     w.start()
     for i in range(5):
-        r = Rows()
-        f = make_trades(4, T0 + dt.timedelta(seconds=i), seed=i).with_columns(
-            pl.col("trade_id") + f"-{i}", pl.col("ts_exchange", "ts_local").dt.epoch("us"))
-        for col, values in zip(r.trades, (f[c].to_list() for c in COLUMNS["trades"]), strict=True):
-            col.extend(values)
-        assert w.submit(r)
+        assert w.submit(_trade_rows(i))
     deadline = time.monotonic() + 30
     while _count_sql(lake) < 20 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -192,3 +187,38 @@ def test_a_table_that_gains_an_optional_column_reads_whole(lake_dir: Path) -> No
         assert by.rows() == want, step
         tw.commit("trades")
     tw.close()
+
+
+def _trade_rows(i: int, n: int = 4) -> Rows:
+    r = Rows()
+    f = make_trades(n, T0 + dt.timedelta(seconds=i), seed=i).with_columns(
+        pl.col("trade_id") + f"-{i}", pl.col("ts_exchange", "ts_local").dt.epoch("us"))
+    for col, values in zip(r.trades, (f[c].to_list() for c in COLUMNS["trades"]), strict=True):
+        col.extend(values)
+    return r
+
+
+def test_failing_delta_commits_keep_the_rows_readable_and_say_so(lake_dir: Path, monkeypatch) -> None:
+    lake = Lake(lake_dir)
+    real = Lake.append
+
+    def broken(self, table, data, *, txn=None):
+        raise OSError(5, "Input/output error (the log's disk)")
+
+    monkeypatch.setattr(Lake, "append", broken)
+    w = Writer(lake, commit_every=0.05)
+    w.start()
+    for i in range(3):
+        assert w.submit(_trade_rows(i))
+        time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while not (w.commit_error and w.tail_uncommitted() == 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "Input/output error" in w.commit_error and w.tail_uncommitted() == 3
+    assert _count_sql(lake) == 12 and _delta_rows(lake) == 0  # nothing lost, nothing committed
+    monkeypatch.setattr(Lake, "append", real)  # the disk is back
+    while (w.commit_error or w.tail_uncommitted()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert w.commit_error == "" and w.tail_uncommitted() == 0
+    w.close()
+    assert _delta_rows(lake) == 12 and _count_sql(lake) == 12
