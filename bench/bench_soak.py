@@ -276,8 +276,8 @@ def report(a, venues, lake_dir: Path, truth_dir: Path, kills, journal_ok, rss, t
 def unrecorded_holes(truth: dict[str, list[dict]], trades: pl.DataFrame, lake, venues: list[str]) -> dict[str, int]:
     """Per venue, the published trades the lake lacks between the first and the last trade it holds
     of their symbol that no ``backfill`` feed event asked for: holes nobody recorded (issue 20:
-    a hole may remain, but never silently). Bybit's trade ids are not consecutive per symbol on
-    the real venue, so its recorder cannot see a hole inside a stretch (a silence) by the ids."""
+    a hole may remain, but never silently). Bybit's spot docs say its trade ids are shared across
+    symbols, so its recorder does not look for holes inside a stretch (a silence) by the ids."""
     import re
 
     have = trades.group_by("venue", "symbol").agg(
