@@ -41,6 +41,15 @@ CONSECUTIVE_IDS = frozenset({"binance", "okx", "kraken", "coinbase"})
 #: what lies beyond stays a recorded hole, for ``lab backfill`` to fetch on demand
 MAX_REQUESTS_PER_HOLE = 200
 
+#: venues whose trade history is a window of the most recent trades (no cursor): a hole must be
+#: fetched before the window moves past it, so the window is asked for as soon as a connection
+#: opens (before the REST queue fills with the other venues' snapshots) and again once the
+#: first live trade shows where the hole ends, if the first answer did not cover it
+RECENT_WINDOW_ONLY = frozenset({"bybit"})
+
+#: venues whose history pages by time (the hole's start time is looked up in the lake)
+TIME_PAGED = frozenset({"kraken", "coinbase"})
+
 #: rows per request the backfill asks for (each venue's documented maximum)
 PAGE_LIMITS: dict[str, int] = {"binance": 1000, "okx": 100, "kraken": 1000, "coinbase": 1000, "bybit": 60}
 
@@ -397,20 +406,31 @@ class Backfiller:
         self._scanner: asyncio.Task | None = None
         self._seen_gaps: set[tuple[str, str, int, int]] = set()
         self._done: dict[tuple[str, str], list[tuple[int, int]]] = {}  # ranges already backfilled
-        self._baseline: dict[tuple[str, str], int] = {}  # newest id held when scanning began
+        self._baseline: dict[tuple[str, str], int] = {}  # oldest id scanned for gaps
+        self._waiting: set[tuple[str, str]] = set()  # (venue, symbol) a reconnect's fill waits on
 
     def on_open(self, runner) -> None:
         rest = runner.rest_url
         if not rest or runner.venue not in PAGE_LIMITS:
             return
         if self._scanner is None and self.scan_every > 0:
-            for r in self.rec.runners:  # holes older than this process are not the scanner's
+            # The tape this process starts from is scanned too, not only what it receives: a live
+            # gap an earlier process saw but was killed before filling is committed in the lake,
+            # behind the newest id, and would otherwise stay a silent hole for ever. Holes earlier
+            # processes already asked for are not asked again (their ``backfill`` events, read
+            # when the scanner starts).
+            for r in self.rec.runners:
                 for sym in (x.upper() for x in r.vc.symbols):
                     ids = [i for i in map(_int_id, r.trade_ids.recent(sym, 5000)) if i is not None]
-                    self._baseline[(r.venue, sym)] = max(ids) if ids else -1
+                    self._baseline[(r.venue, sym)] = min(ids) if ids else -1
             self._scanner = asyncio.get_running_loop().create_task(self._scan())
         last = {}
         for sym in (s.upper() for s in runner.vc.symbols):
+            if (runner.venue, sym) in self._waiting:
+                # an earlier connection's fill still waits for this symbol's first live trade (the
+                # connection dropped before one came): that fill covers this connection's hole too,
+                # and a second one would ask the venue twice and record the hole twice
+                continue
             ids = [i for i in map(_int_id, runner.trade_ids.recent(sym, 2000)) if i is not None]
             if ids:
                 last[sym] = max(ids)
@@ -439,9 +459,31 @@ class Backfiller:
         silent): a gap between two ids held, seen in two scans in a row (so not a trade merely
         in flight out of order), is filled like a reconnect's hole. Only venues whose ids are
         consecutive integers per symbol (:data:`CONSECUTIVE_IDS`)."""
+        for key, ranges in (await asyncio.to_thread(self._asked_before)).items():
+            self._done.setdefault(key, []).extend(ranges)
         while not self.rec.stopping.is_set():
             await asyncio.sleep(self.scan_every)
             await self._scan_once()
+
+    def _asked_before(self) -> dict[tuple[str, str], list[tuple[int, int]]]:
+        """The id ranges earlier processes asked for (``backfill`` feed events of the window the
+        trade ids are seeded from), per (venue, symbol): each hole is asked for and recorded once,
+        whichever process saw it. Blocking (a lake read): called through ``asyncio.to_thread``."""
+        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=self.rec.cfg.seed_hours + 1)
+        out: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        try:
+            if not self.lake.exists("feed_events"):
+                return out
+            df = (self.lake.scan("feed_events", start=since)
+                  .filter(pl.col("kind") == "backfill")
+                  .select("venue", "symbol", ids=pl.col("detail").str.extract_groups(r"^ids (\d+)\.\.(\d+) asked"))
+                  .unnest("ids").drop_nulls().collect())
+        except Exception as e:  # noqa: BLE001 - without them a hole may be asked for twice, no worse
+            log.warning("backfill: could not read earlier backfill events: %s", e)
+            return out
+        for venue, sym, lo, hi in df.iter_rows():
+            out.setdefault((venue, sym), []).append((int(lo), int(hi)))
+        return out
 
     async def _scan_once(self, final: bool = False) -> None:
         rec = self.rec
@@ -480,22 +522,53 @@ class Backfiller:
         pending = dict(last)
         for sym in pending:
             self.busy.add((runner.venue, sym))
+            self._waiting.add((runner.venue, sym))
+        early: dict[str, asyncio.Task] = {}
+        if runner.venue in RECENT_WINDOW_ONLY:
+            loop = asyncio.get_running_loop()
+            early = {sym: loop.create_task(self._window(runner, sym, before)) for sym, before in pending.items()}
         try:
-            await self._wait_and_fill(runner, pending, deadline)
+            await self._wait_and_fill(runner, pending, deadline, early)
         finally:
+            for t in early.values():
+                t.cancel()
             for sym in last:
                 self.busy.discard((runner.venue, sym))
+                self._waiting.discard((runner.venue, sym))
 
-    async def _wait_and_fill(self, runner, pending: dict[str, int], deadline: float) -> None:
+    async def _window(self, runner, sym: str, before: int) -> tuple[list[Trade], int]:
+        """The venue's recent-trade window of ``sym`` right now, the ids above ``before`` kept (a
+        venue without a cursor: what the window holds now may have left it by the time the first
+        live trade shows where the hole ends). Returns (trades, requests made)."""
         rec = self.rec
+
+        async def get(url: str) -> str:
+            return await rec.rest.get(url, lambda d: rec.rows.event(time.time_ns() // 1000, runner.venue,
+                                                                   sym, "rest_error", d))
+        try:
+            r = await fetch_between(runner.venue, runner.rest_url, sym, before + 1, 1 << 62, get, max_requests=1)
+        except Exception as e:  # noqa: BLE001 - the fill after the first live trade asks again
+            log.info("%s %s early backfill window failed: %s", runner.venue, sym, e)
+            return [], 1
+        return r.trades, r.requests
+
+    async def _wait_and_fill(self, runner, pending: dict[str, int], deadline: float,
+                             early: dict[str, asyncio.Task] | None = None) -> None:
+        rec = self.rec
+        early = early or {}
         while pending and not rec.stopping.is_set():
             for sym, before in list(pending.items()):
                 newer = [i for i in map(_int_id, runner.trade_ids.recent(sym, 2000)) if i is not None and i > before]
                 if newer:
                     first_live = min(newer)
                     del pending[sym]
+                    self._waiting.discard((runner.venue, sym))
                     if first_live > before + 1:
-                        await self._fill(runner, sym, before + 1, first_live - 1)
+                        got: tuple[list[Trade], int] = ([], 0)
+                        t = early.get(sym)
+                        if t is not None:
+                            got = await t
+                        await self._fill(runner, sym, before + 1, first_live - 1, prefetched=got)
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.25)
@@ -521,7 +594,11 @@ class Backfiller:
         now = time.time_ns() // 1000
         return seen - 5_000_000 if seen else now - 600_000_000
 
-    async def _fill(self, runner, sym: str, lo: int, hi: int) -> None:
+    async def _fill(self, runner, sym: str, lo: int, hi: int,
+                    prefetched: tuple[list[Trade], int] = ([], 0)) -> None:
+        """Fetch ids ``lo..hi`` of ``sym``, write the new ones, record the hole (one event).
+        ``prefetched``: (trades, requests) already fetched for this hole (a recent-window venue's
+        early answer); the venue is asked only if they leave ids missing."""
         rec = self.rec
         venue = runner.venue
         self._done.setdefault((venue, sym), []).append((lo, hi))  # one record per hole, never twice
@@ -532,15 +609,27 @@ class Backfiller:
         async def get(url: str) -> str:
             return await rec.rest.get(url, on_error)
 
-        lo_ts = await asyncio.to_thread(self._ts_of, runner, sym, lo - 1)
-        try:
-            r = await fetch_between(venue, runner.rest_url, sym, lo, hi, get, lo_ts_us=lo_ts,
-                                    max_requests=MAX_REQUESTS_PER_HOLE)
-        except Exception as e:  # noqa: BLE001 - a failed backfill is a recorded hole, not a crash
-            rec.rows.event(time.time_ns() // 1000, venue, sym, "backfill",
-                           f"ids {lo}..{hi} asked ({hi - lo + 1}); failed: {type(e).__name__}: {e}; "
-                           f"hole remains: {hi - lo + 1} trade(s) missing, ids {lo}..{hi}")
-            return
+        early = Result(venue, sym, lo, hi, [t for t in prefetched[0] if lo <= t.trade_id <= hi], prefetched[1])
+        if prefetched[1] and early.missing == 0:
+            r = early
+        else:
+            # only the venues that page by time need the hole's start time (a lake read)
+            lo_ts = await asyncio.to_thread(self._ts_of, runner, sym, lo - 1) if venue in TIME_PAGED else None
+            try:
+                r = await fetch_between(venue, runner.rest_url, sym, lo, hi, get, lo_ts_us=lo_ts,
+                                        max_requests=MAX_REQUESTS_PER_HOLE)
+            except Exception as e:  # noqa: BLE001 - a failed backfill is a recorded hole, not a crash
+                if not early.trades:
+                    rec.rows.event(time.time_ns() // 1000, venue, sym, "backfill",
+                                   f"ids {lo}..{hi} asked ({hi - lo + 1}); failed: {type(e).__name__}: {e}; "
+                                   f"hole remains: {hi - lo + 1} trade(s) missing, ids {lo}..{hi}")
+                    return
+                log.info("%s %s backfill: second request failed (%s); keeping the early window", venue, sym, e)
+                r = early
+            else:
+                if early.trades or early.requests:
+                    merged = {t.trade_id: t for t in early.trades} | {t.trade_id: t for t in r.trades}
+                    r = r._replace(trades=sorted(merged.values()), requests=r.requests + early.requests)
         fresh = [t for t in r.trades if runner.trade_ids.add(sym, str(t.trade_id))]
         r2 = r._replace(trades=fresh) if len(fresh) != len(r.trades) else r
         now = time.time_ns() // 1000

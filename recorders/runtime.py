@@ -343,7 +343,11 @@ class Recorder:
         for r in self.runners:
             try:
                 df = (self.lake.scan("trades", venue=r.venue, symbol=[s.upper() for s in r.vc.symbols])
-                      .filter(pl.col("ts_local") >= since).select("symbol", "trade_id").collect())
+                      .filter(pl.col("ts_local") >= since).select("symbol", "trade_id", "ts_local")
+                      # in the order they were received (a scan's file order is not, after
+                      # compaction): the newest ids are the ones remembered last, where the
+                      # backfill looks for the newest id held and for holes
+                      .sort("ts_local", maintain_order=True).collect())
             except Exception as e:  # noqa: BLE001
                 log.warning("could not seed trade ids for %s: %s", r.venue, e)
                 continue

@@ -69,7 +69,11 @@ def connected_stretches(connections: list[dict], venue: str) -> list[tuple[int, 
 def silences(faults: list[dict], trades: pl.DataFrame) -> list[tuple[str, int, int]]:
     """(venue, start µs, end µs) of each ``silent`` fault: a silent venue sends nothing, trades
     included, so those trades are lost to every client. It starts 200 ms before the fault's
-    time and ends where the first trade recorded after it was made (its exchange time)."""
+    time and ends where the first trade received live after it was made (its exchange time):
+    rows a REST backfill brought back (``source`` set) are the silence's own trades, fetched
+    afterwards, and say nothing about when the venue spoke again."""
+    if "source" in trades.columns:
+        trades = trades.filter(pl.col("source").is_null())
     te = trades.select("venue", pl.col("ts_exchange").dt.epoch("us").alias("te"))
     out = []
     for f in faults:
@@ -81,12 +85,31 @@ def silences(faults: list[dict], trades: pl.DataFrame) -> list[tuple[str, int, i
 
 
 def trades_due(truth: dict[str, list[dict]], venue: str, recorded: set[tuple[str, str, str]],
-               quiet: list[tuple[str, int, int]]) -> list[dict]:
+               quiet: list[tuple[str, int, int]], live: set[tuple[str, str, str]] | None = None) -> list[dict]:
     """The published trades of ``venue`` a recorder must hold (``recorded``: its (venue,
     symbol, trade_id) keys): within each :func:`connected_stretches`, per symbol, every trade
-    published between the first and the last one it recorded there, except during the
+    published between the first and the last one it received live there (``live``: the keys of
+    the rows without a ``source``; all of ``recorded`` if not given), except during the
     :func:`silences` ``quiet``. Trades outside those spans (down time, the uncommitted last
-    flush, reconnects) only a REST backfill brings back."""
+    flush, reconnects) only a REST backfill brings back.
+
+    The span's ends are live rows because a backfill's rows say nothing about what was received
+    while connected: after a kill -9, the restarted recorder's backfill brings back the newest
+    part of the hole, which can reach into the stretch the killed process was connected in; its
+    uncommitted tail (received, never written) lies before those rows, and when the venue's
+    REST window no longer reaches it (Bybit serves its last 60 trades) it stays a recorded hole.
+
+    >>> t = {"trades": [{"venue": "bybit", "symbol": "S", "trade_id": i,
+    ...                  "ts_exchange": f"2026-01-01T00:00:{i:02d}Z"} for i in range(1, 6)],
+    ...      "connections": [{"venue": "bybit", "conn_id": 1, "event": e, "ts": f"2026-01-01T00:00:{s:02d}Z"}
+    ...                      for e, s in (("open", 0), ("close", 9))]}
+    >>> held = {("bybit", "S", str(i)) for i in (1, 2, 5)}  # 3, 4 lost at a kill; 5 came over REST
+    >>> [r["trade_id"] for r in trades_due(t, "bybit", held, [])]
+    [1, 2, 3, 4, 5]
+    >>> [r["trade_id"] for r in trades_due(t, "bybit", held, [], live=held - {("bybit", "S", "5")})]
+    [1, 2]
+    """
+    ends = recorded if live is None else live
     by_sym: dict[str, list[dict]] = {}
     for t in truth["trades"]:
         if t["venue"] == venue:
@@ -95,7 +118,7 @@ def trades_due(truth: dict[str, list[dict]], venue: str, recorded: set[tuple[str
     for a, b in connected_stretches(truth["connections"], venue):
         for sym, sent_all in by_sym.items():
             sent = [t for t in sent_all if a <= iso_us(t["ts_exchange"]) <= b]
-            seen = [i for i, t in enumerate(sent) if (venue, sym, str(t["trade_id"])) in recorded]
+            seen = [i for i, t in enumerate(sent) if (venue, sym, str(t["trade_id"])) in ends]
             if not seen:
                 continue
             out += [t for t in sent[seen[0]:seen[-1] + 1]
