@@ -10,6 +10,7 @@ journal gives exactly the rows recorded live.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections import deque
 from collections.abc import Iterable
@@ -120,6 +121,7 @@ class TradeIds:
         self.capacity = capacity
         self._seen: dict[str, set[str]] = {}
         self._order: dict[str, deque[str]] = {}
+        self.added: dict[str, int] = {}  # ids remembered so far per symbol (the backfill scans what is new)
 
     def add(self, symbol: str, trade_id: str) -> bool:
         """Remember ``trade_id``; False if it was already seen."""
@@ -130,6 +132,7 @@ class TradeIds:
         if trade_id in seen:
             return False
         seen.add(trade_id)
+        self.added[symbol] = self.added.get(symbol, 0) + 1
         order = self._order[symbol]
         order.append(trade_id)
         if len(order) > self.capacity:
@@ -139,10 +142,11 @@ class TradeIds:
     def recent(self, symbol: str, n: int) -> list[str]:
         """The ``n`` ids of ``symbol`` remembered last (the backfill looks for its hole there)."""
         order = self._order.get(symbol)
-        if not order:
+        if not order or n <= 0:
             return []
-        k = len(order)
-        return [order[i] for i in range(max(0, k - n), k)]
+        out = list(itertools.islice(reversed(order), n))  # a deque indexes in O(n) away from its ends
+        out.reverse()
+        return out
 
     def seed(self, symbol: str, trade_ids: Iterable[str]) -> None:
         for t in trade_ids:
