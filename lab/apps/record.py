@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "lab.connect() this soon (default 1.0)")
     p.add_argument("--commit-interval", type=float, help="seconds between Delta commits of the rows written "
                    "(they are readable before, from the table's _tail folder); 0 = commit every flush "
-                   "(default 15)")
+                   "(default 30)")
     p.add_argument("--queue-batches", type=int, help="batches queued for the writer before rows are "
                    "dropped (and the loss recorded) (default 16)")
     p.add_argument("--rotate-after", type=float, help="planned, overlapped reconnect after this many "
