@@ -34,7 +34,8 @@ def _sim(tmp_path, venues=VENUES, **kw) -> Simulator:
 def _config(sim, tmp_path, venues, name: str):
     """A backfilling recorder's config for ``venues`` of ``sim``, its lake at ``tmp_path/lake``."""
     return _write_config(tmp_path / "rec.toml", sim.urls(), {v: SYMS[v] for v in venues}, tmp_path / "lake", name,
-                         backfill=True, flush_interval=0.2, maintain_every=0, rest_min_interval=0.05)
+                         backfill=True, flush_interval=0.2, commit_interval=1.0, maintain_every=0,
+                         rest_min_interval=0.05)
 
 
 def _record(sim, tmp_path, venues, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:

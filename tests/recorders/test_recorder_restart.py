@@ -18,7 +18,7 @@ def test_kill_9_then_restart_duplicates_nothing_and_keeps_recording(tmp_path, qu
     venues = ("binance", "coinbase", "kraken")
     lake = tmp_path / "lake"
     cfg = write_config(tmp_path / "rec.toml", sim.urls(), venues, lake, "restart",
-                       flush_interval=0.3, maintain_every=0)
+                       flush_interval=0.3, commit_interval=1.0, maintain_every=0)  # tail and commits
     first = start_recorder(cfg, log=tmp_path / "first.log")
     try:
         lk = Lake(lake)
