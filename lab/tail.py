@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
     from lab.lake import Lake
 
-__all__ = ["TAIL", "GRACE", "APP", "TailWriter", "uncommitted", "settle", "app_id"]
+__all__ = ["TAIL", "GRACE", "APP", "ORDER", "TailWriter", "uncommitted", "settle", "app_id"]
 
 TAIL = "_tail"
 APP = "lab-tail:"  # prefix of the Delta application-transaction ids of tail commits
@@ -247,6 +247,10 @@ class TailWriter:
         """Tail files of ``table`` written and not committed."""
         done = self._done.get(table, 0)
         return sum(1 for s, _, _ in self._files.get(table, ()) if s > done)
+
+    def uncommitted(self) -> int:
+        """Tail files written and not committed, in every table."""
+        return sum(self.pending(t) for t in list(self._files))
 
     def tables(self) -> list[str]:
         """Tables with files not committed, the journal first."""

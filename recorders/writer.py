@@ -36,15 +36,16 @@ from collections import deque
 import polars as pl
 
 from lab.lake import Lake
-from lab.tail import TailWriter
+from lab.tail import ORDER, TailWriter
 from recorders.venues.base import Rows
 
 __all__ = ["Writer"]
 
 log = logging.getLogger("recorders.writer")
 
-# raw_messages first: the journal is the record (see the module docstring).
-_ORDER = ("raw_messages", "trades", "book_updates", "quotes", "book_snapshots", "feed_events")
+# raw_messages first: the journal is the record (see the module docstring); lab.tail commits
+# and adopts in the same order.
+_ORDER = ORDER
 _JOURNAL = "raw_messages"
 _MIN_FREE = 4 * 2**20  # bytes: below this free space (plus the batch) an append is not tried
 # Tables nobody waits for within a second: sampled top-N books (one sample per second
@@ -137,8 +138,7 @@ class Writer:
 
     def tail_uncommitted(self) -> int:
         """Tail files written and not yet committed to Delta (0 without a tail)."""
-        tw = self.tail
-        return 0 if tw is None else sum(tw.pending(t) for t in list(tw._files))
+        return 0 if self.tail is None else self.tail.uncommitted()
 
     def outage(self) -> dict | None:
         """What the status file says while appends fail (None when all is well)."""
