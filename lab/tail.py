@@ -150,10 +150,8 @@ def settle(lake: Lake, tables: list[str] | None = None, grace: float = GRACE) ->
     files older than ``grace`` seconds; returns ``{table: {"adopted": rows, "deleted": files}}``
     for the tables where something was done. Safe to run from several processes at once."""
     out: dict[str, dict[str, int]] = {}
-    names = [t for t in ORDER if t in (tables or lake.tables())] + \
-        [t for t in (tables or lake.tables()) if t not in ORDER]
     now = time.time()
-    for table in names:
+    for table in _journal_first(tables or lake.tables()):
         tdir = lake.path(table)
         listing = _listing(tdir)
         if not listing and not (tdir / TAIL).is_dir():
@@ -182,6 +180,11 @@ def settle(lake: Lake, tables: list[str] | None = None, grace: float = GRACE) ->
         if adopted or deleted:
             out[table] = {"adopted": adopted, "deleted": deleted}
     return out
+
+
+def _journal_first(tables: list[str]) -> list[str]:
+    """``tables`` in :data:`ORDER` (the journal first), any others after them."""
+    return [t for t in ORDER if t in tables] + [t for t in tables if t not in ORDER]
 
 
 def _mtime(p: Path) -> float:
@@ -254,8 +257,7 @@ class TailWriter:
 
     def tables(self) -> list[str]:
         """Tables with files not committed, the journal first."""
-        have = [t for t in self._files if self.pending(t)]
-        return [t for t in ORDER if t in have] + [t for t in have if t not in ORDER]
+        return _journal_first([t for t in self._files if self.pending(t)])
 
     def commit(self, table: str) -> int:
         """Add ``table``'s uncommitted tail files to its Delta table in one commit (idempotent:
