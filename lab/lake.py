@@ -486,11 +486,18 @@ class Lake:
             return False
 
     # -- writing --------------------------------------------------------
-    def append(self, table: str, data: pl.DataFrame | pa.Table, *, txn: tuple[str, int] | None = None) -> int:
+    def append(self, table: str, data: pl.DataFrame | pa.Table, *, txn: tuple[str, int] | None = None,
+               polars_writer: bool = False) -> int:
         """Append one batch atomically; return the new table version.
 
         ``txn`` = ``(app_id, version)`` records a Delta application transaction in the same
         commit (:mod:`lab.tail` marks which of its files a commit holds that way).
+
+        Batches of :data:`BULK_ROWS` or more, and every batch with ``polars_writer=True``, are
+        written by Polars and added with their Delta stats (:meth:`_append_bulk`); smaller ones
+        by delta-rs. The recorder's tail commits ask for Polars: a process that never runs
+        delta-rs' write engine keeps ~20 MiB less of its code resident (measured on a recorder
+        of 5 venues x 3 symbols: 141 vs 161 MiB RSS), for ~1-3 ms more CPU per commit.
 
         The batch must carry exactly the table's columns with its dtypes
         (see :mod:`lab.schema`); otherwise :class:`SchemaError` names the
@@ -508,7 +515,7 @@ class Lake:
             return self.version(table)
         self._ensure(table)
         props = None if txn is None else CommitProperties(app_transactions=[Transaction(*txn)])
-        if df.height >= BULK_ROWS:
+        if df.height >= BULK_ROWS or polars_writer:
             return self._append_bulk(table, self._align(table, df), props)
         last: Exception | None = None
         for attempt in range(10):

@@ -283,9 +283,9 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
         check_conditional_put(str(self.root), self.storage_options)
         super()._ensure(table)
 
-    def append(self, table, data, *, txn=None) -> int:  # type: ignore[override]
+    def append(self, table, data, *, txn=None, polars_writer=False) -> int:  # type: ignore[override]
         check_conditional_put(str(self.root), self.storage_options)
-        return super().append(table, data, txn=txn)
+        return super().append(table, data, txn=txn, polars_writer=polars_writer)
 
     def version(self, table: str) -> int:
         t = self.delta(table)

@@ -135,8 +135,8 @@ def test_a_commit_that_landed_but_raised_is_not_repeated(lake_dir: Path, monkeyp
     tw.write("trades", make_trades(5, T0, seed=1))
     real = Lake.append
 
-    def lands_then_raises(self, table, data, *, txn=None):
-        real(self, table, data, txn=txn)
+    def lands_then_raises(self, table, data, **kw):
+        real(self, table, data, **kw)
         raise OSError(28, "No space left on device (checkpoint)")
 
     monkeypatch.setattr(Lake, "append", lands_then_raises)
@@ -202,7 +202,7 @@ def test_failing_delta_commits_keep_the_rows_readable_and_say_so(lake_dir: Path,
     lake = Lake(lake_dir)
     real = Lake.append
 
-    def broken(self, table, data, *, txn=None):
+    def broken(self, table, data, **kw):
         raise OSError(5, "Input/output error (the log's disk)")
 
     monkeypatch.setattr(Lake, "append", broken)
