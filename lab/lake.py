@@ -988,6 +988,19 @@ class Lake:
     ) -> dict[str, dict]:
         """Compact small files, checkpoint the log and vacuum unreferenced files.
 
+        Compaction is size-tiered (:func:`plan_tiered`), so a table recorded all day costs
+        each pass little: a file's tier is ``floor(log_min_files(rows))``, and consecutive
+        files (in commit order) whose rows reach the tier above their biggest one's - e.g.
+        ``min_files`` files of one tier - are merged into one time-sorted file. Each row is
+        rewritten at most ``log_min_files(rows of the table)`` times (the former policy re-read
+        and rewrote the whole compacted history at every pass), and fewer than ``min_files``
+        files per tier wait between merges: ``min_files`` trades rewriting (fewer rewrites
+        when larger) against files a query opens (more when larger). Default 8; at least 2.
+        No merge reads more than ``min(target_size, MERGE_INPUT_MAX)`` (64 MiB) of Parquet,
+        and one merge sorts within ``MERGE_MEMORY`` (spilling to ``<lake>/.staging`` past it);
+        files of ``target_size`` or more are never rewritten. A table with fewer than
+        ``min_files`` files is not compacted.
+
         Files removed by compaction stay on disk for ``grace`` (rounded up to
         whole hours by Delta; ``grace=0`` removes at once and is only safe
         with no reader running) so a query that started before compaction
