@@ -177,3 +177,35 @@ def test_plan_lifts_every_merged_row_at_least_one_tier(fan_in):
             top = max(max(t for t in range(64) if fan_in ** t <= files[i][0]) for i in run)
             assert rows >= fan_in ** (top + 1)
             assert sum(files[i][1] for i in run) <= cap
+
+
+def test_a_merged_files_delta_stats_equal_file_stats_of_its_rows(lake_dir):
+    # the merge computes the stats with SQL aggregates; file_stats (the bulk writer's) is the reference:
+    # NaN and inf left out of float min/max, times to the ms outward, nulls counted, long strings left out
+    from deltalake import DeltaTable
+
+    from lab.lake import file_stats
+
+    lake = Lake(lake_dir)
+    rng = np.random.default_rng(9)
+    for i in range(6):
+        df = flush(i, rng, source=None if i < 3 else "rest")
+        if i == 2:
+            df = df.with_columns(price=pl.when(pl.int_range(pl.len()) == 0).then(float("nan"))
+                                 .otherwise(pl.col("price")),
+                                 qty=pl.when(pl.int_range(pl.len()) == 1).then(float("inf")).otherwise(pl.col("qty")))
+        lake.append("trades", df)
+    t0 = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
+    for i in range(3):
+        lake.append("raw_messages", pl.DataFrame({
+            "ts_local": [t0 + dt.timedelta(seconds=i, microseconds=k) for k in range(3)],
+            "venue": ["binance"] * 3, "conn_id": ["c1"] * 3, "recv_seq": [3 * i + k for k in range(3)],
+            "payload": ['{"e":"trade","p":"100.5","q":"0.1","some":"long enough to be left out"}'] * 3,
+        }).with_columns(pl.col("ts_local").cast(US)))
+    lake.maintain(min_files=2)
+    for table in ("trades", "raw_messages"):
+        (add,) = pl.DataFrame(DeltaTable(lake.path(table)).get_add_actions(flatten=True)).select("path").rows()
+        stats = next(json.loads(json.loads(line)["add"]["stats"])
+                     for f in sorted((lake.path(table) / "_delta_log").glob("*.json"))
+                     for line in f.read_text().splitlines() if add[0] in line and '"add"' in line)
+        assert stats == json.loads(file_stats(pl.read_parquet(lake.path(table) / add[0]))), table
