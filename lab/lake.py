@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import polars as pl
@@ -245,7 +245,7 @@ def file_stats(df: pl.DataFrame) -> str:
     return _stats_json(df.schema, row, df.null_count().row(0, named=True), df.height)
 
 
-def _stats_json(schema: pl.Schema, row: dict[str, object], nulls: dict[str, object], rows: int) -> str:
+def _stats_json(schema: pl.Schema, row: dict[str, Any], nulls: dict[str, Any], rows: int) -> str:
     """:func:`file_stats`' text from the aggregates: ``row`` holds ``min:<col>``/``max:<col>``
     (times as epoch µs; Enum columns as codes), ``nulls`` the null count per column."""
     mins: dict[str, object] = {}
