@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_maintain_tiers.py [--hours 3] [--commit-every 30] [--maintain-every 60]
         [--table book_updates] [--venues binance,coinbase,kraken] [--assets BTC] [--query-every 4]
-        [--baseline-root /work/main]
+        [--min-files 8] [--baseline-root /work/main]
 
 A recorder's day, compressed: the simulator's rows of ``--table`` (recorders.sim.bulk, the shapes a
 recorder writes) for ``--hours`` of simulated time are appended with the lake API one commit per
@@ -54,19 +54,22 @@ T0 = dt.datetime(2026, 11, 22, 0, tzinfo=dt.timezone.utc)
 CHILD = r'''
 import json, sys, time
 from pathlib import Path
-policy, root, table = sys.argv[1:4]
+policy, root, table, min_files = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 import polars as pl
 import lab.lake
 from lab.lake import Lake
 if policy == "binpack":
     lab.lake._POLICY = "binpack"
 lake = Lake(root)
+def hwm():  # this process image's peak RSS, MiB (ru_maxrss would keep the parent's RSS at fork)
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+print(json.dumps({"import_rss": hwm()}), flush=True)
 for _ in sys.stdin:
     t = lake.delta(table)
     v0 = t.version()
     rows = dict(pl.DataFrame(t.get_add_actions(flatten=True)).select("path", "num_records").rows())
     c0 = time.process_time()
-    lake.maintain(table)
+    lake.maintain(table, min_files=min_files)
     cpu = time.process_time() - c0
     read_bytes = read_rows = merges = 0
     for v in range(v0 + 1, lake.version(table) + 1):  # the commits of this pass (appends wait for it)
@@ -75,9 +78,7 @@ for _ in sys.stdin:
         merges += bool(rm)
         read_bytes += sum(r["size"] for r in rm)
         read_rows += sum(rows.get(r["path"]) or 0 for r in rm)
-    # VmHWM: this process image's peak RSS (ru_maxrss would keep the parent's RSS at fork)
-    hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-    print(json.dumps({"cpu": cpu, "maxrss": hwm / 1024,
+    print(json.dumps({"cpu": cpu, "maxrss": hwm(),
                       "bytes": read_bytes, "rows": read_rows, "merges": merges}), flush=True)
 '''
 
@@ -92,13 +93,15 @@ def simulated(table: str, hours: float, venues: list[str], assets: list[str], sc
 
 
 class Contender:
-    def __init__(self, name: str, root: Path, table: str, code: Path) -> None:
+    def __init__(self, name: str, root: Path, table: str, code: Path, min_files: int) -> None:
         self.name, self.root, self.table = name, root, table
         self.lake = Lake(root)
         env = dict(os.environ, PYTHONPATH=str(code))
         self.proc = subprocess.Popen([sys.executable, "-c", CHILD, "binpack" if name == "binpack" else "as-is",
-                                      str(root), table], cwd=code, env=env, text=True,
+                                      str(root), table, str(min_files)], cwd=code, env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        self.import_rss = json.loads(self.proc.stdout.readline())["import_rss"]
         self.passes: list[dict] = []
         self.queries: list[float] = []
 
@@ -134,6 +137,8 @@ def main() -> None:
     ap.add_argument("--venues", default="binance,coinbase,kraken")
     ap.add_argument("--assets", default="BTC")
     ap.add_argument("--query-every", type=int, default=4, help="appends between two timed queries")
+    ap.add_argument("--min-files", type=int, default=8,
+                    help="maintain(min_files=): the fan-in of the tiers; lab maintain uses 8, the recorder 16")
     ap.add_argument("--baseline-root", type=Path, default=None,
                     help="another checkout whose Lake.maintain runs as a third contender (e.g. /work/main)")
     a = ap.parse_args()
@@ -150,9 +155,10 @@ def main() -> None:
         print(f"{a.table}: {rows.height:,} rows ({mib:.0f} MiB in memory) over {a.hours:g} simulated hours, "
               f"{len(batches)} appends (one per {a.commit_every:g} s), a pass every {per_pass} appends "
               f"({len(batches) // per_pass} passes); load average at start {load0[0]:.2f}", flush=True)
-        cs = [Contender("tiers", tmp / "tiers", a.table, ROOT), Contender("binpack", tmp / "binpack", a.table, ROOT)]
+        cs = [Contender("tiers", tmp / "tiers", a.table, ROOT, a.min_files),
+              Contender("binpack", tmp / "binpack", a.table, ROOT, a.min_files)]
         if a.baseline_root:
-            cs.append(Contender("baseline", tmp / "baseline", a.table, a.baseline_root.resolve()))
+            cs.append(Contender("baseline", tmp / "baseline", a.table, a.baseline_root.resolve(), a.min_files))
         sql = (f"SELECT venue, symbol, count(*) FROM {a.table} WHERE {tcol} >= $start GROUP BY ALL")
         t_start = time.time()
         try:
@@ -193,7 +199,8 @@ def main() -> None:
                 "q99": float(np.percentile(c.queries, 99)) * 1000,
             }
             print(f"{c.name:9s} maintain CPU {r['cpu']:6.1f} s over {len(p)} passes (p50 {r['cpu_p50'] * 1000:.0f} ms, "
-                  f"max {r['cpu_max']:.2f} s); peak RSS {r['rss_half']:.0f} MiB first half, {r['rss']:.0f} MiB run; "
+                  f"max {r['cpu_max']:.2f} s); peak RSS {r['rss_half']:.0f} MiB first half, {r['rss']:.0f} MiB run "
+                  f"({c.import_rss:.0f} after imports); "
                   f"compaction read {r['bytes']:,.0f} MiB, {r['rows']:,} rows ({r['rows'] / rows.height:.1f}x the "
                   f"table) in {r['merges']} merges; {r['files']} files at the end; 5-minute query p50 "
                   f"{r['q50']:.0f} ms, p99 {r['q99']:.0f} ms ({len(c.queries)} points)")
