@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import polars as pl
@@ -229,8 +229,6 @@ def file_stats(df: pl.DataFrame) -> str:
     >>> s["minValues"], s["maxValues"]
     ({'side': 'bid'}, {'side': 'bid'})
     """
-    mins: dict[str, object] = {}
-    maxs: dict[str, object] = {}
     exprs: list[pl.Expr] = []
     for name, dtype in df.schema.items():
         c = pl.col(name)
@@ -244,7 +242,15 @@ def file_stats(df: pl.DataFrame) -> str:
             continue
         exprs += [c.min().alias(f"min:{name}"), c.max().alias(f"max:{name}")]
     row = df.select(exprs).row(0, named=True) if exprs else {}
-    for name, dtype in df.schema.items():
+    return _stats_json(df.schema, row, df.null_count().row(0, named=True), df.height)
+
+
+def _stats_json(schema: pl.Schema, row: dict[str, Any], nulls: dict[str, Any], rows: int) -> str:
+    """:func:`file_stats`' text from the aggregates: ``row`` holds ``min:<col>``/``max:<col>``
+    (times as epoch µs; Enum columns as codes), ``nulls`` the null count per column."""
+    mins: dict[str, object] = {}
+    maxs: dict[str, object] = {}
+    for name, dtype in schema.items():
         lo, hi = row.get(f"min:{name}"), row.get(f"max:{name}")
         if lo is None or hi is None:
             continue
@@ -255,8 +261,7 @@ def file_stats(df: pl.DataFrame) -> str:
         if isinstance(lo, str) and (len(lo) > 32 or len(hi) > 32 or not (lo + hi).isascii()):
             continue  # Delta truncates long strings; leaving them out keeps pruning exact
         mins[name], maxs[name] = lo, hi
-    nulls = df.null_count().row(0, named=True)
-    return json.dumps({"numRecords": df.height, "minValues": mins, "maxValues": maxs, "nullCount": nulls},
+    return json.dumps({"numRecords": rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls},
                       separators=(",", ":"))
 
 
@@ -296,6 +301,177 @@ def _schema_damage(table: str, t: DeltaTable) -> list[Damage]:
         if c not in want:
             out.append(Damage(table, "_delta_log", f"schema: unexpected column {c!r}", "schema"))
     return out
+
+
+# -- compaction policy (Lake.maintain) ------------------------------------
+#: Most Parquet bytes one merge reads (it decompresses ~3-10x): bounds the work, the spill to
+#: disk and so the longest pause of one maintenance pass; files this big or bigger are never
+#: merged again (see :func:`plan_tiered`).
+MERGE_INPUT_MAX = 64 * 2**20
+#: "tiers" (:func:`plan_tiered`) or "binpack" (the former policy, :func:`_plan_binpack`: every file
+#: under ``target_size`` re-merged at each pass). A private switch so that
+#: bench/bench_maintain_tiers.py and tests/foundation/test_lake_tiers.py can measure the old cost.
+_POLICY = "tiers"
+#: DuckDB's memory limit for one merge: past it the sort spills to ``<lake>/.staging``, so a
+#: maintenance pass's memory stays flat whatever it merges. Measured, merging 17 / 68 MiB of
+#: book_updates Parquet (55 / 216 MiB in memory): peak RSS 470 / 1,218 MiB reading, sorting and
+#: writing with Polars + delta-rs (the former way); 287 / 297 MiB this way (~100 of it the
+#: libraries), 1.0 / 3.9 CPU-s where Polars took 1.1 / 2.9.
+MERGE_MEMORY = "128MB"
+
+
+def _tier(rows: int, fan_in: int) -> int:
+    """The size tier of a file of ``rows`` rows: ``floor(log_fan_in(rows))``, in integers.
+
+    >>> [_tier(r, 8) for r in (0, 1, 7, 8, 63, 64, 511, 512)]
+    [0, 0, 0, 1, 1, 2, 2, 3]
+    """
+    t, r = 0, max(rows, 1)
+    while r >= fan_in:
+        r //= fan_in
+        t += 1
+    return t
+
+
+def plan_tiered(files: list[tuple[int, int]], fan_in: int, max_bytes: int) -> list[list[int]]:
+    """Which files to merge: lists of consecutive indices into ``files`` = ``(rows, bytes)`` in
+    commit order (oldest first). Each list becomes one file.
+
+    A file's tier is ``floor(log_fan_in(rows))``. For each tier ``t``, highest first, take the
+    windows of consecutive files of tier ``t`` or less not planned yet; in each, merge the
+    longest pieces of at most ``max_bytes`` of input whose rows reach the tier above their
+    biggest file's (``fan_in ** (top + 1)``): ``fan_in`` files of one tier always do, and
+    smaller files between them go along. So each time a row is rewritten, the file holding it
+    moves up at least one tier: no row is rewritten more than ``log_fan_in(rows of the table)``
+    times, and fewer than ``fan_in`` files of a tier wait between merges. Files of ``max_bytes``
+    or more are never merged. Consecutive files only, so a merged file covers one stretch of
+    the table's commits (a query over recent times opens few files) and takes their place in
+    the order.
+
+    >>> plan_tiered([(1000, 1)] * 8 + [(10, 1)] * 3, 8, 100)  # 8 of tier 3, three small ones along
+    [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]
+    >>> plan_tiered([(9000, 1)] + [(1000, 1)] * 3 + [(100, 1)] * 8, 8, 100)  # 3,800 rows < 8 ** 4: not yet
+    [[4, 5, 6, 7, 8, 9, 10, 11]]
+    >>> plan_tiered([(800, 1), (1100, 1), (900, 1)], 2, 100)  # 2,800 rows reach tier 11 (>= 2,048)
+    [[0, 1, 2]]
+    >>> plan_tiered([(1000, 30)] * 8, 8, 100)  # 8 of them would read 240 bytes: over max_bytes
+    []
+    """
+    n = len(files)
+    tiers = [_tier(r, fan_in) if b < max_bytes else -1 for r, b in files]  # -1: never merged
+    taken = [False] * n
+    merges: list[list[int]] = []
+    for t in sorted({x for x in tiers if x >= 0}, reverse=True):
+        i = 0
+        while i < n:
+            if taken[i] or not 0 <= tiers[i] <= t:
+                i += 1
+                continue
+            j = i
+            while j < n and not taken[j] and 0 <= tiers[j] <= t:
+                j += 1
+            s = i
+            while s < j:  # the longest piece from s within max_bytes; if it is short of rows, from s + 1
+                e, size, rows, top = s, 0, 0, 0
+                while e < j and size + files[e][1] <= max_bytes:
+                    size, rows, top = size + files[e][1], rows + files[e][0], max(top, tiers[e])
+                    e += 1
+                if e - s >= 2 and rows >= fan_in ** (top + 1):
+                    merges.append(list(range(s, e)))
+                    taken[s:e] = [True] * (e - s)
+                    s = e
+                else:
+                    s += 1
+            i = j
+    return sorted(merges)
+
+
+def _sql_name(c: str) -> str:
+    return '"' + c.replace('"', '""') + '"'
+
+
+def _merge_sorted(files: list[Path], out: Path, columns: list[str], spec_columns: dict[str, pl.DataType],
+                  tcol: str, spill: Path) -> str:
+    """Write the rows of ``files`` to the Parquet file ``out``, stably sorted by ``tcol`` (rows
+    with equal times keep the order of ``files`` and their order within each); return its Delta
+    stats (:func:`file_stats`' format).
+
+    DuckDB sorts within :data:`MERGE_MEMORY` and spills the rest to ``spill``. A file lacking
+    one of ``columns`` (older than an optional column) gives nulls there; a column none of them
+    has is left out, as a reader expects of such files. Same layout as the table's other files
+    (zstd level 1, the row groups of :data:`_WRITER_PROPS`).
+    """
+    import duckdb
+    import pyarrow.parquet as pq
+
+    names = [str(f) for f in files]
+    have = set().union(*(pq.read_schema(f).names for f in files))
+    cols = [c for c in columns if c in have]
+    spill.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"memory_limit": MERGE_MEMORY, "threads": 2, "temp_directory": str(spill)})
+    try:
+        src = "read_parquet($files, filename = true, file_row_number = true, union_by_name = true)"
+        target = str(out).replace("'", "''")
+        con.execute(f"COPY (SELECT {', '.join(map(_sql_name, cols))} FROM {src} "
+                    f"ORDER BY {_sql_name(tcol)} NULLS FIRST, list_position($files, filename), file_row_number) "
+                    f"TO '{target}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
+                    f"ROW_GROUP_SIZE {_WRITER_PROPS.max_row_group_size or 131_072})",
+                    {"files": names})
+        aggs = ["count(*)"]
+        keys = ["\0rows"]
+        for c in cols:  # the aggregates file_stats takes, in SQL
+            q, dtype = _sql_name(c), spec_columns.get(c)
+            aggs.append(f"count(*) - count({q})")
+            keys.append(f"null:{c}")
+            if dtype is None:
+                continue
+            if dtype.is_float():
+                lo, hi = f"min({q}) FILTER (WHERE isfinite({q}))", f"max({q}) FILTER (WHERE isfinite({q}))"
+            elif isinstance(dtype, pl.Datetime):
+                lo, hi = f"epoch_us(min({q}))", f"epoch_us(max({q}))"
+            elif dtype.is_integer() or dtype == pl.String():
+                lo, hi = f"min({q})", f"max({q})"
+            else:
+                continue
+            aggs += [lo, hi]
+            keys += [f"min:{c}", f"max:{c}"]
+        row = dict(zip(keys, con.execute(f"SELECT {', '.join(aggs)} FROM read_parquet($f)",
+                                         {"f": str(out)}).fetchall()[0]))
+    finally:
+        con.close()
+    schema = pl.Schema({c: spec_columns[c] for c in cols if c in spec_columns})
+    return _stats_json(schema, row, {c: row[f"null:{c}"] for c in cols}, int(row["\0rows"]))
+
+
+def _rows_of(path: Path) -> int:
+    """Rows of a Parquet file, from its footer (for an add action logged without stats)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path).num_rows
+
+
+def _plan_binpack(files: list[tuple[int, int]], target_size: int) -> list[list[int]]:
+    """The former policy (``_POLICY = "binpack"``): every file under ``target_size``, in commit
+    order, bin-packed up to ``target_size`` bytes; each bin of two or more files is merged. The
+    table's compacted history is read and rewritten at every pass until it reaches
+    ``target_size``: O(passes) rewrites per row.
+
+    >>> _plan_binpack([(100, 50), (1, 10), (1, 10), (1, 200)], 64)
+    [[0, 1]]
+    """
+    bins: list[list[int]] = []
+    cur: list[int] = []
+    cur_size = 0
+    for i, (_, size) in enumerate(files):
+        if size >= target_size:
+            continue
+        if cur and cur_size + size > target_size:
+            bins.append(cur)
+            cur, cur_size = [], 0
+        cur.append(i)
+        cur_size += size
+    bins.append(cur)
+    return [b for b in bins if len(b) >= 2]
 
 
 WRITER_REOPEN_EVERY = 250  # commits per table before a writer re-opens its DeltaTable (bounded memory)
@@ -731,78 +907,71 @@ class Lake:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def _compact_sorted(self, name: str, t: DeltaTable, target_size: int) -> dict[str, int | str]:
-        """Merge small files into files sorted by the table's time column.
+    def _compact_sorted(self, name: str, t: DeltaTable, target_size: int,
+                        min_files: int = 2) -> dict[str, int | str]:
+        """Merge runs of small files into files sorted by the table's time column.
+
+        Which files: :func:`plan_tiered` with a fan-in of ``min_files`` (at least 2) over the
+        table's files in commit order, no merge reading more than ``min(target_size,``
+        :data:`MERGE_INPUT_MAX```)`` bytes; files of ``target_size`` or more are never touched.
 
         delta-rs' ``optimize.compact`` interleaves the rows of the files it
         merges (delta-rs issue #4724), so a compacted file's row groups each span
         the whole merged period and a query over the last minutes can skip none
-        of them. Here each bin of small files (in commit order, bin-packed up to
-        ``target_size``) is read, stably sorted by time (ties keep arrival
-        order), written by delta-rs into a staging table (so it computes the
-        file statistics), moved into the table, and swapped in with one commit
-        of add + remove actions with ``dataChange=false``, as compaction does.
+        of them. Here each run of files is stably sorted by time (ties keep arrival
+        order) into one file in ``<lake>/.staging`` by :func:`_merge_sorted` (DuckDB, within
+        :data:`MERGE_MEMORY`), moved into the table, and swapped in with one commit of
+        add + remove actions with ``dataChange=false``, as compaction does. The new
+        file's ``modificationTime`` is its newest input's, so it keeps their place in
+        the commit order the next pass plans with.
         """
-        import json
         import shutil
         import uuid
 
+        import pyarrow as pa
         from deltalake.transaction import AddAction, RemoveAction
 
-        tcol = table_spec(name).time_column
+        spec = table_spec(name)
+        tcol = spec.time_column
         acts = pl.DataFrame(t.get_add_actions(flatten=True))  # Arrow PyCapsule table
-        small = (acts.filter(pl.col("size_bytes") < target_size)
-                 .sort("modification_time", "path").select("path", "size_bytes").rows())
-        bins: list[list[tuple[str, int]]] = []
-        cur: list[tuple[str, int]] = []
-        cur_size = 0
-        for path, size in small:
-            if cur and cur_size + size > target_size:
-                bins.append(cur)
-                cur, cur_size = [], 0
-            cur.append((path, size))
-            cur_size += size
-        bins.append(cur)
-        bins = [b for b in bins if len(b) >= 2]
+        # commit order; the files one commit added (a bulk write) by their first time
+        keys = ["modification_time", *([f"min.{tcol}"] if f"min.{tcol}" in acts.columns else []), "path"]
+        files = acts.sort(keys).select("path", "size_bytes", "modification_time", "num_records").rows()
         root = self.path(name)
+        shape = [(_rows_of(root / p) if rows is None else rows, size) for p, size, _, rows in files]
+        plan = (_plan_binpack(shape, target_size) if _POLICY == "binpack"
+                else plan_tiered(shape, max(min_files, 2), min(target_size, MERGE_INPUT_MAX)))
         added = removed = conflicts = 0
         last_conflict: str | None = None
-        import pyarrow as pa
-
         cols = pa.schema(t.schema().to_arrow()).names  # files older than an added optional column lack it
-        for b in bins:
-            parts = [pl.read_parquet(str(root / p)) for p, _ in b]
-            df = (pl.concat(parts, how="diagonal_relaxed") if len({tuple(x.columns) for x in parts}) > 1
-                  else pl.concat(parts))
-            df = df.select([c for c in cols if c in df.columns]).sort(tcol, maintain_order=True)
+        for run in plan:
+            b = [files[i] for i in run]
             stage = self.root / ".staging" / f"{name}-{uuid.uuid4().hex}"
+            stage.mkdir(parents=True)
+            fname = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
             moved: list[Path] = []
             try:
-                write_deltalake(stage, df.to_arrow(), mode="overwrite", writer_properties=_WRITER_PROPS)
-                adds = []
-                for line in (stage / "_delta_log" / f"{0:020d}.json").read_text().splitlines():
-                    a = json.loads(line).get("add")
-                    if a is None:
-                        continue
-                    dest = root / a["path"]
-                    os.replace(stage / a["path"], dest)
-                    moved.append(dest)
-                    adds.append(AddAction(a["path"], a["size"], {}, a["modificationTime"], False,
-                                          a.get("stats") or ""))
+                stats = _merge_sorted([root / p for p, *_ in b], stage / fname, cols, spec.columns, spec.time_column,
+                                      stage / "spill")
+                size = (stage / fname).stat().st_size
+                os.replace(stage / fname, root / fname)
+                moved.append(root / fname)
+                newest = max(m for _, _, m, _ in b)
                 # files another writer removed meanwhile (one without the lock: an older version,
                 # another host) must not be merged twice
                 t.update_incremental()
                 live = set(pl.DataFrame(t.get_add_actions(flatten=True))["path"].to_list())
-                if not all(p in live for p, _ in b):
+                if not all(p in live for p, *_ in b):
                     conflicts += 1
                     last_conflict = "files of this bin were removed by another writer meanwhile"
                     continue
                 now_ms = int(time.time() * 1000)
-                removes = [RemoveAction(p, False, now_ms, size, {}) for p, size in b]
-                t.create_write_transaction([*adds, *removes], mode="append", schema=t.schema(),
-                                           commit_properties=_COMPACT_COMMIT, post_commithook_properties=_WRITE_HOOKS)
-                moved = []  # committed: they belong to the table now
-                added += len(adds)
+                removes = [RemoveAction(p, False, now_ms, sz, {}) for p, sz, *_ in b]
+                t.create_write_transaction([AddAction(fname, size, {}, newest, False, stats), *removes],
+                                           mode="append", schema=t.schema(), commit_properties=_COMPACT_COMMIT,
+                                           post_commithook_properties=_WRITE_HOOKS)
+                moved = []  # committed: it belongs to the table now
+                added += 1
                 removed += len(removes)
             except (CommitFailedError, DeltaError) as e:  # e.g. a concurrent compaction won
                 conflicts += 1
@@ -827,6 +996,19 @@ class Lake:
         min_files: int = 8,
     ) -> dict[str, dict]:
         """Compact small files, checkpoint the log and vacuum unreferenced files.
+
+        Compaction is size-tiered (:func:`plan_tiered`), so a table recorded all day costs
+        each pass little: a file's tier is ``floor(log_min_files(rows))``, and consecutive
+        files (in commit order) whose rows reach the tier above their biggest one's - e.g.
+        ``min_files`` files of one tier - are merged into one time-sorted file. Each row is
+        rewritten at most ``log_min_files(rows of the table)`` times (the former policy re-read
+        and rewrote the whole compacted history at every pass), and fewer than ``min_files``
+        files per tier wait between merges: ``min_files`` trades rewriting (fewer rewrites
+        when larger) against files a query opens (more when larger). Default 8; at least 2.
+        No merge reads more than ``min(target_size, MERGE_INPUT_MAX)`` (64 MiB) of Parquet,
+        and one merge sorts within ``MERGE_MEMORY`` (spilling to ``<lake>/.staging`` past it);
+        files of ``target_size`` or more are never rewritten. A table with fewer than
+        ``min_files`` files is not compacted.
 
         Files removed by compaction stay on disk for ``grace`` (rounded up to
         whole hours by Delta; ``grace=0`` removes at once and is only safe
@@ -862,7 +1044,7 @@ class Lake:
                 with self._compaction_lock(name) as locked:
                     if locked:
                         t = DeltaTable(self.path(name))  # the snapshot after any compaction just done
-                        info["compacted"] = self._compact_sorted(name, t, target_size)
+                        info["compacted"] = self._compact_sorted(name, t, target_size, min_files)
                     else:
                         info["compacted"] = {"skipped": "another process is compacting this table"}
                 t = DeltaTable(self.path(name))

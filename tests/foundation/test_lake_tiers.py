@@ -1,0 +1,211 @@
+"""Size-tiered compaction (issue 17): a table that receives many small appends between many
+maintenance passes keeps every row exactly once, in time-sorted files, and rewrites each row
+O(log rows) times, where the former policy (every small file re-merged at each pass) rewrote the
+table's compacted history at every pass. Rewrites are counted from the Delta log's add and remove
+actions, not from what maintain reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+import lab.lake
+from lab.lake import Lake
+
+T0 = dt.datetime(2026, 11, 22, 9, tzinfo=dt.timezone.utc)
+US = pl.Datetime("us", "UTC")
+
+
+def flush(i: int, rng: np.random.Generator, source: str | None = None) -> pl.DataFrame:
+    """One recorder-like flush: second ``i`` of arrivals from two venues, in arrival order; kraken's
+    exchange times lag ~0.8 s, so the batch is not sorted by ts_exchange and batches overlap."""
+    n = int(rng.integers(40, 400))
+    local = np.sort(rng.integers(0, 1_000_000, n)) + i * 1_000_000
+    kraken = rng.random(n) < 0.4
+    lag = np.where(kraken, rng.integers(700_000, 900_000, n), rng.integers(1_000, 5_000, n))
+    df = pl.DataFrame({
+        "ts_exchange": pl.Series(local - lag).cast(pl.Duration("us")) + T0,
+        "ts_local": pl.Series(local).cast(pl.Duration("us")) + T0,
+        "venue": np.where(kraken, "kraken", "binance"),
+        "symbol": rng.choice(["BTC-USD", "ETH-USD"], n),
+        "trade_id": [f"{i}-{k}" for k in range(n)],
+        "price": np.round(100 + rng.normal(0, 1, n), 2),
+        "qty": np.round(rng.exponential(1, n), 4),
+        "side": rng.choice(["buy", "sell"], n),
+    }).with_columns(pl.col("ts_exchange", "ts_local").cast(US))
+    if source is not None:
+        df = df.with_columns(source=pl.lit(source))
+    return df
+
+
+def log_actions(table_dir: Path) -> list[tuple[list[dict], list[dict]]]:
+    """(adds, removes) of every commit, oldest first, read from the JSON commits."""
+    out = []
+    for f in sorted((table_dir / "_delta_log").glob("*.json")):
+        acts = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        out.append(([a["add"] for a in acts if "add" in a], [a["remove"] for a in acts if "remove" in a]))
+    return out
+
+
+def rewrites(table_dir: Path) -> dict:
+    """From the log alone: the most times any row was rewritten (a merged file's depth is one more
+    than its deepest input's), the rows and bytes all merges read, and each merge's input bytes."""
+    rows: dict[str, int] = {}
+    depth: dict[str, int] = {}
+    out = {"max_depth": 0, "rows": 0, "bytes": 0, "merge_bytes": []}
+    for adds, removes in log_actions(table_dir):
+        d = 1 + max(depth[r["path"]] for r in removes) if removes else 0
+        if removes:
+            assert all(not a["dataChange"] for a in adds), "a compaction must not change data"
+            out["rows"] += sum(rows[r["path"]] for r in removes)
+            out["bytes"] += sum(r["size"] for r in removes)
+            out["merge_bytes"].append(sum(r["size"] for r in removes))
+            out["max_depth"] = max(out["max_depth"], d)
+        for a in adds:
+            rows[a["path"]] = json.loads(a["stats"])["numRecords"]
+            depth[a["path"]] = d
+    return out
+
+
+def record_day(lake: Lake, passes: int, per_pass: int, seed: int = 0) -> pl.DataFrame:
+    """``passes`` maintenance passes (``lab maintain``'s defaults), ``per_pass`` appends before each;
+    returns every appended row (the independent record)."""
+    rng = np.random.default_rng(seed)
+    sent = []
+    for p in range(passes):
+        for k in range(per_pass):
+            df = flush(p * per_pass + k, rng)
+            lake.append("trades", df)
+            sent.append(df)
+        lake.maintain("trades")
+    return pl.concat(sent)
+
+
+def test_tiered_compaction_keeps_rows_once_sorted_and_rewrites_each_row_o_log_n_times(lake_dir):
+    lake = Lake(lake_dir)
+    sent = record_day(lake, passes=40, per_pass=6)
+
+    # (a) every row exactly once, equal to what was appended
+    got = lake.read("trades")
+    assert got["trade_id"].n_unique() == got.height
+    assert_frame_equal(got.sort("trade_id"), sent.sort("trade_id"))
+    # (b) every file in time order
+    for uri in lake.delta("trades").file_uris():
+        assert pl.read_parquet(uri)["ts_exchange"].is_sorted(), uri
+    # (c) each row rewritten at most ceil(log_8(rows / smallest file)) + 1 times (fan-in 8)
+    n, smallest = sent.height, 40
+    bound = math.ceil(math.log(n / smallest, 8)) + 1
+    r = rewrites(lake.path("trades"))
+    assert 1 <= r["max_depth"] <= bound, (r["max_depth"], bound)
+    assert r["rows"] <= n * bound
+    # and the table stays a few files (fewer than fan-in per tier), not one per append
+    assert len(lake.delta("trades").file_uris()) < 7 * (bound + 1)
+
+
+def test_the_former_policy_breaks_the_rewrite_bound(lake_dir, monkeypatch):
+    # the same day under the former bin-packing: the compacted history is read and rewritten at
+    # every pass, so the first rows are rewritten once per pass
+    monkeypatch.setattr(lab.lake, "_POLICY", "binpack")
+    lake = Lake(lake_dir)
+    sent = record_day(lake, passes=20, per_pass=8)  # 1 + 8 files >= min_files: every pass compacts
+    bound = math.ceil(math.log(sent.height / 40, 8)) + 1
+    r = rewrites(lake.path("trades"))
+    assert r["max_depth"] >= 19 > bound
+    assert r["rows"] > sent.height * bound
+    assert_frame_equal(lake.read("trades").sort("trade_id"), sent.sort("trade_id"))
+
+
+def test_files_at_or_over_target_size_and_merges_over_the_input_cap_are_left_alone(lake_dir, monkeypatch):
+    lake = Lake(lake_dir)
+    rng = np.random.default_rng(3)
+    big = pl.concat([flush(i, rng) for i in range(200)])
+    lake.append("trades", big)  # one file of ~45k rows
+    (big_file,) = lake.delta("trades").file_uris()
+    big_size = Path(big_file).stat().st_size
+    cap = big_size // 4
+    monkeypatch.setattr(lab.lake, "MERGE_INPUT_MAX", cap)
+    sent = [big]
+    for p in range(12):
+        for k in range(8):
+            df = flush(200 + p * 8 + k, rng)
+            lake.append("trades", df)
+            sent.append(df)
+        lake.maintain("trades", target_size=big_size)
+    r = rewrites(lake.path("trades"))
+    assert r["merge_bytes"] and max(r["merge_bytes"]) <= cap  # (d) no merge read more than the cap
+    removed = {x["path"] for _, rm in log_actions(lake.path("trades")) for x in rm}
+    assert Path(big_file).name not in removed  # the file of target_size was never rewritten
+    assert_frame_equal(lake.read("trades").sort("trade_id"), pl.concat(sent).sort("trade_id"))
+
+
+def test_compaction_merges_files_from_before_and_after_an_optional_column_appeared(lake_dir):
+    lake = Lake(lake_dir)
+    rng = np.random.default_rng(5)
+    old = [flush(i, rng) for i in range(4)]  # no `source` column yet
+    new = [flush(4 + i, rng, source="rest") for i in range(4)]
+    for df in old + new:
+        lake.append("trades", df)
+    info = lake.maintain("trades", min_files=2)["trades"]
+    assert info["compacted"]["numFilesRemoved"] == 8 and info["files"] == 1
+    want = pl.concat([*(d.with_columns(source=pl.lit(None, pl.String)) for d in old), *new])
+    assert_frame_equal(lake.read("trades").sort("trade_id"), want.sort("trade_id"))
+    (uri,) = lake.delta("trades").file_uris()
+    assert pl.read_parquet(uri)["ts_exchange"].is_sorted()
+
+
+@pytest.mark.parametrize("fan_in", [2, 8, 16])
+def test_plan_lifts_every_merged_row_at_least_one_tier(fan_in):
+    # an independent check of the planner's invariant on random commit sequences: each merge
+    # holds consecutive files, reads at most the cap, and writes >= fan_in ** (top tier + 1) rows
+    rng = np.random.default_rng(fan_in)
+    for _ in range(200):
+        files = [(int(r), int(r) * 60) for r in rng.lognormal(6, 2, int(rng.integers(1, 60))) + 1]
+        cap = int(rng.integers(10_000, 10_000_000))
+        plan = lab.lake.plan_tiered(files, fan_in, cap)
+        seen: set[int] = set()
+        for run in plan:
+            assert run == list(range(run[0], run[-1] + 1)) and len(run) >= 2 and not seen & set(run)
+            seen |= set(run)
+            rows = sum(files[i][0] for i in run)
+            top = max(max(t for t in range(64) if fan_in ** t <= files[i][0]) for i in run)
+            assert rows >= fan_in ** (top + 1)
+            assert sum(files[i][1] for i in run) <= cap
+
+
+def test_a_merged_files_delta_stats_equal_file_stats_of_its_rows(lake_dir):
+    # the merge computes the stats with SQL aggregates; file_stats (the bulk writer's) is the reference:
+    # NaN and inf left out of float min/max, times to the ms outward, nulls counted, long strings left out
+    from deltalake import DeltaTable
+
+    from lab.lake import file_stats
+
+    lake = Lake(lake_dir)
+    rng = np.random.default_rng(9)
+    for i in range(6):
+        df = flush(i, rng, source=None if i < 3 else "rest")
+        if i == 2:
+            df = df.with_columns(price=pl.when(pl.int_range(pl.len()) == 0).then(float("nan"))
+                                 .otherwise(pl.col("price")),
+                                 qty=pl.when(pl.int_range(pl.len()) == 1).then(float("inf")).otherwise(pl.col("qty")))
+        lake.append("trades", df)
+    t0 = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
+    for i in range(3):
+        lake.append("raw_messages", pl.DataFrame({
+            "ts_local": [t0 + dt.timedelta(seconds=i, microseconds=k) for k in range(3)],
+            "venue": ["binance"] * 3, "conn_id": ["c1"] * 3, "recv_seq": [3 * i + k for k in range(3)],
+            "payload": ['{"e":"trade","p":"100.5","q":"0.1","some":"long enough to be left out"}'] * 3,
+        }).with_columns(pl.col("ts_local").cast(US)))
+    lake.maintain(min_files=2)
+    for table in ("trades", "raw_messages"):
+        (add,) = pl.DataFrame(DeltaTable(lake.path(table)).get_add_actions(flatten=True)).select("path").rows()
+        stats = next(json.loads(json.loads(line)["add"]["stats"])
+                     for f in sorted((lake.path(table) / "_delta_log").glob("*.json"))
+                     for line in f.read_text().splitlines() if add[0] in line and '"add"' in line)
+        assert stats == json.loads(file_stats(pl.read_parquet(lake.path(table) / add[0]))), table
