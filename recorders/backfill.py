@@ -382,13 +382,6 @@ def result_frame(r: Result, ts_local_us: int) -> pl.DataFrame:
                          "side": pl.String, "source": pl.String})
 
 
-def _int_id(s: str) -> int | None:
-    try:
-        return int(s)
-    except (TypeError, ValueError):
-        return None
-
-
 class Backfiller:
     """The recorder's backfill hook (one per recorder).
 
@@ -424,7 +417,7 @@ class Backfiller:
             # when the scanner starts).
             for r in self.rec.runners:
                 for sym in (x.upper() for x in r.vc.symbols):
-                    ids = [i for i in map(_int_id, r.trade_ids.recent(sym, 5000)) if i is not None]
+                    ids = r.trade_ids.recent_ids(sym, 5000)
                     self._baseline[(r.venue, sym)] = min(ids) if ids else -1
             self._scanner = asyncio.get_running_loop().create_task(self._scan())
         last = {}
@@ -434,7 +427,7 @@ class Backfiller:
                 # connection dropped before one came): that fill covers this connection's hole too,
                 # and a second one would ask the venue twice and record the hole twice
                 continue
-            ids = [i for i in map(_int_id, runner.trade_ids.recent(sym, 2000)) if i is not None]
+            ids = runner.trade_ids.recent_ids(sym, 2000)
             if ids:
                 last[sym] = max(ids)
         if not last:  # nothing held yet: no hole to speak of
@@ -500,7 +493,7 @@ class Backfiller:
                 key = (runner.venue, sym)
                 base = self._baseline.get(key, -1)
                 if base < 0:  # nothing held when scanning began: the first ids set the baseline
-                    ids0 = [i for i in map(_int_id, runner.trade_ids.recent(sym, SCAN_IDS)) if i is not None]
+                    ids0 = runner.trade_ids.recent_ids(sym, SCAN_IDS)
                     self._baseline[key] = base = min(ids0) if ids0 else -1
                 # the first two scans of a symbol (a gap counts when seen twice) and the last one
                 # look at the newest SCAN_IDS ids; later scans at the ids new since the previous
@@ -510,8 +503,7 @@ class Backfiller:
                 scans, before = self._scanned.get(key, (0, added))
                 n = SCAN_IDS if final or scans < 2 else min(SCAN_IDS, added - before + SCAN_MARGIN)
                 self._scanned[key] = (scans + 1, added)
-                ids = sorted({i for i in map(_int_id, runner.trade_ids.recent(sym, n))
-                              if i is not None and i >= base})
+                ids = sorted({i for i in runner.trade_ids.recent_ids(sym, n) if i >= base})
                 done = self._done.get(key, [])
                 for a, b in zip(ids, ids[1:]):
                     if b > a + 1 and not any(lo <= a + 1 and b - 1 <= hi for lo, hi in done):
@@ -569,7 +561,7 @@ class Backfiller:
         early = early or {}
         while pending and not rec.stopping.is_set():
             for sym, before in list(pending.items()):
-                newer = [i for i in map(_int_id, runner.trade_ids.recent(sym, 2000)) if i is not None and i > before]
+                newer = [i for i in runner.trade_ids.recent_ids(sym, 2000) if i > before]
                 if newer:
                     first_live = min(newer)
                     del pending[sym]

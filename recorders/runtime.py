@@ -43,6 +43,8 @@ _STATUS_SLACK = 8192  # bytes of padding in the status file (room to grow when r
 #: one maintenance pass of the lake, run by the recorder as a child process (see Recorder._maintainer)
 MAINTAIN_PASS = "import sys; from lab.lake import Lake; Lake(sys.argv[1]).maintain(min_files=16)"
 MAINTAIN_STOP_WAIT = 60.0  # seconds a stopping recorder lets a running pass finish before ending it
+#: look-back windows (s) read in turn at start-up until every symbol has its trade ids to seed
+SEED_WINDOWS = (60.0, 600.0, 3600.0)
 
 
 def _now_us() -> int:
@@ -336,23 +338,54 @@ class Recorder:
 
     # -- startup ------------------------------------------------------------
     def seed_trade_ids(self) -> None:
-        """Remember trade ids already in the lake so a restart duplicates none."""
+        """Remember the newest trade ids the lake holds (:attr:`TradeIds.capacity` per symbol, in
+        the order they were received) so a restart duplicates none.
+
+        What a restart can receive again is recent (see :class:`TradeIds`), so the lake is read in
+        widening windows (:data:`SEED_WINDOWS`, up to ``seed_hours``) until every symbol has its
+        ids: start-up holds a bounded number of ids however much history the lake holds. The
+        files are read with ``pl.scan_parquet`` (the Delta snapshot's files and the tail's), the
+        newest ids per symbol picked with ``top_k_by``, so start-up neither loads pyarrow (as
+        ``pl.scan_delta`` does) nor holds hours of trades in memory."""
         if not self.lake.exists("trades"):
             return
-        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=self.cfg.seed_hours)
+        from lab.tail import uncommitted
+
+        try:
+            t = self.lake.delta("trades")
+            files = [*(t.file_uris() if t is not None else []), *uncommitted(self.lake.path("trades"), t)]
+        except Exception as e:  # noqa: BLE001 - a damaged table: record without dedupe against it
+            log.warning("could not seed trade ids: %s", e)
+            return
+        if not files:
+            return
+        now = dt.datetime.now(dt.timezone.utc)
+        scan = pl.scan_parquet(files, glob=False, extra_columns="ignore", missing_columns="insert")
         for r in self.runners:
+            want = r.trade_ids.capacity
+            syms = [s.upper() for s in r.vc.symbols]
+            got: dict[str, list[str]] = {}
+            windows = [w for w in SEED_WINDOWS if w < self.cfg.seed_hours * 3600] + [self.cfg.seed_hours * 3600]
             try:
-                df = (self.lake.scan("trades", venue=r.venue, symbol=[s.upper() for s in r.vc.symbols])
-                      .filter(pl.col("ts_local") >= since).select("symbol", "trade_id", "ts_local")
-                      # in the order they were received (a scan's file order is not, after
-                      # compaction): the newest ids are the ones remembered last, where the
-                      # backfill looks for the newest id held and for holes
-                      .sort("ts_local", maintain_order=True).collect())
-            except Exception as e:  # noqa: BLE001
+                for w in windows:
+                    need = [s for s in syms if len(got.get(s, ())) < want]
+                    if not need:
+                        break
+                    df = (scan.filter(pl.col("venue") == r.venue, pl.col("symbol").is_in(need),
+                                      pl.col("ts_local") >= now - dt.timedelta(seconds=w))
+                          .group_by("symbol")
+                          .agg(pl.struct("ts_local", "trade_id").top_k_by("ts_local", want).alias("t"))
+                          .explode("t").unnest("t")
+                          # in the order they were received: the backfill looks for the newest
+                          # id held and for holes among the newest ones
+                          .sort("ts_local", maintain_order=True)
+                          .collect(engine="streaming"))
+                    for (sym,), part in df.partition_by("symbol", as_dict=True, maintain_order=True).items():
+                        got[str(sym)] = part["trade_id"].to_list()
+            except Exception as e:  # noqa: BLE001 - seed what was read; dedupe of the rest is lost
                 log.warning("could not seed trade ids for %s: %s", r.venue, e)
-                continue
-            for (sym,), part in df.group_by(["symbol"]):
-                r.trade_ids.seed(sym, part["trade_id"].tail(r.trade_ids.capacity).to_list())
+            for sym, ids in got.items():
+                r.trade_ids.seed(sym, ids)
 
     # -- periodic work --------------------------------------------------------
     def flush(self) -> None:
