@@ -1,6 +1,7 @@
 """Recorder memory: RSS at the demo's rates (the target line), and under pressure.
 
 Part 1 (steady): the simulator (5 venues x 3 assets, ~370 msgs/s), ``lab record``
+(with ``--baseline-root DIR``, another checkout's recorder and maintainer beside it on the same stream)
 with the default commit cadence and ``lab maintain --every 30`` (as ``lab demo``) for ``--minutes`` (default 3; the target says flat
 over an hour: ``--minutes 60``); RSS sampled every 5 s. Prints RSS after start-up,
 the peak, the growth rate over the run's second half (MiB/hour) and the target line
@@ -42,60 +43,100 @@ STEADY_VENUES = ("binance", "coinbase", "kraken", "okx", "bybit")
 TARGET_MIB = 150.0
 
 
-def steady(minutes: float) -> None:
-    """Part 1: RSS of a recorder of 5 venues x 3 symbols at the simulator's rates."""
+def _rss(pid: int) -> tuple[float, float, float]:
+    """(RSS, of it anonymous, of it file-backed) in MiB, from /proc/PID/status."""
+    st = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return tuple(int(st[k].split()[0]) / 1024 for k in ("VmRSS", "RssAnon", "RssFile"))  # type: ignore[return-value]
+
+
+def steady(minutes: float, baseline_root: Path | None = None) -> None:
+    """Part 1: RSS of a recorder of 5 venues x 3 symbols at the simulator's rates, each with its
+    ``lab maintain --every 30``; with ``baseline_root`` (another checkout) its recorder and
+    maintainer run beside ours on the same simulator stream, sampled in the same loop."""
+    import time
+
     from recorders.config import write_config
     from recorders.sim import SimConfig, Simulator
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-mem-steady-"))
+    roots = {"lab": ROOT, **({"baseline": baseline_root} if baseline_root else {})}
     sim = Simulator(SimConfig(venues=STEADY_VENUES, assets=("BTC", "ETH", "SOL"), cross=False, port_base=0,
                               seed=4))
     symbols = {v: [f"{a}-{'USD' if v in ('coinbase', 'kraken') else 'USDT'}" for a in ("BTC", "ETH", "SOL")]
                for v in STEADY_VENUES}
-    samples: list[tuple[float, float]] = []
+    samples: dict[str, list[tuple[float, float, float, float, float]]] = {n: [] for n in roots}
+    procs: dict[str, tuple[subprocess.Popen, subprocess.Popen]] = {}
     with sim.running_in_thread():
-        # maintain_every=0: as in lab demo, where a separate `lab maintain --every 30` compacts
-        cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, tmp / "lake", "mem", maintain_every=0.0)
-        env = dict(os.environ, PYTHONPATH=str(ROOT), LAB_DATA=str(tmp))
-        rec = subprocess.Popen([sys.executable, "-m", "lab.cli", "record", "--config", str(cfg),
-                                "--no-symbol-check", "--duration", str(minutes * 60)], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        mnt = subprocess.Popen([sys.executable, "-m", "lab.cli", "maintain", "--lake", str(tmp / "lake"),
-                                "--every", "30"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            samples = rss_samples(rec, every=5.0)
-            rec.wait(120)
+            for name, root in roots.items():
+                tmp = Path(tempfile.mkdtemp(prefix=f"bench-mem-steady-{name}-"))
+                # maintain_every=0: as in lab demo, where a separate `lab maintain --every 30` compacts
+                cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, tmp / "lake", "mem", maintain_every=0.0)
+                env = dict(os.environ, PYTHONPATH=str(root), LAB_DATA=str(tmp))
+                rec = subprocess.Popen([sys.executable, "-m", "lab.cli", "record", "--config", str(cfg),
+                                        "--no-symbol-check", "--duration", str(minutes * 60)], cwd=root, env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                mnt = subprocess.Popen([sys.executable, "-m", "lab.cli", "maintain", "--lake", str(tmp / "lake"),
+                                        "--every", "30"], cwd=root, env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                procs[name] = (rec, mnt)
+            t0 = time.time()
+            while any(r.poll() is None for r, _ in procs.values()):
+                for name, (rec, mnt) in procs.items():
+                    if rec.poll() is None:
+                        try:
+                            samples[name].append((time.time() - t0, *_rss(rec.pid), _rss(mnt.pid)[0]))
+                        except (FileNotFoundError, KeyError, ProcessLookupError):
+                            pass
+                time.sleep(5.0)
         finally:
-            mnt.terminate()
-            mnt.wait(60)
-    st = [r for t, r in samples if t >= 15]  # after start-up (connect, first commits)
-    if len(st) < 2:
-        print("steady: too short a run")
-        return
-    half = [(t, r) for t, r in samples if t >= samples[-1][0] / 2]
-    ts, rs = np.array([t for t, _ in half]), np.array([r for _, r in half])
-    slope = float(np.polyfit(ts, rs, 1)[0]) * 3600 if len(half) >= 3 else float("nan")
-    peak = max(st)
-    print(f"steady: 5 venues x 3 symbols from the simulator for {minutes:g} min; RSS after start-up "
-          f"{st[0]:.0f} MiB, at the end {st[-1]:.0f} MiB, peak {peak:.0f} MiB; second-half growth "
-          f"{slope:+.0f} MiB/hour")
-    print(f"TARGET recorder RSS (MiB): peak {peak:.0f} vs target <= {TARGET_MIB:g}: ratio {peak / TARGET_MIB:.2f} "
-          f"({'met' if peak <= TARGET_MIB else 'NOT met'}); baseline 393-570 MiB: ratio {peak / 393:.2f}; "
-          f"cryptofeed 48-122 MiB")
+            for rec, mnt in procs.values():
+                for p in (rec, mnt):
+                    if p.poll() is None:
+                        p.terminate()
+                    p.wait(120)
+    print(f"steady: 5 venues x 3 symbols from the simulator for {minutes:g} min, each recorder with its own "
+          f"`lab maintain --every 30`" + (f"; baseline = {baseline_root}, same stream, sampled in the same loop"
+                                          if baseline_root else ""))
+    peaks: dict[str, float] = {}
+    for name, smp in samples.items():
+        st = [x for x in smp if x[0] >= 15]  # after start-up (connect, first commits)
+        if len(st) < 2:
+            print(f"{name}: too short a run")
+            continue
+        half = [x for x in smp if x[0] >= smp[-1][0] / 2]
+        ts, rs = np.array([x[0] for x in half]), np.array([x[1] for x in half])
+        slope = float(np.polyfit(ts, rs, 1)[0]) * 3600 if len(half) >= 3 else float("nan")
+        peak = max(x[1] for x in st)
+        peaks[name] = peak
+        first_half = max((x[1] for x in st if x[0] < smp[-1][0] / 2), default=float("nan"))
+        end = st[-1]
+        print(f"{name:9s} recorder RSS after start-up {st[0][1]:.0f} MiB, at the end {end[1]:.0f} MiB "
+              f"(anon {end[2]:.0f} + file-backed {end[3]:.0f}), peak {peak:.0f} (first half {first_half:.0f}); "
+              f"second-half growth {slope:+.1f} MiB/hour; its maintainer: peak {max(x[4] for x in st):.0f} MiB, "
+              f"median {float(np.median([x[4] for x in st])):.0f}")
+    if "lab" in peaks:
+        peak = peaks["lab"]
+        print(f"TARGET recorder RSS (MiB): peak {peak:.0f} vs target <= {TARGET_MIB:g}: ratio {peak / TARGET_MIB:.2f} "
+              f"({'met' if peak <= TARGET_MIB else 'NOT met'}); baseline 393-570 MiB: ratio {peak / 393:.2f}; "
+              f"cryptofeed 48-122 MiB")
+    if "lab" in peaks and "baseline" in peaks:
+        print(f"recorder peak RSS lab / baseline (same run): {peaks['lab']:.0f} / {peaks['baseline']:.0f} = "
+              f"{peaks['lab'] / peaks['baseline']:.2f}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("steady", "burst", "all"), default="all")
     ap.add_argument("--minutes", type=float, default=3.0, help="steady part: minutes to record")
+    ap.add_argument("--baseline-root", type=Path, default=None,
+                    help="steady part: also run another checkout's recorder and maintainer on the same stream")
     ap.add_argument("--quick", action="store_true", help="burst part: 20 s instead of 40 s; steady: 1 min")
     ap.add_argument("--rate", type=float, default=4000.0, help="base msgs/s (bursts are 10x)")
     ap.add_argument("--writer-delay", type=float, default=1.5, help="seconds the writer sleeps per batch")
     ap.add_argument("--queue-batches", type=int, default=4)
     a = ap.parse_args()
     if a.part in ("steady", "all"):
-        steady(1.0 if a.quick else a.minutes)
+        steady(1.0 if a.quick else a.minutes, a.baseline_root)
     if a.part == "steady":
         return 0
     secs = 20.0 if a.quick else 40.0

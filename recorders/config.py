@@ -71,7 +71,7 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     healthy_after: float = 30.0           # a connection this old resets the backoff
     rest_min_interval: float = 0.25       # seconds between REST snapshot calls (all venues)
     maintain_every: float = 120.0         # compact the lake this often (0 = never)
-    seed_hours: float = 6.0               # trade ids of this many hours seeded for dedupe
+    seed_hours: float = 6.0               # how far back start-up looks for the newest trade ids to seed (dedupe)
     duration: float | None = None         # stop after this many seconds (tests, benches)
     no_data_after: float = 60.0           # a symbol silent this long is a no_data feed event (0 = never)
     backfill: bool = True                 # after a reconnect/restart/gap, fetch missed trades over REST
