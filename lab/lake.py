@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,8 @@ from lab.times import to_utc
 
 if TYPE_CHECKING:  # imported where used: the recorder writes without loading pyarrow (~40 MiB RSS)
     import pyarrow as pa
+
+log = logging.getLogger("lab.lake")
 
 __all__ = ["Lake", "data_dir", "default_lake", "LakeError", "DamagedTableError", "Damage",
            "LakeWarning", "scan_filtered"]
@@ -1026,9 +1029,7 @@ class Lake:
         try:  # a killed recorder's tail files: committed before compaction (lab.tail)
             settled = settle(self, [table] if table else None)
         except Exception as e:  # noqa: BLE001 - compaction goes on; the next pass retries
-            import logging
-
-            logging.getLogger("lab.lake").warning("committing tail files left by a stopped recorder "
+            log.warning("committing tail files left by a stopped recorder "
                                                   "failed: %s", str(e).splitlines()[0][:300])
             settled = {}
         for name in [table] if table else self.tables():

@@ -167,7 +167,7 @@ def settle(lake: Lake, tables: list[str] | None = None, grace: float = GRACE) ->
                     if s <= done and now - _mtime(p) >= grace:
                         with contextlib.suppress(FileNotFoundError):
                             p.unlink()
-                        deleted += 1
+                            deleted += 1  # not a file another process removed first
         # lock files of writers with no file left, unless held
         left = _listing(tdir)
         for lock in (tdir / TAIL).glob("*.lock") if (tdir / TAIL).is_dir() else ():
