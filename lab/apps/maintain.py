@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds between passes; 0 runs one pass and exits")
     p.add_argument("--grace-hours", type=float, default=1.0,
                    help="keep files removed by compaction this long so running queries never lose one")
+    p.add_argument("--min-files", type=int, default=8,
+                   help="compaction fan-in (>= 2): this many files of one size tier merge into one; "
+                        "larger rewrites less, smaller leaves fewer files for a query to open")
 
 
 def _report_damage(result: dict[str, dict], said: set[str]) -> None:
@@ -35,12 +38,12 @@ def _report_damage(result: dict[str, dict], said: set[str]) -> None:
 
 
 def run_loop(lake: Lake, every: float, grace: dt.timedelta, table: str | None = None,
-             stop=lambda: False) -> None:
+             stop=lambda: False, min_files: int = 8) -> None:
     said: set[str] = set()
     while not stop():
         t0 = time.monotonic()
         try:
-            _report_damage(lake.maintain(table, grace=grace), said)
+            _report_damage(lake.maintain(table, grace=grace, min_files=min_files), said)
         except Exception as e:  # keep going: maintenance must never kill the lab
             print(f"lab maintain: pass failed: {e}", flush=True)
         while not stop() and time.monotonic() - t0 < every:
@@ -54,11 +57,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--every {args.every:g}: expected seconds between passes > 0, or 0 for one pass")
     if args.grace_hours < 0 or args.grace_hours != args.grace_hours:
         raise ConfigError(f"--grace-hours {args.grace_hours:g}: expected >= 0")
+    if args.min_files < 2:
+        raise ConfigError(f"--min-files {args.min_files}: expected a fan-in of 2 or more")
     lake = Lake(args.lake) if args.lake else Lake()
     grace = dt.timedelta(hours=args.grace_hours)
     if args.every <= 0:
-        result = lake.maintain(args.table, grace=grace)
+        result = lake.maintain(args.table, grace=grace, min_files=args.min_files)
         print(json.dumps(result, indent=2, default=str))
         return 1 if any("damaged" in v for v in result.values()) else 0
-    run_loop(lake, args.every, grace, args.table)
+    run_loop(lake, args.every, grace, args.table, min_files=args.min_files)
     return 0

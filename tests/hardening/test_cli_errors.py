@@ -145,6 +145,12 @@ def test_maintain_refuses_a_negative_interval(tmp_path, capsys, every):
     assert rc == 2 and f"--every {every}: expected seconds between passes" in _one_line(err, "maintain")
 
 
+@pytest.mark.parametrize("fan_in", ["1", "0", "-3"])
+def test_maintain_refuses_a_fan_in_below_two(tmp_path, capsys, fan_in):
+    rc, _, err = _run(capsys, "maintain", "--lake", str(tmp_path / "lake"), "--min-files", fan_in)
+    assert rc == 2 and f"--min-files {fan_in}: expected a fan-in of 2 or more" in _one_line(err, "maintain")
+
+
 # --------------------------------------------------------------------------- LAB_DATA
 def _bad_data_dirs(tmp_path: Path) -> list[tuple[Path, str]]:
     f = tmp_path / "a_file"
