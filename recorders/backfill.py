@@ -633,7 +633,8 @@ class Backfiller:
                 if early.trades or early.requests:
                     merged = {t.trade_id: t for t in early.trades} | {t.trade_id: t for t in r.trades}
                     r = r._replace(trades=sorted(merged.values()), requests=r.requests + early.requests)
-        fresh = [t for t in r.trades if runner.trade_ids.add(sym, str(t.trade_id))]
+        fresh = [t for t, new in zip(r.trades, runner.trade_ids.add_backfilled(sym, [str(t.trade_id) for t in r.trades]),
+                                     strict=True) if new]
         r2 = r._replace(trades=fresh) if len(fresh) != len(r.trades) else r
         now = time.time_ns() // 1000
         if fresh:

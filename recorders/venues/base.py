@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import heapq
 import json
 from array import array
 from collections.abc import Iterable
@@ -171,6 +172,36 @@ class TradeIds:
         if len(order) > self.capacity + max(64, self.capacity // 8):
             self._evict(symbol)
         return True
+
+    def add_backfilled(self, symbol: str, trade_ids: list[str]) -> list[bool]:
+        """Remember ids fetched to fill a hole; for each, False if it was already seen.
+
+        They go to the *old* end of the arrival order, so they are the first forgotten: a hole
+        can be 200,000 trades long (``recorders.backfill.MAX_REQUESTS_PER_HOLE`` pages) and must
+        not push out the live ids received since, which a reconnect's replay may bring again.
+        (The backfill does not ask a filled range twice: its own ids need no long memory.)"""
+        srt = self._sorted.get(symbol)
+        if srt is None:
+            srt = self._sorted[symbol] = array("q")
+            self._order[symbol] = array("q")
+        out: list[bool] = []
+        fresh: list[int] = []
+        batch: set[int] = set()
+        for t in trade_ids:
+            x = self.key(t)
+            i = bisect.bisect_left(srt, x)
+            new = not (i < len(srt) and srt[i] == x) and x not in batch
+            out.append(new)
+            if new:
+                batch.add(x)
+                fresh.append(x)
+        if fresh:  # one merge, not an insert per id (a hole can be 200,000 ids)
+            self._sorted[symbol] = array("q", heapq.merge(srt, sorted(fresh)))
+            order = self._order[symbol]
+            order[0:0] = array("q", fresh)
+            if len(order) > self.capacity + max(64, self.capacity // 8):
+                self._evict(symbol)
+        return out
 
     def _evict(self, symbol: str) -> None:
         """Forget the oldest ids beyond ``capacity`` (in batches: one pass over the arrays)."""

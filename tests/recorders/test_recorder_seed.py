@@ -113,3 +113,18 @@ def test_the_id_memory_keeps_the_newest_capacity_ids_and_still_dedupes_them():
     assert ids.recent("S", cap) == [t for t in newest if t.isdigit()]
     assert all(not ids.add("S", t) for t in newest)  # the newest are all still held
     assert ids.add("S", seen[0])  # the oldest is forgotten
+
+
+def test_a_long_backfill_does_not_push_out_the_live_ids():
+    # a hole of more ids than the memory holds is filled after live trades resumed: the live
+    # ids (which a reconnect may replay) must still be recognised, the hole's own ids once too
+    cap = 1_000
+    ids = TradeIds(capacity=cap)
+    live = [str(50_000 + i) for i in range(cap // 2)]
+    assert all(ids.add("S", t) for t in live)
+    hole = [str(10_000 + i) for i in range(5 * cap)]
+    got = ids.add_backfilled("S", hole + hole[:10])  # a page overlapping another
+    assert got == [True] * len(hole) + [False] * 10
+    assert not any(ids.add("S", t) for t in live)  # still held: a replay is a duplicate
+    assert ids.recent("S", cap // 2) == live  # the newest ids are still the live ones
+    assert len(ids) <= cap + max(64, cap // 8)
