@@ -879,6 +879,22 @@ class Lake:
         src = self.delta(table)
         return scan_filtered(table, src, venue=venue, symbol=symbol, start=start, end=end)
 
+    def scan_files(self, table: str) -> pl.LazyFrame:
+        """``table``'s rows - its Delta snapshot's files and its tail (:mod:`lab.tail`) - through
+        one ``pl.scan_parquet``, not ``pl.scan_delta``: a read for a process that must stay
+        small. Through ``pl.scan_delta`` delta-rs loads pyarrow when it is installed (~15 MiB
+        resident in a recorder that otherwise never needs it). Row groups are pruned by the
+        files' own statistics; a file lacking an optional column reads it as null. An empty
+        typed frame when the table does not exist."""
+        from lab.tail import uncommitted
+
+        spec = table_spec(table)
+        t = self.delta(table)
+        files = [*t.file_uris(), *uncommitted(self.path(table), t)] if t is not None else []
+        if not files:
+            return pl.LazyFrame(schema=spec.columns)
+        return pl.scan_parquet(files, glob=False, schema=pl.Schema(spec.columns), missing_columns="insert")
+
     def read(self, table: str, **filters) -> pl.DataFrame:
         return self.scan(table, **filters).collect()
 

@@ -24,6 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import NamedTuple
 
 import polars as pl
@@ -470,8 +471,9 @@ class Backfiller:
         try:
             if not self.lake.exists("feed_events"):
                 return out
-            df = (self.lake.scan("feed_events", start=since)
-                  .filter(pl.col("kind") == "backfill")
+            # scan_files, not scan: the recorder never loads pyarrow (Lake.scan_files)
+            df = (self.lake.scan_files("feed_events")
+                  .filter(pl.col("ts_local") >= since, pl.col("kind") == "backfill")
                   .select("venue", "symbol", ids=pl.col("detail").str.extract_groups(r"^ids (\d+)\.\.(\d+) asked"))
                   .unnest("ids").drop_nulls().collect())
         except Exception as e:  # noqa: BLE001 - without them a hole may be asked for twice, no worse
@@ -586,8 +588,9 @@ class Backfiller:
         than a small one."""
         since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=self.rec.cfg.seed_hours + 1)
         try:
-            df = (self.lake.scan("trades", venue=runner.venue, symbol=sym, start=since)
-                  .filter(pl.col("trade_id") == str(trade_id)).select(pl.col("ts_exchange").dt.epoch("us"))
+            df = (self.lake.scan_files("trades")
+                  .filter(pl.col("ts_local") >= since, pl.col("venue") == runner.venue, pl.col("symbol") == sym,
+                          pl.col("trade_id") == str(trade_id)).select(pl.col("ts_exchange").dt.epoch("us"))
                   .collect())
             if df.height:
                 return int(df.item(0, 0))
@@ -640,7 +643,8 @@ class Backfiller:
         if fresh:
             df = result_frame(r2, now)
             try:
-                await asyncio.to_thread(self.lake.append, "trades", df)
+                # Polars writes the file (Lake.append): the recorder never loads delta-rs' writer
+                await asyncio.to_thread(partial(self.lake.append, polars_writer=True), "trades", df)
             except Exception as e:  # noqa: BLE001
                 rec.rows.event(now, venue, sym, "backfill",
                                f"ids {lo}..{hi}: {len(fresh)} trade(s) fetched but not written: {e}")

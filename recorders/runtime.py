@@ -344,23 +344,16 @@ class Recorder:
         What a restart can receive again is recent (see :class:`TradeIds`), so the lake is read in
         widening windows (:data:`SEED_WINDOWS`, up to ``seed_hours``) until every symbol has its
         ids: start-up holds a bounded number of ids however much history the lake holds. The
-        files are read with ``pl.scan_parquet`` (the Delta snapshot's files and the tail's), the
-        newest ids per symbol picked with ``top_k_by``, so start-up neither loads pyarrow (as
-        ``pl.scan_delta`` does) nor holds hours of trades in memory."""
+        files are read by :meth:`Lake.scan_files` (no pyarrow), the newest ids per symbol picked
+        with ``top_k_by``, so start-up does not hold hours of trades in memory."""
         if not self.lake.exists("trades"):
             return
-        from lab.tail import uncommitted
-
         try:
-            t = self.lake.delta("trades")
-            files = [*(t.file_uris() if t is not None else []), *uncommitted(self.lake.path("trades"), t)]
+            scan = self.lake.scan_files("trades")
         except Exception as e:  # noqa: BLE001 - a damaged table: record without dedupe against it
             log.warning("could not seed trade ids: %s", e)
             return
-        if not files:
-            return
         now = dt.datetime.now(dt.timezone.utc)
-        scan = pl.scan_parquet(files, glob=False, extra_columns="ignore", missing_columns="insert")
         for r in self.runners:
             want = r.trade_ids.capacity
             syms = [s.upper() for s in r.vc.symbols]
