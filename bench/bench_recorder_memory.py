@@ -98,6 +98,10 @@ def steady(minutes: float, baseline_root: Path | None = None) -> None:
           f"`lab maintain --every 30`" + (f"; baseline = {baseline_root}, same stream, sampled in the same loop"
                                           if baseline_root else ""))
     peaks: dict[str, float] = {}
+    csv = Path(tempfile.mkdtemp(prefix="bench-mem-samples-")) / "rss.csv"
+    csv.write_text("who,seconds,rss_mib,anon_mib,file_mib,maintainer_rss_mib\n" + "".join(
+        f"{name},{t:.0f},{r:.1f},{an:.1f},{fi:.1f},{m:.1f}\n" for name, smp in samples.items() for t, r, an, fi, m in smp))
+    print(f"samples (every 5 s): {csv}")
     for name, smp in samples.items():
         st = [x for x in smp if x[0] >= 15]  # after start-up (connect, first commits)
         if len(st) < 2:
