@@ -152,13 +152,18 @@ class TradeIds:
             return int(trade_id)
         return -1 - (hash(trade_id) & 0x3FFF_FFFF_FFFF_FFFF)
 
+    def _new(self, symbol: str) -> array:
+        """Empty arrays for a symbol first seen; returns the sorted one."""
+        self._order[symbol] = array("q")
+        srt = self._sorted[symbol] = array("q")
+        return srt
+
     def add(self, symbol: str, trade_id: str) -> bool:
         """Remember ``trade_id``; False if it was already seen."""
         x = self.key(trade_id)
         srt = self._sorted.get(symbol)
         if srt is None:
-            srt = self._sorted[symbol] = array("q")
-            self._order[symbol] = array("q")
+            srt = self._new(symbol)
         if srt and x <= srt[-1]:
             i = bisect.bisect_left(srt, x)
             if i < len(srt) and srt[i] == x:
@@ -182,8 +187,7 @@ class TradeIds:
         (The backfill does not ask a filled range twice: its own ids need no long memory.)"""
         srt = self._sorted.get(symbol)
         if srt is None:
-            srt = self._sorted[symbol] = array("q")
-            self._order[symbol] = array("q")
+            srt = self._new(symbol)
         out: list[bool] = []
         fresh: list[int] = []
         batch: set[int] = set()
