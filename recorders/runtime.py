@@ -354,11 +354,11 @@ class Recorder:
             log.warning("could not seed trade ids: %s", e)
             return
         now = dt.datetime.now(dt.timezone.utc)
+        windows = [w for w in SEED_WINDOWS if w < self.cfg.seed_hours * 3600] + [self.cfg.seed_hours * 3600]
         for r in self.runners:
             want = r.trade_ids.capacity
             syms = [s.upper() for s in r.vc.symbols]
             got: dict[str, list[str]] = {}
-            windows = [w for w in SEED_WINDOWS if w < self.cfg.seed_hours * 3600] + [self.cfg.seed_hours * 3600]
             try:
                 for w in windows:
                     need = [s for s in syms if len(got.get(s, ())) < want]
