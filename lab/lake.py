@@ -407,19 +407,23 @@ def _merge_sorted(files: list[Path], out: Path, columns: list[str], spec_columns
     import duckdb
     import pyarrow.parquet as pq
 
+    from lab.sql import duckdb_path
+
     names = [str(f) for f in files]
     have = set().union(*(pq.read_schema(f).names for f in files))
     cols = [c for c in columns if c in have]
     spill.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config={"memory_limit": MERGE_MEMORY, "threads": 2, "temp_directory": str(spill)})
     try:
-        src = "read_parquet($files, filename = true, file_row_number = true, union_by_name = true)"
+        # read_parquet globs its paths (a lake under `run*1` read `run01`'s files too): escaped;
+        # its `filename` column names the real file, found in the unescaped list
+        src = "read_parquet($paths, filename = true, file_row_number = true, union_by_name = true)"
         target = str(out).replace("'", "''")
         con.execute(f"COPY (SELECT {', '.join(map(_sql_name, cols))} FROM {src} "
                     f"ORDER BY {_sql_name(tcol)} NULLS FIRST, list_position($files, filename), file_row_number) "
                     f"TO '{target}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
                     f"ROW_GROUP_SIZE {_WRITER_PROPS.max_row_group_size or 131_072})",
-                    {"files": names})
+                    {"paths": [duckdb_path(n) for n in names], "files": names})
         aggs = ["count(*)"]
         keys = ["\0rows"]
         for c in cols:  # the aggregates file_stats takes, in SQL
@@ -439,7 +443,7 @@ def _merge_sorted(files: list[Path], out: Path, columns: list[str], spec_columns
             aggs += [lo, hi]
             keys += [f"min:{c}", f"max:{c}"]
         row = dict(zip(keys, con.execute(f"SELECT {', '.join(aggs)} FROM read_parquet($f)",
-                                         {"f": str(out)}).fetchall()[0]))
+                                         {"f": duckdb_path(out)}).fetchall()[0]))
     finally:
         con.close()
     schema = pl.Schema({c: spec_columns[c] for c in cols if c in spec_columns})
@@ -532,9 +536,11 @@ def scan_filtered(
 
 def local_dir(t: DeltaTable) -> str | None:
     """The folder of a table on the local file system (None for an object store)."""
+    from urllib.parse import unquote
+
     uri = t.table_uri
-    if uri.startswith("file://"):
-        return uri[len("file://"):]
+    if uri.startswith("file://"):  # percent-encoded (`my%20lake`, `what%3F`): the folder's real name
+        return unquote(uri[len("file://"):])
     return None if "://" in uri else uri
 
 

@@ -10,7 +10,9 @@ a :class:`~lab.lake.LakeWarning` naming each damaged table, file and cause, and
 
 from __future__ import annotations
 
+import glob
 import os
+import urllib.parse
 import warnings
 import weakref
 from pathlib import Path
@@ -23,7 +25,7 @@ from lab.lake import Damage, Lake, LakeWarning, local_dir
 from lab.schema import TABLES, table_spec
 from lab.tail import uncommitted
 
-__all__ = ["connect", "refresh", "damaged", "EXTRA_VIEWS", "MACROS", "LakeWarning"]
+__all__ = ["connect", "refresh", "damaged", "duckdb_path", "EXTRA_VIEWS", "MACROS", "LakeWarning"]
 
 # Column aliases users paste from the seed document: ``timestamp`` and
 # ``volume`` on trades; the arbitrage query's names on arbitrage_signals.
@@ -104,6 +106,29 @@ MACROS: dict[str, str] = {
 }
 
 
+def duckdb_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as DuckDB's file readers (``read_parquet`` & co.) take it literally.
+
+    DuckDB reads every path it is given, alone or in a list, as a glob pattern: ``*``, ``?``
+    and ``[...]`` are wildcards. So ``/data/run*1/t/f.parquet`` also reads
+    ``/data/run01/t/f.parquet``, and a lake under ``/data/lake[v2]`` reads the files of a copy
+    in ``/data/lakev``. DuckDB has no switch to turn globbing off; its glob follows bash's
+    bracket rules (a bracket holding one character matches that character), so each of the
+    three is escaped as ``[*]``, ``[?]``, ``[[]`` - what :func:`glob.escape` does, for the same
+    three characters. ``{``, ``}``, ``]``, ``'`` and spaces are no wildcards to DuckDB and are
+    left alone (quote the result as any SQL string, or pass it as a parameter). A path
+    without wildcards comes back unchanged, so DuckDB opens it without listing a folder;
+    an escaped one costs DuckDB a listing of the folder holding the first wildcard, per file.
+    The ``filename`` column of a read names the real file (unescaped).
+
+    >>> duckdb_path("/data/lake[v2]/run*1/what?/part-0.parquet")
+    '/data/lake[[]v2]/run[*]1/what[?]/part-0.parquet'
+    >>> duckdb_path("/data/a{b,c}/it's/x]y/part-0.parquet")
+    "/data/a{b,c}/it's/x]y/part-0.parquet"
+    """
+    return glob.escape(os.fspath(path))
+
+
 def _source(name: str, t: DeltaTable | None) -> str:
     """SQL for the latest committed snapshot of one table.
 
@@ -114,14 +139,16 @@ def _source(name: str, t: DeltaTable | None) -> str:
     Our tables are append-and-compact only (reader version 1: no deletion
     vectors, no column mapping), so the file list is the whole snapshot -
     plus the tail files a recorder wrote since its last commit (:mod:`lab.tail`).
+    delta-rs names a local table's files percent-encoded (``my%20lake``, ``what%3F``):
+    they are decoded to the real paths, then escaped for DuckDB's globbing (:func:`duckdb_path`).
     """
-    files = [] if t is None else t.file_uris()
+    files = [] if t is None else [urllib.parse.unquote(f) for f in t.file_uris()]
     local = None if t is None else local_dir(t)
     if local is not None:
         files = files + uncommitted(local, t)
     if not files:
         return _empty(name)
-    quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    quoted = ", ".join(_sql_str(duckdb_path(f)) for f in files)
     # a table that gained an optional column (trades' `source`, on the first backfill) has older
     # files without it: match columns by name (by position, DuckDB refused the whole table)
     by_name = ", union_by_name = true" if table_spec(name).optional else ""
