@@ -168,7 +168,7 @@ def _recover_file(lake: Lake, table: str, path: Path, rows_hint: int | None, qdi
         report.lose(rel, rows_hint)
         return
     try:
-        df = conform(table, pl.read_parquet(path), fill_optional=False)
+        df = conform(table, pl.read_parquet(path, glob=False), fill_optional=False)
     except (SchemaError, OSError, pl.exceptions.PolarsError) as e:
         report.steps.append(f"{why}: file {rel} cannot be read ({str(e).splitlines()[0][:200]}): "
                             "its rows are lost (copy in quarantine)")

@@ -519,7 +519,7 @@ def scan_filtered(
 
             files = uncommitted(local, t)
             if files:  # file by file: a tail may straddle a new optional column (trades' `source`)
-                lf = pl.concat([lf, *(pl.scan_parquet(f) for f in files)], how="diagonal_relaxed")
+                lf = pl.concat([lf, *(pl.scan_parquet(f, glob=False) for f in files)], how="diagonal_relaxed")
     t0, t1 = _as_datetime(start), _as_datetime(end)
     preds: list[pl.Expr] = []
     tc = pl.col(spec.time_column)
@@ -899,11 +899,14 @@ class Lake:
         resident in a recorder that otherwise never needs it). Row groups are pruned by the
         files' own statistics; a file lacking an optional column reads it as null. An empty
         typed frame when the table does not exist."""
+        from urllib.parse import unquote
+
         from lab.tail import uncommitted
 
         spec = table_spec(table)
         t = self.delta(table)
-        files = [*t.file_uris(), *uncommitted(self.path(table), t)] if t is not None else []
+        # delta-rs percent-encodes a local table's file paths (`my%20lake`): the real names
+        files = [*map(unquote, t.file_uris()), *uncommitted(self.path(table), t)] if t is not None else []
         if not files:
             return pl.LazyFrame(schema=spec.columns)
         return pl.scan_parquet(files, glob=False, schema=pl.Schema(spec.columns), missing_columns="insert")
