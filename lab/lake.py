@@ -28,7 +28,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.transaction import Transaction
 
 from lab.errors import DataError
-from lab.schema import TABLES, SchemaError, conform, table_spec
+from lab.schema import TABLES, SchemaError, TableSpec, conform, table_spec
 from lab.times import to_utc
 
 if TYPE_CHECKING:  # imported where used: the recorder writes without loading pyarrow (~40 MiB RSS)
@@ -512,8 +512,12 @@ def scan_filtered(
         t = source if isinstance(source, DeltaTable) else None
         if t is None and tail and "://" not in str(source):
             t = DeltaTable(str(source))
-        lf = pl.scan_delta(t if t is not None else str(source))
-        local = local_dir(t) if tail and t is not None else None
+        local = local_dir(t) if t is not None else None
+        if local is not None and t is not None and _encoded(t):
+            lf = _scan_snapshot(t, spec)
+        else:
+            lf = pl.scan_delta(t if t is not None else str(source))
+        local = local if tail else None
         if local is not None:
             from lab.tail import uncommitted
 
@@ -532,6 +536,32 @@ def scan_filtered(
             continue
         preds.append(pl.col(col) == val if isinstance(val, str) else pl.col(col).is_in(list(val)))
     return lf.filter(*preds) if preds else lf
+
+
+def _encoded(t: DeltaTable) -> bool:
+    """A local table whose folder name delta-rs percent-encodes (a space, ``?``, ``{``...)."""
+    from urllib.parse import unquote
+
+    uri = t.table_uri
+    return unquote(uri) != uri
+
+
+def _scan_snapshot(t: DeltaTable, spec: TableSpec) -> pl.LazyFrame:
+    """A snapshot's files through ``pl.scan_parquet`` (its columns, the table's types).
+
+    ``pl.scan_delta`` opens delta-rs' percent-encoded file paths literally, so it cannot read
+    a lake under a folder such as ``my lake`` (pola-rs/polars#20944); the decoded paths can.
+    Our tables are append-and-compact only (no deletion vectors, no column mapping, no
+    partitions), so the file list is the whole snapshot. Row groups are pruned by the files'
+    own statistics."""
+    from urllib.parse import unquote
+
+    names = [f.name for f in t.schema().fields]
+    schema = pl.Schema({c: spec.columns[c] for c in names if c in spec.columns})
+    files = [unquote(f) for f in t.file_uris()]
+    if not files:
+        return pl.LazyFrame(schema=schema)
+    return pl.scan_parquet(files, glob=False, schema=schema, missing_columns="insert")
 
 
 def local_dir(t: DeltaTable) -> str | None:

@@ -140,7 +140,7 @@ def _commit(lake: Lake, table: str, writer: str, files: list[tuple[int, Path]],
     if not todo:
         return 0, done
     frames = frames or {}
-    df = pl.concat([frames[s] if s in frames else pl.read_parquet(p) for s, p in todo], how="diagonal_relaxed")
+    df = pl.concat([frames[s] if s in frames else pl.read_parquet(p, glob=False) for s, p in todo], how="diagonal_relaxed")
     lake.append(table, df, txn=(app_id(writer), todo[-1][0]), polars_writer=True)
     return df.height, todo[-1][0]
 

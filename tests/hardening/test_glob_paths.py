@@ -132,6 +132,12 @@ def test_lake_under_a_glob_folder_reads_and_compacts_its_own_rows(tmp_path: Path
             n, s = Lake(root).scan_files(table).select(pl.len(), pl.col("qty").sum()).collect().row(0)
             assert n == len(qty), f"{table}: {n} rows through Lake.scan_files, {len(qty)} appended"
             assert s == pytest.approx(sum(qty), rel=1e-12)
+            # a notebook's lab.scan (Polars), a venue filter pushed down
+            venue = appended[table][0]["venue"][0]
+            vq = [q for df in appended[table] + tail[table] for q, v in zip(df["qty"], df["venue"]) if v == venue]
+            n, s = Lake(root).scan(table, venue=venue).select(pl.len(), pl.col("qty").sum()).collect().row(0)
+            assert n == len(vq), f"{table}: {n} {venue} rows through Lake.scan, {len(vq)} appended"
+            assert s == pytest.approx(sum(vq), rel=1e-12)
 
         # Act: compact the committed files (the tail stays: its writer is alive)
         Lake(root).maintain(min_files=2, grace=dt.timedelta(0))
