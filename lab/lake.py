@@ -41,7 +41,8 @@ __all__ = ["Lake", "data_dir", "default_lake", "LakeError", "DamagedTableError",
 
 # Row groups of 128k rows: rows arrive in time order, so a query over the last
 # minutes skips all but the newest row groups of a compacted file by their stats.
-_WRITER_PROPS = WriterProperties(compression="ZSTD", compression_level=1, max_row_group_size=131_072)
+_GROUP_ROWS = 131_072
+_WRITER_PROPS = WriterProperties(compression="ZSTD", compression_level=1, max_row_group_size=_GROUP_ROWS)
 # Recording commits every flush interval (thousands of commits an hour): keep the
 # log short. Every commit and every snapshot update lists ``_delta_log``, so its cost
 # grows with the number of log files kept: measured here, a 300-row append cost 6 ms on
@@ -207,6 +208,12 @@ def default_lake() -> Lake:
 #: Batches of at least this many rows are written by Polars' (multi-threaded) Parquet writer and
 #: committed as one add action; smaller ones go through delta-rs' writer (one call, lower latency).
 BULK_ROWS = 100_000
+#: Row groups of a ``polars_writer=True`` append (a recorder's tail commit, a backfill) hold about
+#: this many bytes of rows at most. Polars encodes a whole row group in memory: one 128k-row group
+#: of 30 s of raw messages (~3 MiB of text) took ~6 MiB more resident memory for the moment of
+#: the commit, the largest spike of a recorder's RSS; groups of ~512 KiB take ~1 MiB. Compaction
+#: rewrites these files into full-size groups (:data:`_WRITER_PROPS`).
+SMALL_GROUP_BYTES = 512 * 2**10
 
 
 def _ms_text(us: int, up: bool) -> str:
@@ -731,7 +738,9 @@ class Lake:
             return self.version(table)
         self._ensure(table)
         props = None if txn is None else CommitProperties(app_transactions=[Transaction(*txn)])
-        if df.height >= BULK_ROWS or polars_writer:
+        if polars_writer:
+            return self._append_bulk(table, self._align(table, df), props, group_bytes=SMALL_GROUP_BYTES)
+        if df.height >= BULK_ROWS:
             return self._append_bulk(table, self._align(table, df), props)
         last: Exception | None = None
         for attempt in range(10):
@@ -811,16 +820,21 @@ class Lake:
             df = df.with_columns(fill)
         return df.select([c for c in spec.columns if c in df.columns])
 
-    def _append_bulk(self, table: str, df: pl.DataFrame, props: CommitProperties | None = None) -> int:
+    def _append_bulk(self, table: str, df: pl.DataFrame, props: CommitProperties | None = None,
+                     group_bytes: int | None = None) -> int:
         """One large batch: Polars writes the Parquet file (all cores), one Delta commit adds it.
 
         The file has the same layout as delta-rs writes (zstd level 1, 128k-row groups,
         column statistics) and its add action carries Delta stats, so readers prune it
-        exactly as any other file. A failed commit leaves an unreferenced file that
-        vacuum removes; no row is ever visible twice or half.
+        exactly as any other file. ``group_bytes`` bounds a row group's size in memory
+        instead (at least 1,024 rows): see :data:`SMALL_GROUP_BYTES`. A failed commit leaves
+        an unreferenced file that vacuum removes; no row is ever visible twice or half.
         """
+        rows = _GROUP_ROWS
+        if group_bytes is not None and df.height:
+            rows = min(rows, max(1024, df.height * group_bytes // max(int(df.estimated_size()), 1)))
         path = self.new_file(table)
-        df.write_parquet(path, compression="zstd", compression_level=1, row_group_size=131_072, statistics=True)
+        df.write_parquet(path, compression="zstd", compression_level=1, row_group_size=rows, statistics=True)
         return self.commit_files(table, [(path, file_stats(df))], props)
 
     def new_file(self, table: str, codec: str = "zstd") -> Path:

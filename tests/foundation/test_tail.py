@@ -222,3 +222,32 @@ def test_failing_delta_commits_keep_the_rows_readable_and_say_so(lake_dir: Path,
     assert w.commit_error == "" and w.tail_uncommitted() == 0
     w.close()
     assert _delta_rows(lake) == 12 and _count_sql(lake) == 12
+
+
+def test_a_large_tail_commit_is_written_in_row_groups_of_bounded_size(lake_dir: Path) -> None:
+    """30 s of raw messages (~3 MiB of text) in one 128k-row group made a recorder's RSS jump
+    by ~6 MiB at each commit: a tail commit's row groups hold ~SMALL_GROUP_BYTES each (at least
+    1,024 rows), every row kept, in order."""
+    import pyarrow.parquet as pq
+
+    from lab.lake import SMALL_GROUP_BYTES
+
+    lake = Lake(lake_dir)
+    tw = TailWriter(lake, grace=3600)
+    payload = "x" * 300
+    n = 0
+    for i in range(10):  # ten 1-s flushes of 1,200 messages of ~300 bytes
+        r = Rows()
+        for k in range(1200):
+            n += 1
+            r.raw(1_796_000_000_000_000 + n, "okx", "c1", n, f'{{"n":{n},"p":"{payload}"}}')
+        tw.write("raw_messages", r.frames()["raw_messages"])
+    assert tw.commit("raw_messages") == 12_000
+    (f,) = DeltaTable(str(lake.path("raw_messages"))).file_uris()
+    meta = pq.ParquetFile(f).metadata
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert len(sizes) > 1 and min(sizes[:-1]) >= 1024, sizes
+    assert max(sizes) * len(payload) <= 2 * SMALL_GROUP_BYTES, sizes  # ~300 bytes a row
+    got = pl.read_parquet(f)["recv_seq"].to_list()
+    assert got == list(range(1, 12_001))
+    tw.close()
