@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import polars as pl
+if TYPE_CHECKING:
+    import polars as pl
 
-from lab.lake import Lake, data_dir, default_lake
-from lab.schema import TABLES, SchemaError
+    from lab.lake import Lake, data_dir, default_lake
+    from lab.schema import TABLES, SchemaError
 
-# lab.sql (DuckDB, ~28 MiB) loads on first use of lab.connect / lab.refresh (module
-# __getattr__ below), so processes that never query (the recorder) do not carry it.
+# Everything loads on first use (module __getattr__ below): lab.sql (DuckDB, ~28 MiB) on
+# lab.connect / lab.refresh, so processes that never query (the recorder) do not carry it;
+# and Polars itself on lab.Lake, lab.scan..., so `lab --help` is quick and `lab record` can
+# size Polars' thread pool before Polars starts (lab.cli).
+_LAZY = {"Lake": "lab.lake", "data_dir": "lab.lake", "default_lake": "lab.lake",
+         "TABLES": "lab.schema", "SchemaError": "lab.schema"}
 
 __all__ = ["Lake", "SchemaError", "TABLES", "connect", "refresh", "scan", "data_dir",
            "default_lake", "start_recorder", "subscribe"]
@@ -32,6 +38,8 @@ def scan(
     lake: Lake | str | None = None,
 ) -> pl.LazyFrame:
     """Polars LazyFrame over a lake table, filters pushed down (see :meth:`Lake.scan`)."""
+    from lab.lake import Lake, default_lake
+
     lk = lake if isinstance(lake, Lake) else Lake(lake) if lake is not None else default_lake()
     return lk.scan(table, venue=venue, symbol=symbol, start=start, end=end)
 
@@ -60,6 +68,11 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f"lab.{name}")
+    if name in _LAZY:
+        import importlib
+
+        value = globals()[name] = getattr(importlib.import_module(_LAZY[name]), name)
+        return value
     if name in ("connect", "refresh"):
         from lab import sql
 

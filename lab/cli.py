@@ -119,9 +119,19 @@ def _writes_data(module, args: argparse.Namespace) -> bool:
     return bool(w(args) if callable(w) else w)
 
 
+#: Polars' thread pool per command, set before Polars loads (its size is fixed then) unless
+#: ``POLARS_MAX_THREADS`` is already set. ``lab record`` runs all day beside the user's work and
+#: writes small frames: one thread encodes a tail file's few hundred rows as fast, and two pools'
+#: threads with their allocator caches and in-flight row groups held ~2 MiB more resident
+#: (measured side by side on one simulator, 5 venues x 3 symbols; bench_recorder_memory.py).
+POLARS_THREADS = {"record": "1"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name = next((a for a in argv if not a.startswith("-")), None)
+    if name in POLARS_THREADS and "polars" not in sys.modules:
+        os.environ.setdefault("POLARS_MAX_THREADS", POLARS_THREADS[name])
     if name is not None and name not in COMMANDS:
         build_parser().parse_args(argv)  # argparse prints the choices and exits 2
     args = build_parser(only=name).parse_args(argv)
