@@ -39,6 +39,7 @@ see rows up to ``commit_every`` seconds later; nothing else differs.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import os
@@ -248,8 +249,8 @@ class TailWriter:
 
     def pending(self, table: str) -> int:
         """Tail files of ``table`` written and not committed."""
-        done = self._done.get(table, 0)
-        return sum(1 for s, _, _ in self._files.get(table, ()) if s > done)
+        files = self._files.get(table, [])  # in sequence order; committed ones stay for the grace
+        return len(files) - bisect.bisect_right(files, self._done.get(table, 0), key=lambda f: f[0])
 
     def uncommitted(self) -> int:
         """Tail files written and not committed, in every table."""

@@ -56,8 +56,10 @@ def test_rows_are_readable_before_the_commit_and_read_once_after(lake_dir: Path)
     assert _delta_rows(lake) == 21
     assert len(list((lake.path("trades") / TAIL).glob("*.parquet"))) == 3
     assert _count_sql(lake) == 21 and _ids(lake) == want
+    assert tw.uncommitted() == 0  # the three files are kept (grace) and counted no more
     tw.write("trades", make_trades(4, T0 + dt.timedelta(seconds=9), seed=9))
     assert _count_sql(lake) == 25 and _delta_rows(lake) == 21
+    assert tw.uncommitted() == 1
     tw.close()
 
 
