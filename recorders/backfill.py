@@ -625,7 +625,9 @@ class Backfiller:
             for runner in self.rec.runners:
                 if runner.venue not in RECENT_WINDOW_ONLY or not runner.rest_url:
                     continue
-                open_ = [s for s in runner.sessions if s.ws is not None]
+                # connections that have spoken: one still opening (subscribing) is not quiet, and
+                # what it missed is its on_open's hole
+                open_ = [s for s in runner.sessions if s.ws is not None and s.first_message.is_set()]
                 if not open_:  # down: the next connection's on_open fills what it missed
                     since.pop(runner.venue, None)
                     continue
