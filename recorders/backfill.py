@@ -485,6 +485,7 @@ class Backfiller:
         self._waiting: set[tuple[str, str]] = set()  # (venue, symbol) a reconnect's fill waits on
         self._quiet_watch: asyncio.Task | None = None
         self.quiet_results: list[QuietFill] = []
+        self._quiet_fills: set[asyncio.Task] = set()  # silences' fills in flight (also in ``tasks``)
 
     def on_open(self, runner) -> None:
         rest = runner.rest_url
@@ -521,7 +522,8 @@ class Backfiller:
 
     async def close(self, timeout: float = 3.0) -> None:
         """At a stop: fill the live gaps seen so far (a gap seen once is filled now rather than
-        left unrecorded), within ``timeout`` seconds; other backfills in flight are cancelled."""
+        left unrecorded) and let the silences' fills in flight end (one request each), within
+        ``timeout`` seconds; other backfills in flight are cancelled."""
         if self._scanner is not None:
             self._scanner.cancel()
         if self._quiet_watch is not None:
@@ -530,6 +532,8 @@ class Backfiller:
             async with asyncio.timeout(timeout):
                 await asyncio.sleep(0.5)  # a trade in flight out of order lands
                 await self._scan_once(final=True)
+                if self._quiet_fills:
+                    await asyncio.gather(*self._quiet_fills, return_exceptions=True)
         except TimeoutError:
             log.warning("backfill: stop reached before every gap was filled")
         for t in list(self.tasks):
@@ -648,7 +652,9 @@ class Backfiller:
                 for sym in (x.upper() for x in runner.vc.symbols):
                     t = loop.create_task(self._fill_quiet(runner, sym, q[0] - QUIET_MARGIN_US, last))
                     self.tasks.add(t)
+                    self._quiet_fills.add(t)
                     t.add_done_callback(self.tasks.discard)
+                    t.add_done_callback(self._quiet_fills.discard)
 
     async def _fill_quiet(self, runner, sym: str, start_us: int, end_us: int) -> None:
         """Ask the recent window of ``sym`` once, add its trades with ``start_us <= ts < end_us``
