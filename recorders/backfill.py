@@ -18,8 +18,8 @@ asked minus ids found.
 Bybit's ids are not (its spot docs: shared across symbols), so a venue that went
 silent without closing the socket leaves no id gap to see there. For such a venue
 (:data:`RECENT_WINDOW_ONLY`) :meth:`Backfiller._watch_quiet` looks at the time instead:
-a connection quiet for longer than :data:`QUIET_S` that speaks again is a possible
-hole per symbol, filled from the recent window by exchange time (:class:`QuietFill`:
+no live trade for longer than :data:`QUIET_S`, then trades again on the same connection,
+is a possible hole per symbol, filled from the recent window by exchange time (:class:`QuietFill`:
 one ``backfill`` event per symbol and silence, its detail a time range).
 """
 
@@ -57,19 +57,21 @@ MAX_REQUESTS_PER_HOLE = 200
 #: first live trade shows where the hole ends, if the first answer did not cover it
 RECENT_WINDOW_ONLY = frozenset({"bybit"})
 
-#: seconds a recent-window venue's connection may be quiet (no message of any kind: book deltas,
-#: trades, pong) before its next message marks a possible hole. Bybit pushes the 50-level book of
-#: a liquid symbol every 20-100 ms and the simulator's symbols trade several times a second, so 2 s
-#: of nothing on a whole connection is a stall, not a lull; a false alarm costs one REST request
-#: per symbol and one ``backfill`` event finding nothing new. Shorter than any silence watchdog
-#: (``silence_timeout``, 30 s): a longer silence is a reconnect, filled by the reconnect path.
+#: seconds a recent-window venue may go without a live trade on any of its symbols before the
+#: next one marks a possible hole. The simulator's symbols trade several times a second each (a
+#: venue of 2-3 symbols, 10-20 trades/s together), as liquid Bybit spot pairs do, so 2 s without a
+#: single trade on all of them is a stall, not a lull; a false alarm (a venue recorded for a few
+#: illiquid symbols) costs one REST request per symbol and one ``backfill`` event finding nothing
+#: new. Shorter than the silence watchdog (``silence_timeout``, 30 s): a longer silence is a
+#: reconnect, filled by the reconnect path.
 QUIET_S = 2.0
-#: how often (s) the quiet watcher looks at the connections' last receive times (a poll off the
-#: message loop: the loop itself is not touched)
+#: how often (s) the quiet watcher looks at the venues' live trade counts (a poll off the message
+#: loop: the loop itself is not touched); the hole's ends are known to this precision
 QUIET_POLL_S = 0.25
-#: µs before the last message of a quiet connection that its hole starts: a trade made just
-#: before the silence may still have been on the wire when the venue stopped sending
-QUIET_MARGIN_US = 500_000
+#: µs before the last trade seen ahead of a silence that its hole starts: a trade made just
+#: before the silence may still have been on the wire when the venue stopped sending, or received
+#: late by a recorder short of CPU (the ids held de-duplicate what was not lost)
+QUIET_MARGIN_US = 1_000_000
 
 #: venues whose history pages by time (the hole's start time is looked up in the lake)
 TIME_PAGED = frozenset({"kraken", "coinbase"})
@@ -458,6 +460,21 @@ def result_frame(r: Result, ts_local_us: int) -> pl.DataFrame:
                          "side": pl.String, "source": pl.String})
 
 
+class _Quiet:
+    """What the quiet watcher knows of one venue (:meth:`Backfiller._watch_quiet`)."""
+
+    __slots__ = ("count", "poll_us", "after_us", "seen_us", "conns", "quiet")
+
+    def __init__(self, count: int, poll_us: int, after_us: int | None, seen_us: int,
+                 conns: frozenset[str]) -> None:
+        self.count = count  # live trades received so far (all the venue's symbols)
+        self.poll_us = poll_us  # the last poll
+        self.after_us = after_us  # the newest trade arrived after this (None: none seen yet)
+        self.seen_us = seen_us  # the poll that saw the newest trade
+        self.conns = conns  # the connections open (and spoken) then
+        self.quiet = False  # no trade for longer than the threshold
+
+
 class Backfiller:
     """The recorder's backfill hook (one per recorder).
 
@@ -614,14 +631,18 @@ class Backfiller:
         """Silences on recent-window venues (:data:`RECENT_WINDOW_ONLY`) that end without a
         reconnect: their trade ids tell nothing (Bybit's are shared across symbols), so a venue
         that stops sending for a few seconds with the socket open would leave a hole nobody asks
-        for. Every :data:`QUIET_POLL_S` this looks at each such venue's newest receive time
-        (``Session.last_recv_us``, kept by the message loop anyway: the loop is not touched);
-        quiet for longer than ``quiet_s``, then speaking again on a connection that was open
-        before, is a possible hole per symbol, from the last message before the quiet (less
-        :data:`QUIET_MARGIN_US`) to the newest one: filled at once from the recent window
-        (:meth:`_fill_quiet`). A silence that ends in a reconnect is the reconnect path's."""
+        for. The message loop is not touched: every :data:`QUIET_POLL_S` this reads how many
+        live trades each such venue has received (``TradeIds.added``, kept anyway). Trades, not
+        messages: a venue whose trade feed stalls may still answer pings and resubscriptions
+        (the simulator's ``silent`` fault does: replies are sent, the feed is not), and a pong
+        in the middle must neither hide the silence nor end it. No live trade on any symbol of
+        the venue for longer than ``quiet_s``, then one again with the same connections open,
+        is a possible hole per symbol: from the poll before the last trade (less
+        :data:`QUIET_MARGIN_US`) to the poll that saw trades again, filled at once from the
+        recent window (:meth:`_fill_quiet`). A new connection in between is the reconnect
+        path's (its on_open asks the window from the last id held)."""
         quiet_us = int(self.quiet_s * 1e6)
-        since: dict[str, tuple[int, frozenset[str]]] = {}  # venue -> (last receive µs, connections then)
+        state: dict[str, _Quiet] = {}
         loop = asyncio.get_running_loop()
         while not self.rec.stopping.is_set():
             await asyncio.sleep(QUIET_POLL_S)
@@ -631,30 +652,33 @@ class Backfiller:
                     continue
                 # connections that have spoken: one still opening (subscribing) is not quiet, and
                 # what it missed is its on_open's hole
-                open_ = [s for s in runner.sessions if s.ws is not None and s.first_message.is_set()]
-                if not open_:  # down: the next connection's on_open fills what it missed
-                    since.pop(runner.venue, None)
+                conns = frozenset(s.conn_id for s in runner.sessions
+                                  if s.ws is not None and s.first_message.is_set())
+                added = runner.trade_ids.added
+                count = sum(added.get(x.upper(), 0) for x in runner.vc.symbols)
+                st = state.get(runner.venue)
+                if st is None or not conns or conns != st.conns:
+                    # down, or a connection opened or closed: its on_open / the reconnect path
+                    # fills what it missed; watch afresh from here
+                    state[runner.venue] = _Quiet(count, now, None, now, conns)
                     continue
-                spoke = max(open_, key=lambda s: s.last_recv_us)
-                last = spoke.last_recv_us
-                q = since.get(runner.venue)
-                if q is None:
-                    if now - last > quiet_us:
-                        since[runner.venue] = (last, frozenset(s.conn_id for s in open_))
+                if count == st.count:
+                    if st.after_us is not None and now - st.seen_us > quiet_us and not st.quiet:
+                        st.quiet = True
+                    st.poll_us = now
                     continue
-                if last <= q[0]:
-                    continue  # still quiet
-                del since[runner.venue]
-                if spoke.conn_id not in q[1]:
-                    continue  # a new connection spoke: its on_open asked the window already
-                log.info("%s: no message for %.1f s, connection still open: backfilling by time",
-                         runner.venue, (last - q[0]) / 1e6)
-                for sym in (x.upper() for x in runner.vc.symbols):
-                    t = loop.create_task(self._fill_quiet(runner, sym, q[0] - QUIET_MARGIN_US, last))
-                    self.tasks.add(t)
-                    self._quiet_fills.add(t)
-                    t.add_done_callback(self.tasks.discard)
-                    t.add_done_callback(self._quiet_fills.discard)
+                if st.quiet and st.after_us is not None:  # trades again after a silence
+                    start = st.after_us - QUIET_MARGIN_US
+                    log.info("%s: no trade for %.1f s, connection still open: backfilling by time",
+                             runner.venue, (now - st.after_us) / 1e6)
+                    for sym in (x.upper() for x in runner.vc.symbols):
+                        t = loop.create_task(self._fill_quiet(runner, sym, start, now))
+                        self.tasks.add(t)
+                        self._quiet_fills.add(t)
+                        t.add_done_callback(self.tasks.discard)
+                        t.add_done_callback(self._quiet_fills.discard)
+                # the newest trade arrived after the previous poll
+                state[runner.venue] = _Quiet(count, now, st.poll_us, now, conns)
 
     async def _fill_quiet(self, runner, sym: str, start_us: int, end_us: int) -> None:
         """Ask the recent window of ``sym`` once, add its trades with ``start_us <= ts < end_us``
