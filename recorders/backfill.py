@@ -638,8 +638,9 @@ class Backfiller:
         in the middle must neither hide the silence nor end it. No live trade on any symbol of
         the venue for longer than ``quiet_s``, then one again with the same connections open,
         is a possible hole per symbol: from the poll before the last trade (less
-        :data:`QUIET_MARGIN_US`) to the poll that saw trades again, filled at once from the
-        recent window (:meth:`_fill_quiet`). A new connection in between is the reconnect
+        :data:`QUIET_MARGIN_US`) to the poll that saw trades again, both moved to the venue's
+        clock by the least receive delay (``Adapter.delay_floor_us``: trades are asked by
+        exchange time), filled at once from the recent window (:meth:`_fill_quiet`). A new connection in between is the reconnect
         path's (its on_open asks the window from the last id held)."""
         quiet_us = int(self.quiet_s * 1e6)
         state: dict[str, _Quiet] = {}
@@ -668,11 +669,17 @@ class Backfiller:
                     st.poll_us = now
                     continue
                 if st.quiet and st.after_us is not None:  # trades again after a silence
-                    start = st.after_us - QUIET_MARGIN_US
+                    # our times to the venue's: minus the least receive delay (the venue's clock
+                    # and ours differ; the simulator's ran 4 s behind in a soak)
+                    floors = [d for s in runner.sessions if s.conn_id in conns
+                              if (d := s.adapter.delay_floor_us()) is not None]
+                    floor = min(floors, default=0)
+                    start = st.after_us - floor - QUIET_MARGIN_US
+                    end = now - floor
                     log.info("%s: no trade for %.1f s, connection still open: backfilling by time",
                              runner.venue, (now - st.after_us) / 1e6)
                     for sym in (x.upper() for x in runner.vc.symbols):
-                        t = loop.create_task(self._fill_quiet(runner, sym, start, now))
+                        t = loop.create_task(self._fill_quiet(runner, sym, start, end))
                         self.tasks.add(t)
                         self._quiet_fills.add(t)
                         t.add_done_callback(self.tasks.discard)
