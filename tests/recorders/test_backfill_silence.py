@@ -29,8 +29,11 @@ TIME_RANGE = re.compile(r"^time (\S+?)\.\.(\S+) asked ")
 
 
 def _sim(tmp_path, silent_s: float) -> Simulator:
-    # a silent rate of ~never: the one silence of the test is injected on demand (_go_silent)
+    # a silent rate of ~never: the one silence of the test is injected on demand (_go_silent).
+    # The venue's clock runs 4 s behind ours (as the simulator's did in a soak): a silence is
+    # asked for in the venue's time, not in the recorder's.
     sim = Simulator(SimConfig(venues=("bybit",), assets=("BTC", "ETH"), cross=False, port_base=0, seed=3,
+                              start_ns=time.time_ns() - 4_000_000_000,
                               truth_dir=str(tmp_path / "truth"), truth_book_every=0,
                               faults=FaultConfig(silent=1e-9, silent_s=silent_s)))
     sim.truth_dir = tmp_path / "truth"
@@ -74,7 +77,7 @@ def _record_a_silence(sim: Simulator, tmp_path, *, window_s: float | None = None
                      what="live Bybit trades of every symbol")
             if window_s is not None:
                 sim.history_s = window_s
-            t_silent = time.time_ns() // 1000
+            t_silent = sim.now_ns() // 1000  # the venue's time
             _go_silent(sim)
 
             def silence_recorded() -> bool:  # an event ending after the silence began, per symbol
