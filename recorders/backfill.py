@@ -160,8 +160,10 @@ class QuietFill(NamedTuple):
     """One silence backfilled by time on a recent-window venue: trades with exchange time in
     ``start_us <= ts < end_us`` were asked for. ``trades``: those the window held (``new`` of
     them were not held yet); ``reached_us``: the exchange time of the window's oldest trade
-    (``None``: the window was empty). The hole is closed when the window reached back to its
-    start; otherwise trades before ``reached_us`` may be missing, and the detail says so.
+    (``None``: the window was empty). The hole is closed when the window reached back to the
+    silence's start, ``since_us`` (``start_us`` less the margin asked for on top, in case a
+    trade was late: default ``start_us``); otherwise trades before ``reached_us`` may be
+    missing, and the detail says so.
 
     >>> t0 = 1704067201000000
     >>> QuietFill("bybit", "BTC-USDT", t0, t0 + 3_000_000, [Trade(t0 + 1, 5, 1.0, 1.0, "buy")], 1, 1, t0 - 9).detail()
@@ -179,10 +181,12 @@ class QuietFill(NamedTuple):
     requests: int
     reached_us: int | None
     error: str = ""
+    since_us: int | None = None
 
     @property
     def closed(self) -> bool:
-        return not self.error and self.reached_us is not None and self.reached_us <= self.start_us
+        since = self.start_us if self.since_us is None else self.since_us
+        return not self.error and self.reached_us is not None and self.reached_us <= since
 
     def detail(self) -> str:
         head = (f"time {_iso(self.start_us)}..{_iso(self.end_us)} asked "
@@ -679,7 +683,8 @@ class Backfiller:
                     log.info("%s: no trade for %.1f s, connection still open: backfilling by time",
                              runner.venue, (now - st.after_us) / 1e6)
                     for sym in (x.upper() for x in runner.vc.symbols):
-                        t = loop.create_task(self._fill_quiet(runner, sym, start, end))
+                        t = loop.create_task(self._fill_quiet(runner, sym, start, end,
+                                                              start + QUIET_MARGIN_US))
                         self.tasks.add(t)
                         self._quiet_fills.add(t)
                         t.add_done_callback(self.tasks.discard)
@@ -687,10 +692,11 @@ class Backfiller:
                 # the newest trade arrived after the previous poll
                 state[runner.venue] = _Quiet(count, now, st.poll_us, now, conns)
 
-    async def _fill_quiet(self, runner, sym: str, start_us: int, end_us: int) -> None:
+    async def _fill_quiet(self, runner, sym: str, start_us: int, end_us: int, since_us: int | None = None) -> None:
         """Ask the recent window of ``sym`` once, add its trades with ``start_us <= ts < end_us``
         not held yet (``source = 'rest'``) and record the silence (one ``backfill`` event whose
-        detail is :meth:`QuietFill.detail`: the time range, rows found, closed or not)."""
+        detail is :meth:`QuietFill.detail`: the time range, rows found, closed or not: whether the
+        window reached back to ``since_us``, the silence's start)."""
         rec = self.rec
         venue = runner.venue
 
@@ -703,14 +709,14 @@ class Backfiller:
         try:
             r = await fetch_between(venue, runner.rest_url, sym, 0, 1 << 62, get, max_requests=1)
         except Exception as e:  # noqa: BLE001 - a failed backfill is a recorded hole, not a crash
-            qf = QuietFill(venue, sym, start_us, end_us, [], 0, 1, None, f"{type(e).__name__}: {e}")
+            qf = QuietFill(venue, sym, start_us, end_us, [], 0, 1, None, f"{type(e).__name__}: {e}", since_us)
             rec.rows.event(time.time_ns() // 1000, venue, sym, "backfill", qf.detail())
             return
         reached = min((t.ts_us for t in r.trades), default=None)
         inside = [t for t in r.trades if start_us <= t.ts_us < end_us]
         new = runner.trade_ids.add_backfilled(sym, [str(t.trade_id) for t in inside])
         fresh = [t for t, n in zip(inside, new, strict=True) if n]
-        qf = QuietFill(venue, sym, start_us, end_us, inside, len(fresh), r.requests, reached)
+        qf = QuietFill(venue, sym, start_us, end_us, inside, len(fresh), r.requests, reached, since_us=since_us)
         now = time.time_ns() // 1000
         if fresh:
             df = result_frame(Result(venue, sym, 0, -1, fresh, r.requests), now)
