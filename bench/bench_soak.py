@@ -277,20 +277,29 @@ def unrecorded_holes(truth: dict[str, list[dict]], trades: pl.DataFrame, lake, v
     """Per venue, the published trades the lake lacks between the first and the last trade it holds
     of their symbol that no ``backfill`` feed event asked for: holes nobody recorded (issue 20:
     a hole may remain, but never silently). Bybit's spot docs say its trade ids are shared across
-    symbols, so its recorder does not look for holes inside a stretch (a silence) by the ids."""
+    symbols, so its recorder does not look for holes inside a stretch (a silence) by the ids: it
+    asks for a silence by time (``time <start>..<end> asked``, exchange time), which counts as
+    asking for every trade whose exchange time lies in ``start <= ts < end``."""
     import re
+
+    from recorders.backfill import parse_time
+    from recorders.sim.truth import iso_us
 
     have = trades.group_by("venue", "symbol").agg(
         lo=pl.col("trade_id").cast(pl.Int64, strict=False).min(), hi=pl.col("trade_id").cast(pl.Int64, strict=False).max(),
         ids=pl.col("trade_id"))
     span = {(v, s): (lo, hi, set(ids)) for v, s, lo, hi, ids in have.iter_rows()}
     asked: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    asked_time: dict[tuple[str, str], list[tuple[int, int]]] = {}
     if lake.exists("feed_events"):
         ev = lake.scan("feed_events").filter(pl.col("kind") == "backfill").select("venue", "symbol", "detail").collect()
         for v, s, d in ev.iter_rows():
             m = re.match(r"ids (\d+)\.\.(\d+) asked", d or "")
             if m:
                 asked.setdefault((v, s), []).append((int(m.group(1)), int(m.group(2))))
+            m = re.match(r"time (\S+?)\.\.(\S+) asked", d or "")
+            if m:
+                asked_time.setdefault((v, s), []).append((parse_time(m.group(1)), parse_time(m.group(2))))
     out = dict.fromkeys(venues, 0)
     for t in truth["trades"]:
         k = (t["venue"], t["symbol"])
@@ -299,7 +308,9 @@ def unrecorded_holes(truth: dict[str, list[dict]], trades: pl.DataFrame, lake, v
         lo, hi, ids = span[k]
         i = int(t["trade_id"])
         if lo < i < hi and str(i) not in ids and not any(a <= i <= b for a, b in asked.get(k, [])):
-            out[t["venue"]] += 1
+            te = iso_us(t["ts_exchange"]) if k in asked_time else 0
+            if not any(a <= te < b for a, b in asked_time.get(k, [])):
+                out[t["venue"]] += 1
     return out
 
 

@@ -14,6 +14,13 @@ trades remain missing (never a silent hole).
 Trade ids are taken as consecutive integers per symbol (true on Binance, OKX,
 Kraken v2 and Coinbase, and in the simulator), so a hole's size is exact: ids
 asked minus ids found.
+
+Bybit's ids are not (its spot docs: shared across symbols), so a venue that went
+silent without closing the socket leaves no id gap to see there. For such a venue
+(:data:`RECENT_WINDOW_ONLY`) :meth:`Backfiller._watch_quiet` looks at the time instead:
+no live trade for longer than :data:`QUIET_S`, then trades again on the same connection,
+is a possible hole per symbol, filled from the recent window by exchange time (:class:`QuietFill`:
+one ``backfill`` event per symbol and silence, its detail a time range).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-__all__ = ["Trade", "Result", "fetch_between", "fetch_window", "parse_page", "Backfiller", "PAGE_LIMITS",
+__all__ = ["Trade", "Result", "QuietFill", "fetch_between", "fetch_window", "parse_page", "Backfiller", "PAGE_LIMITS",
            "venue_symbol", "result_frame", "parse_time"]
 
 log = logging.getLogger("recorders.backfill")
@@ -49,6 +56,22 @@ MAX_REQUESTS_PER_HOLE = 200
 #: opens (before the REST queue fills with the other venues' snapshots) and again once the
 #: first live trade shows where the hole ends, if the first answer did not cover it
 RECENT_WINDOW_ONLY = frozenset({"bybit"})
+
+#: seconds a recent-window venue may go without a live trade on any of its symbols before the
+#: next one marks a possible hole. The simulator's symbols trade several times a second each (a
+#: venue of 2-3 symbols, 10-20 trades/s together), as liquid Bybit spot pairs do, so 2 s without a
+#: single trade on all of them is a stall, not a lull; a false alarm (a venue recorded for a few
+#: illiquid symbols) costs one REST request per symbol and one ``backfill`` event finding nothing
+#: new. Shorter than the silence watchdog (``silence_timeout``, 30 s): a longer silence is a
+#: reconnect, filled by the reconnect path.
+QUIET_S = 2.0
+#: how often (s) the quiet watcher looks at the venues' live trade counts (a poll off the message
+#: loop: the loop itself is not touched); the hole's ends are known to this precision
+QUIET_POLL_S = 0.25
+#: µs before the last trade seen ahead of a silence that its hole starts: a trade made just
+#: before the silence may still have been on the wire when the venue stopped sending, or received
+#: late by a recorder short of CPU (the ids held de-duplicate what was not lost)
+QUIET_MARGIN_US = 1_000_000
 
 #: venues whose history pages by time (the hole's start time is looked up in the lake)
 TIME_PAGED = frozenset({"kraken", "coinbase"})
@@ -119,6 +142,64 @@ class Result(NamedTuple):
         if span is None:
             return head + "hole closed"
         return head + f"hole remains: {self.missing} trade(s) missing, ids {span[0]}..{span[1]}"
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _iso(us: int) -> str:
+    """µs since the epoch as ISO-8601 UTC text (the inverse of :func:`parse_time`).
+
+    >>> _iso(1704067201000000)
+    '2024-01-01T00:00:01.000000Z'
+    """
+    return (_EPOCH + dt.timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # exact (no float)
+
+
+class QuietFill(NamedTuple):
+    """One silence backfilled by time on a recent-window venue: trades with exchange time in
+    ``start_us <= ts < end_us`` were asked for. ``trades``: those the window held (``new`` of
+    them were not held yet); ``reached_us``: the exchange time of the window's oldest trade
+    (``None``: the window was empty). The hole is closed when the window reached back to the
+    silence's start, ``since_us`` (``start_us`` less the margin asked for on top, in case a
+    trade was late: default ``start_us``); otherwise trades before ``reached_us`` may be
+    missing, and the detail says so.
+
+    >>> t0 = 1704067201000000
+    >>> QuietFill("bybit", "BTC-USDT", t0, t0 + 3_000_000, [Trade(t0 + 1, 5, 1.0, 1.0, "buy")], 1, 1, t0 - 9).detail()
+    'time 2024-01-01T00:00:01.000000Z..2024-01-01T00:00:04.000000Z asked (3.0 s, a silence without reconnect); found 1 over REST in 1 request(s), 1 new; hole closed'
+    >>> QuietFill("bybit", "BTC-USDT", t0, t0 + 3_000_000, [], 0, 1, t0 + 2_000_000).detail().split("; ")[-1]
+    "hole may remain: the venue's recent window reaches back only to 2024-01-01T00:00:03.000000Z, trades before it may be missing"
+    """
+
+    venue: str
+    symbol: str
+    start_us: int
+    end_us: int
+    trades: list[Trade]
+    new: int
+    requests: int
+    reached_us: int | None
+    error: str = ""
+    since_us: int | None = None
+
+    @property
+    def closed(self) -> bool:
+        since = self.start_us if self.since_us is None else self.since_us
+        return not self.error and self.reached_us is not None and self.reached_us <= since
+
+    def detail(self) -> str:
+        head = (f"time {_iso(self.start_us)}..{_iso(self.end_us)} asked "
+                f"({(self.end_us - self.start_us) / 1e6:.1f} s, a silence without reconnect); ")
+        if self.error:
+            return head + f"failed: {self.error}; hole may remain: trades in it may be missing"
+        head += f"found {len(self.trades)} over REST in {self.requests} request(s), {self.new} new; "
+        if self.closed:
+            return head + "hole closed"
+        if self.reached_us is None:
+            return head + "hole may remain: the venue's recent window was empty, trades in it may be missing"
+        return head + (f"hole may remain: the venue's recent window reaches back only to {_iso(self.reached_us)}, "
+                       "trades before it may be missing")
 
 
 def venue_symbol(venue: str, symbol: str) -> str:
@@ -383,16 +464,34 @@ def result_frame(r: Result, ts_local_us: int) -> pl.DataFrame:
                          "side": pl.String, "source": pl.String})
 
 
+class _Quiet:
+    """What the quiet watcher knows of one venue (:meth:`Backfiller._watch_quiet`)."""
+
+    __slots__ = ("count", "poll_us", "after_us", "seen_us", "conns", "quiet")
+
+    def __init__(self, count: int, poll_us: int, after_us: int | None, seen_us: int,
+                 conns: frozenset[str]) -> None:
+        self.count = count  # live trades received so far (all the venue's symbols)
+        self.poll_us = poll_us  # the last poll
+        self.after_us = after_us  # the newest trade arrived after this (None: none seen yet)
+        self.seen_us = seen_us  # the poll that saw the newest trade
+        self.conns = conns  # the connections open (and spoken) then
+        self.quiet = False  # no trade for longer than the threshold
+
+
 class Backfiller:
     """The recorder's backfill hook (one per recorder).
 
     :meth:`on_open` is called when a venue connection opens: it notes the newest
     trade id already held per symbol, waits for the first trade of each symbol on the
-    new connection, then fills the ids in between.
+    new connection, then fills the ids in between. A scanner fills trade-id gaps on live
+    streams of :data:`CONSECUTIVE_IDS` venues (:meth:`_scan`), a quiet watcher the silences
+    of :data:`RECENT_WINDOW_ONLY` venues that end without a reconnect (:meth:`_watch_quiet`).
     """
 
-    def __init__(self, rec, wait_live_s: float = 30.0, scan_every: float = 2.0) -> None:
+    def __init__(self, rec, wait_live_s: float = 30.0, scan_every: float = 2.0, quiet_s: float = QUIET_S) -> None:
         self.rec = rec
+        self.quiet_s = quiet_s  # 0: no silence watch on recent-window venues
         self.lake = type(rec.lake)(rec.lake.root)  # its own handles: the writer thread owns rec.lake's
         self.wait_live_s = wait_live_s
         self.scan_every = scan_every
@@ -405,6 +504,9 @@ class Backfiller:
         self._baseline: dict[tuple[str, str], int] = {}  # oldest id scanned for gaps
         self._scanned: dict[tuple[str, str], tuple[int, int]] = {}  # (scans done, ids added at the last)
         self._waiting: set[tuple[str, str]] = set()  # (venue, symbol) a reconnect's fill waits on
+        self._quiet_watch: asyncio.Task | None = None
+        self.quiet_results: list[QuietFill] = []
+        self._quiet_fills: set[asyncio.Task] = set()  # silences' fills in flight (also in ``tasks``)
 
     def on_open(self, runner) -> None:
         rest = runner.rest_url
@@ -421,6 +523,8 @@ class Backfiller:
                     ids = r.trade_ids.recent_ids(sym, 5000)
                     self._baseline[(r.venue, sym)] = min(ids) if ids else -1
             self._scanner = asyncio.get_running_loop().create_task(self._scan())
+        if self._quiet_watch is None and self.quiet_s > 0 and runner.venue in RECENT_WINDOW_ONLY:
+            self._quiet_watch = asyncio.get_running_loop().create_task(self._watch_quiet())
         last = {}
         for sym in (s.upper() for s in runner.vc.symbols):
             if (runner.venue, sym) in self._waiting:
@@ -439,13 +543,18 @@ class Backfiller:
 
     async def close(self, timeout: float = 3.0) -> None:
         """At a stop: fill the live gaps seen so far (a gap seen once is filled now rather than
-        left unrecorded), within ``timeout`` seconds; other backfills in flight are cancelled."""
+        left unrecorded) and let the silences' fills in flight end (one request each), within
+        ``timeout`` seconds; other backfills in flight are cancelled."""
         if self._scanner is not None:
             self._scanner.cancel()
+        if self._quiet_watch is not None:
+            self._quiet_watch.cancel()
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.sleep(0.5)  # a trade in flight out of order lands
                 await self._scan_once(final=True)
+                if self._quiet_fills:
+                    await asyncio.gather(*self._quiet_fills, return_exceptions=True)
         except TimeoutError:
             log.warning("backfill: stop reached before every gap was filled")
         for t in list(self.tasks):
@@ -521,6 +630,106 @@ class Backfiller:
             finally:
                 self.busy.discard((venue, sym))
         self._seen_gaps = gaps_now - self._seen_gaps
+
+    async def _watch_quiet(self) -> None:
+        """Silences on recent-window venues (:data:`RECENT_WINDOW_ONLY`) that end without a
+        reconnect: their trade ids tell nothing (Bybit's are shared across symbols), so a venue
+        that stops sending for a few seconds with the socket open would leave a hole nobody asks
+        for. The message loop is not touched: every :data:`QUIET_POLL_S` this reads how many
+        live trades each such venue has received (``TradeIds.added``, kept anyway). Trades, not
+        messages: a venue whose trade feed stalls may still answer pings and resubscriptions
+        (the simulator's ``silent`` fault does: replies are sent, the feed is not), and a pong
+        in the middle must neither hide the silence nor end it. No live trade on any symbol of
+        the venue for longer than ``quiet_s``, then one again with the same connections open,
+        is a possible hole per symbol: from the poll before the last trade (less
+        :data:`QUIET_MARGIN_US`) to the poll that saw trades again, both moved to the venue's
+        clock by the least receive delay (``Adapter.delay_floor_us``: trades are asked by
+        exchange time), filled at once from the recent window (:meth:`_fill_quiet`). A new connection in between is the reconnect
+        path's (its on_open asks the window from the last id held)."""
+        quiet_us = int(self.quiet_s * 1e6)
+        state: dict[str, _Quiet] = {}
+        loop = asyncio.get_running_loop()
+        while not self.rec.stopping.is_set():
+            await asyncio.sleep(QUIET_POLL_S)
+            now = time.time_ns() // 1000
+            for runner in self.rec.runners:
+                if runner.venue not in RECENT_WINDOW_ONLY or not runner.rest_url:
+                    continue
+                # connections that have spoken: one still opening (subscribing) is not quiet, and
+                # what it missed is its on_open's hole
+                conns = frozenset(s.conn_id for s in runner.sessions
+                                  if s.ws is not None and s.first_message.is_set())
+                added = runner.trade_ids.added
+                count = sum(added.get(x.upper(), 0) for x in runner.vc.symbols)
+                st = state.get(runner.venue)
+                if st is None or not conns or conns != st.conns:
+                    # down, or a connection opened or closed: its on_open / the reconnect path
+                    # fills what it missed; watch afresh from here
+                    state[runner.venue] = _Quiet(count, now, None, now, conns)
+                    continue
+                if count == st.count:
+                    if st.after_us is not None and now - st.seen_us > quiet_us and not st.quiet:
+                        st.quiet = True
+                    st.poll_us = now
+                    continue
+                if st.quiet and st.after_us is not None:  # trades again after a silence
+                    # our times to the venue's: minus the least receive delay (the venue's clock
+                    # and ours differ; the simulator's ran 4 s behind in a soak)
+                    floors = [d for s in runner.sessions if s.conn_id in conns
+                              if (d := s.adapter.delay_floor_us()) is not None]
+                    floor = min(floors, default=0)
+                    start = st.after_us - floor - QUIET_MARGIN_US
+                    end = now - floor
+                    log.info("%s: no trade for %.1f s, connection still open: backfilling by time",
+                             runner.venue, (now - st.after_us) / 1e6)
+                    for sym in (x.upper() for x in runner.vc.symbols):
+                        t = loop.create_task(self._fill_quiet(runner, sym, start, end,
+                                                              start + QUIET_MARGIN_US))
+                        self.tasks.add(t)
+                        self._quiet_fills.add(t)
+                        t.add_done_callback(self.tasks.discard)
+                        t.add_done_callback(self._quiet_fills.discard)
+                # the newest trade arrived after the previous poll
+                state[runner.venue] = _Quiet(count, now, st.poll_us, now, conns)
+
+    async def _fill_quiet(self, runner, sym: str, start_us: int, end_us: int, since_us: int | None = None) -> None:
+        """Ask the recent window of ``sym`` once, add its trades with ``start_us <= ts < end_us``
+        not held yet (``source = 'rest'``) and record the silence (one ``backfill`` event whose
+        detail is :meth:`QuietFill.detail`: the time range, rows found, closed or not: whether the
+        window reached back to ``since_us``, the silence's start)."""
+        rec = self.rec
+        venue = runner.venue
+
+        def on_error(detail: str) -> None:
+            rec.rows.event(time.time_ns() // 1000, venue, sym, "rest_error", detail)
+
+        async def get(url: str) -> str:
+            return await rec.rest.get(url, on_error)
+
+        try:
+            r = await fetch_between(venue, runner.rest_url, sym, 0, 1 << 62, get, max_requests=1)
+        except Exception as e:  # noqa: BLE001 - a failed backfill is a recorded hole, not a crash
+            qf = QuietFill(venue, sym, start_us, end_us, [], 0, 1, None, f"{type(e).__name__}: {e}", since_us)
+            rec.rows.event(time.time_ns() // 1000, venue, sym, "backfill", qf.detail())
+            return
+        reached = min((t.ts_us for t in r.trades), default=None)
+        inside = [t for t in r.trades if start_us <= t.ts_us < end_us]
+        new = runner.trade_ids.add_backfilled(sym, [str(t.trade_id) for t in inside])
+        fresh = [t for t, n in zip(inside, new, strict=True) if n]
+        qf = QuietFill(venue, sym, start_us, end_us, inside, len(fresh), r.requests, reached, since_us=since_us)
+        now = time.time_ns() // 1000
+        if fresh:
+            df = result_frame(Result(venue, sym, 0, -1, fresh, r.requests), now)
+            try:
+                await asyncio.to_thread(partial(self.lake.append, polars_writer=True), "trades", df)
+            except Exception as e:  # noqa: BLE001
+                rec.rows.event(now, venue, sym, "backfill",
+                               f"time {_iso(start_us)}..{_iso(end_us)} asked; {len(fresh)} trade(s) fetched "
+                               f"but not written: {e}; hole may remain: trades in it may be missing")
+                return
+        self.quiet_results.append(qf)
+        rec.rows.event(now, venue, sym, "backfill", qf.detail())
+        log.info("%s %s backfill: %s", venue, sym, qf.detail())
 
     async def _run(self, runner, last: dict[str, int]) -> None:
         deadline = time.monotonic() + self.wait_live_s
@@ -663,4 +872,4 @@ def parse_time(text: str) -> int:
     d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if d.tzinfo is None:
         d = d.replace(tzinfo=dt.timezone.utc)
-    return int(d.timestamp() * 1_000_000)
+    return (d - _EPOCH) // dt.timedelta(microseconds=1)  # exact: a float of µs since 1970 rounds

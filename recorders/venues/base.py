@@ -564,6 +564,13 @@ class Adapter:
         """Where this message's ``book_updates`` rows start (for :meth:`commit_book`)."""
         return len(self.out.book_updates[0])
 
+    def delay_floor_us(self) -> int | None:
+        """The least receive delay (``ts_local - ts_exchange``, µs; negative when the venue's clock
+        runs ahead of ours) over the last few seconds, ``None`` before any sample: it maps a time
+        of ours to the venue's (the backfill asks for a silence by exchange time)."""
+        d = min(self._lag_win[1], self._lag_win[2])
+        return None if d > 1 << 60 else d
+
     def lag(self, ts_ex: int, ts_local: int, symbol: str) -> None:
         """Track the receive delay (``ts_local - ts_exchange``) against its recent floor:
         one ``lag`` event when it passes the floor by :attr:`lag_after`, one ``lag_end``
