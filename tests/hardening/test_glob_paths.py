@@ -42,9 +42,6 @@ CASES = {
     "quote": ("it's", None),
     "space": ("my lake", None),
 }
-# a lake written elsewhere, then moved there (a copy for analysis), before it is read; the
-# others are written in place (delta-rs' own writer panicked under a folder with `[`)
-WRITES_ELSEWHERE: set[str] = set()
 
 
 def trades(i: int, n: int) -> pl.DataFrame:
@@ -95,32 +92,28 @@ def sql_count_sum(root: Path, table: str) -> tuple[int, float]:
 def test_lake_under_a_glob_folder_reads_and_compacts_its_own_rows(tmp_path: Path, case: str) -> None:
     name, decoy = CASES[case]
     root = tmp_path / name
-    built = tmp_path / "elsewhere" if case in WRITES_ELSEWHERE else root
-    lake = Lake(built)
+    lake = Lake(root)
     appended: dict[str, list[pl.DataFrame]] = {t: [] for t in MAKERS}  # commit order
     tail: dict[str, list[pl.DataFrame]] = {t: [] for t in MAKERS}
     tw = TailWriter(lake, grace=3600)  # held open: its tail stays a tail through maintain
 
+    def add(batches: range, rows: int, tail_seed: int, tail_rows: int) -> None:
+        """Committed appends of every table (small: delta-rs' own writer, except under `[`),
+        then one tail file of each."""
+        for i in batches:
+            for table, make in MAKERS.items():
+                appended[table].append(make(i, rows))
+                lake.append(table, appended[table][-1])
+        for table, make in MAKERS.items():
+            tail[table].append(make(tail_seed, tail_rows))
+            tw.write(table, tail[table][-1])
+
     try:
         # Arrange: committed files and tail files, a copy of the lake beside it, then more of both
-        for i in range(3):
-            for table, make in MAKERS.items():
-                appended[table].append(make(i, 60))
-                lake.append(table, appended[table][-1])
-        for table, make in MAKERS.items():
-            tail[table].append(make(10, 25))
-            tw.write(table, tail[table][-1])
+        add(range(3), 60, 10, 25)
         if decoy is not None:
-            shutil.copytree(built, tmp_path / decoy)
-        for i in range(3, 6):
-            for table, make in MAKERS.items():
-                appended[table].append(make(i, 40))
-                lake.append(table, appended[table][-1])
-        for table, make in MAKERS.items():
-            tail[table].append(make(11, 15))
-            tw.write(table, tail[table][-1])
-        if built != root:
-            built.rename(root)
+            shutil.copytree(root, tmp_path / decoy)
+        add(range(3, 6), 40, 11, 15)
 
         # Act / Assert: SQL sees exactly the appended rows and the tail's, once each
         for table in MAKERS:
