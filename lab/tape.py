@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = ["holes", "hole_summary", "ranges", "lake_ranges", "overlapping", "RANGE_SCHEMA", "WHY"]
 
+#: a silence backfilled by time (recorders/backfill.py ``QuietFill.detail``): exchange times,
+#: the trades it added, and whether the venue's recent window reached back to its start
+_TIME_RE = re.compile(r"^time (\S+?)\.\.(\S+) asked \([^)]*\); (?:found \d+ over REST in \d+ request\(s\), (\d+) new; )?"
+                      r"(?:.*?)(hole closed|hole may remain: (.*))$")
 _RE = (r"ids (\d+)\.\.(\d+) asked \((\d+)\); (?:found (\d+)|failed)[^;]*;.*?"
        r"(hole closed|hole remains: (\d+) trade\(s\) missing, ids (\d+)\.\.(\d+))")
 
@@ -116,7 +120,9 @@ def ranges(feed_events: pl.LazyFrame | pl.DataFrame, *, attach_within_s: float =
     * ``not recoverable``: the same, but the venue no longer served ``trades_missing`` of them.
 
     A ``backfill`` row that follows no such range (a trade-id gap on a live connection) is its own
-    range at its time (``start == end``). ``trades_missing``/``trades_recovered`` come from the
+    range at its time (``start == end``); one of a silence backfilled by time (a venue quiet with its
+    connection open) is its own range over the silence, in the venue's time (``trades_missing``
+    null when the venue's recent window did not reach back to its start). ``trades_missing``/``trades_recovered`` come from the
     ``backfill`` rows (null: no backfill recorded, e.g. backfill off or no trade while away). The tape
     before the first ``start`` and after the last ``stop`` is not a hole. Assumes one recorder per
     venue/symbol at a time (as the recorder's trade-id seeding does).
@@ -139,6 +145,12 @@ def ranges(feed_events: pl.LazyFrame | pl.DataFrame, *, attach_within_s: float =
       datetime.datetime(2026, 1, 1, 0, 0, 12, tzinfo=zoneinfo.ZoneInfo(key='UTC')), 'backfilled', 0),
      (datetime.datetime(2026, 1, 1, 0, 0, 20, tzinfo=zoneinfo.ZoneInfo(key='UTC')),
       datetime.datetime(2026, 1, 1, 0, 0, 30, tzinfo=zoneinfo.ZoneInfo(key='UTC')), 'not recoverable', 6)]
+    >>> quiet = pl.DataFrame({"ts_local": [t(0), t(9)], "venue": ["recorder", "bybit"], "symbol": [None, "BTC-USDT"],
+    ...     "kind": ["start", "backfill"], "detail": ["rec pid 1 run a: bybit[BTC-USDT]",
+    ...     "time 2026-01-01T00:00:02.000000Z..2026-01-01T00:00:06.500000Z asked (4.5 s, a silence without "
+    ...     "reconnect); found 60 over REST in 1 request(s), 7 new; hole closed"]})
+    >>> ranges(quiet).select(pl.col("start", "end").dt.second(), "why", "trades_missing", "trades_recovered").rows()
+    [(2, 6, 'backfilled', 0, 7)]
     """
     lf = feed_events.lazy()
     df = (lf.select(pl.col("ts_local").cast(pl.Datetime("us", "UTC")), "venue", "symbol", "kind", "detail")
@@ -189,6 +201,14 @@ def ranges(feed_events: pl.LazyFrame | pl.DataFrame, *, attach_within_s: float =
                 tp.down_since = None
             tp.last = ts
         if kind == "backfill" and symbol:
+            if (m := _TIME_RE.match(detail)) is not None:  # a silence without reconnect: its own range
+                closed = m[4] == "hole closed"
+                r = _range(venue, symbol, _utc(m[1]), _utc(m[2]), "backfilled" if closed else "not recoverable",
+                           "venue silent, connection open (times are the venue's); "
+                           f"{m[3] or 0} recovered over REST" + ("" if closed else f"; {m[5]}"))
+                r["trades_missing"], r["trades_recovered"] = (0 if closed else None), int(m[3] or 0)
+                tapes.setdefault((venue, symbol), _Tape()).out.append(r)
+                continue
             backfills.append((ts, venue, symbol, detail))
     for (v, sym), tp in tapes.items():
         if tp.run is not None and tp.down_since is not None:
@@ -223,6 +243,11 @@ def ranges(feed_events: pl.LazyFrame | pl.DataFrame, *, attach_within_s: float =
     rows = [r for tp in tapes.values() for r in tp.out]
     return (pl.DataFrame(rows, schema=RANGE_SCHEMA) if rows else pl.DataFrame(schema=RANGE_SCHEMA)) \
         .sort("venue", "symbol", "start", nulls_last=True)
+
+
+def _utc(text: str) -> dt.datetime:
+    """ISO-8601 text (``...Z``) as an aware UTC datetime."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
 
 
 def lake_ranges(lake: Lake | str | None = None) -> pl.DataFrame:

@@ -18,6 +18,7 @@ import polars as pl
 from simrun import iso_us, read_truth, start_recorder, wait_for
 
 from lab.lake import Lake
+from lab.tape import lake_ranges
 from recorders.backfill import parse_time
 from recorders.config import write_config
 from recorders.sim import SimConfig, Simulator
@@ -148,6 +149,11 @@ def test_a_bybit_silence_without_reconnect_is_backfilled_once(tmp_path):
         # rows from REST outside it came from another event's range (a lull taken for a silence)
         ranges = [_range(d) for d in events.filter(pl.col("symbol") == sym)["detail"]]
         assert all(any(a <= t < b for a, b in ranges) for t in rest)
+        # lab status / Feed health: the tape shows the silence as a range whose trades came over REST
+        tape = lake_ranges(tmp_path / "lake").filter(pl.col("venue") == "bybit", pl.col("symbol") == sym)
+        shown = tape.filter(pl.col("start").dt.epoch("us") == start, pl.col("end").dt.epoch("us") == end)
+        assert shown.rows(named=True) and shown["why"].to_list() == ["backfilled"], tape
+        assert shown["trades_recovered"].item() == int(re.search(r"(\d+) new", detail)[1])
 
 
 def test_a_silence_longer_than_the_window_is_recorded_as_a_hole_that_may_remain(tmp_path):
