@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from lab.times import to_utc
+
 if TYPE_CHECKING:
     from lab.lake import Lake
 
@@ -203,7 +205,7 @@ def ranges(feed_events: pl.LazyFrame | pl.DataFrame, *, attach_within_s: float =
         if kind == "backfill" and symbol:
             if (m := _TIME_RE.match(detail)) is not None:  # a silence without reconnect: its own range
                 closed = m[4] == "hole closed"
-                r = _range(venue, symbol, _utc(m[1]), _utc(m[2]), "backfilled" if closed else "not recoverable",
+                r = _range(venue, symbol, to_utc(m[1]), to_utc(m[2]), "backfilled" if closed else "not recoverable",
                            "venue silent, connection open (times are the venue's); "
                            f"{m[3] or 0} recovered over REST" + ("" if closed else f"; {m[5]}"))
                 r["trades_missing"], r["trades_recovered"] = (0 if closed else None), int(m[3] or 0)
@@ -243,11 +245,6 @@ def ranges(feed_events: pl.LazyFrame | pl.DataFrame, *, attach_within_s: float =
     rows = [r for tp in tapes.values() for r in tp.out]
     return (pl.DataFrame(rows, schema=RANGE_SCHEMA) if rows else pl.DataFrame(schema=RANGE_SCHEMA)) \
         .sort("venue", "symbol", "start", nulls_last=True)
-
-
-def _utc(text: str) -> dt.datetime:
-    """ISO-8601 text (``...Z``) as an aware UTC datetime."""
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
 
 
 def lake_ranges(lake: Lake | str | None = None) -> pl.DataFrame:
