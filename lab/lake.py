@@ -545,6 +545,14 @@ def scan_filtered(
     return lf.filter(*preds) if preds else lf
 
 
+def snapshot_files(t: DeltaTable) -> list[str]:
+    """The data files of snapshot ``t``, as paths a reader opens: delta-rs percent-encodes a local
+    table's file URIs (``my%20lake``, ``what%3F``); these are the real names."""
+    from urllib.parse import unquote
+
+    return [unquote(f) for f in t.file_uris()]
+
+
 def _encoded(t: DeltaTable) -> bool:
     """A local table whose folder name delta-rs percent-encodes (a space, ``?``, ``{``...)."""
     from urllib.parse import unquote
@@ -561,11 +569,9 @@ def _scan_snapshot(t: DeltaTable, spec: TableSpec) -> pl.LazyFrame:
     Our tables are append-and-compact only (no deletion vectors, no column mapping, no
     partitions), so the file list is the whole snapshot. Row groups are pruned by the files'
     own statistics."""
-    from urllib.parse import unquote
-
     names = [f.name for f in t.schema().fields]
     schema = pl.Schema({c: spec.columns[c] for c in names if c in spec.columns})
-    files = [unquote(f) for f in t.file_uris()]
+    files = snapshot_files(t)
     if not files:
         return pl.LazyFrame(schema=schema)
     return pl.scan_parquet(files, glob=False, schema=schema, missing_columns="insert")
@@ -946,14 +952,11 @@ class Lake:
         resident in a recorder that otherwise never needs it). Row groups are pruned by the
         files' own statistics; a file lacking an optional column reads it as null. An empty
         typed frame when the table does not exist."""
-        from urllib.parse import unquote
-
         from lab.tail import uncommitted
 
         spec = table_spec(table)
         t = self.delta(table)
-        # delta-rs percent-encodes a local table's file paths (`my%20lake`): the real names
-        files = [*map(unquote, t.file_uris()), *uncommitted(self.path(table), t)] if t is not None else []
+        files = [*snapshot_files(t), *uncommitted(self.path(table), t)] if t is not None else []
         if not files:
             return pl.LazyFrame(schema=spec.columns)
         return pl.scan_parquet(files, glob=False, schema=pl.Schema(spec.columns), missing_columns="insert")

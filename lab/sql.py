@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import glob
 import os
-import urllib.parse
 import warnings
 import weakref
 from pathlib import Path
@@ -21,7 +20,7 @@ import duckdb
 import polars as pl
 from deltalake import DeltaTable
 
-from lab.lake import Damage, Lake, LakeWarning, local_dir
+from lab.lake import Damage, Lake, LakeWarning, local_dir, snapshot_files
 from lab.schema import TABLES, table_spec
 from lab.tail import uncommitted
 
@@ -142,7 +141,7 @@ def _source(name: str, t: DeltaTable | None) -> str:
     delta-rs names a local table's files percent-encoded (``my%20lake``, ``what%3F``):
     they are decoded to the real paths, then escaped for DuckDB's globbing (:func:`duckdb_path`).
     """
-    files = [] if t is None else [urllib.parse.unquote(f) for f in t.file_uris()]
+    files = [] if t is None else snapshot_files(t)
     local = None if t is None else local_dir(t)
     if local is not None:
         files = files + uncommitted(local, t)
