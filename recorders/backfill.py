@@ -692,13 +692,10 @@ class Backfiller:
                 # the newest trade arrived after the previous poll
                 state[runner.venue] = _Quiet(count, now, st.poll_us, now, conns)
 
-    async def _fill_quiet(self, runner, sym: str, start_us: int, end_us: int, since_us: int | None = None) -> None:
-        """Ask the recent window of ``sym`` once, add its trades with ``start_us <= ts < end_us``
-        not held yet (``source = 'rest'``) and record the silence (one ``backfill`` event whose
-        detail is :meth:`QuietFill.detail`: the time range, rows found, closed or not: whether the
-        window reached back to ``since_us``, the silence's start)."""
+    def _get(self, venue: str, sym: str) -> Get:
+        """The shared REST client's GET for one symbol's backfill: each failed try is a
+        ``rest_error`` feed event of (venue, symbol)."""
         rec = self.rec
-        venue = runner.venue
 
         def on_error(detail: str) -> None:
             rec.rows.event(time.time_ns() // 1000, venue, sym, "rest_error", detail)
@@ -706,6 +703,16 @@ class Backfiller:
         async def get(url: str) -> str:
             return await rec.rest.get(url, on_error)
 
+        return get
+
+    async def _fill_quiet(self, runner, sym: str, start_us: int, end_us: int, since_us: int | None = None) -> None:
+        """Ask the recent window of ``sym`` once, add its trades with ``start_us <= ts < end_us``
+        not held yet (``source = 'rest'``) and record the silence (one ``backfill`` event whose
+        detail is :meth:`QuietFill.detail`: the time range, rows found, closed or not: whether the
+        window reached back to ``since_us``, the silence's start)."""
+        rec = self.rec
+        venue = runner.venue
+        get = self._get(venue, sym)
         try:
             r = await fetch_between(venue, runner.rest_url, sym, 0, 1 << 62, get, max_requests=1)
         except Exception as e:  # noqa: BLE001 - a failed backfill is a recorded hole, not a crash
@@ -754,11 +761,7 @@ class Backfiller:
         """The venue's recent-trade window of ``sym`` right now, the ids above ``before`` kept (a
         venue without a cursor: what the window holds now may have left it by the time the first
         live trade shows where the hole ends). Returns (trades, requests made)."""
-        rec = self.rec
-
-        async def get(url: str) -> str:
-            return await rec.rest.get(url, lambda d: rec.rows.event(time.time_ns() // 1000, runner.venue,
-                                                                   sym, "rest_error", d))
+        get = self._get(runner.venue, sym)
         try:
             r = await fetch_between(runner.venue, runner.rest_url, sym, before + 1, 1 << 62, get, max_requests=1)
         except Exception as e:  # noqa: BLE001 - the fill after the first live trade asks again
@@ -817,12 +820,7 @@ class Backfiller:
         rec = self.rec
         venue = runner.venue
         self._done.setdefault((venue, sym), []).append((lo, hi))  # one record per hole, never twice
-
-        def on_error(detail: str) -> None:
-            rec.rows.event(time.time_ns() // 1000, venue, sym, "rest_error", detail)
-
-        async def get(url: str) -> str:
-            return await rec.rest.get(url, on_error)
+        get = self._get(venue, sym)
 
         early = Result(venue, sym, lo, hi, [t for t in prefetched[0] if lo <= t.trade_id <= hi], prefetched[1])
         if prefetched[1] and early.missing == 0:
