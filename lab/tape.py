@@ -42,7 +42,10 @@ def holes(feed_events: pl.LazyFrame) -> pl.LazyFrame:
     """One row per backfill: ``ts_local, venue, symbol, lo, hi, asked, found, missing, status``.
 
     ``status`` is ``closed`` (every trade fetched) or ``remains`` (``missing`` trades,
-    ids ``miss_lo..miss_hi``, are not recoverable from the venue).
+    ids ``miss_lo..miss_hi``, are not recoverable from the venue). A silence backfilled by
+    time (a venue quiet with its connection open) has no ids: ``lo``, ``hi``, ``asked`` and
+    ``miss_*`` are null, ``found`` counts the trades it added, and ``missing`` is null when
+    the hole may remain (the venue cannot say how many trades it lacks).
 
     >>> ev = pl.LazyFrame({"ts_local": [1, 2], "venue": ["binance", "okx"], "symbol": ["BTC-USDT"] * 2,
     ...     "kind": ["backfill"] * 2, "detail": [
@@ -50,17 +53,34 @@ def holes(feed_events: pl.LazyFrame) -> pl.LazyFrame:
     ...     "ids 5..9 asked (5); found 2 over REST in 1 request(s); hole remains: 3 trade(s) missing, ids 5..7"]})
     >>> holes(ev).select("venue", "asked", "found", "missing", "status").collect().rows()
     [('binance', 10, 10, 0, 'closed'), ('okx', 5, 2, 3, 'remains')]
+    >>> quiet = pl.LazyFrame({"ts_local": [3], "venue": ["bybit"], "symbol": ["BTC-USDT"], "kind": ["backfill"],
+    ...     "detail": ["time 2026-01-01T00:00:02.000000Z..2026-01-01T00:00:06.500000Z asked (4.5 s, a silence "
+    ...     "without reconnect); found 60 over REST in 1 request(s), 7 new; hole may remain: the venue's recent "
+    ...     "window reaches back only to 2026-01-01T00:00:04.000000Z, trades before it may be missing"]})
+    >>> holes(quiet).select("venue", "asked", "found", "missing", "status").collect().rows()
+    [('bybit', None, 7, None, 'remains')]
     """
     d = pl.col("detail")
     g = lambda i: d.str.extract(_RE, i)  # noqa: E731
-    return (feed_events.filter(pl.col("kind") == "backfill")
-            .filter(d.str.contains(_RE))
-            .select("ts_local", "venue", "symbol",
-                    lo=g(1).cast(pl.Int64), hi=g(2).cast(pl.Int64), asked=g(3).cast(pl.Int64),
-                    found=g(4).cast(pl.Int64).fill_null(0),
-                    missing=g(6).cast(pl.Int64).fill_null(0),
-                    miss_lo=g(7).cast(pl.Int64), miss_hi=g(8).cast(pl.Int64),
-                    status=pl.when(g(5) == "hole closed").then(pl.lit("closed")).otherwise(pl.lit("remains"))))
+    q = lambda i: d.str.extract(_TIME_RE.pattern, i)  # noqa: E731
+    fills = feed_events.filter(pl.col("kind") == "backfill")
+    by_id = (fills.filter(d.str.contains(_RE))
+             .select("ts_local", "venue", "symbol",
+                     lo=g(1).cast(pl.Int64), hi=g(2).cast(pl.Int64), asked=g(3).cast(pl.Int64),
+                     found=g(4).cast(pl.Int64).fill_null(0),
+                     missing=g(6).cast(pl.Int64).fill_null(0),
+                     miss_lo=g(7).cast(pl.Int64), miss_hi=g(8).cast(pl.Int64),
+                     status=pl.when(g(5) == "hole closed").then(pl.lit("closed")).otherwise(pl.lit("remains"))))
+    # a silence backfilled by time: no ids; how many trades it lacks is unknown when it remains
+    closed = q(4) == "hole closed"
+    by_time = (fills.filter(d.str.contains(_TIME_RE.pattern))
+               .select("ts_local", "venue", "symbol",
+                       lo=pl.lit(None, pl.Int64), hi=pl.lit(None, pl.Int64), asked=pl.lit(None, pl.Int64),
+                       found=q(3).cast(pl.Int64).fill_null(0),
+                       missing=pl.when(closed).then(pl.lit(0, pl.Int64)).otherwise(pl.lit(None, pl.Int64)),
+                       miss_lo=pl.lit(None, pl.Int64), miss_hi=pl.lit(None, pl.Int64),
+                       status=pl.when(closed).then(pl.lit("closed")).otherwise(pl.lit("remains"))))
+    return pl.concat([by_id, by_time]).sort("ts_local", maintain_order=True)
 
 
 def hole_summary(feed_events: pl.LazyFrame) -> pl.LazyFrame:
@@ -70,6 +90,9 @@ def hole_summary(feed_events: pl.LazyFrame) -> pl.LazyFrame:
     ...     "detail": ["ids 5..9 asked (5); found 2 over REST in 1 request(s); hole remains: 3 trade(s) missing, ids 5..7"]})
     >>> hole_summary(ev).collect().row(0)
     ('okx', 'BTC-USDT', 1, 0, 1, 2, 3)
+
+    A silence whose hole may remain counts as a remaining hole; its unknown missing trades
+    are not in ``trades_missing`` (a sum of the counts the venue could give).
     """
     return (holes(feed_events).group_by("venue", "symbol")
             .agg(backfills=pl.len().cast(pl.Int64), closed=(pl.col("status") == "closed").sum().cast(pl.Int64),

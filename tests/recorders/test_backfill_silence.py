@@ -18,7 +18,7 @@ import polars as pl
 from simrun import iso_us, read_truth, start_recorder, wait_for
 
 from lab.lake import Lake
-from lab.tape import lake_ranges
+from lab.tape import hole_summary, lake_ranges
 from recorders.backfill import parse_time
 from recorders.config import write_config
 from recorders.sim import SimConfig, Simulator
@@ -178,4 +178,11 @@ def test_a_silence_longer_than_the_window_is_recorded_as_a_hole_that_may_remain(
         missing = _span_missing(truth, trades, sym)
         assert all(any(a <= iso_us(t["ts_exchange"]) < u for a, u in reaches) for t in missing), (detail, missing[:3])
         lost += len(missing)
+        # lab status' per-symbol counts: every silence event of the symbol, the open ones as remaining
+        fe = Lake(tmp_path / "lake").scan("feed_events")
+        (row,) = hole_summary(fe).filter(pl.col("venue") == "bybit", pl.col("symbol") == sym).collect().rows(named=True)
+        mine = fe.filter(pl.col("kind") == "backfill", pl.col("venue") == "bybit",
+                         pl.col("symbol") == sym).collect()["detail"]
+        assert row["backfills"] == mine.len()
+        assert row["remaining_holes"] == sum(not d.endswith("hole closed") for d in mine) > 0
     assert lost > 0  # the window could not cover the silence: trades do remain missing (recorded)
