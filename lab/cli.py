@@ -119,19 +119,37 @@ def _writes_data(module, args: argparse.Namespace) -> bool:
     return bool(w(args) if callable(w) else w)
 
 
-#: Polars' thread pool per command, set before Polars loads (its size is fixed then) unless
-#: ``POLARS_MAX_THREADS`` is already set. ``lab record`` runs all day beside the user's work and
-#: writes small frames: one thread encodes a tail file's few hundred rows as fast, and two pools'
-#: threads with their allocator caches and in-flight row groups held ~2 MiB more resident
-#: (measured side by side on one simulator, 5 venues x 3 symbols; bench_recorder_memory.py).
-POLARS_THREADS = {"record": "1"}
+#: Environment defaults per command, set before Polars and delta-rs load (both read them once,
+#: when they load) unless the user already set them. ``lab record`` runs all day beside the
+#: user's work, so it is sized for memory (measured side by side on one simulator, 5 venues x 3
+#: symbols, RSS sampled 20 times a second; bench/bench_recorder_memory.py for the hour):
+#:
+#: - ``POLARS_MAX_THREADS=1``: it writes small frames; one thread encodes a tail file's few
+#:   hundred rows as fast, and two pools' threads with their allocator caches and in-flight
+#:   row groups held ~2 MiB more resident.
+#: - ``_RJEM_MALLOC_CONF=tcache:false``: Polars and delta-rs each bring their own jemalloc, which
+#:   reads this variable. Its per-thread caches, on delta-rs' ~10 runtime threads that each run a
+#:   commit now and then, kept ~14 KiB per Delta commit resident (+9.5 MiB over 600 commits in
+#:   one process; +2.4 without them), a slow climb of the recorder's RSS (720 commits an hour).
+#:   Without them a commit costs a few ms more CPU in a microbenchmark; the recorder's CPU did
+#:   not change measurably (bench/bench_recorder_cost.py).
+PROCESS_ENV: dict[str, dict[str, str]] = {
+    "record": {"POLARS_MAX_THREADS": "1", "_RJEM_MALLOC_CONF": "tcache:false"},
+}
+
+
+def tune_process(command: str | None) -> None:
+    """Apply :data:`PROCESS_ENV` for ``command``: only before Polars and delta-rs are loaded
+    (after, the variables would change nothing) and never over a value the user set."""
+    if command in PROCESS_ENV and not {"polars", "deltalake"} & set(sys.modules):
+        for k, v in PROCESS_ENV[command].items():
+            os.environ.setdefault(k, v)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name = next((a for a in argv if not a.startswith("-")), None)
-    if name in POLARS_THREADS and "polars" not in sys.modules:
-        os.environ.setdefault("POLARS_MAX_THREADS", POLARS_THREADS[name])
+    tune_process(name)
     if name is not None and name not in COMMANDS:
         build_parser().parse_args(argv)  # argparse prints the choices and exits 2
     args = build_parser(only=name).parse_args(argv)

@@ -1,0 +1,48 @@
+"""``lab record`` sizes its process for memory before Polars and delta-rs load (lab.cli.PROCESS_ENV)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import os, sys
+from lab.cli import tune_process
+{before}
+tune_process(sys.argv[1])
+import polars
+print(polars.thread_pool_size(), os.environ.get("_RJEM_MALLOC_CONF", "-"))
+"""
+
+
+def _probe(command: str, env: dict[str, str] | None = None, before: str = "") -> tuple[int, list[str]]:
+    """(Polars' thread pool size, the jemalloc options in effect) in a fresh process."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("POLARS_MAX_THREADS", "_RJEM_MALLOC_CONF")}
+    out = subprocess.run([sys.executable, "-c", PROBE.format(before=before), command], cwd=ROOT,
+                         env={**clean, "PYTHONPATH": str(ROOT), **(env or {})},
+                         capture_output=True, text=True, check=True, timeout=120)
+    threads, conf = out.stdout.split()
+    return int(threads), conf.split(",")  # Polars adds its decay options to the user's
+
+
+def test_record_runs_polars_on_one_thread_without_jemalloc_thread_caches():
+    # Polars itself reports the pool it started with
+    threads, conf = _probe("record")
+    assert threads == 1 and "tcache:false" in conf
+
+
+def test_other_commands_and_user_settings_are_left_alone():
+    threads, conf = _probe("sql")
+    assert threads == len(os.sched_getaffinity(0)) and "tcache:false" not in conf
+    threads, conf = _probe("record", {"POLARS_MAX_THREADS": "2", "_RJEM_MALLOC_CONF": "narenas:1"})
+    assert threads == 2 and "narenas:1" in conf and "tcache:false" not in conf
+
+
+def test_nothing_is_set_once_polars_is_loaded():
+    # too late to matter: setting it then would only mislead whoever reads the environment
+    threads, conf = _probe("record", before="import polars")
+    assert threads == len(os.sched_getaffinity(0)) and "tcache:false" not in conf
