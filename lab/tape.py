@@ -146,7 +146,8 @@ def ranges(feed_events: pl.LazyFrame | pl.DataFrame, *, attach_within_s: float =
 
     A ``backfill`` row that follows no such range (a trade-id gap on a live connection) is its own
     range at its time (``start == end``); one of a silence backfilled by time (a venue quiet with its
-    connection open) is its own range over the silence, in the venue's time (``trades_missing``
+    connection open) is its own range over the silence, in the venue's time, unless the venue's window
+    covered it and held no trade the lake lacked (a lull, not a hole: no range) (``trades_missing``
     null when the venue's recent window did not reach back to its start). ``trades_missing``/``trades_recovered`` come from the
     ``backfill`` rows (null: no backfill recorded, e.g. backfill off or no trade while away). The tape
     before the first ``start`` and after the last ``stop`` is not a hole. Assumes one recorder per
@@ -176,6 +177,9 @@ def ranges(feed_events: pl.LazyFrame | pl.DataFrame, *, attach_within_s: float =
     ...     "reconnect); found 60 over REST in 1 request(s), 7 new; hole closed"]})
     >>> ranges(quiet).select(pl.col("start", "end").dt.second(), "why", "trades_missing", "trades_recovered").rows()
     [(2, 6, 'backfilled', 0, 7)]
+    >>> lull = quiet.with_columns(pl.col("detail").str.replace("7 new", "0 new"))
+    >>> ranges(lull).height  # the window covered it and the lake lacked none of its trades
+    0
     """
     lf = feed_events.lazy()
     df = (lf.select(pl.col("ts_local").cast(pl.Datetime("us", "UTC")), "venue", "symbol", "kind", "detail")
@@ -228,6 +232,8 @@ def ranges(feed_events: pl.LazyFrame | pl.DataFrame, *, attach_within_s: float =
         if kind == "backfill" and symbol:
             if (m := _TIME_RE.match(detail)) is not None:  # a silence without reconnect: its own range
                 closed = m[4] == "hole closed"
+                if closed and int(m[3] or 0) == 0:
+                    continue  # a lull: the window covered it and held no trade we lacked, no hole
                 r = _range(venue, symbol, to_utc(m[1]), to_utc(m[2]), "backfilled" if closed else "not recoverable",
                            "venue silent, connection open (times are the venue's); "
                            f"{m[3] or 0} recovered over REST" + ("" if closed else f"; {m[5]}"))

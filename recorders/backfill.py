@@ -18,7 +18,7 @@ asked minus ids found.
 Bybit's ids are not (its spot docs: shared across symbols), so a venue that went
 silent without closing the socket leaves no id gap to see there. For such a venue
 (:data:`RECENT_WINDOW_ONLY`) :meth:`Backfiller._watch_quiet` looks at the time instead:
-no live trade for longer than :data:`QUIET_S`, then trades again on the same connection,
+no market data (trade or book update) for longer than :data:`QUIET_S`, then data again on the same connection,
 is a possible hole per symbol, filled from the recent window by exchange time (:class:`QuietFill`:
 one ``backfill`` event per symbol and silence, its detail a time range).
 """
@@ -57,15 +57,16 @@ MAX_REQUESTS_PER_HOLE = 200
 #: first live trade shows where the hole ends, if the first answer did not cover it
 RECENT_WINDOW_ONLY = frozenset({"bybit"})
 
-#: seconds a recent-window venue may go without a live trade on any of its symbols before the
-#: next one marks a possible hole. The simulator's symbols trade several times a second each (a
-#: venue of 2-3 symbols, 10-20 trades/s together), as liquid Bybit spot pairs do, so 2 s without a
-#: single trade on all of them is a stall, not a lull; a false alarm (a venue recorded for a few
-#: illiquid symbols) costs one REST request per symbol and one ``backfill`` event finding nothing
-#: new. Shorter than the silence watchdog (``silence_timeout``, 30 s): a longer silence is a
-#: reconnect, filled by the reconnect path.
+#: seconds a recent-window venue may go without market data (a trade or a book update) on any of
+#: its symbols before the next push marks a possible hole. The simulator's symbols trade several
+#: times a second each and their books move many times a second, as liquid Bybit spot pairs do, so
+#: 2 s without a single push on all of them is a stall, not a lull. A false alarm (a venue
+#: recorded for a few illiquid symbols whose books are still too) costs one REST request per
+#: symbol and one ``backfill`` event finding nothing new (``lab.tape`` shows no range for it: the
+#: window proved nothing was missed). Shorter than the silence watchdog (``silence_timeout``,
+#: 30 s): a longer silence is a reconnect, filled by the reconnect path.
 QUIET_S = 2.0
-#: how often (s) the quiet watcher looks at the venues' live trade counts (a poll off the message
+#: how often (s) the quiet watcher looks at the venues' market data counts (a poll off the message
 #: loop: the loop itself is not touched); the hole's ends are known to this precision
 QUIET_POLL_S = 0.25
 #: µs before the last trade seen ahead of a silence that its hole starts: a trade made just
@@ -471,12 +472,12 @@ class _Quiet:
 
     def __init__(self, count: int, poll_us: int, after_us: int | None, seen_us: int,
                  conns: frozenset[str]) -> None:
-        self.count = count  # live trades received so far (all the venue's symbols)
+        self.count = count  # market data pushes received so far (the open connections')
         self.poll_us = poll_us  # the last poll
-        self.after_us = after_us  # the newest trade arrived after this (None: none seen yet)
-        self.seen_us = seen_us  # the poll that saw the newest trade
+        self.after_us = after_us  # the newest push arrived after this (None: none seen yet)
+        self.seen_us = seen_us  # the poll that saw the newest push
         self.conns = conns  # the connections open (and spoken) then
-        self.quiet = False  # no trade for longer than the threshold
+        self.quiet = False  # no push for longer than the threshold
 
 
 class Backfiller:
@@ -636,12 +637,15 @@ class Backfiller:
         reconnect: their trade ids tell nothing (Bybit's are shared across symbols), so a venue
         that stops sending for a few seconds with the socket open would leave a hole nobody asks
         for. The message loop is not touched: every :data:`QUIET_POLL_S` this reads how many
-        live trades each such venue has received (``TradeIds.added``, kept anyway). Trades, not
-        messages: a venue whose trade feed stalls may still answer pings and resubscriptions
-        (the simulator's ``silent`` fault does: replies are sent, the feed is not), and a pong
-        in the middle must neither hide the silence nor end it. No live trade on any symbol of
-        the venue for longer than ``quiet_s``, then one again with the same connections open,
-        is a possible hole per symbol: from the poll before the last trade (less
+        market data pushes each such venue's open connections have received (the adapters'
+        ``stats["messages"]``: trades and book updates, not replies). Data, not any message: a
+        venue whose feed stalls may still answer pings and resubscriptions (the simulator's
+        ``silent`` fault does: replies are sent, the feed is not), and a pong in the middle must
+        neither hide the silence nor end it. Data, not only trades: book updates arriving prove
+        the connection delivered what the venue sent then, so a lull between trades of a quiet
+        symbol whose book still moves asks nothing. No push on any symbol of the venue for longer
+        than ``quiet_s``, then one again with the same connections open, is a possible hole per
+        symbol: from the poll before the last push (less
         :data:`QUIET_MARGIN_US`) to the poll that saw trades again, both moved to the venue's
         clock by the least receive delay (``Adapter.delay_floor_us``: trades are asked by
         exchange time), filled at once from the recent window (:meth:`_fill_quiet`). A new connection in between is the reconnect
@@ -659,8 +663,8 @@ class Backfiller:
                 # what it missed is its on_open's hole
                 conns = frozenset(s.conn_id for s in runner.sessions
                                   if s.ws is not None and s.first_message.is_set())
-                added = runner.trade_ids.added
-                count = sum(added.get(x.upper(), 0) for x in runner.vc.symbols)
+                # market data pushes (trades and book updates; not replies nor pongs) received
+                count = sum(s.adapter.stats.get("messages", 0) for s in runner.sessions if s.conn_id in conns)
                 st = state.get(runner.venue)
                 if st is None or not conns or conns != st.conns:
                     # down, or a connection opened or closed: its on_open / the reconnect path
@@ -672,7 +676,7 @@ class Backfiller:
                         st.quiet = True
                     st.poll_us = now
                     continue
-                if st.quiet and st.after_us is not None:  # trades again after a silence
+                if st.quiet and st.after_us is not None:  # data again after a silence
                     # our times to the venue's: minus the least receive delay (the venue's clock
                     # and ours differ; the simulator's ran 4 s behind in a soak)
                     floors = [d for s in runner.sessions if s.conn_id in conns
@@ -680,7 +684,7 @@ class Backfiller:
                     floor = min(floors, default=0)
                     start = st.after_us - floor - QUIET_MARGIN_US
                     end = now - floor
-                    log.info("%s: no trade for %.1f s, connection still open: backfilling by time",
+                    log.info("%s: no market data for %.1f s, connection still open: backfilling by time",
                              runner.venue, (now - st.after_us) / 1e6)
                     for sym in (x.upper() for x in runner.vc.symbols):
                         t = loop.create_task(self._fill_quiet(runner, sym, start, end,
@@ -689,7 +693,7 @@ class Backfiller:
                         self._quiet_fills.add(t)
                         t.add_done_callback(self.tasks.discard)
                         t.add_done_callback(self._quiet_fills.discard)
-                # the newest trade arrived after the previous poll
+                # the newest push arrived after the previous poll
                 state[runner.venue] = _Quiet(count, now, st.poll_us, now, conns)
 
     def _get(self, venue: str, sym: str) -> Get:

@@ -186,3 +186,44 @@ def test_a_silence_longer_than_the_window_is_recorded_as_a_hole_that_may_remain(
         assert row["backfills"] == mine.len()
         assert row["remaining_holes"] == sum(not d.endswith("hole closed") for d in mine) > 0
     assert lost > 0  # the window could not cover the silence: trades do remain missing (recorded)
+
+
+def _gaps_over(ts: pl.Series, s: float) -> int:
+    """How many gaps between consecutive times (µs) of ``ts`` are longer than ``s`` seconds."""
+    d = ts.sort().diff().drop_nulls()
+    return int((d > int(s * 1e6)).sum())
+
+
+def test_a_lull_between_trades_while_books_move_asks_nothing(tmp_path):
+    # Arrange: a quiet Bybit (1/25 of the simulator's activity): its symbols go seconds without a
+    # trade while their books still move
+    sim = Simulator(SimConfig(venues=("bybit",), assets=("BTC", "ETH", "SOL"), cross=False, port_base=0,
+                              seed=5, activity=0.04))
+    lake = tmp_path / "lake"
+    syms = ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
+
+    def live_trade_lulls() -> int:
+        if not Lake(lake).exists("trades"):
+            return 0
+        return _gaps_over(Lake(lake).read("trades")["ts_local"].dt.epoch("us"), 2.5)
+
+    # Act: record until the venue went 2.5 s without a trade at least twice
+    with sim.running_in_thread():
+        cfg = write_config(tmp_path / "rec.toml", sim.urls(), {"bybit": syms}, lake, "lull", backfill=True,
+                           flush_interval=0.2, commit_interval=1.0, maintain_every=0, rest_min_interval=0.05)
+        p = start_recorder(cfg, log=tmp_path / "rec.log")
+        try:
+            wait_for(lambda: live_trade_lulls() >= 2, 120, every=1.0, what="two lulls of 2.5 s between trades")
+        finally:
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(60)
+    assert rc == 0
+    # Assert: a silence is asked for only where no market data at all came for ~QUIET_S (the journal's
+    # data pushes, not the trades, are the reference; a poll every 0.25 s sees a gap of 1.75 s or more)
+    lk = Lake(lake)
+    trades = lk.read("trades")
+    assert "source" not in trades.columns or trades["source"].fill_null("ws").ne("rest").all()  # no REST rows
+    pushes = lk.scan("raw_messages").filter(pl.col("payload").str.contains('"topic"')).collect()
+    silent = _gaps_over(pushes["ts_local"].dt.epoch("us"), 1.5)
+    asked = _time_events(lake).height
+    assert asked <= silent * len(syms), (asked, silent)
