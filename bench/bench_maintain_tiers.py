@@ -33,7 +33,8 @@ tiers/other. Medians and percentiles, never best-of; the load average is printed
 ``optimize`` (the former ``ObjectLake.maintain``: delta-rs ``optimize.compact`` at every pass,
 then the same checkpoint and vacuum). Per contender: the bytes its passes rewrote (the sizes of
 the files in the snapshot before a pass and not after it), the wall time and CPU of the passes
-(p50, max, total), the files at the end; then the ratios.
+(p50, max, total), the files at the end, p50/p99 of a fresh "last 5 minutes" Polars read of the table
+every ``--query-every`` appends; then the ratios.
 """
 
 from __future__ import annotations
@@ -159,13 +160,22 @@ def run_object(a: argparse.Namespace, batches: list[pl.DataFrame], per_pass: int
     with LocalS3(bucket="lake") as s3:
         os.environ.update(s3.env())
         lakes = {"tiers": Lake("s3://lake/tiers"), "optimize": Lake("s3://lake/optimize")}
-        stats: dict[str, dict[str, list]] = {n: {"bytes": [], "wall": [], "cpu": []} for n in lakes}
+        stats: dict[str, dict[str, list]] = {n: {"bytes": [], "wall": [], "cpu": [], "query": []}
+                                              for n in lakes}
         names = list(lakes)
         t_start = time.time()
         for i, b in enumerate(batches):
             turn = names[i % 2:] + names[:i % 2]  # rotate who goes first
             for n in turn:
                 lakes[n].append(a.table, b)
+            if (i + 1) % a.query_every == 0:  # a fresh "last 5 minutes" read of each, same answer
+                since = T0 + dt.timedelta(seconds=(i + 1) * a.commit_every - 300)
+                got = {}
+                for n in turn:
+                    q0 = time.perf_counter()
+                    got[n] = Lake(lakes[n].root).scan(a.table, start=since).select(pl.len()).collect().item()
+                    stats[n]["query"].append(time.perf_counter() - q0)
+                assert len(set(got.values())) == 1, got
             if (i + 1) % per_pass:
                 continue
             for n in turn:
@@ -193,11 +203,13 @@ def run_object(a: argparse.Namespace, batches: list[pl.DataFrame], per_pass: int
                           "files": len(lake.delta(a.table).file_uris())}
             print(f"{n:9s} {len(st['wall'])} passes: rewrote {r['bytes']:,.1f} MiB; wall {r['wall']:.1f} s "
                   f"(p50 {np.median(st['wall']) * 1000:.0f} ms, max {max(st['wall']):.2f} s); CPU {r['cpu']:.1f} s; "
-                  f"{r['files']} files at the end")
+                  f"{r['files']} files at the end; 5-minute read p50 {np.median(st['query']) * 1000:.0f} ms, "
+                  f"p99 {np.percentile(st['query'], 99) * 1000:.0f} ms ({len(st['query'])} points)")
+            r["q50"] = float(np.median(st["query"]))
         new, old = out["tiers"], out["optimize"]
         print(f"tiers / optimize: bytes rewritten {new['bytes'] / max(old['bytes'], 1e-9):.3f}x, "
               f"wall {new['wall'] / old['wall']:.2f}x, CPU {new['cpu'] / old['cpu']:.2f}x, "
-              f"files at the end {new['files'] / old['files']:.1f}x")
+              f"files at the end {new['files'] / old['files']:.1f}x, read p50 {new['q50'] / old['q50']:.2f}x")
 
 
 def main() -> None:
