@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_maintain_tiers.py [--hours 3] [--commit-every 30] [--maintain-every 60]
         [--table book_updates] [--venues binance,coinbase,kraken] [--assets BTC] [--query-every 4]
         [--min-files 8] [--baseline-root /work/main]
+    .venv/bin/python bench/bench_maintain_tiers.py --object [--hours 1] ...   # the lake on S3
 
 A recorder's day, compressed: the simulator's rows of ``--table`` (recorders.sim.bulk, the shapes a
 recorder writes) for ``--hours`` of simulated time are appended with the lake API one commit per
@@ -25,6 +26,15 @@ passes' compactions read (from the Delta log: the remove actions of the commits 
 files in the table at the end, and p50/p99 of a fresh ``lab.connect()`` + "last 5 minutes" query
 taken every ``--query-every`` appends, so at every point of the maintenance cycle; then the ratios
 tiers/other. Medians and percentiles, never best-of; the load average is printed at start and end.
+
+``--object``: the same appends and passes on the lake on S3 (a local SeaweedFS server,
+``lab.objectstore.LocalS3``), two contenders in this process, interleaved with the order rotating:
+``tiers`` (``ObjectLake.maintain``: size tiers, time-sorted, the local lake's merge) and
+``optimize`` (the former ``ObjectLake.maintain``: delta-rs ``optimize.compact`` at every pass,
+then the same checkpoint and vacuum). Per contender: the bytes its passes rewrote (the sizes of
+the files in the snapshot before a pass and not after it), the wall time and CPU of the passes
+(p50, max, total), the files at the end, p50/p99 of a fresh "last 5 minutes" Polars read of the table
+every ``--query-every`` appends; then the ratios.
 """
 
 from __future__ import annotations
@@ -128,6 +138,80 @@ class Contender:
         self.proc.wait(timeout=60)
 
 
+def _optimize_maintain(lake: Lake, table: str, min_files: int) -> None:
+    """The former ``ObjectLake.maintain``: delta-rs' bin-packing ``optimize.compact`` every pass."""
+    from lab.lake import _WRITE_HOOKS, retune_log
+
+    t = lake.delta(table)
+    if len(t.file_uris()) >= min_files:
+        t.optimize.compact(target_size=128 * 1024 * 1024, post_commithook_properties=_WRITE_HOOKS)
+        t = lake.delta(table)
+    t = retune_log(t)
+    t.create_checkpoint()
+    t.cleanup_metadata()
+    t.vacuum(retention_hours=int(dt.timedelta(hours=1).total_seconds() // 3600), dry_run=False,
+             enforce_retention_duration=False)
+
+
+def run_object(a: argparse.Namespace, batches: list[pl.DataFrame], per_pass: int, total_rows: int) -> None:
+    """``--object``: tiers against delta-rs' optimize.compact on a local S3 server."""
+    from lab.objectstore import LocalS3
+
+    with LocalS3(bucket="lake") as s3:
+        os.environ.update(s3.env())
+        lakes = {"tiers": Lake("s3://lake/tiers"), "optimize": Lake("s3://lake/optimize")}
+        stats: dict[str, dict[str, list]] = {n: {"bytes": [], "wall": [], "cpu": [], "query": []}
+                                              for n in lakes}
+        names = list(lakes)
+        t_start = time.time()
+        for i, b in enumerate(batches):
+            turn = names[i % 2:] + names[:i % 2]  # rotate who goes first
+            for n in turn:
+                lakes[n].append(a.table, b)
+            if (i + 1) % a.query_every == 0:  # a fresh "last 5 minutes" read of each, same answer
+                since = T0 + dt.timedelta(seconds=(i + 1) * a.commit_every - 300)
+                got = {}
+                for n in turn:
+                    q0 = time.perf_counter()
+                    got[n] = Lake(lakes[n].root).scan(a.table, start=since).select(pl.len()).collect().item()
+                    stats[n]["query"].append(time.perf_counter() - q0)
+                assert len(set(got.values())) == 1, got
+            if (i + 1) % per_pass:
+                continue
+            for n in turn:
+                lake = lakes[n]
+                before = dict(pl.DataFrame(lake.delta(a.table).get_add_actions(flatten=True))
+                              .select("path", "size_bytes").rows())
+                w0, c0 = time.perf_counter(), time.process_time()
+                if n == "tiers":
+                    lake.maintain(a.table, min_files=a.min_files)
+                else:
+                    _optimize_maintain(lake, a.table, a.min_files)
+                stats[n]["wall"].append(time.perf_counter() - w0)
+                stats[n]["cpu"].append(time.process_time() - c0)
+                after = set(pl.DataFrame(lake.delta(a.table).get_add_actions(flatten=True))["path"].to_list())
+                stats[n]["bytes"].append(sum(sz for p, sz in before.items() if p not in after))
+            if i % 50 == 49:
+                print(f"  ... {i + 1}/{len(batches)} appends, {time.time() - t_start:.0f} s", flush=True)
+        print(f"run {time.time() - t_start:.0f} s; load average at end {os.getloadavg()[0]:.2f}")
+        out = {}
+        for n, lake in lakes.items():
+            got = lake.read(a.table)
+            assert got.height == total_rows, (n, got.height, total_rows)  # every row, once
+            st = stats[n]
+            out[n] = r = {"bytes": sum(st["bytes"]) / 2**20, "wall": sum(st["wall"]), "cpu": sum(st["cpu"]),
+                          "files": len(lake.delta(a.table).file_uris())}
+            print(f"{n:9s} {len(st['wall'])} passes: rewrote {r['bytes']:,.1f} MiB; wall {r['wall']:.1f} s "
+                  f"(p50 {np.median(st['wall']) * 1000:.0f} ms, max {max(st['wall']):.2f} s); CPU {r['cpu']:.1f} s; "
+                  f"{r['files']} files at the end; 5-minute read p50 {np.median(st['query']) * 1000:.0f} ms, "
+                  f"p99 {np.percentile(st['query'], 99) * 1000:.0f} ms ({len(st['query'])} points)")
+            r["q50"] = float(np.median(st["query"]))
+        new, old = out["tiers"], out["optimize"]
+        print(f"tiers / optimize: bytes rewritten {new['bytes'] / max(old['bytes'], 1e-9):.3f}x, "
+              f"wall {new['wall'] / old['wall']:.2f}x, CPU {new['cpu'] / old['cpu']:.2f}x, "
+              f"files at the end {new['files'] / old['files']:.1f}x, read p50 {new['q50'] / old['q50']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hours", type=float, default=3.0, help="simulated hours of recording")
@@ -139,6 +223,8 @@ def main() -> None:
     ap.add_argument("--query-every", type=int, default=4, help="appends between two timed queries")
     ap.add_argument("--min-files", type=int, default=8,
                     help="maintain(min_files=): the fan-in of the tiers; lab maintain uses 8, the recorder 16")
+    ap.add_argument("--object", action="store_true",
+                    help="on a local S3 server: ObjectLake.maintain (tiers) against delta-rs optimize.compact")
     ap.add_argument("--baseline-root", type=Path, default=None,
                     help="another checkout whose Lake.maintain runs as a third contender (e.g. /work/main)")
     a = ap.parse_args()
@@ -155,6 +241,9 @@ def main() -> None:
         print(f"{a.table}: {rows.height:,} rows ({mib:.0f} MiB in memory) over {a.hours:g} simulated hours, "
               f"{len(batches)} appends (one per {a.commit_every:g} s), a pass every {per_pass} appends "
               f"({len(batches) // per_pass} passes); load average at start {load0[0]:.2f}", flush=True)
+        if a.object:
+            run_object(a, batches, per_pass, rows.height)
+            return
         cs = [Contender("tiers", tmp / "tiers", a.table, ROOT, a.min_files),
               Contender("binpack", tmp / "binpack", a.table, ROOT, a.min_files)]
         if a.baseline_root:

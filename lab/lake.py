@@ -992,6 +992,35 @@ class Lake:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    # The steps of a compaction that depend on where the table lives; the object-store lake
+    # (lab.objectstore.ObjectLake) overrides them, and _compact_sorted is shared by both.
+    def _compaction_stage(self) -> Path:
+        """Local folder for merge work (inputs, spill, the merged file before it is placed):
+        ``<lake>/.staging``, on the table's file system, so placing the file is a rename."""
+        return self.root / ".staging"
+
+    def _compaction_rows(self, name: str, path: str) -> int:
+        """Rows of data file ``path`` (relative to the table) whose add action has no stats."""
+        return _rows_of(self.path(name) / path)
+
+    def _compaction_inputs(self, name: str, paths: list[str], stage: Path) -> list[Path]:
+        """Local paths DuckDB reads the files to merge from: the table's own files here."""
+        root = self.path(name)
+        return [root / p for p in paths]
+
+    def _compaction_place(self, name: str, merged: Path, fname: str) -> None:
+        """Move the merged file into the table as ``fname`` (not referenced until committed)."""
+        os.replace(merged, self.path(name) / fname)
+
+    def _compaction_unplace(self, name: str, fname: str) -> None:
+        """Remove a placed file whose commit failed (no snapshot references it)."""
+        (self.path(name) / fname).unlink(missing_ok=True)
+
+    def _compaction_held(self, name: str) -> bool:
+        """Whether this process still holds the table's compaction lock (checked before each
+        commit). A local ``flock`` lasts as long as the process: always."""
+        return True
+
     def _compact_sorted(self, name: str, t: DeltaTable, target_size: int,
                         min_files: int = 2) -> dict[str, int | str]:
         """Merge runs of small files into files sorted by the table's time column.
@@ -1004,11 +1033,15 @@ class Lake:
         merges (delta-rs issue #4724), so a compacted file's row groups each span
         the whole merged period and a query over the last minutes can skip none
         of them. Here each run of files is stably sorted by time (ties keep arrival
-        order) into one file in ``<lake>/.staging`` by :func:`_merge_sorted` (DuckDB, within
-        :data:`MERGE_MEMORY`), moved into the table, and swapped in with one commit of
+        order) into one file in the staging folder (:meth:`_compaction_stage`) by
+        :func:`_merge_sorted` (DuckDB, within :data:`MERGE_MEMORY`), placed into the table
+        (a rename on disk, an upload on object storage), and swapped in with one commit of
         add + remove actions with ``dataChange=false``, as compaction does. The new
         file's ``modificationTime`` is its newest input's, so it keeps their place in
-        the commit order the next pass plans with.
+        the commit order the next pass plans with. A commit that fails (a concurrent
+        compaction won) or finds its inputs removed meanwhile leaves the placed file
+        unreferenced and deletes it; a concurrent append is never lost (Delta retries
+        our commit after it). The caller holds the table's compaction lock.
         """
         import shutil
         import uuid
@@ -1022,8 +1055,7 @@ class Lake:
         # commit order; the files one commit added (a bulk write) by their first time
         keys = ["modification_time", *([f"min.{tcol}"] if f"min.{tcol}" in acts.columns else []), "path"]
         files = acts.sort(keys).select("path", "size_bytes", "modification_time", "num_records").rows()
-        root = self.path(name)
-        shape = [(_rows_of(root / p) if rows is None else rows, size) for p, size, _, rows in files]
+        shape = [(self._compaction_rows(name, p) if rows is None else rows, size) for p, size, _, rows in files]
         plan = (_plan_binpack(shape, target_size) if _POLICY == "binpack"
                 else plan_tiered(shape, max(min_files, 2), min(target_size, MERGE_INPUT_MAX)))
         added = removed = conflicts = 0
@@ -1031,17 +1063,21 @@ class Lake:
         cols = pa.schema(t.schema().to_arrow()).names  # files older than an added optional column lack it
         for run in plan:
             b = [files[i] for i in run]
-            stage = self.root / ".staging" / f"{name}-{uuid.uuid4().hex}"
+            stage = self._compaction_stage() / f"{name}-{uuid.uuid4().hex}"
             stage.mkdir(parents=True)
             fname = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
-            moved: list[Path] = []
+            placed = False
             try:
-                stats = _merge_sorted([root / p for p, *_ in b], stage / fname, cols, spec.columns, spec.time_column,
-                                      stage / "spill")
+                inputs = self._compaction_inputs(name, [p for p, *_ in b], stage)
+                stats = _merge_sorted(inputs, stage / fname, cols, spec.columns, spec.time_column, stage / "spill")
                 size = (stage / fname).stat().st_size
-                os.replace(stage / fname, root / fname)
-                moved.append(root / fname)
+                self._compaction_place(name, stage / fname, fname)
+                placed = True
                 newest = max(m for _, _, m, _ in b)
+                if not self._compaction_held(name):  # the lock's lease lapsed: another may compact now
+                    conflicts += 1
+                    last_conflict = "the compaction lock was lost (its lease expired)"
+                    break
                 # files another writer removed meanwhile (one without the lock: an older version,
                 # another host) must not be merged twice
                 t.update_incremental()
@@ -1055,22 +1091,26 @@ class Lake:
                 t.create_write_transaction([AddAction(fname, size, {}, newest, False, stats), *removes],
                                            mode="append", schema=t.schema(), commit_properties=_COMPACT_COMMIT,
                                            post_commithook_properties=_WRITE_HOOKS)
-                moved = []  # committed: it belongs to the table now
+                placed = False  # committed: it belongs to the table now
                 added += 1
                 removed += len(removes)
             except (CommitFailedError, DeltaError) as e:  # e.g. a concurrent compaction won
                 conflicts += 1
                 last_conflict = f"{type(e).__name__}: {e}"[:500]
-                t = DeltaTable(root)
+                t = self._compaction_reopen(name)
             finally:
-                for f in moved:  # never committed: not part of any snapshot
-                    f.unlink(missing_ok=True)
+                if placed:  # never committed: not part of any snapshot
+                    self._compaction_unplace(name, fname)
                 shutil.rmtree(stage, ignore_errors=True)
         out: dict[str, int | str] = {"numFilesAdded": added, "numFilesRemoved": removed}
         if last_conflict is not None:  # the keys appear only when a commit lost a race
             out["conflicts"] = conflicts
             out["last_conflict"] = last_conflict
         return out
+
+    def _compaction_reopen(self, name: str) -> DeltaTable:
+        """The table's latest snapshot after a failed compaction commit."""
+        return DeltaTable(self.path(name))
 
     def maintain(
         self,

