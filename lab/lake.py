@@ -185,6 +185,27 @@ def _lease_hours(lake: Lake, table: str) -> int | None:
     return lease_hours(lake, table)
 
 
+#: Seconds between a maintainer's full vacuums of a table (its first pass is one). A lite vacuum (every
+#: pass) removes only the files the log's remove actions name; a file written and never committed - a
+#: process killed between writing a data file and its commit, a compaction's upload lost with its
+#: maintainer - is named by no log entry, and only a full vacuum (a listing of the table's folder)
+#: finds it. ``_``-prefixed folders (the tail, ``_delta_log``) are never touched.
+FULL_VACUUM_EVERY = 3600.0
+
+
+def vacuum(lake: Lake, table: str, t: DeltaTable, retention_hours: int) -> int:
+    """Vacuum ``table`` (files no snapshot of the last ``retention_hours`` needs); a full vacuum the
+    first time this ``lake`` object does it and every :data:`FULL_VACUUM_EVERY` s after. Returns the
+    files removed."""
+    done = lake.__dict__.setdefault("_full_vacuums", {})
+    now = time.monotonic()
+    full = table not in done or now - done[table] >= FULL_VACUUM_EVERY
+    n = len(t.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=full))
+    if full:
+        done[table] = now
+    return n
+
+
 def retune_log(t: DeltaTable) -> DeltaTable:
     """Give a table written by an older version the current log settings (:data:`_TABLE_CONFIG`):
     one metadata commit, once; returns the table's latest snapshot."""
@@ -1138,7 +1159,9 @@ class Lake:
         Files removed by compaction stay on disk for ``grace`` (rounded up to
         whole hours by Delta; ``grace=0`` removes at once and is only safe
         with no reader running) so a query that started before compaction
-        still finds every file it planned to read.
+        still finds every file it planned to read. Files no commit ever named (a writer
+        killed before its commit) go after ``grace`` too, at the hourly full vacuum
+        (:func:`vacuum`).
 
         A damaged table (:meth:`inspect`) is skipped, its entry ``{"damaged": [...]}``
         naming what is wrong, and the others are maintained: compacting around a
@@ -1177,8 +1200,7 @@ class Lake:
             if held is None:
                 t.cleanup_metadata()
             hours = max(int(-(-grace.total_seconds() // 3600)), held or 0)
-            info["vacuumed"] = len(t.vacuum(retention_hours=hours, dry_run=False,
-                                            enforce_retention_duration=False))
+            info["vacuumed"] = vacuum(self, name, t, hours)
             info["files"] = len(DeltaTable(self.path(name)).file_uris())
             if name in settled:
                 info["tail"] = settled[name]

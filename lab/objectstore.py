@@ -400,7 +400,7 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
 
         try:
             obstore.delete(self._obstore(name), fname)
-        except Exception as e:  # noqa: BLE001 - an unreferenced object, left for a full vacuum
+        except Exception as e:  # noqa: BLE001 - an unreferenced object: the hourly full vacuum removes it
             log.warning("%s: could not delete the uncommitted merged file %s: %s", name, fname,
                         str(e).splitlines()[0][:200])
 
@@ -471,7 +471,7 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
         """
         import datetime as dt
 
-        from lab.lake import _lease_hours, retune_log
+        from lab.lake import _lease_hours, retune_log, vacuum
 
         grace = dt.timedelta(hours=1) if grace is None else grace
         out: dict[str, dict] = {}
@@ -496,7 +496,7 @@ class ObjectLake(_lake_base()):  # type: ignore[misc]
             if held is None:
                 t.cleanup_metadata()
             hours = max(int(-(-grace.total_seconds() // 3600)), held or 0)
-            info["vacuumed"] = len(t.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False))
+            info["vacuumed"] = vacuum(self, name, t, hours)
             t.update_incremental()
             info["files"] = len(t.file_uris())
             out[name] = info

@@ -120,6 +120,37 @@ def test_maintain_compacts_and_keeps_every_row(lake):
     assert_frame_equal(lake.read("trades").select(pl.col("trade_id").sort()), ids.to_frame())
 
 
+def test_maintain_removes_a_data_file_no_commit_names_after_the_grace(lake, monkeypatch):
+    # a writer killed between writing a data file and committing it leaves the file behind
+    import os
+
+    import lab.lake
+    from lab.tail import TailWriter
+
+    tdir = lake.path("trades")
+    orphan = tdir / "part-00000-killed-before-commit-c000.zstd.parquet"
+    make_trades(5, T0).write_parquet(orphan)
+    young = tdir / "part-00000-being-committed-c000.zstd.parquet"
+    make_trades(5, T0).write_parquet(young)
+    tail = TailWriter(lake).write("trades", make_trades(3, T0 + dt.timedelta(minutes=5), seed=4))
+    hour_ago = os.stat(orphan).st_mtime - 3 * 3600
+    for p in (orphan, tail):
+        os.utime(p, (hour_ago, hour_ago))
+    rows = lake.scan("trades").select(pl.len()).collect().item()
+    # Act: a maintainer's first pass (grace 1 h)
+    lake.maintain("trades", min_files=100)
+    assert not orphan.exists()  # older than the grace, named by no commit
+    assert young.exists() and tail.exists()  # within the grace (a commit may be on its way); the tail
+    assert lake.scan("trades").select(pl.len()).collect().item() == rows  # every committed row, + the tail's
+    os.utime(young, (hour_ago, hour_ago))  # its writer died too
+    lake.maintain("trades", min_files=100)
+    assert young.exists()  # the next pass, at once: a lite vacuum (the next full one is an hour on)
+    monkeypatch.setattr(lab.lake, "FULL_VACUUM_EVERY", 0.0)  # ... the hour has passed
+    lake.maintain("trades", min_files=100)
+    assert not young.exists()
+    assert lake.scan("trades").select(pl.len()).collect().item() == rows
+
+
 def test_compaction_writes_time_sorted_files_so_recent_queries_skip_row_groups(lake_dir, monkeypatch):
     """delta-rs' own compaction interleaves the merged files' rows; ours sorts by the
     table's time column (ties in commit order), so row-group statistics prune."""
