@@ -191,17 +191,22 @@ def _lease_hours(lake: Lake, table: str) -> int | None:
 #: maintainer - is named by no log entry, and only a full vacuum (a listing of the table's folder)
 #: finds it. ``_``-prefixed folders (the tail, ``_delta_log``) are never touched.
 FULL_VACUUM_EVERY = 3600.0
+#: The least age (hours) of a file a full vacuum removes, whatever the grace: a file no commit names
+#: yet may be one a live writer is about to commit (a bulk import writes its files, then commits).
+FULL_VACUUM_MIN_HOURS = 1
 
 
 def vacuum(lake: Lake, table: str, t: DeltaTable, retention_hours: int) -> int:
-    """Vacuum ``table`` (files no snapshot of the last ``retention_hours`` needs); a full vacuum the
-    first time this ``lake`` object does it and every :data:`FULL_VACUUM_EVERY` s after. Returns the
-    files removed."""
+    """Vacuum ``table`` (the files compaction removed more than ``retention_hours`` ago); also a full
+    vacuum (files no commit names, older than ``max(retention_hours, FULL_VACUUM_MIN_HOURS)``) the
+    first time this ``lake`` object vacuums ``table`` and every :data:`FULL_VACUUM_EVERY` s after.
+    Returns the files removed."""
+    n = len(t.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False))
     done = lake.__dict__.setdefault("_full_vacuums", {})
     now = time.monotonic()
-    full = table not in done or now - done[table] >= FULL_VACUUM_EVERY
-    n = len(t.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=full))
-    if full:
+    if table not in done or now - done[table] >= FULL_VACUUM_EVERY:
+        n += len(t.vacuum(retention_hours=max(retention_hours, FULL_VACUUM_MIN_HOURS), dry_run=False,
+                          enforce_retention_duration=False, full=True))
         done[table] = now
     return n
 

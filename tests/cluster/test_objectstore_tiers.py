@@ -166,9 +166,11 @@ def test_s3_compaction_during_appends_and_a_second_maintainer_loses_and_doubles_
     assert set(ids.to_list()) == {f"w-{b}-{i}" for b in range(80) for i in range(200)}
 
 
-def test_s3_maintain_removes_an_upload_no_commit_names(s3_env):
+def test_s3_maintain_removes_an_upload_no_commit_names(s3_env, monkeypatch):
     # a maintainer or writer killed between its upload and its commit leaves an object behind
     import datetime as dt
+
+    import lab.lake
 
     lake = Lake("s3://lake/orphans")
     rng = np.random.default_rng(5)
@@ -178,7 +180,9 @@ def test_s3_maintain_removes_an_upload_no_commit_names(s3_env):
     store = lake._obstore("trades")
     orphan = "part-00000-killed-before-commit-c000.zstd.parquet"
     obstore.put(store, orphan, b"PAR1 never committed")
-    # Act: the maintainer's first pass, with no grace (no reader runs in this test)
+    # Act: the maintainer's first pass, with no grace (no reader nor writer runs in this test, and
+    # an object's age on the store cannot be set back)
+    monkeypatch.setattr(lab.lake, "FULL_VACUUM_MIN_HOURS", 0)
     lake.maintain("trades", grace=dt.timedelta(0), min_files=100)
     # Assert: the object is gone, every committed row is still there
     with pytest.raises(FileNotFoundError):

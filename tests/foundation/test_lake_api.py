@@ -149,6 +149,10 @@ def test_maintain_removes_a_data_file_no_commit_names_after_the_grace(lake, monk
     lake.maintain("trades", min_files=100)
     assert not young.exists()
     assert lake.scan("trades").select(pl.len()).collect().item() == rows
+    # with no grace, a file no commit names yet survives its first hour (a writer may commit it)
+    make_trades(5, T0).write_parquet(young)
+    lake.maintain("trades", min_files=100, grace=dt.timedelta(0))
+    assert young.exists()
 
 
 def test_compaction_writes_time_sorted_files_so_recent_queries_skip_row_groups(lake_dir, monkeypatch):
