@@ -138,12 +138,28 @@ PROCESS_ENV: dict[str, dict[str, str]] = {
 }
 
 
+#: variables holding ``key:value`` options separated by commas: merged by option, not replaced
+_OPTION_LISTS = ("_RJEM_MALLOC_CONF",)
+
+
 def tune_process(command: str | None) -> None:
     """Apply :data:`PROCESS_ENV` for ``command``: only before Polars and delta-rs are loaded
-    (after, the variables would change nothing) and never over a value the user set."""
-    if command in PROCESS_ENV and not {"polars", "deltalake"} & set(sys.modules):
-        for k, v in PROCESS_ENV[command].items():
-            os.environ.setdefault(k, v)
+    (after, the variables would change nothing) and never over a value the user set. An option
+    list (``_RJEM_MALLOC_CONF``) gets each option it does not name yet: a parent process that
+    imported Polars passes on Polars' own ``dirty_decay_ms``/``muzzy_decay_ms``, which must not
+    count as the user's choice of every option (tests/foundation/test_process_env.py).
+    """
+    if command not in PROCESS_ENV or {"polars", "deltalake"} & set(sys.modules):
+        return
+    for k, v in PROCESS_ENV[command].items():
+        have = os.environ.get(k)
+        if not have:
+            os.environ[k] = v
+        elif k in _OPTION_LISTS:
+            named = {o.split(":", 1)[0].strip() for o in have.split(",")}
+            add = [o for o in v.split(",") if o.split(":", 1)[0] not in named]
+            if add:
+                os.environ[k] = ",".join([have, *add])
 
 
 def main(argv: list[str] | None = None) -> int:

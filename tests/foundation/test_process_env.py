@@ -39,7 +39,20 @@ def test_other_commands_and_user_settings_are_left_alone():
     threads, conf = _probe("sql")
     assert threads == len(os.sched_getaffinity(0)) and "tcache:false" not in conf
     threads, conf = _probe("record", {"POLARS_MAX_THREADS": "2", "_RJEM_MALLOC_CONF": "narenas:1"})
-    assert threads == 2 and "narenas:1" in conf and "tcache:false" not in conf
+    assert threads == 2 and "narenas:1" in conf and "tcache:false" in conf  # options merged, not replaced
+
+
+def test_a_parent_that_imported_polars_does_not_stop_it():
+    # Polars writes its decay options into the environment when it loads; a child started from such a
+    # process (a bench, lab demo, a test) inherits them: they are not the user's choice of tcache
+    import polars  # noqa: F401 - what the parent has done
+
+    inherited = os.environ["_RJEM_MALLOC_CONF"]
+    assert "tcache" not in inherited
+    threads, conf = _probe("record", {"_RJEM_MALLOC_CONF": inherited})
+    assert threads == 1 and "tcache:false" in conf and set(inherited.split(",")) <= set(conf)
+    _, conf = _probe("record", {"_RJEM_MALLOC_CONF": inherited + ",tcache:true"})
+    assert "tcache:true" in conf and "tcache:false" not in conf  # a user's own choice stays
 
 
 def test_nothing_is_set_once_polars_is_loaded():
