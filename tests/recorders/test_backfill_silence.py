@@ -207,13 +207,13 @@ def test_a_lull_between_trades_while_books_move_asks_nothing(tmp_path):
             return 0
         return _gaps_over(Lake(lake).read("trades")["ts_local"].dt.epoch("us"), 2.5)
 
-    # Act: record until the venue went 2.5 s without a trade at least twice
+    # Act: record until the venue went 2.5 s without a trade
     with sim.running_in_thread():
         cfg = write_config(tmp_path / "rec.toml", sim.urls(), {"bybit": syms}, lake, "lull", backfill=True,
                            flush_interval=0.2, commit_interval=1.0, maintain_every=0, rest_min_interval=0.05)
         p = start_recorder(cfg, log=tmp_path / "rec.log")
         try:
-            wait_for(lambda: live_trade_lulls() >= 2, 120, every=1.0, what="two lulls of 2.5 s between trades")
+            wait_for(lambda: live_trade_lulls() >= 1, 120, every=1.0, what="a lull of 2.5 s between trades")
         finally:
             p.send_signal(signal.SIGTERM)
             rc = p.wait(60)
