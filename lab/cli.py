@@ -120,7 +120,8 @@ def _writes_data(module, args: argparse.Namespace) -> bool:
 
 
 #: Environment defaults per command, set before Polars and delta-rs load (both read them once,
-#: when they load) unless the user already set them. ``lab record`` runs all day beside the
+#: when they load) unless the user already set them (option lists merged option by option:
+#: :func:`tune_process`). ``lab record`` runs all day beside the
 #: user's work, so it is sized for memory (measured side by side on one simulator, 5 venues x 3
 #: symbols, RSS sampled 20 times a second; bench/bench_recorder_memory.py for the hour):
 #:

@@ -61,7 +61,7 @@ RECENT_WINDOW_ONLY = frozenset({"bybit"})
 #: its symbols before the next push marks a possible hole. The simulator's symbols trade several
 #: times a second each and their books move many times a second, as liquid Bybit spot pairs do, so
 #: 2 s without a single push on all of them is a stall, not a lull. A false alarm (a venue
-#: recorded for a few illiquid symbols whose books are still too) costs one REST request per
+#: recorded for a few illiquid symbols whose books are quiet too) costs one REST request per
 #: symbol and one ``backfill`` event finding nothing new (``lab.tape`` shows no range for it: the
 #: window proved nothing was missed). Shorter than the silence watchdog (``silence_timeout``,
 #: 30 s): a longer silence is a reconnect, filled by the reconnect path.
@@ -69,7 +69,7 @@ QUIET_S = 2.0
 #: how often (s) the quiet watcher looks at the venues' market data counts (a poll off the message
 #: loop: the loop itself is not touched); the hole's ends are known to this precision
 QUIET_POLL_S = 0.25
-#: µs before the last trade seen ahead of a silence that its hole starts: a trade made just
+#: µs before the last push seen ahead of a silence that its hole starts: a trade made just
 #: before the silence may still have been on the wire when the venue stopped sending, or received
 #: late by a recorder short of CPU (the ids held de-duplicate what was not lost)
 QUIET_MARGIN_US = 1_000_000
