@@ -129,11 +129,11 @@ def _writes_data(module, args: argparse.Namespace) -> bool:
 #:   hundred rows as fast, and two pools' threads with their allocator caches and in-flight
 #:   row groups held ~2 MiB more resident.
 #: - ``_RJEM_MALLOC_CONF=tcache:false``: Polars and delta-rs each bring their own jemalloc, which
-#:   reads this variable. Its per-thread caches, on delta-rs' ~10 runtime threads that each run a
-#:   commit now and then, kept ~14 KiB per Delta commit resident (+9.5 MiB over 600 commits in
-#:   one process; +2.4 without them), a slow climb of the recorder's RSS (720 commits an hour).
-#:   Without them a commit costs a few ms more CPU in a microbenchmark; the recorder's CPU did
-#:   not change measurably (bench/bench_recorder_cost.py).
+#:   reads this variable. Their per-thread caches, on delta-rs' ~10 runtime threads that each run
+#:   a commit now and then, held 4-5 MiB more resident all through an hour's recording (in one
+#:   process, 600 Delta commits retained +9.5 MiB with them, +1.5 to +3.3 without). Without them a
+#:   commit costs a few ms more CPU in a microbenchmark; the recorder's CPU did not change
+#:   measurably (bench/bench_recorder_cost.py).
 PROCESS_ENV: dict[str, dict[str, str]] = {
     "record": {"POLARS_MAX_THREADS": "1", "_RJEM_MALLOC_CONF": "tcache:false"},
 }
