@@ -69,3 +69,20 @@ def stop_cluster(c) -> None:
 
     ray.shutdown()
     c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A local SeaweedFS S3 server with a bucket ``lake`` (one per test module)."""
+    from lab.objectstore import LocalS3
+
+    with LocalS3(bucket="lake") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3, monkeypatch):
+    """:func:`s3`, with its credentials and endpoint in the environment."""
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    return s3

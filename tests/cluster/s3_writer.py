@@ -16,11 +16,12 @@ from lab.lake import Lake
 T0 = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
 
 
-def main(name: str, batches: int, rows: int) -> None:
+def main(name: str, batches: int, rows: int, descending: bool = False) -> None:
+    """``descending``: each batch's times run backwards (an unsorted file for compaction to sort)."""
     lake = Lake()
     for b in range(batches):
         i = pl.int_range(rows, eager=True)
-        ts = pl.lit(T0) + pl.duration(seconds=b) + pl.duration(microseconds=i)
+        ts = pl.lit(T0) + pl.duration(seconds=b) + pl.duration(microseconds=(rows - i) * 7 if descending else i)
         df = pl.DataFrame({"i": i}).select(
             ts_exchange=ts, ts_local=ts, venue=pl.lit(name), symbol=pl.lit("BTC-USDT"),
             trade_id=pl.format("{}-{}-{}", pl.lit(name), pl.lit(b), pl.col("i")),

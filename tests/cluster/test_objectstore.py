@@ -16,24 +16,11 @@ from polars.testing import assert_frame_equal
 import lab
 from lab.errors import ConfigError
 from lab.lake import Lake
-from lab.objectstore import LocalS3, ObjectLake
+from lab.objectstore import ObjectLake
 from tests.cluster.s3_helpers import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2026, 11, 20, 12, tzinfo=dt.timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with LocalS3(bucket="lake") as server:
-        yield server
-
-
-@pytest.fixture
-def s3_env(s3, monkeypatch):
-    for k, v in s3.env().items():
-        monkeypatch.setenv(k, v)
-    return s3
 
 
 def trades(n: int, day: int, venue: str = "binance") -> pl.DataFrame:

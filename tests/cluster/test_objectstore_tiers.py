@@ -20,24 +20,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from lab.lake import Lake
-from lab.objectstore import LocalS3, ObjectLake
+from lab.objectstore import ObjectLake
 from tests.foundation.test_lake_tiers import flush
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = str(Path(__file__).with_name("s3_tiers_worker.py"))
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with LocalS3(bucket="lake") as server:
-        yield server
-
-
-@pytest.fixture
-def s3_env(s3, monkeypatch):
-    for k, v in s3.env().items():
-        monkeypatch.setenv(k, v)
-    return s3
 
 
 def log_actions(lake: ObjectLake, table: str) -> list[tuple[list[dict], list[dict]]]:
