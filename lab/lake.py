@@ -200,11 +200,15 @@ def vacuum(lake: Lake, table: str, t: DeltaTable, retention_hours: int) -> int:
     """Vacuum ``table`` (the files compaction removed more than ``retention_hours`` ago); also a full
     vacuum (files no commit names, older than ``max(retention_hours, FULL_VACUUM_MIN_HOURS)``) the
     first time this ``lake`` object vacuums ``table`` and every :data:`FULL_VACUUM_EVERY` s after.
-    Returns the files removed."""
-    n = len(t.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False))
+    Returns the files removed. A full vacuum also removes what the lite one would, so the lite one
+    runs beside it only when the grace is shorter than the full vacuum's least age."""
     done = lake.__dict__.setdefault("_full_vacuums", {})
     now = time.monotonic()
-    if table not in done or now - done[table] >= FULL_VACUUM_EVERY:
+    full = table not in done or now - done[table] >= FULL_VACUUM_EVERY
+    n = 0
+    if not full or retention_hours < FULL_VACUUM_MIN_HOURS:
+        n += len(t.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False))
+    if full:
         n += len(t.vacuum(retention_hours=max(retention_hours, FULL_VACUUM_MIN_HOURS), dry_run=False,
                           enforce_retention_duration=False, full=True))
         done[table] = now

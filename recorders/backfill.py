@@ -646,7 +646,7 @@ class Backfiller:
         symbol whose book still moves asks nothing. No push on any symbol of the venue for longer
         than ``quiet_s``, then one again with the same connections open, is a possible hole per
         symbol: from the poll before the last push (less
-        :data:`QUIET_MARGIN_US`) to the poll that saw trades again, both moved to the venue's
+        :data:`QUIET_MARGIN_US`) to the poll that saw data again, both moved to the venue's
         clock by the least receive delay (``Adapter.delay_floor_us``: trades are asked by
         exchange time), filled at once from the recent window (:meth:`_fill_quiet`). A new connection in between is the reconnect
         path's (its on_open asks the window from the last id held)."""
