@@ -216,3 +216,41 @@ def test_a_long_lived_writer_reopens_its_table_every_n_commits_and_loses_nothing
     want = pl.concat(frames).sort("trade_id", "ts_local")
     got = lk.scan("trades").collect().sort("trade_id", "ts_local")
     assert_frame_equal(got, want)
+
+
+def _checkpoints(lake_dir, table="trades") -> list[int]:
+    """Versions of the checkpoint files in the table's log, read from the directory."""
+    log = lake_dir / table / "_delta_log"
+    return sorted(int(p.name.split(".")[0]) for p in log.iterdir() if p.name.endswith(".checkpoint.parquet"))
+
+
+@pytest.mark.parametrize("via", ["append", "tail"])
+def test_appends_leave_checkpoints_to_maintenance_and_write_one_when_none_runs(lake_dir, monkeypatch, via):
+    # a writer's own checkpoint kept delta-rs' checkpoint code and allocator memory resident in a
+    # recorder for good: with maintenance (which checkpoints every pass) appends write none;
+    # without it they still write one every CHECKPOINT_EVERY commits
+    import lab.lake as lake_mod
+
+    monkeypatch.setattr(lake_mod, "CHECKPOINT_EVERY", 6)
+    lk = Lake(lake_dir)
+    frames = [make_trades(20, T0 + dt.timedelta(seconds=10 * i), seed=i) for i in range(14)]
+
+    added = []
+
+    def add(f):
+        lk.append("trades", f, polars_writer=via == "tail")
+        added.append(f)
+
+    for f in frames[:4]:
+        add(f)
+    Lake(lake_dir).maintain(min_files=1000)  # another process' pass: a checkpoint at version 3 or 4
+    (cp,) = _checkpoints(lake_dir)
+    while lk.version("trades") < cp + 5:
+        add(frames[lk.version("trades") % 14])
+    assert _checkpoints(lake_dir) == [cp], "an append checkpointed although maintenance had just done it"
+    # no maintenance any more: the next multiple of 6 that is >= 6 commits past cp gets one
+    due = next(v for v in range(6, 100, 6) if v - cp >= 6)
+    while lk.version("trades") < due + 1:
+        add(frames[lk.version("trades") % 14])
+    assert _checkpoints(lake_dir) == [cp, due]
+    assert lk.scan("trades").collect().height == sum(f.height for f in added)
