@@ -59,3 +59,19 @@ def test_nothing_is_set_once_polars_is_loaded():
     # too late to matter: setting it then would only mislead whoever reads the environment
     threads, conf = _probe("record", before="import polars")
     assert threads == len(os.sched_getaffinity(0)) and "tcache:false" not in conf
+
+
+HTTPX_PROBE = """
+import sys
+import recorders.runtime  # what `lab record` loads
+print("click" in sys.modules, type(recorders.rest.httpx.AsyncClient).__name__)
+import click  # hidden only while httpx loaded
+print(callable(click.command))
+"""
+
+
+def test_the_recorder_loads_httpx_without_its_command_line_client():
+    # httpx's CLI import pulled click into every recorder (~3.7 MiB resident); click stays importable
+    out = subprocess.run([sys.executable, "-c", HTTPX_PROBE], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, check=True, timeout=120).stdout.split()
+    assert out == ["False", "type", "True"]
