@@ -59,14 +59,14 @@ _TABLE_CONFIG = {
     "delta.logRetentionDuration": LOG_RETENTION,
     "delta.checkpointInterval": str(CHECKPOINT_EVERY),
 }
-# appends write the checkpoint every ``checkpointInterval`` commits but leave the log's
-# clean-up to maintenance, which honours leases (delta-rs' hook would not)
+# writers leave the log's clean-up to maintenance, which honours leases (delta-rs' hook would
+# not); compaction commits and appends to object storage write the checkpoint every
+# ``checkpointInterval`` commits
 _WRITE_HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 # Appends to a lake on disk write no checkpoint of their own when maintenance keeps one recent
-# (:meth:`Lake._checkpoint_if_behind`): ``Lake.maintain`` writes one every pass. Writing one
-# made a recorder's memory step up for good, ~40 minutes into a recording when its tables reached
-# version 100: +1.8 MiB of delta-rs' checkpoint code resident (measured in one process: on/off,
-# +1.8 vs +0.0 MiB) and ~7 MiB of allocator memory in the hour-long bench.
+# (:meth:`Lake._checkpoint_if_behind`): ``Lake.maintain`` writes one every pass. A recorder that
+# wrote one (~40 minutes into a recording, when its tables reached version 100) kept delta-rs'
+# checkpoint code resident from then on: +1.8 MiB (one process, the hook on vs off: +1.8 vs +0.0).
 _APPEND_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 
 
@@ -121,15 +121,19 @@ def _commit_version(name: str) -> int | None:
     return int(stem) if ext == "json" and dot and stem.isdigit() and len(stem) == 20 else None
 
 
+def last_checkpoint(table_dir: Path) -> int:
+    """The version of the newest checkpoint ``_delta_log/_last_checkpoint`` names, or -1."""
+    try:
+        return int(json.loads((table_dir / "_delta_log" / "_last_checkpoint").read_bytes())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
 def log_commits(table_dir: Path) -> tuple[int, dict[int, Path]]:
     """``(last checkpoint version or -1, {version: commit file})`` of the commits a reader
     replays: those after the newest checkpoint named by ``_last_checkpoint``."""
     log = table_dir / "_delta_log"
-    cp = -1
-    try:
-        cp = int(json.loads((log / "_last_checkpoint").read_bytes())["version"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    cp = last_checkpoint(table_dir)
     commits: dict[int, Path] = {}
     with os.scandir(log) as it:
         for e in it:
@@ -636,6 +640,8 @@ class Lake:
     'gap'
     """
 
+    remote = False  # tables on object storage (lab.objectstore.ObjectLake)
+
     def __new__(cls, root: str | os.PathLike[str] | None = None) -> Lake:
         # an s3:// root (or $LAB_LAKE) is the object-store lake: lab.objectstore.ObjectLake
         r = root if root is not None else os.environ.get("LAB_LAKE")
@@ -815,23 +821,17 @@ class Lake:
     def _append_hooks(self) -> PostCommitHookProperties:
         """Post-commit hooks of an append: on disk, no checkpoint (:meth:`_checkpoint_if_behind`
         decides); on object storage, delta-rs' own every ``checkpointInterval`` commits."""
-        return _WRITE_HOOKS if getattr(self, "remote", False) else _APPEND_HOOKS
+        return _WRITE_HOOKS if self.remote else _APPEND_HOOKS
 
     def _checkpoint_if_behind(self, table: str, t: DeltaTable) -> None:
         """After an append that reached a multiple of ``checkpointInterval`` (100): write a
         checkpoint unless one is at most that many commits old. ``Lake.maintain`` (``lab
         maintain``, a recorder's own upkeep) checkpoints every pass, so a maintained lake's
         writers never do; an unmaintained one still gets one every 100 commits, as before."""
-        if getattr(self, "remote", False):
-            return
         v = t.version()
-        if v <= 0 or v % CHECKPOINT_EVERY:
+        if self.remote or v <= 0 or v % CHECKPOINT_EVERY:
             return
-        try:
-            cp = int(json.loads((Path(self.path(table)) / "_delta_log" / "_last_checkpoint").read_bytes())["version"])
-        except (OSError, ValueError, KeyError, TypeError):
-            cp = -1
-        if v - cp >= CHECKPOINT_EVERY:
+        if v - last_checkpoint(Path(self.path(table))) >= CHECKPOINT_EVERY:
             try:
                 t.create_checkpoint()
             except DeltaError as e:  # the commit stands; the next interval or pass retries
