@@ -29,17 +29,18 @@ def _probe(command: str, env: dict[str, str] | None = None, before: str = "") ->
     return int(threads), conf.split(",")  # Polars adds its decay options to the user's
 
 
-def test_record_runs_polars_on_one_thread_without_jemalloc_thread_caches():
+def test_record_runs_polars_on_one_thread_with_one_jemalloc_arena_and_no_thread_caches():
     # Polars itself reports the pool it started with
     threads, conf = _probe("record")
-    assert threads == 1 and "tcache:false" in conf
+    assert threads == 1 and "tcache:false" in conf and "narenas:1" in conf
 
 
 def test_other_commands_and_user_settings_are_left_alone():
     threads, conf = _probe("sql")
     assert threads == len(os.sched_getaffinity(0)) and "tcache:false" not in conf
-    threads, conf = _probe("record", {"POLARS_MAX_THREADS": "2", "_RJEM_MALLOC_CONF": "narenas:1"})
-    assert threads == 2 and "narenas:1" in conf and "tcache:false" in conf  # options merged, not replaced
+    threads, conf = _probe("record", {"POLARS_MAX_THREADS": "2", "_RJEM_MALLOC_CONF": "narenas:4"})
+    # options merged, not replaced: the user's arenas stay, the thread caches still go
+    assert threads == 2 and "narenas:4" in conf and "narenas:1" not in conf and "tcache:false" in conf
 
 
 def test_a_parent_that_imported_polars_does_not_stop_it():
