@@ -43,10 +43,12 @@ STEADY_VENUES = ("binance", "coinbase", "kraken", "okx", "bybit")
 TARGET_MIB = 150.0
 
 
-def _rss(pid: int) -> tuple[float, float, float]:
-    """(RSS, of it anonymous, of it file-backed) in MiB, from /proc/PID/status."""
+def _rss(pid: int) -> tuple[float, float, float, int]:
+    """(RSS, of it anonymous, of it file-backed) in MiB, and the thread count, from /proc/PID/status
+    (summing smaps' per-mapping ``Rss:`` lines undercounts; status agrees with smaps_rollup)."""
     st = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return tuple(int(st[k].split()[0]) / 1024 for k in ("VmRSS", "RssAnon", "RssFile"))  # type: ignore[return-value]
+    mib = tuple(int(st[k].split()[0]) / 1024 for k in ("VmRSS", "RssAnon", "RssFile"))
+    return (*mib, int(st["Threads"]))  # type: ignore[return-value]
 
 
 def steady(minutes: float, baseline_root: Path | None = None) -> None:
@@ -63,7 +65,7 @@ def steady(minutes: float, baseline_root: Path | None = None) -> None:
                               seed=4))
     symbols = {v: [f"{a}-{'USD' if v in ('coinbase', 'kraken') else 'USDT'}" for a in ("BTC", "ETH", "SOL")]
                for v in STEADY_VENUES}
-    samples: dict[str, list[tuple[float, float, float, float, float]]] = {n: [] for n in roots}
+    samples: dict[str, list[tuple[float, float, float, float, int, float]]] = {n: [] for n in roots}
     procs: dict[str, tuple[subprocess.Popen, subprocess.Popen]] = {}
     with sim.running_in_thread():
         try:
@@ -99,8 +101,9 @@ def steady(minutes: float, baseline_root: Path | None = None) -> None:
                                           if baseline_root else ""))
     peaks: dict[str, float] = {}
     csv = Path(tempfile.mkdtemp(prefix="bench-mem-samples-")) / "rss.csv"
-    csv.write_text("who,seconds,rss_mib,anon_mib,file_mib,maintainer_rss_mib\n" + "".join(
-        f"{name},{t:.0f},{r:.1f},{an:.1f},{fi:.1f},{m:.1f}\n" for name, smp in samples.items() for t, r, an, fi, m in smp))
+    csv.write_text("who,seconds,rss_mib,anon_mib,file_mib,threads,maintainer_rss_mib\n" + "".join(
+        f"{name},{t:.0f},{r:.1f},{an:.1f},{fi:.1f},{th},{m:.1f}\n"
+        for name, smp in samples.items() for t, r, an, fi, th, m in smp))
     print(f"samples (every 5 s): {csv}")
     for name, smp in samples.items():
         st = [x for x in smp if x[0] >= 15]  # after start-up (connect, first commits)
@@ -116,8 +119,9 @@ def steady(minutes: float, baseline_root: Path | None = None) -> None:
         end = st[-1]
         print(f"{name:9s} recorder RSS after start-up {st[0][1]:.0f} MiB, at the end {end[1]:.0f} MiB "
               f"(anon {end[2]:.0f} + file-backed {end[3]:.0f}), peak {peak:.0f} (first half {first_half:.0f}); "
-              f"second-half growth {slope:+.1f} MiB/hour; its maintainer: peak {max(x[4] for x in st):.0f} MiB, "
-              f"median {float(np.median([x[4] for x in st])):.0f}")
+              f"second-half growth {slope:+.1f} MiB/hour; threads median {float(np.median([x[4] for x in st])):.0f}, "
+              f"max {max(x[4] for x in st)}; its maintainer: peak {max(x[5] for x in st):.0f} MiB, "
+              f"median {float(np.median([x[5] for x in st])):.0f}")
     if "lab" in peaks:
         peak = peaks["lab"]
         print(f"TARGET recorder RSS (MiB): peak {peak:.0f} vs target <= {TARGET_MIB:g}: ratio {peak / TARGET_MIB:.2f} "
