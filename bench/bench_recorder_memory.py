@@ -123,8 +123,8 @@ def steady(minutes: float, baseline_root: Path | None = None) -> None:
               f"max {max(x[4] for x in st)}; its maintainer: peak {max(x[5] for x in st):.0f} MiB, "
               f"median {float(np.median([x[5] for x in st])):.0f}")
         if smp[-1][0] >= 600:  # a long run: its shape, one median per 5 minutes (a peak is one moment)
-            meds = [float(np.median([x[1] for x in smp if k * 300 <= x[0] < (k + 1) * 300]))
-                    for k in range(int(smp[-1][0] // 300)) if any(k * 300 <= x[0] < (k + 1) * 300 for x in smp)]
+            windows = [[x[1] for x in smp if k * 300 <= x[0] < (k + 1) * 300] for k in range(int(smp[-1][0] // 300))]
+            meds = [float(np.median(w)) for w in windows if w]
             print(f"{name:9s} recorder RSS median per 5 min (MiB): " + ", ".join(f"{m:.1f}" for m in meds))
     if "lab" in peaks:
         peak = peaks["lab"]
