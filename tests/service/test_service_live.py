@@ -17,6 +17,9 @@ from lab.errors import ServiceError
 from lab.service import live_ticket
 
 T0 = 1_780_000_000_000_000  # µs
+# the live-stream tests' server queue (rows); a frame larger than it is dropped whatever the client
+# reads, while gRPC's buffers may absorb smaller ones as fast as they come
+QUEUE_ROWS = 300
 
 
 def quote(i: int, venue: str, symbol: str) -> dict:
@@ -109,7 +112,7 @@ def test_slow_subscriber_loses_rows_counted_and_the_server_queue_stays_bounded(s
     """A client that does not read: the server queues at most its bound and counts the
     rest; what it then reads plus what was dropped is exactly what was published."""
     async def main():
-        hub, svc, pub = await _hub_and_service(seed_lake, stream_queue_rows=300)
+        hub, svc, pub = await _hub_and_service(seed_lake, stream_queue_rows=QUEUE_ROWS)
         client = fl.FlightClient(svc.url)
         opts = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
         reader = client.do_get(fl.Ticket(live_ticket("quotes")), opts)
@@ -118,10 +121,9 @@ def test_slow_subscriber_loses_rows_counted_and_the_server_queue_stays_bounded(s
         for k in range(60):  # 60 frames of 100 rows, nobody reading
             await pub.publish("quotes", [quote(100 * k + i, "binance", "BTC-USDT") for i in range(100)])
             n += 100
-        # gRPC's buffers may absorb many of the frames above; one larger than the queue (300 rows)
-        # is dropped whatever they absorbed
-        await pub.publish("quotes", [quote(6_000 + i, "binance", "BTC-USDT") for i in range(400)])
-        n += 400
+        # and one larger than the queue: a loss for certain
+        await pub.publish("quotes", [quote(6_000 + i, "binance", "BTC-USDT") for i in range(QUEUE_ROWS + 100)])
+        n += QUEUE_ROWS + 100
         await asyncio.sleep(1.0)
         received, dropped = 0, 0
         done = threading.Event()
@@ -145,7 +147,7 @@ def test_slow_subscriber_loses_rows_counted_and_the_server_queue_stays_bounded(s
     n, received, dropped, stats = asyncio.run(main())
     assert dropped > 0
     assert received + dropped == n
-    assert stats["live_queue_peak"] <= 300
+    assert stats["live_queue_peak"] <= QUEUE_ROWS
 
 
 def test_stream_bound_refuses_extra_streams_and_frees_a_closed_one(seed_lake):
@@ -197,7 +199,7 @@ def test_book_updates_stream_that_lost_rows_gets_its_books_restated(seed_lake):
         return {**snap[0], "ts_local": T0 + i, "qty": 1.0 + i, "is_snapshot": False, "seq": i}
 
     async def main():
-        hub, svc, pub = await _hub_and_service(seed_lake, stream_queue_rows=300)
+        hub, svc, pub = await _hub_and_service(seed_lake, stream_queue_rows=QUEUE_ROWS)
         asks: list[int] = []
 
         def on_control(row: dict) -> None:
@@ -213,11 +215,9 @@ def test_book_updates_stream_that_lost_rows_gets_its_books_restated(seed_lake):
         await hub.wait_subscribers(1)
         while not asks:
             await asyncio.sleep(0.05)
-        for k in range(20):  # 2,000 rows while the client reads nothing: most are dropped
+        for k in range(20):  # 2,000 rows while the client reads nothing (CI once saw none dropped)
             await pub.publish("book_updates", [upd(100 * k + i) for i in range(100)])
-        # gRPC's buffers may take the frames above as fast as they come (CI saw no drop), but a
-        # frame larger than the queue (300 rows) is dropped whatever the reader's pace.
-        await pub.publish("book_updates", [upd(5_000 + i) for i in range(400)])
+        await pub.publish("book_updates", [upd(5_000 + i) for i in range(QUEUE_ROWS + 100)])  # dropped
         seen: list[bool] = []
         stop = threading.Event()
 
