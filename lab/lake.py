@@ -70,6 +70,8 @@ _WRITE_HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_
 _APPEND_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 
 
+_CREATE_ONCE = CommitProperties(max_commit_retries=0)
+
 # Marks lab's sorted compaction in the table history (delta-rs logs it as a WRITE).
 _COMPACT_COMMIT = CommitProperties(custom_metadata={"lab.operation": "compact-sorted"})
 
@@ -684,8 +686,11 @@ class Lake:
         schema = pl.Schema({c: d for c, d in spec.columns.items() if c not in spec.optional})
         for attempt in range(20):
             try:
-                DeltaTable.create(self.path(table), schema, mode="ignore",
-                                  configuration=_TABLE_CONFIG)
+                # no retry: delta-rs retries a CREATE that lost the race for version 0 as version 1,
+                # a second CREATE replacing the winner's metadata (a new table id) and taking a version
+                # another writer's append expected; the loser falls to the branch below instead
+                DeltaTable.create(self.path(table), schema, mode="ignore", configuration=_TABLE_CONFIG,
+                                  commit_properties=_CREATE_ONCE)
                 return
             except (CommitFailedError, DeltaError, OSError):
                 if self.exists(table) and self._loadable(table):
