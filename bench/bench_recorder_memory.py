@@ -44,23 +44,54 @@ TARGET_MIB = 150.0
 
 
 def _rss(pid: int) -> tuple[float, float, float, int]:
-    """(RSS, of it anonymous, of it file-backed) in MiB, and the thread count, from /proc/PID/status
+    """(RSS, of it anonymous, of it file-backed or shmem) in MiB, and the thread count, from /proc/PID/status
     (summing smaps' per-mapping ``Rss:`` lines undercounts; status agrees with smaps_rollup)."""
     st = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    mib = tuple(int(st[k].split()[0]) / 1024 for k in ("VmRSS", "RssAnon", "RssFile"))
-    return (*mib, int(st["Threads"]))  # type: ignore[return-value]
+    kib = {k: int(st[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile", "RssShmem")}
+    # file-backed includes shmem: the libraries of a --small-pages recorder are tmpfs pages
+    return (kib["VmRSS"] / 1024, kib["RssAnon"] / 1024, (kib["RssFile"] + kib["RssShmem"]) / 1024,
+            int(st["Threads"]))
 
 
-def steady(minutes: float, baseline_root: Path | None = None) -> None:
+#: the compiled packages that hold most of a recorder's file-backed pages (Polars, delta-rs, arro3)
+_BIG_LIBS = ("polars", "_polars_runtime_32", "_polars_runtime_64", "_polars_runtime_compat", "deltalake", "arro3")
+
+
+def small_page_libs() -> Path:
+    """A copy of :data:`_BIG_LIBS` on tmpfs (``/dev/shm``), to put first on ``PYTHONPATH``.
+
+    Why: Linux 6.16+ caches ext4 files in large folios, and the kernel here (6.18) maps a whole
+    cached folio into a process on a page fault. A shared library's untouched neighbours then count
+    in the process's RSS: the same work mapped 45 MiB of delta-rs and 43 MiB of Polars loaded from
+    the venv, 25 and 24 MiB from tmpfs copies (shmem in 4 KiB pages), with the same anonymous
+    memory. A recorder started from this copy measures RSS as a kernel mapping 4 KiB pages would,
+    beside the one started as installed: the difference is the kernel's, not the recorder's."""
+    import importlib.util
+    import shutil
+
+    dst = Path(tempfile.mkdtemp(prefix="bench-mem-libs-", dir="/dev/shm"))
+    for name in _BIG_LIBS:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            src = Path(list(spec.submodule_search_locations)[0])
+            shutil.copytree(src, dst / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+def steady(minutes: float, baseline_root: Path | None = None, small_pages: bool = False) -> None:
     """Part 1: RSS of a recorder of 5 venues x 3 symbols at the simulator's rates, each with its
     ``lab maintain --every 30``; with ``baseline_root`` (another checkout) its recorder and
-    maintainer run beside ours on the same simulator stream, sampled in the same loop."""
+    maintainer run beside ours on the same simulator stream, sampled in the same loop; with
+    ``small_pages``, also ours with its big libraries on tmpfs (:func:`small_page_libs`)."""
+    import shutil
     import time
 
     from recorders.config import write_config
     from recorders.sim import SimConfig, Simulator
 
-    roots = {"lab": ROOT, **({"baseline": baseline_root} if baseline_root else {})}
+    roots = {"lab": ROOT, **({"lab-4k": ROOT} if small_pages else {}),
+             **({"baseline": baseline_root} if baseline_root else {})}
+    libs = small_page_libs() if small_pages else None
     sim = Simulator(SimConfig(venues=STEADY_VENUES, assets=("BTC", "ETH", "SOL"), cross=False, port_base=0,
                               seed=4))
     symbols = {v: [f"{a}-{'USD' if v in ('coinbase', 'kraken') else 'USDT'}" for a in ("BTC", "ETH", "SOL")]
@@ -73,7 +104,8 @@ def steady(minutes: float, baseline_root: Path | None = None) -> None:
                 tmp = Path(tempfile.mkdtemp(prefix=f"bench-mem-steady-{name}-"))
                 # maintain_every=0: as in lab demo, where a separate `lab maintain --every 30` compacts
                 cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, tmp / "lake", "mem", maintain_every=0.0)
-                env = dict(os.environ, PYTHONPATH=str(root), LAB_DATA=str(tmp))
+                path = f"{libs}{os.pathsep}{root}" if name == "lab-4k" else str(root)
+                env = dict(os.environ, PYTHONPATH=path, LAB_DATA=str(tmp))
                 rec = subprocess.Popen([sys.executable, "-m", "lab.cli", "record", "--config", str(cfg),
                                         "--no-symbol-check", "--duration", str(minutes * 60)], cwd=root, env=env,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -96,6 +128,8 @@ def steady(minutes: float, baseline_root: Path | None = None) -> None:
                     if p.poll() is None:
                         p.terminate()
                     p.wait(120)
+            if libs is not None:
+                shutil.rmtree(libs, ignore_errors=True)
     print(f"steady: 5 venues x 3 symbols from the simulator for {minutes:g} min, each recorder with its own "
           f"`lab maintain --every 30`" + (f"; baseline = {baseline_root}, same stream, sampled in the same loop"
                                           if baseline_root else ""))
@@ -123,9 +157,11 @@ def steady(minutes: float, baseline_root: Path | None = None) -> None:
               f"max {max(x[4] for x in st)}; its maintainer: peak {max(x[5] for x in st):.0f} MiB, "
               f"median {float(np.median([x[5] for x in st])):.0f}")
         if smp[-1][0] >= 600:  # a long run: its shape, one median per 5 minutes (a peak is one moment)
-            windows = [[x[1] for x in smp if k * 300 <= x[0] < (k + 1) * 300] for k in range(int(smp[-1][0] // 300))]
-            meds = [float(np.median(w)) for w in windows if w]
-            print(f"{name:9s} recorder RSS median per 5 min (MiB): " + ", ".join(f"{m:.1f}" for m in meds))
+            for col, what in ((1, "RSS"), (2, "anonymous"), (3, "file-backed")):
+                windows = [[x[col] for x in smp if k * 300 <= x[0] < (k + 1) * 300]
+                           for k in range(int(smp[-1][0] // 300))]
+                meds = [float(np.median(w)) for w in windows if w]
+                print(f"{name:9s} recorder {what} median per 5 min (MiB): " + ", ".join(f"{m:.1f}" for m in meds))
     if "lab" in peaks:
         peak = peaks["lab"]
         print(f"TARGET recorder RSS (MiB): peak {peak:.0f} vs target <= {TARGET_MIB:g}: ratio {peak / TARGET_MIB:.2f} "
@@ -142,13 +178,17 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=3.0, help="steady part: minutes to record")
     ap.add_argument("--baseline-root", type=Path, default=None,
                     help="steady part: also run another checkout's recorder and maintainer on the same stream")
+    ap.add_argument("--small-pages", action="store_true",
+                    help="steady part: also run our recorder with Polars and delta-rs loaded from a tmpfs copy "
+                         "(4 KiB pages): how much of its RSS is the kernel mapping whole large folios of the "
+                         "libraries' page cache")
     ap.add_argument("--quick", action="store_true", help="burst part: 20 s instead of 40 s; steady: 1 min")
     ap.add_argument("--rate", type=float, default=4000.0, help="base msgs/s (bursts are 10x)")
     ap.add_argument("--writer-delay", type=float, default=1.5, help="seconds the writer sleeps per batch")
     ap.add_argument("--queue-batches", type=int, default=4)
     a = ap.parse_args()
     if a.part in ("steady", "all"):
-        steady(1.0 if a.quick else a.minutes, a.baseline_root)
+        steady(1.0 if a.quick else a.minutes, a.baseline_root, a.small_pages)
     if a.part == "steady":
         return 0
     secs = 20.0 if a.quick else 40.0
