@@ -370,7 +370,13 @@ _POLICY = "tiers"
 #: book_updates Parquet (55 / 216 MiB in memory): peak RSS 470 / 1,218 MiB reading, sorting and
 #: writing with Polars + delta-rs (the former way); 287 / 297 MiB this way (~100 of it the
 #: libraries), 1.0 / 3.9 CPU-s where Polars took 1.1 / 2.9.
-MERGE_MEMORY = "128MB"
+MERGE_MEMORY = "128MB"  # a number of MB
+#: Most uncompressed bytes in one row group of a merged file. DuckDB holds a whole row group in
+#: memory to write it, and one per thread to read it: raw_messages' 128k-row groups were 34 MiB
+#: each (272 bytes a row), and every merge of them failed within :data:`MERGE_MEMORY` ("Out of
+#: Memory Error") from 25 minutes into a recording, with the pass, so the table was never compacted
+#: or checkpointed again. Narrow tables keep 128k-row groups (:data:`_GROUP_ROWS`).
+MERGE_GROUP_BYTES = 8 * 2**20
 
 
 def _tier(rows: int, fan_in: int) -> int:
@@ -452,18 +458,48 @@ def _merge_sorted(files: list[Path], out: Path, columns: list[str], spec_columns
     DuckDB sorts within :data:`MERGE_MEMORY` and spills the rest to ``spill``. A file lacking
     one of ``columns`` (older than an optional column) gives nulls there; a column none of them
     has is left out, as a reader expects of such files. Same layout as the table's other files
-    (zstd level 1, the row groups of :data:`_WRITER_PROPS`).
+    (zstd level 1, the row groups of :data:`_WRITER_PROPS`), except that a row group holds at most
+    :data:`MERGE_GROUP_BYTES` (by the inputs' bytes per row). Two threads, or one when an input
+    row group is big; a merge out of memory is tried again with one thread, then with two and
+    four times :data:`MERGE_MEMORY`, before it fails.
     """
     import duckdb
     import pyarrow.parquet as pq
 
+    names = [str(f) for f in files]
+    metas = [pq.read_metadata(f) for f in files]
+    have = set().union(*(m.schema.to_arrow_schema().names for m in metas))
+    cols = [c for c in columns if c in have]
+    groups = [m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups)]
+    row_bytes = max(sum(groups) / max(sum(m.num_rows for m in metas), 1), 1.0)
+    most = _WRITER_PROPS.max_row_group_size or _GROUP_ROWS
+    group_rows = int(min(most, max(min(2048, most), MERGE_GROUP_BYTES // row_bytes)))
+    # a reading thread holds one input row group: files written before MERGE_GROUP_BYTES (or by
+    # another writer) may have bigger ones, read by one thread
+    threads = 1 if max(groups, default=0) > 2 * MERGE_GROUP_BYTES else 2
+    spill.mkdir(parents=True, exist_ok=True)
+    mb = int(MERGE_MEMORY.removesuffix("MB"))
+    # DuckDB's sort does not spill everything: rows of ~1 KB (a venue's full depth messages) ran out
+    # of 128 MB whatever the threads or row groups. One thread, then twice and four times the
+    # limit: a pass's memory grows only for the merge that needs it, and the merge is done.
+    tries = [(threads, mb), *([(1, mb)] if threads > 1 else []), (1, 2 * mb), (1, 4 * mb)]
+    for k, (n, limit) in enumerate(tries):
+        try:
+            return _merge_with(duckdb.connect(config={"memory_limit": f"{limit}MB", "threads": n,
+                                                      "temp_directory": str(spill)}),
+                               names, out, cols, spec_columns, tcol, group_rows)
+        except duckdb.OutOfMemoryException:
+            out.unlink(missing_ok=True)  # half a file, if any: written again
+            if k == len(tries) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _merge_with(con, names: list[str], out: Path, cols: list[str], spec_columns: dict[str, pl.DataType],
+                tcol: str, group_rows: int) -> str:
+    """:func:`_merge_sorted`'s work on the DuckDB connection ``con`` (closed on return)."""
     from lab.sql import duckdb_path
 
-    names = [str(f) for f in files]
-    have = set().union(*(pq.read_schema(f).names for f in files))
-    cols = [c for c in columns if c in have]
-    spill.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"memory_limit": MERGE_MEMORY, "threads": 2, "temp_directory": str(spill)})
     try:
         # read_parquet globs its paths (a lake under `run*1` read `run01`'s files too): escaped;
         # its `filename` column names the real file, found in the unescaped list
@@ -472,7 +508,7 @@ def _merge_sorted(files: list[Path], out: Path, columns: list[str], spec_columns
         con.execute(f"COPY (SELECT {', '.join(map(_sql_name, cols))} FROM {src} "
                     f"ORDER BY {_sql_name(tcol)} NULLS FIRST, list_position($files, filename), file_row_number) "
                     f"TO '{target}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
-                    f"ROW_GROUP_SIZE {_WRITER_PROPS.max_row_group_size or 131_072})",
+                    f"ROW_GROUP_SIZE {group_rows})",
                     {"paths": [duckdb_path(n) for n in names], "files": names})
         aggs = ["count(*)"]
         keys = ["\0rows"]
@@ -1211,6 +1247,9 @@ class Lake:
         killed before its commit) go after ``grace`` too, at the hourly full vacuum
         (:func:`vacuum`).
 
+        A table whose compaction fails is still checkpointed and vacuumed, its entry's
+        ``"compacted"`` being ``{"failed": "<why>"}``; the other tables are maintained as usual.
+
         A damaged table (:meth:`inspect`) is skipped, its entry ``{"damaged": [...]}``
         naming what is wrong, and the others are maintained: compacting around a
         missing file or vacuuming a table whose log is partly unreadable could
@@ -1238,7 +1277,14 @@ class Lake:
                 with self._compaction_lock(name) as locked:
                     if locked:
                         t = DeltaTable(self.path(name))  # the snapshot after any compaction just done
-                        info["compacted"] = self._compact_sorted(name, t, target_size, min_files)
+                        try:
+                            info["compacted"] = self._compact_sorted(name, t, target_size, min_files)
+                        except Exception as e:  # noqa: BLE001 - the checkpoint and vacuum below still run
+                            # a table whose merge fails (out of memory, a full disk) must still be
+                            # checkpointed: without, every writer's commit replays a longer log
+                            why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+                            log.warning("%s: compaction failed, the next pass retries: %s", name, why)
+                            info["compacted"] = {"failed": why}
                     else:
                         info["compacted"] = {"skipped": "another process is compacting this table"}
                 t = DeltaTable(self.path(name))

@@ -25,8 +25,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "larger rewrites less, smaller leaves fewer files for a query to open")
 
 
+def _failed(info: dict) -> str | None:
+    """Why ``info``'s compaction failed, or None."""
+    c = info.get("compacted")
+    return c.get("failed") if isinstance(c, dict) else None
+
+
 def _report_damage(result: dict[str, dict], said: set[str]) -> None:
-    """One line per damaged table the first time it is seen (not every pass)."""
+    """One line per damaged table, and per table whose compaction failed, the first time it is
+    seen (not every pass)."""
     for name, info in result.items():
         if "damaged" in info and name not in said:
             said.add(name)
@@ -35,6 +42,13 @@ def _report_damage(result: dict[str, dict], said: set[str]) -> None:
                   f"{f' (+{more} more)' if more else ''}; run `lab doctor --repair`", flush=True)
         elif "damaged" not in info:
             said.discard(name)
+        why = _failed(info)
+        if why and f"{name}/compaction" not in said:
+            said.add(f"{name}/compaction")
+            print(f"lab maintain: compacting {name} failed (checkpointed and vacuumed anyway; every pass "
+                  f"retries): {why}", flush=True)
+        elif not why and "compacted" in info:
+            said.discard(f"{name}/compaction")
 
 
 def run_loop(lake: Lake, every: float, grace: dt.timedelta, table: str | None = None,
@@ -64,6 +78,6 @@ def run(args: argparse.Namespace) -> int:
     if args.every <= 0:
         result = lake.maintain(args.table, grace=grace, min_files=args.min_files)
         print(json.dumps(result, indent=2, default=str))
-        return 1 if any("damaged" in v for v in result.values()) else 0
+        return 1 if any("damaged" in v or _failed(v) for v in result.values()) else 0
     run_loop(lake, args.every, grace, args.table, min_files=args.min_files)
     return 0

@@ -209,3 +209,75 @@ def test_a_merged_files_delta_stats_equal_file_stats_of_its_rows(lake_dir):
                      for f in sorted((lake.path(table) / "_delta_log").glob("*.json"))
                      for line in f.read_text().splitlines() if add[0] in line and '"add"' in line)
         assert stats == json.loads(file_stats(pl.read_parquet(lake.path(table) / add[0]))), table
+
+
+def raw_batch(i: int, rows: int, width: int) -> pl.DataFrame:
+    """``rows`` raw messages of about ``width`` bytes each (distinct text: a book update's JSON),
+    arriving in second ``i``."""
+    k = pl.int_range(rows, eager=True)
+    return pl.DataFrame({"k": k}).select(
+        ts_local=(pl.lit(T0) + pl.duration(seconds=i) + pl.duration(microseconds=k * 7)).cast(US),
+        venue=pl.lit("binance"), conn_id=pl.lit("c1"), recv_seq=k + i * rows,
+        payload=pl.concat_str([pl.lit('{"u":'), (k + i * rows).cast(pl.String), pl.lit(',"b":['),
+                               pl.concat_str([pl.lit("["), (k * 7919 + i).cast(pl.String), pl.lit(".5,0.1]")])
+                               .repeat_by(width // 16).list.join(","), pl.lit("]}")]))
+
+
+def test_a_merge_of_wide_rows_succeeds_with_bounded_row_groups(lake_dir):
+    """raw_messages rows are ~300 bytes: with 128k-row groups a merge held 34 MiB per group and
+    every merge failed within MERGE_MEMORY from 25 minutes into a recording. Here 8 files of
+    ~1 KB rows (a 131k-row group would be ~128 MiB, the whole memory limit; DuckDB's sort of them
+    needs more than the limit too): the merge succeeds, keeps every row once in time order, and
+    no row group of the merged file holds more than MERGE_GROUP_BYTES (from the file's footer)."""
+    import pyarrow.parquet as pq
+
+    lake = Lake(lake_dir)
+    sent = [raw_batch(i, 16_000, 1_000) for i in range(8)]
+    for df in sent:
+        lake.append("raw_messages", df)
+
+    out = lake.maintain("raw_messages", grace=dt.timedelta(0))["raw_messages"]
+
+    assert "failed" not in out["compacted"], out
+    assert out["compacted"]["numFilesAdded"] == 1 and out["files"] == 1
+    (merged,) = lake.delta("raw_messages").file_uris()
+    meta = pq.read_metadata(merged)
+    assert meta.num_row_groups > 1
+    assert max(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) <= 1.1 * lab.lake.MERGE_GROUP_BYTES
+    got = lake.read("raw_messages")
+    assert_frame_equal(got, pl.concat(sent).sort("ts_local", maintain_order=True))
+
+
+def test_a_table_whose_compaction_fails_is_still_checkpointed_and_the_others_maintained(lake_dir, monkeypatch,
+                                                                                        capsys):
+    """A merge that cannot fit DuckDB's memory limit (here 1 MB, so up to 4 MB with the retries:
+    too small for 32 MB of raw messages, enough for a few trades) fails for its table alone: the
+    other table is compacted in the same pass, each is checkpointed at its latest version (writers
+    replay only the commits after it), the failure is in the pass's result and printed once by
+    ``lab maintain``, and the next pass with memory enough compacts the table."""
+    from lab.apps.maintain import _report_damage
+    from lab.lake import last_checkpoint
+
+    lake = Lake(lake_dir)
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        lake.append("raw_messages", raw_batch(i, 4_000, 1_000))
+        lake.append("trades", flush(i, rng))
+    monkeypatch.setattr(lab.lake, "MERGE_MEMORY", "1MB")
+
+    out = lake.maintain(grace=dt.timedelta(0))
+
+    assert "OutOfMemory" in out["raw_messages"]["compacted"]["failed"], out["raw_messages"]
+    assert out["trades"]["compacted"]["numFilesAdded"] == 1 and out["trades"]["files"] == 1, out["trades"]
+    for table in ("raw_messages", "trades"):  # after the checkpoint: at most the vacuum's start and end
+        assert 0 <= lake.version(table) - last_checkpoint(lake_dir / table) <= 2, table
+    assert lake.read("raw_messages").height == 32_000 and out["raw_messages"]["files"] == 8
+    said: set[str] = set()
+    _report_damage(out, said)
+    _report_damage(out, said)
+    assert capsys.readouterr().out.count("compacting raw_messages failed") == 1
+
+    monkeypatch.setattr(lab.lake, "MERGE_MEMORY", "128MB")
+    again = lake.maintain(grace=dt.timedelta(0))
+    assert again["raw_messages"]["compacted"]["numFilesAdded"] == 1 and again["raw_messages"]["files"] == 1
+    assert lake.read("raw_messages").height == 32_000
