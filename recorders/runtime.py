@@ -41,7 +41,11 @@ __all__ = ["Recorder", "run_recorder"]
 log = logging.getLogger("recorders")
 _STATUS_SLACK = 8192  # bytes of padding in the status file (room to grow when rewritten in place)
 #: one maintenance pass of the lake, run by the recorder as a child process (see Recorder._maintainer)
-MAINTAIN_PASS = "import sys; from lab.lake import Lake; Lake(sys.argv[1]).maintain(min_files=16)"
+# a pass whose compaction of a table failed (the table is still checkpointed) exits 1 naming it, so the
+# recorder says so once (:meth:`Recorder._maintain_once`)
+MAINTAIN_PASS = ("import sys; from lab.lake import Lake; from lab.apps.maintain import compaction_failures; "
+                 "bad = compaction_failures(Lake(sys.argv[1]).maintain(min_files=16)); "
+                 "sys.exit('compaction failed: ' + '; '.join(bad) if bad else None)")
 MAINTAIN_STOP_WAIT = 60.0  # seconds a stopping recorder lets a running pass finish before ending it
 #: look-back windows (s) read in turn at start-up until every symbol has its trade ids to seed
 SEED_WINDOWS = (60.0, 600.0, 3600.0)

@@ -31,6 +31,11 @@ def _failed(info: dict) -> str | None:
     return c.get("failed") if isinstance(c, dict) else None
 
 
+def compaction_failures(result: dict[str, dict]) -> list[str]:
+    """``"table: why"`` for each table of a :meth:`Lake.maintain` result whose compaction failed."""
+    return [f"{name}: {why}" for name, info in result.items() if (why := _failed(info))]
+
+
 def _report_damage(result: dict[str, dict], said: set[str]) -> None:
     """One line per damaged table, and per table whose compaction failed, the first time it is
     seen (not every pass)."""

@@ -281,3 +281,33 @@ def test_a_table_whose_compaction_fails_is_still_checkpointed_and_the_others_mai
     again = lake.maintain(grace=dt.timedelta(0))
     assert again["raw_messages"]["compacted"]["numFilesAdded"] == 1 and again["raw_messages"]["files"] == 1
     assert lake.read("raw_messages").height == 32_000
+
+
+def test_a_file_that_cannot_be_read_fails_its_tables_compaction_and_says_so(lake_dir):
+    """A data file damaged inside (its size and Parquet magic intact, so the quick checks pass)
+    cannot be merged. `lab maintain` (one pass) and the recorder's own upkeep pass each exit 1
+    naming the table and the reason; the table is still checkpointed by the pass."""
+    import subprocess
+    import sys
+
+    from lab.lake import last_checkpoint
+    from recorders.runtime import MAINTAIN_PASS
+
+    lake = Lake(lake_dir)
+    for i in range(16):  # the recorder's upkeep merges 16 files of a tier
+        lake.append("raw_messages", raw_batch(i, 200, 100))
+    victim = Path(sorted(lake.delta("raw_messages").file_uris())[3])
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 3: len(data) // 3 + 64] = b"\xff" * 64
+    victim.write_bytes(bytes(data))
+
+    cli = subprocess.run([sys.executable, "-m", "lab.cli", "maintain", "--lake", str(lake_dir)],
+                         capture_output=True, text=True, timeout=300)
+    upkeep = subprocess.run([sys.executable, "-c", MAINTAIN_PASS, str(lake_dir)],
+                            capture_output=True, text=True, timeout=300)
+
+    assert cli.returncode == 1, cli.stderr[-2000:]
+    assert json.loads(cli.stdout)["raw_messages"]["compacted"]["failed"]  # DuckDB's words for the damage
+    assert upkeep.returncode == 1
+    assert upkeep.stderr.strip().splitlines()[-1].startswith("compaction failed: raw_messages: ")
+    assert 0 <= lake.version("raw_messages") - last_checkpoint(lake_dir / "raw_messages") <= 2
