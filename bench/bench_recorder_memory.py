@@ -157,10 +157,9 @@ def steady(minutes: float, baseline_root: Path | None = None, small_pages: bool 
               f"max {max(x[4] for x in st)}; its maintainer: peak {max(x[5] for x in st):.0f} MiB, "
               f"median {float(np.median([x[5] for x in st])):.0f}")
         if smp[-1][0] >= 600:  # a long run: its shape, one median per 5 minutes (a peak is one moment)
+            windows = [[x for x in smp if k * 300 <= x[0] < (k + 1) * 300] for k in range(int(smp[-1][0] // 300))]
             for col, what in ((1, "RSS"), (2, "anonymous"), (3, "file-backed")):
-                windows = [[x[col] for x in smp if k * 300 <= x[0] < (k + 1) * 300]
-                           for k in range(int(smp[-1][0] // 300))]
-                meds = [float(np.median(w)) for w in windows if w]
+                meds = [float(np.median([x[col] for x in w])) for w in windows if w]
                 print(f"{name:9s} recorder {what} median per 5 min (MiB): " + ", ".join(f"{m:.1f}" for m in meds))
     if "lab" in peaks:
         peak = peaks["lab"]
