@@ -117,7 +117,7 @@ def fresh_venv(where: Path) -> Path:
     (every wheel unpacked afresh, as `make setup` does on a new machine); return its site-packages.
     A recorder run by its interpreter loads the libraries as a user's first `make demo` does: from
     the installer's page cache (see :func:`evict_libs`)."""
-    uv = ROOT / ".venv" / "bin" / "uv"
+    uv = Path(sys.executable).parent / "uv"  # the project's uv, beside the interpreter running the bench
     venv = where / "venv"
     env = dict(os.environ, UV_CACHE_DIR=str(where / "uv-cache"))
     for cmd in ([str(uv), "venv", "-q", str(venv), "--python", sys.executable],
