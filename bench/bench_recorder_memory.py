@@ -57,6 +57,14 @@ def _rss(pid: int) -> tuple[float, float, float, int]:
 _BIG_LIBS = ("polars", "_polars_runtime_32", "_polars_runtime_64", "_polars_runtime_compat", "deltalake", "arro3")
 
 
+def _lib_dirs() -> list[Path]:
+    """The package folders of :data:`_BIG_LIBS` this interpreter imports."""
+    import importlib.util
+
+    specs = [importlib.util.find_spec(name) for name in _BIG_LIBS]
+    return [Path(list(s.submodule_search_locations)[0]) for s in specs if s is not None and s.submodule_search_locations]
+
+
 def small_page_libs() -> Path:
     """A copy of :data:`_BIG_LIBS` on tmpfs (``/dev/shm``), to put first on ``PYTHONPATH``.
 
@@ -66,32 +74,12 @@ def small_page_libs() -> Path:
     the venv, 25 and 24 MiB from tmpfs copies (shmem in 4 KiB pages), with the same anonymous
     memory. A recorder started from this copy measures RSS as a kernel mapping 4 KiB pages would,
     beside the one started as installed: the difference is the kernel's, not the recorder's."""
-    import importlib.util
     import shutil
 
     dst = Path(tempfile.mkdtemp(prefix="bench-mem-libs-", dir="/dev/shm"))
-    for name in _BIG_LIBS:
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.submodule_search_locations:
-            src = Path(list(spec.submodule_search_locations)[0])
-            shutil.copytree(src, dst / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+    for src in _lib_dirs():
+        shutil.copytree(src, dst / src.name, ignore=shutil.ignore_patterns("__pycache__"))
     return dst
-
-
-def _lib_files(site: Path | None = None) -> list[Path]:
-    """The files of :data:`_BIG_LIBS` in this interpreter's site-packages (or in ``site``)."""
-    import importlib.util
-
-    out: list[Path] = []
-    for name in _BIG_LIBS:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        src = Path(list(spec.submodule_search_locations)[0])
-        if site is not None:
-            src = site / src.name
-        out += [f for f in src.rglob("*") if f.is_file()]
-    return out
 
 
 def evict_libs() -> int:
@@ -105,7 +93,7 @@ def evict_libs() -> int:
     machine, the same recorder after 90 s: 119 MiB file-backed from a venv installed a minute
     before, 75 MiB from the same files read back, with the same 52 MiB anonymous."""
     total = 0
-    for f in _lib_files():
+    for f in (f for d in _lib_dirs() for f in d.rglob("*") if f.is_file()):
         with open(f, "rb") as fh:
             os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         total += f.stat().st_size
@@ -115,6 +103,8 @@ def evict_libs() -> int:
 def fresh_venv(where: Path) -> Path:
     """A venv installed now from ``requirements.lock`` with the project's uv and a cache of its own
     (every wheel unpacked afresh, as `make setup` does on a new machine); return its site-packages.
+    ``where`` must be on a disk filesystem, as a user's checkout is (on tmpfs the libraries would be
+    shmem pages, the case :func:`small_page_libs` measures).
     A recorder run by its interpreter loads the libraries as a user's first `make demo` does: from
     the installer's page cache (see :func:`evict_libs`)."""
     uv = Path(sys.executable).parent / "uv"  # the project's uv, beside the interpreter running the bench
@@ -146,7 +136,8 @@ def steady(minutes: float, baseline_root: Path | None = None, small_pages: bool 
     roots = {"lab": ROOT, **({"lab-fresh": ROOT} if fresh else {}), **({"lab-4k": ROOT} if small_pages else {}),
              **({"baseline": baseline_root} if baseline_root else {})}
     libs = small_page_libs() if small_pages else None
-    fresh_dir = Path(tempfile.mkdtemp(prefix="bench-mem-venv-")) if fresh else None
+    # beside the checkout, on its filesystem (TMPDIR may be tmpfs); data/ is git-ignored
+    fresh_dir = Path(tempfile.mkdtemp(prefix="bench-mem-venv-", dir=ROOT / "data")) if fresh else None
     fresh_site = fresh_venv(fresh_dir) if fresh_dir is not None else None
     if fresh:
         print(f"lab-fresh: libraries from a venv installed just now ({fresh_site}); lab: the page cache of "
