@@ -136,8 +136,19 @@ def test_slow_subscriber_loses_rows_counted_and_the_server_queue_stays_bounded(s
                 dropped = json.loads(chunk.app_metadata.to_pybytes())["dropped"]
             done.set()
 
+        n += 1  # the row published below, once the queue is drained
         t = threading.Thread(target=read, daemon=True)
         t.start()
+        # a drop count travels with the next rows delivered: once the client has read what the queue
+        # held, one more row carries the count of every frame dropped before it (the large frame's
+        # drop may come after the last queued chunk was stamped; without this row it is never told)
+        last = -1
+        for _ in range(100):
+            await asyncio.sleep(0.2)
+            if received > 0 and received == last:
+                break
+            last = received
+        await pub.publish("quotes", [quote(9_000, "binance", "BTC-USDT")])
         await asyncio.to_thread(done.wait, 30)
         reader.cancel()
         client.close()
