@@ -74,6 +74,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server
 from websockets.asyncio.server import serve as ws_serve
 
+from lab import eventloop
 from lab.errors import ConfigError
 
 __all__ = [
@@ -997,7 +998,7 @@ def main(argv: list[str] | None = None) -> int:
         await stop.wait()
         await hub.stop()
 
-    asyncio.run(serve())
+    eventloop.run(serve())
     return 0
 
 

@@ -27,6 +27,7 @@ import polars as pl
 from picows.websockets import ConnectionClosed
 from picows.websockets import connect as ws_connect
 
+from lab import eventloop
 from lab.lake import Lake, data_dir
 from lab.recorder import RecorderStatus, SymbolStatus, VenueStatus, WriteOutage, encode_status, status_path
 from recorders.backfill import Backfiller
@@ -717,4 +718,4 @@ def run_recorder(cfg: RecorderConfig, **kw) -> int:
     # the writer reports the failure once per interval, so keep their backtraces out
     # of the log (the one-line panic message stays).
     os.environ["RUST_BACKTRACE"] = "0"
-    return asyncio.run(Recorder(cfg, **kw).run())
+    return eventloop.run(Recorder(cfg, **kw).run())

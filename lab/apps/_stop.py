@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from lab import eventloop
+
 __all__ = ["Stop", "service"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -90,7 +92,7 @@ class Stop:
             finally:
                 self.detach()
 
-        return asyncio.run(main())
+        return eventloop.run(main())
 
     def detach(self) -> None:
         """Back to catching signals outside the loop (e.g. while the service writes its last rows)."""

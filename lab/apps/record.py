@@ -10,10 +10,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
+from lab import eventloop
 from recorders.config import ConfigError, RecorderConfig, VenueConfig, load_config, sim_venue
 from recorders.venues import ADAPTERS
 
@@ -139,4 +139,4 @@ def run(args: argparse.Namespace) -> int:
         check_symbols(cfg)
     names = ", ".join(f"{v.venue}[{','.join(v.symbols)}]" for v in cfg.venues)
     print(f"recording {names} -> {cfg.lake or '$LAB_DATA/lake'} (status: lab status)", file=sys.stderr)
-    return asyncio.run(_main(cfg, args))
+    return eventloop.run(_main(cfg, args))

@@ -17,6 +17,7 @@ import datetime as dt
 import signal
 from pathlib import Path
 
+from lab import eventloop
 from lab.errors import ConfigError, ServiceError
 
 HELP = "run the local exchange simulator (or bulk-write simulated days to the lake)"
@@ -223,5 +224,5 @@ def run(args: argparse.Namespace) -> int:
         from recorders.sim.server import Simulator
 
         server = Simulator(make_config(args))
-    asyncio.run(_serve(server, args.duration))
+    eventloop.run(_serve(server, args.duration))
     return 0
