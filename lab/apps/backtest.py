@@ -7,6 +7,11 @@ Examples::
     lab backtest arb -p legs=binance:BTC-USDT,coinbase:BTC-USD,kraken:BTC-USD --taker-fee 0.0005
     lab backtest imbalance -p threshold=0.4 --out reports/bt_imbalance     # + parquet, stats.json, HTML
     lab backtest list                                                       # strategies and parameters
+
+A range that spans more than one UTC day runs one day at a time
+(:func:`lab.distributed.backtest_days`): one engine carries its books, orders and
+positions across midnight, only one day of events is in memory, the order log is
+streamed to disk, and the result equals one run over the whole range.
 """
 
 from __future__ import annotations
@@ -197,21 +202,105 @@ def run(a: argparse.Namespace) -> int:
     keys = strat.instruments()
     lake = Lake(a.lake) if a.lake else None
     start, end = time_range(a, keys, lake)
+    span = data_span(a, keys, lake, start, end)
+    from lab.distributed import spans_days
+
+    if spans_days(*span):
+        return _report(a, strat, *_run_days(a, strat, cfg, lake, span))
     print(f"loading {', '.join(f'{v}:{s}' for v, s in keys)} from {lake or 'the lake'} ...", file=sys.stderr)
     ev = load_events(venues=sorted({v for v, _ in keys}), symbols=sorted({s for _, s in keys}),
                      start=start, end=end, lake=lake, use_quotes=a.quotes, require=keys)
     res = run_backtest(strat, ev, cfg)
+    t0 = dt.datetime.fromtimestamp(ev.start / 1e6, dt.timezone.utc)
+    t1 = dt.datetime.fromtimestamp(ev.end / 1e6, dt.timezone.utc)
+    return _report(a, strat, res, t0, t1, len(ev))
+
+
+def data_span(a: argparse.Namespace, keys: list[tuple[str, str]], lake, start: dt.datetime | None,
+              end: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+    """``[start, end)`` with an open end filled in from what the lake holds for ``keys`` (the
+    first row; the last row + 1 µs); the lake lacking them is a :class:`DataError` naming what it has."""
+    if start is not None and end is not None:
+        return start, end
+    from lab.backtest.data import coverage, no_data_message
+    from lab.errors import DataError
+
+    table = "quotes" if a.quotes else "book_updates"
+    cov = coverage(table, venues=sorted({v for v, _ in keys}), symbols=sorted({s for _, s in keys}), lake=lake)
+    cov = cov.filter(_in_keys(cov, keys))
+    if cov.height == 0:
+        raise DataError(no_data_message(table, keys, start, end, lake))
+    lo = start if start is not None else cov["first"].min()
+    hi = end if end is not None else cov["last"].max() + dt.timedelta(microseconds=1)
+    if hi <= lo:
+        raise DataError(no_data_message(table, keys, start, end, lake))
+    return lo, hi
+
+
+def _in_keys(cov, keys: list[tuple[str, str]]):
+    """The rows of a coverage frame that are one of the strategy's (venue, symbol) instruments."""
+    import polars as pl
+
+    return pl.concat_str("venue", "symbol", separator="\x00").is_in([f"{v}\x00{s}" for v, s in keys])
+
+
+def _run_days(a: argparse.Namespace, strat, cfg, lake, span: tuple[dt.datetime, dt.datetime]):
+    """The range one UTC day at a time (see the module doc), a progress bar per day on stderr; the
+    order log is streamed to a temporary folder, which :func:`_report` removes."""
+    import tempfile
+
+    from tqdm import tqdm
+
+    from lab.distributed import backtest_days, day_splits
+
+    days = [d for d, _, _ in day_splits(*span)]
+    print(f"backtesting {', '.join(f'{v}:{s}' for v, s in strat.instruments())} from {lake or 'the lake'}, "
+          f"{len(days)} days, one at a time ...", file=sys.stderr)
+    n = 0
+    with tqdm(total=len(days), unit="day", file=sys.stderr, disable=None) as bar:
+        def progress(day: dt.date, rows: int) -> None:
+            nonlocal n
+            n += rows
+            bar.update(days.index(day) + 1 - bar.n)
+            bar.set_postfix_str(f"{day} {n:,} events")
+
+        tmp = Path(tempfile.mkdtemp(prefix="lab-backtest-"))
+        try:
+            res = backtest_days(strat, span[0], span[1], config=cfg, lake=lake, use_quotes=a.quotes,
+                                progress=progress, out=tmp)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        bar.update(len(days) - bar.n)
+    return res, span[0], span[1], n, tmp
+
+
+def _report(a: argparse.Namespace, strat, res, t0: dt.datetime, t1: dt.datetime, n_events: int,
+            tmp: Path | None = None) -> int:
+    """Print the stats (text or ``--json``) and write ``--out``; ``tmp``: the day-by-day run's
+    streamed parts, removed at the end."""
+    try:
+        return _write_report(a, strat, res, t0, t1, n_events)
+    finally:
+        if tmp is not None:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_report(a: argparse.Namespace, strat, res, t0: dt.datetime, t1: dt.datetime, n_events: int) -> int:
     st = res.stats() if a.capital == 10_000.0 else __import__("lab.backtest.stats", fromlist=["summary"]).summary(
         res, a.capital)
     st["events"] = res.events
     st["events_per_s"] = res.events_per_s
-    t0 = dt.datetime.fromtimestamp(ev.start / 1e6, dt.timezone.utc)
-    t1 = dt.datetime.fromtimestamp(ev.end / 1e6, dt.timezone.utc)
-    st["data"] = {"start": t0.isoformat(), "end": t1.isoformat(), "instruments": [list(k) for k in keys]}
+    st["data"] = {"start": t0.isoformat(), "end": t1.isoformat(), "instruments": [list(k) for k in strat.instruments()]}
     if a.json:
         print(json.dumps(st, indent=2, default=str))
     else:
-        print(f"{strat.name} on {len(ev):,} events {t0:%Y-%m-%d %H:%M:%S} → {t1:%H:%M:%S} UTC "
+        end = f"{t1:%H:%M:%S}" if t1.date() == t0.date() else f"{t1:%Y-%m-%d %H:%M:%S}"
+        print(f"{strat.name} on {n_events:,} events {t0:%Y-%m-%d %H:%M:%S} → {end} UTC "
               f"({res.elapsed_s:.2f} s, {res.events_per_s:,.0f} events/s)")
         for k, v in st.items():
             if k in ("data", "events", "events_per_s"):
@@ -220,7 +309,7 @@ def run(a: argparse.Namespace) -> int:
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
         res.fills.write_parquet(a.out / "fills.parquet")
-        res.orders.write_parquet(a.out / "orders.parquet")
+        res.scan_orders().sink_parquet(a.out / "orders.parquet")  # streamed from disk after a day-by-day run
         res.equity.write_parquet(a.out / "equity.parquet")
         (a.out / "stats.json").write_text(json.dumps(st, indent=2, default=str))
         from lab.backtest.plots import equity_figure, fills_figure, venue_pnl_figure
