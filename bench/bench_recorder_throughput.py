@@ -15,7 +15,9 @@ its own that this bench creates under ``--venvs`` with the project's uv (see
 ``bench/_cryptofeed_client.py``); if it cannot be installed or run, the output
 says why and the rest of the bench still runs. Prints msgs/s and msgs per
 CPU-second, medians of interleaved rounds, the load average, and the ratios
-(the issue's target: >= 0.70 of the websockets loop).
+(the issue's target: >= 0.70 of the websockets loop). The recorder and the bare loops run on
+the event loop `lab record` uses (lab.eventloop: uvloop; ``LAB_EVENT_LOOP=asyncio`` for asyncio's),
+and cryptofeed on uvloop too (its own fastest setting).
 
     .venv/bin/python bench/bench_recorder_throughput.py [--quick] [-n N] [--repeat R] [--no-cryptofeed]
 """
@@ -39,6 +41,7 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lab import eventloop  # noqa: E402
 from recorders.config import RecorderConfig, VenueConfig  # noqa: E402
 from recorders.runtime import Recorder  # noqa: E402
 
@@ -135,7 +138,9 @@ def cryptofeed_python(venvs: Path) -> tuple[Path | None, str]:
         r = subprocess.run(probe, capture_output=True, text=True)
         if r.returncode == 0:
             return py, r.stdout.strip()
-    uv = ROOT / ".venv" / "bin" / "uv"
+    uv = Path(sys.executable).parent / "uv"  # the project's uv, beside the interpreter running the bench
+    if not uv.exists():
+        return None, f"no uv beside {sys.executable} to install it with (make setup puts one in .venv/bin)"
     venvs.mkdir(parents=True, exist_ok=True)
     for cmd in ([str(uv), "venv", "--allow-existing", str(venv), "--python", sys.executable],
                 [str(uv), "pip", "install", "--python", str(py), "cryptofeed"]):
@@ -174,18 +179,19 @@ def main() -> int:
     n = a.n or (100_000 if a.quick else 1_000_000)
     cf_py, cf_why = (None, "skipped (--no-cryptofeed)") if a.no_cryptofeed else cryptofeed_python(a.venvs)
     print(f"cryptofeed: {cf_why if cf_py is None else cf_why + ' from ' + str(cf_py.parent.parent)}", flush=True)
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; every loop of ours "
+          f"(the recorder and the bare ones) on {eventloop.loop_name()}, as `lab record` runs (lab.eventloop)", flush=True)
     cf_runs: list[tuple[float, float]] = []
     server, port = start_server(n)
     url = f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade/btcusdt@depth@100ms"
     pairs = []
     try:
         for i in range(a.repeat):  # alternate, so machine load drifts hit both alike
-            base, base_cpu = asyncio.run(bare(url + "&bench=bare", n))
-            pw, _ = asyncio.run(bare(url + "&bench=bare", n, picows.websockets))
-            pn, pn_cpu = asyncio.run(bare_picows_native(url + "&bench=bare", n))
+            base, base_cpu = eventloop.run(bare(url + "&bench=bare", n))
+            pw, _ = eventloop.run(bare(url + "&bench=bare", n, picows.websockets))
+            pn, pn_cpu = eventloop.run(bare_picows_native(url + "&bench=bare", n))
             with tempfile.TemporaryDirectory() as d:
-                parse, e2e, rows, e2e_cpu = asyncio.run(recorder(port, n, d + "/lake"))
+                parse, e2e, rows, e2e_cpu = eventloop.run(recorder(port, n, d + "/lake"))
             pairs.append((base, parse, e2e, base_cpu, e2e_cpu, pw, pn, pn_cpu))
             cf = ""
             if cf_py is not None:
