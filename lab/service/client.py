@@ -299,21 +299,24 @@ class Subscription:
         """The next batch and its bus frames' row counts (None: the stream ended)."""
         import pyarrow.flight as fl
 
-        try:
-            chunk = self._reader.read_chunk()
-        except StopIteration:
-            return None
-        except fl.FlightError as e:
-            raise self._error(e) from None
-        frames = None
-        if chunk.app_metadata is not None:
+        while True:
             try:
-                meta = json.loads(chunk.app_metadata.to_pybytes())
-                self.dropped = int(meta.get("dropped", 0))
-                frames = meta.get("frames")
-            except (ValueError, TypeError, AttributeError):
-                pass
-        return chunk.data, frames
+                chunk = self._reader.read_chunk()
+            except StopIteration:
+                return None
+            except fl.FlightError as e:
+                raise self._error(e) from None
+            frames = None
+            if chunk.app_metadata is not None:
+                try:
+                    meta = json.loads(chunk.app_metadata.to_pybytes())
+                    self.dropped = int(meta.get("dropped", 0))
+                    frames = meta.get("frames")
+                except (ValueError, TypeError, AttributeError):
+                    pass
+            if chunk.data is not None and chunk.data.num_rows == 0:
+                continue  # the server's drop notice on a quiet stream: counted above, no rows to hand on
+            return chunk.data, frames
 
     def __aiter__(self) -> AsyncIterator[pa.RecordBatch | pl.DataFrame]:
         return self._iter()

@@ -13,7 +13,9 @@ One ``pyarrow.flight`` server speaks two things:
   sends Arrow record batches of the canonical columns. Batches queue up to a
   bound per stream; a client slower than the feed loses batches, counted, and
   every batch's ``app_metadata`` carries ``{"dropped": rows lost so far,
-  "frames": [rows of each bus frame in the batch]}``.
+  "frames": [rows of each bus frame in the batch]}``. A stream that goes quiet
+  after a drop gets a zero-row batch with the new count within 0.25 s (the
+  client counts it and hands on no rows), not only with its next rows.
 
 Every call carries ``authorization: Bearer <token>`` (checked by a server
 middleware; anything else is UNAUTHENTICATED). Every refusal is a Flight error
@@ -568,6 +570,7 @@ class DataService(fl.FlightServerBase):
             return None
 
     def _drain(self, context, stream: _LiveStream, fut) -> Iterator[tuple[pa.RecordBatch, pa.Buffer]]:
+        told = 0  # the drop count the client has been sent
         try:
             while not self._stop.is_set() and not context.is_cancelled():
                 if fut.done():
@@ -575,11 +578,16 @@ class DataService(fl.FlightServerBase):
                     raise fl.FlightUnavailableError(f"live bus subscription ended: {exc}")
                 got = stream.take(0.25)
                 if got is None:
+                    if stream.dropped > told:  # rows dropped, then quiet: say so now, not with the next rows
+                        told = stream.dropped
+                        empty = pa.RecordBatch.from_pylist([], schema=stream.schema)
+                        yield empty, pa.py_buffer(json.dumps({"dropped": told, "frames": []}).encode())
                     continue
                 rows, frames = got
                 batch = pa.RecordBatch.from_pylist(rows, schema=stream.schema)
                 self.stats["live_rows"] += batch.num_rows
-                meta = {"dropped": stream.dropped, "frames": frames}
+                told = stream.dropped
+                meta = {"dropped": told, "frames": frames}
                 yield batch, pa.py_buffer(json.dumps(meta).encode())
         finally:
             stream.closed = True

@@ -136,19 +136,10 @@ def test_slow_subscriber_loses_rows_counted_and_the_server_queue_stays_bounded(s
                 dropped = json.loads(chunk.app_metadata.to_pybytes())["dropped"]
             done.set()
 
-        n += 1  # the row published below, once the queue is drained
+        # No row is published after this: the large frame's drop may come after the last queued
+        # chunk was stamped, and the server must then tell a quiet stream's client by itself.
         t = threading.Thread(target=read, daemon=True)
         t.start()
-        # a drop count travels with the next rows delivered: once the client has read what the queue
-        # held, one more row carries the count of every frame dropped before it (the large frame's
-        # drop may come after the last queued chunk was stamped; without this row it is never told)
-        last = -1
-        for _ in range(100):
-            await asyncio.sleep(0.2)
-            if received > 0 and received == last:
-                break
-            last = received
-        await pub.publish("quotes", [quote(9_000, "binance", "BTC-USDT")])
         await asyncio.to_thread(done.wait, 30)
         reader.cancel()
         client.close()
@@ -159,6 +150,37 @@ def test_slow_subscriber_loses_rows_counted_and_the_server_queue_stays_bounded(s
     assert dropped > 0
     assert received + dropped == n
     assert stats["live_queue_peak"] <= QUEUE_ROWS
+
+
+def test_a_quiet_stream_is_told_of_a_drop_without_waiting_for_more_rows(seed_lake):
+    """A frame larger than the queue is dropped and the bus then goes quiet: the client's
+    ``dropped`` counts it within seconds, and its consumer is handed no empty batch."""
+    async def main():
+        hub, svc, pub = await _hub_and_service(seed_lake, stream_queue_rows=QUEUE_ROWS)
+        sub = lab.subscribe("quotes", url=svc.url, token=TOKEN)
+        sizes: list[int] = []
+
+        async def consume():
+            async for batch in sub:
+                sizes.append(batch.num_rows)
+
+        task = asyncio.create_task(consume())
+        await hub.wait_subscribers(1)
+        await pub.publish("quotes", [quote(i, "binance", "BTC-USDT") for i in range(10)])
+        t_end = time.monotonic() + 30
+        while sum(sizes) < 10 and time.monotonic() < t_end:
+            await asyncio.sleep(0.05)
+        await pub.publish("quotes", [quote(100 + i, "binance", "BTC-USDT") for i in range(QUEUE_ROWS + 100)])
+        t_end = time.monotonic() + 15
+        while sub.dropped == 0 and time.monotonic() < t_end:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await _close(hub, svc, pub)
+        return sizes, sub.dropped
+
+    sizes, dropped = asyncio.run(main())
+    assert dropped == QUEUE_ROWS + 100
+    assert sum(sizes) == 10 and 0 not in sizes
 
 
 def test_stream_bound_refuses_extra_streams_and_frees_a_closed_one(seed_lake):
