@@ -106,5 +106,6 @@ def start_streamlit(root: Path, port: int, env: dict[str, str], log: Any) -> sub
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "streamlit"), "run", str(root / "streamlit_apps" / "app.py"),
          "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+         "--runner.postScriptGC", "false"],  # as lab demo runs it (.streamlit/config.toml)
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -15,6 +15,14 @@ set, appends :func:`report` to that file every ``every_s``, and with
 (``malloc_trim(0)``). The trim is off by default: in an A/B of two servers under
 the same load it made no difference (495 vs 496 MiB after 6 minutes).
 No-ops where the C library is not glibc.
+
+:func:`bound` also starts a thread that runs a full ``gc.collect()`` every
+``LAB_STREAMLIT_GC_EVERY`` seconds (default 30; 0: never). The server runs with
+Streamlit's ``runner.postScriptGC`` off (``.streamlit/config.toml``, ``lab demo``):
+Streamlit would collect after every script run, and a live page's fragment reruns
+every second; that collection was about half of the server's CPU with one Live
+market page open (``bench/bench_demo_cpu.py``). Cycles are still freed, by
+Python's own collector and at least every 30 s by this thread.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import sys
 import threading
 import time
 
-__all__ = ["bound", "report"]
+__all__ = ["bound", "collect_periodically", "report"]
 
 log = logging.getLogger(__name__)
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
@@ -112,14 +120,47 @@ def _trim_loop(libc: ctypes.CDLL, every_s: float, dump: str | None, trim: bool) 
             return
 
 
+GC_EVERY_S = 30.0
+_gc_started = threading.Event()
+
+
+def _gc_every() -> float:
+    raw = os.environ.get("LAB_STREAMLIT_GC_EVERY", "")
+    try:
+        v = float(raw) if raw.strip() else GC_EVERY_S
+    except ValueError:
+        log.warning("LAB_STREAMLIT_GC_EVERY=%r is not a number of seconds: collecting every %g s", raw, GC_EVERY_S)
+        return GC_EVERY_S
+    return v if v >= 0 else GC_EVERY_S
+
+
+def _gc_loop(every_s: float) -> None:
+    while True:
+        time.sleep(every_s)
+        gc.collect()
+
+
+def collect_periodically(every_s: float | None = None) -> bool:
+    """Start (once per process) the thread that runs ``gc.collect()`` every ``every_s`` seconds
+    (default ``$LAB_STREAMLIT_GC_EVERY``, else 30; 0: none). Returns whether it runs."""
+    every = _gc_every() if every_s is None else every_s
+    if not every > 0:
+        return False
+    if not _gc_started.is_set():
+        _gc_started.set()
+        threading.Thread(target=_gc_loop, args=(every,), name="lab-gc", daemon=True).start()
+    return True
+
+
 def bound(arenas: int | None = None, every_s: float = 30.0) -> bool:
-    """Start the report/trim thread (once per process) if ``LAB_STREAMLIT_MEMREPORT`` or
-    ``LAB_MALLOC_TRIM=1`` asks for it, and cap glibc's arenas at ``arenas`` if given.
-    Returns whether the thread runs.
+    """Start the periodic collection (:func:`collect_periodically`), and the report/trim thread
+    (once per process) if ``LAB_STREAMLIT_MEMREPORT`` or ``LAB_MALLOC_TRIM=1`` asks for it, and cap
+    glibc's arenas at ``arenas`` if given. Returns whether the report/trim thread runs.
 
     >>> _libc() is None or callable(_libc().malloc_trim)   # glibc here; elsewhere a no-op
     True
     """
+    collect_periodically()
     libc = _libc()
     dump = os.environ.get("LAB_STREAMLIT_MEMREPORT") or None
     trim = os.environ.get("LAB_MALLOC_TRIM") == "1"

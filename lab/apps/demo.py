@@ -133,7 +133,7 @@ def services(a: argparse.Namespace, token: str) -> list[Service]:
             [str(BIN / "streamlit"), "run", str(root / "streamlit_apps" / "app.py"),
              "--server.address", "127.0.0.1", "--server.port", str(a.streamlit_port),
              "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--client.toolbarMode", "viewer"],
+             "--client.toolbarMode", "viewer", "--runner.postScriptGC", "false"],  # see .streamlit/config.toml
             needs="streamlit_apps/app.py", port=a.streamlit_port,
             url=f"http://127.0.0.1:{a.streamlit_port}"))
     return out

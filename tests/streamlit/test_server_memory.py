@@ -65,3 +65,44 @@ def test_memory_report_thread_starts_once_and_says_where_the_memory_is(tmp_path,
     assert sum(t.name == "lab-malloc-trim" for t in threading.enumerate()) == 1
     rep = json.loads(out.read_text().splitlines()[0])
     assert {"glibc_in_use", "python_objects", "polars_frames", "st_cache_data", "tokio_threads"} <= set(rep)
+
+
+def test_the_server_collects_cycles_every_so_often_instead_of_after_every_rerun():
+    """Streamlit's collection after every script run is off (a live page reruns every second);
+    the lab's own thread collects instead. With Python's automatic collector off, a reference
+    cycle is freed only by that thread."""
+    import argparse
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    from lab.apps import demo
+
+    root = Path(__file__).resolve().parents[2]
+    assert tomllib.loads((root / ".streamlit" / "config.toml").read_text())["runner"]["postScriptGC"] is False
+    p = argparse.ArgumentParser()
+    demo.add_arguments(p)
+    (st,) = [s for s in demo.services(p.parse_args([]), "t0ken") if s.name == "streamlit"]
+    assert st.argv[st.argv.index("--runner.postScriptGC") + 1] == "false"
+
+    code = (
+        "import gc, sys, time, weakref\n"
+        "from streamlit_apps import memory\n"
+        "gc.disable()\n"
+        "class Node: pass\n"
+        "a, b = Node(), Node(); a.b, b.a = b, a\n"
+        "alive = weakref.ref(a); del a, b\n"
+        "print(memory.collect_periodically(float(sys.argv[1])))\n"
+        "t = time.monotonic()\n"
+        "while alive() is not None and time.monotonic() - t < float(sys.argv[2]): time.sleep(0.05)\n"
+        "print(alive() is None)\n")
+
+    def run(every: str, wait_s: str) -> list[str]:
+        r = subprocess.run([sys.executable, "-c", code, every, wait_s], cwd=root, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    assert run("0.2", "30") == ["True", "True"]  # the thread runs, and it freed the cycle
+    assert run("0", "1") == ["False", "False"]  # 0: no thread, and nothing else frees it
