@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -206,7 +207,11 @@ def run(a: argparse.Namespace) -> int:
     from lab.distributed import spans_days
 
     if spans_days(*span):
-        return _report(a, strat, *_run_days(a, strat, cfg, lake, span))
+        res, n, parts = _run_days(a, strat, cfg, lake, span)
+        try:
+            return _report(a, strat, res, *span, n)
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)  # the streamed order log, written to --out by now
     print(f"loading {', '.join(f'{v}:{s}' for v, s in keys)} from {lake or 'the lake'} ...", file=sys.stderr)
     ev = load_events(venues=sorted({v for v, _ in keys}), symbols=sorted({s for _, s in keys}),
                      start=start, end=end, lake=lake, use_quotes=a.quotes, require=keys)
@@ -245,8 +250,8 @@ def _in_keys(cov, keys: list[tuple[str, str]]):
 
 
 def _run_days(a: argparse.Namespace, strat, cfg, lake, span: tuple[dt.datetime, dt.datetime]):
-    """The range one UTC day at a time (see the module doc), a progress bar per day on stderr; the
-    order log is streamed to a temporary folder, which :func:`_report` removes."""
+    """The range one UTC day at a time (see the module doc), a progress bar per day on stderr:
+    ``(result, events, folder)``, the order log streamed to that temporary folder (the caller removes it)."""
     import tempfile
 
     from tqdm import tqdm
@@ -269,28 +274,14 @@ def _run_days(a: argparse.Namespace, strat, cfg, lake, span: tuple[dt.datetime, 
             res = backtest_days(strat, span[0], span[1], config=cfg, lake=lake, use_quotes=a.quotes,
                                 progress=progress, out=tmp)
         except BaseException:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         bar.update(len(days) - bar.n)
-    return res, span[0], span[1], n, tmp
+    return res, n, tmp
 
 
-def _report(a: argparse.Namespace, strat, res, t0: dt.datetime, t1: dt.datetime, n_events: int,
-            tmp: Path | None = None) -> int:
-    """Print the stats (text or ``--json``) and write ``--out``; ``tmp``: the day-by-day run's
-    streamed parts, removed at the end."""
-    try:
-        return _write_report(a, strat, res, t0, t1, n_events)
-    finally:
-        if tmp is not None:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _write_report(a: argparse.Namespace, strat, res, t0: dt.datetime, t1: dt.datetime, n_events: int) -> int:
+def _report(a: argparse.Namespace, strat, res, t0: dt.datetime, t1: dt.datetime, n_events: int) -> int:
+    """Print the stats (text or ``--json``) and write ``--out``."""
     st = res.stats() if a.capital == 10_000.0 else __import__("lab.backtest.stats", fromlist=["summary"]).summary(
         res, a.capital)
     st["events"] = res.events
