@@ -4,7 +4,8 @@
 dependency of the lab on Linux and macOS), else on asyncio's own loop. The
 services wake up for each of a few hundred messages a second all day; most of
 the CPU they spend at the demo's rates is the loop's own bookkeeping, and
-uvloop (libuv, in C) does it for less (``bench/bench_recorder_cost.py``).
+uvloop (libuv, in C) does it for less: 0.92 of the whole demo's CPU side by side
+(``bench/bench_demo_cpu.py --compare-loop``).
 
 ``LAB_EVENT_LOOP=asyncio`` picks asyncio's loop anyway (to compare, or to rule
 the loop out when chasing a problem); ``LAB_EVENT_LOOP=uvloop`` insists on uvloop
