@@ -23,9 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import polars as pl
-from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
-from deltalake.transaction import Transaction
 
 from lab.errors import DataError
 from lab.schema import TABLES, SchemaError, TableSpec, conform, table_spec
@@ -33,6 +30,30 @@ from lab.times import to_utc
 
 if TYPE_CHECKING:  # imported where used: the recorder writes without loading pyarrow (~40 MiB RSS)
     import pyarrow as pa
+    from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties
+
+
+class _Delta:
+    """delta-rs (``deltalake``), imported on first use.
+
+    A recorder whose tail is committed by ``lab maintain`` (``committer = "maintainer"``,
+    :mod:`lab.tail`) uses the lake's paths and never a Delta table: it never loads delta-rs, whose
+    library pages (52 MiB of RSS on a freshly installed machine, bench/bench_recorder_memory.py)
+    would stay mapped in it all day."""
+
+    def __getattr__(self, name: str) -> Any:
+        import deltalake
+        from deltalake import exceptions, transaction
+
+        for mod in (deltalake, exceptions, transaction):
+            if hasattr(mod, name):
+                value = getattr(mod, name)
+                setattr(self, name, value)
+                return value
+        raise AttributeError(f"deltalake has no {name!r}")
+
+
+_dl = _Delta()
 
 log = logging.getLogger("lab.lake")
 
@@ -42,7 +63,7 @@ __all__ = ["Lake", "data_dir", "default_lake", "LakeError", "DamagedTableError",
 # Row groups of 128k rows: rows arrive in time order, so a query over the last
 # minutes skips all but the newest row groups of a compacted file by their stats.
 _GROUP_ROWS = 131_072
-_WRITER_PROPS = WriterProperties(compression="ZSTD", compression_level=1, max_row_group_size=_GROUP_ROWS)
+# (_WRITER_PROPS in _PROPS, below)
 # Recording commits every flush interval (thousands of commits an hour): keep the
 # log short. Every commit and every snapshot update lists ``_delta_log``, so its cost
 # grows with the number of log files kept: measured here, a 300-row append cost 6 ms on
@@ -62,18 +83,42 @@ _TABLE_CONFIG = {
 # writers leave the log's clean-up to maintenance, which honours leases (delta-rs' hook would
 # not); compaction commits and appends to object storage write the checkpoint every
 # ``checkpointInterval`` commits
-_WRITE_HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
+# (_WRITE_HOOKS in _PROPS, below)
 # Appends to a lake on disk write no checkpoint of their own when maintenance keeps one recent
 # (:meth:`Lake._checkpoint_if_behind`): ``Lake.maintain`` writes one every pass. A recorder that
 # wrote one (~40 minutes into a recording, when its tables reached version 100) kept delta-rs'
 # checkpoint code resident from then on: +1.8 MiB (one process, the hook on vs off: +1.8 vs +0.0).
-_APPEND_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+# (_APPEND_HOOKS in _PROPS, below)
 
 
-_CREATE_ONCE = CommitProperties(max_commit_retries=0)
+# (_CREATE_ONCE in _PROPS, below)
 
 # Marks lab's sorted compaction in the table history (delta-rs logs it as a WRITE).
-_COMPACT_COMMIT = CommitProperties(custom_metadata={"lab.operation": "compact-sorted"})
+# (_COMPACT_COMMIT in _PROPS, below)
+
+
+#: delta-rs settings, made on first use (:class:`_Delta`); read through :func:`_props`
+_PROPS: dict[str, Any] = {
+    "_WRITER_PROPS": lambda: _dl.WriterProperties(compression="ZSTD", compression_level=1, max_row_group_size=_GROUP_ROWS),
+    "_WRITE_HOOKS": lambda: _dl.PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False),
+    "_APPEND_HOOKS": lambda: _dl.PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False),
+    "_CREATE_ONCE": lambda: _dl.CommitProperties(max_commit_retries=0),
+    "_COMPACT_COMMIT": lambda: _dl.CommitProperties(custom_metadata={"lab.operation": "compact-sorted"}),
+}
+
+
+def _props(name: str) -> Any:
+    """The delta-rs setting ``name`` of :data:`_PROPS`, made once (a test may set it on the module)."""
+    g = globals()
+    if name not in g:
+        g[name] = _PROPS[name]()
+    return g[name]
+
+
+def __getattr__(name: str) -> Any:  # ``from lab.lake import _WRITE_HOOKS`` (lab.objectstore)
+    if name in _PROPS:
+        return _props(name)
+    raise AttributeError(f"module 'lab.lake' has no attribute {name!r}")
 
 
 class LakeError(DataError):
@@ -237,7 +282,7 @@ def retune_log(t: DeltaTable) -> DeltaTable:
         return t
     try:
         t.alter.set_table_properties(want)
-    except DeltaError:  # another maintainer did it first
+    except _dl.DeltaError:  # another maintainer did it first
         pass
     t.update_incremental()
     return t
@@ -472,7 +517,7 @@ def _merge_sorted(files: list[Path], out: Path, columns: list[str], spec_columns
     cols = [c for c in columns if c in have]
     groups = [m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups)]
     row_bytes = max(sum(groups) / max(sum(m.num_rows for m in metas), 1), 1.0)
-    most = _WRITER_PROPS.max_row_group_size or _GROUP_ROWS
+    most = _props("_WRITER_PROPS").max_row_group_size or _GROUP_ROWS
     group_rows = int(min(most, max(min(2048, most), MERGE_GROUP_BYTES // row_bytes)))
     # a reading thread holds one input row group: files written before MERGE_GROUP_BYTES (or by
     # another writer) may have bigger ones, read by one thread
@@ -595,9 +640,9 @@ def scan_filtered(
     if source is None:
         lf = pl.LazyFrame(schema=spec.schema)
     else:
-        t = source if isinstance(source, DeltaTable) else None
+        t = source if isinstance(source, _dl.DeltaTable) else None
         if t is None and tail and "://" not in str(source):
-            t = DeltaTable(str(source))
+            t = _dl.DeltaTable(str(source))
         local = local_dir(t) if t is not None else None
         if local is not None and t is not None and _encoded(t):
             lf = _scan_snapshot(t, spec)
@@ -725,10 +770,10 @@ class Lake:
                 # no retry: delta-rs retries a CREATE that lost the race for version 0 as version 1,
                 # a second CREATE replacing the winner's metadata (a new table id) and taking a version
                 # another writer's append expected; the loser falls to the branch below instead
-                DeltaTable.create(self.path(table), schema, mode="ignore", configuration=_TABLE_CONFIG,
-                                  commit_properties=_CREATE_ONCE)
+                _dl.DeltaTable.create(self.path(table), schema, mode="ignore", configuration=_TABLE_CONFIG,
+                                  commit_properties=_props("_CREATE_ONCE"))
                 return
-            except (CommitFailedError, DeltaError, OSError):
+            except (_dl.CommitFailedError, _dl.DeltaError, OSError):
                 if self.exists(table) and self._loadable(table):
                     return
                 time.sleep(0.02 * (attempt + 1))
@@ -766,8 +811,8 @@ class Lake:
             if why:
                 found.append(Damage(table, f"_delta_log/{f.name}", why, "log"))
         try:
-            t = DeltaTable(root)
-        except (DeltaError, OSError, TableNotFoundError) as e:
+            t = _dl.DeltaTable(root)
+        except (_dl.DeltaError, OSError, _dl.TableNotFoundError) as e:
             if not any(d.kind == "log" and "unreadable" in d.problem for d in found):
                 bad = [(v, w) for v, f in commits.items() if (w := commit_problem(f))]
                 for v, why in bad:
@@ -793,9 +838,9 @@ class Lake:
 
     def _loadable(self, table: str) -> bool:
         try:
-            DeltaTable(self.path(table))
+            _dl.DeltaTable(self.path(table))
             return True
-        except (TableNotFoundError, DeltaError, OSError):
+        except (_dl.TableNotFoundError, _dl.DeltaError, OSError):
             return False
 
     # -- writing --------------------------------------------------------
@@ -827,7 +872,7 @@ class Lake:
         if df.height == 0:
             return self.version(table)
         self._ensure(table)
-        props = None if txn is None else CommitProperties(app_transactions=[Transaction(*txn)])
+        props = None if txn is None else _dl.CommitProperties(app_transactions=[_dl.Transaction(*txn)])
         if polars_writer:
             return self._append_bulk(table, self._align(table, df), props, group_bytes=SMALL_GROUP_BYTES)
         if df.height >= BULK_ROWS or "[" in str(self.root):
@@ -844,14 +889,14 @@ class Lake:
                 t = self._writers.get(table)
                 if t is None:
                     self._refuse_damaged_log(table)
-                    t = self._writers[table] = DeltaTable(self.path(table))
-                write_deltalake(t, arrow, mode="append", writer_properties=_WRITER_PROPS,
+                    t = self._writers[table] = _dl.DeltaTable(self.path(table))
+                _dl.write_deltalake(t, arrow, mode="append", writer_properties=_props("_WRITER_PROPS"),
                                 post_commithook_properties=self._append_hooks(), commit_properties=props)
                 v = t.version()
                 self._checkpoint_if_behind(table, t)
                 self._aged(table)
                 return v
-            except (CommitFailedError, DeltaError) as e:  # rare: too many concurrent commits
+            except (_dl.CommitFailedError, _dl.DeltaError) as e:  # rare: too many concurrent commits
                 last = e
                 self._writers.pop(table, None)
                 self.__dict__.get("_table_cols", {}).pop(table, None)  # another process may have added a column
@@ -862,7 +907,7 @@ class Lake:
     def _append_hooks(self) -> PostCommitHookProperties:
         """Post-commit hooks of an append: on disk, no checkpoint (:meth:`_checkpoint_if_behind`
         decides); on object storage, delta-rs' own every ``checkpointInterval`` commits."""
-        return _WRITE_HOOKS if self.remote else _APPEND_HOOKS
+        return _props("_WRITE_HOOKS") if self.remote else _props("_APPEND_HOOKS")
 
     def _checkpoint_if_behind(self, table: str, t: DeltaTable) -> None:
         """After an append that reached a multiple of ``checkpointInterval`` (100): write a
@@ -875,7 +920,7 @@ class Lake:
         if v - last_checkpoint(Path(self.path(table))) >= CHECKPOINT_EVERY:
             try:
                 t.create_checkpoint()
-            except DeltaError as e:  # the commit stands; the next interval or pass retries
+            except _dl.DeltaError as e:  # the commit stands; the next interval or pass retries
                 log.warning("%s: checkpoint at version %d failed: %s", table, v, str(e).splitlines()[0][:300])
 
     def _aged(self, table: str) -> None:
@@ -924,7 +969,7 @@ class Lake:
             arrow = spec.schema.to_arrow()
             try:
                 self._opened(table).alter.add_columns([Field.from_arrow(arrow.field(c)) for c in new])
-            except DeltaError:  # another writer added them first
+            except _dl.DeltaError:  # another writer added them first
                 pass
             self._writers.pop(table, None)
             have = cache[table] = set(self._opened(table).schema().to_arrow().names)
@@ -978,7 +1023,7 @@ class Lake:
                 t = self._writers.get(table)
                 if t is None:
                     self._refuse_damaged_log(table)
-                    t = self._writers[table] = DeltaTable(self.path(table))
+                    t = self._writers[table] = _dl.DeltaTable(self.path(table))
                 else:
                     t.update_incremental()
                 t.create_write_transaction(adds, mode="append", schema=t.schema(),
@@ -988,7 +1033,7 @@ class Lake:
                 self._checkpoint_if_behind(table, t)
                 self._aged(table)
                 return v
-            except (CommitFailedError, DeltaError) as e:
+            except (_dl.CommitFailedError, _dl.DeltaError) as e:
                 last = e
                 self._writers.pop(table, None)
                 self._refuse_damaged_log(table)
@@ -1017,8 +1062,8 @@ class Lake:
         """``DeltaTable(path)``; a log that cannot be read raises
         :class:`DamagedTableError` naming the damaged commit instead of a Rust error."""
         try:
-            return DeltaTable(self.path(table))
-        except DeltaError as e:
+            return _dl.DeltaTable(self.path(table))
+        except _dl.DeltaError as e:
             _, damage = self.inspect(table)
             if not damage:
                 raise
@@ -1194,12 +1239,12 @@ class Lake:
                 now_ms = int(time.time() * 1000)
                 removes = [RemoveAction(p, False, now_ms, sz, {}) for p, sz, *_ in b]
                 t.create_write_transaction([AddAction(fname, size, {}, newest, False, stats), *removes],
-                                           mode="append", schema=t.schema(), commit_properties=_COMPACT_COMMIT,
-                                           post_commithook_properties=_WRITE_HOOKS)
+                                           mode="append", schema=t.schema(), commit_properties=_props("_COMPACT_COMMIT"),
+                                           post_commithook_properties=_props("_WRITE_HOOKS"))
                 placed = False  # committed: it belongs to the table now
                 added += 1
                 removed += len(removes)
-            except (CommitFailedError, DeltaError) as e:  # e.g. a concurrent compaction won
+            except (_dl.CommitFailedError, _dl.DeltaError) as e:  # e.g. a concurrent compaction won
                 conflicts += 1
                 last_conflict = f"{type(e).__name__}: {e}"[:500]
                 t = self._compaction_reopen(name)
@@ -1215,7 +1260,7 @@ class Lake:
 
     def _compaction_reopen(self, name: str) -> DeltaTable:
         """The table's latest snapshot after a failed compaction commit."""
-        return DeltaTable(self.path(name))
+        return _dl.DeltaTable(self.path(name))
 
     def maintain(
         self,
@@ -1276,7 +1321,7 @@ class Lake:
             if nfiles >= min_files:
                 with self._compaction_lock(name) as locked:
                     if locked:
-                        t = DeltaTable(self.path(name))  # the snapshot after any compaction just done
+                        t = _dl.DeltaTable(self.path(name))  # the snapshot after any compaction just done
                         try:
                             info["compacted"] = self._compact_sorted(name, t, target_size, min_files)
                         except Exception as e:  # noqa: BLE001 - the checkpoint and vacuum below still run
@@ -1287,7 +1332,7 @@ class Lake:
                             info["compacted"] = {"failed": why}
                     else:
                         info["compacted"] = {"skipped": "another process is compacting this table"}
-                t = DeltaTable(self.path(name))
+                t = _dl.DeltaTable(self.path(name))
             t = retune_log(t)
             t.create_checkpoint()
             held = _lease_hours(self, name)  # a running lab.distributed job reads an older version
@@ -1295,7 +1340,7 @@ class Lake:
                 t.cleanup_metadata()
             hours = max(int(-(-grace.total_seconds() // 3600)), held or 0)
             info["vacuumed"] = vacuum(self, name, t, hours)
-            info["files"] = len(DeltaTable(self.path(name)).file_uris())
+            info["files"] = len(_dl.DeltaTable(self.path(name)).file_uris())
             if name in settled:
                 info["tail"] = settled[name]
             out[name] = info
