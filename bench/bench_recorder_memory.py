@@ -53,6 +53,19 @@ def _rss(pid: int) -> tuple[float, float, float, int]:
             int(st["Threads"]))
 
 
+def _by_file(pid: int, top: int = 6) -> list[tuple[str, float]]:
+    """The mappings holding most of a process's RSS: (file name or [anon]/[heap], MiB), largest first."""
+    agg: dict[str, int] = {}
+    cur = "[anon]"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=6)
+        if head and "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            cur = Path(head[5]).name if len(head) > 5 and head[5].startswith("/") else (head[5] if len(head) > 5 else "[anon]")
+        elif line.startswith("Rss:"):
+            agg[cur] = agg.get(cur, 0) + int(line.split()[1])
+    return [(k, v / 1024) for k, v in sorted(agg.items(), key=lambda kv: -kv[1])[:top]]
+
+
 #: the compiled packages that hold most of a recorder's file-backed pages (Polars, delta-rs, arro3)
 _BIG_LIBS = ("polars", "_polars_runtime_32", "_polars_runtime_64", "_polars_runtime_compat", "deltalake", "arro3")
 
@@ -120,7 +133,7 @@ def fresh_venv(where: Path) -> Path:
 
 
 def steady(minutes: float, baseline_root: Path | None = None, small_pages: bool = False,
-           fresh: bool = False) -> None:
+           fresh: bool = False, committer: str = "maintainer") -> None:
     """Part 1: RSS of a recorder of 5 venues x 3 symbols at the simulator's rates, each with its
     ``lab maintain --every 30``; with ``baseline_root`` (another checkout) its recorder and
     maintainer run beside ours on the same simulator stream, sampled in the same loop; with
@@ -148,12 +161,17 @@ def steady(minutes: float, baseline_root: Path | None = None, small_pages: bool 
                for v in STEADY_VENUES}
     samples: dict[str, list[tuple[float, float, float, float, int, float]]] = {n: [] for n in roots}
     procs: dict[str, tuple[subprocess.Popen, subprocess.Popen]] = {}
+    by_file: dict[str, list[tuple[str, float]]] = {}  # the last breakdown of each recorder's RSS
     with sim.running_in_thread():
         try:
             for name, root in roots.items():
                 tmp = Path(tempfile.mkdtemp(prefix=f"bench-mem-steady-{name}-"))
                 # maintain_every=0: as in lab demo, where a separate `lab maintain --every 30` compacts
-                cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, tmp / "lake", "mem", maintain_every=0.0)
+                # ours as lab demo runs it: `lab maintain` commits the tail (committer = "maintainer"); the
+                # baseline's tree predates that setting (its recorder commits its own tail)
+                extra = {} if name == "baseline" else {"committer": committer}
+                cfg = write_config(tmp / "rec.toml", sim.urls(), symbols, tmp / "lake", "mem", maintain_every=0.0,
+                                   **extra)
                 path = f"{libs}{os.pathsep}{root}" if name == "lab-4k" else str(root)
                 env = dict(os.environ, PYTHONPATH=path, LAB_DATA=str(tmp))
                 # lab-fresh: the fresh venv's own interpreter, so every package comes from that install
@@ -171,6 +189,8 @@ def steady(minutes: float, baseline_root: Path | None = None, small_pages: bool 
                     if rec.poll() is None:
                         try:
                             samples[name].append((time.time() - t0, *_rss(rec.pid), _rss(mnt.pid)[0]))
+                            if len(samples[name]) % 12 == 0:  # once a minute
+                                by_file[name] = _by_file(rec.pid)
                         except (FileNotFoundError, KeyError, ProcessLookupError):
                             pass
                 time.sleep(5.0)
@@ -184,7 +204,7 @@ def steady(minutes: float, baseline_root: Path | None = None, small_pages: bool 
                 if d is not None:
                     shutil.rmtree(d, ignore_errors=True)
     print(f"steady: 5 venues x 3 symbols from the simulator for {minutes:g} min, each recorder with its own "
-          f"`lab maintain --every 30`" + (f"; baseline = {baseline_root}, same stream, sampled in the same loop"
+          f"`lab maintain --every 30`; ours with committer = {committer!r}" + (f"; baseline = {baseline_root}, same stream, sampled in the same loop"
                                           if baseline_root else ""))
     peaks: dict[str, float] = {}
     csv = Path(tempfile.mkdtemp(prefix="bench-mem-samples-")) / "rss.csv"
@@ -209,6 +229,9 @@ def steady(minutes: float, baseline_root: Path | None = None, small_pages: bool 
               f"second-half growth {slope:+.1f} MiB/hour; threads median {float(np.median([x[4] for x in st])):.0f}, "
               f"max {max(x[4] for x in st)}; its maintainer: peak {max(x[5] for x in st):.0f} MiB, "
               f"median {float(np.median([x[5] for x in st])):.0f}")
+        if name in by_file:
+            print(f"{name:9s} recorder RSS by mapping, last minute (MiB): "
+                  + ", ".join(f"{f} {m:.1f}" for f, m in by_file[name]))
         if smp[-1][0] >= 600:  # a long run: its shape, one median per 5 minutes (a peak is one moment)
             windows = [[x for x in smp if k * 300 <= x[0] < (k + 1) * 300] for k in range(int(smp[-1][0] // 300))]
             for col, what in ((1, "RSS"), (2, "anonymous"), (3, "file-backed")):
@@ -240,13 +263,15 @@ def main() -> int:
                     help="steady part: run our recorder twice, from a venv installed at the start of the run "
                          "(lab-fresh: a user's first `make demo`) and with the libraries' page cache dropped and "
                          "read back (lab): Linux 6.16+ maps freshly written files' large folios whole")
+    ap.add_argument("--committer", choices=("maintainer", "recorder"), default="maintainer",
+                    help="steady part: who commits our recorder's tail (recorders' `committer`; lab demo: maintainer)")
     ap.add_argument("--quick", action="store_true", help="burst part: 20 s instead of 40 s; steady: 1 min")
     ap.add_argument("--rate", type=float, default=4000.0, help="base msgs/s (bursts are 10x)")
     ap.add_argument("--writer-delay", type=float, default=1.5, help="seconds the writer sleeps per batch")
     ap.add_argument("--queue-batches", type=int, default=4)
     a = ap.parse_args()
     if a.part in ("steady", "all"):
-        steady(1.0 if a.quick else a.minutes, a.baseline_root, a.small_pages, a.fresh_venv)
+        steady(1.0 if a.quick else a.minutes, a.baseline_root, a.small_pages, a.fresh_venv, a.committer)
     if a.part == "steady":
         return 0
     secs = 20.0 if a.quick else 40.0

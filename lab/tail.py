@@ -31,6 +31,11 @@ How a row is never seen twice nor lost:
 - The journal leads: a writer writes the ``raw_messages`` file of a flush before
   the other tables' files, commits ``raw_messages`` first, and :func:`settle`
   adopts in the same order.
+- A writer made with ``commits=False`` (a recorder with ``committer =
+  "maintainer"``) never commits and holds no lock: :func:`settle` (``lab
+  maintain``, the recorder's maintenance pass, and the recorder itself at start
+  and stop, each in a child process) commits its files as it does a dead
+  writer's, while it writes more. That recorder never loads delta-rs.
 
 Delta readers that do not know the tail (Spark, ``deltalake``, ``pl.scan_delta``)
 see rows up to ``commit_every`` seconds later; nothing else differs.
@@ -51,6 +56,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
+
+from lab.schema import table_spec
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -152,16 +159,22 @@ def settle(lake: Lake, tables: list[str] | None = None, grace: float = GRACE) ->
     for the tables where something was done. Safe to run from several processes at once."""
     out: dict[str, dict[str, int]] = {}
     now = time.time()
-    for table in _journal_first(tables or lake.tables()):
+    order = _journal_first(tables or lake.tables())
+    # listed in the reverse of the journal order, committed in it: a live writer that leaves its
+    # commits to maintenance (TailWriter(commits=False)) writes a flush's journal file before the
+    # flush's other files, so every file listed here has its journal file in the journal's
+    # listing, taken after it - the Delta tables never get ahead of the journal
+    listings = {table: _listing(lake.path(table)) for table in reversed(order)}
+    for table in order:
         tdir = lake.path(table)
-        listing = _listing(tdir)
+        listing = listings[table]
         if not listing and not (tdir / TAIL).is_dir():
             continue
         adopted = deleted = 0
         for writer, files in listing.items():
             with _locked(tdir / TAIL / f"{writer}.lock") as fd:
                 if fd is None:
-                    continue  # its writer is alive (or another process is settling it)
+                    continue  # its writer is alive and commits (or another process is settling it)
                 rows, done = _commit(lake, table, writer, files)
                 adopted += rows
                 for s, p in files:
@@ -200,9 +213,12 @@ class TailWriter:
     readers at once), :meth:`commit` adds them to the Delta table. Not thread-safe: the
     recorder's lake-writer thread owns it."""
 
-    def __init__(self, lake: Lake, grace: float = GRACE) -> None:
+    def __init__(self, lake: Lake, grace: float = GRACE, commits: bool = True) -> None:
         self.lake = lake
         self.grace = grace
+        # False: the files are committed by whoever runs settle (lab maintain): no lock, no
+        # commit, no Delta table opened here - a process that writes only its tail
+        self.commits = commits
         self.id = uuid.uuid4().hex[:16]
         self._seq: dict[str, int] = {}
         self._locks: dict[str, int] = {}  # table -> fd holding our flock
@@ -217,6 +233,11 @@ class TailWriter:
 
     def _lock(self, table: str) -> Path:
         d = self.lake.path(table) / TAIL
+        if not self.commits:
+            if table not in self._locks:
+                d.mkdir(parents=True, exist_ok=True)
+                self._locks[table] = -1  # no lock: settle commits our files as we write them
+            return d
         if table not in self._locks:
             d.mkdir(parents=True, exist_ok=True)
             fd = os.open(d / f"{self.id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -226,9 +247,13 @@ class TailWriter:
 
     def write(self, table: str, df: pl.DataFrame) -> Path:
         """Write ``df`` (the table's canonical columns) as the next tail file of ``table``."""
-        self.lake._ensure(table)
-        d = self._lock(table)
-        df = self.lake._align(table, df)
+        if self.commits:
+            self.lake._ensure(table)
+            d = self._lock(table)
+            df = self.lake._align(table, df)
+        else:  # the table's own columns in its order; the committer aligns optional ones
+            d = self._lock(table)
+            df = df.select([c for c in table_spec(table).columns if c in df.columns])
         seq = self._seq.get(table, 0) + 1
         path = d / f"{self.id}-{seq:012d}.parquet"
         tmp = d / f".{path.name}.tmp"
@@ -240,6 +265,8 @@ class TailWriter:
                 tmp.unlink()
             raise
         self._seq[table] = seq
+        if not self.commits:
+            return path  # settle commits it and deletes it after the grace
         self._files.setdefault(table, []).append((seq, path, time.time()))
         size = df.estimated_size()
         if self._mem_bytes + size <= self.max_memory:
@@ -291,6 +318,8 @@ class TailWriter:
     def close(self) -> None:
         """Release the locks (files not committed are then adopted by :func:`settle`)."""
         for fd in self._locks.values():
+            if fd < 0:
+                continue
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._locks.clear()

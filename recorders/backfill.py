@@ -29,12 +29,15 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import NamedTuple
 
 import polars as pl
+
+from lab.tail import TailWriter
+from recorders.lakework import asked_before, trade_ts
 
 __all__ = ["Trade", "Result", "QuietFill", "fetch_between", "fetch_window", "parse_page", "Backfiller", "PAGE_LIMITS",
            "venue_symbol", "result_frame", "parse_time"]
@@ -494,6 +497,10 @@ class Backfiller:
         self.rec = rec
         self.quiet_s = quiet_s  # 0: no silence watch on recent-window venues
         self.lake = type(rec.lake)(rec.lake.root)  # its own handles: the writer thread owns rec.lake's
+        # committer = "maintainer": backfilled trades go to a tail of their own (lab.tail), which
+        # the maintainer commits with the recorder's; None: appended (committed) at once
+        self.tail = (TailWriter(self.lake, commits=False) if rec.tail_by_maintainer else None)
+        self._tail_lock = threading.Lock()
         self.wait_live_s = wait_live_s
         self.scan_every = scan_every
         self.tasks: set[asyncio.Task] = set()
@@ -576,22 +583,29 @@ class Backfiller:
         """The id ranges earlier processes asked for (``backfill`` feed events of the window the
         trade ids are seeded from), per (venue, symbol): each hole is asked for and recorded once,
         whichever process saw it. Blocking (a lake read): called through ``asyncio.to_thread``."""
-        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=self.rec.cfg.seed_hours + 1)
         out: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        try:
-            if not self.lake.exists("feed_events"):
+        if self.tail is not None:  # read by the recorder's start-up child (recorders.lakework)
+            rows = self.rec.asked_before
+        else:
+            since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=self.rec.cfg.seed_hours + 1)
+            try:
+                rows = asked_before(self.lake, since)
+            except Exception as e:  # noqa: BLE001 - without them a hole may be asked for twice, no worse
+                log.warning("backfill: could not read earlier backfill events: %s", e)
                 return out
-            # scan_files, not scan: the recorder never loads pyarrow (Lake.scan_files)
-            df = (self.lake.scan_files("feed_events")
-                  .filter(pl.col("ts_local") >= since, pl.col("kind") == "backfill")
-                  .select("venue", "symbol", ids=pl.col("detail").str.extract_groups(r"^ids (\d+)\.\.(\d+) asked"))
-                  .unnest("ids").drop_nulls().collect())
-        except Exception as e:  # noqa: BLE001 - without them a hole may be asked for twice, no worse
-            log.warning("backfill: could not read earlier backfill events: %s", e)
-            return out
-        for venue, sym, lo, hi in df.iter_rows():
+        for venue, sym, lo, hi in rows:
             out.setdefault((venue, sym), []).append((int(lo), int(hi)))
         return out
+
+    def _append(self, df: pl.DataFrame) -> None:
+        """Add backfilled trades to the lake: a Delta commit (Polars writes the file: the
+        recorder never loads delta-rs' writer), or this backfiller's own tail when the
+        maintainer commits the recorder's (committer = "maintainer"). Blocking: to_thread."""
+        if self.tail is None:
+            self.lake.append("trades", df, polars_writer=True)
+            return
+        with self._tail_lock:  # fills of several symbols write at once
+            self.tail.write("trades", df)
 
     async def _scan_once(self, final: bool = False) -> None:
         rec = self.rec
@@ -732,7 +746,7 @@ class Backfiller:
         if fresh:
             df = result_frame(Result(venue, sym, 0, -1, fresh, r.requests), now)
             try:
-                await asyncio.to_thread(partial(self.lake.append, polars_writer=True), "trades", df)
+                await asyncio.to_thread(self._append, df)
             except Exception as e:  # noqa: BLE001
                 rec.rows.event(now, venue, sym, "backfill",
                                f"time {_iso(start_us)}..{_iso(end_us)} asked; {len(fresh)} trade(s) fetched "
@@ -802,14 +816,17 @@ class Backfiller:
         window the recorder seeded its trade ids from (``seed_hours``, plus an hour), which the
         time filter prunes to the newest files by their statistics, so a large lake costs no more
         than a small one."""
-        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=self.rec.cfg.seed_hours + 1)
+        hours = self.rec.cfg.seed_hours + 1
         try:
-            df = (self.lake.scan_files("trades")
-                  .filter(pl.col("ts_local") >= since, pl.col("venue") == runner.venue, pl.col("symbol") == sym,
-                          pl.col("trade_id") == str(trade_id)).select(pl.col("ts_exchange").dt.epoch("us"))
-                  .collect())
-            if df.height:
-                return int(df.item(0, 0))
+            if self.tail is not None:  # a child reads it: this process never loads delta-rs
+                ts = self.rec.lake_child_sync("trade_ts", {"lake": str(self.lake.root), "venue": runner.venue,
+                                                           "symbol": sym, "trade_id": str(trade_id),
+                                                           "since_hours": hours})["ts"]
+            else:
+                since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=hours)
+                ts = trade_ts(self.lake, runner.venue, sym, str(trade_id), since)
+            if ts is not None:
+                return int(ts)
         except Exception:  # noqa: BLE001 - fall back below
             pass
         seen = max([s.adapter.last_msg_us.get(sym, 0) for s in runner.sessions] + [runner.last_seen.get(sym, 0)])
@@ -854,8 +871,7 @@ class Backfiller:
         if fresh:
             df = result_frame(r2, now)
             try:
-                # Polars writes the file (Lake.append): the recorder never loads delta-rs' writer
-                await asyncio.to_thread(partial(self.lake.append, polars_writer=True), "trades", df)
+                await asyncio.to_thread(self._append, df)
             except Exception as e:  # noqa: BLE001
                 rec.rows.event(now, venue, sym, "backfill",
                                f"ids {lo}..{hi}: {len(fresh)} trade(s) fetched but not written: {e}")

@@ -19,7 +19,6 @@ import sys
 import time
 
 import msgspec
-import polars as pl
 
 # picows' websockets-compatible client: the same asyncio API as `websockets`,
 # with a Cython frame parser that receives ~8x more messages per CPU-second
@@ -30,8 +29,10 @@ from picows.websockets import connect as ws_connect
 from lab import eventloop
 from lab.lake import Lake, data_dir
 from lab.recorder import RecorderStatus, SymbolStatus, VenueStatus, WriteOutage, encode_status, status_path
+from lab.tail import ORDER
 from recorders.backfill import Backfiller
 from recorders.config import RecorderConfig, VenueConfig
+from recorders.lakework import seed_ids
 from recorders.rest import RestClient
 from recorders.venues import adapter_for
 from recorders.venues.base import Adapter, Rows, TradeIds, to_text
@@ -48,8 +49,6 @@ MAINTAIN_PASS = ("import sys; from lab.lake import Lake; from lab.apps.maintain 
                  "bad = compaction_failures(Lake(sys.argv[1]).maintain(min_files=16)); "
                  "sys.exit('compaction failed: ' + '; '.join(bad) if bad else None)")
 MAINTAIN_STOP_WAIT = 60.0  # seconds a stopping recorder lets a running pass finish before ending it
-#: look-back windows (s) read in turn at start-up until every symbol has its trade ids to seed
-SEED_WINDOWS = (60.0, 600.0, 3600.0)
 
 
 def _now_us() -> int:
@@ -326,8 +325,12 @@ class Recorder:
         self.writer = Writer(self.lake, max_batches=cfg.queue_batches,
                              maintain_every=0.0, delay=writer_delay,
                              max_pending_bytes=int(cfg.write_buffer_mb * 2**20),
-                             slow_every=cfg.slow_flush_interval, commit_every=cfg.commit_interval)
+                             slow_every=cfg.slow_flush_interval, commit_every=cfg.commit_interval,
+                             commits=cfg.committer == "recorder")
         self.rest = RestClient(cfg.rest_min_interval)
+        # trade-id ranges earlier recorders asked for (read by the start-up child when the
+        # maintainer commits the tail; the backfiller reads them itself otherwise)
+        self.asked_before: list[tuple[str, str, int, int]] = []
         self.backfiller = Backfiller(self) if cfg.backfill else None
         self.runners = [VenueRunner(self, vc) for vc in cfg.venues]
         self.status_file = status_path(cfg.name, cfg.status_dir)
@@ -344,46 +347,90 @@ class Recorder:
     # -- startup ------------------------------------------------------------
     def seed_trade_ids(self) -> None:
         """Remember the newest trade ids the lake holds (:attr:`TradeIds.capacity` per symbol, in
-        the order they were received) so a restart duplicates none.
+        the order they were received) so a restart duplicates none (:func:`recorders.lakework.seed_ids`)."""
+        self._seed(seed_ids(self.lake, self._seed_wants(), self.cfg.seed_hours))
 
-        What a restart can receive again is recent (see :class:`TradeIds`), so the lake is read in
-        widening windows (:data:`SEED_WINDOWS`, up to ``seed_hours``) until every symbol has its
-        ids: start-up holds a bounded number of ids however much history the lake holds. The
-        files are read by :meth:`Lake.scan_files` (no pyarrow), the newest ids per symbol picked
-        with ``top_k_by``, so start-up does not hold hours of trades in memory."""
-        if not self.lake.exists("trades"):
-            return
-        try:
-            scan = self.lake.scan_files("trades")
-        except Exception as e:  # noqa: BLE001 - a damaged table: record without dedupe against it
-            log.warning("could not seed trade ids: %s", e)
-            return
-        now = dt.datetime.now(dt.timezone.utc)
-        windows = [w for w in SEED_WINDOWS if w < self.cfg.seed_hours * 3600] + [self.cfg.seed_hours * 3600]
+    def _seed_wants(self) -> list[tuple[str, list[str], int]]:
+        return [(r.venue, list(r.vc.symbols), r.trade_ids.capacity) for r in self.runners]
+
+    def _seed(self, seeds: dict[str, dict[str, list]]) -> None:
         for r in self.runners:
-            want = r.trade_ids.capacity
-            syms = [s.upper() for s in r.vc.symbols]
-            got: dict[str, list[str]] = {}
-            try:
-                for w in windows:
-                    need = [s for s in syms if len(got.get(s, ())) < want]
-                    if not need:
-                        break
-                    df = (scan.filter(pl.col("venue") == r.venue, pl.col("symbol").is_in(need),
-                                      pl.col("ts_local") >= now - dt.timedelta(seconds=w))
-                          .group_by("symbol")
-                          .agg(pl.struct("ts_local", "trade_id").top_k_by("ts_local", want).alias("t"))
-                          .explode("t").unnest("t")
-                          # in the order they were received: the backfill looks for the newest
-                          # id held and for holes among the newest ones
-                          .sort("ts_local", maintain_order=True)
-                          .collect(engine="streaming"))
-                    for (sym,), part in df.partition_by("symbol", as_dict=True, maintain_order=True).items():
-                        got[str(sym)] = part["trade_id"].to_list()
-            except Exception as e:  # noqa: BLE001 - seed what was read; dedupe of the rest is lost
-                log.warning("could not seed trade ids for %s: %s", r.venue, e)
-            for sym, ids in got.items():
+            for sym, ids in seeds.get(r.venue, {}).items():
                 r.trade_ids.seed(sym, ids)
+
+    def _adopted(self, adopted: dict[str, int]) -> None:
+        if adopted:
+            log.info("committed the tail a previous recorder left: %s rows", adopted)
+            self.rows.event(_now_us(), "recorder", None, "tail_adopted",
+                            f"rows a stopped recorder wrote to the tail, now committed: {adopted}")
+
+    @property
+    def tail_by_maintainer(self) -> bool:
+        """The tail's Delta commits are left to the maintainer (committer = "maintainer" on a lake
+        on disk): this process writes tail files only and never loads delta-rs."""
+        return self.cfg.committer == "maintainer" and not getattr(self.lake, "remote", False)
+
+    def lake_child_sync(self, what: str, req: dict, timeout: float = 120.0) -> dict:
+        """:meth:`_lake_child` from a worker thread (blocking): its answer; raises on failure."""
+        import json
+        import subprocess
+
+        r = subprocess.run([sys.executable, "-m", "recorders.lakework", what], input=json.dumps(req),
+                           capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            lines = r.stderr.strip().splitlines()
+            raise RuntimeError(f"lake {what} failed: {lines[-1] if lines else r.returncode}")
+        return json.loads(r.stdout)
+
+    async def _lake_child(self, what: str, req: dict, wait: float | None = None) -> dict | None:
+        """Run ``python -m recorders.lakework what`` (a recorder that leaves its commits to the
+        maintainer does its few Delta reads and commits there, and never loads delta-rs); its
+        answer, or None (said in a warning) when it failed. ``wait``: seconds before it is ended
+        (it runs in its own session, so a second Ctrl-C does not cut a commit short)."""
+        import json
+
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "recorders.lakework", what,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                start_new_session=wait is not None)
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(json.dumps(req).encode()), wait)
+            except TimeoutError:
+                proc.terminate()
+                await proc.wait()
+                log.warning("lake %s: not done after %g s; ended (lab maintain commits what is left)", what, wait)
+                return None
+        except OSError as e:
+            log.warning("lake %s: could not start a child process: %s", what, e)
+            return None
+        if proc.returncode != 0:
+            log.warning("lake %s failed (exit code %s); lab maintain commits what is left", what, proc.returncode)
+            return None
+        try:
+            return json.loads(out)
+        except ValueError:
+            log.warning("lake %s: unreadable answer %r", what, out[:200])
+            return None
+
+    async def _start_lake(self) -> None:
+        """Before recording: commit what stopped recorders left in the tail, then read the trade
+        ids to seed - in this process, or in a child when the maintainer commits the tail."""
+        if self.tail_by_maintainer:
+            if self.cfg.maintain_every <= 0:
+                log.info("the tail's Delta commits are left to `lab maintain` (committer = \"maintainer\", "
+                         "maintain_every = 0): run it beside this recorder, as lab demo does")
+            got = await self._lake_child("start", {
+                "lake": str(self.lake.root), "ensure": list(ORDER), "seed": self._seed_wants(),
+                "seed_hours": self.cfg.seed_hours,
+                **({"asked_since_hours": self.cfg.seed_hours + 1} if self.backfiller is not None else {})})
+            if got is not None:
+                self._adopted(got.get("adopted", {}))
+                self._seed(got.get("seeds", {}))
+                self.asked_before = [tuple(a) for a in got.get("asked", [])]
+            return
+        await asyncio.to_thread(self._settle_tail)
+        await asyncio.to_thread(self.seed_trade_ids)  # a lake read: off the loop (signals stay live)
 
     # -- periodic work --------------------------------------------------------
     def flush(self) -> None:
@@ -653,11 +700,7 @@ class Recorder:
         except Exception as e:  # noqa: BLE001 - the maintainer retries; recording goes on
             log.warning("could not commit the tail a previous recorder left: %s", str(e).splitlines()[0][:300])
             return
-        adopted = {t: d["adopted"] for t, d in done.items() if d.get("adopted")}
-        if adopted:
-            log.info("committed the tail a previous recorder left: %s rows", adopted)
-            self.rows.event(_now_us(), "recorder", None, "tail_adopted",
-                            f"rows a stopped recorder wrote to the tail, now committed: {adopted}")
+        self._adopted({t: d["adopted"] for t, d in done.items() if d.get("adopted")})
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -666,8 +709,7 @@ class Recorder:
                 loop.add_signal_handler(sig, self.stop)
             except (NotImplementedError, RuntimeError):
                 pass
-        await asyncio.to_thread(self._settle_tail)
-        await asyncio.to_thread(self.seed_trade_ids)  # a lake read: off the loop (signals stay live)
+        await self._start_lake()
         self.rows.event(_now_us(), "recorder", None, "start",
                         f"{self.cfg.name} pid {os.getpid()} run {self.run_id}: "
                         + ", ".join(f"{r.venue}[{','.join(r.vc.symbols)}]" for r in self.runners))
@@ -696,6 +738,9 @@ class Recorder:
             ticker.cancel()
             self.flush()
             await asyncio.to_thread(self.writer.close)
+            if self.writer.tail is not None and not self.writer.tail.commits:
+                # the maintainer commits the tail; what this run wrote since its last pass, now
+                await self._lake_child("settle", {"lake": str(self.lake.root)}, wait=MAINTAIN_STOP_WAIT)
             await self._stop_maintainer(maintainer)
             await self.rest.aclose()
             if self.publisher is not None:

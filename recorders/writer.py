@@ -39,7 +39,7 @@ from collections.abc import Callable
 import polars as pl
 
 from lab.lake import Lake
-from lab.tail import ORDER, TailWriter
+from lab.tail import ORDER, TAIL, TailWriter
 from recorders.venues.base import Rows
 
 __all__ = ["Writer"]
@@ -106,12 +106,16 @@ class _Pending:
 class Writer:
     def __init__(self, lake: Lake, *, max_batches: int = 16, maintain_every: float = 0.0,
                  delay: float = 0.0, max_pending_bytes: int = 256 * 2**20, log_every: float = 30.0,
-                 retry_max: float = 5.0, slow_every: float = 0.0, commit_every: float = 0.0) -> None:
+                 retry_max: float = 5.0, slow_every: float = 0.0, commit_every: float = 0.0,
+                 commits: bool = True) -> None:
         self.lake = lake
         # commit_every > 0: tail mode (lab.tail): each flush's rows become tail files, visible to
         # readers at once, and Delta commits happen every commit_every seconds (one per table)
         self.commit_every = commit_every
-        self.tail = TailWriter(lake) if commit_every > 0 and not getattr(lake, "remote", False) else None
+        # commits=False (committer = "maintainer"): the tail's files are committed by lab.tail.settle
+        # in another process; this one never opens a Delta table (nor loads delta-rs)
+        self.tail = (TailWriter(lake, commits=commits) if commit_every > 0 and not getattr(lake, "remote", False)
+                     else None)
         self._commit_due = time.monotonic() + commit_every
         self.tail_commits = 0
         self.commit_error = ""  # first line of the last failed tail commit ("" once one works)
@@ -320,7 +324,7 @@ class Writer:
         files to its Delta table, one commit per table, the journal first. A failed commit
         keeps the files (on disk and readable) for the next round; a failed journal commit
         holds back the other tables', so the Delta tables never get ahead of the journal."""
-        if self.tail is None:
+        if self.tail is None or not self.tail.commits:
             return
         now = time.monotonic()
         if not force and now < self._commit_due:
@@ -352,7 +356,14 @@ class Writer:
         checked on its retry schedule without writing, with the check an append makes before
         writing (the log is readable): healthy again ends its outage."""
         try:
-            self.lake._refuse_damaged_log(table)
+            if self.tail is not None and not self.tail.commits:  # only the tail's folder is written here
+                d = self.lake.path(table) / TAIL
+                d.mkdir(parents=True, exist_ok=True)
+                if not os.access(d, os.W_OK):
+                    raise PermissionError(13, f"cannot write to {d}")
+                self._space_check(0)
+            else:
+                self.lake._refuse_damaged_log(table)
         except Exception as e:  # noqa: BLE001 - the probe fails as an append would
             self._failed(table, e)
             return

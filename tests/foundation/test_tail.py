@@ -253,3 +253,46 @@ def test_a_large_tail_commit_is_written_in_row_groups_of_bounded_size(lake_dir: 
     got = pl.read_parquet(f)["recv_seq"].to_list()
     assert got == list(range(1, 12_001))
     tw.close()
+
+
+def _flush(tw: TailWriter, k: int) -> None:
+    """One recorder flush: the journal's file first, then the trades' (flush ``k`` in both)."""
+    f = make_trades(3, T0 + dt.timedelta(seconds=k), seed=k).with_columns(
+        pl.format("{}-{}", pl.lit(k), pl.col("trade_id")).alias("trade_id"))
+    tw.write("raw_messages", pl.DataFrame({"ts_local": f["ts_local"], "venue": f["venue"], "conn_id": ["c"] * 3,
+                                           "recv_seq": [k * 3 + j for j in range(3)], "payload": f["trade_id"]}))
+    tw.write("trades", f)
+
+
+def test_a_live_writer_without_commits_is_committed_by_settle_journal_first(lake_dir: Path, monkeypatch) -> None:
+    # Arrange: a writer that leaves its commits to maintenance (a recorder with committer =
+    # "maintainer"), and a settle that lists the tail while that writer goes on writing: after
+    # each table's listing, one more whole flush lands
+    import lab.tail as tail
+
+    lake = Lake(lake_dir)
+    tw = TailWriter(lake, grace=3600, commits=False)
+    _flush(tw, 0)
+    listing = tail._listing
+    flushes = iter(range(1, 1000))
+
+    def listing_then_a_flush(table_dir: Path):
+        out = listing(table_dir)
+        _flush(tw, next(flushes))
+        return out
+
+    monkeypatch.setattr(tail, "_listing", listing_then_a_flush)
+    for _ in range(4):
+        # Act: settle while the writer lives (it holds no lock)
+        settle(lake, ["raw_messages", "trades"])
+        # Assert: the Delta tables alone never hold a trade whose journal rows they lack
+        raw = set(pl.read_delta(str(lake.path("raw_messages")))["payload"])
+        trades = set(pl.read_delta(str(lake.path("trades")))["trade_id"])
+        assert trades and trades <= raw, sorted(trades - raw)[:5]
+    monkeypatch.setattr(tail, "_listing", listing)
+    settle(lake, ["raw_messages", "trades"])
+    # every row written is committed exactly once, and readers of the tail see each once
+    n = 3 * next(flushes)
+    assert _delta_rows(lake) == n and _delta_rows(lake, "raw_messages") == n
+    assert _count_sql(lake) == n and len(set(_ids(lake))) == n
+    assert settle(lake, ["raw_messages", "trades"]) == {}
