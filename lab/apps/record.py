@@ -43,6 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--commit-interval", type=float, help="seconds between Delta commits of the rows written "
                    "(they are readable before, from the table's _tail folder); 0 = commit every flush "
                    "(default 30)")
+    p.add_argument("--committer", choices=("recorder", "maintainer"),
+                   help="who makes those Delta commits: this process (recorder, the default), or `lab maintain` "
+                   "and this recorder's maintenance pass (maintainer: the recorder never loads delta-rs, ~50 MiB "
+                   "less memory; lab demo's setting)")
     p.add_argument("--queue-batches", type=int, help="batches queued for the writer before rows are "
                    "dropped (and the loss recorded) (default 16)")
     p.add_argument("--rotate-after", type=float, help="planned, overlapped reconnect after this many "
@@ -64,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace) -> RecorderConfig:
     over = dict(lake=args.lake, name=args.name, status_dir=args.status_dir,
                 flush_interval=args.flush_interval, commit_interval=args.commit_interval,
-                queue_batches=args.queue_batches,
+                committer=args.committer, queue_batches=args.queue_batches,
                 rotate_after=args.rotate_after, maintain_every=args.maintain_every,
                 bus=args.bus, duration=args.duration, no_data_after=args.no_data_after)
     if args.config:
