@@ -78,6 +78,20 @@ def _counts(status: Path) -> tuple[int, int]:
         return 0, 0
 
 
+def _sent(trades: list[dict], symbols: dict, poll, t_start: float, secs: float) -> list[tuple[float, object]]:
+    """(send time on the wall clock, first-seen record or None) of the trades send_to_visible counts."""
+    import datetime as dt
+
+    out = []
+    for t in trades:
+        if t["symbol"] not in symbols.get(t["venue"], ()):
+            continue
+        te = dt.datetime.fromisoformat(t["ts_exchange"].replace("Z", "+00:00")).timestamp() + poll.offset
+        if t_start + 1.0 <= te <= t_start + secs - 3.0:
+            out.append((te, poll.seen.get(f"{t['venue']}|{t['symbol']}|{t['trade_id']}")))
+    return out
+
+
 def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pause: float,
               warmup: float, baseline_root: Path | None = None, flush: float = 1.0,
               committer: str = "recorder") -> dict:
@@ -129,13 +143,17 @@ def run_point(sim, interval: float, secs: float, maintain_every: float, poll_pau
         for p in procs:
             p.wait(60)
     wall = t1 - t0
-    lat = [s for s, _ in send_to_visible(list(sim.truth.trades), symbols, poll.seen, poll.offset, t_start, secs)]
+    trades = list(sim.truth.trades)
+    lat = [s for s, _ in send_to_visible(trades, symbols, poll.seen, poll.offset, t_start, secs)]
+    # when the unseen ones were sent (s into the window): a stall mid-run, or the window's end under load
+    unseen_at = sorted(round(te - t_start, 1) for te, s in _sent(trades, symbols, poll, t_start, secs) if s is None)
     lat_a = np.array(lat) if lat else np.array([np.inf])
     shutil.rmtree(tmp, ignore_errors=True)
     return {"interval": interval, "rec_cores": (c_rec1 - c_rec0) / wall, "mnt_cores": (c_mnt1 - c_mnt0) / wall,
             "commits_s": (n1 - n0) / wall, "msgs_s": (m1 - m0) / wall, "p50": float(np.percentile(lat_a, 50)),
             "p99": float(np.percentile(lat_a, 99)), "trades": len(lat), "unseen": int(np.isinf(lat_a).sum()),
             "poll_s": float(np.median(poll.costs)) if poll.costs else float("nan"), "rss": rss,
+            "unseen_at": unseen_at,
             "load": os.getloadavg()[0],
             "base_cores": (c_base1 - c_base0) / wall if base is not None else float("nan"), "base_rss": rss_base}
 
@@ -177,6 +195,10 @@ def main() -> int:
             r = run_point(sim, iv, a.seconds, a.maintain_every, a.poll_pause, a.warmup, a.baseline_root, a.flush,
                           a.committer)
             rows.append(r)
+            if r["unseen_at"]:
+                at = r["unseen_at"]
+                print(f"{'':>10} unseen trades were sent at {at[0]:g}..{at[-1]:g} s into the {a.seconds:g} s window "
+                      f"({len(at)}; a stall mid-run, or trades still unseen at the window's end under load)", flush=True)
             extra = (f"   baseline recorder {r['base_cores']:.3f} cores, RSS {r['base_rss']:.0f} MiB"
                      if a.baseline_root else "")
             print(f"{iv:>10g} {r['rec_cores']:>14.3f} {r['mnt_cores']:>16.3f} {r['commits_s']:>9.2f} "
