@@ -9,7 +9,8 @@ import time
 
 from lab.lake import Lake
 
-HELP = "compact, checkpoint and vacuum the lake (once or continuously)"
+HELP = ("commit recorders' tails, compact, checkpoint and vacuum the lake (once or continuously); a recorder "
+        "with committer = \"maintainer\" (lab demo's) relies on it for its Delta commits")
 WRITES_DATA = lambda a: a.lake is None  # noqa: E731  (compacts $LAB_DATA/lake; see lab.cli)
 
 
