@@ -197,7 +197,12 @@ class DataService(fl.FlightServerBase):
                 asyncio.run_coroutine_threadsafe(cancel_all(), self._loop).result(timeout=5)
             except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            loop, thread = self._loop, self._loop_thread
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(5)
+            if not loop.is_running():  # closed here, not by the garbage collector at some later moment
+                loop.close()
             self._loop = None
 
     # -- housekeeping ---------------------------------------------------------------

@@ -275,6 +275,7 @@ class Simulator:
                 loop.run_until_complete(self.start())
             except BaseException as e:  # noqa: BLE001 - reported to the caller
                 err.append(e)
+                loop.close()
                 ready.set()
                 return
             ready.set()
