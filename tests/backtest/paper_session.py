@@ -51,9 +51,11 @@ class PaperSession:
     hub_dropped: int
 
 
-async def run_paper_session(lake: Lake, frames: Frames, cfg: BacktestConfig) -> PaperSession:
+async def run_paper_session(lake: Lake, frames: Frames, cfg: BacktestConfig, flush_s: float = 0.2) -> PaperSession:
     """A market maker on binance BTC-USDT paper-trading ``frames`` published on a fresh hub,
-    its fills written to ``lake``; returns once it has read every row (finished)."""
+    its fills written to ``lake``; returns once it has read every row (finished). ``flush_s``:
+    the runner's batch timer (as live); a large one leaves only its 3,000-row batches, the same
+    in every run whatever the machine's load."""
     from lab.bus import Hub, Publisher
 
     hub = Hub("127.0.0.1", 0)
@@ -63,7 +65,7 @@ async def run_paper_session(lake: Lake, frames: Frames, cfg: BacktestConfig) -> 
                          interval_s=0.1)
         runner = PaperRunner(mm, [(V, S)], cfg, lake=lake)
         total = sum(len(r) for _, r in frames)
-        task = asyncio.create_task(runner.run(hub.url, duration_s=120, flush_s=0.2, max_rows=3_000,
+        task = asyncio.create_task(runner.run(hub.url, duration_s=120, flush_s=flush_s, max_rows=3_000,
                                               stop_after_rows=total))
         await hub.wait_subscribers(1, timeout=240)  # a cold numba cache compiles the engine first
         pub = Publisher(hub.url + "/publish", max_pending=100_000)
