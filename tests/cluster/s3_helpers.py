@@ -69,6 +69,8 @@ class HeaderDroppingProxy:
     def __exit__(self, *exc) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._loop.is_running():
+            self._loop.close()
 
 
 class ProxyProcess:

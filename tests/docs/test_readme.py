@@ -172,6 +172,8 @@ class BusThread:
         self.call(self.hub.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        if not self.loop.is_running():
+            self.loop.close()  # here, not by the garbage collector during a later test
 
 
 # --------------------------------------------------------------------------- the new user's folder

@@ -94,6 +94,8 @@ class LoopThread:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        if not self.loop.is_running():
+            self.loop.close()  # here, not by the garbage collector during a later test
 
 
 class HostileServer:
