@@ -370,47 +370,29 @@ class Recorder:
         on disk): this process writes tail files only and never loads delta-rs."""
         return self.cfg.committer == "maintainer" and not getattr(self.lake, "remote", False)
 
-    def lake_child_sync(self, what: str, req: dict, timeout: float = 120.0) -> dict:
-        """:meth:`_lake_child` from a worker thread (blocking): its answer; raises on failure."""
+    def lake_child_sync(self, what: str, req: dict, timeout: float | None = 120.0, own_session: bool = False) -> dict:
+        """Run ``python -m recorders.lakework what`` on ``req`` and return its answer (blocking: from
+        a worker thread); raises, with the child's last line, when it fails or outlives ``timeout``.
+        A recorder that leaves its commits to the maintainer does its few Delta reads and commits
+        there, and never loads delta-rs. ``own_session``: a second Ctrl-C does not cut it short."""
         import json
         import subprocess
 
         r = subprocess.run([sys.executable, "-m", "recorders.lakework", what], input=json.dumps(req),
-                           capture_output=True, text=True, timeout=timeout)
+                           capture_output=True, text=True, timeout=timeout, start_new_session=own_session)
         if r.returncode != 0:
             lines = r.stderr.strip().splitlines()
-            raise RuntimeError(f"lake {what} failed: {lines[-1] if lines else r.returncode}")
+            raise RuntimeError(f"exit code {r.returncode}: {lines[-1] if lines else 'no message'}")
         return json.loads(r.stdout)
 
     async def _lake_child(self, what: str, req: dict, wait: float | None = None) -> dict | None:
-        """Run ``python -m recorders.lakework what`` (a recorder that leaves its commits to the
-        maintainer does its few Delta reads and commits there, and never loads delta-rs); its
-        answer, or None (said in a warning) when it failed. ``wait``: seconds before it is ended
-        (it runs in its own session, so a second Ctrl-C does not cut a commit short)."""
-        import json
-
+        """:meth:`lake_child_sync` off the event loop; None, said in a warning, when it failed.
+        ``wait``: seconds before it is ended (then it runs in its own session)."""
         try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "recorders.lakework", what,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                start_new_session=wait is not None)
-            try:
-                out, _ = await asyncio.wait_for(proc.communicate(json.dumps(req).encode()), wait)
-            except TimeoutError:
-                proc.terminate()
-                await proc.wait()
-                log.warning("lake %s: not done after %g s; ended (lab maintain commits what is left)", what, wait)
-                return None
-        except OSError as e:
-            log.warning("lake %s: could not start a child process: %s", what, e)
-            return None
-        if proc.returncode != 0:
-            log.warning("lake %s failed (exit code %s); lab maintain commits what is left", what, proc.returncode)
-            return None
-        try:
-            return json.loads(out)
-        except ValueError:
-            log.warning("lake %s: unreadable answer %r", what, out[:200])
+            return await asyncio.to_thread(self.lake_child_sync, what, req, wait, wait is not None)
+        except Exception as e:  # noqa: BLE001 - recording goes on; lab maintain commits what is left
+            log.warning("lake %s in a child process failed (%s); lab maintain commits what is left",
+                        what, str(e).splitlines()[0][:300] if str(e) else type(e).__name__)
             return None
 
     async def _start_lake(self) -> None:
