@@ -31,7 +31,7 @@ import polars as pl
 
 from lab.lake import Lake
 
-__all__ = ["SEED_WINDOWS", "seed_ids", "asked_before", "trade_ts", "run", "main"]
+__all__ = ["SEED_WINDOWS", "seed_ids", "asked_before", "trade_ts", "settle_tail", "run", "main"]
 
 log = logging.getLogger("recorders")
 
@@ -112,14 +112,18 @@ def _since(hours: float) -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=hours)
 
 
-def _settle(lake: Lake) -> dict[str, int]:
-    """Rows committed per table from tails no live committer holds (``{}`` on failure, said)."""
+def settle_tail(lake: Lake) -> dict[str, int]:
+    """Commit the tail files no live committer holds (:func:`lab.tail.settle`, the journal first);
+    rows committed per table (``{}`` for an object-store lake, which has no tail, and on failure,
+    said in a warning: the maintainer retries, recording goes on)."""
+    if getattr(lake, "remote", False):
+        return {}
     from lab.tail import settle
 
     try:
         done = settle(lake)
     except Exception as e:  # noqa: BLE001 - the maintainer retries; recording goes on
-        log.warning("could not commit the lake's tail: %s", str(e).splitlines()[0][:300])
+        log.warning("could not commit the tail a previous recorder left: %s", str(e).splitlines()[0][:300])
         return {}
     return {t: d["adopted"] for t, d in done.items() if d.get("adopted")}
 
@@ -129,7 +133,7 @@ def run(what: str, req: dict[str, Any]) -> dict[str, Any]:
     lake = Lake(req["lake"])
     if what == "trade_ts":
         return {"ts": trade_ts(lake, req["venue"], req["symbol"], str(req["trade_id"]), _since(req["since_hours"]))}
-    out: dict[str, Any] = {"adopted": _settle(lake)}
+    out: dict[str, Any] = {"adopted": settle_tail(lake)}
     if what == "start":
         for table in req.get("ensure", []):
             try:

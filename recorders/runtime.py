@@ -32,7 +32,7 @@ from lab.recorder import RecorderStatus, SymbolStatus, VenueStatus, WriteOutage,
 from lab.tail import ORDER
 from recorders.backfill import Backfiller
 from recorders.config import RecorderConfig, VenueConfig
-from recorders.lakework import seed_ids
+from recorders.lakework import seed_ids, settle_tail
 from recorders.rest import RestClient
 from recorders.venues import adapter_for
 from recorders.venues.base import Adapter, Rows, TradeIds, to_text
@@ -672,17 +672,8 @@ class Recorder:
 
     # -- main -----------------------------------------------------------------
     def _settle_tail(self) -> None:
-        """Commit the tail files a killed recorder left (lab.tail.settle), the journal first."""
-        if getattr(self.lake, "remote", False):
-            return
-        from lab.tail import settle
-
-        try:
-            done = settle(self.lake)
-        except Exception as e:  # noqa: BLE001 - the maintainer retries; recording goes on
-            log.warning("could not commit the tail a previous recorder left: %s", str(e).splitlines()[0][:300])
-            return
-        self._adopted({t: d["adopted"] for t, d in done.items() if d.get("adopted")})
+        """Commit the tail files a killed recorder left (:func:`recorders.lakework.settle_tail`)."""
+        self._adopted(settle_tail(self.lake))
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
